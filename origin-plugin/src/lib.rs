@@ -1,0 +1,1 @@
+//! The origin-side half of Cachefront (under construction).

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test: formatting and lints (host and wasm32), the worker core's
+# native tests, the origin plugin's tests against a throwaway PostgreSQL, one
+# release build of the worker, and the end-to-end tests in the real Workers
+# runtime (workerd, via wrangler) against stand-in origins on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+source scripts/toolchain-env.sh
+
+section() { printf '\n=== %s\n' "$*"; }
+
+section "format"
+cargo fmt --all --check
+
+section "clippy (host)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "clippy (wasm32)"
+cargo clippy -p cachefront --lib --target wasm32-unknown-unknown -- -D warnings
+
+section "worker core (native)"
+cargo test -p cachefront
+
+section "origin plugin"
+if [ -f scripts/test-origin.sh ]; then
+  bash scripts/with-postgres.sh bash scripts/test-origin.sh
+else
+  cargo test -p cachefront-origin
+fi
+
+section "worker build (wasm32, release)"
+bash scripts/build-worker.sh
+
+section "end-to-end (workerd)"
+node --test --test-concurrency=2 tests/e2e/

@@ -1,0 +1,301 @@
+//! Typed, validated worker configuration, read from the worker's variables
+//! (`[vars]` in `wrangler.toml`, secrets from `wrangler secret` or `.dev.vars`).
+//!
+//! Parsing is a pure function of a variable lookup, so every rule is unit-tested
+//! natively; the Workers adapter only supplies the lookup.
+
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use url::Url;
+
+/// Variable holding the JSON array of origins.
+pub const VAR_ORIGINS: &str = "ORIGINS";
+/// Variable naming the cache namespace (bump it on deploy to start from an empty cache).
+pub const VAR_CACHE_NAMESPACE: &str = "CACHE_NAMESPACE";
+/// Variable bounding the size of a response body the cache stores.
+pub const VAR_CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
+
+const DEFAULT_NAMESPACE: &str = "v1";
+/// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
+/// because the v0 pipeline buffers bodies it may store.
+const DEFAULT_MAX_OBJECT_BYTES: u64 = 25 * 1024 * 1024;
+const MAX_NAMESPACE_LEN: usize = 64;
+
+/// One origin as written in `ORIGINS`, before validation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrigin {
+    name: String,
+    url: String,
+}
+
+/// One origin server the worker can forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// Short name shown in headers and logs (`[A-Za-z0-9._-]`, at most 64 bytes).
+    pub name: String,
+    /// Base URL: scheme, host, optional port and path prefix; no query or fragment.
+    pub url: Url,
+}
+
+/// The whole, validated configuration of the worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Origins in the order they were given; the first is the primary.
+    pub origins: Vec<OriginConfig>,
+    /// Part of every cache key: changing it makes every cached entry unreachable.
+    pub cache_namespace: String,
+    /// Responses with a larger body are served but never stored.
+    pub cache_max_object_bytes: u64,
+}
+
+/// A configuration problem: which variable is wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration variable {variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, message: impl fmt::Display) -> Self {
+        Self {
+            variable,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from a variable lookup (`None` = not set).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let raw_origins = lookup(VAR_ORIGINS).ok_or_else(|| {
+            ConfigError::new(
+                VAR_ORIGINS,
+                "is not set; expected a JSON array like [{\"name\":\"primary\",\"url\":\"http://127.0.0.1:3000\"}]",
+            )
+        })?;
+        let origins = parse_origins(&raw_origins)?;
+
+        let cache_namespace = match lookup(VAR_CACHE_NAMESPACE) {
+            None => DEFAULT_NAMESPACE.to_owned(),
+            Some(ns) => validate_namespace(ns.trim())?,
+        };
+
+        let cache_max_object_bytes = match lookup(VAR_CACHE_MAX_OBJECT_BYTES) {
+            None => DEFAULT_MAX_OBJECT_BYTES,
+            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+                ConfigError::new(
+                    VAR_CACHE_MAX_OBJECT_BYTES,
+                    format_args!("expected a whole number of bytes, got {raw:?}"),
+                )
+            })?,
+        };
+
+        Ok(Self {
+            origins,
+            cache_namespace,
+            cache_max_object_bytes,
+        })
+    }
+
+    /// The origin every cache miss goes to in this version of the pipeline.
+    pub fn primary_origin(&self) -> &OriginConfig {
+        // `parse_origins` guarantees at least one origin.
+        &self.origins[0]
+    }
+}
+
+fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
+    let raw_origins: Vec<RawOrigin> = serde_json::from_str(raw).map_err(|e| {
+        ConfigError::new(VAR_ORIGINS, format_args!("is not a valid origin list: {e}"))
+    })?;
+    if raw_origins.is_empty() {
+        return Err(ConfigError::new(
+            VAR_ORIGINS,
+            "must list at least one origin",
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut origins = Vec::with_capacity(raw_origins.len());
+    for (index, origin) in raw_origins.into_iter().enumerate() {
+        let at =
+            |msg: String| ConfigError::new(VAR_ORIGINS, format_args!("origin #{index}: {msg}"));
+        validate_name(&origin.name).map_err(at)?;
+        if !seen.insert(origin.name.clone()) {
+            return Err(at(format!("name {:?} is used twice", origin.name)));
+        }
+        let url = Url::parse(&origin.url).map_err(|e| {
+            at(format!(
+                "({}) url {:?} is not an absolute http(s) URL: {e}",
+                origin.name, origin.url
+            ))
+        })?;
+        validate_origin_url(&url).map_err(|m| at(format!("({}) {m}", origin.name)))?;
+        origins.push(OriginConfig {
+            name: origin.name,
+            url,
+        });
+    }
+    Ok(origins)
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty() || name.len() > 64 || !ok_chars {
+        return Err(format!(
+            "name {name:?} must be 1-64 characters of letters, digits, '.', '_' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_origin_url(url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("url {url} must use http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("url {url} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("url {url} must not have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "url {url} must not carry credentials; send them as origin headers"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_namespace(ns: &str) -> Result<String, ConfigError> {
+    let ok_chars = ns
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ns.is_empty() || ns.len() > MAX_NAMESPACE_LEN || !ok_chars {
+        return Err(ConfigError::new(
+            VAR_CACHE_NAMESPACE,
+            format_args!(
+                "{ns:?} must be 1-{MAX_NAMESPACE_LEN} characters of letters, digits, '.', '_' or '-'"
+            ),
+        ));
+    }
+    Ok(ns.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_vars(|name| vars.get(name).cloned())
+    }
+
+    fn origins_error(json: &str) -> String {
+        let err = config_from(&[(VAR_ORIGINS, json)]).expect_err("config should be rejected");
+        assert_eq!(err.variable, VAR_ORIGINS);
+        err.message
+    }
+
+    #[test]
+    fn minimal_origin_list_is_accepted_with_defaults() {
+        let config = config_from(&[(
+            VAR_ORIGINS,
+            r#"[{"name":"primary","url":"http://127.0.0.1:3000"}]"#,
+        )])
+        .expect("valid config");
+        assert_eq!(config.origins.len(), 1);
+        assert_eq!(config.primary_origin().name, "primary");
+        assert_eq!(
+            config.primary_origin().url.as_str(),
+            "http://127.0.0.1:3000/"
+        );
+        assert_eq!(config.cache_namespace, "v1");
+        assert_eq!(config.cache_max_object_bytes, DEFAULT_MAX_OBJECT_BYTES);
+    }
+
+    #[test]
+    fn several_origins_keep_their_order() {
+        let config = config_from(&[(
+            VAR_ORIGINS,
+            r#"[{"name":"eu","url":"https://eu.example.com/app"},{"name":"us","url":"https://us.example.com"}]"#,
+        )])
+        .expect("valid config");
+        let names: Vec<_> = config.origins.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["eu", "us"]);
+        assert_eq!(config.origins[0].url.path(), "/app");
+    }
+
+    #[test]
+    fn missing_origins_names_the_variable() {
+        let err = config_from(&[]).expect_err("must fail");
+        assert_eq!(err.variable, VAR_ORIGINS);
+        assert!(err.message.contains("not set"), "{}", err.message);
+    }
+
+    #[test]
+    fn malformed_origin_json_is_rejected() {
+        assert!(origins_error("not json").contains("not a valid origin list"));
+        assert!(origins_error(r#"{"name":"a"}"#).contains("not a valid origin list"));
+    }
+
+    #[test]
+    fn empty_origin_list_is_rejected() {
+        assert!(origins_error("[]").contains("at least one origin"));
+    }
+
+    #[test]
+    fn origin_without_url_or_with_unknown_field_is_rejected() {
+        assert!(origins_error(r#"[{"name":"a"}]"#).contains("url"));
+        assert!(
+            origins_error(r#"[{"name":"a","url":"http://x","colour":"red"}]"#).contains("colour")
+        );
+    }
+
+    #[test]
+    fn origin_url_must_be_absolute_http() {
+        assert!(origins_error(r#"[{"name":"a","url":"127.0.0.1:3000"}]"#).contains("http"));
+        assert!(origins_error(r#"[{"name":"a","url":"ftp://x.example"}]"#).contains("http"));
+        assert!(origins_error(r#"[{"name":"a","url":"/relative"}]"#).contains("absolute"));
+        assert!(origins_error(r#"[{"name":"a","url":"http://x.example/?q=1"}]"#).contains("query"));
+        assert!(
+            origins_error(r#"[{"name":"a","url":"http://u:p@x.example/"}]"#)
+                .contains("credentials")
+        );
+    }
+
+    #[test]
+    fn origin_names_must_be_valid_and_unique() {
+        assert!(origins_error(r#"[{"name":"","url":"http://x"}]"#).contains("name"));
+        assert!(origins_error(r#"[{"name":"a b","url":"http://x"}]"#).contains("name"));
+        let dup = origins_error(r#"[{"name":"a","url":"http://x"},{"name":"a","url":"http://y"}]"#);
+        assert!(dup.contains("origin #1") && dup.contains("twice"), "{dup}");
+    }
+
+    #[test]
+    fn namespace_and_object_limit_are_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let ok = config_from(&[
+            origins,
+            (VAR_CACHE_NAMESPACE, " deploy-42 "),
+            (VAR_CACHE_MAX_OBJECT_BYTES, "1024"),
+        ])
+        .expect("valid");
+        assert_eq!(ok.cache_namespace, "deploy-42");
+        assert_eq!(ok.cache_max_object_bytes, 1024);
+
+        let bad_ns = config_from(&[origins, (VAR_CACHE_NAMESPACE, "a/b")]).expect_err("bad ns");
+        assert_eq!(bad_ns.variable, VAR_CACHE_NAMESPACE);
+        let bad_max =
+            config_from(&[origins, (VAR_CACHE_MAX_OBJECT_BYTES, "-1")]).expect_err("bad max");
+        assert_eq!(bad_max.variable, VAR_CACHE_MAX_OBJECT_BYTES);
+    }
+}

@@ -1,0 +1,186 @@
+//! Building the request sent to an origin, and cleaning the origin's response.
+//!
+//! Headers that would let a client steer the origin without being part of the
+//! cache key (`X-Forwarded-Host`, `X-Original-URL`, …) are dropped here and the
+//! forwarding headers are set from what the edge actually received, so they
+//! cannot poison a shared entry.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Uri};
+
+use crate::config::OriginConfig;
+use crate::error::EdgeError;
+use crate::Body;
+
+/// Hop-by-hop fields (RFC 9110 §7.6.1) never forwarded in either direction.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request fields that change what some origins return but are not keyed.
+const UNKEYED_OVERRIDES: &[&str] = &[
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-port",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-host",
+];
+
+/// Removes hop-by-hop fields, including any the `Connection` field nominates.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// The client-facing host of a request: the URI authority, else `Host`.
+pub fn request_host(request: &Request<Body>) -> Option<String> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.as_str().to_owned());
+    }
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Builds the request to send to `origin` for a client request.
+pub fn origin_request(
+    request: &Request<Body>,
+    origin: &OriginConfig,
+) -> Result<Request<Body>, EdgeError> {
+    let mut url = origin.url.clone();
+    let prefix = origin.url.path().trim_end_matches('/');
+    url.set_path(&format!("{prefix}{}", request.uri().path()));
+    url.set_query(request.uri().query());
+    let uri: Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| EdgeError::BadRequest(format!("cannot forward this URL: {e}")))?;
+
+    let mut headers = request.headers().clone();
+    strip_hop_by_hop(&mut headers);
+    for name in UNKEYED_OVERRIDES {
+        headers.remove(*name);
+    }
+    headers.remove(header::HOST);
+    let platform_fields: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("cf-"))
+        .cloned()
+        .collect();
+    for name in platform_fields {
+        headers.remove(name);
+    }
+    if let Some(host) = request_host(request) {
+        if let Ok(value) = HeaderValue::from_str(&host) {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), value);
+        }
+    }
+    let scheme = request.uri().scheme_str().unwrap_or("https");
+    if let Ok(value) = HeaderValue::from_str(scheme) {
+        headers.insert(HeaderName::from_static("x-forwarded-proto"), value);
+    }
+
+    let mut forwarded = Request::new(request.body().clone());
+    *forwarded.method_mut() = request.method().clone();
+    *forwarded.uri_mut() = uri;
+    *forwarded.headers_mut() = headers;
+    Ok(forwarded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(url: &str) -> OriginConfig {
+        OriginConfig {
+            name: "primary".into(),
+            url: url.parse().expect("url"),
+        }
+    }
+
+    fn client_request(uri: &str, headers: &[(&'static str, &'static str)]) -> Request<Body> {
+        let mut builder = Request::builder().uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(Body::new()).expect("request")
+    }
+
+    #[test]
+    fn path_and_query_are_appended_to_the_origin_base() {
+        let req = client_request("https://shop.example/products/7?ref=home", &[]);
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000/app/")).expect("forwarded");
+        assert_eq!(
+            out.uri().to_string(),
+            "http://127.0.0.1:3000/app/products/7?ref=home"
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        assert_eq!(
+            out.uri().to_string(),
+            "http://127.0.0.1:3000/products/7?ref=home"
+        );
+    }
+
+    #[test]
+    fn unkeyed_override_headers_never_reach_the_origin() {
+        let req = client_request(
+            "https://shop.example/",
+            &[
+                ("x-forwarded-host", "evil.example"),
+                ("x-original-url", "/admin"),
+                ("x-http-method-override", "DELETE"),
+                ("accept", "text/html"),
+            ],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        assert_eq!(out.headers()["x-forwarded-host"], "shop.example");
+        assert_eq!(out.headers()["x-forwarded-proto"], "https");
+        assert!(out.headers().get("x-original-url").is_none());
+        assert!(out.headers().get("x-http-method-override").is_none());
+        assert_eq!(out.headers()["accept"], "text/html");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_nominated_fields_are_dropped() {
+        let req = client_request(
+            "https://shop.example/",
+            &[
+                ("connection", "x-secret, keep-alive"),
+                ("x-secret", "1"),
+                ("te", "trailers"),
+                ("cf-ray", "abc"),
+            ],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        for name in ["connection", "x-secret", "te", "cf-ray", "host"] {
+            assert!(out.headers().get(name).is_none(), "{name} leaked");
+        }
+    }
+}

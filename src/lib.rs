@@ -1,0 +1,25 @@
+//! Cachefront: an edge cache and asset optimizer that runs as a Cloudflare Worker.
+//!
+//! The crate is a runtime-free core (configuration, cache policy, keys, the
+//! request [`pipeline`]) plus one thin adapter over the Workers runtime that is
+//! compiled only for `wasm32`. The core runs natively against the in-memory
+//! platform in [`memory`] for tests and benches.
+
+pub mod cache_control;
+pub mod cache_key;
+pub mod cache_status;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod memory;
+pub mod pipeline;
+pub mod platform;
+pub mod policy;
+pub mod server_timing;
+pub mod stored;
+
+#[cfg(target_arch = "wasm32")]
+mod workers;
+
+/// Bodies are whole byte buffers in this version of the pipeline.
+pub type Body = bytes::Bytes;

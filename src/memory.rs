@@ -1,0 +1,252 @@
+//! In-memory implementations of the platform traits, for native tests and
+//! benches. They behave like the Workers ones where it matters (a store that
+//! keeps what it is given, an asset store that answers 404, background work
+//! that runs after the response) and let a test control time and origins.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use crate::config::OriginConfig;
+use crate::platform::{
+    Background, BackgroundTask, CacheStore, Clock, OriginError, OriginFetch, Platform,
+    StaticAssets, StoreError,
+};
+use crate::Body;
+
+/// A response store in a hash map. Clones share the same map.
+#[derive(Clone, Default)]
+pub struct MemoryCache {
+    entries: Rc<RefCell<HashMap<String, Response<Body>>>>,
+}
+
+impl MemoryCache {
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.entries.borrow().keys().cloned().collect()
+    }
+}
+
+fn clone_response(response: &Response<Body>) -> Response<Body> {
+    let mut copy = Response::new(response.body().clone());
+    *copy.status_mut() = response.status();
+    *copy.headers_mut() = response.headers().clone();
+    copy
+}
+
+impl CacheStore for MemoryCache {
+    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError> {
+        Ok(self.entries.borrow().get(key).map(clone_response))
+    }
+
+    async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
+        self.entries.borrow_mut().insert(key.to_owned(), response);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.entries.borrow_mut().remove(key).is_some())
+    }
+}
+
+type OriginHandler = dyn Fn(&OriginConfig, &Request<Body>) -> Result<Response<Body>, OriginError>;
+
+/// An origin answered by a closure; records every request it receives.
+#[derive(Clone)]
+pub struct MemoryOrigin {
+    handler: Rc<OriginHandler>,
+    received: Rc<RefCell<Vec<Request<Body>>>>,
+}
+
+impl MemoryOrigin {
+    pub fn new(
+        handler: impl Fn(&OriginConfig, &Request<Body>) -> Result<Response<Body>, OriginError> + 'static,
+    ) -> Self {
+        Self {
+            handler: Rc::new(handler),
+            received: Rc::default(),
+        }
+    }
+
+    /// How many requests reached the origin.
+    pub fn hits(&self) -> usize {
+        self.received.borrow().len()
+    }
+
+    /// The requests the origin received, oldest first (bodies shared, not copied).
+    pub fn received(&self) -> Vec<(http::Method, http::Uri, http::HeaderMap)> {
+        self.received
+            .borrow()
+            .iter()
+            .map(|r| (r.method().clone(), r.uri().clone(), r.headers().clone()))
+            .collect()
+    }
+}
+
+impl OriginFetch for MemoryOrigin {
+    async fn fetch(
+        &self,
+        origin: &OriginConfig,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, OriginError> {
+        let result = (self.handler)(origin, &request);
+        self.received.borrow_mut().push(request);
+        result
+    }
+}
+
+/// Static assets by path, with a content type.
+#[derive(Clone, Default)]
+pub struct MemoryAssets {
+    files: Rc<HashMap<String, (&'static str, Body)>>,
+}
+
+impl MemoryAssets {
+    pub fn new(files: impl IntoIterator<Item = (&'static str, &'static str, Body)>) -> Self {
+        let map = files
+            .into_iter()
+            .map(|(path, content_type, body)| (path.to_owned(), (content_type, body)))
+            .collect();
+        Self {
+            files: Rc::new(map),
+        }
+    }
+}
+
+impl StaticAssets for MemoryAssets {
+    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError> {
+        let path = request.uri().path();
+        let path = if path.ends_with('/') {
+            format!("{path}index.html")
+        } else {
+            path.to_owned()
+        };
+        let mut response = match self.files.get(&path) {
+            Some((content_type, body)) => {
+                let mut r = Response::new(body.clone());
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                r
+            }
+            None => {
+                let mut r = Response::new(Body::new());
+                *r.status_mut() = StatusCode::NOT_FOUND;
+                r
+            }
+        };
+        if request.method() == http::Method::HEAD {
+            *response.body_mut() = Body::new();
+        }
+        Ok(response)
+    }
+}
+
+/// A clock the test moves by hand. Clones share the same time.
+#[derive(Clone, Default)]
+pub struct ManualClock {
+    now_ms: Rc<Cell<u64>>,
+}
+
+impl ManualClock {
+    pub fn at(now_ms: u64) -> Self {
+        Self {
+            now_ms: Rc::new(Cell::new(now_ms)),
+        }
+    }
+
+    pub fn advance_secs(&self, secs: u64) {
+        self.now_ms.set(self.now_ms.get() + secs * 1000);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now_ms.get()
+    }
+}
+
+/// Background work queued until the test (or bench) runs it.
+#[derive(Clone, Default)]
+pub struct TaskQueue {
+    tasks: Rc<RefCell<Vec<BackgroundTask>>>,
+}
+
+impl TaskQueue {
+    pub fn pending(&self) -> usize {
+        self.tasks.borrow().len()
+    }
+
+    /// Runs every queued task (and any they queue) to completion.
+    pub async fn run_all(&self) {
+        loop {
+            let batch: Vec<BackgroundTask> = self.tasks.borrow_mut().drain(..).collect();
+            if batch.is_empty() {
+                return;
+            }
+            for task in batch {
+                task.await;
+            }
+        }
+    }
+}
+
+impl Background for TaskQueue {
+    fn spawn(&self, task: BackgroundTask) {
+        self.tasks.borrow_mut().push(task);
+    }
+}
+
+/// The whole in-memory platform; clones share state.
+#[derive(Clone)]
+pub struct MemoryPlatform {
+    pub cache: MemoryCache,
+    pub origin: MemoryOrigin,
+    pub assets: MemoryAssets,
+    pub clock: ManualClock,
+    pub tasks: TaskQueue,
+}
+
+impl MemoryPlatform {
+    pub fn new(origin: MemoryOrigin, assets: MemoryAssets, now_ms: u64) -> Self {
+        Self {
+            cache: MemoryCache::default(),
+            origin,
+            assets,
+            clock: ManualClock::at(now_ms),
+            tasks: TaskQueue::default(),
+        }
+    }
+}
+
+impl Platform for MemoryPlatform {
+    type Cache = MemoryCache;
+    type Origin = MemoryOrigin;
+    type Assets = MemoryAssets;
+    type Clock = ManualClock;
+    type Background = TaskQueue;
+
+    fn cache(&self) -> &MemoryCache {
+        &self.cache
+    }
+    fn origin(&self) -> &MemoryOrigin {
+        &self.origin
+    }
+    fn assets(&self) -> &MemoryAssets {
+        &self.assets
+    }
+    fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+    fn background(&self) -> &TaskQueue {
+        &self.tasks
+    }
+}

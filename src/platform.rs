@@ -1,0 +1,81 @@
+//! The small traits the pipeline uses to touch the platform. Everything behind
+//! them is I/O; everything in front of them is plain, testable Rust. There are
+//! two implementations: `workers` (wasm32, over the Workers runtime) and
+//! `memory` (native tests and benches).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::{Request, Response};
+
+use crate::config::OriginConfig;
+use crate::Body;
+
+/// A task to finish after the response is sent (`ctx.wait_until` on Workers).
+pub type BackgroundTask = Pin<Box<dyn Future<Output = ()> + 'static>>;
+
+/// A storage or binding failure; the pipeline degrades (e.g. treats it as a miss).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Why an origin fetch produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+}
+
+/// A dumb response store keyed by URL (the Cache API). It keeps what it is
+/// given; freshness is decided by the pipeline, not the store.
+#[allow(async_fn_in_trait)] // Workers futures are !Send; callers are generic, not dyn.
+pub trait CacheStore {
+    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError>;
+    async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<bool, StoreError>;
+}
+
+/// Sends a request to an origin and returns its response as received
+/// (redirects are not followed).
+#[allow(async_fn_in_trait)]
+pub trait OriginFetch {
+    async fn fetch(
+        &self,
+        origin: &OriginConfig,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, OriginError>;
+}
+
+/// The static asset store (`www/` behind the ASSETS binding). Answers 404 for
+/// paths that are not assets.
+#[allow(async_fn_in_trait)]
+pub trait StaticAssets {
+    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError>;
+}
+
+/// Wall-clock time, in milliseconds since the Unix epoch.
+pub trait Clock {
+    fn now_ms(&self) -> u64;
+}
+
+/// Runs work after the response has been returned.
+pub trait Background {
+    fn spawn(&self, task: BackgroundTask);
+}
+
+/// One platform: the set of implementations a pipeline runs on.
+pub trait Platform {
+    type Cache: CacheStore + Clone + 'static;
+    type Origin: OriginFetch;
+    type Assets: StaticAssets;
+    type Clock: Clock;
+    type Background: Background;
+
+    fn cache(&self) -> &Self::Cache;
+    fn origin(&self) -> &Self::Origin;
+    fn assets(&self) -> &Self::Assets;
+    fn clock(&self) -> &Self::Clock;
+    fn background(&self) -> &Self::Background;
+}

@@ -1,0 +1,173 @@
+//! How an entry is written to and read back from a dumb response store (the
+//! Cache API). The store only keeps bytes and headers; everything the cache
+//! decides with travels in one metadata header, and the store is told to keep
+//! the entry for our retention time, not the origin's.
+
+use http::header::{HeaderName, HeaderValue};
+use http::{header, HeaderMap, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::Body;
+
+/// Header carrying [`EntryMeta`] inside the store; never sent to clients.
+pub static META_HEADER: HeaderName = HeaderName::from_static("x-cachefront-meta");
+
+const META_VERSION: u8 = 1;
+
+/// What the cache remembers about a stored response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    /// Format version; entries of another version are ignored.
+    pub v: u8,
+    /// When the response arrived from the origin (ms since the Unix epoch).
+    pub stored_at_ms: u64,
+    /// Age the response already had when it arrived (RFC 9111 corrected initial age).
+    pub initial_age_secs: u64,
+    /// The origin's `Cache-Control` lines, restored on read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_control: Vec<String>,
+    /// The origin's `Vary` lines, kept out of the store's own matching.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vary: Vec<String>,
+}
+
+impl EntryMeta {
+    pub fn new(stored_at_ms: u64, initial_age_secs: u64) -> Self {
+        Self {
+            v: META_VERSION,
+            stored_at_ms,
+            initial_age_secs,
+            cache_control: Vec::new(),
+            vary: Vec::new(),
+        }
+    }
+}
+
+fn take_lines(headers: &mut HeaderMap, name: header::HeaderName) -> Vec<String> {
+    let lines = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    headers.remove(&name);
+    lines
+}
+
+/// Turns an origin response into what the store keeps, and keeps it for
+/// `retention_secs` (at least one second: the Cache API ignores `max-age=0`).
+pub fn encode(
+    response: &Response<Body>,
+    mut meta: EntryMeta,
+    retention_secs: u64,
+) -> Response<Body> {
+    let mut headers = response.headers().clone();
+    meta.cache_control = take_lines(&mut headers, header::CACHE_CONTROL);
+    meta.vary = take_lines(&mut headers, header::VARY);
+    for name in [header::AGE, header::SET_COOKIE, header::CONTENT_LENGTH] {
+        headers.remove(name);
+    }
+    let retention = retention_secs.max(1);
+    if let Ok(value) = HeaderValue::from_str(&format!("public, max-age={retention}")) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    // EntryMeta serializes to ASCII JSON (header values are validated on input).
+    if let Ok(json) = serde_json::to_string(&meta) {
+        if let Ok(value) = HeaderValue::from_str(&json) {
+            headers.insert(META_HEADER.clone(), value);
+        }
+    }
+    let mut stored = Response::new(response.body().clone());
+    *stored.status_mut() = response.status();
+    *stored.headers_mut() = headers;
+    stored
+}
+
+/// Reads an entry back: the response as the origin sent it, and its metadata.
+/// `None` for anything we did not write (or wrote in another format).
+pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
+    let (mut parts, body) = stored.into_parts();
+    let meta: EntryMeta = parts
+        .headers
+        .get(&META_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| serde_json::from_str(s).ok())?;
+    if meta.v != META_VERSION {
+        return None;
+    }
+    parts.headers.remove(&META_HEADER);
+    // Added by the Cache API itself on a match; it describes the store, not the entry.
+    parts.headers.remove("cf-cache-status");
+    parts.headers.remove(header::CACHE_CONTROL);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, lines) in [
+        (header::CACHE_CONTROL, &meta.cache_control),
+        (header::VARY, &meta.vary),
+    ] {
+        for line in lines {
+            if let Ok(value) = HeaderValue::from_str(line) {
+                parts.headers.append(name.clone(), value);
+            }
+        }
+    }
+    Some((Response::from_parts(parts, body), meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin_response() -> Response<Body> {
+        Response::builder()
+            .status(200)
+            .header("cache-control", "public, s-maxage=60")
+            .header("vary", "accept-encoding")
+            .header("content-type", "text/html")
+            .header("age", "3")
+            .header("content-length", "5")
+            .body(Body::from_static(b"hello"))
+            .expect("response")
+    }
+
+    #[test]
+    fn round_trip_restores_origin_headers_and_meta() {
+        let meta = EntryMeta::new(1_000, 3);
+        let stored = encode(&origin_response(), meta, 60);
+        assert_eq!(stored.headers()["cache-control"], "public, max-age=60");
+        assert!(
+            stored.headers().get("vary").is_none(),
+            "the store must not do its own variance"
+        );
+        assert!(stored.headers().get("age").is_none());
+
+        let (restored, meta) = decode(stored).expect("decodes");
+        assert_eq!(meta.stored_at_ms, 1_000);
+        assert_eq!(meta.initial_age_secs, 3);
+        assert_eq!(restored.headers()["cache-control"], "public, s-maxage=60");
+        assert_eq!(restored.headers()["vary"], "accept-encoding");
+        assert_eq!(restored.headers()["content-type"], "text/html");
+        assert!(restored.headers().get(&META_HEADER).is_none());
+        assert_eq!(restored.body().as_ref(), b"hello");
+    }
+
+    #[test]
+    fn retention_is_at_least_one_second() {
+        let stored = encode(&origin_response(), EntryMeta::new(0, 0), 0);
+        assert_eq!(stored.headers()["cache-control"], "public, max-age=1");
+    }
+
+    #[test]
+    fn foreign_or_corrupt_entries_are_ignored() {
+        assert!(decode(origin_response()).is_none());
+        let mut corrupt = encode(&origin_response(), EntryMeta::new(0, 0), 1);
+        corrupt
+            .headers_mut()
+            .insert(META_HEADER.clone(), HeaderValue::from_static("{not json"));
+        assert!(decode(corrupt).is_none());
+        let mut other_version = encode(&origin_response(), EntryMeta::new(0, 0), 1);
+        other_version.headers_mut().insert(
+            META_HEADER.clone(),
+            HeaderValue::from_static(r#"{"v":99,"stored_at_ms":0,"initial_age_secs":0}"#),
+        );
+        assert!(decode(other_version).is_none());
+    }
+}

@@ -1,0 +1,296 @@
+//! The Workers adapter: the only code that touches the Workers runtime. It
+//! converts between `worker`/`web_sys` values and `http` types, implements the
+//! platform traits over the Cache API, `fetch`, the ASSETS binding and
+//! `ctx.wait_until`, and hands each request to the core pipeline.
+//!
+//! Requests and responses are built through `web_sys` directly: the `worker`
+//! crate's `Method` maps unknown methods to GET, which a proxy must never do.
+
+use std::rc::Rc;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsValue;
+use worker::{console_log, event, web_sys, Context, Env, Fetcher};
+
+use crate::config::{Config, OriginConfig};
+use crate::pipeline::{self, Handled, Pipeline};
+use crate::platform::{
+    Background, BackgroundTask, CacheStore, Clock, OriginError, OriginFetch, Platform,
+    StaticAssets, StoreError,
+};
+use crate::Body;
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+    let handled = match into_http_request(req).await {
+        Ok(request) => handle(request, &env, ctx).await,
+        Err(err) => {
+            let response = crate::error::EdgeError::BadRequest(err).to_response();
+            return into_worker_response(response);
+        }
+    };
+    if let Ok(line) = serde_json::to_string(&handled.log) {
+        console_log!("{line}");
+    }
+    into_worker_response(handled.response)
+}
+
+async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> Handled {
+    let config = match Config::from_vars(|name| read_var(env, name)) {
+        Ok(config) => config,
+        Err(err) => {
+            return pipeline::config_error_response(&err, request.method(), request.uri().path())
+        }
+    };
+    let platform = WorkersPlatform {
+        cache: EdgeCache,
+        origin: FetchOrigin,
+        assets: AssetsBinding(env.assets("ASSETS").ok()),
+        clock: JsClock,
+        background: WaitUntil(Rc::new(ctx)),
+    };
+    Pipeline::new(config, platform).handle(request).await
+}
+
+/// Reads a variable whether it was declared as a string or as TOML/JSON data.
+fn read_var(env: &Env, name: &str) -> Option<String> {
+    let env_value: &JsValue = env.as_ref();
+    let value = worker::js_sys::Reflect::get(env_value, &JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    worker::js_sys::JSON::stringify(&value).ok()?.as_string()
+}
+
+fn js_error(e: impl std::fmt::Debug) -> String {
+    format!("{e:?}")
+}
+
+async fn into_http_request(mut req: worker::Request) -> Result<Request<Body>, String> {
+    let method = Method::from_bytes(req.inner().method().as_bytes())
+        .map_err(|_| "the request method is not a valid HTTP method".to_owned())?;
+    let uri: Uri = req
+        .inner()
+        .url()
+        .parse()
+        .map_err(|e| format!("the request URL cannot be parsed: {e}"))?;
+    let headers = into_header_map(req.headers());
+    let body = if method == Method::GET || method == Method::HEAD {
+        Body::new()
+    } else {
+        Body::from(req.bytes().await.map_err(js_error)?)
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+fn into_header_map(headers: &worker::Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.entries() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+fn into_js_headers(map: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (name, value) in map {
+        if let Ok(value) = value.to_str() {
+            headers.append(name.as_str(), value)?;
+        }
+    }
+    Ok(headers)
+}
+
+fn into_js_request(request: &Request<Body>) -> Result<web_sys::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(request.method().as_str());
+    init.set_headers(&into_js_headers(request.headers())?.into());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    if !request.body().is_empty() {
+        init.set_body(&Uint8Array::from(request.body().as_ref()).into());
+    }
+    web_sys::Request::new_with_str_and_init(&request.uri().to_string(), &init)
+}
+
+fn into_js_response(response: Response<Body>) -> Result<web_sys::Response, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status().as_u16());
+    init.set_headers(&into_js_headers(response.headers())?.into());
+    let status = response.status();
+    // 1xx, 204, 205 and 304 responses must not carry a body (Fetch standard).
+    let null_body = status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::NOT_MODIFIED
+        );
+    if null_body || response.body().is_empty() {
+        web_sys::Response::new_with_opt_str_and_init(None, &init)
+    } else {
+        let mut bytes = response.into_body().to_vec();
+        web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+    }
+}
+
+fn into_worker_response(response: Response<Body>) -> worker::Result<worker::Response> {
+    into_js_response(response)
+        .map(worker::Response::from)
+        .map_err(|e| worker::Error::JsError(js_error(e)))
+}
+
+async fn from_worker_response(mut response: worker::Response) -> Result<Response<Body>, String> {
+    let status = StatusCode::from_u16(response.status_code()).map_err(|e| e.to_string())?;
+    let headers = into_header_map(response.headers());
+    let body = response.bytes().await.map(Body::from).unwrap_or_default();
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    Ok(out)
+}
+
+/// The data centre's Cache API (`caches.default`).
+#[derive(Clone, Copy)]
+pub struct EdgeCache;
+
+impl CacheStore for EdgeCache {
+    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError> {
+        let found = worker::Cache::default()
+            .get(key, false)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        match found {
+            Some(response) => from_worker_response(response)
+                .await
+                .map(Some)
+                .map_err(StoreError),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
+        let response = into_worker_response(response).map_err(|e| StoreError(e.to_string()))?;
+        worker::Cache::default()
+            .put(key, response)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let outcome = worker::Cache::default()
+            .delete(key, false)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(matches!(outcome, worker::CacheDeletionOutcome::Success))
+    }
+}
+
+/// Origins reached with the runtime's `fetch`.
+pub struct FetchOrigin;
+
+impl OriginFetch for FetchOrigin {
+    async fn fetch(
+        &self,
+        _origin: &OriginConfig,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, OriginError> {
+        let js_request =
+            into_js_request(&request).map_err(|e| OriginError::Connect(js_error(e)))?;
+        let response = worker::Fetch::Request(worker::Request::from(js_request))
+            .send()
+            .await
+            .map_err(|e| OriginError::Connect(e.to_string()))?;
+        from_worker_response(response)
+            .await
+            .map_err(OriginError::Connect)
+    }
+}
+
+/// The static assets binding (`[assets] binding = "ASSETS"`), if configured.
+pub struct AssetsBinding(Option<Fetcher>);
+
+impl StaticAssets for AssetsBinding {
+    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError> {
+        let Some(fetcher) = &self.0 else {
+            let mut none = Response::new(Body::new());
+            *none.status_mut() = StatusCode::NOT_FOUND;
+            return Ok(none);
+        };
+        let mut asset_request = Request::new(Body::new());
+        *asset_request.method_mut() = request.method().clone();
+        *asset_request.uri_mut() = request.uri().clone();
+        *asset_request.headers_mut() = request.headers().clone();
+        let js_request = into_js_request(&asset_request).map_err(|e| StoreError(js_error(e)))?;
+        let response = fetcher
+            .fetch_request(worker::Request::from(js_request))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        from_worker_response(response).await.map_err(StoreError)
+    }
+}
+
+/// `Date.now()`; it advances only across I/O inside the Workers runtime.
+pub struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+}
+
+/// Background work kept alive with `ctx.wait_until`.
+pub struct WaitUntil(Rc<Context>);
+
+impl Background for WaitUntil {
+    fn spawn(&self, task: BackgroundTask) {
+        self.0.wait_until(task);
+    }
+}
+
+pub struct WorkersPlatform {
+    cache: EdgeCache,
+    origin: FetchOrigin,
+    assets: AssetsBinding,
+    clock: JsClock,
+    background: WaitUntil,
+}
+
+impl Platform for WorkersPlatform {
+    type Cache = EdgeCache;
+    type Origin = FetchOrigin;
+    type Assets = AssetsBinding;
+    type Clock = JsClock;
+    type Background = WaitUntil;
+
+    fn cache(&self) -> &EdgeCache {
+        &self.cache
+    }
+    fn origin(&self) -> &FetchOrigin {
+        &self.origin
+    }
+    fn assets(&self) -> &AssetsBinding {
+        &self.assets
+    }
+    fn clock(&self) -> &JsClock {
+        &self.clock
+    }
+    fn background(&self) -> &WaitUntil {
+        &self.background
+    }
+}

@@ -1,0 +1,180 @@
+// End-to-end harness: runs the built worker in the real Workers runtime
+// (`wrangler dev --local`, i.e. workerd) on a free loopback port, next to
+// stand-in origins that each test runs itself. Every process started here is
+// stopped by `stop()`/`close()`, and killed when the test process exits.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+const liveChildren = new Set();
+process.on('exit', () => {
+  for (const child of liveChildren) {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** A TCP port nobody listens on right now. */
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a stand-in origin on 127.0.0.1. `handler(req, res, body)` answers;
+ * every request is recorded in `requests` ({ method, url, headers, body }).
+ */
+export async function startOrigin(handler) {
+  const requests = [];
+  const sockets = new Set();
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+      Promise.resolve(handler(req, res, body)).catch((err) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(String(err));
+      });
+    });
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    requests,
+    hits: (pathname) => requests.filter((r) => r.url === pathname).length,
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The ORIGINS value for a list of stand-ins: [{ name, origin }]. */
+export function originsVar(list) {
+  return JSON.stringify(list.map(({ name, origin, ...rest }) => ({ name, url: origin.url, ...rest })));
+}
+
+/**
+ * Starts the worker under `wrangler dev --local` with the given vars (which
+ * override wrangler.toml). Resolves once it answers HTTP.
+ */
+export async function startWorker({ vars = {}, timeoutMs = 90_000 } = {}) {
+  if (!existsSync(path.join(repoRoot, 'build', 'index.js'))) {
+    throw new Error('build/index.js is missing: run scripts/build-worker.sh (scripts/test.sh does) first');
+  }
+  const port = await freePort();
+  const inspectorPort = await freePort();
+  const persistDir = mkdtempSync(path.join(tmpdir(), 'cachefront-e2e-'));
+  const args = [
+    'dev',
+    '--local',
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--inspector-port', String(inspectorPort),
+    '--persist-to', persistDir,
+    '--show-interactive-dev-session=false',
+  ];
+  for (const [key, value] of Object.entries(vars)) args.push('--var', `${key}:${value}`);
+  const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'wrangler'), args, {
+    cwd: repoRoot,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      CACHEFRONT_SKIP_BUILD: '1',
+      WRANGLER_SEND_METRICS: 'false',
+      CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+      WRANGLER_LOG_PATH: path.join(persistDir, 'logs'),
+      FORCE_COLOR: '0',
+    },
+  });
+  liveChildren.add(child);
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  let exited = false;
+  const exitPromise = new Promise((resolve) => child.on('exit', () => {
+    exited = true;
+    liveChildren.delete(child);
+    resolve();
+  }));
+
+  const stop = async () => {
+    if (!exited) {
+      try {
+        process.kill(-child.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+      const killTimer = setTimeout(() => {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }, 5_000);
+      await exitPromise;
+      clearTimeout(killTimer);
+    }
+    rmSync(persistDir, { recursive: true, force: true });
+  };
+
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (exited) {
+      await stop();
+      throw new Error(`wrangler dev exited before it was ready:\n${output}`);
+    }
+    if (output.includes('Ready on')) {
+      try {
+        await fetch(`${url}/robots.txt`, { signal: AbortSignal.timeout(10_000) });
+        return { url, stop, logs: () => output };
+      } catch {
+        // not answering yet
+      }
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await stop();
+  throw new Error(`wrangler dev was not ready within ${timeoutMs} ms:\n${output}`);
+}
+
+/**
+ * Repeats `request()` until `accept(response)` is true or `attempts` run out;
+ * for effects that land in the background (cache writes after `waitUntil`).
+ */
+export async function eventually(request, accept, { attempts = 20, delayMs = 100 } = {}) {
+  let last;
+  for (let i = 0; i < attempts; i++) {
+    last = await request();
+    if (await accept(last)) return last;
+    await new Promise((r) => setTimeout(r, delayMs));
+  }
+  return last;
+}
