@@ -1,0 +1,589 @@
+//! Per-request profiling: [`ProfilingLayer`] times every request, writes `Server-Timing`
+//! (sampled), logs and counts slow requests, and keeps the recent requests for the
+//! slowest-requests report; [`RequestProfile`] lets handlers and the database capture add
+//! their own timings (`db;dur=…;desc="N queries"`). The [`pprof`] submodule serves
+//! on-demand CPU profiles.
+//!
+//! Debug endpoints (`/debug/requests`, `/debug/pprof/profile`) are off unless a bearer
+//! token is configured, and then require it.
+
+#[cfg(feature = "pprof")]
+pub mod pprof;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::FromRequestParts;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::request::Parts;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use pin_project_lite::pin_project;
+use serde::Serialize;
+use tower::{Layer, Service};
+
+use crate::route::{bearer_matches, method_label, route_of};
+use crate::Error;
+
+/// `Server-Timing` header name.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// Options for [`Profiler`].
+#[derive(Debug, Clone)]
+pub struct ProfilingConfig {
+    /// Requests at least this slow are logged (target `cachefront_origin::slow_request`)
+    /// and counted. Default: 500 ms.
+    pub slow_threshold: Duration,
+    /// Fraction of requests (0.0–1.0) that get a `Server-Timing` header and enter the
+    /// report. Slow requests are always logged. Default: 1.0.
+    pub sample_rate: f64,
+    /// Write `Server-Timing` on sampled responses. Default: true.
+    pub server_timing: bool,
+    /// How many recent sampled requests the report keeps. Default: 500.
+    pub report_capacity: usize,
+    /// Bearer token for the debug endpoints; `None` (default) disables them (404).
+    pub debug_token: Option<String>,
+    /// Longest CPU profile, in seconds. Default: 60.
+    pub pprof_max_seconds: u64,
+    /// CPU sampling frequency, in Hz. Default: 99.
+    pub pprof_frequency: i32,
+}
+
+impl Default for ProfilingConfig {
+    fn default() -> Self {
+        Self {
+            slow_threshold: Duration::from_millis(500),
+            sample_rate: 1.0,
+            server_timing: true,
+            report_capacity: 500,
+            debug_token: None,
+            pprof_max_seconds: 60,
+            pprof_frequency: 99,
+        }
+    }
+}
+
+/// One finished request as the report shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestSample {
+    /// Method label.
+    pub method: &'static str,
+    /// Route template (or `unmatched`).
+    pub route: String,
+    /// Response status.
+    pub status: u16,
+    /// Wall time to response headers, in milliseconds.
+    pub duration_ms: f64,
+    /// Database queries recorded on the request's [`RequestProfile`].
+    pub queries: u32,
+    /// Database time recorded on the request's [`RequestProfile`], in milliseconds.
+    pub db_ms: f64,
+    /// When it finished, in milliseconds since the Unix epoch.
+    pub finished_at_ms: u64,
+}
+
+/// Shared profiling state: configuration, recent requests, debug endpoints. Cheap to clone.
+#[derive(Clone)]
+pub struct Profiler {
+    inner: Arc<ProfilerInner>,
+}
+
+struct ProfilerInner {
+    config: ProfilingConfig,
+    recent: Mutex<VecDeque<RequestSample>>,
+    seen: AtomicU64,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
+    #[cfg(feature = "pprof")]
+    cpu: pprof::CpuProfiler,
+}
+
+impl std::fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Profiler")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Profiler {
+    fn default() -> Self {
+        Self::new(ProfilingConfig::default())
+    }
+}
+
+impl Profiler {
+    /// A profiler with the given options.
+    pub fn new(config: ProfilingConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A profiler that also counts slow requests in `metrics`.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(config: ProfilingConfig, metrics: &crate::metrics::Metrics) -> Self {
+        Self::build(config, Some(metrics.clone()))
+    }
+
+    #[allow(unused_variables)]
+    fn build(mut config: ProfilingConfig, metrics: Option<NoMetrics>) -> Self {
+        config.sample_rate = if config.sample_rate.is_nan() {
+            0.0
+        } else {
+            config.sample_rate.clamp(0.0, 1.0)
+        };
+        config.pprof_max_seconds = config.pprof_max_seconds.max(1);
+        Self {
+            inner: Arc::new(ProfilerInner {
+                recent: Mutex::new(VecDeque::with_capacity(config.report_capacity.min(4096))),
+                #[cfg(feature = "pprof")]
+                cpu: pprof::CpuProfiler::new(config.pprof_frequency, config.pprof_max_seconds),
+                config,
+                seen: AtomicU64::new(0),
+                #[cfg(feature = "metrics")]
+                metrics,
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ProfilingConfig {
+        &self.inner.config
+    }
+
+    /// The layer that profiles every request it wraps. Add it with `Router::layer`.
+    pub fn layer(&self) -> ProfilingLayer {
+        ProfilingLayer {
+            profiler: self.clone(),
+        }
+    }
+
+    /// Recent sampled requests, slowest first, at most `limit`.
+    pub fn slowest(&self, limit: usize) -> Vec<RequestSample> {
+        let mut all: Vec<RequestSample> = self
+            .inner
+            .recent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
+        all.truncate(limit);
+        all
+    }
+
+    /// `GET /debug/requests` (HTML report, `?format=json` for JSON) and, with the `pprof`
+    /// feature, `GET /debug/pprof/profile`. Both need the configured bearer token.
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let report = self.clone();
+        let router = Router::new().route(
+            "/debug/requests",
+            get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
+                let p = report.clone();
+                async move { p.report_response(&headers, query.0.as_deref()) }
+            }),
+        );
+        #[cfg(feature = "pprof")]
+        let router = {
+            let cpu = self.clone();
+            router.route(
+                "/debug/pprof/profile",
+                get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
+                    let p = cpu.clone();
+                    async move {
+                        match p.authorize(&headers) {
+                            Ok(()) => p.inner.cpu.serve(query.0.as_deref()).await,
+                            Err(e) => e.into_response(),
+                        }
+                    }
+                }),
+            )
+        };
+        router
+    }
+
+    /// Check the debug bearer token: 404 when debug endpoints are off, 401 when wrong.
+    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
+        match &self.inner.config.debug_token {
+            None => Err(Error::NotFound("debug endpoints are disabled".to_owned())),
+            Some(token) if bearer_matches(headers, token) => Ok(()),
+            Some(_) => Err(Error::Unauthorized),
+        }
+    }
+
+    fn report_response(&self, headers: &HeaderMap, query: Option<&str>) -> Response {
+        if let Err(e) = self.authorize(headers) {
+            return e.into_response();
+        }
+        let slowest = self.slowest(50);
+        let format = query_param(query, "format").unwrap_or("html");
+        let mut res = match format {
+            "json" => axum::Json(serde_json::json!({ "slowest": slowest })).into_response(),
+            "html" => Html(render_report(&slowest, &self.inner.config)).into_response(),
+            other => {
+                return Error::BadRequest(format!("unknown format {other:?}; use html or json"))
+                    .into_response()
+            }
+        };
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+
+    fn sampled(&self) -> bool {
+        let rate = self.inner.config.sample_rate;
+        if rate >= 1.0 {
+            return true;
+        }
+        let n = self.inner.seen.fetch_add(1, Ordering::Relaxed) as f64;
+        ((n + 1.0) * rate).floor() > (n * rate).floor()
+    }
+
+    fn finish(&self, sample: RequestSample, sampled: bool) {
+        let cfg = &self.inner.config;
+        if Duration::from_secs_f64(sample.duration_ms / 1000.0) >= cfg.slow_threshold {
+            tracing::warn!(
+                target: "cachefront_origin::slow_request",
+                method = sample.method,
+                route = %sample.route,
+                status = sample.status,
+                duration_ms = sample.duration_ms,
+                queries = sample.queries,
+                db_ms = sample.db_ms,
+                threshold_ms = cfg.slow_threshold.as_secs_f64() * 1000.0,
+                "slow request"
+            );
+            #[cfg(feature = "metrics")]
+            if let Some(m) = &self.inner.metrics {
+                m.counter(
+                    crate::metrics::names::SLOW_REQUESTS_TOTAL,
+                    &[("route", &sample.route)],
+                )
+                .increment(1);
+            }
+        }
+        if sampled && cfg.report_capacity > 0 {
+            let mut recent = self
+                .inner
+                .recent
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if recent.len() >= cfg.report_capacity {
+                recent.pop_front();
+            }
+            recent.push_back(sample);
+        }
+    }
+}
+
+/// Stand-in type so `build` has one signature with and without the `metrics` feature.
+#[cfg(feature = "metrics")]
+type NoMetrics = crate::metrics::Metrics;
+#[cfg(not(feature = "metrics"))]
+type NoMetrics = ();
+
+pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?
+        .split('&')
+        .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
+    let mut rows = String::new();
+    for s in slowest {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{:.2}</td></tr>",
+            s.method,
+            html_escape(&s.route),
+            s.status,
+            s.duration_ms,
+            s.queries,
+            s.db_ms
+        );
+    }
+    if rows.is_empty() {
+        rows.push_str("<tr><td colspan=6>No requests recorded yet.</td></tr>");
+    }
+    format!(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Slowest recent requests</title>\
+<style>body{{font:14px system-ui,sans-serif;margin:2rem;color:#1d2330}}table{{border-collapse:collapse}}\
+td,th{{padding:.3rem .8rem;border-bottom:1px solid #dde}}th{{text-align:left}}.n{{text-align:right;font-variant-numeric:tabular-nums}}</style></head>\
+<body><h1>Slowest recent requests</h1><p>Slow threshold {:.0} ms · sample rate {} · keeping the last {} sampled requests.</p>\
+<table><thead><tr><th>Method</th><th>Route</th><th>Status</th><th class=n>Time (ms)</th><th class=n>Queries</th><th class=n>DB (ms)</th></tr></thead>\
+<tbody>{rows}</tbody></table></body></html>",
+        cfg.slow_threshold.as_secs_f64() * 1000.0,
+        cfg.sample_rate,
+        cfg.report_capacity,
+    )
+}
+
+/// Timings of one request, shared between the layer and the handler (and the DB capture).
+///
+/// Extract it in a handler (`profile: RequestProfile`) and call [`RequestProfile::record`];
+/// query capture calls [`RequestProfile::record_query`]. Outside the layer it is detached.
+#[derive(Clone, Debug, Default)]
+pub struct RequestProfile {
+    inner: Arc<Mutex<ProfileData>>,
+}
+
+#[derive(Debug, Default)]
+struct ProfileData {
+    entries: Vec<(String, Duration, Option<String>)>,
+    queries: u32,
+    db: Duration,
+}
+
+impl RequestProfile {
+    /// Add a `Server-Timing` entry `name;dur=…;desc="…"`. `name` is reduced to token chars.
+    pub fn record(&self, name: &str, duration: Duration, description: Option<&str>) {
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(64)
+            .collect();
+        if name.is_empty() {
+            return;
+        }
+        let desc = description.map(|d| {
+            d.chars()
+                .filter(|c| c.is_ascii() && !c.is_ascii_control() && *c != '"' && *c != '\\')
+                .take(128)
+                .collect()
+        });
+        self.lock().entries.push((name, duration, desc));
+    }
+
+    /// Count one database query that took `duration` (feeds `db;dur=…;desc="N queries"`).
+    pub fn record_query(&self, duration: Duration) {
+        let mut d = self.lock();
+        d.queries = d.queries.saturating_add(1);
+        d.db += duration;
+    }
+
+    /// Queries recorded so far and their total time.
+    pub fn queries(&self) -> (u32, Duration) {
+        let d = self.lock();
+        (d.queries, d.db)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProfileData> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn server_timing(&self, app: Duration) -> String {
+        let d = self.lock();
+        let mut out = format!("app;dur={:.3}", app.as_secs_f64() * 1000.0);
+        if d.queries > 0 {
+            let _ = write!(
+                out,
+                ", db;dur={:.3};desc=\"{} quer{}\"",
+                d.db.as_secs_f64() * 1000.0,
+                d.queries,
+                if d.queries == 1 { "y" } else { "ies" }
+            );
+        }
+        for (name, dur, desc) in &d.entries {
+            let _ = write!(out, ", {name};dur={:.3}", dur.as_secs_f64() * 1000.0);
+            if let Some(desc) = desc {
+                let _ = write!(out, ";desc=\"{desc}\"");
+            }
+        }
+        out
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestProfile {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestProfile>()
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Tower layer made by [`Profiler::layer`].
+#[derive(Clone, Debug)]
+pub struct ProfilingLayer {
+    profiler: Profiler,
+}
+
+impl<S> Layer<S> for ProfilingLayer {
+    type Service = ProfilingService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        ProfilingService {
+            inner,
+            profiler: self.profiler.clone(),
+        }
+    }
+}
+
+/// Service produced by [`ProfilingLayer`].
+#[derive(Clone, Debug)]
+pub struct ProfilingService<S> {
+    inner: S,
+    profiler: Profiler,
+}
+
+impl<S, B> Service<Request<B>> for ProfilingService<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = ProfilingFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let profile = RequestProfile::default();
+        req.extensions_mut().insert(profile.clone());
+        let state = InFlight {
+            profiler: self.profiler.clone(),
+            profile,
+            route: route_of(&req),
+            method: method_label(req.method()),
+            start: Instant::now(),
+            sampled: self.profiler.sampled(),
+        };
+        ProfilingFuture {
+            inner: self.inner.call(req),
+            state: Some(state),
+        }
+    }
+}
+
+struct InFlight {
+    profiler: Profiler,
+    profile: RequestProfile,
+    route: String,
+    method: &'static str,
+    start: Instant,
+    sampled: bool,
+}
+
+pin_project! {
+    /// Response future of [`ProfilingService`].
+    pub struct ProfilingFuture<F> {
+        #[pin]
+        inner: F,
+        state: Option<InFlight>,
+    }
+}
+
+impl<F, E> Future for ProfilingFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let Some(s) = this.state.take() {
+            let elapsed = s.start.elapsed();
+            let status = match &mut result {
+                Ok(res) => {
+                    if s.sampled && s.profiler.inner.config.server_timing {
+                        if let Ok(v) = HeaderValue::from_str(&s.profile.server_timing(elapsed)) {
+                            res.headers_mut().append(SERVER_TIMING, v);
+                        }
+                    }
+                    res.status().as_u16()
+                }
+                Err(_) => 500,
+            };
+            let (queries, db) = s.profile.queries();
+            let finished_at_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            s.profiler.finish(
+                RequestSample {
+                    method: s.method,
+                    route: s.route,
+                    status,
+                    duration_ms: elapsed.as_secs_f64() * 1000.0,
+                    queries,
+                    db_ms: db.as_secs_f64() * 1000.0,
+                    finished_at_ms,
+                },
+                s.sampled,
+            );
+        }
+        Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_timing_lists_app_db_and_custom_entries() {
+        let p = RequestProfile::default();
+        p.record_query(Duration::from_millis(2));
+        p.record_query(Duration::from_millis(3));
+        p.record("render tpl", Duration::from_millis(1), Some("say \"hi\""));
+        let v = p.server_timing(Duration::from_millis(10));
+        assert_eq!(
+            v,
+            "app;dur=10.000, db;dur=5.000;desc=\"2 queries\", rendertpl;dur=1.000;desc=\"say hi\""
+        );
+    }
+
+    #[test]
+    fn sampling_takes_the_configured_fraction() {
+        let p = Profiler::new(ProfilingConfig {
+            sample_rate: 0.25,
+            ..Default::default()
+        });
+        let taken = (0..1000).filter(|_| p.sampled()).count();
+        assert_eq!(taken, 250);
+        let none = Profiler::new(ProfilingConfig {
+            sample_rate: 0.0,
+            ..Default::default()
+        });
+        assert_eq!((0..100).filter(|_| none.sampled()).count(), 0);
+    }
+
+    #[test]
+    fn query_params_are_found() {
+        assert_eq!(
+            query_param(Some("seconds=3&format=svg"), "format"),
+            Some("svg")
+        );
+        assert_eq!(query_param(Some("x"), "x"), Some(""));
+        assert_eq!(query_param(None, "x"), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The example origin end to end: real PostgreSQL, the real binary, real HTTP.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{edge_contract, http, spawn_example, PurgeStandIn};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
+    let Some(database_url) = support::database_url() else {
+        return;
+    };
+    let edge = PurgeStandIn::start(edge_contract, vec![]).await;
+    let edge_base = edge.base();
+    let (mut child, addr) = spawn_example(
+        "catalog",
+        &[
+            ("DATABASE_URL", &database_url),
+            ("CACHEFRONT_EDGE_URL", &edge_base),
+            ("CACHEFRONT_PURGE_TOKEN", "edge-secret"),
+            ("CATALOG_ADMIN_TOKEN", "admin-secret"),
+        ],
+    );
+    let base = format!("http://{addr}");
+    let client = http();
+
+    // Schema creation and seeding happen in the background; readiness waits for them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let res = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        if res.status() == 200 {
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(Instant::now() < deadline, "catalog never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        client
+            .get(format!("{base}/livez"))
+            .send()
+            .await
+            .expect("livez")
+            .status(),
+        200
+    );
+
+    let res = client.get(format!("{base}/")).send().await.expect("index");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-tag"], "products");
+    let cc = res.headers()["cache-control"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(cc.contains("public") && cc.contains("s-maxage=60"), "{cc}");
+    let timing = res.headers()["server-timing"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        timing.starts_with("app;dur=") && timing.contains(r#"desc="1 query""#),
+        "{timing}"
+    );
+    let html = res.text().await.expect("html");
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("Alpine Two-Person Tent") && html.contains("href=\"/products/1\""));
+
+    let res = client
+        .get(format!("{base}/products/1"))
+        .send()
+        .await
+        .expect("product");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-tag"], "product:1");
+    let html = res.text().await.expect("html");
+    assert!(html.contains("<h1>Alpine Two-Person Tent</h1>"));
+    // Without a manifest, asset URLs are the plain paths the edge serves from www/.
+    assert!(
+        html.contains(r#"src="/images/products/alpine-tent.png""#),
+        "{html}"
+    );
+
+    for (path, status, code) in [
+        ("/products/abc", 400, "bad_request"),
+        ("/products/-3", 400, "bad_request"),
+        ("/products/999999", 404, "not_found"),
+        ("/no/such/page", 404, "not_found"),
+    ] {
+        let res = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), status, "{path}");
+        assert_eq!(
+            res.headers()["cache-control"],
+            "no-store",
+            "errors must never be cached"
+        );
+        assert!(res.headers().get("cache-tag").is_none());
+        let body: serde_json::Value = res.json().await.expect("json error body");
+        assert_eq!(body["error"], code, "{path}");
+    }
+
+    // A write purges exactly the pages that show the product.
+    let url = format!("{base}/api/products/1/price");
+    let res = client
+        .post(&url)
+        .json(&serde_json::json!({"price_cents": 4999}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 401);
+    let res = client
+        .post(&url)
+        .bearer_auth("admin-secret")
+        .body("{oops")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
+    let res = client
+        .post(&url)
+        .bearer_auth("admin-secret")
+        .json(&serde_json::json!({"price_cents": 4999}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while edge.received().is_empty() {
+        assert!(Instant::now() < deadline, "no purge reached the edge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(edge.violations().is_empty(), "{:?}", edge.violations());
+    let purge = &edge.received()[0];
+    assert_eq!(
+        purge.body,
+        serde_json::json!({"tags": ["product:1", "products"]})
+    );
+    let html = client
+        .get(format!("{base}/products/1"))
+        .send()
+        .await
+        .expect("product")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("$49.99"), "new price shown");
+
+    // Metrics: pool gauges, purge counters; promtool accepts the whole exposition.
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(r#"cachefront_origin_db_pool_max_connections{pool="catalog"} 10"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cachefront_origin_purge_requests_total{provider="edge",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"route="/products/{id}""#));
+    if let Some(promtool) = support::promtool() {
+        let (ok, output) = support::promtool_check_metrics(&promtool, &text);
+        assert!(ok && output.trim().is_empty(), "{output}");
+    }
+
+    // Debug endpoints are off unless a token is configured.
+    let res = client
+        .get(format!("{base}/debug/requests"))
+        .send()
+        .await
+        .expect("debug");
+    assert_eq!(res.status(), 404);
+
+    kill(Pid::from_raw(child.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
+    let status = child
+        .wait_timeout(Duration::from_secs(30))
+        .expect("catalog exits");
+    assert_eq!(status.code(), Some(0));
+}

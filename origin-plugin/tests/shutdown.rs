@@ -1,0 +1,109 @@
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::{http, spawn_example};
+
+async fn in_flight_sleeps(client: &reqwest::Client, base: &str) -> f64 {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|l| {
+            l.starts_with(
+                r#"cachefront_origin_http_requests_in_flight{method="GET",route="/sleep/{ms}"}"#,
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let (mut child, addr) = spawn_example(
+        "minimal",
+        &[
+            ("SHUTDOWN_DRAIN_MS", "2000"),
+            ("SHUTDOWN_DEADLINE_MS", "30000"),
+        ],
+    );
+    let base = format!("http://{addr}");
+    let client = http();
+
+    // Five slow requests, each on its own connection.
+    let slow: Vec<_> = (0..5)
+        .map(|_| {
+            let url = format!("{base}/sleep/7000");
+            tokio::spawn(async move {
+                let res = http().get(url).send().await.expect("slow request");
+                (res.status().as_u16(), res.text().await.expect("body"))
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight_sleeps(&client, &base).await < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "slow requests never got in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    kill(Pid::from_raw(child.pid() as i32), Signal::SIGTERM).expect("send SIGTERM");
+
+    // Readiness flips as soon as the signal is handled (signal delivery is asynchronous,
+    // so poll); the drain window keeps the listener open to tell us so.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let res = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz during drain");
+        if res.status() == 503 {
+            let body: serde_json::Value = res.json().await.expect("json");
+            assert_eq!(body["status"], "shutting_down");
+            break;
+        }
+        assert_eq!(res.status(), 200);
+        assert!(Instant::now() < deadline, "readiness never flipped to 503");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // After the drain window, new connections are refused while the slow ones still run.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fresh = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        match fresh.get(format!("{base}/livez")).send().await {
+            Err(e) if e.is_connect() => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "listener still accepting");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "in-flight requests ended before the listener closed"
+    );
+
+    for task in slow {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200);
+        assert_eq!(body, "slept 7000 ms\n");
+    }
+    let status = child
+        .wait_timeout(Duration::from_secs(30))
+        .expect("process exits after draining");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
