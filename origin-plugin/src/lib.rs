@@ -16,6 +16,34 @@
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use cachefront_origin::{
+//!     cache_tags::{CacheTagLayer, CacheTags},
+//!     health::{GracefulShutdown, Health},
+//!     metrics::Metrics,
+//!     profiling::{Profiler, ProfilingConfig},
+//! };
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let metrics = Metrics::new();
+//! let health = Health::builder().metrics(&metrics).build();
+//! let profiler = Profiler::with_metrics(ProfilingConfig::default(), &metrics);
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { (CacheTags::new(["home"]), "hello") }))
+//!     .merge(health.router())
+//!     .merge(metrics.router())
+//!     .merge(profiler.router())
+//!     .layer(CacheTagLayer::new().metrics(&metrics))
+//!     .layer(profiler.layer())
+//!     .layer(metrics.layer());
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! GracefulShutdown::new(&health).serve(listener, app).await
+//! # }
+//! ```
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 

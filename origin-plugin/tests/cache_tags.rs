@@ -1,3 +1,4 @@
+#![cfg(all(feature = "cache-tags", feature = "metrics"))]
 mod support;
 
 use axum::http::HeaderValue;

@@ -1,4 +1,5 @@
 //! The example origin end to end: real PostgreSQL, the real binary, real HTTP.
+#![cfg(feature = "full")]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,3 +1,4 @@
+#![cfg(all(feature = "health", feature = "postgres"))]
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,3 +1,10 @@
+#![cfg(all(
+    feature = "metrics",
+    feature = "profiling",
+    feature = "health",
+    feature = "cache-tags",
+    feature = "purge"
+))]
 mod support;
 
 use std::collections::BTreeMap;

@@ -1,3 +1,9 @@
+#![cfg(all(
+    feature = "metrics",
+    feature = "profiling",
+    feature = "health",
+    feature = "cache-tags"
+))]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,9 +1,9 @@
 //! On-demand CPU profiles with `pprof`: `GET /debug/pprof/profile?seconds=N&format=svg|pprof`
 //! samples every thread for N seconds (bounded) and answers a flamegraph SVG or a gzip-free
-//! pprof protobuf. One profile at a time; a second caller gets 409.
+//! pprof protobuf. One profile at a time per process (the sampler is process-wide); a
+//! second caller gets 409.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
@@ -31,18 +31,22 @@ impl ProfileFormat {
     }
 }
 
-/// The CPU profiler behind the endpoint: frequency, bound, and the one-at-a-time latch.
+/// `pprof` samples the whole process through one SIGPROF timer, so only one profile may
+/// run per process, whichever `Profiler` asked for it.
+static BUSY: AtomicBool = AtomicBool::new(false);
+
+/// The CPU profiler behind the endpoint: frequency and bound.
 #[derive(Debug, Clone)]
 pub(crate) struct CpuProfiler {
     frequency: i32,
     max_seconds: u64,
-    busy: Arc<AtomicBool>,
 }
 
-struct Busy(Arc<AtomicBool>);
+/// Releases [`BUSY`] when the profile ends, however it ends.
+struct Busy;
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        BUSY.store(false, Ordering::Release);
     }
 }
 
@@ -51,7 +55,6 @@ impl CpuProfiler {
         Self {
             frequency: frequency.clamp(1, 1000),
             max_seconds,
-            busy: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -90,12 +93,12 @@ impl CpuProfiler {
 
     async fn profile(&self, query: Option<&str>) -> Result<Response, Error> {
         let (duration, format) = self.parse(query)?;
-        if self.busy.swap(true, Ordering::AcqRel) {
+        if BUSY.swap(true, Ordering::AcqRel) {
             return Err(Error::Conflict(
                 "a CPU profile is already running".to_owned(),
             ));
         }
-        let busy = Busy(self.busy.clone());
+        let busy = Busy;
         let frequency = self.frequency;
         let bytes = tokio::task::spawn_blocking(move || {
             let _busy = busy;
