@@ -6,13 +6,15 @@
 //! The registry is an instance, not the global `metrics` recorder, so several apps (or
 //! tests) in one process keep separate counts. Metric names are listed in [`names`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::extract::MatchedPath;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -24,7 +26,7 @@ use metrics_exporter_prometheus::{
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use crate::route::{method_label, route_of, status_class};
+use crate::route::{method_index, status_class_index, METHODS, STATUS_CLASSES, UNMATCHED};
 
 /// Names of every metric this crate exports. Dashboards and alert rules reference these.
 pub mod names {
@@ -102,6 +104,7 @@ struct MetricsInner {
     handle: PrometheusHandle,
     process: Option<metrics_process::Collector>,
     hooks: Mutex<Vec<ScrapeHook>>,
+    routes: RwLock<HashMap<String, Arc<RouteHandles>>>,
     upkeep_started: AtomicBool,
     upkeep_interval: Duration,
 }
@@ -149,6 +152,7 @@ impl Metrics {
                 handle,
                 process,
                 hooks: Mutex::new(Vec::new()),
+                routes: RwLock::new(HashMap::new()),
                 upkeep_started: AtomicBool::new(false),
                 upkeep_interval: config.upkeep_interval,
             }),
@@ -446,40 +450,108 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         self.metrics.ensure_upkeep();
-        let route = route_of(&req);
-        let method = method_label(req.method());
-        let in_flight = self.metrics.gauge(
-            names::HTTP_REQUESTS_IN_FLIGHT,
-            &[("method", method), ("route", &route)],
-        );
-        in_flight.increment(1.0);
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str);
+        let handles = self
+            .metrics
+            .route_handles(route)
+            .method(&self.metrics, route, method_index(req.method()))
+            .clone();
+        handles.in_flight.increment(1.0);
         MetricsFuture {
             inner: self.inner.call(req),
             state: Some(Pending {
                 metrics: self.metrics.clone(),
-                route,
-                method,
-                in_flight: InFlight(in_flight),
+                in_flight: InFlight(handles),
                 start: Instant::now(),
             }),
         }
     }
 }
 
-struct Pending {
-    metrics: Metrics,
+/// Metric handles of one route, registered once and reused by every request, so the hot
+/// path neither allocates label sets nor hashes them into the registry.
+#[derive(Default)]
+struct RouteHandles {
+    methods: [OnceLock<Arc<MethodHandles>>; METHODS.len()],
+}
+
+struct MethodHandles {
     route: String,
     method: &'static str,
+    in_flight: Gauge,
+    classes: [OnceLock<(Counter, Histogram)>; STATUS_CLASSES.len()],
+}
+
+impl RouteHandles {
+    fn method(&self, metrics: &Metrics, route: &str, idx: usize) -> &Arc<MethodHandles> {
+        self.methods[idx].get_or_init(|| {
+            let method = METHODS[idx];
+            Arc::new(MethodHandles {
+                route: route.to_owned(),
+                method,
+                in_flight: metrics.gauge(
+                    names::HTTP_REQUESTS_IN_FLIGHT,
+                    &[("method", method), ("route", route)],
+                ),
+                classes: Default::default(),
+            })
+        })
+    }
+}
+
+impl MethodHandles {
+    fn class(&self, metrics: &Metrics, idx: usize) -> &(Counter, Histogram) {
+        self.classes[idx].get_or_init(|| {
+            let labels = [
+                ("method", self.method),
+                ("route", self.route.as_str()),
+                ("status_class", STATUS_CLASSES[idx]),
+            ];
+            (
+                metrics.counter(names::HTTP_REQUESTS_TOTAL, &labels),
+                metrics.histogram(names::HTTP_REQUEST_DURATION_SECONDS, &labels),
+            )
+        })
+    }
+}
+
+impl Metrics {
+    /// Handles of `route` (a route template or `unmatched`: a bounded set).
+    fn route_handles(&self, route: &str) -> Arc<RouteHandles> {
+        if let Some(h) = self
+            .inner
+            .routes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+        {
+            return h.clone();
+        }
+        self.inner
+            .routes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(route.to_owned())
+            .or_default()
+            .clone()
+    }
+}
+
+struct Pending {
+    metrics: Metrics,
     in_flight: InFlight,
     start: Instant,
 }
 
 /// Decrements the in-flight gauge even when the request future is dropped (client gone).
-struct InFlight(Gauge);
+struct InFlight(Arc<MethodHandles>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        self.0.in_flight.decrement(1.0);
     }
 }
 
@@ -503,21 +575,12 @@ where
         let result = std::task::ready!(this.inner.poll(cx));
         if let Some(p) = this.state.take() {
             let class = match &result {
-                Ok(res) => status_class(res.status()),
-                Err(_) => "5xx",
+                Ok(res) => status_class_index(res.status()),
+                Err(_) => 4,
             };
-            let labels = [
-                ("method", p.method),
-                ("route", p.route.as_str()),
-                ("status_class", class),
-            ];
-            p.metrics
-                .counter(names::HTTP_REQUESTS_TOTAL, &labels)
-                .increment(1);
-            p.metrics
-                .histogram(names::HTTP_REQUEST_DURATION_SECONDS, &labels)
-                .record(p.start.elapsed().as_secs_f64());
-            drop(p.in_flight);
+            let (counter, histogram) = p.in_flight.0.class(&p.metrics, class);
+            counter.increment(1);
+            histogram.record(p.start.elapsed().as_secs_f64());
         }
         Poll::Ready(result)
     }

@@ -3,45 +3,51 @@
 //! A label value must come from a fixed set whatever clients send: the matched route
 //! template (never the raw path), a known method or `OTHER`, and a status class.
 
-use axum::extract::MatchedPath;
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 
 /// Route label for requests no route matched (fallbacks, 404s, scans).
 pub(crate) const UNMATCHED: &str = "unmatched";
 
-/// The route template axum matched (`/products/{id}`), or [`UNMATCHED`].
-pub(crate) fn route_of<B>(req: &Request<B>) -> String {
-    req.extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| UNMATCHED.to_owned())
-}
+/// Every method label, indexed by [`method_index`].
+pub(crate) const METHODS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "OTHER",
+];
 
-/// Method label: one of the standard methods, else `OTHER`.
-pub(crate) fn method_label(method: &Method) -> &'static str {
+/// Index into [`METHODS`]: one of the standard methods, else `OTHER`.
+pub(crate) fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::PATCH => "PATCH",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "OTHER",
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
     }
 }
 
-/// Status class label: `1xx` … `5xx`.
+/// Method label: one of the standard methods, else `OTHER`.
+#[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    METHODS[method_index(method)]
+}
+
+/// Every status class label, indexed by [`status_class_index`].
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) fn status_class(status: StatusCode) -> &'static str {
+pub(crate) const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into [`STATUS_CLASSES`].
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) fn status_class_index(status: StatusCode) -> usize {
     match status.as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     }
 }
 

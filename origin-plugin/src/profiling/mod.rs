@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -29,7 +29,7 @@ use pin_project_lite::pin_project;
 use serde::Serialize;
 use tower::{Layer, Service};
 
-use crate::route::{bearer_matches, method_label, route_of};
+use crate::route::{bearer_matches, method_label, UNMATCHED};
 use crate::Error;
 
 /// `Server-Timing` header name.
@@ -89,6 +89,36 @@ pub struct RequestSample {
     pub finished_at_ms: u64,
 }
 
+/// What the layer keeps per request: the route as axum's (shared) `MatchedPath`, so the
+/// hot path never copies it.
+struct Recorded {
+    route: Option<MatchedPath>,
+    method: &'static str,
+    status: u16,
+    duration_ms: f64,
+    queries: u32,
+    db_ms: f64,
+    finished_at_ms: u64,
+}
+
+impl Recorded {
+    fn route(&self) -> &str {
+        self.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str)
+    }
+
+    fn to_sample(&self) -> RequestSample {
+        RequestSample {
+            method: self.method,
+            route: self.route().to_owned(),
+            status: self.status,
+            duration_ms: self.duration_ms,
+            queries: self.queries,
+            db_ms: self.db_ms,
+            finished_at_ms: self.finished_at_ms,
+        }
+    }
+}
+
 /// Shared profiling state: configuration, recent requests, debug endpoints. Cheap to clone.
 #[derive(Clone)]
 pub struct Profiler {
@@ -97,7 +127,7 @@ pub struct Profiler {
 
 struct ProfilerInner {
     config: ProfilingConfig,
-    recent: Mutex<VecDeque<RequestSample>>,
+    recent: Mutex<VecDeque<Recorded>>,
     seen: AtomicU64,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
@@ -172,7 +202,7 @@ impl Profiler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .cloned()
+            .map(Recorded::to_sample)
             .collect();
         all.sort_by(|a, b| b.duration_ms.total_cmp(&a.duration_ms));
         all.truncate(limit);
@@ -249,13 +279,13 @@ impl Profiler {
         ((n + 1.0) * rate).floor() > (n * rate).floor()
     }
 
-    fn finish(&self, sample: RequestSample, sampled: bool) {
+    fn finish(&self, sample: Recorded, sampled: bool) {
         let cfg = &self.inner.config;
         if Duration::from_secs_f64(sample.duration_ms / 1000.0) >= cfg.slow_threshold {
             tracing::warn!(
                 target: "cachefront_origin::slow_request",
                 method = sample.method,
-                route = %sample.route,
+                route = %sample.route(),
                 status = sample.status,
                 duration_ms = sample.duration_ms,
                 queries = sample.queries,
@@ -267,7 +297,7 @@ impl Profiler {
             if let Some(m) = &self.inner.metrics {
                 m.counter(
                     crate::metrics::names::SLOW_REQUESTS_TOTAL,
-                    &[("route", &sample.route)],
+                    &[("route", sample.route())],
                 )
                 .increment(1);
             }
@@ -472,7 +502,7 @@ where
         let state = InFlight {
             profiler: self.profiler.clone(),
             profile,
-            route: route_of(&req),
+            route: req.extensions().get::<MatchedPath>().cloned(),
             method: method_label(req.method()),
             start: Instant::now(),
             sampled: self.profiler.sampled(),
@@ -487,7 +517,7 @@ where
 struct InFlight {
     profiler: Profiler,
     profile: RequestProfile,
-    route: String,
+    route: Option<MatchedPath>,
     method: &'static str,
     start: Instant,
     sampled: bool,
@@ -529,7 +559,7 @@ where
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
             s.profiler.finish(
-                RequestSample {
+                Recorded {
                     method: s.method,
                     route: s.route,
                     status,
