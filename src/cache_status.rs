@@ -1,5 +1,5 @@
-//! The RFC 9211 `Cache-Status` member this cache adds to every response, and the
-//! reasons behind it. One enum per decision, each with `as_str()`, so headers,
+//! The RFC 9211 `Cache-Status` member this cache adds to every response, and
+//! the reasons behind it. Each decision is an enum with `as_str()`, so headers,
 //! logs and metrics all use the same words.
 
 use http::header::{HeaderName, HeaderValue};
@@ -13,16 +13,20 @@ pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 /// Why the request went forward to the origin (RFC 9211 §2.2 `fwd`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forward {
-    /// The cache was not consulted (e.g. an unsafe method).
+    /// The cache was not consulted (e.g. a GET with a body).
     Bypass,
     /// The request method is never served from cache.
     Method,
     /// No entry for this URI.
     UriMiss,
+    /// An entry for the URI, but not for this variant.
+    VaryMiss,
     /// An entry existed but was stale.
     Stale,
-    /// The request asked for a fresh answer (`no-cache`).
+    /// The request asked for a fresh answer (`no-cache`, `max-age`, `min-fresh`).
     Request,
+    /// A range request that was not served from a stored full response.
+    Partial,
 }
 
 impl Forward {
@@ -31,8 +35,10 @@ impl Forward {
             Self::Bypass => "bypass",
             Self::Method => "method",
             Self::UriMiss => "uri-miss",
+            Self::VaryMiss => "vary-miss",
             Self::Stale => "stale",
             Self::Request => "request",
+            Self::Partial => "partial",
         }
     }
 }
@@ -51,6 +57,7 @@ pub enum NoStoreReason {
     Authorization,
     NoFreshness,
     TooLarge,
+    Partial,
 }
 
 impl NoStoreReason {
@@ -67,89 +74,180 @@ impl NoStoreReason {
             Self::Authorization => "authorization",
             Self::NoFreshness => "no-freshness",
             Self::TooLarge => "too-large",
+            Self::Partial => "partial",
         }
     }
 }
 
-/// What this cache did for one response.
+/// Which tier answered a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// The per-isolate memory tier.
+    Memory,
+    /// The data centre's Cache API.
+    Edge,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Edge => "edge",
+        }
+    }
+}
+
+/// The one-word outcome of a request, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Asset,
+    Hit,
+    /// Served stale (stale-while-revalidate, max-stale, stale-if-error).
+    Stale,
+    /// Stored response confirmed by a 304 from the origin.
+    Revalidated,
+    Miss,
+    /// A stored response was too old and was replaced.
+    Expired,
+    Bypass,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Asset => "asset",
+            Self::Hit => "hit",
+            Self::Stale => "stale",
+            Self::Revalidated => "revalidated",
+            Self::Miss => "miss",
+            Self::Expired => "expired",
+            Self::Bypass => "bypass",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What this cache did for one response: the RFC 9211 parameters plus our outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CacheStatus {
-    /// Served from the cache; `ttl` is the remaining freshness in seconds.
-    Hit {
-        ttl: i64,
-        detail: Option<&'static str>,
-    },
-    /// Went to the origin.
-    Forward {
-        fwd: Forward,
-        fwd_status: Option<u16>,
-        stored: bool,
-        detail: Option<&'static str>,
-    },
+pub struct CacheStatus {
+    pub outcome: Outcome,
+    pub hit: bool,
+    pub fwd: Option<Forward>,
+    pub fwd_status: Option<u16>,
+    pub ttl: Option<i64>,
+    pub stored: bool,
+    pub collapsed: bool,
+    pub detail: Option<&'static str>,
 }
 
 impl CacheStatus {
-    /// A static asset answered by the edge's asset store.
-    pub fn asset() -> Self {
-        Self::Hit {
-            ttl: 0,
-            detail: Some("assets"),
+    fn new(outcome: Outcome, hit: bool, fwd: Option<Forward>) -> Self {
+        Self {
+            outcome,
+            hit,
+            fwd,
+            fwd_status: None,
+            ttl: None,
+            stored: false,
+            collapsed: false,
+            detail: None,
         }
     }
 
-    /// The short outcome used in logs and metrics (`hit`, `miss`, `bypass`…).
-    pub fn outcome(&self) -> &'static str {
-        match self {
-            Self::Hit {
-                detail: Some("assets"),
-                ..
-            } => "asset",
-            Self::Hit { .. } => "hit",
-            Self::Forward {
-                fwd: Forward::Method | Forward::Bypass,
-                ..
-            } => "bypass",
-            Self::Forward {
-                fwd: Forward::Stale,
-                ..
-            } => "expired",
-            Self::Forward { .. } => "miss",
+    /// A static asset answered by the edge's asset store.
+    pub fn asset() -> Self {
+        Self::new(Outcome::Asset, true, None).with_detail("assets")
+    }
+
+    /// A fresh stored response.
+    pub fn hit(ttl: i64, tier: Tier) -> Self {
+        let mut status = Self::new(Outcome::Hit, true, None);
+        status.ttl = Some(ttl);
+        if tier == Tier::Memory {
+            status.detail = Some("memory");
         }
+        status
+    }
+
+    /// A stale stored response served without asking the origin.
+    pub fn stale_hit(ttl: i64, reason: &'static str) -> Self {
+        let mut status = Self::new(Outcome::Stale, true, None);
+        status.ttl = Some(ttl);
+        status.detail = Some(reason);
+        status
+    }
+
+    /// The request went to the origin.
+    pub fn forward(fwd: Forward) -> Self {
+        let outcome = match fwd {
+            Forward::Bypass | Forward::Method => Outcome::Bypass,
+            Forward::Stale => Outcome::Expired,
+            _ => Outcome::Miss,
+        };
+        Self::new(outcome, false, Some(fwd))
+    }
+
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    pub fn with_fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
+    }
+
+    pub fn with_ttl(mut self, ttl: i64) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    pub fn with_stored(mut self, stored: bool) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    pub fn with_collapsed(mut self, collapsed: bool) -> Self {
+        self.collapsed = collapsed;
+        self
+    }
+
+    pub fn with_detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    /// The short outcome used in logs and metrics.
+    pub fn outcome(&self) -> &'static str {
+        self.outcome.as_str()
     }
 
     /// The `Cache-Status` list member, e.g. `cachefront; fwd=uri-miss; fwd-status=200; stored`.
     pub fn member(&self) -> String {
         let mut out = String::from(CACHE_NAME);
-        match self {
-            Self::Hit { ttl, detail } => {
-                out.push_str("; hit");
-                if *detail != Some("assets") {
-                    out.push_str(&format!("; ttl={ttl}"));
-                }
-                if let Some(detail) = detail {
-                    out.push_str("; detail=");
-                    out.push_str(detail);
-                }
-            }
-            Self::Forward {
-                fwd,
-                fwd_status,
-                stored,
-                detail,
-            } => {
-                out.push_str("; fwd=");
-                out.push_str(fwd.as_str());
-                if let Some(status) = fwd_status {
-                    out.push_str(&format!("; fwd-status={status}"));
-                }
-                if *stored {
-                    out.push_str("; stored");
-                }
-                if let Some(detail) = detail {
-                    out.push_str("; detail=");
-                    out.push_str(detail);
-                }
-            }
+        if self.hit {
+            out.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            out.push_str("; fwd=");
+            out.push_str(fwd.as_str());
+        }
+        if let Some(status) = self.fwd_status {
+            out.push_str(&format!("; fwd-status={status}"));
+        }
+        if let Some(ttl) = self.ttl {
+            out.push_str(&format!("; ttl={ttl}"));
+        }
+        if self.stored {
+            out.push_str("; stored");
+        }
+        if self.collapsed {
+            out.push_str("; collapsed");
+        }
+        if let Some(detail) = self.detail {
+            out.push_str("; detail=");
+            out.push_str(detail);
         }
         out
     }
@@ -157,14 +255,13 @@ impl CacheStatus {
     /// Appends our member to any `Cache-Status` an upstream cache already set
     /// (RFC 9211 §2: members are ordered from the origin towards the client).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        let upstream: Vec<String> = headers
+        let mut members: Vec<String> = headers
             .get_all(&CACHE_STATUS)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .filter(|v| !v.trim().is_empty())
             .map(str::to_owned)
             .collect();
-        let mut members = upstream;
         members.push(self.member());
         if let Ok(value) = HeaderValue::from_str(&members.join(", ")) {
             headers.insert(CACHE_STATUS.clone(), value);
@@ -178,12 +275,9 @@ mod tests {
 
     #[test]
     fn miss_that_was_stored_reads_as_rfc_9211() {
-        let status = CacheStatus::Forward {
-            fwd: Forward::UriMiss,
-            fwd_status: Some(200),
-            stored: true,
-            detail: None,
-        };
+        let status = CacheStatus::forward(Forward::UriMiss)
+            .with_fwd_status(200)
+            .with_stored(true);
         assert_eq!(
             status.member(),
             "cachefront; fwd=uri-miss; fwd-status=200; stored"
@@ -192,12 +286,30 @@ mod tests {
     }
 
     #[test]
-    fn hit_reports_remaining_ttl() {
-        let status = CacheStatus::Hit {
-            ttl: 42,
-            detail: None,
-        };
-        assert_eq!(status.member(), "cachefront; hit; ttl=42");
+    fn hits_report_remaining_ttl_and_the_tier() {
+        assert_eq!(
+            CacheStatus::hit(42, Tier::Edge).member(),
+            "cachefront; hit; ttl=42"
+        );
+        assert_eq!(
+            CacheStatus::hit(42, Tier::Memory).member(),
+            "cachefront; hit; ttl=42; detail=memory"
+        );
+    }
+
+    #[test]
+    fn stale_and_collapsed_answers_say_so() {
+        assert_eq!(
+            CacheStatus::stale_hit(-5, "stale-while-revalidate").member(),
+            "cachefront; hit; ttl=-5; detail=stale-while-revalidate"
+        );
+        let collapsed = CacheStatus::forward(Forward::UriMiss)
+            .with_fwd_status(200)
+            .with_collapsed(true);
+        assert_eq!(
+            collapsed.member(),
+            "cachefront; fwd=uri-miss; fwd-status=200; collapsed"
+        );
     }
 
     #[test]
@@ -216,11 +328,7 @@ mod tests {
             &CACHE_STATUS,
             HeaderValue::from_static("origin-varnish; hit"),
         );
-        CacheStatus::Hit {
-            ttl: 1,
-            detail: None,
-        }
-        .apply(&mut headers);
+        CacheStatus::hit(1, Tier::Edge).apply(&mut headers);
         assert_eq!(
             headers.get(&CACHE_STATUS).and_then(|v| v.to_str().ok()),
             Some("origin-varnish; hit, cachefront; hit; ttl=1")

@@ -5,6 +5,8 @@
 //! natively; the Workers adapter only supplies the lookup.
 
 use serde::Deserialize;
+
+use crate::policy::PolicySettings;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -15,12 +17,30 @@ pub const VAR_ORIGINS: &str = "ORIGINS";
 pub const VAR_CACHE_NAMESPACE: &str = "CACHE_NAMESPACE";
 /// Variable bounding the size of a response body the cache stores.
 pub const VAR_CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
+/// Query parameters left out of cache keys (`*` suffix = prefix match).
+pub const VAR_CACHE_IGNORE_QUERY_PARAMS: &str = "CACHE_IGNORE_QUERY_PARAMS";
+/// Request headers that are part of the cache key (and so may reach the origin).
+pub const VAR_CACHE_KEY_HEADERS: &str = "CACHE_KEY_HEADERS";
+/// Default stale-while-revalidate window when the origin gives none.
+pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
+/// Default stale-if-error window when the origin gives none.
+pub const VAR_STALE_IF_ERROR_SECS: &str = "STALE_IF_ERROR_SECS";
+/// Cap on heuristic freshness (responses with Last-Modified but no explicit lifetime).
+pub const VAR_CACHE_HEURISTIC_MAX_SECS: &str = "CACHE_HEURISTIC_MAX_SECS";
+/// How long stale entries with validators are kept for conditional revalidation.
+pub const VAR_CACHE_REVALIDATION_WINDOW_SECS: &str = "CACHE_REVALIDATION_WINDOW_SECS";
+/// Byte budget of the per-isolate memory tier (0 disables it).
+pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
+/// Longest time an entry stays in the memory tier.
+pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
 
 const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
 /// because the v0 pipeline buffers bodies it may store.
 const DEFAULT_MAX_OBJECT_BYTES: u64 = 25 * 1024 * 1024;
 const MAX_NAMESPACE_LEN: usize = 64;
+const DEFAULT_MEMORY_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+const DEFAULT_IGNORED_QUERY_PARAMS: &str = "utm_*,fbclid,gclid,msclkid";
 
 /// One origin as written in `ORIGINS`, before validation.
 #[derive(Debug, Deserialize)]
@@ -48,6 +68,17 @@ pub struct Config {
     pub cache_namespace: String,
     /// Responses with a larger body are served but never stored.
     pub cache_max_object_bytes: u64,
+    /// Query parameter names (or `prefix*` patterns) left out of cache keys.
+    pub cache_ignore_query_params: Vec<String>,
+    /// Lower-cased request headers added to cache keys; they are forwarded
+    /// even when they are usually stripped as unkeyed overrides.
+    pub cache_key_headers: Vec<String>,
+    pub stale_while_revalidate_secs: u64,
+    pub stale_if_error_secs: u64,
+    pub heuristic_max_secs: u64,
+    pub revalidation_window_secs: u64,
+    pub memory_cache_bytes: usize,
+    pub memory_cache_max_secs: u64,
 }
 
 /// A configuration problem: which variable is wrong and why.
@@ -83,21 +114,54 @@ impl Config {
             Some(ns) => validate_namespace(ns.trim())?,
         };
 
-        let cache_max_object_bytes = match lookup(VAR_CACHE_MAX_OBJECT_BYTES) {
-            None => DEFAULT_MAX_OBJECT_BYTES,
-            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
-                ConfigError::new(
-                    VAR_CACHE_MAX_OBJECT_BYTES,
-                    format_args!("expected a whole number of bytes, got {raw:?}"),
-                )
-            })?,
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(var) {
+                None => Ok(default),
+                Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
+                    ConfigError::new(
+                        var,
+                        format_args!("expected a whole non-negative number, got {raw:?}"),
+                    )
+                }),
+            }
         };
+        let memory_cache_bytes =
+            usize::try_from(number(VAR_MEMORY_CACHE_BYTES, DEFAULT_MEMORY_CACHE_BYTES)?)
+                .map_err(|_| ConfigError::new(VAR_MEMORY_CACHE_BYTES, "is too large"))?;
 
         Ok(Self {
             origins,
             cache_namespace,
-            cache_max_object_bytes,
+            cache_max_object_bytes: number(VAR_CACHE_MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECT_BYTES)?,
+            cache_ignore_query_params: name_list(
+                VAR_CACHE_IGNORE_QUERY_PARAMS,
+                lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IGNORED_QUERY_PARAMS),
+                false,
+            )?,
+            cache_key_headers: name_list(
+                VAR_CACHE_KEY_HEADERS,
+                lookup(VAR_CACHE_KEY_HEADERS).as_deref().unwrap_or(""),
+                true,
+            )?,
+            stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
+            stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
+            heuristic_max_secs: number(VAR_CACHE_HEURISTIC_MAX_SECS, 86_400)?,
+            revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
+            memory_cache_bytes,
+            memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
         })
+    }
+
+    /// The settings the cache policy works with.
+    pub fn policy_settings(&self) -> PolicySettings {
+        PolicySettings {
+            max_object_bytes: self.cache_max_object_bytes,
+            default_swr_secs: self.stale_while_revalidate_secs,
+            default_sie_secs: self.stale_if_error_secs,
+            heuristic_max_secs: self.heuristic_max_secs,
+        }
     }
 
     /// The origin every cache miss goes to in this version of the pipeline.
@@ -139,6 +203,31 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         });
     }
     Ok(origins)
+}
+
+/// A comma-separated list of names (query parameters or header fields).
+fn name_list(var: &'static str, raw: &str, header_names: bool) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let valid = if header_names {
+            http::HeaderName::from_bytes(item.as_bytes()).is_ok()
+        } else {
+            let name = item.strip_suffix('*').unwrap_or(item);
+            !name.is_empty() && !name.contains(['&', '=', '#', '*', ' '])
+        };
+        if !valid {
+            return Err(ConfigError::new(
+                var,
+                format_args!("{item:?} is not a valid name"),
+            ));
+        }
+        names.push(if header_names {
+            item.to_ascii_lowercase()
+        } else {
+            item.to_owned()
+        });
+    }
+    Ok(names)
 }
 
 fn validate_name(name: &str) -> Result<(), String> {

@@ -24,6 +24,9 @@ pub enum EdgeError {
     /// The client's request cannot be served as sent.
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// `Cache-Control: only-if-cached` and no stored response may answer.
+    #[error("no stored response can answer this only-if-cached request")]
+    NotCached,
 }
 
 impl EdgeError {
@@ -46,6 +49,7 @@ impl EdgeError {
             Self::OriginUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::OriginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -56,6 +60,7 @@ impl EdgeError {
             Self::OriginUnreachable { .. } => "origin_unreachable",
             Self::OriginTimeout { .. } => "origin_timeout",
             Self::BadRequest(_) => "bad_request",
+            Self::NotCached => "only_if_cached",
         }
     }
 
@@ -69,7 +74,7 @@ impl EdgeError {
             Self::OriginUnreachable { origin, .. } | Self::OriginTimeout { origin, .. } => {
                 body["origin"] = json!(origin);
             }
-            Self::BadRequest(_) => {}
+            Self::BadRequest(_) | Self::NotCached => {}
         }
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = self.status();

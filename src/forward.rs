@@ -69,10 +69,13 @@ pub fn request_host(request: &Request<Body>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Builds the request to send to `origin` for a client request.
+/// Builds the request to send to `origin` for a client request. Fields named
+/// in `keyed` are part of the cache key, so they may pass even if they are
+/// usually stripped as unkeyed overrides.
 pub fn origin_request(
     request: &Request<Body>,
     origin: &OriginConfig,
+    keyed: &[String],
 ) -> Result<Request<Body>, EdgeError> {
     let mut url = origin.url.clone();
     let prefix = origin.url.path().trim_end_matches('/');
@@ -86,7 +89,9 @@ pub fn origin_request(
     let mut headers = request.headers().clone();
     strip_hop_by_hop(&mut headers);
     for name in UNKEYED_OVERRIDES {
-        headers.remove(*name);
+        if !keyed.iter().any(|k| k == name) {
+            headers.remove(*name);
+        }
     }
     headers.remove(header::HOST);
     let platform_fields: Vec<HeaderName> = headers
@@ -97,9 +102,12 @@ pub fn origin_request(
     for name in platform_fields {
         headers.remove(name);
     }
-    if let Some(host) = request_host(request) {
-        if let Ok(value) = HeaderValue::from_str(&host) {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), value);
+    let forwarded_host = HeaderName::from_static("x-forwarded-host");
+    if !keyed.iter().any(|k| k == forwarded_host.as_str()) {
+        if let Some(host) = request_host(request) {
+            if let Ok(value) = HeaderValue::from_str(&host) {
+                headers.insert(forwarded_host, value);
+            }
         }
     }
     let scheme = request.uri().scheme_str().unwrap_or("https");
@@ -136,12 +144,13 @@ mod tests {
     #[test]
     fn path_and_query_are_appended_to_the_origin_base() {
         let req = client_request("https://shop.example/products/7?ref=home", &[]);
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000/app/")).expect("forwarded");
+        let out =
+            origin_request(&req, &origin("http://127.0.0.1:3000/app/"), &[]).expect("forwarded");
         assert_eq!(
             out.uri().to_string(),
             "http://127.0.0.1:3000/app/products/7?ref=home"
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
         assert_eq!(
             out.uri().to_string(),
             "http://127.0.0.1:3000/products/7?ref=home"
@@ -159,12 +168,24 @@ mod tests {
                 ("accept", "text/html"),
             ],
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
         assert_eq!(out.headers()["x-forwarded-host"], "shop.example");
         assert_eq!(out.headers()["x-forwarded-proto"], "https");
         assert!(out.headers().get("x-original-url").is_none());
         assert!(out.headers().get("x-http-method-override").is_none());
         assert_eq!(out.headers()["accept"], "text/html");
+    }
+
+    #[test]
+    fn keyed_override_headers_are_forwarded() {
+        let req = client_request(
+            "https://shop.example/",
+            &[("x-forwarded-host", "tenant.example")],
+        );
+        let keyed = vec!["x-forwarded-host".to_owned()];
+        let out =
+            origin_request(&req, &origin("http://127.0.0.1:3000"), &keyed).expect("forwarded");
+        assert_eq!(out.headers()["x-forwarded-host"], "tenant.example");
     }
 
     #[test]
@@ -178,7 +199,7 @@ mod tests {
                 ("cf-ray", "abc"),
             ],
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000")).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
         for name in ["connection", "x-secret", "te", "cf-ray", "host"] {
             assert!(out.headers().get(name).is_none(), "{name} leaked");
         }

@@ -8,15 +8,21 @@
 pub mod cache_control;
 pub mod cache_key;
 pub mod cache_status;
+pub mod coalesce;
+pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod hot_cache;
+pub mod http_date;
 pub mod memory;
 pub mod pipeline;
 pub mod platform;
 pub mod policy;
+pub mod range;
 pub mod server_timing;
 pub mod stored;
+pub mod vary;
 
 #[cfg(target_arch = "wasm32")]
 mod workers;

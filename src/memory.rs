@@ -7,6 +7,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use futures_channel::oneshot;
+use futures_util::future::{FutureExt, Shared};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::config::OriginConfig;
@@ -60,11 +62,13 @@ impl CacheStore for MemoryCache {
 
 type OriginHandler = dyn Fn(&OriginConfig, &Request<Body>) -> Result<Response<Body>, OriginError>;
 
-/// An origin answered by a closure; records every request it receives.
+/// An origin answered by a closure; records every request it receives. It can
+/// be held, so that requests wait inside it until the test releases them.
 #[derive(Clone)]
 pub struct MemoryOrigin {
     handler: Rc<OriginHandler>,
     received: Rc<RefCell<Vec<Request<Body>>>>,
+    gate: Rc<RefCell<Option<Shared<oneshot::Receiver<()>>>>>,
 }
 
 impl MemoryOrigin {
@@ -74,7 +78,16 @@ impl MemoryOrigin {
         Self {
             handler: Rc::new(handler),
             received: Rc::default(),
+            gate: Rc::default(),
         }
+    }
+
+    /// Holds every request that reaches the origin until the returned sender
+    /// is used or dropped.
+    pub fn hold(&self) -> oneshot::Sender<()> {
+        let (release, held) = oneshot::channel();
+        *self.gate.borrow_mut() = Some(held.shared());
+        release
     }
 
     /// How many requests reached the origin.
@@ -98,9 +111,17 @@ impl OriginFetch for MemoryOrigin {
         origin: &OriginConfig,
         request: Request<Body>,
     ) -> Result<Response<Body>, OriginError> {
-        let result = (self.handler)(origin, &request);
-        self.received.borrow_mut().push(request);
-        result
+        let gate = self.gate.borrow().clone();
+        let mut record = Request::new(request.body().clone());
+        *record.method_mut() = request.method().clone();
+        *record.uri_mut() = request.uri().clone();
+        *record.headers_mut() = request.headers().clone();
+        self.received.borrow_mut().push(record);
+        if let Some(gate) = gate {
+            // Released or dropped: either way the request proceeds.
+            let _ = gate.await;
+        }
+        (self.handler)(origin, &request)
     }
 }
 
@@ -171,6 +192,27 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now_ms.get()
+    }
+
+    /// Yields once without moving the clock: time moves only when the test says.
+    async fn sleep(&self, _ms: u64) {
+        YieldOnce(false).await;
+    }
+}
+
+/// A future that is pending once, waking itself, then ready.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
     }
 }
 

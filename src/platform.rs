@@ -55,9 +55,12 @@ pub trait StaticAssets {
     async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError>;
 }
 
-/// Wall-clock time, in milliseconds since the Unix epoch.
+/// Wall-clock time, in milliseconds since the Unix epoch, and waiting.
+#[allow(async_fn_in_trait)]
 pub trait Clock {
     fn now_ms(&self) -> u64;
+    /// Waits about `ms` milliseconds (a timer of the current request).
+    async fn sleep(&self, ms: u64);
 }
 
 /// Runs work after the response has been returned.

@@ -1,27 +1,101 @@
-//! Cache policy: whether a response may be stored, how long it stays fresh and
-//! how old a stored response is. Pure functions of (request, response, now).
-//!
-//! This is the v0 policy: explicit `s-maxage`/`max-age` freshness only. It is
-//! deliberately conservative: what it does not understand it does not store.
+//! Cache policy (RFC 9111 for a shared cache, RFC 5861 stale extensions,
+//! RFC 9213 targeted fields): whether a response may be stored, how long it
+//! stays fresh, how old it is, and whether a stored response may answer a
+//! request. Pure functions of (request, response, timestamps, settings).
 
-use crate::cache_control::Directives;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, Method, StatusCode};
+
+use crate::cache_control::{Directives, DELTA_SECONDS_CAP};
 use crate::cache_status::NoStoreReason;
-use http::{header, HeaderMap, Method, StatusCode};
+use crate::http_date;
 
-/// Status codes a shared cache may store when it has explicit freshness
-/// (RFC 9110 §15.1 "heuristically cacheable" plus explicit-freshness-only ones we accept).
-fn status_is_storable(status: StatusCode) -> bool {
-    matches!(
-        status.as_u16(),
-        200 | 203 | 204 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
-    )
+/// Targeted cache-control fields for this cache, most specific first (RFC 9213).
+pub const TARGETED_FIELDS: [&str; 2] = ["cloudflare-cdn-cache-control", "cdn-cache-control"];
+
+/// Operator settings the policy needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicySettings {
+    /// Responses with a larger body are not stored.
+    pub max_object_bytes: u64,
+    /// stale-while-revalidate applied when the origin gives none.
+    pub default_swr_secs: u64,
+    /// stale-if-error applied when the origin gives none.
+    pub default_sie_secs: u64,
+    /// Upper bound for heuristic freshness (10 % of the time since Last-Modified).
+    pub heuristic_max_secs: u64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            max_object_bytes: 25 * 1024 * 1024,
+            default_swr_secs: 0,
+            default_sie_secs: 0,
+            heuristic_max_secs: 86_400,
+        }
+    }
+}
+
+/// The directives that govern this cache for one response: the first
+/// targeted field present, else `Cache-Control` (RFC 9213 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseDirectives {
+    pub directives: Directives,
+    /// True when a targeted field was used; `Expires` is then ignored too.
+    pub targeted: bool,
+}
+
+impl ResponseDirectives {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        for name in TARGETED_FIELDS {
+            let name = HeaderName::from_static(name);
+            if headers.contains_key(&name) {
+                let directives = Directives::from_headers(headers, &name);
+                // A targeted field that does not parse to anything is ignored.
+                if !directives.is_empty() {
+                    return Self {
+                        directives,
+                        targeted: true,
+                    };
+                }
+            }
+        }
+        Self {
+            directives: Directives::from_headers(headers, &header::CACHE_CONTROL),
+            targeted: false,
+        }
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.directives.has(name)
+    }
+
+    /// Field names listed by a qualified `private="…"` or `no-cache="…"`.
+    fn qualified_fields(&self, directive: &str) -> Vec<String> {
+        self.directives
+            .iter()
+            .filter(|d| d.name == directive)
+            .filter_map(|d| d.value.as_deref())
+            .flat_map(|v| v.split(','))
+            .map(|f| f.trim().to_ascii_lowercase())
+            .filter(|f| !f.is_empty())
+            .collect()
+    }
+
+    /// Unqualified (no argument) occurrence of a directive.
+    fn has_unqualified(&self, name: &str) -> bool {
+        self.directives
+            .iter()
+            .any(|d| d.name == name && d.value.is_none())
+    }
 }
 
 /// The storage decision for one origin response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreDecision {
-    /// Store; fresh for `freshness_secs` from the moment the origin produced it.
-    Store { freshness_secs: u64 },
+    /// Store, after removing these fields (from qualified `private`/`no-cache`).
+    Store { strip_fields: Vec<String> },
     /// Serve but do not store.
     Skip(NoStoreReason),
 }
@@ -33,73 +107,186 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// Decides whether a shared cache may store this response (RFC 9111 §3).
+/// Statuses a cache may store without explicit freshness (RFC 9110 §15.1).
+pub fn heuristically_cacheable(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// Final statuses this cache understands (RFC 9111 §3: never store others).
+fn understood(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200..=208 | 226 | 300..=308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451 | 500..=508 | 510 | 511
+    )
+}
+
+/// Decides whether this cache may store a response (RFC 9111 §3).
 pub fn store_decision(
     request: RequestFacts<'_>,
     status: StatusCode,
     response_headers: &HeaderMap,
-    body_len: u64,
-    max_object_bytes: u64,
+    body_len: Option<u64>,
+    settings: &PolicySettings,
 ) -> StoreDecision {
     use StoreDecision::Skip;
     if request.method != Method::GET {
         return Skip(NoStoreReason::Method);
     }
-    let req_cc = Directives::from_headers(request.headers, &header::CACHE_CONTROL);
-    if req_cc.has("no-store") {
+    let request_cc = Directives::from_headers(request.headers, &header::CACHE_CONTROL);
+    if request_cc.has("no-store") {
         return Skip(NoStoreReason::RequestNoStore);
     }
-    if !status_is_storable(status) {
+    // Partial content and 304s are never stored as entries of their own.
+    if !understood(status)
+        || status == StatusCode::PARTIAL_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
         return Skip(NoStoreReason::Status);
     }
-    let cc = Directives::from_headers(response_headers, &header::CACHE_CONTROL);
-    if cc.has("no-store") {
+    let rd = ResponseDirectives::from_headers(response_headers);
+    if rd.has("no-store") {
         return Skip(NoStoreReason::ResponseNoStore);
     }
-    if cc.has("private") {
+    if rd.has_unqualified("private") {
         return Skip(NoStoreReason::Private);
-    }
-    if cc.has("no-cache") {
-        // Storing is allowed, but every use needs revalidation; the v0 pipeline
-        // does not revalidate, so storing would only waste space.
-        return Skip(NoStoreReason::NoCache);
-    }
-    if response_headers.contains_key(header::SET_COOKIE) {
-        return Skip(NoStoreReason::SetCookie);
     }
     if vary_is_star(response_headers) {
         return Skip(NoStoreReason::VaryStar);
     }
     if request.headers.contains_key(header::AUTHORIZATION)
-        && !(cc.has("public") || cc.has("s-maxage") || cc.has("must-revalidate"))
+        && !(rd.has("public") || rd.has("s-maxage") || rd.has("must-revalidate"))
     {
         return Skip(NoStoreReason::Authorization);
     }
-    let freshness_secs = freshness_lifetime(response_headers);
-    if freshness_secs == 0 {
+    let mut strip_fields = rd.qualified_fields("private");
+    strip_fields.extend(rd.qualified_fields("no-cache"));
+    if response_headers.contains_key(header::SET_COOKIE)
+        && !strip_fields.iter().any(|f| f == "set-cookie")
+    {
+        return Skip(NoStoreReason::SetCookie);
+    }
+    let explicit = rd.has("public")
+        || rd.has("max-age")
+        || rd.has("s-maxage")
+        || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
+    if !explicit && !heuristically_cacheable(status) {
         return Skip(NoStoreReason::NoFreshness);
     }
-    if body_len > max_object_bytes {
+    if rd.has_unqualified("no-cache") && !has_validators(response_headers) {
+        // Every reuse would need a full fetch: storing it buys nothing.
+        return Skip(NoStoreReason::NoCache);
+    }
+    if body_len.is_some_and(|len| len > settings.max_object_bytes) {
         return Skip(NoStoreReason::TooLarge);
     }
-    StoreDecision::Store { freshness_secs }
-}
-
-/// Freshness lifetime for a shared cache: `s-maxage` wins over `max-age` (RFC 9111 §4.2.1).
-pub fn freshness_lifetime(response_headers: &HeaderMap) -> u64 {
-    let cc = Directives::from_headers(response_headers, &header::CACHE_CONTROL);
-    cc.seconds("s-maxage")
-        .or_else(|| cc.seconds("max-age"))
-        .unwrap_or(0)
+    let lifetime = freshness_lifetime(response_headers, None, settings);
+    let usable_stale = stale_windows(&rd, settings);
+    if lifetime == 0
+        && !has_validators(response_headers)
+        && usable_stale.0 == 0
+        && usable_stale.1 == 0
+    {
+        // Born stale and impossible to revalidate: never reusable.
+        return Skip(NoStoreReason::NoFreshness);
+    }
+    StoreDecision::Store { strip_fields }
 }
 
 fn vary_is_star(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim() == "*")
+    vary_fields(headers).iter().any(|f| f == "*")
+}
+
+/// The request fields a response varies on, lower-cased, in order, deduplicated.
+pub fn vary_fields(headers: &HeaderMap) -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for value in headers.get_all(header::VARY) {
+        let Ok(text) = value.to_str() else { continue };
+        for field in text.split(',') {
+            let field = field.trim().to_ascii_lowercase();
+            if !field.is_empty() && !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+    }
+    fields
+}
+
+/// Whether the response carries a validator (`ETag` or `Last-Modified`).
+pub fn has_validators(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::ETAG) || headers.contains_key(header::LAST_MODIFIED)
+}
+
+fn header_date(headers: &HeaderMap, name: HeaderName) -> Option<Result<u64, ()>> {
+    let value = headers.get(name)?;
+    Some(
+        value
+            .to_str()
+            .ok()
+            .and_then(http_date::parse_secs)
+            .ok_or(()),
+    )
+}
+
+/// Freshness lifetime in seconds for a shared cache (RFC 9111 §4.2.1):
+/// `s-maxage`, then `max-age`, then `Expires - Date`, then a heuristic.
+/// `response_time_secs` stands in for a missing `Date`.
+pub fn freshness_lifetime(
+    headers: &HeaderMap,
+    response_time_secs: Option<u64>,
+    settings: &PolicySettings,
+) -> u64 {
+    let rd = ResponseDirectives::from_headers(headers);
+    if let Some(secs) = rd.directives.seconds("s-maxage") {
+        return secs;
+    }
+    if let Some(secs) = rd.directives.seconds("max-age") {
+        return secs;
+    }
+    let date = match header_date(headers, header::DATE) {
+        Some(Ok(date)) => Some(date),
+        _ => response_time_secs,
+    };
+    if !rd.targeted {
+        match header_date(headers, header::EXPIRES) {
+            // An invalid Expires (e.g. "0") means already expired.
+            Some(Err(())) => return 0,
+            Some(Ok(expires)) => {
+                return expires
+                    .saturating_sub(date.unwrap_or(expires))
+                    .min(DELTA_SECONDS_CAP)
+            }
+            None => {}
+        }
+    }
+    // Heuristic freshness (RFC 9111 §4.2.2): only with Last-Modified, 10 % of its age.
+    if let (Some(Ok(last_modified)), Some(date)) =
+        (header_date(headers, header::LAST_MODIFIED), date)
+    {
+        return (date.saturating_sub(last_modified) / 10).min(settings.heuristic_max_secs);
+    }
+    0
+}
+
+/// Timestamps of one stored response (RFC 9111 §4.2.3 terms), in ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseTimes {
+    pub request_time_ms: u64,
+    pub response_time_ms: u64,
+}
+
+/// `corrected_initial_age` of a response at the moment it arrived, in seconds.
+pub fn corrected_initial_age(headers: &HeaderMap, times: ResponseTimes) -> u64 {
+    let response_time = times.response_time_ms / 1000;
+    let apparent_age = match header_date(headers, header::DATE) {
+        Some(Ok(date)) => response_time.saturating_sub(date),
+        _ => 0,
+    };
+    let age_value = age_header_secs(headers);
+    let response_delay = times.response_time_ms.saturating_sub(times.request_time_ms) / 1000;
+    apparent_age.max(age_value.saturating_add(response_delay))
 }
 
 /// The `Age` the origin (or an upstream cache) reported, if valid.
@@ -108,30 +295,207 @@ pub fn age_header_secs(headers: &HeaderMap) -> u64 {
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0)
+        .map_or(0, |v| v.min(DELTA_SECONDS_CAP))
 }
 
-/// Current age of a stored response (RFC 9111 §4.2.3, with response_delay
-/// folded into `initial_age_secs` when the entry was stored).
-pub fn current_age_secs(initial_age_secs: u64, stored_at_ms: u64, now_ms: u64) -> u64 {
-    let resident_ms = now_ms.saturating_sub(stored_at_ms);
-    initial_age_secs.saturating_add(resident_ms / 1000)
+/// Current age of a stored response (RFC 9111 §4.2.3).
+pub fn current_age_secs(initial_age_secs: u64, response_time_ms: u64, now_ms: u64) -> u64 {
+    let resident_secs = now_ms.saturating_sub(response_time_ms) / 1000;
+    initial_age_secs.saturating_add(resident_secs)
 }
 
-/// Remaining freshness in seconds (negative when stale).
-pub fn remaining_ttl_secs(freshness_secs: u64, current_age_secs: u64) -> i64 {
-    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    clamp(freshness_secs) - clamp(current_age_secs)
-}
-
-/// Whether the client asked to bypass stored responses (`no-cache`, or
-/// `Pragma: no-cache` when there is no `Cache-Control`, RFC 9111 §5.4).
-pub fn request_wants_fresh(headers: &HeaderMap) -> bool {
-    let cc = Directives::from_headers(headers, &header::CACHE_CONTROL);
-    if !cc.is_empty() {
-        return cc.has("no-cache") || cc.seconds("max-age") == Some(0);
+/// (stale-while-revalidate, stale-if-error) windows in seconds.
+fn stale_windows(rd: &ResponseDirectives, settings: &PolicySettings) -> (u64, u64) {
+    let explicit_revalidate =
+        rd.has("must-revalidate") || rd.has("proxy-revalidate") || rd.has_unqualified("no-cache");
+    if explicit_revalidate {
+        return (0, 0);
     }
-    Directives::from_headers(headers, &header::PRAGMA).has("no-cache")
+    let swr = rd
+        .directives
+        .seconds("stale-while-revalidate")
+        .unwrap_or(settings.default_swr_secs);
+    let sie = rd
+        .directives
+        .seconds("stale-if-error")
+        .unwrap_or(settings.default_sie_secs);
+    (swr, sie)
+}
+
+/// Everything the cache knows about the freshness of one stored response now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    pub lifetime_secs: u64,
+    pub age_secs: u64,
+    /// Serving it stale needs revalidation first (`must-revalidate`,
+    /// `proxy-revalidate`, or `s-maxage`, which implies the latter).
+    pub must_revalidate: bool,
+    /// Every reuse needs revalidation (unqualified `no-cache`).
+    pub no_cache: bool,
+    pub swr_secs: u64,
+    pub sie_secs: u64,
+}
+
+impl Freshness {
+    pub fn of(
+        headers: &HeaderMap,
+        initial_age_secs: u64,
+        times: ResponseTimes,
+        now_ms: u64,
+        settings: &PolicySettings,
+    ) -> Self {
+        let rd = ResponseDirectives::from_headers(headers);
+        let (swr_secs, sie_secs) = stale_windows(&rd, settings);
+        Self {
+            lifetime_secs: freshness_lifetime(
+                headers,
+                Some(times.response_time_ms / 1000),
+                settings,
+            ),
+            age_secs: current_age_secs(initial_age_secs, times.response_time_ms, now_ms),
+            must_revalidate: rd.has("must-revalidate")
+                || rd.has("proxy-revalidate")
+                || rd.has("s-maxage"),
+            no_cache: rd.has_unqualified("no-cache"),
+            swr_secs,
+            sie_secs,
+        }
+    }
+
+    /// Remaining freshness in seconds (negative once stale).
+    pub fn ttl_secs(&self) -> i64 {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        clamp(self.lifetime_secs) - clamp(self.age_secs)
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.ttl_secs() > 0
+    }
+
+    /// Seconds past the end of freshness (0 while fresh).
+    pub fn staleness_secs(&self) -> u64 {
+        self.age_secs.saturating_sub(self.lifetime_secs)
+    }
+
+    /// How long the store should keep the entry: freshness, the stale windows,
+    /// and (when it can be revalidated) `revalidation_window_secs` more.
+    pub fn retention_secs(&self, can_revalidate: bool, revalidation_window_secs: u64) -> u64 {
+        let stale = self.swr_secs.max(self.sie_secs);
+        let extra = if can_revalidate {
+            stale.max(revalidation_window_secs)
+        } else {
+            stale
+        };
+        self.lifetime_secs
+            .saturating_sub(self.age_secs.min(self.lifetime_secs))
+            .saturating_add(extra)
+            .max(1)
+    }
+}
+
+/// Request directives relevant to reuse (RFC 9111 §5.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestDirectives {
+    pub no_cache: bool,
+    pub no_store: bool,
+    pub max_age: Option<u64>,
+    /// `Some(None)` = any staleness accepted.
+    pub max_stale: Option<Option<u64>>,
+    pub min_fresh: Option<u64>,
+    pub only_if_cached: bool,
+    pub stale_if_error: Option<u64>,
+}
+
+impl RequestDirectives {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let cc = Directives::from_headers(headers, &header::CACHE_CONTROL);
+        // Pragma: no-cache only counts when Cache-Control is absent (RFC 9111 §5.4).
+        let pragma_no_cache = !headers.contains_key(header::CACHE_CONTROL)
+            && Directives::from_headers(headers, &header::PRAGMA).has("no-cache");
+        let max_stale = cc.iter().find(|d| d.name == "max-stale").map(|d| {
+            d.value
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|v| v.min(DELTA_SECONDS_CAP))
+        });
+        Self {
+            no_cache: cc.has("no-cache") || pragma_no_cache,
+            no_store: cc.has("no-store"),
+            max_age: cc.seconds("max-age"),
+            max_stale,
+            min_fresh: cc.seconds("min-fresh"),
+            only_if_cached: cc.has("only-if-cached"),
+            stale_if_error: cc.seconds("stale-if-error"),
+        }
+    }
+}
+
+/// Whether a stored response may answer a request, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Serve it as it is.
+    Fresh,
+    /// Serve it stale because the client accepts staleness (`max-stale`).
+    StaleAccepted,
+    /// Serve it stale and refresh it in the background (stale-while-revalidate).
+    StaleWhileRevalidate,
+    /// Ask the origin first (conditionally, when it has validators).
+    Revalidate,
+}
+
+/// Decides how a stored response may be reused for a request (RFC 9111 §4).
+pub fn reuse(request: &RequestDirectives, freshness: &Freshness) -> Reuse {
+    if request.no_cache || freshness.no_cache {
+        return Reuse::Revalidate;
+    }
+    if request
+        .max_age
+        .is_some_and(|max_age| freshness.age_secs > max_age)
+    {
+        return Reuse::Revalidate;
+    }
+    let ttl = freshness.ttl_secs();
+    if freshness.is_fresh() {
+        let wanted = request
+            .min_fresh
+            .map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX));
+        if ttl >= wanted {
+            return Reuse::Fresh;
+        }
+        return Reuse::Revalidate;
+    }
+    if request.min_fresh.is_some() || request.max_age == Some(0) {
+        return Reuse::Revalidate;
+    }
+    let staleness = freshness.staleness_secs();
+    if !freshness.must_revalidate {
+        if let Some(limit) = request.max_stale {
+            if limit.is_none_or(|limit| staleness <= limit) {
+                return Reuse::StaleAccepted;
+            }
+        }
+    }
+    if freshness.swr_secs > 0 && staleness <= freshness.swr_secs && request.max_age.is_none() {
+        return Reuse::StaleWhileRevalidate;
+    }
+    Reuse::Revalidate
+}
+
+/// Whether a stale response may stand in when the origin fails (RFC 5861 §4).
+pub fn may_serve_stale_on_error(request: &RequestDirectives, freshness: &Freshness) -> bool {
+    if freshness.is_fresh() {
+        return true;
+    }
+    if freshness.no_cache {
+        return false;
+    }
+    let window = request.stale_if_error.unwrap_or(0).max(freshness.sie_secs);
+    window > 0 && freshness.staleness_secs() <= window
+}
+
+/// Origin statuses that count as errors for stale-if-error.
+pub fn is_error_status(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
 #[cfg(test)]
@@ -139,135 +503,172 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    const MAX: u64 = 1 << 20;
+    const NOW_MS: u64 = 1_790_000_000_000;
 
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (k, v) in pairs {
-            map.append(*k, HeaderValue::from_static(v));
+            map.append(*k, HeaderValue::from_str(v).expect("header value"));
         }
         map
     }
 
-    fn decide(
-        req: &[(&'static str, &'static str)],
+    fn settings() -> PolicySettings {
+        PolicySettings::default()
+    }
+
+    fn decide_with(
+        method: &Method,
+        req: &[(&'static str, &str)],
         status: u16,
-        resp: &[(&'static str, &'static str)],
+        resp: &[(&'static str, &str)],
     ) -> StoreDecision {
         let req_headers = headers(req);
         store_decision(
             RequestFacts {
-                method: &Method::GET,
+                method,
                 headers: &req_headers,
             },
             StatusCode::from_u16(status).expect("status"),
             &headers(resp),
-            10,
-            MAX,
+            Some(10),
+            &settings(),
+        )
+    }
+
+    fn decide(
+        req: &[(&'static str, &str)],
+        status: u16,
+        resp: &[(&'static str, &str)],
+    ) -> StoreDecision {
+        decide_with(&Method::GET, req, status, resp)
+    }
+
+    fn store() -> StoreDecision {
+        StoreDecision::Store {
+            strip_fields: vec![],
+        }
+    }
+
+    fn skip(reason: NoStoreReason) -> StoreDecision {
+        StoreDecision::Skip(reason)
+    }
+
+    fn date(offset_secs: i64) -> String {
+        let secs = (NOW_MS / 1000)
+            .checked_add_signed(offset_secs)
+            .expect("time");
+        http_date::format_secs(secs)
+    }
+
+    fn freshness(
+        resp: &[(&'static str, &str)],
+        age_at_arrival: u64,
+        resident_secs: u64,
+    ) -> Freshness {
+        let h = headers(resp);
+        let times = ResponseTimes {
+            request_time_ms: NOW_MS,
+            response_time_ms: NOW_MS,
+        };
+        Freshness::of(
+            &h,
+            age_at_arrival,
+            times,
+            NOW_MS + resident_secs * 1000,
+            &settings(),
         )
     }
 
     #[test]
-    fn max_age_response_is_stored_for_that_long() {
+    fn explicit_max_age_response_is_stored() {
         assert_eq!(
             decide(&[], 200, &[("cache-control", "max-age=60")]),
-            StoreDecision::Store { freshness_secs: 60 }
+            store()
         );
     }
 
     #[test]
-    fn s_maxage_takes_precedence_over_max_age() {
+    fn no_store_and_unqualified_private_are_not_stored() {
         assert_eq!(
-            decide(&[], 200, &[("cache-control", "max-age=10, s-maxage=300")]),
+            decide(&[], 200, &[("cache-control", "no-store, max-age=60")]),
+            skip(NoStoreReason::ResponseNoStore)
+        );
+        assert_eq!(
+            decide(&[], 200, &[("cache-control", "private, max-age=60")]),
+            skip(NoStoreReason::Private)
+        );
+    }
+
+    #[test]
+    fn qualified_private_stores_without_the_named_fields() {
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[("cache-control", "private=\"x-user\", max-age=60")]
+            ),
             StoreDecision::Store {
-                freshness_secs: 300
+                strip_fields: vec!["x-user".into()]
             }
         );
     }
 
     #[test]
-    fn no_store_private_and_no_cache_responses_are_not_stored() {
-        assert_eq!(
-            decide(&[], 200, &[("cache-control", "no-store, max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::ResponseNoStore)
-        );
-        assert_eq!(
-            decide(&[], 200, &[("cache-control", "private, max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::Private)
-        );
-        assert_eq!(
-            decide(&[], 200, &[("cache-control", "no-cache, max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::NoCache)
-        );
-    }
-
-    #[test]
-    fn responses_without_explicit_freshness_are_not_stored() {
-        assert_eq!(
-            decide(&[], 200, &[]),
-            StoreDecision::Skip(NoStoreReason::NoFreshness)
-        );
-        assert_eq!(
-            decide(&[], 200, &[("cache-control", "max-age=0")]),
-            StoreDecision::Skip(NoStoreReason::NoFreshness)
-        );
-        assert_eq!(
-            decide(&[], 200, &[("cache-control", "max-age=oops")]),
-            StoreDecision::Skip(NoStoreReason::NoFreshness)
-        );
-    }
-
-    #[test]
-    fn set_cookie_and_vary_star_are_never_stored() {
+    fn set_cookie_is_stored_only_when_the_origin_names_it_for_removal() {
         assert_eq!(
             decide(
                 &[],
                 200,
                 &[("cache-control", "max-age=60"), ("set-cookie", "a=b")]
             ),
-            StoreDecision::Skip(NoStoreReason::SetCookie)
+            skip(NoStoreReason::SetCookie)
         );
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[
+                    ("cache-control", "max-age=60, no-cache=\"Set-Cookie\""),
+                    ("set-cookie", "a=b")
+                ]
+            ),
+            StoreDecision::Store {
+                strip_fields: vec!["set-cookie".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn vary_star_is_never_stored() {
         assert_eq!(
             decide(
                 &[],
                 200,
                 &[("cache-control", "max-age=60"), ("vary", "accept, *")]
             ),
-            StoreDecision::Skip(NoStoreReason::VaryStar)
+            skip(NoStoreReason::VaryStar)
         );
     }
 
     #[test]
-    fn uncacheable_status_is_not_stored() {
-        assert_eq!(
-            decide(&[], 500, &[("cache-control", "max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::Status)
-        );
-        assert_eq!(
-            decide(&[], 206, &[("cache-control", "max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::Status)
-        );
-        assert_eq!(
-            decide(&[], 404, &[("cache-control", "max-age=60")]),
-            StoreDecision::Store { freshness_secs: 60 }
-        );
-    }
-
-    #[test]
-    fn authorized_requests_need_an_explicit_shared_cache_directive() {
+    fn authorized_requests_need_public_s_maxage_or_must_revalidate() {
         let auth = [("authorization", "Bearer x")];
         assert_eq!(
             decide(&auth, 200, &[("cache-control", "max-age=60")]),
-            StoreDecision::Skip(NoStoreReason::Authorization)
+            skip(NoStoreReason::Authorization)
         );
-        assert_eq!(
-            decide(&auth, 200, &[("cache-control", "public, max-age=60")]),
-            StoreDecision::Store { freshness_secs: 60 }
-        );
-        assert_eq!(
-            decide(&auth, 200, &[("cache-control", "s-maxage=60")]),
-            StoreDecision::Store { freshness_secs: 60 }
-        );
+        for cc in [
+            "public, max-age=60",
+            "s-maxage=60",
+            "must-revalidate, max-age=60",
+        ] {
+            assert_eq!(
+                decide(&auth, 200, &[("cache-control", cc)]),
+                store(),
+                "{cc}"
+            );
+        }
     }
 
     #[test]
@@ -278,21 +679,93 @@ mod tests {
                 200,
                 &[("cache-control", "max-age=60")]
             ),
-            StoreDecision::Skip(NoStoreReason::RequestNoStore)
+            skip(NoStoreReason::RequestNoStore)
         );
-        let h = headers(&[("cache-control", "max-age=60")]);
-        let empty = HeaderMap::new();
-        let post = store_decision(
-            RequestFacts {
-                method: &Method::POST,
-                headers: &empty,
-            },
-            StatusCode::OK,
-            &h,
-            1,
-            MAX,
+        assert_eq!(
+            decide_with(&Method::POST, &[], 200, &[("cache-control", "max-age=60")]),
+            skip(NoStoreReason::Method)
         );
-        assert_eq!(post, StoreDecision::Skip(NoStoreReason::Method));
+    }
+
+    #[test]
+    fn partial_and_unknown_statuses_are_not_stored() {
+        assert_eq!(
+            decide(&[], 206, &[("cache-control", "max-age=60")]),
+            skip(NoStoreReason::Status)
+        );
+        assert_eq!(
+            decide(&[], 299, &[("cache-control", "max-age=60")]),
+            skip(NoStoreReason::Status)
+        );
+        assert_eq!(
+            decide(&[], 304, &[("cache-control", "max-age=60")]),
+            skip(NoStoreReason::Status)
+        );
+    }
+
+    #[test]
+    fn non_heuristic_status_needs_explicit_freshness() {
+        assert_eq!(
+            decide(&[], 302, &[("last-modified", &date(-1000))]),
+            skip(NoStoreReason::NoFreshness)
+        );
+        assert_eq!(
+            decide(&[], 302, &[("cache-control", "max-age=60")]),
+            store()
+        );
+        assert_eq!(
+            decide(&[], 500, &[("expires", &date(60)), ("date", &date(0))]),
+            store()
+        );
+    }
+
+    #[test]
+    fn heuristically_cacheable_status_with_last_modified_is_stored() {
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[("last-modified", &date(-10_000)), ("date", &date(0))]
+            ),
+            store()
+        );
+        assert_eq!(
+            decide(&[], 404, &[("last-modified", &date(-10_000))]),
+            store()
+        );
+    }
+
+    #[test]
+    fn no_cache_without_validators_is_not_worth_storing() {
+        assert_eq!(
+            decide(&[], 200, &[("cache-control", "no-cache, max-age=60")]),
+            skip(NoStoreReason::NoCache)
+        );
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[("cache-control", "no-cache"), ("etag", "\"v1\"")]
+            ),
+            store()
+        );
+    }
+
+    #[test]
+    fn response_without_freshness_or_validators_is_not_stored() {
+        assert_eq!(decide(&[], 200, &[]), skip(NoStoreReason::NoFreshness));
+        assert_eq!(
+            decide(&[], 200, &[("cache-control", "max-age=0")]),
+            skip(NoStoreReason::NoFreshness)
+        );
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[("cache-control", "max-age=0"), ("etag", "\"x\"")]
+            ),
+            store()
+        );
     }
 
     #[test]
@@ -306,40 +779,350 @@ mod tests {
             },
             StatusCode::OK,
             &h,
-            MAX + 1,
-            MAX,
+            Some(1 << 40),
+            &settings(),
         );
-        assert_eq!(d, StoreDecision::Skip(NoStoreReason::TooLarge));
+        assert_eq!(d, skip(NoStoreReason::TooLarge));
     }
 
     #[test]
-    fn age_grows_with_residence_time() {
-        assert_eq!(current_age_secs(5, 1_000, 1_000), 5);
-        assert_eq!(current_age_secs(5, 1_000, 11_999), 15);
+    fn targeted_field_overrides_cache_control_for_storing() {
         assert_eq!(
-            current_age_secs(0, 5_000, 1_000),
-            0,
-            "clock skew never gives a negative age"
+            decide(
+                &[],
+                200,
+                &[
+                    ("cache-control", "private"),
+                    ("cdn-cache-control", "max-age=60")
+                ]
+            ),
+            store()
         );
-        assert_eq!(remaining_ttl_secs(60, 15), 45);
-        assert_eq!(remaining_ttl_secs(60, 75), -15);
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("cdn-cache-control", "no-store")
+                ]
+            ),
+            skip(NoStoreReason::ResponseNoStore)
+        );
+        assert_eq!(
+            decide(
+                &[],
+                200,
+                &[
+                    ("cdn-cache-control", "no-store"),
+                    ("cloudflare-cdn-cache-control", "max-age=60")
+                ]
+            ),
+            store(),
+            "the Cloudflare-specific field is the more specific one"
+        );
     }
 
     #[test]
-    fn client_no_cache_and_pragma_ask_for_a_fresh_answer() {
-        assert!(request_wants_fresh(&headers(&[(
+    fn s_maxage_beats_max_age_beats_expires() {
+        let s = settings();
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[("cache-control", "max-age=10, s-maxage=300")]),
+                None,
+                &s
+            ),
+            300
+        );
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[
+                    ("cache-control", "max-age=10"),
+                    ("expires", &date(500)),
+                    ("date", &date(0))
+                ]),
+                None,
+                &s
+            ),
+            10
+        );
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[("expires", &date(500)), ("date", &date(0))]),
+                None,
+                &s
+            ),
+            500
+        );
+    }
+
+    #[test]
+    fn targeted_freshness_ignores_cache_control_and_expires() {
+        let s = settings();
+        let h = headers(&[
+            ("cache-control", "max-age=10"),
+            ("cdn-cache-control", "max-age=600"),
+            ("expires", &date(5)),
+            ("date", &date(0)),
+        ]);
+        assert_eq!(freshness_lifetime(&h, None, &s), 600);
+    }
+
+    #[test]
+    fn invalid_expires_means_already_stale() {
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[("expires", "0")]),
+                Some(NOW_MS / 1000),
+                &settings()
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn expires_without_date_uses_the_response_time() {
+        let h = headers(&[("expires", &date(120))]);
+        assert_eq!(
+            freshness_lifetime(&h, Some(NOW_MS / 1000), &settings()),
+            120
+        );
+    }
+
+    #[test]
+    fn heuristic_freshness_is_a_tenth_of_last_modified_age_capped() {
+        let s = settings();
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[("last-modified", &date(-1000)), ("date", &date(0))]),
+                None,
+                &s
+            ),
+            100
+        );
+        assert_eq!(
+            freshness_lifetime(
+                &headers(&[("last-modified", &date(-100_000_000)), ("date", &date(0))]),
+                None,
+                &s
+            ),
+            86_400
+        );
+    }
+
+    #[test]
+    fn corrected_initial_age_takes_the_larger_of_apparent_and_reported_age() {
+        let times = ResponseTimes {
+            request_time_ms: NOW_MS - 2_000,
+            response_time_ms: NOW_MS,
+        };
+        // Date 30 s in the past: apparent age 30 beats Age 5 + 2 s delay.
+        assert_eq!(
+            corrected_initial_age(&headers(&[("date", &date(-30)), ("age", "5")]), times),
+            30
+        );
+        assert_eq!(
+            corrected_initial_age(&headers(&[("date", &date(0)), ("age", "50")]), times),
+            52
+        );
+        assert_eq!(
+            corrected_initial_age(&headers(&[("age", "junk")]), times),
+            2
+        );
+    }
+
+    #[test]
+    fn age_grows_with_residence_time_and_never_goes_negative() {
+        assert_eq!(current_age_secs(5, 1_000, 11_999), 15);
+        assert_eq!(current_age_secs(0, 5_000, 1_000), 0);
+    }
+
+    #[test]
+    fn fresh_entries_are_reused_and_stale_ones_revalidated() {
+        let rq = RequestDirectives::default();
+        assert_eq!(
+            reuse(&rq, &freshness(&[("cache-control", "max-age=60")], 0, 59)),
+            Reuse::Fresh
+        );
+        assert_eq!(
+            reuse(&rq, &freshness(&[("cache-control", "max-age=60")], 0, 60)),
+            Reuse::Revalidate
+        );
+        assert_eq!(
+            reuse(&rq, &freshness(&[("cache-control", "max-age=60")], 30, 30)),
+            Reuse::Revalidate
+        );
+    }
+
+    #[test]
+    fn no_cache_response_is_always_revalidated() {
+        let rq = RequestDirectives::default();
+        assert_eq!(
+            reuse(
+                &rq,
+                &freshness(&[("cache-control", "no-cache, max-age=60")], 0, 0)
+            ),
+            Reuse::Revalidate
+        );
+    }
+
+    #[test]
+    fn request_max_age_min_fresh_and_no_cache_are_honoured() {
+        let f = freshness(&[("cache-control", "max-age=60")], 0, 20);
+        let with =
+            |h: &[(&'static str, &str)]| reuse(&RequestDirectives::from_headers(&headers(h)), &f);
+        assert_eq!(with(&[("cache-control", "max-age=10")]), Reuse::Revalidate);
+        assert_eq!(with(&[("cache-control", "max-age=30")]), Reuse::Fresh);
+        assert_eq!(
+            with(&[("cache-control", "min-fresh=50")]),
+            Reuse::Revalidate
+        );
+        assert_eq!(with(&[("cache-control", "min-fresh=30")]), Reuse::Fresh);
+        assert_eq!(with(&[("cache-control", "no-cache")]), Reuse::Revalidate);
+        assert_eq!(with(&[("pragma", "no-cache")]), Reuse::Revalidate);
+        assert_eq!(
+            with(&[("pragma", "no-cache"), ("cache-control", "max-age=60")]),
+            Reuse::Fresh
+        );
+    }
+
+    #[test]
+    fn max_stale_accepts_stale_unless_the_origin_requires_revalidation() {
+        let stale = freshness(&[("cache-control", "max-age=60")], 0, 90);
+        let with = |h: &[(&'static str, &str)], f: &Freshness| {
+            reuse(&RequestDirectives::from_headers(&headers(h)), f)
+        };
+        assert_eq!(
+            with(&[("cache-control", "max-stale=60")], &stale),
+            Reuse::StaleAccepted
+        );
+        assert_eq!(
+            with(&[("cache-control", "max-stale")], &stale),
+            Reuse::StaleAccepted
+        );
+        assert_eq!(
+            with(&[("cache-control", "max-stale=10")], &stale),
+            Reuse::Revalidate
+        );
+        for cc in [
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+        ] {
+            let strict = freshness(&[("cache-control", cc)], 0, 90);
+            assert_eq!(
+                with(&[("cache-control", "max-stale")], &strict),
+                Reuse::Revalidate,
+                "{cc}"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_while_revalidate_window_serves_stale_then_expires() {
+        let rq = RequestDirectives::default();
+        let h = [("cache-control", "max-age=60, stale-while-revalidate=30")];
+        assert_eq!(
+            reuse(&rq, &freshness(&h, 0, 80)),
+            Reuse::StaleWhileRevalidate
+        );
+        assert_eq!(reuse(&rq, &freshness(&h, 0, 100)), Reuse::Revalidate);
+        let strict = [(
             "cache-control",
-            "no-cache"
-        )])));
-        assert!(request_wants_fresh(&headers(&[(
+            "max-age=60, stale-while-revalidate=30, must-revalidate",
+        )];
+        assert_eq!(reuse(&rq, &freshness(&strict, 0, 80)), Reuse::Revalidate);
+    }
+
+    #[test]
+    fn default_grace_applies_only_without_explicit_revalidation_rules() {
+        let s = PolicySettings {
+            default_swr_secs: 10,
+            default_sie_secs: 20,
+            ..settings()
+        };
+        let times = ResponseTimes {
+            request_time_ms: NOW_MS,
+            response_time_ms: NOW_MS,
+        };
+        let plain = Freshness::of(
+            &headers(&[("cache-control", "max-age=5")]),
+            0,
+            times,
+            NOW_MS,
+            &s,
+        );
+        assert_eq!((plain.swr_secs, plain.sie_secs), (10, 20));
+        let explicit = Freshness::of(
+            &headers(&[("cache-control", "max-age=5, stale-if-error=99")]),
+            0,
+            times,
+            NOW_MS,
+            &s,
+        );
+        assert_eq!(explicit.sie_secs, 99);
+        let strict = Freshness::of(
+            &headers(&[("cache-control", "max-age=5, must-revalidate")]),
+            0,
+            times,
+            NOW_MS,
+            &s,
+        );
+        assert_eq!((strict.swr_secs, strict.sie_secs), (0, 0));
+    }
+
+    #[test]
+    fn stale_if_error_window_from_response_or_request() {
+        let f = freshness(
+            &[("cache-control", "max-age=60, stale-if-error=100")],
+            0,
+            120,
+        );
+        assert!(may_serve_stale_on_error(&RequestDirectives::default(), &f));
+        let too_old = freshness(
+            &[("cache-control", "max-age=60, stale-if-error=10")],
+            0,
+            120,
+        );
+        assert!(!may_serve_stale_on_error(
+            &RequestDirectives::default(),
+            &too_old
+        ));
+        let rq =
+            RequestDirectives::from_headers(&headers(&[("cache-control", "stale-if-error=100")]));
+        assert!(may_serve_stale_on_error(&rq, &too_old));
+        let plain = freshness(&[("cache-control", "max-age=60")], 0, 120);
+        assert!(!may_serve_stale_on_error(
+            &RequestDirectives::default(),
+            &plain
+        ));
+    }
+
+    #[test]
+    fn only_if_cached_and_malformed_directives_are_read() {
+        let rq = RequestDirectives::from_headers(&headers(&[(
             "cache-control",
-            "max-age=0"
-        )])));
-        assert!(request_wants_fresh(&headers(&[("pragma", "no-cache")])));
-        assert!(!request_wants_fresh(&headers(&[
-            ("pragma", "no-cache"),
-            ("cache-control", "max-age=60")
-        ])));
-        assert!(!request_wants_fresh(&headers(&[])));
+            "only-if-cached, max-stale=abc",
+        )]));
+        assert!(rq.only_if_cached);
+        assert_eq!(
+            rq.max_stale,
+            Some(None),
+            "an unparsable max-stale accepts any staleness"
+        );
+    }
+
+    #[test]
+    fn retention_covers_freshness_and_stale_windows() {
+        let f = freshness(
+            &[(
+                "cache-control",
+                "max-age=60, stale-while-revalidate=30, stale-if-error=300",
+            )],
+            0,
+            0,
+        );
+        assert_eq!(f.retention_secs(false, 0), 360);
+        assert_eq!(f.retention_secs(true, 3600), 3660);
     }
 }

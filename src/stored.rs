@@ -7,18 +7,22 @@ use http::header::{HeaderName, HeaderValue};
 use http::{header, HeaderMap, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::policy::ResponseTimes;
+use crate::vary::VariantValues;
 use crate::Body;
 
 /// Header carrying [`EntryMeta`] inside the store; never sent to clients.
 pub static META_HEADER: HeaderName = HeaderName::from_static("x-cachefront-meta");
 
-const META_VERSION: u8 = 1;
+const META_VERSION: u8 = 2;
 
 /// What the cache remembers about a stored response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryMeta {
     /// Format version; entries of another version are ignored.
     pub v: u8,
+    /// When the request that produced the response was sent (ms since the epoch).
+    pub request_time_ms: u64,
     /// When the response arrived from the origin (ms since the Unix epoch).
     pub stored_at_ms: u64,
     /// Age the response already had when it arrived (RFC 9111 corrected initial age).
@@ -29,18 +33,46 @@ pub struct EntryMeta {
     /// The origin's `Vary` lines, kept out of the store's own matching.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vary: Vec<String>,
+    /// For a variant: the normalized request values it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<VariantValues>,
+    /// For a Vary index at a primary key: the fields that select the variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vary_index: Option<Vec<String>>,
 }
 
 impl EntryMeta {
-    pub fn new(stored_at_ms: u64, initial_age_secs: u64) -> Self {
+    pub fn new(times: ResponseTimes, initial_age_secs: u64) -> Self {
         Self {
             v: META_VERSION,
-            stored_at_ms,
+            request_time_ms: times.request_time_ms,
+            stored_at_ms: times.response_time_ms,
             initial_age_secs,
             cache_control: Vec::new(),
             vary: Vec::new(),
+            variant: None,
+            vary_index: None,
         }
     }
+
+    pub fn times(&self) -> ResponseTimes {
+        ResponseTimes {
+            request_time_ms: self.request_time_ms,
+            response_time_ms: self.stored_at_ms,
+        }
+    }
+}
+
+/// The small entry kept at a primary key whose responses vary: it names the
+/// request fields that pick the variant.
+pub fn vary_index(
+    fields: Vec<String>,
+    times: ResponseTimes,
+    retention_secs: u64,
+) -> Response<Body> {
+    let mut meta = EntryMeta::new(times, 0);
+    meta.vary_index = Some(fields);
+    encode(&Response::new(Body::new()), meta, retention_secs)
 }
 
 fn take_lines(headers: &mut HeaderMap, name: header::HeaderName) -> Vec<String> {
@@ -130,7 +162,13 @@ mod tests {
 
     #[test]
     fn round_trip_restores_origin_headers_and_meta() {
-        let meta = EntryMeta::new(1_000, 3);
+        let meta = EntryMeta::new(
+            ResponseTimes {
+                request_time_ms: 900,
+                response_time_ms: 1_000,
+            },
+            3,
+        );
         let stored = encode(&origin_response(), meta, 60);
         assert_eq!(stored.headers()["cache-control"], "public, max-age=60");
         assert!(
@@ -151,22 +189,54 @@ mod tests {
 
     #[test]
     fn retention_is_at_least_one_second() {
-        let stored = encode(&origin_response(), EntryMeta::new(0, 0), 0);
+        let stored = encode(
+            &origin_response(),
+            EntryMeta::new(
+                ResponseTimes {
+                    request_time_ms: 0,
+                    response_time_ms: 0,
+                },
+                0,
+            ),
+            0,
+        );
         assert_eq!(stored.headers()["cache-control"], "public, max-age=1");
     }
 
     #[test]
     fn foreign_or_corrupt_entries_are_ignored() {
         assert!(decode(origin_response()).is_none());
-        let mut corrupt = encode(&origin_response(), EntryMeta::new(0, 0), 1);
+        let mut corrupt = encode(
+            &origin_response(),
+            EntryMeta::new(
+                ResponseTimes {
+                    request_time_ms: 0,
+                    response_time_ms: 0,
+                },
+                0,
+            ),
+            1,
+        );
         corrupt
             .headers_mut()
             .insert(META_HEADER.clone(), HeaderValue::from_static("{not json"));
         assert!(decode(corrupt).is_none());
-        let mut other_version = encode(&origin_response(), EntryMeta::new(0, 0), 1);
+        let mut other_version = encode(
+            &origin_response(),
+            EntryMeta::new(
+                ResponseTimes {
+                    request_time_ms: 0,
+                    response_time_ms: 0,
+                },
+                0,
+            ),
+            1,
+        );
         other_version.headers_mut().insert(
             META_HEADER.clone(),
-            HeaderValue::from_static(r#"{"v":99,"stored_at_ms":0,"initial_age_secs":0}"#),
+            HeaderValue::from_static(
+                r#"{"v":99,"request_time_ms":0,"stored_at_ms":0,"initial_age_secs":0}"#,
+            ),
         );
         assert!(decode(other_version).is_none());
     }

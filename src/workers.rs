@@ -6,6 +6,7 @@
 //! Requests and responses are built through `web_sys` directly: the `worker`
 //! crate's `Method` maps unknown methods to GET, which a proxy must never do.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -14,7 +15,7 @@ use worker::wasm_bindgen::JsValue;
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
 use crate::config::{Config, OriginConfig};
-use crate::pipeline::{self, Handled, Pipeline};
+use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::{
     Background, BackgroundTask, CacheStore, Clock, OriginError, OriginFetch, Platform,
     StaticAssets, StoreError,
@@ -55,7 +56,29 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> Handled {
         clock: JsClock,
         background: WaitUntil(Rc::new(ctx)),
     };
-    Pipeline::new(config, platform).handle(request).await
+    let isolate = isolate_state(&config);
+    Pipeline::new(config, platform, isolate)
+        .handle(request)
+        .await
+}
+
+thread_local! {
+    /// Lives as long as the isolate: the memory tier and in-flight fetches.
+    static ISOLATE: RefCell<Option<IsolateState>> = const { RefCell::new(None) };
+}
+
+fn isolate_state(config: &Config) -> IsolateState {
+    ISOLATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_ref() {
+            Some(state) if state.fits(config) => state.clone(),
+            _ => {
+                let state = IsolateState::new(config);
+                *slot = Some(state.clone());
+                state
+            }
+        }
+    })
 }
 
 /// Reads a variable whether it was declared as a string or as TOML/JSON data.
@@ -202,6 +225,7 @@ impl CacheStore for EdgeCache {
 }
 
 /// Origins reached with the runtime's `fetch`.
+#[derive(Clone, Copy)]
 pub struct FetchOrigin;
 
 impl OriginFetch for FetchOrigin {
@@ -223,6 +247,7 @@ impl OriginFetch for FetchOrigin {
 }
 
 /// The static assets binding (`[assets] binding = "ASSETS"`), if configured.
+#[derive(Clone)]
 pub struct AssetsBinding(Option<Fetcher>);
 
 impl StaticAssets for AssetsBinding {
@@ -246,15 +271,21 @@ impl StaticAssets for AssetsBinding {
 }
 
 /// `Date.now()`; it advances only across I/O inside the Workers runtime.
+#[derive(Clone, Copy)]
 pub struct JsClock;
 
 impl Clock for JsClock {
     fn now_ms(&self) -> u64 {
         worker::Date::now().as_millis()
     }
+
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
 }
 
 /// Background work kept alive with `ctx.wait_until`.
+#[derive(Clone)]
 pub struct WaitUntil(Rc<Context>);
 
 impl Background for WaitUntil {
@@ -263,6 +294,7 @@ impl Background for WaitUntil {
     }
 }
 
+#[derive(Clone)]
 pub struct WorkersPlatform {
     cache: EdgeCache,
     origin: FetchOrigin,

@@ -1,10 +1,14 @@
 //! Native tests of the whole pipeline over the in-memory platform: the same
 //! decisions the worker makes in workerd, with time and the origin under the
-//! test's control.
+//! test's control. Each test names the behaviour it proves.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use cachefront::config::Config;
 use cachefront::memory::{MemoryAssets, MemoryOrigin, MemoryPlatform};
-use cachefront::pipeline::{Handled, Pipeline};
+use cachefront::pipeline::{Handled, IsolateState, Pipeline};
 use cachefront::platform::OriginError;
 use cachefront::Body;
 use futures::executor::block_on;
@@ -12,66 +16,125 @@ use http::{Request, Response};
 
 const T0: u64 = 1_790_000_000_000;
 
-fn config() -> Config {
-    Config::from_vars(|name| match name {
-        "ORIGINS" => Some(r#"[{"name":"primary","url":"http://127.0.0.1:3000"}]"#.to_owned()),
-        _ => None,
-    })
-    .expect("valid config")
+/// What the stand-in origin answers for a path: status, headers, body.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
 }
 
-/// An origin that answers every path with the cache-control the path asks for:
-/// `/cc/<directives>/…` (with `_` for spaces), counting its hits in the body.
-fn origin() -> MemoryOrigin {
-    let counter = std::cell::Cell::new(0u32);
-    MemoryOrigin::new(move |_, req| {
-        counter.set(counter.get() + 1);
-        let path = req.uri().path();
-        if path.starts_with("/down") {
-            return Err(OriginError::Connect("connection refused".into()));
-        }
-        let cc = path
-            .strip_prefix("/cc/")
-            .and_then(|rest| rest.split('/').next())
-            .map(|d| d.replace('_', " "))
-            .unwrap_or_else(|| "public, max-age=60".into());
-        Ok(Response::builder()
-            .status(200)
-            .header("cache-control", cc)
-            .header("content-type", "text/plain")
-            .body(Body::from(format!("response #{}", counter.get())))
-            .expect("response"))
+fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Result<Reply, OriginError> {
+    Ok(Reply {
+        status,
+        headers: headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        body: body.to_owned(),
     })
 }
 
-fn pipeline() -> Pipeline<MemoryPlatform> {
-    let assets = MemoryAssets::new([(
-        "/index.html",
-        "text/html",
-        Body::from_static(b"<h1>home</h1>"),
-    )]);
-    Pipeline::new(config(), MemoryPlatform::new(origin(), assets, T0))
+type Script = dyn Fn(&Request<Body>, u32) -> Result<Reply, OriginError>;
+
+/// A pipeline whose origin answers by a per-test script (request, call number).
+struct Harness {
+    pipeline: Pipeline<MemoryPlatform>,
+    calls: Rc<RefCell<HashMap<String, u32>>>,
 }
 
-fn get(p: &Pipeline<MemoryPlatform>, uri: &str) -> Handled {
-    request(p, "GET", uri, &[])
-}
-
-fn request(
-    p: &Pipeline<MemoryPlatform>,
-    method: &str,
-    uri: &str,
-    headers: &[(&str, &str)],
-) -> Handled {
-    let mut builder = Request::builder()
-        .method(method)
-        .uri(format!("https://shop.example{uri}"));
-    for (k, v) in headers {
-        builder = builder.header(*k, *v);
+impl Harness {
+    fn new(script: impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> + 'static) -> Self {
+        Self::with_vars(&[], script)
     }
-    let handled = block_on(p.handle(builder.body(Body::new()).expect("request")));
-    block_on(p.platform().tasks.run_all());
-    handled
+
+    fn with_vars(
+        vars: &[(&str, &str)],
+        script: impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> + 'static,
+    ) -> Self {
+        let mut all: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        all.insert(
+            "ORIGINS".into(),
+            r#"[{"name":"primary","url":"http://127.0.0.1:3000"}]"#.into(),
+        );
+        let config = Config::from_vars(|name| all.get(name).cloned()).expect("valid config");
+        let calls: Rc<RefCell<HashMap<String, u32>>> = Rc::default();
+        let counter = Rc::clone(&calls);
+        let script: Rc<Script> = Rc::new(script);
+        let origin = MemoryOrigin::new(move |_, req| {
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let n = {
+                let mut calls = counter.borrow_mut();
+                let n = calls.entry(path).or_insert(0);
+                *n += 1;
+                *n
+            };
+            let r = script(req, n)?;
+            let mut builder = Response::builder().status(r.status);
+            for (k, v) in &r.headers {
+                builder = builder.header(*k, v.as_str());
+            }
+            Ok(builder.body(Body::from(r.body)).expect("response"))
+        });
+        let assets = MemoryAssets::new([(
+            "/index.html",
+            "text/html",
+            Body::from_static(b"<h1>home</h1>"),
+        )]);
+        let isolate = IsolateState::new(&config);
+        Self {
+            pipeline: Pipeline::new(config, MemoryPlatform::new(origin, assets, T0), isolate),
+            calls,
+        }
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Handled {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("https://shop.example{uri}"));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let handled = block_on(
+            self.pipeline.handle(
+                builder
+                    .body(Body::from_static(body.as_bytes()))
+                    .expect("request"),
+            ),
+        );
+        block_on(self.pipeline.platform().tasks.run_all());
+        handled
+    }
+
+    fn get(&self, uri: &str) -> Handled {
+        self.send("GET", uri, &[], "")
+    }
+
+    fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> Handled {
+        self.send("GET", uri, headers, "")
+    }
+
+    fn advance(&self, secs: u64) {
+        self.pipeline.platform().clock.advance_secs(secs);
+    }
+
+    fn origin_calls(&self, path: &str) -> u32 {
+        self.calls.borrow().get(path).copied().unwrap_or(0)
+    }
+
+    fn origin(&self) -> &MemoryOrigin {
+        &self.pipeline.platform().origin
+    }
 }
 
 fn header<'a>(h: &'a Handled, name: &str) -> &'a str {
@@ -82,36 +145,47 @@ fn header<'a>(h: &'a Handled, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+fn status_of(h: &Handled) -> &str {
+    header(h, "cache-status")
+}
+
 fn body(h: &Handled) -> String {
     String::from_utf8_lossy(h.response.body()).into_owned()
 }
 
-#[test]
-fn static_asset_is_served_without_touching_the_origin() {
-    let p = pipeline();
-    let h = get(&p, "/");
-    assert_eq!(h.response.status(), 200);
-    assert_eq!(body(&h), "<h1>home</h1>");
-    assert_eq!(header(&h, "cache-status"), "cachefront; hit; detail=assets");
-    assert_eq!(p.platform().origin.hits(), 0);
+/// An origin that numbers its answers per path and caches them for 60 s.
+fn counting(
+    cache_control: &'static str,
+) -> impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> {
+    move |_, n| reply(200, &[("cache-control", cache_control)], &format!("v{n}"))
 }
 
 #[test]
-fn cacheable_miss_is_stored_then_served_as_a_hit() {
-    let p = pipeline();
-    let miss = get(&p, "/products/1");
+fn static_asset_is_served_without_touching_the_origin() {
+    let h = Harness::new(counting("max-age=60"));
+    let r = h.get("/");
+    assert_eq!(r.response.status(), 200);
+    assert_eq!(body(&r), "<h1>home</h1>");
+    assert_eq!(status_of(&r), "cachefront; hit; detail=assets");
+    assert_eq!(h.origin().hits(), 0);
+}
+
+#[test]
+fn cacheable_miss_is_stored_then_served_from_memory_with_age() {
+    let h = Harness::new(counting("public, max-age=60"));
+    let miss = h.get("/products/1");
     assert_eq!(
-        header(&miss, "cache-status"),
+        status_of(&miss),
         "cachefront; fwd=uri-miss; fwd-status=200; stored"
     );
     assert!(header(&miss, "server-timing").contains("origin;dur="));
     assert_eq!(header(&miss, "cachefront-origin"), "primary");
 
-    p.platform().clock.advance_secs(10);
-    let hit = get(&p, "/products/1");
-    assert_eq!(header(&hit, "cache-status"), "cachefront; hit; ttl=50");
+    h.advance(10);
+    let hit = h.get("/products/1");
+    assert_eq!(status_of(&hit), "cachefront; hit; ttl=50; detail=memory");
     assert_eq!(header(&hit, "age"), "10");
-    assert_eq!(body(&hit), body(&miss));
+    assert_eq!(body(&hit), "v1");
     assert_eq!(
         header(&hit, "cache-control"),
         "public, max-age=60",
@@ -121,126 +195,672 @@ fn cacheable_miss_is_stored_then_served_as_a_hit() {
         header(&hit, "x-cachefront-meta").is_empty(),
         "internal metadata never leaks"
     );
-    assert_eq!(p.platform().origin.hits(), 1);
+    assert_eq!(h.origin_calls("/products/1"), 1);
 }
 
 #[test]
-fn expired_entry_goes_forward_as_stale_and_is_replaced() {
-    let p = pipeline();
-    get(&p, "/cc/max-age=5/x");
-    p.platform().clock.advance_secs(6);
-    let h = get(&p, "/cc/max-age=5/x");
+fn edge_tier_answers_once_the_memory_tier_lets_go() {
+    let h = Harness::new(counting("max-age=300"));
+    h.get("/p");
+    h.advance(31); // memory residence is 30 s by default
+    let hit = h.get("/p");
+    assert_eq!(status_of(&hit), "cachefront; hit; ttl=269");
+    let again = h.get("/p");
     assert_eq!(
-        header(&h, "cache-status"),
+        status_of(&again),
+        "cachefront; hit; ttl=269; detail=memory",
+        "edge hits are promoted"
+    );
+}
+
+#[test]
+fn expired_entry_without_validators_is_fetched_again() {
+    let h = Harness::new(counting("max-age=5"));
+    h.get("/x");
+    h.advance(6);
+    let r = h.get("/x");
+    assert_eq!(
+        status_of(&r),
         "cachefront; fwd=stale; fwd-status=200; stored"
     );
-    assert_eq!(body(&h), "response #2");
-    let again = get(&p, "/cc/max-age=5/x");
-    assert!(header(&again, "cache-status").starts_with("cachefront; hit"));
+    assert_eq!(r.log.cache, "expired");
+    assert_eq!(body(&r), "v2");
 }
 
 #[test]
 fn no_store_response_is_never_a_hit() {
-    let p = pipeline();
+    let h = Harness::new(counting("no-store"));
     for _ in 0..3 {
-        let h = get(&p, "/cc/no-store/x");
+        let r = h.get("/x");
         assert_eq!(
-            header(&h, "cache-status"),
+            status_of(&r),
             "cachefront; fwd=uri-miss; fwd-status=200; detail=no-store"
         );
     }
-    assert_eq!(p.platform().origin.hits(), 3);
-    assert!(p.platform().cache.is_empty());
+    assert_eq!(h.origin_calls("/x"), 3);
+    assert!(h.pipeline.platform().cache.is_empty());
 }
 
 #[test]
-fn query_order_shares_one_entry() {
-    let p = pipeline();
-    get(&p, "/search?b=2&a=1");
-    let h = get(&p, "/search?a=1&b=2");
-    assert!(header(&h, "cache-status").starts_with("cachefront; hit"));
+fn set_cookie_response_is_not_stored() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "sid=1")],
+            &format!("v{n}"),
+        )
+    });
+    h.get("/account");
+    let r = h.get("/account");
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=uri-miss; fwd-status=200; detail=set-cookie"
+    );
+    assert_eq!(
+        header(&r, "set-cookie"),
+        "sid=1",
+        "the client still gets its cookie"
+    );
+}
+
+#[test]
+fn set_cookie_named_in_no_cache_is_stored_without_the_cookie() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[
+                ("cache-control", "max-age=60, no-cache=\"set-cookie\""),
+                ("set-cookie", "sid=1"),
+            ],
+            &format!("v{n}"),
+        )
+    });
+    let first = h.get("/page");
+    assert_eq!(header(&first, "set-cookie"), "sid=1");
+    let second = h.get("/page");
+    assert!(status_of(&second).starts_with("cachefront; hit"));
+    assert_eq!(
+        header(&second, "set-cookie"),
+        "",
+        "a stored cookie would leak to everyone"
+    );
+}
+
+#[test]
+fn query_order_and_ignored_parameters_share_one_entry() {
+    let h = Harness::new(counting("max-age=60"));
+    h.get("/search?b=2&a=1&utm_source=mail");
+    let r = h.get("/search?a=1&b=2&fbclid=xyz");
+    assert!(status_of(&r).starts_with("cachefront; hit"));
 }
 
 #[test]
 fn head_is_served_from_a_cached_get_without_a_body() {
-    let p = pipeline();
-    get(&p, "/page");
-    let h = request(&p, "HEAD", "/page", &[]);
-    assert!(header(&h, "cache-status").starts_with("cachefront; hit"));
-    assert!(h.response.body().is_empty());
-    assert_eq!(p.platform().origin.hits(), 1);
+    let h = Harness::new(counting("max-age=60"));
+    h.get("/page");
+    let r = h.send("HEAD", "/page", &[], "");
+    assert!(status_of(&r).starts_with("cachefront; hit"));
+    assert!(r.response.body().is_empty());
+    assert_eq!(h.origin_calls("/page"), 1);
 }
 
 #[test]
-fn unsafe_methods_bypass_the_cache() {
-    let p = pipeline();
-    let h = request(&p, "POST", "/form", &[]);
+fn stale_entry_is_revalidated_and_a_304_refreshes_its_headers() {
+    let h = Harness::new(|req, n| {
+        if n > 1 {
+            assert_eq!(
+                req.headers()["if-none-match"],
+                "\"v1\"",
+                "revalidation sends the stored validator"
+            );
+            return reply(
+                304,
+                &[
+                    ("etag", "\"v1\""),
+                    ("cache-control", "max-age=120"),
+                    ("x-build", "2"),
+                ],
+                "",
+            );
+        }
+        reply(
+            200,
+            &[
+                ("etag", "\"v1\""),
+                ("cache-control", "max-age=10"),
+                ("x-build", "1"),
+            ],
+            "body-v1",
+        )
+    });
+    h.get("/doc");
+    h.advance(11);
+    let r = h.get("/doc");
     assert_eq!(
-        header(&h, "cache-status"),
-        "cachefront; fwd=method; fwd-status=200"
+        status_of(&r),
+        "cachefront; fwd=stale; fwd-status=304; ttl=120; stored"
     );
-    assert!(p.platform().cache.is_empty());
+    assert_eq!(r.log.cache, "revalidated");
+    assert_eq!(r.response.status(), 200);
+    assert_eq!(body(&r), "body-v1");
+    assert_eq!(header(&r, "x-build"), "2");
+    assert_eq!(header(&r, "cache-control"), "max-age=120");
+    h.advance(60);
+    let fresh = h.get("/doc");
+    assert!(
+        status_of(&fresh).starts_with("cachefront; hit"),
+        "{}",
+        status_of(&fresh)
+    );
+    assert_eq!(header(&fresh, "x-build"), "2");
 }
 
 #[test]
-fn client_no_cache_goes_to_the_origin_and_refreshes_the_entry() {
-    let p = pipeline();
-    get(&p, "/page");
-    let h = request(&p, "GET", "/page", &[("cache-control", "no-cache")]);
+fn revalidation_that_returns_a_new_body_replaces_the_entry() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[
+                ("etag", &format!("\"v{n}\"")),
+                ("cache-control", "max-age=10"),
+            ],
+            &format!("v{n}"),
+        )
+    });
+    h.get("/doc");
+    h.advance(11);
+    let r = h.get("/doc");
+    assert_eq!(body(&r), "v2");
+    assert_eq!(body(&h.get("/doc")), "v2");
+}
+
+#[test]
+fn client_conditional_is_answered_304_from_a_fresh_entry() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[("etag", "\"abc\""), ("cache-control", "max-age=60")],
+            &format!("v{n}"),
+        )
+    });
+    h.get("/doc");
+    let r = h.get_with("/doc", &[("if-none-match", "\"abc\"")]);
+    assert_eq!(r.response.status(), 304);
+    assert!(r.response.body().is_empty());
+    assert_eq!(header(&r, "etag"), "\"abc\"");
+    assert!(status_of(&r).starts_with("cachefront; hit"));
+    let other = h.get_with("/doc", &[("if-none-match", "\"zzz\"")]);
+    assert_eq!(other.response.status(), 200);
+}
+
+#[test]
+fn client_conditional_on_a_miss_still_fills_the_cache() {
+    let h = Harness::new(|req, n| {
+        assert!(
+            req.headers().get("if-none-match").is_none(),
+            "the client's validator must not reach the origin"
+        );
+        reply(
+            200,
+            &[("etag", "\"abc\""), ("cache-control", "max-age=60")],
+            &format!("v{n}"),
+        )
+    });
+    let r = h.get_with("/doc", &[("if-none-match", "\"abc\"")]);
+    assert_eq!(r.response.status(), 304);
+    assert!(status_of(&r).contains("stored"));
+    assert_eq!(body(&h.get("/doc")), "v1");
+}
+
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes_in_the_background() {
+    let h = Harness::new(counting("max-age=10, stale-while-revalidate=60"));
+    h.get("/feed");
+    h.advance(20);
+    let stale = h.get("/feed");
     assert_eq!(
-        header(&h, "cache-status"),
-        "cachefront; fwd=request; fwd-status=200; stored"
+        status_of(&stale),
+        "cachefront; hit; ttl=-10; detail=stale-while-revalidate"
     );
-    assert_eq!(body(&h), "response #2");
-    assert_eq!(body(&get(&p, "/page")), "response #2");
+    assert_eq!(body(&stale), "v1");
+    // The background refresh ran after the response (run_all in `send`).
+    assert_eq!(h.origin_calls("/feed"), 2);
+    let fresh = h.get("/feed");
+    assert!(
+        status_of(&fresh).starts_with("cachefront; hit; ttl="),
+        "{}",
+        status_of(&fresh)
+    );
+    assert_eq!(body(&fresh), "v2");
+}
+
+#[test]
+fn stale_while_revalidate_window_ends() {
+    let h = Harness::new(counting("max-age=10, stale-while-revalidate=5"));
+    h.get("/feed");
+    h.advance(30);
+    let r = h.get("/feed");
+    assert!(status_of(&r).starts_with("cachefront; fwd=stale"));
+    assert_eq!(body(&r), "v2");
+}
+
+#[test]
+fn stale_if_error_serves_stale_when_the_origin_returns_500() {
+    let h = Harness::new(|_, n| {
+        if n == 1 {
+            reply(
+                200,
+                &[("cache-control", "max-age=10, stale-if-error=300")],
+                "good",
+            )
+        } else {
+            reply(500, &[], "boom")
+        }
+    });
+    h.get("/p");
+    h.advance(60);
+    let r = h.get("/p");
+    assert_eq!(r.response.status(), 200);
+    assert_eq!(body(&r), "good");
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=stale; fwd-status=500; ttl=-50; detail=stale-if-error"
+    );
+    assert_eq!(r.log.cache, "stale");
+}
+
+#[test]
+fn stale_if_error_grace_serves_stale_when_the_origin_is_unreachable() {
+    // The origin gives no stale-if-error: the operator's default grace applies.
+    let h = Harness::with_vars(&[("STALE_IF_ERROR_SECS", "120")], |_, n| {
+        if n == 1 {
+            reply(200, &[("cache-control", "max-age=10")], "good")
+        } else {
+            Err(OriginError::Connect("connection refused".into()))
+        }
+    });
+    h.get("/p");
+    h.advance(60);
+    let r = h.get("/p");
+    assert_eq!(body(&r), "good");
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=stale; ttl=-50; detail=stale-if-error"
+    );
+    h.advance(200);
+    let gone = h.get("/p");
+    assert_eq!(
+        gone.response.status(),
+        502,
+        "past the grace the error shows"
+    );
 }
 
 #[test]
 fn unreachable_origin_gets_a_json_502_that_is_not_cached() {
-    let p = pipeline();
-    let h = get(&p, "/down");
-    assert_eq!(h.response.status(), 502);
-    assert_eq!(header(&h, "content-type"), "application/json");
-    assert_eq!(header(&h, "cache-control"), "no-store");
+    let h = Harness::new(|_, _| Err(OriginError::Connect("connection refused".into())));
+    let r = h.get("/down");
+    assert_eq!(r.response.status(), 502);
+    assert_eq!(header(&r, "content-type"), "application/json");
+    assert_eq!(header(&r, "cache-control"), "no-store");
     assert_eq!(
-        header(&h, "cache-status"),
+        status_of(&r),
         "cachefront; fwd=uri-miss; detail=origin_unreachable"
     );
-    let json: serde_json::Value = serde_json::from_slice(h.response.body()).expect("json body");
+    let json: serde_json::Value = serde_json::from_slice(r.response.body()).expect("json body");
     assert_eq!(json["error"], "origin_unreachable");
     assert_eq!(json["origin"], "primary");
-    assert_eq!(h.log.cache, "error");
-    assert!(p.platform().cache.is_empty());
+    assert_eq!(r.log.cache, "error");
+    assert!(h.pipeline.platform().cache.is_empty());
+}
+
+#[test]
+fn vary_keeps_one_variant_per_normalized_header_value() {
+    let h = Harness::new(|req, _| {
+        let lang = req
+            .headers()
+            .get("accept-language")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        reply(
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+            &format!("hello in {lang}"),
+        )
+    });
+    let en = h.get_with("/greet", &[("accept-language", "en")]);
+    let de = h.get_with("/greet", &[("accept-language", "de")]);
+    assert_eq!(body(&en), "hello in en");
+    assert_eq!(body(&de), "hello in de");
+    assert!(
+        status_of(&de).starts_with("cachefront; fwd=vary-miss"),
+        "{}",
+        status_of(&de)
+    );
+    let en_again = h.get_with("/greet", &[("accept-language", "EN")]);
+    assert!(status_of(&en_again).starts_with("cachefront; hit"));
+    assert_eq!(body(&en_again), "hello in en");
+    let de_again = h.get_with("/greet", &[("accept-language", "de")]);
+    assert_eq!(body(&de_again), "hello in de");
+    assert_eq!(h.origin_calls("/greet"), 2);
+}
+
+#[test]
+fn successful_unsafe_methods_invalidate_the_uri_and_same_host_locations() {
+    let h = Harness::new(|req, n| {
+        if req.method() == http::Method::POST {
+            return reply(
+                201,
+                &[
+                    ("location", "/items/7"),
+                    ("content-location", "https://elsewhere.example/items"),
+                ],
+                "created",
+            );
+        }
+        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
+    });
+    h.get("/items");
+    h.get("/items/7");
+    h.get("/other");
+    let post = h.send("POST", "/items", &[], "{\"name\":\"tent\"}");
+    assert_eq!(status_of(&post), "cachefront; fwd=method; fwd-status=201");
+    assert!(status_of(&h.get("/items")).starts_with("cachefront; fwd=uri-miss"));
+    assert!(status_of(&h.get("/items/7")).starts_with("cachefront; fwd=uri-miss"));
+    assert!(status_of(&h.get("/other")).starts_with("cachefront; hit"));
+}
+
+#[test]
+fn failed_unsafe_methods_invalidate_nothing() {
+    let h = Harness::new(|req, n| {
+        if req.method() == http::Method::DELETE {
+            return reply(500, &[], "nope");
+        }
+        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
+    });
+    h.get("/items");
+    h.send("DELETE", "/items", &[], "");
+    assert!(status_of(&h.get("/items")).starts_with("cachefront; hit"));
+}
+
+#[test]
+fn range_request_is_served_as_206_from_a_cached_full_response() {
+    let h = Harness::new(|_, _| {
+        reply(
+            200,
+            &[("cache-control", "max-age=60"), ("etag", "\"r\"")],
+            "0123456789",
+        )
+    });
+    h.get("/file");
+    let r = h.get_with("/file", &[("range", "bytes=2-5")]);
+    assert_eq!(r.response.status(), 206);
+    assert_eq!(header(&r, "content-range"), "bytes 2-5/10");
+    assert_eq!(body(&r), "2345");
+    assert!(status_of(&r).starts_with("cachefront; hit"));
+    let bad = h.get_with("/file", &[("range", "bytes=50-")]);
+    assert_eq!(bad.response.status(), 416);
+}
+
+#[test]
+fn partial_content_from_the_origin_passes_through_uncached() {
+    let h = Harness::new(|req, _| {
+        assert_eq!(
+            req.headers()["range"],
+            "bytes=0-1",
+            "a range miss is forwarded as it is"
+        );
+        reply(
+            206,
+            &[
+                ("cache-control", "max-age=60"),
+                ("content-range", "bytes 0-1/10"),
+            ],
+            "01",
+        )
+    });
+    let r = h.get_with("/file", &[("range", "bytes=0-1")]);
+    assert_eq!(r.response.status(), 206);
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=partial; fwd-status=206; detail=partial"
+    );
+    assert!(h.pipeline.platform().cache.is_empty());
+}
+
+#[test]
+fn cdn_cache_control_takes_precedence_and_is_not_forwarded() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[
+                ("cache-control", "private, max-age=5"),
+                ("cdn-cache-control", "max-age=300"),
+            ],
+            &format!("v{n}"),
+        )
+    });
+    let first = h.get("/page");
+    assert!(
+        status_of(&first).contains("stored"),
+        "{}",
+        status_of(&first)
+    );
+    assert_eq!(
+        header(&first, "cdn-cache-control"),
+        "",
+        "targeted fields stop here"
+    );
+    assert_eq!(
+        header(&first, "cache-control"),
+        "private, max-age=5",
+        "the browser keeps its own rules"
+    );
+    h.advance(100);
+    let hit = h.get("/page");
+    assert!(
+        status_of(&hit).starts_with("cachefront; hit; ttl=200"),
+        "{}",
+        status_of(&hit)
+    );
+}
+
+#[test]
+fn cloudflare_cdn_cache_control_beats_cdn_cache_control() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[
+                ("cdn-cache-control", "no-store"),
+                ("cloudflare-cdn-cache-control", "max-age=60"),
+            ],
+            &format!("v{n}"),
+        )
+    });
+    h.get("/page");
+    assert!(status_of(&h.get("/page")).starts_with("cachefront; hit"));
+}
+
+#[test]
+fn concurrent_misses_share_one_origin_fetch() {
+    let h = Harness::new(counting("max-age=60"));
+    let release = h.origin().hold();
+    let requests: Vec<_> = (0..5)
+        .map(|_| {
+            let req = Request::builder()
+                .uri("https://shop.example/hot")
+                .body(Body::new())
+                .expect("request");
+            h.pipeline.handle(req)
+        })
+        .collect();
+    let all = futures::future::join_all(requests);
+    let releaser = async move {
+        let _ = release.send(());
+    };
+    let (answers, ()) = block_on(futures::future::join(all, releaser));
+    assert_eq!(
+        h.origin_calls("/hot"),
+        1,
+        "one fetch for five concurrent misses"
+    );
+    let collapsed = answers
+        .iter()
+        .filter(|a| a.log.cache_status.contains("collapsed"))
+        .count();
+    assert_eq!(collapsed, 4);
+    assert!(answers.iter().all(|a| body_bytes(a) == b"v1"));
+}
+
+fn body_bytes(h: &Handled) -> &[u8] {
+    h.response.body().as_ref()
+}
+
+#[test]
+fn uncacheable_answers_are_not_shared_between_concurrent_requests() {
+    let h = Harness::new(|_, n| {
+        reply(
+            200,
+            &[("cache-control", "private")],
+            &format!("user data {n}"),
+        )
+    });
+    let release = h.origin().hold();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            h.pipeline.handle(
+                Request::builder()
+                    .uri("https://shop.example/me")
+                    .body(Body::new())
+                    .expect("request"),
+            )
+        })
+        .collect();
+    let (answers, ()) = block_on(futures::future::join(
+        futures::future::join_all(requests),
+        async move {
+            let _ = release.send(());
+        },
+    ));
+    assert_eq!(
+        h.origin_calls("/me"),
+        3,
+        "private answers are fetched per request"
+    );
+    let bodies: std::collections::HashSet<_> =
+        answers.iter().map(|a| body_bytes(a).to_vec()).collect();
+    assert_eq!(bodies.len(), 3);
+}
+
+#[test]
+fn only_if_cached_miss_is_a_504() {
+    let h = Harness::new(counting("max-age=60"));
+    let r = h.get_with("/never", &[("cache-control", "only-if-cached")]);
+    assert_eq!(r.response.status(), 504);
+    assert_eq!(h.origin_calls("/never"), 0);
+    h.get("/known");
+    let hit = h.get_with("/known", &[("cache-control", "only-if-cached")]);
+    assert_eq!(hit.response.status(), 200);
+}
+
+#[test]
+fn request_directives_force_revalidation() {
+    let h = Harness::new(counting("max-age=600"));
+    h.get("/page");
+    h.advance(100);
+    let r = h.get_with("/page", &[("cache-control", "max-age=50")]);
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=request; fwd-status=200; stored"
+    );
+    let nc = h.get_with("/page", &[("pragma", "no-cache")]);
+    assert!(status_of(&nc).starts_with("cachefront; fwd=request"));
+    assert_eq!(body(&nc), "v3");
+}
+
+#[test]
+fn max_stale_accepts_a_stale_entry() {
+    let h = Harness::new(counting("max-age=10"));
+    h.get("/page");
+    h.advance(30);
+    let r = h.get_with("/page", &[("cache-control", "max-stale=60")]);
+    assert_eq!(status_of(&r), "cachefront; hit; ttl=-20; detail=max-stale");
+    assert_eq!(h.origin_calls("/page"), 1);
+}
+
+#[test]
+fn get_with_a_body_bypasses_the_cache() {
+    let h = Harness::new(counting("max-age=60"));
+    let r = h.send("GET", "/search", &[], "{\"q\":\"tent\"}");
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=bypass; fwd-status=200; detail=get-with-body"
+    );
+    assert!(h.pipeline.platform().cache.is_empty());
+}
+
+#[test]
+fn authorized_request_is_not_stored_without_public() {
+    let h = Harness::new(counting("max-age=60"));
+    h.get_with("/me", &[("authorization", "Bearer t")]);
+    let r = h.get_with("/me", &[("authorization", "Bearer t")]);
+    assert!(
+        status_of(&r).contains("detail=authorization"),
+        "{}",
+        status_of(&r)
+    );
 }
 
 #[test]
 fn poisoning_headers_do_not_reach_the_origin() {
-    let p = pipeline();
-    request(
-        &p,
-        "GET",
+    let h = Harness::new(counting("max-age=60"));
+    h.get_with(
         "/page",
         &[
             ("x-forwarded-host", "evil.example"),
             ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
         ],
     );
-    let received = p.platform().origin.received();
+    let received = h.origin().received();
     let (_, uri, headers) = &received[0];
     assert_eq!(uri.to_string(), "http://127.0.0.1:3000/page");
     assert_eq!(headers["x-forwarded-host"], "shop.example");
     assert!(headers.get("x-original-url").is_none());
+    assert!(headers.get("x-http-method-override").is_none());
+}
+
+#[test]
+fn keyed_override_header_is_forwarded_and_splits_the_cache() {
+    let h = Harness::with_vars(&[("CACHE_KEY_HEADERS", "x-forwarded-host")], |req, _| {
+        let host = req
+            .headers()
+            .get("x-forwarded-host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        reply(200, &[("cache-control", "max-age=60")], &host)
+    });
+    let a = h.get_with("/tenant", &[("x-forwarded-host", "a.example")]);
+    let b = h.get_with("/tenant", &[("x-forwarded-host", "b.example")]);
+    assert_eq!(body(&a), "a.example");
+    assert_eq!(body(&b), "b.example");
+    assert!(
+        status_of(&h.get_with("/tenant", &[("x-forwarded-host", "a.example")]))
+            .starts_with("cachefront; hit")
+    );
 }
 
 #[test]
 fn log_line_describes_the_request() {
-    let p = pipeline();
-    let h = get(&p, "/products/2");
-    assert_eq!(h.log.method, "GET");
-    assert_eq!(h.log.path, "/products/2");
-    assert_eq!(h.log.status, 200);
-    assert_eq!(h.log.cache, "miss");
-    assert_eq!(h.log.origin.as_deref(), Some("primary"));
-    let line = serde_json::to_string(&h.log).expect("serializes");
+    let h = Harness::new(counting("max-age=60"));
+    let r = h.get("/products/2");
+    assert_eq!(r.log.method, "GET");
+    assert_eq!(r.log.path, "/products/2");
+    assert_eq!(r.log.status, 200);
+    assert_eq!(r.log.cache, "miss");
+    assert_eq!(r.log.origin.as_deref(), Some("primary"));
+    let line = serde_json::to_string(&r.log).expect("serializes");
     assert!(line.contains("\"cache_status\":\"cachefront; fwd=uri-miss; fwd-status=200; stored\""));
 }

@@ -1,0 +1,171 @@
+//! Secondary cache keys from `Vary` (RFC 9111 §4.1): the request fields a
+//! response varies on are normalized, and each combination of values gets its
+//! own entry. The primary key then holds a small index naming the fields.
+
+use http::HeaderMap;
+
+/// A normalized (field, value) pair of the request, as a variant is keyed.
+pub type VariantValues = Vec<(String, String)>;
+
+/// Normalizes the request's values for the nominated fields, so requests that
+/// must get the same response share one variant.
+pub fn variant_values(request: &HeaderMap, fields: &[String]) -> VariantValues {
+    fields
+        .iter()
+        .map(|field| {
+            let joined = request
+                .get_all(field.as_str())
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join(",");
+            (field.clone(), normalize(field, &joined))
+        })
+        .collect()
+}
+
+fn normalize(field: &str, value: &str) -> String {
+    let members: Vec<String> = value
+        .split(',')
+        .map(|m| m.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|m| !m.is_empty())
+        .collect();
+    match field {
+        // The Workers runtime negotiates compression itself; only the best
+        // coding a client accepts can change the bytes we hold.
+        "accept-encoding" => {
+            let lower = members.join(",").to_ascii_lowercase();
+            let accepts = |coding: &str| {
+                lower.split(',').any(|m| {
+                    let mut parts = m.split(';');
+                    let name = parts.next().unwrap_or("").trim();
+                    let refused =
+                        parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+                    name == coding && !refused
+                })
+            };
+            if accepts("br") {
+                "br".into()
+            } else if accepts("gzip") {
+                "gzip".into()
+            } else {
+                "identity".into()
+            }
+        }
+        // Token lists whose case carries no meaning.
+        "accept" | "accept-language" | "accept-charset" => members.join(",").to_ascii_lowercase(),
+        _ => members.join(","),
+    }
+}
+
+/// A short, stable hash of the variant values (FNV-1a, 64 bit).
+pub fn variant_hash(values: &VariantValues) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (field, value) in values {
+        for byte in field
+            .bytes()
+            .chain([b':'])
+            .chain(value.bytes())
+            .chain([b'\n'])
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// Whether `key` is `primary` itself or one of its variants.
+pub fn is_key_or_variant(key: &str, primary: &str) -> bool {
+    match key.strip_prefix(primary) {
+        Some("") => true,
+        Some(rest) => {
+            rest.starts_with("?cachefront-variant=") || rest.starts_with("&cachefront-variant=")
+        }
+        None => false,
+    }
+}
+
+/// The key of one variant under a primary key.
+pub fn variant_key(primary: &str, values: &VariantValues) -> String {
+    let separator = if primary.contains('?') { '&' } else { '?' };
+    format!(
+        "{primary}{separator}cachefront-variant={}",
+        variant_hash(values)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn req(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_static(v));
+        }
+        map
+    }
+
+    fn fields(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn whitespace_and_case_differences_share_a_variant() {
+        let f = fields(&["accept-language"]);
+        let a = variant_values(&req(&[("accept-language", "en-GB,  fr;q=0.5")]), &f);
+        let b = variant_values(&req(&[("accept-language", "EN-gb, fr;q=0.5")]), &f);
+        assert_eq!(a, b);
+        assert_eq!(variant_key("k", &a), variant_key("k", &b));
+    }
+
+    #[test]
+    fn different_values_get_different_variants() {
+        let f = fields(&["accept-language"]);
+        let en = variant_values(&req(&[("accept-language", "en")]), &f);
+        let de = variant_values(&req(&[("accept-language", "de")]), &f);
+        assert_ne!(variant_key("k", &en), variant_key("k", &de));
+    }
+
+    #[test]
+    fn absent_field_is_its_own_variant() {
+        let f = fields(&["x-theme"]);
+        let none = variant_values(&req(&[]), &f);
+        let dark = variant_values(&req(&[("x-theme", "dark")]), &f);
+        assert_eq!(none, vec![("x-theme".to_owned(), String::new())]);
+        assert_ne!(variant_hash(&none), variant_hash(&dark));
+    }
+
+    #[test]
+    fn accept_encoding_collapses_to_the_best_coding() {
+        let f = fields(&["accept-encoding"]);
+        let v = |h: &'static str| {
+            variant_values(&req(&[("accept-encoding", h)]), &f)[0]
+                .1
+                .clone()
+        };
+        assert_eq!(v("gzip, deflate, br"), "br");
+        assert_eq!(v("gzip;q=1.0, deflate"), "gzip");
+        assert_eq!(v("br;q=0, gzip"), "gzip");
+        assert_eq!(v("identity"), "identity");
+    }
+
+    #[test]
+    fn variants_are_recognised_under_their_primary_key_only() {
+        let values = vec![("accept".to_owned(), "x".to_owned())];
+        assert!(is_key_or_variant("k/p", "k/p"));
+        assert!(is_key_or_variant(&variant_key("k/p", &values), "k/p"));
+        assert!(!is_key_or_variant("k/products", "k/p"));
+    }
+
+    #[test]
+    fn variant_key_extends_the_primary_key() {
+        let values = vec![("accept".to_owned(), "text/html".to_owned())];
+        assert!(variant_key("https://h/.cachefront/v1/p", &values)
+            .starts_with("https://h/.cachefront/v1/p?cachefront-variant="));
+        assert!(variant_key("https://h/.cachefront/v1/p?a=1", &values)
+            .starts_with("https://h/.cachefront/v1/p?a=1&cachefront-variant="));
+    }
+}

@@ -1,0 +1,253 @@
+// HTTP caching end to end: the worker in workerd in front of a stand-in
+// origin whose answers each test scripts by path. Waits are real time, kept
+// to whole seconds because HTTP ages are whole seconds.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { eventually, originsVar, startOrigin, startWorker } from './harness.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A plain HTTP GET. fetch() turns a request with If-None-Match into a
+ * `Cache-Control: no-cache` one (Fetch standard), which is not what a cache
+ * in front of browsers mostly sees; this sends exactly the given headers.
+ */
+function rawGet(url, headers) {
+  return new Promise((resolve, reject) => {
+    http.get(url, { headers }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    }).on('error', reject);
+  });
+}
+
+/** Per-path origin behaviour: (req, n, body) => { status, headers, body } | 'hang' */
+const routes = new Map();
+const counts = new Map();
+
+describe('RFC 9111 cache in workerd', () => {
+  let origin;
+  let worker;
+
+  before(async () => {
+    origin = await startOrigin(async (req, res, body) => {
+      const path = req.url;
+      const n = (counts.get(path) ?? 0) + 1;
+      counts.set(path, n);
+      const route = [...routes.entries()].find(([prefix]) => path.startsWith(prefix));
+      const answer = route ? await route[1](req, n, body) : { status: 200, headers: { 'cache-control': 'max-age=60' }, body: `v${n}` };
+      res.writeHead(answer.status ?? 200, answer.headers ?? {});
+      res.end(answer.body ?? '');
+    });
+    worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), STALE_IF_ERROR_SECS: '0' },
+    });
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.close();
+  });
+
+  const get = (path, headers = {}) => fetch(`${worker.url}${path}`, { headers });
+  const status = (res) => res.headers.get('cache-status');
+
+  test('fresh responses are hits until max-age passes, then refetched', async () => {
+    routes.set('/fresh', (_req, n) => ({ headers: { 'cache-control': 'max-age=2' }, body: `fresh v${n}` }));
+    const first = await get('/fresh');
+    assert.equal(await first.text(), 'fresh v1');
+    const hit = await get('/fresh');
+    assert.match(status(hit), /^cachefront; hit; ttl=\d/);
+    assert.equal(await hit.text(), 'fresh v1');
+    await sleep(3_100);
+    const expired = await get('/fresh');
+    assert.match(status(expired), /^cachefront; fwd=stale; fwd-status=200; stored/);
+    assert.equal(await expired.text(), 'fresh v2');
+  });
+
+  test('a stale entry is revalidated and a 304 updates its headers', async () => {
+    routes.set('/validate', (req, n) => {
+      if (n > 1) {
+        assert.equal(req.headers['if-none-match'], '"rev1"');
+        return { status: 304, headers: { etag: '"rev1"', 'cache-control': 'max-age=60', 'x-build': 'b2' } };
+      }
+      return { headers: { etag: '"rev1"', 'cache-control': 'max-age=1', 'x-build': 'b1' }, body: 'validated body' };
+    });
+    await (await get('/validate')).text();
+    await sleep(2_100);
+    const res = await get('/validate');
+    assert.equal(res.status, 200);
+    assert.match(status(res), /^cachefront; fwd=stale; fwd-status=304; ttl=\d+; stored/);
+    assert.equal(res.headers.get('x-build'), 'b2');
+    assert.equal(await res.text(), 'validated body');
+    const after304 = await get('/validate');
+    assert.match(status(after304), /^cachefront; hit/);
+    assert.equal(after304.headers.get('cache-control'), 'max-age=60');
+  });
+
+  test('a client conditional is answered 304 from the cache', async () => {
+    routes.set('/etagged', () => ({ headers: { etag: '"e1"', 'cache-control': 'max-age=60' }, body: 'etagged' }));
+    await (await get('/etagged')).text();
+    const res = await rawGet(`${worker.url}/etagged`, { 'if-none-match': '"e1"' });
+    assert.equal(res.status, 304);
+    assert.equal(res.body, '');
+    assert.match(res.headers['cache-status'], /^cachefront; hit/);
+    assert.equal(counts.get('/etagged'), 1);
+  });
+
+  test('stale-while-revalidate serves stale and refreshes in the background', async () => {
+    routes.set('/swr', (_req, n) => ({ headers: { 'cache-control': 'max-age=1, stale-while-revalidate=60' }, body: `swr v${n}` }));
+    await (await get('/swr')).text();
+    await sleep(2_100);
+    const stale = await get('/swr');
+    assert.match(status(stale), /^cachefront; hit; ttl=-\d+; detail=stale-while-revalidate$/);
+    assert.equal(await stale.text(), 'swr v1');
+    const refreshed = await eventually(() => get('/swr'), async (r) => (await r.clone().text()) === 'swr v2');
+    assert.equal(await refreshed.text(), 'swr v2');
+    assert.equal(counts.get('/swr'), 2);
+  });
+
+  test('stale-if-error serves the stale copy when the origin answers 500', async () => {
+    routes.set('/sie', (_req, n) => (n === 1
+      ? { headers: { 'cache-control': 'max-age=1, stale-if-error=300' }, body: 'good copy' }
+      : { status: 500, headers: { 'content-type': 'text/plain' }, body: 'origin broke' }));
+    await (await get('/sie')).text();
+    await sleep(2_100);
+    const res = await get('/sie');
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'good copy');
+    assert.match(status(res), /^cachefront; fwd=stale; fwd-status=500; ttl=-\d+; detail=stale-if-error$/);
+  });
+
+  test('Vary keeps a variant per normalized header value', async () => {
+    routes.set('/vary', (req) => ({
+      headers: { 'cache-control': 'max-age=60', vary: 'Accept-Language' },
+      body: `lang=${req.headers['accept-language'] ?? 'none'}`,
+    }));
+    assert.equal(await (await get('/vary', { 'accept-language': 'en' })).text(), 'lang=en');
+    assert.equal(await (await get('/vary', { 'accept-language': 'de' })).text(), 'lang=de');
+    const en = await get('/vary', { 'accept-language': 'EN' });
+    assert.match(status(en), /^cachefront; hit/);
+    assert.equal(await en.text(), 'lang=en');
+    const de = await get('/vary', { 'accept-language': 'de' });
+    assert.equal(await de.text(), 'lang=de');
+    assert.equal(counts.get('/vary'), 2);
+  });
+
+  test('a successful POST invalidates the URI and its same-host Location', async () => {
+    routes.set('/items', (req, n) => (req.method === 'POST'
+      ? { status: 201, headers: { location: '/items/9' }, body: 'created' }
+      : { headers: { 'cache-control': 'max-age=600' }, body: `${req.url} v${n}` }));
+    await (await get('/items')).text();
+    await (await get('/items/9')).text();
+    assert.match(status(await get('/items')), /^cachefront; hit/);
+    const post = await fetch(`${worker.url}/items`, { method: 'POST', body: '{}' });
+    assert.equal(post.status, 201);
+    await post.text();
+    assert.match(status(await get('/items')), /^cachefront; fwd=uri-miss/);
+    assert.match(status(await get('/items/9')), /^cachefront; fwd=uri-miss/);
+  });
+
+  test('HEAD is answered from a cached GET', async () => {
+    routes.set('/head', () => ({ headers: { 'cache-control': 'max-age=60', 'content-type': 'text/plain' }, body: 'head body' }));
+    await (await get('/head')).text();
+    const res = await fetch(`${worker.url}/head`, { method: 'HEAD' });
+    assert.equal(res.status, 200);
+    assert.match(status(res), /^cachefront; hit/);
+    assert.equal(counts.get('/head'), 1);
+  });
+
+  test('a Range request is a 206 slice of a cached full response', async () => {
+    routes.set('/range', () => ({ headers: { 'cache-control': 'max-age=60', etag: '"r1"' }, body: 'abcdefghij' }));
+    await (await get('/range')).text();
+    const res = await get('/range', { range: 'bytes=3-6' });
+    assert.equal(res.status, 206);
+    assert.equal(res.headers.get('content-range'), 'bytes 3-6/10');
+    assert.equal(await res.text(), 'defg');
+    assert.match(status(res), /^cachefront; hit/);
+  });
+
+  test('a 206 from the origin passes through uncached', async () => {
+    routes.set('/partial', () => ({ status: 206, headers: { 'cache-control': 'max-age=60', 'content-range': 'bytes 0-1/4' }, body: 'ab' }));
+    for (let i = 0; i < 2; i++) {
+      const res = await get('/partial', { range: 'bytes=0-1' });
+      assert.equal(res.status, 206);
+      assert.equal(status(res), 'cachefront; fwd=partial; fwd-status=206; detail=partial');
+      await res.text();
+    }
+    assert.equal(counts.get('/partial'), 2);
+  });
+
+  test('CDN-Cache-Control takes precedence and is not forwarded downstream', async () => {
+    routes.set('/cdncc', (_req, n) => ({
+      headers: { 'cache-control': 'private, no-store', 'cdn-cache-control': 'max-age=600' },
+      body: `cdn v${n}`,
+    }));
+    const first = await get('/cdncc');
+    assert.match(status(first), /stored/);
+    assert.equal(first.headers.get('cdn-cache-control'), null);
+    assert.equal(first.headers.get('cache-control'), 'private, no-store');
+    await first.text();
+    const hit = await get('/cdncc');
+    assert.match(status(hit), /^cachefront; hit/);
+    assert.equal(await hit.text(), 'cdn v1');
+  });
+
+  test('a response with Set-Cookie is never stored', async () => {
+    routes.set('/cookie', (_req, n) => ({ headers: { 'cache-control': 'max-age=60', 'set-cookie': `sid=${n}` }, body: `cookie v${n}` }));
+    for (let i = 1; i <= 2; i++) {
+      const res = await get('/cookie');
+      assert.equal(status(res), 'cachefront; fwd=uri-miss; fwd-status=200; detail=set-cookie');
+      assert.equal(res.headers.get('set-cookie'), `sid=${i}`);
+      await res.text();
+    }
+  });
+
+  test('concurrent misses for one key share one origin fetch', async () => {
+    routes.set('/coalesce', async (_req, n) => {
+      await sleep(700);
+      return { headers: { 'cache-control': 'max-age=60' }, body: `coalesced v${n}` };
+    });
+    const answers = await Promise.all(Array.from({ length: 8 }, () => get('/coalesce')));
+    const bodies = await Promise.all(answers.map((r) => r.text()));
+    assert.deepEqual(answers.map((r) => r.status), Array(8).fill(200), bodies.join('\n'));
+    assert.equal(counts.get('/coalesce'), 1, 'one origin fetch');
+    assert.ok(bodies.every((b) => b === 'coalesced v1'));
+    assert.ok(answers.filter((r) => /collapsed/.test(status(r))).length >= 1);
+  });
+
+  test('unkeyed override headers never reach the origin', async () => {
+    routes.set('/poison', () => ({ headers: { 'cache-control': 'max-age=60' }, body: 'page' }));
+    await (await get('/poison', { 'x-forwarded-host': 'evil.example', 'x-original-url': '/admin' })).text();
+    const seen = origin.requests.find((r) => r.url === '/poison');
+    assert.notEqual(seen.headers['x-forwarded-host'], 'evil.example');
+    assert.equal(seen.headers['x-original-url'], undefined);
+  });
+});
+
+describe('stale-if-error when the origin is unreachable', () => {
+  test('the stale copy is served after the origin goes away', async () => {
+    const origin = await startOrigin((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=1, stale-if-error=300' });
+      res.end('last good copy');
+    });
+    const worker = await startWorker({ vars: { ORIGINS: originsVar([{ name: 'primary', origin }]) } });
+    try {
+      await (await fetch(`${worker.url}/page`)).text();
+      await origin.close();
+      await sleep(2_100);
+      const res = await fetch(`${worker.url}/page`);
+      assert.equal(res.status, 200);
+      assert.equal(await res.text(), 'last good copy');
+      assert.match(res.headers.get('cache-status'), /^cachefront; fwd=stale; ttl=-\d+; detail=stale-if-error$/);
+      const never = await fetch(`${worker.url}/never-cached`);
+      assert.equal(never.status, 502);
+      assert.equal((await never.json()).error, 'origin_unreachable');
+    } finally {
+      await worker.stop();
+      await origin.close();
+    }
+  });
+});
