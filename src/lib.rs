@@ -5,6 +5,7 @@
 //! compiled only for `wasm32`. The core runs natively against the in-memory
 //! platform in [`memory`] for tests and benches.
 
+pub mod assets;
 pub mod cache_control;
 pub mod cache_key;
 pub mod cache_status;

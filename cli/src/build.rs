@@ -1,0 +1,417 @@
+//! `cachefront build`: minify, fingerprint and rewrite a static site into an
+//! output directory with a `manifest.json`.
+//!
+//! Order matters. Scripts and other assets are fingerprinted first; then
+//! stylesheets, dependencies first, because a stylesheet's bytes (and so its
+//! hash) include the fingerprinted names of what it imports; then pages,
+//! which reference everything. A minifier that fails on a file is a warning:
+//! that file keeps its original bytes and the build goes on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use cachefront::assets::css_references::{css_references, rewrite_css_references};
+use cachefront::assets::reference::{local_url, map_reference, resolve};
+use cachefront::assets::{
+    minify_js, rewrite_html, HtmlRewriteSettings, JsKind, Manifest, ManifestEntry,
+};
+
+use crate::css_minify::minify_css;
+use crate::dependency_order::dependency_order;
+use crate::error::BuildError;
+use crate::fingerprint::{content_hash, fingerprinted_path, integrity};
+use crate::guarded::without_panics;
+use crate::site::{scan, FileKind, SiteFile};
+
+/// Name of the manifest in the output directory's root.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// What to build and how.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    /// Minify JS and CSS (on by default; off is useful for debugging).
+    pub minify: bool,
+    /// `loading="lazy"` / `decoding="async"` on all but the first image.
+    pub lazy_images: bool,
+}
+
+/// Something the build worked around; the file named still made it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildWarning {
+    /// Path of the source file, as given (e.g. `www/js/app.js`).
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// Bytes in and out for one kind of file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SizeTotals {
+    pub files: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl SizeTotals {
+    fn add(&mut self, bytes_in: usize, bytes_out: usize) {
+        self.files += 1;
+        self.bytes_in += bytes_in as u64;
+        self.bytes_out += bytes_out as u64;
+    }
+}
+
+/// What a finished build did.
+#[derive(Debug, Clone, Default)]
+pub struct BuildReport {
+    pub manifest: Manifest,
+    pub scripts: SizeTotals,
+    pub stylesheets: SizeTotals,
+    pub pages: SizeTotals,
+    /// Images and other files fingerprinted as-is.
+    pub other_assets: SizeTotals,
+    /// Files copied under their own name.
+    pub fixed_name: SizeTotals,
+    pub warnings: Vec<BuildWarning>,
+}
+
+impl BuildReport {
+    pub fn total(&self) -> SizeTotals {
+        [
+            self.scripts,
+            self.stylesheets,
+            self.pages,
+            self.other_assets,
+            self.fixed_name,
+        ]
+        .iter()
+        .fold(SizeTotals::default(), |mut sum, t| {
+            sum.files += t.files;
+            sum.bytes_in += t.bytes_in;
+            sum.bytes_out += t.bytes_out;
+            sum
+        })
+    }
+}
+
+/// Told about each file as the build reaches it (drives the progress bar).
+pub trait BuildProgress {
+    fn start(&self, total_files: u64);
+    fn file(&self, logical_path: &str);
+}
+
+/// For callers that show no progress.
+pub struct NoProgress;
+
+impl BuildProgress for NoProgress {
+    fn start(&self, _total_files: u64) {}
+    fn file(&self, _logical_path: &str) {}
+}
+
+/// A file's output bytes, keyed by output URL path.
+type Outputs = BTreeMap<String, Vec<u8>>;
+
+/// Runs the whole build and replaces `options.out` with its result.
+pub fn build(
+    options: &BuildOptions,
+    progress: &dyn BuildProgress,
+) -> Result<BuildReport, BuildError> {
+    check_output_location(&options.source, &options.out)?;
+    let files = scan(&options.source)?;
+    if let Some(collision) = files
+        .iter()
+        .find(|f| f.logical_path == format!("/{MANIFEST_FILE}"))
+    {
+        return Err(BuildError::ManifestCollision {
+            path: collision.path.clone(),
+        });
+    }
+    progress.start(files.len() as u64);
+
+    let mut report = BuildReport::default();
+    let mut outputs = Outputs::new();
+    let mut sources: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    for file in &files {
+        let bytes = std::fs::read(&file.path).map_err(BuildError::io(&file.path))?;
+        sources.insert(&file.logical_path, bytes);
+    }
+    let source_of = |file: &SiteFile| {
+        sources
+            .get(file.logical_path.as_str())
+            .map_or(&[][..], Vec::as_slice)
+    };
+    let known_paths: BTreeSet<&str> = files.iter().map(|f| f.logical_path.as_str()).collect();
+
+    // 1. Scripts and opaque assets: nothing they contain is rewritten.
+    for file in &files {
+        let bytes = source_of(file);
+        let output = match file.kind {
+            FileKind::Script { module } => {
+                progress.file(&file.logical_path);
+                let out = if options.minify {
+                    minified_script(bytes, module, file, &mut report.warnings)
+                } else {
+                    bytes.to_vec()
+                };
+                report.scripts.add(bytes.len(), out.len());
+                out
+            }
+            FileKind::Other => {
+                progress.file(&file.logical_path);
+                report.other_assets.add(bytes.len(), bytes.len());
+                bytes.to_vec()
+            }
+            _ => continue,
+        };
+        fingerprint_into(
+            &mut report.manifest,
+            &mut outputs,
+            &file.logical_path,
+            output,
+        );
+    }
+
+    // 2. Stylesheets, imports before importers.
+    let stylesheets: BTreeMap<&str, &SiteFile> = files
+        .iter()
+        .filter(|f| f.kind == FileKind::Stylesheet)
+        .map(|f| (f.logical_path.as_str(), f))
+        .collect();
+    let mut minified_css: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
+    let mut imports: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (&logical, file) in &stylesheets {
+        let bytes = source_of(file);
+        let minified = if options.minify {
+            minified_stylesheet(bytes, file, &mut report.warnings)
+        } else {
+            bytes.to_vec()
+        };
+        let mut dependencies = BTreeSet::new();
+        if let Ok(css) = std::str::from_utf8(&minified) {
+            for reference in css_references(css) {
+                let target = local_url(&reference.url).and_then(|u| resolve(logical, u.path));
+                if let Some(target) = target.filter(|t| stylesheets.contains_key(t.as_str())) {
+                    dependencies.insert(target);
+                }
+            }
+        }
+        imports.insert(logical.to_owned(), dependencies);
+        minified_css.insert(logical, minified);
+    }
+    let order = dependency_order(&imports).map_err(|cycle| BuildError::ImportCycle { cycle })?;
+    for logical in order {
+        let (Some(file), Some(minified)) = (
+            stylesheets.get(logical.as_str()),
+            minified_css.remove(logical.as_str()),
+        ) else {
+            continue;
+        };
+        progress.file(&logical);
+        let output = match String::from_utf8(minified) {
+            Ok(css) => {
+                let rewritten = rewrite_css_references(&css, |reference| {
+                    let mapped = map_reference(&report.manifest, &logical, &reference.url);
+                    if mapped.is_none() {
+                        warn_if_missing(
+                            &reference.url,
+                            &logical,
+                            &known_paths,
+                            file,
+                            &mut report.warnings,
+                        );
+                    }
+                    mapped.map(|m| m.url)
+                });
+                rewritten.into_bytes()
+            }
+            Err(not_utf8) => {
+                report.warnings.push(BuildWarning {
+                    file: file.path.clone(),
+                    message: "not valid UTF-8; copied without rewriting its references".into(),
+                });
+                not_utf8.into_bytes()
+            }
+        };
+        report.stylesheets.add(source_of(file).len(), output.len());
+        fingerprint_into(&mut report.manifest, &mut outputs, &logical, output);
+    }
+
+    // 3. Pages and fixed-name files keep their names.
+    for file in &files {
+        let bytes = source_of(file);
+        match file.kind {
+            FileKind::Page => {
+                progress.file(&file.logical_path);
+                let settings = HtmlRewriteSettings {
+                    manifest: Some(&report.manifest),
+                    page_path: file.logical_path.clone(),
+                    lazy_images: options.lazy_images,
+                    // Resizing URLs only work on a zone with Image Resizing;
+                    // the edge adds them when configured to.
+                    responsive_images: None,
+                    ..HtmlRewriteSettings::default()
+                };
+                let output = match rewrite_html(bytes, &settings) {
+                    Ok(rewritten) => rewritten.html,
+                    Err(err) => {
+                        report.warnings.push(BuildWarning {
+                            file: file.path.clone(),
+                            message: format!("{err}; copied unchanged"),
+                        });
+                        bytes.to_vec()
+                    }
+                };
+                report.pages.add(bytes.len(), output.len());
+                outputs.insert(file.logical_path.clone(), output);
+            }
+            FileKind::FixedName => {
+                progress.file(&file.logical_path);
+                report.fixed_name.add(bytes.len(), bytes.len());
+                outputs.insert(file.logical_path.clone(), bytes.to_vec());
+            }
+            _ => {}
+        }
+    }
+
+    outputs.insert(
+        format!("/{MANIFEST_FILE}"),
+        report.manifest.to_json_pretty().into_bytes(),
+    );
+    write_output(&options.out, &outputs)?;
+    Ok(report)
+}
+
+fn minified_script(
+    bytes: &[u8],
+    module: bool,
+    file: &SiteFile,
+    warnings: &mut Vec<BuildWarning>,
+) -> Vec<u8> {
+    let kind = if module {
+        JsKind::Module
+    } else {
+        JsKind::Script
+    };
+    match without_panics(|| minify_js(bytes, kind).map_err(|err| err.to_string())) {
+        // Already-minified input can come out a few bytes longer.
+        Ok(minified) if minified.len() < bytes.len() => minified,
+        Ok(_) => bytes.to_vec(),
+        Err(message) => {
+            warnings.push(BuildWarning {
+                file: file.path.clone(),
+                message: format!("{message}; kept unminified"),
+            });
+            bytes.to_vec()
+        }
+    }
+}
+
+fn minified_stylesheet(bytes: &[u8], file: &SiteFile, warnings: &mut Vec<BuildWarning>) -> Vec<u8> {
+    let Ok(css) = std::str::from_utf8(bytes) else {
+        return bytes.to_vec();
+    };
+    match without_panics(|| minify_css(css, &file.logical_path)) {
+        Ok(minified) if minified.len() < bytes.len() => minified.into_bytes(),
+        Ok(_) => bytes.to_vec(),
+        Err(message) => {
+            warnings.push(BuildWarning {
+                file: file.path.clone(),
+                message: format!("CSS minification failed: {message}; kept unminified"),
+            });
+            bytes.to_vec()
+        }
+    }
+}
+
+fn warn_if_missing(
+    url: &str,
+    from: &str,
+    known_paths: &BTreeSet<&str>,
+    file: &SiteFile,
+    warnings: &mut Vec<BuildWarning>,
+) {
+    let Some(target) = local_url(url).and_then(|u| resolve(from, u.path)) else {
+        return;
+    };
+    if !known_paths.contains(target.as_str()) {
+        warnings.push(BuildWarning {
+            file: file.path.clone(),
+            message: format!("references {url}, which is not in the source directory"),
+        });
+    }
+}
+
+fn fingerprint_into(
+    manifest: &mut Manifest,
+    outputs: &mut Outputs,
+    logical_path: &str,
+    bytes: Vec<u8>,
+) {
+    let path = fingerprinted_path(logical_path, &content_hash(&bytes));
+    manifest.insert(
+        logical_path,
+        ManifestEntry {
+            path: path.clone(),
+            size: bytes.len() as u64,
+            integrity: integrity(&bytes),
+        },
+    );
+    outputs.insert(path, bytes);
+}
+
+fn check_output_location(source: &Path, out: &Path) -> Result<(), BuildError> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_owned());
+    if absolute(out).starts_with(absolute(source)) {
+        return Err(BuildError::OutputInsideSource {
+            out: out.to_owned(),
+            source_dir: source.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes everything into a fresh sibling directory, then swaps it in, so a
+/// failed build never leaves a half-written output behind. An existing output
+/// is only replaced if it is empty or holds a previous build.
+fn write_output(out: &Path, outputs: &Outputs) -> Result<(), BuildError> {
+    if out.exists() && !is_previous_build(out)? {
+        return Err(BuildError::OutputNotABuild {
+            path: out.to_owned(),
+        });
+    }
+    let staging = staging_dir(out);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(BuildError::io(&staging))?;
+    }
+    for (url_path, bytes) in outputs {
+        let path = staging.join(url_path.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(BuildError::io(parent))?;
+        }
+        std::fs::write(&path, bytes).map_err(BuildError::io(&path))?;
+    }
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(BuildError::io(out))?;
+    }
+    std::fs::rename(&staging, out).map_err(BuildError::io(out))
+}
+
+fn staging_dir(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+fn is_previous_build(out: &Path) -> Result<bool, BuildError> {
+    let mut entries = std::fs::read_dir(out).map_err(BuildError::io(out))?;
+    if entries.next().is_none() {
+        return Ok(true);
+    }
+    let manifest = out.join(MANIFEST_FILE);
+    Ok(std::fs::read(&manifest)
+        .ok()
+        .is_some_and(|bytes| Manifest::from_json(&bytes).is_ok()))
+}

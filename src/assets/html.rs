@@ -1,0 +1,539 @@
+//! Streaming HTML rewriting over `lol_html`, shared by the build and the edge:
+//! asset URLs mapped through the [`Manifest`], Subresource Integrity on
+//! scripts and stylesheets, lazy images (never the first, hero image),
+//! optional responsive `srcset` through Cloudflare image resizing, and
+//! preload hints for the stylesheets and scripts in `<head>`.
+//!
+//! Two ways in: [`rewrite_html`] for a whole buffer, and
+//! [`HtmlAssetRewriter`] (`write` chunk by chunk, then `end`) for a stream.
+//! Any error leaves it to the caller to serve the original bytes.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use lol_html::html_content::{Element, TextChunk};
+use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
+
+use super::css_references::rewrite_css_references;
+use super::manifest::Manifest;
+use super::reference::{fingerprinted_entry, local_url, map_reference, resolve};
+use super::srcset::rewrite_srcset;
+
+/// Rewriting memory cap when none is configured: lol_html's own buffers only
+/// grow when a single tag or text run spans chunks, so this is generous.
+pub const DEFAULT_MEMORY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// lol_html's default preallocation for a tag split across chunks.
+const PREALLOCATED_PARSING_BUFFER: usize = 1024;
+
+/// Inline `<style>` text above this size is passed through unrewritten rather
+/// than buffered, so one pathological element cannot grow memory unbounded.
+const MAX_INLINE_STYLE_BYTES: usize = 256 * 1024;
+
+/// Responsive images through Cloudflare image resizing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsiveImages {
+    /// Candidate widths in CSS pixels, ascending.
+    pub widths: Vec<u32>,
+    /// `sizes` for images that declare neither `sizes` nor a `width`.
+    pub sizes: String,
+}
+
+impl Default for ResponsiveImages {
+    fn default() -> Self {
+        Self {
+            widths: vec![320, 640, 960, 1280, 1920],
+            sizes: "100vw".into(),
+        }
+    }
+}
+
+/// What the rewriter does. `Default` is the build's setting minus the
+/// manifest: lazy images, integrity and preload hints on, resizing off.
+#[derive(Debug, Clone)]
+pub struct HtmlRewriteSettings<'m> {
+    /// Maps asset URLs to fingerprinted ones; `None` leaves URLs alone.
+    pub manifest: Option<&'m Manifest>,
+    /// URL path of the page being rewritten (`/products/tent.html`), against
+    /// which relative references resolve.
+    pub page_path: String,
+    /// Add `integrity` to scripts and stylesheets that are fingerprinted.
+    pub subresource_integrity: bool,
+    /// `loading="lazy"` + `decoding="async"` on every `<img>` but the first.
+    pub lazy_images: bool,
+    /// Add `srcset`/`sizes` with `/cdn-cgi/image/...` URLs to images without one.
+    pub responsive_images: Option<ResponsiveImages>,
+    /// Collect [`PreloadHint`]s for stylesheets and scripts in `<head>`.
+    pub preload_hints: bool,
+    /// Cap on lol_html's buffers, in bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for HtmlRewriteSettings<'_> {
+    fn default() -> Self {
+        Self {
+            manifest: None,
+            page_path: "/".into(),
+            subresource_integrity: true,
+            lazy_images: true,
+            responsive_images: None,
+            preload_hints: true,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+/// What a preload hint asks the browser to fetch as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreloadKind {
+    Style,
+    Script,
+    ModuleScript,
+}
+
+/// One `Link: <url>; rel=preload` hint (usable for 103 Early Hints).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreloadHint {
+    pub url: String,
+    pub kind: PreloadKind,
+}
+
+impl PreloadHint {
+    /// The hint as one `Link` header member.
+    pub fn link_value(&self) -> String {
+        match self.kind {
+            PreloadKind::Style => format!("<{}>; rel=preload; as=style", self.url),
+            PreloadKind::Script => format!("<{}>; rel=preload; as=script", self.url),
+            PreloadKind::ModuleScript => format!("<{}>; rel=modulepreload", self.url),
+        }
+    }
+}
+
+/// All hints as one `Link` header value, or `None` when there are none.
+pub fn link_header(hints: &[PreloadHint]) -> Option<String> {
+    if hints.is_empty() {
+        return None;
+    }
+    Some(
+        hints
+            .iter()
+            .map(PreloadHint::link_value)
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// What a finished rewrite did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HtmlRewriteReport {
+    pub preload_hints: Vec<PreloadHint>,
+    /// Attribute and CSS URLs that now point at fingerprinted files.
+    pub urls_rewritten: usize,
+    /// Images that got `loading="lazy"`.
+    pub images_lazy: usize,
+    /// Images that got a resizing `srcset`.
+    pub images_responsive: usize,
+}
+
+/// A whole rewritten page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewrittenHtml {
+    pub html: Vec<u8>,
+    pub report: HtmlRewriteReport,
+}
+
+/// Rewriting stopped; the output so far is unusable and the caller should
+/// serve the original bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HtmlRewriteError {
+    #[error("HTML rewriting exceeded its memory limit")]
+    MemoryLimitExceeded,
+    #[error("HTML rewriting failed: {0}")]
+    Rewriting(String),
+}
+
+impl From<lol_html::errors::RewritingError> for HtmlRewriteError {
+    fn from(err: lol_html::errors::RewritingError) -> Self {
+        match err {
+            lol_html::errors::RewritingError::MemoryLimitExceeded(_) => Self::MemoryLimitExceeded,
+            other => Self::Rewriting(other.to_string()),
+        }
+    }
+}
+
+/// Rewrites a whole page held in memory.
+pub fn rewrite_html(
+    input: &[u8],
+    settings: &HtmlRewriteSettings<'_>,
+) -> Result<RewrittenHtml, HtmlRewriteError> {
+    let mut html = Vec::with_capacity(input.len() + input.len() / 8);
+    let mut rewriter = HtmlAssetRewriter::new(settings, |chunk: &[u8]| {
+        html.extend_from_slice(chunk);
+    });
+    rewriter.write(input)?;
+    let report = rewriter.end()?;
+    Ok(RewrittenHtml { html, report })
+}
+
+/// Per-document state the element handlers share.
+struct DocumentState<'m> {
+    settings: HtmlRewriteSettings<'m>,
+    /// Where relative URLs resolve from: the page, or its `<base href>`;
+    /// `None` once a `<base>` points off-site (then nothing is mapped).
+    base_path: RefCell<Option<String>>,
+    images_seen: Cell<usize>,
+    inline_style: RefCell<String>,
+    inline_style_passthrough: Cell<bool>,
+    report: RefCell<HtmlRewriteReport>,
+}
+
+impl DocumentState<'_> {
+    /// `url` mapped to its fingerprinted form, if the manifest knows it.
+    fn mapped_url(&self, url: &str) -> Option<String> {
+        let manifest = self.settings.manifest?;
+        let base = self.base_path.borrow();
+        let mapped = map_reference(manifest, base.as_deref()?, url)?;
+        self.report.borrow_mut().urls_rewritten += 1;
+        Some(mapped.url)
+    }
+
+    fn map_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
+        if let Some(value) = element.get_attribute(name) {
+            if let Some(mapped) = self.mapped_url(&value) {
+                element.set_attribute(name, &mapped)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn map_srcset_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
+        if let Some(value) = element.get_attribute(name) {
+            let mut changed = false;
+            let rewritten = rewrite_srcset(&value, |url| {
+                let mapped = self.mapped_url(url);
+                changed |= mapped.is_some();
+                mapped
+            });
+            if changed {
+                element.set_attribute(name, &rewritten)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn map_css(&self, css: &str) -> Option<String> {
+        let mut changed = false;
+        let rewritten = rewrite_css_references(css, |reference| {
+            let mapped = self.mapped_url(&reference.url);
+            changed |= mapped.is_some();
+            mapped
+        });
+        changed.then_some(rewritten)
+    }
+
+    fn add_integrity(&self, element: &mut Element<'_, '_>, url_attribute: &str) -> HandlerResult {
+        let (Some(manifest), Some(url)) =
+            (self.settings.manifest, element.get_attribute(url_attribute))
+        else {
+            return Ok(());
+        };
+        let base = self.base_path.borrow();
+        let Some(base) = base.as_deref() else {
+            return Ok(());
+        };
+        if let Some(entry) = fingerprinted_entry(manifest, base, &url) {
+            // The served bytes are the ones the manifest hashed, so its value
+            // replaces any integrity written for the unminified source.
+            element.set_attribute("integrity", &entry.integrity)?;
+        }
+        Ok(())
+    }
+
+    fn image(&self, element: &mut Element<'_, '_>) -> HandlerResult {
+        let index = self.images_seen.get();
+        self.images_seen.set(index + 1);
+        // The first image is usually the hero (the LCP element): lazy-loading
+        // it would delay the most important paint on the page.
+        if self.settings.lazy_images && index > 0 {
+            if !element.has_attribute("loading") {
+                element.set_attribute("loading", "lazy")?;
+                self.report.borrow_mut().images_lazy += 1;
+            }
+            if !element.has_attribute("decoding") {
+                element.set_attribute("decoding", "async")?;
+            }
+        }
+        if let Some(responsive) = &self.settings.responsive_images {
+            self.add_responsive_srcset(element, responsive)?;
+        }
+        Ok(())
+    }
+
+    fn add_responsive_srcset(
+        &self,
+        element: &mut Element<'_, '_>,
+        responsive: &ResponsiveImages,
+    ) -> HandlerResult {
+        if element.has_attribute("srcset") {
+            return Ok(());
+        }
+        let Some(src) = element.get_attribute("src") else {
+            return Ok(());
+        };
+        let Some(local) = local_url(&src) else {
+            return Ok(());
+        };
+        let base = self.base_path.borrow();
+        let Some(path) = base.as_deref().and_then(|base| resolve(base, local.path)) else {
+            return Ok(());
+        };
+        // Resizing cannot improve vector images and would break animated GIFs.
+        let lower = path.to_ascii_lowercase();
+        if lower.ends_with(".svg") || lower.ends_with(".gif") {
+            return Ok(());
+        }
+        let declared_width = element
+            .get_attribute("width")
+            .and_then(|w| w.trim().parse::<u32>().ok())
+            .filter(|w| *w > 0);
+        // Past twice the layout width only 3x screens gain, at a large byte cost.
+        let widths: Vec<u32> = responsive
+            .widths
+            .iter()
+            .copied()
+            .filter(|w| declared_width.is_none_or(|declared| *w <= declared.saturating_mul(2)))
+            .collect();
+        if widths.is_empty() {
+            return Ok(());
+        }
+        let source = path.trim_start_matches('/');
+        let srcset = widths
+            .iter()
+            .map(|w| {
+                format!(
+                    "/cdn-cgi/image/width={w},format=auto/{source}{} {w}w",
+                    local.suffix
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        element.set_attribute("srcset", &srcset)?;
+        if !element.has_attribute("sizes") {
+            let sizes = match declared_width {
+                Some(w) => format!("(max-width: {w}px) 100vw, {w}px"),
+                None => responsive.sizes.clone(),
+            };
+            element.set_attribute("sizes", &sizes)?;
+        }
+        self.report.borrow_mut().images_responsive += 1;
+        Ok(())
+    }
+
+    fn preload(&self, element: &mut Element<'_, '_>, url_attribute: &str, kind: PreloadKind) {
+        let Some(url) = element.get_attribute(url_attribute) else {
+            return;
+        };
+        // Cross-origin hints would need a matching `crossorigin` to be reused.
+        if local_url(&url).is_none() {
+            return;
+        }
+        self.report
+            .borrow_mut()
+            .preload_hints
+            .push(PreloadHint { url, kind });
+    }
+
+    fn base(&self, element: &mut Element<'_, '_>) {
+        let Some(href) = element.get_attribute("href") else {
+            return;
+        };
+        let mut base = self.base_path.borrow_mut();
+        *base = match (local_url(&href), base.as_deref()) {
+            (Some(local), Some(current)) => resolve(current, local.path),
+            _ => None,
+        };
+    }
+
+    fn style_text(&self, chunk: &mut TextChunk<'_>) {
+        if self.inline_style_passthrough.get() {
+            if chunk.last_in_text_node() {
+                self.inline_style_passthrough.set(false);
+            }
+            return;
+        }
+        let mut buffered = self.inline_style.borrow_mut();
+        buffered.push_str(chunk.as_str());
+        if chunk.last_in_text_node() {
+            let css = std::mem::take(&mut *buffered);
+            let rewritten = self.map_css(&css).unwrap_or(css);
+            chunk.set_str(rewritten);
+        } else if buffered.len() > MAX_INLINE_STYLE_BYTES {
+            chunk.set_str(std::mem::take(&mut *buffered));
+            self.inline_style_passthrough.set(true);
+        } else {
+            chunk.set_str(String::new());
+        }
+    }
+}
+
+type HandlerResult = lol_html::HandlerResult;
+
+/// A streaming rewriter: feed it chunks with [`write`](Self::write), finish
+/// with [`end`](Self::end); output goes to `sink` as it is produced.
+pub struct HtmlAssetRewriter<'m, O: FnMut(&[u8])> {
+    inner: HtmlRewriter<'m, O>,
+    state: Rc<DocumentState<'m>>,
+}
+
+impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
+    pub fn new(settings: &HtmlRewriteSettings<'m>, sink: O) -> Self {
+        let state = Rc::new(DocumentState {
+            settings: settings.clone(),
+            base_path: RefCell::new(Some(settings.page_path.clone())),
+            images_seen: Cell::new(0),
+            inline_style: RefCell::new(String::new()),
+            inline_style_passthrough: Cell::new(false),
+            report: RefCell::new(HtmlRewriteReport::default()),
+        });
+        let mut handlers: Vec<(Cow<'static, Selector>, ElementContentHandlers<'m>)> = Vec::new();
+        let mapping = settings.manifest.is_some();
+        // Order matters: lol_html runs an element's handlers in the order they
+        // were added, so `<base>` comes first and integrity/preload see the
+        // already-mapped URLs.
+        if mapping {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("base[href]", move |el| {
+                s.base(el);
+                Ok(())
+            }));
+            for attribute in ["src", "href", "poster"] {
+                let s = Rc::clone(&state);
+                handlers.push(on_element(&format!("[{attribute}]"), move |el| {
+                    s.map_attribute(el, attribute)
+                }));
+            }
+            for attribute in ["srcset", "imagesrcset"] {
+                let s = Rc::clone(&state);
+                handlers.push(on_element(&format!("[{attribute}]"), move |el| {
+                    s.map_srcset_attribute(el, attribute)
+                }));
+            }
+            let s = Rc::clone(&state);
+            handlers.push(on_element("[style]", move |el| {
+                if let Some(style) = el.get_attribute("style") {
+                    if let Some(mapped) = s.map_css(&style) {
+                        el.set_attribute("style", &mapped)?;
+                    }
+                }
+                Ok(())
+            }));
+            let s = Rc::clone(&state);
+            handlers.push(on_text("style", move |chunk| {
+                s.style_text(chunk);
+                Ok(())
+            }));
+        }
+        if mapping && settings.subresource_integrity {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("script[src]", move |el| {
+                s.add_integrity(el, "src")
+            }));
+            for selector in [
+                "link[rel~=stylesheet][href]",
+                "link[rel~=modulepreload][href]",
+                "link[rel~=preload][as=script][href]",
+                "link[rel~=preload][as=style][href]",
+            ] {
+                let s = Rc::clone(&state);
+                handlers.push(on_element(selector, move |el| s.add_integrity(el, "href")));
+            }
+        }
+        if settings.lazy_images || settings.responsive_images.is_some() {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("img", move |el| s.image(el)));
+        }
+        if settings.preload_hints {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("head link[rel~=stylesheet][href]", move |el| {
+                s.preload(el, "href", PreloadKind::Style);
+                Ok(())
+            }));
+            let s = Rc::clone(&state);
+            handlers.push(on_element("head script[src]", move |el| {
+                if el.has_attribute("nomodule") {
+                    return Ok(());
+                }
+                let module = el
+                    .get_attribute("type")
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("module"));
+                let kind = if module {
+                    PreloadKind::ModuleScript
+                } else {
+                    PreloadKind::Script
+                };
+                s.preload(el, "src", kind);
+                Ok(())
+            }));
+        }
+
+        let lol_settings = handlers.into_iter().fold(
+            Settings::new().with_memory_settings(
+                MemorySettings::new()
+                    .with_max_allowed_memory_usage(settings.memory_limit)
+                    // lol_html panics if its preallocation exceeds the cap.
+                    .with_preallocated_parsing_buffer_size(
+                        PREALLOCATED_PARSING_BUFFER.min(settings.memory_limit),
+                    ),
+            ),
+            Settings::append_element_content_handler,
+        );
+        Self {
+            inner: HtmlRewriter::new(lol_settings, sink),
+            state,
+        }
+    }
+
+    /// Feeds the next chunk of the document (chunks may split anywhere).
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), HtmlRewriteError> {
+        self.inner.write(chunk).map_err(HtmlRewriteError::from)
+    }
+
+    /// Flushes the rest of the document and says what the rewrite did.
+    pub fn end(self) -> Result<HtmlRewriteReport, HtmlRewriteError> {
+        self.inner.end()?;
+        let report = self.state.report.take();
+        Ok(report)
+    }
+}
+
+/// Selectors here are string constants checked by the tests below; a typo is
+/// a programming error, not an input error.
+fn parse_selector(selector: &str) -> Cow<'static, Selector> {
+    #[allow(clippy::expect_used)]
+    Cow::Owned(selector.parse().expect("valid built-in selector"))
+}
+
+fn on_element<'h>(
+    selector: &str,
+    handler: impl FnMut(&mut Element<'_, '_>) -> HandlerResult + 'h,
+) -> (Cow<'static, Selector>, ElementContentHandlers<'h>) {
+    (
+        parse_selector(selector),
+        ElementContentHandlers::default().element(handler),
+    )
+}
+
+fn on_text<'h>(
+    selector: &str,
+    handler: impl FnMut(&mut TextChunk<'_>) -> HandlerResult + 'h,
+) -> (Cow<'static, Selector>, ElementContentHandlers<'h>) {
+    (
+        parse_selector(selector),
+        ElementContentHandlers::default().text(handler),
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! The build manifest: for every fingerprinted asset, its logical URL path
+//! (`/css/site.css`), the fingerprinted path it is served at
+//! (`/css/site.3f2a9c1b.css`), its size and its SRI integrity. Written by
+//! `cachefront build` as `manifest.json`, read by the edge to rewrite origin
+//! HTML and to recognise immutable files.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+/// `Cache-Control` for a fingerprinted file: its name changes whenever its
+/// bytes do, so a copy never needs revalidating.
+pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// Manifest file format version; bumped on incompatible changes.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One fingerprinted asset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestEntry {
+    /// URL path the asset is served at, e.g. `/js/app.3f2a9c1b.js`.
+    pub path: String,
+    /// Size in bytes of the served (minified, rewritten) file.
+    pub size: u64,
+    /// Subresource Integrity value of the served bytes, `sha384-<base64>`.
+    pub integrity: String,
+}
+
+/// The on-disk shape; a separate type so the lookup index is never serialized.
+#[derive(Serialize, Deserialize)]
+struct ManifestFile {
+    version: u32,
+    assets: BTreeMap<String, ManifestEntry>,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest version {found} is not supported (expected {MANIFEST_VERSION})")]
+    Version { found: u32 },
+    #[error("manifest key {0:?} is not an absolute URL path")]
+    NotAbsolute(String),
+}
+
+/// Logical path → fingerprinted asset, with the reverse index the edge needs
+/// to recognise a request for a fingerprinted file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    assets: BTreeMap<String, ManifestEntry>,
+    by_fingerprinted_path: HashMap<String, String>,
+}
+
+impl Manifest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the entry for `logical_path` (an absolute URL path).
+    pub fn insert(&mut self, logical_path: impl Into<String>, entry: ManifestEntry) {
+        let logical_path = logical_path.into();
+        if let Some(previous) = self.assets.get(&logical_path) {
+            self.by_fingerprinted_path.remove(&previous.path);
+        }
+        self.by_fingerprinted_path
+            .insert(entry.path.clone(), logical_path.clone());
+        self.assets.insert(logical_path, entry);
+    }
+
+    /// The entry for a logical path such as `/css/site.css`.
+    pub fn get(&self, logical_path: &str) -> Option<&ManifestEntry> {
+        self.assets.get(logical_path)
+    }
+
+    /// The entry whose fingerprinted path is `path` (`/css/site.3f2a9c1b.css`):
+    /// the edge serves such paths with [`IMMUTABLE_CACHE_CONTROL`].
+    pub fn get_fingerprinted(&self, path: &str) -> Option<&ManifestEntry> {
+        self.by_fingerprinted_path
+            .get(path)
+            .and_then(|logical| self.assets.get(logical))
+    }
+
+    /// True when `path` is a fingerprinted file of this build.
+    pub fn is_fingerprinted(&self, path: &str) -> bool {
+        self.by_fingerprinted_path.contains_key(path)
+    }
+
+    /// Entries in logical-path order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ManifestEntry)> {
+        self.assets.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.assets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.assets.is_empty()
+    }
+
+    /// Parses `manifest.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let file: ManifestFile = serde_json::from_slice(bytes)?;
+        if file.version != MANIFEST_VERSION {
+            return Err(ManifestError::Version {
+                found: file.version,
+            });
+        }
+        let mut manifest = Manifest::new();
+        for (logical, entry) in file.assets {
+            if !logical.starts_with('/') || !entry.path.starts_with('/') {
+                return Err(ManifestError::NotAbsolute(logical));
+            }
+            manifest.insert(logical, entry);
+        }
+        Ok(manifest)
+    }
+
+    /// Pretty JSON with keys in sorted order and a trailing newline, so the same
+    /// build always writes the same bytes.
+    pub fn to_json_pretty(&self) -> String {
+        let file = ManifestFile {
+            version: MANIFEST_VERSION,
+            assets: self.assets.clone(),
+        };
+        // Serializing strings, integers and maps cannot fail.
+        let mut json = serde_json::to_string_pretty(&file).unwrap_or_default();
+        json.push('\n');
+        json
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: path.into(),
+            size: 3,
+            integrity: "sha384-abc".into(),
+        }
+    }
+
+    #[test]
+    fn json_round_trip_keeps_entries_and_reverse_index() {
+        let mut manifest = Manifest::new();
+        manifest.insert("/js/app.js", entry("/js/app.0badc0de.js"));
+        manifest.insert("/css/site.css", entry("/css/site.12345678.css"));
+        let json = manifest.to_json_pretty();
+        assert!(json.find("/css/site.css") < json.find("/js/app.js"));
+        let parsed = Manifest::from_json(json.as_bytes()).expect("valid manifest");
+        assert_eq!(parsed, manifest);
+        assert!(parsed.is_fingerprinted("/js/app.0badc0de.js"));
+        assert!(!parsed.is_fingerprinted("/js/app.js"));
+        assert_eq!(
+            parsed.get_fingerprinted("/css/site.12345678.css"),
+            Some(&entry("/css/site.12345678.css"))
+        );
+    }
+
+    #[test]
+    fn replacing_an_entry_drops_its_old_fingerprinted_path() {
+        let mut manifest = Manifest::new();
+        manifest.insert("/a.js", entry("/a.11111111.js"));
+        manifest.insert("/a.js", entry("/a.22222222.js"));
+        assert!(!manifest.is_fingerprinted("/a.11111111.js"));
+        assert!(manifest.is_fingerprinted("/a.22222222.js"));
+    }
+
+    #[test]
+    fn unsupported_version_and_relative_keys_are_rejected() {
+        assert!(matches!(
+            Manifest::from_json(br#"{"version":9,"assets":{}}"#),
+            Err(ManifestError::Version { found: 9 })
+        ));
+        assert!(matches!(
+            Manifest::from_json(
+                br#"{"version":1,"assets":{"a.js":{"path":"/a.1.js","size":1,"integrity":"x"}}}"#
+            ),
+            Err(ManifestError::NotAbsolute(_))
+        ));
+        assert!(Manifest::from_json(b"not json").is_err());
+    }
+}

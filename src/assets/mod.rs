@@ -1,0 +1,20 @@
+//! Asset optimization core shared by the build (`cachefront build`, native) and
+//! the edge (wasm): the fingerprint [`manifest`], how asset [`reference`]s in
+//! HTML/CSS resolve, the CSS reference scanner ([`css_references`]), the
+//! streaming [`html`] rewriter and JavaScript [`minify`]. Runtime-free: no
+//! clock, no I/O, no randomness; CSS *minification* lives in the CLI because
+//! lightningcss would quadruple the worker's wasm size.
+
+pub mod css_references;
+pub mod html;
+pub mod manifest;
+pub mod minify;
+pub mod reference;
+pub mod srcset;
+
+pub use html::{
+    link_header, rewrite_html, HtmlAssetRewriter, HtmlRewriteError, HtmlRewriteReport,
+    HtmlRewriteSettings, PreloadHint, PreloadKind, ResponsiveImages, RewrittenHtml,
+};
+pub use manifest::{Manifest, ManifestEntry, ManifestError, IMMUTABLE_CACHE_CONTROL};
+pub use minify::{minify_js, JsKind, JsMinifyError};
