@@ -168,6 +168,7 @@ async fn run() -> Result<(), Error> {
         _ => None,
     };
 
+    let state_purge = purge.clone();
     let state = AppState {
         pool,
         purge,
@@ -207,6 +208,15 @@ async fn run() -> Result<(), Error> {
         )?))
         .serve(listener, app)
         .await?;
+    if let Some(purge) = &state_purge {
+        // Purges queued by the last writes still reach the edge before we exit.
+        if tokio::time::timeout(Duration::from_secs(5), purge.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("purge queue not drained within 5 s");
+        }
+    }
     tracing::info!("catalog stopped");
     Ok(())
 }

@@ -146,6 +146,28 @@ mod tests {
     }
 
     #[test]
+    fn manifest_file_is_loaded_and_errors_name_it() {
+        let dir = std::env::temp_dir().join(format!("cachefront-manifest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let good = dir.join("manifest.json");
+        std::fs::write(&good, r#"{"app.js":"app.1a2b.js"}"#).expect("write");
+        let m = AssetManifest::load(&good, "/static/").expect("loads");
+        assert_eq!(
+            (m.len(), m.url("app.js")),
+            (1, "/static/app.1a2b.js".to_owned())
+        );
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, "not json").expect("write");
+        let err = AssetManifest::load(&bad, "/").expect_err("invalid");
+        assert!(err.to_string().contains("bad.json"), "{err}");
+        assert!(matches!(
+            AssetManifest::load(dir.join("missing.json"), "/"),
+            Err(Error::Io(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn non_object_manifest_is_a_config_error() {
         assert!(matches!(
             AssetManifest::from_json("[1,2]", "/"),

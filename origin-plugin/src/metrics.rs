@@ -378,7 +378,10 @@ impl Metrics {
     }
 
     fn ensure_upkeep(&self) {
-        if self.inner.upkeep_started.swap(true, Ordering::Relaxed) {
+        // A plain load first: the hot path must not write a shared cache line.
+        if self.inner.upkeep_started.load(Ordering::Relaxed)
+            || self.inner.upkeep_started.swap(true, Ordering::Relaxed)
+        {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {

@@ -391,9 +391,11 @@ async fn only_one_cpu_profile_runs_at_a_time() {
             break;
         }
     }
+    // Whichever of the two got the sampler first, the other was refused.
+    let first_status = first.await.expect("first task").as_u16();
     assert!(
-        saw_conflict,
+        saw_conflict || first_status == 409,
         "a second profile was allowed while one was running"
     );
-    assert_eq!(first.await.expect("first task"), 200);
+    assert!([200, 409].contains(&first_status), "{first_status}");
 }

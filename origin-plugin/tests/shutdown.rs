@@ -37,7 +37,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     let (mut child, addr) = spawn_example(
         "minimal",
         &[
-            ("SHUTDOWN_DRAIN_MS", "2000"),
+            ("SHUTDOWN_DRAIN_MS", "3000"),
             ("SHUTDOWN_DEADLINE_MS", "30000"),
         ],
     );
@@ -47,7 +47,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     // Five slow requests, each on its own connection.
     let slow: Vec<_> = (0..5)
         .map(|_| {
-            let url = format!("{base}/sleep/7000");
+            let url = format!("{base}/sleep/9000");
             tokio::spawn(async move {
                 let res = http().get(url).send().await.expect("slow request");
                 (res.status().as_u16(), res.text().await.expect("body"))
@@ -67,7 +67,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
     // Readiness flips as soon as the signal is handled (signal delivery is asynchronous,
     // so poll); the drain window keeps the listener open to tell us so.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         let res = client
             .get(format!("{base}/readyz"))
@@ -106,7 +106,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     for task in slow {
         let (status, body) = task.await.expect("task");
         assert_eq!(status, 200);
-        assert_eq!(body, "slept 7000 ms\n");
+        assert_eq!(body, "slept 9000 ms\n");
     }
     let status = child
         .wait_timeout(Duration::from_secs(30))
