@@ -99,7 +99,12 @@ impl LeaderGuard {
     }
 
     fn release(&self, shared: Option<&Response<Body>>) -> usize {
-        let slots = self.coalescer.in_flight.borrow_mut().remove(&self.key).unwrap_or_default();
+        let slots = self
+            .coalescer
+            .in_flight
+            .borrow_mut()
+            .remove(&self.key)
+            .unwrap_or_default();
         for slot in &slots {
             *slot.borrow_mut() = Slot::Done(shared.map(copy));
         }

@@ -33,6 +33,8 @@ pub const VAR_CACHE_REVALIDATION_WINDOW_SECS: &str = "CACHE_REVALIDATION_WINDOW_
 pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
 /// Longest time an entry stays in the memory tier.
 pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
+/// `json` (default): one JSON log line per request; `off`: none.
+pub const VAR_REQUEST_LOG: &str = "REQUEST_LOG";
 
 const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
@@ -79,6 +81,8 @@ pub struct Config {
     pub revalidation_window_secs: u64,
     pub memory_cache_bytes: usize,
     pub memory_cache_max_secs: u64,
+    /// Whether the worker logs one JSON line per request.
+    pub request_log: bool,
 }
 
 /// A configuration problem: which variable is wrong and why.
@@ -151,6 +155,16 @@ impl Config {
             revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
             memory_cache_bytes,
             memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
+            request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
+                None | Some("json") => true,
+                Some("off") => false,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        VAR_REQUEST_LOG,
+                        format_args!("expected \"json\" or \"off\", got {other:?}"),
+                    ))
+                }
+            },
         })
     }
 
@@ -386,5 +400,47 @@ mod tests {
         let bad_max =
             config_from(&[origins, (VAR_CACHE_MAX_OBJECT_BYTES, "-1")]).expect_err("bad max");
         assert_eq!(bad_max.variable, VAR_CACHE_MAX_OBJECT_BYTES);
+    }
+
+    #[test]
+    fn cache_tuning_variables_have_defaults_and_are_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let defaults = config_from(&[origins]).expect("valid");
+        assert_eq!(
+            defaults.cache_ignore_query_params,
+            ["utm_*", "fbclid", "gclid", "msclkid"]
+        );
+        assert!(defaults.cache_key_headers.is_empty());
+        assert_eq!(defaults.policy_settings().default_swr_secs, 0);
+        assert_eq!(defaults.memory_cache_bytes, 8 * 1024 * 1024);
+        assert!(defaults.request_log);
+
+        let tuned = config_from(&[
+            origins,
+            (VAR_CACHE_IGNORE_QUERY_PARAMS, "ref, utm_*"),
+            (VAR_CACHE_KEY_HEADERS, "X-Forwarded-Host"),
+            (VAR_STALE_WHILE_REVALIDATE_SECS, "30"),
+            (VAR_STALE_IF_ERROR_SECS, "600"),
+            (VAR_MEMORY_CACHE_BYTES, "0"),
+            (VAR_REQUEST_LOG, "off"),
+        ])
+        .expect("valid");
+        assert_eq!(tuned.cache_ignore_query_params, ["ref", "utm_*"]);
+        assert_eq!(tuned.cache_key_headers, ["x-forwarded-host"]);
+        assert_eq!(tuned.policy_settings().default_swr_secs, 30);
+        assert_eq!(tuned.policy_settings().default_sie_secs, 600);
+        assert_eq!(tuned.memory_cache_bytes, 0);
+        assert!(!tuned.request_log);
+
+        for (var, bad) in [
+            (VAR_STALE_IF_ERROR_SECS, "ten"),
+            (VAR_CACHE_KEY_HEADERS, "bad header"),
+            (VAR_CACHE_IGNORE_QUERY_PARAMS, "a=b"),
+            (VAR_MEMORY_CACHE_MAX_SECS, "-3"),
+            (VAR_REQUEST_LOG, "verbose"),
+        ] {
+            let err = config_from(&[origins, (var, bad)]).expect_err(bad);
+            assert_eq!(err.variable, var);
+        }
     }
 }

@@ -104,6 +104,13 @@ struct StoredEntry {
     tier: Tier,
 }
 
+/// Which tiers a lookup may read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tiers {
+    Memory,
+    All,
+}
+
 enum Lookup {
     Found(Box<StoredEntry>),
     VaryMiss,
@@ -238,6 +245,28 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     ) -> (Response<Body>, CacheStatus) {
         let method = request.method().clone();
         let readable = method == Method::GET || method == Method::HEAD;
+        let host = forward::request_host(&request);
+        let key = match &host {
+            Some(host) if readable && request.body().is_empty() => {
+                Some(self.primary_key(host, request.uri(), request.headers()))
+            }
+            _ => None,
+        };
+        let directives = RequestDirectives::from_headers(request.headers());
+
+        // A memory-tier entry was stored moments ago by this isolate, after the
+        // asset store had said "not an asset": it may answer before that store
+        // is asked again, which keeps the hottest hits free of subrequests.
+        if let Some(key) = &key {
+            if let Lookup::Found(entry) = self
+                .lookup(key, request.headers(), Tiers::Memory, trace)
+                .await
+            {
+                return self
+                    .serve_stored(request, key.clone(), *entry, &directives, trace)
+                    .await;
+            }
+        }
 
         if readable {
             match self.platform.assets().fetch(&request).await {
@@ -249,7 +278,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
 
-        let Some(host) = forward::request_host(&request) else {
+        let Some(host) = host else {
             let err = EdgeError::BadRequest("the request has no host".into());
             return (
                 err.to_response(),
@@ -268,17 +297,18 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
             return (response, status);
         }
-        if !request.body().is_empty() {
+        let Some(key) = key else {
             // A GET with a body may mean anything to the origin; never share its answer.
             let (response, status) = self
                 .forward_uncached(&request, Forward::Bypass, trace)
                 .await;
             return (response, status.with_detail("get-with-body"));
-        }
+        };
 
-        let key = self.primary_key(&host, request.uri(), request.headers());
-        let directives = RequestDirectives::from_headers(request.headers());
-        match self.lookup(&key, request.headers(), trace).await {
+        match self
+            .lookup(&key, request.headers(), Tiers::All, trace)
+            .await
+        {
             Lookup::Found(entry) => {
                 self.serve_stored(request, key, *entry, &directives, trace)
                     .await
@@ -332,6 +362,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     async fn read_tiers(
         &self,
         key: &str,
+        tiers: Tiers,
         trace: &mut Trace,
     ) -> Option<(Response<Body>, EntryMeta, Tier)> {
         let now = self.now();
@@ -339,6 +370,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             if let Some((response, meta)) = stored::decode(found) {
                 return Some((response, meta, Tier::Memory));
             }
+        }
+        if tiers == Tiers::Memory {
+            return None;
         }
         match self.platform.cache().get(key).await {
             Ok(Some(found)) => {
@@ -357,9 +391,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         &self,
         key: &str,
         request_headers: &http::HeaderMap,
+        tiers: Tiers,
         trace: &mut Trace,
     ) -> Lookup {
-        let Some((response, meta, tier)) = self.read_tiers(key, trace).await else {
+        let Some((response, meta, tier)) = self.read_tiers(key, tiers, trace).await else {
             return Lookup::Miss;
         };
         let Some(fields) = meta.vary_index.clone() else {
@@ -372,7 +407,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         };
         let values = vary::variant_values(request_headers, &fields);
         let variant_key = vary::variant_key(key, &values);
-        match self.read_tiers(&variant_key, trace).await {
+        match self.read_tiers(&variant_key, tiers, trace).await {
             Some((response, meta, tier)) if meta.variant.as_ref() == Some(&values) => {
                 Lookup::Found(Box::new(StoredEntry {
                     key: variant_key,
@@ -543,14 +578,17 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     loop {
                         if let Some(outcome) = waiter.try_take() {
                             if let Some(shared) = outcome {
-                                if let Some(answer) = self.answer_from_shared(&request, shared, fwd) {
+                                if let Some(answer) = self.answer_from_shared(&request, shared, fwd)
+                                {
                                     return answer;
                                 }
                             }
                             break;
                         }
                         if self.now() >= deadline {
-                            trace.warnings.push("gave up waiting for a coalesced fetch".into());
+                            trace
+                                .warnings
+                                .push("gave up waiting for a coalesced fetch".into());
                             break;
                         }
                         self.platform.clock().sleep(COALESCE_POLL_MS).await;

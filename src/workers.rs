@@ -29,26 +29,34 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
-    let handled = match into_http_request(req).await {
+    let (handled, log_requests) = match into_http_request(req).await {
         Ok(request) => handle(request, &env, ctx).await,
         Err(err) => {
             let response = crate::error::EdgeError::BadRequest(err).to_response();
             return into_worker_response(response);
         }
     };
-    if let Ok(line) = serde_json::to_string(&handled.log) {
-        console_log!("{line}");
+    if log_requests {
+        if let Ok(line) = serde_json::to_string(&handled.log) {
+            console_log!("{line}");
+        }
     }
     into_worker_response(handled.response)
 }
 
-async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> Handled {
+/// Serves a request; also says whether it should be logged.
+async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bool) {
     let config = match Config::from_vars(|name| read_var(env, name)) {
         Ok(config) => config,
         Err(err) => {
-            return pipeline::config_error_response(&err, request.method(), request.uri().path())
+            let path = request.uri().path();
+            return (
+                pipeline::config_error_response(&err, request.method(), path),
+                true,
+            );
         }
     };
+    let log_requests = config.request_log;
     let platform = WorkersPlatform {
         cache: EdgeCache,
         origin: FetchOrigin,
@@ -57,9 +65,10 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> Handled {
         background: WaitUntil(Rc::new(ctx)),
     };
     let isolate = isolate_state(&config);
-    Pipeline::new(config, platform, isolate)
+    let handled = Pipeline::new(config, platform, isolate)
         .handle(request)
-        .await
+        .await;
+    (handled, log_requests)
 }
 
 thread_local! {

@@ -1,0 +1,80 @@
+// Cache-hit throughput: the Cachefront worker serving a HIT vs a minimal
+// JavaScript worker over caches.default.match, both in workerd (wrangler dev
+// --local, same runtime version), loaded with wrk on loopback in one run.
+// Prints requests/s of each and the ratio. Usage: node benches/cache-hit/run.mjs [seconds]
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort, originsVar, repoRoot, startOrigin, startWorker } from '../../tests/e2e/harness.mjs';
+
+const seconds = Number(process.argv[2] ?? 10);
+const BODY_BYTES = 2048;
+
+function wrk(url) {
+  const out = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr || out.error}`);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out.stdout)?.[1]);
+  const p99 = /99%\s+(\S+)/.exec(out.stdout)?.[1];
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out.stdout)?.[1] ?? 0);
+  return { rps, p99, non2xx };
+}
+
+async function startBaseline() {
+  const port = await freePort();
+  const inspector = await freePort();
+  const persist = mkdtempSync(path.join(tmpdir(), 'cachefront-bench-'));
+  const child = spawn(path.join(repoRoot, 'node_modules/.bin/wrangler'), [
+    'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
+    '--persist-to', persist, '-c', path.join(repoRoot, 'benches/cache-hit/wrangler.baseline.toml'),
+    '--show-interactive-dev-session=false',
+  ], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' } });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300 && !output.includes('Ready on'); i++) await new Promise((r) => setTimeout(r, 200));
+  return {
+    url,
+    stop: () => {
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
+      rmSync(persist, { recursive: true, force: true });
+    },
+  };
+}
+
+const origin = await startOrigin((_req, res) => {
+  res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'public, max-age=600' });
+  res.end('x'.repeat(BODY_BYTES));
+});
+// Request logs off: wrangler dev forwards console output through its
+// inspector, which costs far more than Workers Logs do in production. The
+// last line measures the default (logging on) for completeness.
+const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]), REQUEST_LOG: 'off' };
+const memoryTier = await startWorker({ vars });
+const edgeTierOnly = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' } });
+const logging = await startWorker({ vars: { ...vars, REQUEST_LOG: 'json' } });
+const baseline = await startBaseline();
+try {
+  for (const w of [memoryTier, edgeTierOnly, logging, baseline]) {
+    for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
+  }
+  const hitStatus = (await fetch(`${edgeTierOnly.url}/bench/hit`)).headers.get('cache-status');
+  const base = wrk(`${baseline.url}/bench/hit`);
+  const edge = wrk(`${edgeTierOnly.url}/bench/hit`);
+  const memory = wrk(`${memoryTier.url}/bench/hit`);
+  const logged = wrk(`${logging.url}/bench/hit`);
+  console.log(`body ${BODY_BYTES} B, wrk -t2 -c32 -d${seconds}s on loopback; edge-tier hit answers: ${hitStatus}`);
+  console.log(`baseline JS worker (caches.default.match): ${base.rps.toFixed(0)} req/s, p99 ${base.p99}, non-2xx ${base.non2xx}`);
+  console.log(`cachefront, Cache API tier only:           ${edge.rps.toFixed(0)} req/s, p99 ${edge.p99}, non-2xx ${edge.non2xx}`);
+  console.log(`cachefront, memory tier (default):         ${memory.rps.toFixed(0)} req/s, p99 ${memory.p99}, non-2xx ${memory.non2xx}`);
+  console.log(`cachefront, memory tier, JSON request logs: ${logged.rps.toFixed(0)} req/s, p99 ${logged.p99}, non-2xx ${logged.non2xx}`);
+  console.log(`ratio (Cache API tier / baseline): ${(edge.rps / base.rps).toFixed(2)}`);
+  console.log(`ratio (memory tier / baseline):    ${(memory.rps / base.rps).toFixed(2)}`);
+} finally {
+  await memoryTier.stop();
+  await edgeTierOnly.stop();
+  await logging.stop();
+  baseline.stop();
+  await origin.close();
+}
