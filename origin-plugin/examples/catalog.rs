@@ -10,7 +10,7 @@
 //! - `CACHEFRONT_EDGE_URL` + `CACHEFRONT_PURGE_TOKEN`: purge the edge when a price changes.
 //! - `CATALOG_ADMIN_TOKEN`: enables `POST /api/products/{id}/price` (bearer token).
 //! - `CACHEFRONT_DEBUG_TOKEN`: enables `/debug/requests` and `/debug/pprof/profile`.
-//! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet link.
+//! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet and image URLs.
 //! - `SLOW_REQUEST_MS` (500), `SERVER_TIMING_SAMPLE_RATE` (1.0),
 //!   `SHUTDOWN_DRAIN_MS` (0), `SHUTDOWN_DEADLINE_MS` (30000).
 //! - `CATALOG_LAYERS=off`: the same app with no plugin layers (for the benchmark).
@@ -43,7 +43,7 @@ struct AppState {
     pool: PgPool,
     purge: Option<PurgeClient>,
     admin_token: Option<String>,
-    stylesheet: Option<String>,
+    stylesheet: String,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize)]
@@ -98,14 +98,12 @@ async fn run() -> Result<(), Error> {
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(&database_url)?;
 
-    let stylesheet = match non_empty_env("ASSET_MANIFEST") {
-        Some(path) => {
-            let base = std::env::var("ASSET_BASE").unwrap_or_else(|_| "/".to_owned());
-            AssetManifest::load(&path, &base)?.install()?;
-            Some(asset_url("css/site.css"))
-        }
-        None => None,
-    };
+    if let Some(path) = non_empty_env("ASSET_MANIFEST") {
+        let base = std::env::var("ASSET_BASE").unwrap_or_else(|_| "/".to_owned());
+        AssetManifest::load(&path, &base)?.install()?;
+    }
+    // The demo site's stylesheet, fingerprinted when a manifest is installed.
+    let stylesheet = asset_url("css/site.css");
 
     // Schema and seed run in the background, retried until PostgreSQL answers;
     // `/readyz` stays 503 ("starting") until they have succeeded once.
@@ -294,32 +292,44 @@ const SEED: &[SeedRow] = &[
     ("DRY-014", "Riverbend Dry Bag 20L", "Packs", "Welded seams and a roll-top closure keep a sleeping bag dry through a capsize.", 3200, 58, None),
 ];
 
-fn page(title: &str, stylesheet: Option<&str>, body: &str) -> String {
-    let link = stylesheet
-        .map(|href| format!("<link rel=\"stylesheet\" href=\"{}\">", escape(href)))
-        .unwrap_or_default();
+/// The page shell. It uses the demo site's markup and class names and links its
+/// stylesheet (fingerprinted through the manifest), so behind the edge the catalogue looks
+/// like the rest of www/; the inline fallback styles (zero specificity, `:where`) keep it
+/// readable when the origin is browsed on its own.
+fn page(title: &str, stylesheet: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-<title>{title} · Cachefront Outfitters</title>\n{link}\n<style>{CSS}</style>\n</head>\n<body>\n\
-<header class=\"top\"><a class=\"brand\" href=\"/\">Cachefront Outfitters</a>\
-<nav><a href=\"/\">Catalogue</a></nav></header>\n<main>\n{body}\n</main>\n\
-<footer>Free returns within 60 days · Served by the catalogue origin behind the Cachefront edge</footer>\n</body>\n</html>\n",
+<title>{title} — Cachefront Outfitters</title>\n<meta name=\"theme-color\" content=\"#1d3345\">\n\
+<style>{CSS}</style>\n<link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body>\n\
+<header class=\"site-header\"><div class=\"container\"><a class=\"brand\" href=\"/\">Cachefront <span>Outfitters</span></a>\
+<nav class=\"site-nav\" aria-label=\"Main\"><ul role=\"list\"><li><a href=\"/\">Catalogue</a></li></ul></nav></div></header>\n\
+<main id=\"main\">\n{body}\n</main>\n\
+<footer class=\"site-footer\"><div class=\"container\"><p>Small-batch outdoor gear · free returns within 60 days · \
+served by the catalogue origin behind the Cachefront edge</p></div></footer>\n</body>\n</html>\n",
         title = escape(title),
+        css = escape(stylesheet),
     )
 }
 
-const CSS: &str = "*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1f2a24;background:#f5f7f2}\
-.top{display:flex;justify-content:space-between;align-items:center;padding:1rem 2rem;background:#1f3a2c}\
-.top a{color:#eef5ea;text-decoration:none}.brand{font-weight:700;letter-spacing:.02em}\
-main{max-width:68rem;margin:0 auto;padding:2rem}h1{font-size:2rem;margin:.2rem 0 1rem}\
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:1.2rem;list-style:none;padding:0}\
-.card{background:#fff;border:1px solid #d9e2d3;border-radius:.6rem;padding:1.1rem;display:flex;flex-direction:column;gap:.4rem}\
-.card a{color:inherit;text-decoration:none}img{max-width:100%;height:auto;border-radius:.4rem;background:#e9efe6}.card h2{font-size:1.1rem;margin:0}.cat{font-size:.8rem;text-transform:uppercase;letter-spacing:.08em;color:#5d7a4a}\
-.price{font-weight:700;font-size:1.1rem}.stock{font-size:.85rem;color:#5b7d3a}.stock.out{color:#a33}\
-.detail{background:#fff;border:1px solid #d9e2d3;border-radius:.6rem;padding:2rem;max-width:40rem}\
-.detail .price{font-size:1.6rem}dl{display:grid;grid-template-columns:auto 1fr;gap:.3rem 1rem}dt{color:#5d7a4a}\
-footer{text-align:center;font-size:.8rem;color:#5d7a4a;padding:2rem}";
+const CSS: &str = ":where(*){box-sizing:border-box}:where(body){margin:0;font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;color:#1d2430;background:#fbf8f3}\
+:where(.container){max-width:72rem;margin:0 auto;padding:0 1.5rem}\
+:where(.site-header){background:#1d3345;padding:.9rem 0}:where(.site-header .container){display:flex;justify-content:space-between;align-items:center}\
+:where(.site-header a){color:#fff8ec;text-decoration:none}:where(.brand){font:700 1.2rem Georgia,serif}:where(.brand span){color:#f2a541;font:600 .7rem Helvetica,Arial,sans-serif;letter-spacing:.25em;text-transform:uppercase}\
+:where(.site-nav ul){list-style:none;margin:0;padding:0}:where(.section){padding:2rem 0}:where(.eyebrow){color:#c8553d;text-transform:uppercase;letter-spacing:.12em;font-size:.8rem;margin:0}\
+:where(h1){font:700 2rem Georgia,serif;margin:.2rem 0 1.2rem}\
+:where(.product-grid){display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:1.4rem;list-style:none;padding:0;margin:0}\
+:where(.product-card){background:#fff;border:1px solid #e6dccb;border-radius:.7rem;overflow:hidden;display:flex;flex-direction:column}\
+:where(.product-card-body){padding:1rem 1.1rem 1.2rem;display:flex;flex-direction:column;gap:.35rem}:where(.product-card h3){margin:0;font-size:1.05rem}\
+:where(.product-card a){color:inherit;text-decoration:none}:where(.product-card-foot){display:flex;justify-content:space-between;align-items:baseline}\
+:where(img){max-width:100%;height:auto;display:block;background:#e9eef2}\
+:where(.tag){align-self:flex-start;font-size:.75rem;text-transform:uppercase;letter-spacing:.08em;color:#1d3345;background:#e8eef3;border-radius:1rem;padding:.1rem .6rem}\
+:where(.price){font-weight:700;font-size:1.1rem}:where(.stock){font-size:.85rem;color:#3f7a4b}:where(.stock.out){color:#b03a2e}\
+:where(.product-detail){display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:2rem;align-items:start}\
+:where(.product-detail figure){margin:0;border-radius:.7rem;overflow:hidden}:where(.product-summary .price){font-size:1.6rem}\
+:where(.specs){border-collapse:collapse}:where(.specs th,.specs td){text-align:left;padding:.3rem 1rem .3rem 0;border-bottom:1px solid #e6dccb}\
+:where(.breadcrumbs ol){list-style:none;display:flex;gap:.5rem;padding:1rem 0 0;margin:0;font-size:.9rem}:where(.breadcrumbs li+li)::before{content:'›';margin-right:.5rem;color:#8b8f98}\
+:where(.site-footer){color:#5c6370;font-size:.85rem;padding:2rem 0;text-align:center}";
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -345,7 +355,7 @@ fn price(cents: i32) -> String {
 fn image_tag(p: &Product, suffix: &str, width: u32, height: u32) -> String {
     match &p.image {
         Some(slug) => format!(
-            "<img src=\"{}\" width=\"{width}\" height=\"{height}\" alt=\"{}\" loading=\"lazy\">",
+            "<img src=\"{}\" width=\"{width}\" height=\"{height}\" alt=\"{}\" loading=\"lazy\" decoding=\"async\">",
             escape(&asset_url(&format!("images/products/{slug}{suffix}.png"))),
             escape(&p.name)
         ),
@@ -355,9 +365,9 @@ fn image_tag(p: &Product, suffix: &str, width: u32, height: u32) -> String {
 
 fn stock_badge(stock: i32) -> String {
     if stock > 0 {
-        format!("<span class=\"stock\">{stock} in stock</span>")
+        format!("<p class=\"stock\">{stock} in stock — ships within one working day.</p>")
     } else {
-        "<span class=\"stock out\">Out of stock</span>".to_owned()
+        "<p class=\"stock out\">Out of stock</p>".to_owned()
     }
 }
 
@@ -396,13 +406,19 @@ async fn index(State(state): State<AppState>, profile: RequestProfile) -> Result
             .fetch_all(&state.pool),
     )
     .await?;
-    let mut body = String::from("<h1>Catalogue</h1>\n<ul class=\"grid\">\n");
+    let mut body = format!(
+        "<section class=\"section\" aria-labelledby=\"catalog-title\"><div class=\"container\">\
+<p class=\"eyebrow\">The catalogue</p><h1 id=\"catalog-title\">All gear</h1>\
+<p class=\"lead\">{} products, live from the catalogue database.</p>\n<ul class=\"product-grid\" role=\"list\">\n",
+        products.len()
+    );
     for p in &products {
         let _ = writeln!(
             body,
-            "<li class=\"card\">{img}<span class=\"cat\">{cat}</span><h2><a href=\"/products/{id}\">{name}</a></h2>\
-<span class=\"price\">{price}</span>{stock}</li>",
-            img = image_tag(p, "-thumb", 320, 240),
+            "<li class=\"product-card\"><a href=\"/products/{id}\" tabindex=\"-1\" aria-hidden=\"true\">{img}</a>\
+<div class=\"product-card-body\"><span class=\"tag\">{cat}</span><h3><a href=\"/products/{id}\">{name}</a></h3>\
+<div class=\"product-card-foot\"><span class=\"price\">{price}</span></div>{stock}</div></li>",
+            img = image_tag(p, "-thumb", 400, 300),
             cat = escape(&p.category),
             id = p.id,
             name = escape(&p.name),
@@ -410,10 +426,10 @@ async fn index(State(state): State<AppState>, profile: RequestProfile) -> Result
             stock = stock_badge(p.stock),
         );
     }
-    body.push_str("</ul>");
+    body.push_str("</ul></div></section>");
     Ok(cacheable(
         CacheTags::new(["products"]),
-        Html(page("Catalogue", state.stylesheet.as_deref(), &body)),
+        Html(page("Catalogue", &state.stylesheet, &body)),
     ))
 }
 
@@ -439,10 +455,18 @@ async fn product_page(
 ) -> Result<Response, Error> {
     let id = parse_id(&raw)?;
     let p = load_product(&state, &profile, id).await?;
+    let figure = match image_tag(&p, "", 800, 600) {
+        img if img.is_empty() => String::new(),
+        img => format!("<figure>{img}</figure>"),
+    };
     let body = format!(
-        "<article class=\"detail\">{img}<span class=\"cat\">{cat}</span><h1>{name}</h1><p>{desc}</p>\
-<p class=\"price\">{price}</p>{stock}<dl><dt>SKU</dt><dd>{sku}</dd></dl></article>\n<p><a href=\"/\">← Back to the catalogue</a></p>",
-        img = image_tag(&p, "", 640, 480),
+        "<nav class=\"breadcrumbs container\" aria-label=\"Breadcrumb\"><ol role=\"list\"><li><a href=\"/\">All gear</a></li>\
+<li aria-current=\"page\">{name}</li></ol></nav>\n\
+<article class=\"section\" aria-labelledby=\"product-title\"><div class=\"container product-detail\">{figure}\
+<div class=\"product-summary\"><span class=\"tag\">{cat}</span><h1 id=\"product-title\">{name}</h1>\
+<p class=\"price\">{price}</p><p class=\"lead\">{desc}</p>{stock}\
+<table class=\"specs\"><caption>Details</caption><tbody><tr><th scope=\"row\">SKU</th><td>{sku}</td></tr>\
+<tr><th scope=\"row\">Category</th><td>{cat}</td></tr></tbody></table></div></div></article>",
         cat = escape(&p.category),
         name = escape(&p.name),
         desc = escape(&p.description),
@@ -452,7 +476,7 @@ async fn product_page(
     );
     Ok(cacheable(
         CacheTags::new([format!("product:{}", p.id)]),
-        Html(page(&p.name, state.stylesheet.as_deref(), &body)),
+        Html(page(&p.name, &state.stylesheet, &body)),
     ))
 }
 

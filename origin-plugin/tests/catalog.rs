@@ -80,7 +80,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-tag"], "product:1");
     let html = res.text().await.expect("html");
-    assert!(html.contains("<h1>Alpine Two-Person Tent</h1>"));
+    assert!(html.contains(r#"<h1 id="product-title">Alpine Two-Person Tent</h1>"#));
     // Without a manifest, asset URLs are the plain paths the edge serves from www/.
     assert!(
         html.contains(r#"src="/images/products/alpine-tent.png""#),
@@ -191,4 +191,56 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         .wait_timeout(Duration::from_secs(30))
         .expect("catalog exits");
     assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_links_fingerprinted_assets_from_the_manifest() {
+    let Some(database_url) = support::database_url() else {
+        return;
+    };
+    let dir =
+        std::env::temp_dir().join(format!("cachefront-catalog-assets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let manifest = dir.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        r#"{"css/site.css": "css/site.5d41402a.css",
+            "images/products/alpine-tent.png": "images/products/alpine-tent.9f86d081.png"}"#,
+    )
+    .expect("write manifest");
+    let manifest_path = manifest.to_string_lossy().into_owned();
+    let (_child, addr) = spawn_example(
+        "catalog",
+        &[
+            ("DATABASE_URL", &database_url),
+            ("ASSET_MANIFEST", &manifest_path),
+            ("ASSET_BASE", "/"),
+        ],
+    );
+    let client = http();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let html = loop {
+        let res = client
+            .get(format!("http://{addr}/products/1"))
+            .send()
+            .await
+            .expect("product");
+        if res.status() == 200 {
+            break res.text().await.expect("html");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "catalog never served the product"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        html.contains(r#"<link rel="stylesheet" href="/css/site.5d41402a.css">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"src="/images/products/alpine-tent.9f86d081.png""#),
+        "{html}"
+    );
 }
