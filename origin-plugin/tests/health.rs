@@ -147,3 +147,30 @@ async fn shutdown_makes_readiness_503_but_not_liveness() {
     );
     assert_eq!(get_json(&client, &server.url("/livez")).await.0, 200);
 }
+
+#[tokio::test]
+async fn readiness_checks_run_concurrently() {
+    // Each check waits for the other at a barrier: run one after the other, the first
+    // would wait forever and time out; run together, both pass.
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let (a, b) = (barrier.clone(), barrier);
+    let health = Health::builder()
+        .readiness_check(FnCheck::new("a", move || {
+            let a = a.clone();
+            async move {
+                a.wait().await;
+                Ok(())
+            }
+        }))
+        .readiness_check(FnCheck::new("b", move || {
+            let b = b.clone();
+            async move {
+                b.wait().await;
+                Ok(())
+            }
+        }))
+        .check_timeout(Duration::from_secs(10))
+        .build();
+    let report = health.readiness().await;
+    assert_eq!(report.status, "ready", "{report:?}");
+}
