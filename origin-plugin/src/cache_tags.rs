@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::response::{IntoResponseParts, Response, ResponseParts};
@@ -288,7 +289,7 @@ impl<S> Layer<S> for CacheTagLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CacheTagService {
             inner,
-            layer: self.clone(),
+            layer: Arc::new(self.clone()),
         }
     }
 }
@@ -297,7 +298,8 @@ impl<S> Layer<S> for CacheTagLayer {
 #[derive(Clone, Debug)]
 pub struct CacheTagService<S> {
     inner: S,
-    layer: CacheTagLayer,
+    // Shared, so a request costs one reference count, not a copy of config and counters.
+    layer: Arc<CacheTagLayer>,
 }
 
 impl<S, B> Service<Request<B>> for CacheTagService<S>
@@ -325,7 +327,7 @@ pin_project! {
     pub struct CacheTagFuture<F> {
         #[pin]
         inner: F,
-        layer: Option<CacheTagLayer>,
+        layer: Option<Arc<CacheTagLayer>>,
     }
 }
 

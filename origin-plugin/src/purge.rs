@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -578,6 +578,7 @@ pub struct PurgeClient {
     tx: mpsc::Sender<Msg>,
     counters: PurgeCounters,
     depth: Arc<AtomicI64>,
+    last_drop_warning: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PurgeClient {
@@ -629,6 +630,7 @@ impl PurgeClient {
             tx,
             counters,
             depth,
+            last_drop_warning: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -730,7 +732,13 @@ impl PurgeClient {
             .depth
             .set(self.depth.load(Ordering::Relaxed) as f64);
         if out.dropped > 0 {
-            tracing::warn!(target: "cachefront_origin::purge", dropped = out.dropped, "purge queue full; items dropped");
+            // At most one warning a second: a full queue must not also flood the log.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if self.last_drop_warning.swap(now, Ordering::Relaxed) != now {
+                tracing::warn!(target: "cachefront_origin::purge", dropped = out.dropped, "purge queue full; items dropped");
+            }
         }
         out
     }
