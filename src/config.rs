@@ -6,6 +6,8 @@
 
 use serde::Deserialize;
 
+use crate::health::HealthPolicy;
+use crate::origin_pool::RetryPolicy;
 use crate::policy::PolicySettings;
 use std::collections::HashSet;
 use std::fmt;
@@ -33,6 +35,22 @@ pub const VAR_CACHE_REVALIDATION_WINDOW_SECS: &str = "CACHE_REVALIDATION_WINDOW_
 pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
 /// Longest time an entry stays in the memory tier.
 pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
+/// Secret bearer token of the operator endpoints (purge, health); a secret, not a var.
+pub const VAR_PURGE_TOKEN: &str = "PURGE_TOKEN";
+/// Consecutive failures that mark an origin down.
+pub const VAR_HEALTH_FAILURE_THRESHOLD: &str = "HEALTH_FAILURE_THRESHOLD";
+/// Seconds a down origin waits before a probe request may try it again.
+pub const VAR_HEALTH_COOLDOWN_SECS: &str = "HEALTH_COOLDOWN_SECS";
+/// How long an isolate reuses the shared (active check) health it read.
+pub const VAR_HEALTH_SYNC_SECS: &str = "HEALTH_SYNC_SECS";
+/// Origin statuses that count as failures (retried, and counted by health).
+pub const VAR_ORIGIN_FAILURE_STATUSES: &str = "ORIGIN_FAILURE_STATUSES";
+/// Methods retried on another origin besides GET, HEAD and OPTIONS.
+pub const VAR_RETRY_METHODS: &str = "RETRY_METHODS";
+/// Most attempts per request, first one included.
+pub const VAR_ORIGIN_MAX_ATTEMPTS: &str = "ORIGIN_MAX_ATTEMPTS";
+/// Time budget of all attempts of one request together.
+pub const VAR_ORIGIN_DEADLINE_MS: &str = "ORIGIN_DEADLINE_MS";
 /// `json` (default): one JSON log line per request; `off`: none.
 pub const VAR_REQUEST_LOG: &str = "REQUEST_LOG";
 
@@ -41,6 +59,7 @@ const DEFAULT_NAMESPACE: &str = "v1";
 /// because the v0 pipeline buffers bodies it may store.
 const DEFAULT_MAX_OBJECT_BYTES: u64 = 25 * 1024 * 1024;
 const MAX_NAMESPACE_LEN: usize = 64;
+const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_MEMORY_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_IGNORED_QUERY_PARAMS: &str = "utm_*,fbclid,gclid,msclkid";
 
@@ -50,6 +69,12 @@ const DEFAULT_IGNORED_QUERY_PARAMS: &str = "utm_*,fbclid,gclid,msclkid";
 struct RawOrigin {
     name: String,
     url: String,
+    priority: Option<u32>,
+    weight: Option<u32>,
+    timeout_ms: Option<u64>,
+    health_path: Option<String>,
+    health_status: Option<u16>,
+    host: Option<String>,
 }
 
 /// One origin server the worker can forward to.
@@ -59,6 +84,18 @@ pub struct OriginConfig {
     pub name: String,
     /// Base URL: scheme, host, optional port and path prefix; no query or fragment.
     pub url: Url,
+    /// Lower goes first; defaults to the origin's position in the list.
+    pub priority: u32,
+    /// Share of traffic among origins of equal priority (1–1000, default 1).
+    pub weight: u32,
+    /// Time allowed for one attempt (default 10 s).
+    pub timeout_ms: u64,
+    /// Path the scheduled health check requests; `None`: not actively checked.
+    pub health_path: Option<String>,
+    /// Status the health check expects (default 200).
+    pub health_status: u16,
+    /// `Host` sent to this origin instead of the URL's host.
+    pub host: Option<String>,
 }
 
 /// The whole, validated configuration of the worker.
@@ -83,6 +120,11 @@ pub struct Config {
     pub memory_cache_max_secs: u64,
     /// Whether the worker logs one JSON line per request.
     pub request_log: bool,
+    pub health: HealthPolicy,
+    pub health_sync_secs: u64,
+    /// Secret guarding the operator endpoints; `None` turns them off.
+    pub admin_token: Option<String>,
+    pub retry: RetryPolicy,
 }
 
 /// A configuration problem: which variable is wrong and why.
@@ -155,6 +197,22 @@ impl Config {
             revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
             memory_cache_bytes,
             memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
+            health: HealthPolicy {
+                failure_threshold: u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3)?.max(1))
+                    .map_err(|_| ConfigError::new(VAR_HEALTH_FAILURE_THRESHOLD, "is too large"))?,
+                cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30)?.saturating_mul(1000),
+            },
+            health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10)?,
+            admin_token: lookup(VAR_PURGE_TOKEN).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+            retry: RetryPolicy {
+                failure_statuses: status_list(
+                    VAR_ORIGIN_FAILURE_STATUSES,
+                    lookup(VAR_ORIGIN_FAILURE_STATUSES).as_deref().unwrap_or("502,503,504"),
+                )?,
+                extra_methods: method_list(VAR_RETRY_METHODS, lookup(VAR_RETRY_METHODS).as_deref().unwrap_or(""))?,
+                max_attempts: usize::try_from(number(VAR_ORIGIN_MAX_ATTEMPTS, 3)?.clamp(1, 10)).unwrap_or(3),
+                deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000)?.max(1),
+            },
             request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
                 None | Some("json") => true,
                 Some("off") => false,
@@ -211,12 +269,64 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
             ))
         })?;
         validate_origin_url(&url).map_err(|m| at(format!("({}) {m}", origin.name)))?;
+        let name = origin.name.clone();
+        let weight = origin.weight.unwrap_or(1);
+        if !(1..=1000).contains(&weight) {
+            return Err(at(format!("({name}) weight {weight} must be between 1 and 1000")));
+        }
+        let timeout_ms = origin.timeout_ms.unwrap_or(DEFAULT_ORIGIN_TIMEOUT_MS);
+        if !(1..=600_000).contains(&timeout_ms) {
+            return Err(at(format!("({name}) timeout_ms {timeout_ms} must be between 1 and 600000")));
+        }
+        if let Some(path) = &origin.health_path {
+            if !path.starts_with('/') || path.parse::<http::Uri>().is_err() {
+                return Err(at(format!("({name}) health_path {path:?} must be a path starting with '/'")));
+            }
+        }
+        let health_status = origin.health_status.unwrap_or(200);
+        if !(100..=599).contains(&health_status) {
+            return Err(at(format!("({name}) health_status {health_status} is not an HTTP status")));
+        }
+        if let Some(host) = &origin.host {
+            if host.is_empty() || http::HeaderValue::from_str(host).is_err() || host.contains(['/', ' ']) {
+                return Err(at(format!("({name}) host {host:?} is not a valid Host value")));
+            }
+        }
+        let priority = origin.priority.unwrap_or(u32::try_from(index).unwrap_or(u32::MAX));
         origins.push(OriginConfig {
             name: origin.name,
             url,
+            priority,
+            weight,
+            timeout_ms,
+            health_path: origin.health_path,
+            health_status,
+            host: origin.host,
         });
     }
     Ok(origins)
+}
+
+fn status_list(var: &'static str, raw: &str) -> Result<Vec<u16>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match s.parse::<u16>() {
+            Ok(code) if (100..=599).contains(&code) => Ok(code),
+            _ => Err(ConfigError::new(var, format_args!("{s:?} is not an HTTP status"))),
+        })
+        .collect()
+}
+
+fn method_list(var: &'static str, raw: &str) -> Result<Vec<http::Method>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            http::Method::from_bytes(s.to_ascii_uppercase().as_bytes())
+                .map_err(|_| ConfigError::new(var, format_args!("{s:?} is not an HTTP method")))
+        })
+        .collect()
 }
 
 /// A comma-separated list of names (query parameters or header fields).
@@ -373,6 +483,60 @@ mod tests {
             origins_error(r#"[{"name":"a","url":"http://u:p@x.example/"}]"#)
                 .contains("credentials")
         );
+    }
+
+    #[test]
+    fn origin_failover_fields_have_defaults_and_limits() {
+        let config = config_from(&[(
+            VAR_ORIGINS,
+            r#"[{"name":"eu","url":"http://a"},{"name":"us","url":"http://b","priority":0,"weight":5,"timeout_ms":2500,"health_path":"/healthz","health_status":204,"host":"api.example"}]"#,
+        )])
+        .expect("valid");
+        let (eu, us) = (&config.origins[0], &config.origins[1]);
+        assert_eq!((eu.priority, eu.weight, eu.timeout_ms, eu.health_status), (0, 1, 10_000, 200));
+        assert_eq!(eu.health_path, None);
+        assert_eq!((us.priority, us.weight, us.timeout_ms, us.health_status), (0, 5, 2500, 204));
+        assert_eq!(us.health_path.as_deref(), Some("/healthz"));
+        assert_eq!(us.host.as_deref(), Some("api.example"));
+        assert_eq!(config.retry.failure_statuses, [502, 503, 504]);
+        assert_eq!(config.health.failure_threshold, 3);
+
+        for (json, needle) in [
+            (r#"[{"name":"a","url":"http://a","weight":0}]"#, "weight"),
+            (r#"[{"name":"a","url":"http://a","timeout_ms":0}]"#, "timeout_ms"),
+            (r#"[{"name":"a","url":"http://a","health_path":"healthz"}]"#, "health_path"),
+            (r#"[{"name":"a","url":"http://a","health_status":99}]"#, "health_status"),
+            (r#"[{"name":"a","url":"http://a","host":"a b"}]"#, "host"),
+        ] {
+            let message = origins_error(json);
+            assert!(message.contains(needle) && message.contains("origin #0"), "{json}: {message}");
+        }
+        let negative = origins_error(r#"[{"name":"a","url":"http://a","priority":-1}]"#);
+        assert!(negative.contains("expected u32"), "{negative}");
+    }
+
+    #[test]
+    fn retry_and_health_variables_are_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let tuned = config_from(&[
+            origins,
+            (VAR_ORIGIN_FAILURE_STATUSES, "500, 503"),
+            (VAR_RETRY_METHODS, "put"),
+            (VAR_HEALTH_FAILURE_THRESHOLD, "5"),
+            (VAR_HEALTH_COOLDOWN_SECS, "2"),
+        ])
+        .expect("valid");
+        assert_eq!(tuned.retry.failure_statuses, [500, 503]);
+        assert_eq!(tuned.retry.extra_methods, [http::Method::PUT]);
+        assert_eq!(tuned.health.failure_threshold, 5);
+        assert_eq!(tuned.health.cooldown_ms, 2000);
+        for (var, bad) in [
+            (VAR_ORIGIN_FAILURE_STATUSES, "5xx"),
+            (VAR_RETRY_METHODS, "GE T"),
+            (VAR_ORIGIN_DEADLINE_MS, "soon"),
+        ] {
+            assert_eq!(config_from(&[origins, (var, bad)]).expect_err(bad).variable, var);
+        }
     }
 
     #[test]

@@ -15,41 +15,62 @@ pub enum EdgeError {
     /// The worker's configuration is invalid; every request gets this.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The origin could not be reached or broke the connection.
-    #[error("origin {origin} could not be reached: {message}")]
-    OriginUnreachable { origin: String, message: String },
-    /// The origin did not answer in time.
-    #[error("origin {origin} timed out: {message}")]
-    OriginTimeout { origin: String, message: String },
+    /// Every origin attempt failed without a response (connection errors, timeouts).
+    #[error("no origin answered: {}", describe(.attempts))]
+    OriginsFailed { attempts: Vec<AttemptFailure> },
     /// The client's request cannot be served as sent.
     #[error("bad request: {0}")]
     BadRequest(String),
     /// `Cache-Control: only-if-cached` and no stored response may answer.
     #[error("no stored response can answer this only-if-cached request")]
     NotCached,
+    /// An operator endpoint that is turned off (its token is not configured).
+    #[error("{0} is disabled: set the PURGE_TOKEN secret to enable it")]
+    Disabled(&'static str),
+    /// A missing or wrong bearer token.
+    #[error("a valid `Authorization: Bearer <token>` header is required")]
+    Unauthorized,
+    /// The endpoint does not take this method.
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(&'static str),
+}
+
+/// One failed attempt to reach an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    pub origin: String,
+    pub error: OriginError,
+}
+
+fn describe(attempts: &[AttemptFailure]) -> String {
+    let parts: Vec<String> = attempts.iter().map(|a| format!("{}: {}", a.origin, a.error)).collect();
+    parts.join("; ")
 }
 
 impl EdgeError {
     pub fn from_origin(origin: &str, err: OriginError) -> Self {
-        match err {
-            OriginError::Connect(message) => Self::OriginUnreachable {
+        Self::OriginsFailed {
+            attempts: vec![AttemptFailure {
                 origin: origin.to_owned(),
-                message,
-            },
-            OriginError::Timeout(message) => Self::OriginTimeout {
-                origin: origin.to_owned(),
-                message,
-            },
+                error: err,
+            }],
         }
+    }
+
+    fn all_timeouts(attempts: &[AttemptFailure]) -> bool {
+        !attempts.is_empty() && attempts.iter().all(|a| matches!(a.error, OriginError::Timeout(_)))
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::OriginUnreachable { .. } => StatusCode::BAD_GATEWAY,
-            Self::OriginTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginsFailed { attempts } if Self::all_timeouts(attempts) => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginsFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
+            Self::Disabled(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -57,10 +78,13 @@ impl EdgeError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Config(_) => "invalid_config",
-            Self::OriginUnreachable { .. } => "origin_unreachable",
-            Self::OriginTimeout { .. } => "origin_timeout",
+            Self::OriginsFailed { attempts } if Self::all_timeouts(attempts) => "origin_timeout",
+            Self::OriginsFailed { .. } => "origin_unreachable",
             Self::BadRequest(_) => "bad_request",
             Self::NotCached => "only_if_cached",
+            Self::Disabled(_) => "disabled",
+            Self::Unauthorized => "unauthorized",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
@@ -71,10 +95,26 @@ impl EdgeError {
             Self::Config(e) => {
                 body["variable"] = json!(e.variable);
             }
-            Self::OriginUnreachable { origin, .. } | Self::OriginTimeout { origin, .. } => {
-                body["origin"] = json!(origin);
+            Self::OriginsFailed { attempts } => {
+                if let Some(last) = attempts.last() {
+                    body["origin"] = json!(last.origin);
+                }
+                body["attempts"] = attempts
+                    .iter()
+                    .map(|a| {
+                        let kind = match a.error {
+                            OriginError::Connect(_) => "connect",
+                            OriginError::Timeout(_) => "timeout",
+                        };
+                        json!({ "origin": a.origin, "error": kind, "message": a.error.to_string() })
+                    })
+                    .collect();
             }
-            Self::BadRequest(_) | Self::NotCached => {}
+            Self::BadRequest(_)
+            | Self::NotCached
+            | Self::Disabled(_)
+            | Self::Unauthorized
+            | Self::MethodNotAllowed(_) => {}
         }
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = self.status();
@@ -84,6 +124,15 @@ impl EdgeError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match self {
+            Self::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::MethodNotAllowed(allow) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            _ => {}
+        }
         response
     }
 }

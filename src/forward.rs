@@ -115,11 +115,37 @@ pub fn origin_request(
         headers.insert(HeaderName::from_static("x-forwarded-proto"), value);
     }
 
+    if let Some(host) = origin.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(header::HOST, host);
+    }
+
     let mut forwarded = Request::new(request.body().clone());
     *forwarded.method_mut() = request.method().clone();
     *forwarded.uri_mut() = uri;
     *forwarded.headers_mut() = headers;
     Ok(forwarded)
+}
+
+/// The active health check's request to an origin: `GET <base><path>`.
+pub fn health_probe(origin: &OriginConfig, path: &str) -> Result<Request<Body>, EdgeError> {
+    let prefix = origin.url.path().trim_end_matches('/');
+    let mut url = origin.url.clone();
+    let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+    url.set_path(&format!("{prefix}{path}"));
+    url.set_query(query);
+    let uri: Uri = url
+        .as_str()
+        .parse()
+        .map_err(|e| EdgeError::BadRequest(format!("cannot build the health check URL: {e}")))?;
+    let mut probe = Request::new(Body::new());
+    *probe.uri_mut() = uri;
+    probe
+        .headers_mut()
+        .insert(header::USER_AGENT, HeaderValue::from_static("cachefront-health-check"));
+    if let Some(host) = origin.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+        probe.headers_mut().insert(header::HOST, host);
+    }
+    Ok(probe)
 }
 
 #[cfg(test)]
@@ -130,7 +156,30 @@ mod tests {
         OriginConfig {
             name: "primary".into(),
             url: url.parse().expect("url"),
+            priority: 0,
+            weight: 1,
+            timeout_ms: 1000,
+            health_path: None,
+            health_status: 200,
+            host: None,
         }
+    }
+
+    #[test]
+    fn host_override_replaces_the_host_sent_to_the_origin() {
+        let req = client_request("https://shop.example/p", &[("host", "shop.example")]);
+        let mut o = origin("http://10.0.0.1:8080");
+        o.host = Some("backend.internal".into());
+        let out = origin_request(&req, &o, &[]).expect("forwarded");
+        assert_eq!(out.headers()["host"], "backend.internal");
+        assert_eq!(out.uri().to_string(), "http://10.0.0.1:8080/p");
+    }
+
+    #[test]
+    fn health_probe_targets_the_health_path_under_the_base() {
+        let probe = health_probe(&origin("http://127.0.0.1:3000/app/"), "/readyz?deep=1").expect("probe");
+        assert_eq!(probe.uri().to_string(), "http://127.0.0.1:3000/app/readyz?deep=1");
+        assert_eq!(probe.method(), http::Method::GET);
     }
 
     fn client_request(uri: &str, headers: &[(&'static str, &'static str)]) -> Request<Body> {

@@ -6,6 +6,7 @@
 //! platform in [`memory`] for tests and benches.
 
 pub mod assets;
+pub mod auth;
 pub mod cache_control;
 pub mod cache_key;
 pub mod cache_status;
@@ -14,9 +15,11 @@ pub mod conditional;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod health;
 pub mod hot_cache;
 pub mod http_date;
 pub mod memory;
+pub mod origin_pool;
 pub mod pipeline;
 pub mod platform;
 pub mod policy;

@@ -12,9 +12,10 @@ use futures_util::future::{FutureExt, Shared};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::config::OriginConfig;
+use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, OriginError, OriginFetch, Platform,
-    StaticAssets, StoreError,
+    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch,
+    Platform, StaticAssets, StoreError,
 };
 use crate::Body;
 
@@ -106,10 +107,13 @@ impl MemoryOrigin {
 }
 
 impl OriginFetch for MemoryOrigin {
+    /// The handler decides what happens; a test simulates a timeout by
+    /// returning `OriginError::Timeout`.
     async fn fetch(
         &self,
         origin: &OriginConfig,
         request: Request<Body>,
+        _timeout_ms: u64,
     ) -> Result<Response<Body>, OriginError> {
         let gate = self.gate.borrow().clone();
         let mut record = Request::new(request.body().clone());
@@ -250,6 +254,23 @@ impl Background for TaskQueue {
     }
 }
 
+/// Shared health results in memory (what KV holds on Workers).
+#[derive(Clone, Default)]
+pub struct MemoryHealthStore {
+    results: Rc<RefCell<Vec<SharedHealth>>>,
+}
+
+impl HealthStore for MemoryHealthStore {
+    async fn load(&self) -> Result<Vec<SharedHealth>, StoreError> {
+        Ok(self.results.borrow().clone())
+    }
+
+    async fn save(&self, results: &[SharedHealth]) -> Result<(), StoreError> {
+        *self.results.borrow_mut() = results.to_vec();
+        Ok(())
+    }
+}
+
 /// The whole in-memory platform; clones share state.
 #[derive(Clone)]
 pub struct MemoryPlatform {
@@ -258,6 +279,7 @@ pub struct MemoryPlatform {
     pub assets: MemoryAssets,
     pub clock: ManualClock,
     pub tasks: TaskQueue,
+    pub health: MemoryHealthStore,
 }
 
 impl MemoryPlatform {
@@ -268,6 +290,7 @@ impl MemoryPlatform {
             assets,
             clock: ManualClock::at(now_ms),
             tasks: TaskQueue::default(),
+            health: MemoryHealthStore::default(),
         }
     }
 }
@@ -278,6 +301,7 @@ impl Platform for MemoryPlatform {
     type Assets = MemoryAssets;
     type Clock = ManualClock;
     type Background = TaskQueue;
+    type Health = MemoryHealthStore;
 
     fn cache(&self) -> &MemoryCache {
         &self.cache
@@ -293,5 +317,8 @@ impl Platform for MemoryPlatform {
     }
     fn background(&self) -> &TaskQueue {
         &self.tasks
+    }
+    fn health(&self) -> &MemoryHealthStore {
+        &self.health
     }
 }

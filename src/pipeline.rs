@@ -5,22 +5,27 @@
 //! `conditional`, `range`, `vary`); this module only sequences them.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde::Serialize;
 
+use crate::auth::{self, TokenCheck};
 use crate::cache_key::{self, KeyRules};
 use crate::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
 use crate::coalesce::{Coalescer, Role};
 use crate::conditional;
 use crate::config::{Config, ConfigError};
-use crate::error::EdgeError;
+use crate::error::{AttemptFailure, EdgeError};
+use crate::health::{self, Availability, OriginHealth, SharedHealth};
+use crate::origin_pool::{self, Candidate};
 use crate::forward;
 use crate::hot_cache::HotCache;
-use crate::platform::{Background, CacheStore, Clock, OriginFetch, Platform, StaticAssets};
+use crate::platform::{
+    Background, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform, StaticAssets,
+};
 use crate::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
 };
@@ -34,6 +39,9 @@ use crate::Body;
 const COALESCE_POLL_MS: u64 = 5;
 /// How long it waits for the leader before fetching by itself.
 const COALESCE_MAX_WAIT_MS: u64 = 30_000;
+
+/// The operator endpoint reporting origin health.
+pub const HEALTH_PATH: &str = "/__cachefront/health";
 
 /// Response header naming the origin that produced a forwarded response.
 pub const ORIGIN_HEADER: &str = "cachefront-origin";
@@ -68,7 +76,18 @@ pub struct Handled {
 struct Trace {
     origin: Option<String>,
     origin_ms: Option<u64>,
+    /// Failed attempts before the answer: (origin, what failed, ms).
+    failed_attempts: Vec<(String, String, u64)>,
     warnings: Vec<String>,
+}
+
+/// What this isolate knows about its origins' health.
+#[derive(Default)]
+pub struct OriginBook {
+    health: HashMap<String, OriginHealth>,
+    /// When the shared (active check) results were last read.
+    shared_loaded_ms: Option<u64>,
+    shared: Vec<SharedHealth>,
 }
 
 /// State that lives as long as the isolate and is shared by its requests.
@@ -78,6 +97,7 @@ pub struct IsolateState {
     pub coalescer: Coalescer,
     /// Keys being refreshed in the background, so each is refreshed once.
     refreshing: Rc<RefCell<HashSet<String>>>,
+    origins: Rc<RefCell<OriginBook>>,
 }
 
 impl IsolateState {
@@ -86,6 +106,7 @@ impl IsolateState {
             hot: HotCache::new(config.memory_cache_bytes, config.memory_cache_max_secs),
             coalescer: Coalescer::default(),
             refreshing: Rc::default(),
+            origins: Rc::default(),
         }
     }
 
@@ -199,6 +220,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         &self.isolate
     }
 
+    /// The same configuration and platform as a newly started isolate sees them.
+    pub fn with_fresh_isolate(&self) -> Self {
+        Self {
+            config: Rc::clone(&self.config),
+            platform: self.platform.clone(),
+            isolate: IsolateState::new(&self.config),
+        }
+    }
+
     fn now(&self) -> u64 {
         self.platform.clock().now_ms()
     }
@@ -217,6 +247,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         strip_targeted_fields(headers);
         status.apply(headers);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
+        for (origin, failure, ms) in &trace.failed_attempts {
+            timings.push(Metric::new("origin-failed", *ms).with_desc(format!("{origin}: {failure}")));
+        }
         if let (Some(origin), Some(ms)) = (&trace.origin, trace.origin_ms) {
             timings.push(Metric::new("origin", ms).with_desc(origin.clone()));
         }
@@ -243,6 +276,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         request: Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
+        if request.uri().path() == HEALTH_PATH {
+            let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
+            return match self.operator_check(&request, "GET", "the health endpoint") {
+                Ok(()) => (json_response(&self.origin_report()), bypass),
+                Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
+            };
+        }
         let method = request.method().clone();
         let readable = method == Method::GET || method == Method::HEAD;
         let host = forward::request_host(&request);
@@ -532,27 +572,225 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
-    /// Sends `request` to the primary origin after `adjust` edits its headers.
+    /// Method and bearer-token checks of an operator endpoint.
+    fn operator_check(&self, request: &Request<Body>, method: &'static str, what: &'static str) -> Result<(), EdgeError> {
+        let Some(token) = &self.config.admin_token else {
+            return Err(EdgeError::Disabled(what));
+        };
+        match auth::check_bearer(request.headers(), token) {
+            TokenCheck::Valid => {}
+            TokenCheck::Missing | TokenCheck::Invalid => return Err(EdgeError::Unauthorized),
+        }
+        if request.method().as_str() != method {
+            return Err(EdgeError::MethodNotAllowed(method));
+        }
+        Ok(())
+    }
+
+    /// Reads the active health check's results when this isolate's copy is
+    /// older than `HEALTH_SYNC_SECS` (one storage read per window, misses only).
+    async fn sync_shared_health(&self, trace: &mut Trace) {
+        let now = self.now();
+        let window_ms = self.config.health_sync_secs.saturating_mul(1000);
+        {
+            let mut book = self.isolate.origins.borrow_mut();
+            if book.shared_loaded_ms.is_some_and(|t| now.saturating_sub(t) < window_ms) {
+                return;
+            }
+            // Claimed before the read, so concurrent requests do not all read.
+            book.shared_loaded_ms = Some(now);
+        }
+        match self.platform.health().load().await {
+            Ok(results) => {
+                let mut book = self.isolate.origins.borrow_mut();
+                for shared in &results {
+                    if self.config.origins.iter().any(|o| o.name == shared.origin) {
+                        book.health.entry(shared.origin.clone()).or_default().apply_shared(shared);
+                    }
+                }
+                book.shared = results;
+            }
+            Err(e) => trace.warnings.push(format!("health store read failed: {e}")),
+        }
+    }
+
+    fn record_health(&self, origin: &str, healthy: bool) {
+        let now = self.now();
+        let mut book = self.isolate.origins.borrow_mut();
+        let health = book.health.entry(origin.to_owned()).or_default();
+        if healthy {
+            health.record_success(now);
+        } else {
+            health.record_failure(now, &self.config.health);
+        }
+    }
+
+    /// The candidates for one request, in the order they will be tried.
+    fn plan(&self, now: u64, path: &str) -> Vec<Candidate> {
+        let mut book = self.isolate.origins.borrow_mut();
+        let mut availability = Vec::with_capacity(self.config.origins.len());
+        let mut last_failures = Vec::with_capacity(self.config.origins.len());
+        for origin in &self.config.origins {
+            let health = book.health.entry(origin.name.clone()).or_default();
+            availability.push(health.availability(now, &self.config.health));
+            last_failures.push(health.last_failure_ms);
+        }
+        let seed = now ^ vary::variant_hash(&vec![(String::new(), path.to_owned())])
+            .bytes()
+            .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed)
+    }
+
+    /// Sends `request` (after `adjust` edits its headers) to the origins in
+    /// failover order: the next candidate is tried after a connection error,
+    /// a timeout or a failure status, for methods that may be retried, within
+    /// the attempt and time budgets. A request body is sent at most once for
+    /// any other method.
     async fn send(
         &self,
         request: &Request<Body>,
         adjust: impl FnOnce(&mut http::HeaderMap),
         trace: &mut Trace,
     ) -> Result<Response<Body>, EdgeError> {
-        let origin = self.config.primary_origin();
-        trace.origin = Some(origin.name.clone());
-        let mut origin_request =
-            forward::origin_request(request, origin, &self.config.cache_key_headers)?;
-        adjust(origin_request.headers_mut());
-        let sent_at = self.now();
-        let result = self.platform.origin().fetch(origin, origin_request).await;
-        trace.origin_ms = Some(self.now().saturating_sub(sent_at));
-        let mut response = result.map_err(|e| EdgeError::from_origin(&origin.name, e))?;
-        forward::strip_hop_by_hop(response.headers_mut());
-        if let Ok(name) = HeaderValue::from_str(&origin.name) {
-            response.headers_mut().insert(ORIGIN_HEADER, name);
+        let mut base = Request::new(request.body().clone());
+        *base.method_mut() = request.method().clone();
+        *base.uri_mut() = request.uri().clone();
+        *base.headers_mut() = request.headers().clone();
+        adjust(base.headers_mut());
+
+        self.sync_shared_health(trace).await;
+        let policy = &self.config.retry;
+        let retryable = policy.may_retry(request.method());
+        let started = self.now();
+        let plan = self.plan(started, request.uri().path());
+        let mut failures = Vec::new();
+        let mut failed_response: Option<(Response<Body>, String, u64)> = None;
+        for (attempt, candidate) in plan.iter().enumerate() {
+            let elapsed = self.now().saturating_sub(started);
+            if attempt > 0 && (!retryable || attempt >= policy.max_attempts || elapsed >= policy.deadline_ms) {
+                break;
+            }
+            let origin = &self.config.origins[candidate.index];
+            if candidate.availability == Availability::Probe {
+                let now = self.now();
+                let mut book = self.isolate.origins.borrow_mut();
+                book.health.entry(origin.name.clone()).or_default().begin_probe(now);
+            }
+            let timeout_ms = origin.timeout_ms.min(policy.deadline_ms.saturating_sub(elapsed)).max(1);
+            let origin_request = forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
+            let sent_at = self.now();
+            let result = self.platform.origin().fetch(origin, origin_request, timeout_ms).await;
+            let took = self.now().saturating_sub(sent_at);
+            match result {
+                Ok(mut response) => {
+                    forward::strip_hop_by_hop(response.headers_mut());
+                    if let Ok(name) = HeaderValue::from_str(&origin.name) {
+                        response.headers_mut().insert(ORIGIN_HEADER, name);
+                    }
+                    if policy.is_failure_status(response.status()) {
+                        self.record_health(&origin.name, false);
+                        let what = format!("status {}", response.status().as_u16());
+                        trace.failed_attempts.push((origin.name.clone(), what, took));
+                        failed_response = Some((response, origin.name.clone(), took));
+                        continue;
+                    }
+                    self.record_health(&origin.name, true);
+                    trace.origin = Some(origin.name.clone());
+                    trace.origin_ms = Some(took);
+                    return Ok(response);
+                }
+                Err(error) => {
+                    self.record_health(&origin.name, false);
+                    let what = match error {
+                        OriginError::Connect(_) => "connect",
+                        OriginError::Timeout(_) => "timeout",
+                    };
+                    trace.failed_attempts.push((origin.name.clone(), what.to_owned(), took));
+                    trace.origin = Some(origin.name.clone());
+                    failures.push(AttemptFailure {
+                        origin: origin.name.clone(),
+                        error,
+                    });
+                }
+            }
         }
-        Ok(response)
+        if let Some((response, origin, took)) = failed_response {
+            // Every candidate failed, and the last answer was an origin's own
+            // error page: pass it on rather than inventing one.
+            trace.failed_attempts.retain(|(name, _, ms)| !(name == &origin && *ms == took));
+            trace.origin = Some(origin);
+            trace.origin_ms = Some(took);
+            return Ok(response);
+        }
+        Err(EdgeError::OriginsFailed { attempts: failures })
+    }
+
+    /// Probes every origin that has a health path, updates this isolate's
+    /// view, and stores the results for every other isolate (the cron job).
+    pub async fn check_origins(&self) -> Vec<SharedHealth> {
+        let mut results = Vec::new();
+        for origin in &self.config.origins {
+            let Some(path) = &origin.health_path else { continue };
+            let probe = forward::health_probe(origin, path);
+            let outcome = match probe {
+                Ok(request) => self.platform.origin().fetch(origin, request, origin.timeout_ms).await,
+                Err(e) => Err(OriginError::Connect(e.to_string())),
+            };
+            let (status, detail) = match &outcome {
+                Ok(response) => (Some(response.status().as_u16()), response.status().as_u16().to_string()),
+                Err(e) => (None, e.to_string()),
+            };
+            let result = SharedHealth {
+                origin: origin.name.clone(),
+                up: health::probe_is_healthy(status, origin.health_status),
+                checked_ms: self.now(),
+                detail,
+            };
+            // A failed probe marks the origin down at once (no threshold): it
+            // is a deliberate check of the origin's own health endpoint.
+            let mut book = self.isolate.origins.borrow_mut();
+            book.health.entry(origin.name.clone()).or_default().apply_shared(&result);
+            drop(book);
+            results.push(result);
+        }
+        self.isolate.origins.borrow_mut().shared = results.clone();
+        if let Err(e) = self.platform.health().save(&results).await {
+            results.push(SharedHealth {
+                origin: String::new(),
+                up: false,
+                checked_ms: self.now(),
+                detail: format!("saving results failed: {e}"),
+            });
+        }
+        results
+    }
+
+    /// Each origin's state as this isolate sees it, for the health endpoint.
+    pub fn origin_report(&self) -> serde_json::Value {
+        let now = self.now();
+        let mut book = self.isolate.origins.borrow_mut();
+        let shared = book.shared.clone();
+        let origins: Vec<serde_json::Value> = self
+            .config
+            .origins
+            .iter()
+            .map(|origin| {
+                let health = book.health.entry(origin.name.clone()).or_default();
+                let availability = health.availability(now, &self.config.health);
+                let check = shared.iter().find(|s| s.origin == origin.name);
+                serde_json::json!({
+                    "name": origin.name,
+                    "url": origin.url.as_str(),
+                    "priority": origin.priority,
+                    "weight": origin.weight,
+                    "state": availability.as_str(),
+                    "last_failure_ms": health.last_failure_ms,
+                    "last_success_ms": health.last_success_ms,
+                    "active_check": check.map(|c| serde_json::json!({"up": c.up, "checked_ms": c.checked_ms, "detail": c.detail})),
+                })
+            })
+            .collect();
+        serde_json::json!({ "origins": origins, "now_ms": now })
     }
 
     /// Fetches a cacheable request from the origin (revalidating `stale` when
@@ -859,6 +1097,14 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let _ = self.platform.cache().delete(&key).await;
         }
     }
+}
+
+fn json_response(value: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(value.to_string()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Body>, CacheStatus) {

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use http::{Request, Response};
 
 use crate::config::OriginConfig;
+use crate::health::SharedHealth;
 use crate::Body;
 
 /// A task to finish after the response is sent (`ctx.wait_until` on Workers).
@@ -41,11 +42,20 @@ pub trait CacheStore {
 /// (redirects are not followed).
 #[allow(async_fn_in_trait)]
 pub trait OriginFetch {
+    /// Gives up (and aborts the subrequest) after `timeout_ms`.
     async fn fetch(
         &self,
         origin: &OriginConfig,
         request: Request<Body>,
+        timeout_ms: u64,
     ) -> Result<Response<Body>, OriginError>;
+}
+
+/// Where the active health check leaves its results for every isolate.
+#[allow(async_fn_in_trait)]
+pub trait HealthStore {
+    async fn load(&self) -> Result<Vec<SharedHealth>, StoreError>;
+    async fn save(&self, results: &[SharedHealth]) -> Result<(), StoreError>;
 }
 
 /// The static asset store (`www/` behind the ASSETS binding). Answers 404 for
@@ -75,10 +85,12 @@ pub trait Platform {
     type Assets: StaticAssets;
     type Clock: Clock;
     type Background: Background;
+    type Health: HealthStore;
 
     fn cache(&self) -> &Self::Cache;
     fn origin(&self) -> &Self::Origin;
     fn assets(&self) -> &Self::Assets;
     fn clock(&self) -> &Self::Clock;
     fn background(&self) -> &Self::Background;
+    fn health(&self) -> &Self::Health;
 }

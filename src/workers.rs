@@ -7,7 +7,10 @@
 //! crate's `Method` maps unknown methods to GET, which a proxy must never do.
 
 use std::cell::RefCell;
+use std::pin::pin;
 use std::rc::Rc;
+
+use futures_util::future::{select, Either};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use worker::js_sys::Uint8Array;
@@ -16,8 +19,9 @@ use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
 use crate::config::{Config, OriginConfig};
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
+use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, OriginError, OriginFetch, Platform,
+    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform,
     StaticAssets, StoreError,
 };
 use crate::Body;
@@ -57,18 +61,45 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bo
         }
     };
     let log_requests = config.request_log;
-    let platform = WorkersPlatform {
-        cache: EdgeCache,
-        origin: FetchOrigin,
-        assets: AssetsBinding(env.assets("ASSETS").ok()),
-        clock: JsClock,
-        background: WaitUntil(Rc::new(ctx)),
-    };
+    let ctx = Rc::new(ctx);
+    let platform = workers_platform(env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
     let isolate = isolate_state(&config);
     let handled = Pipeline::new(config, platform, isolate)
         .handle(request)
         .await;
     (handled, log_requests)
+}
+
+fn workers_platform(env: &Env, background: WaitUntil) -> WorkersPlatform {
+    WorkersPlatform {
+        cache: EdgeCache,
+        origin: FetchOrigin,
+        assets: AssetsBinding(env.assets("ASSETS").ok()),
+        clock: JsClock,
+        background,
+        health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
+    }
+}
+
+/// KV namespace where the scheduled health check leaves its results.
+const HEALTH_BINDING: &str = "HEALTH";
+
+/// The cron trigger: probes every origin with a health path and shares the
+/// results with every isolate through KV.
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::ScheduleContext) {
+    let config = match Config::from_vars(|name| read_var(&env, name)) {
+        Ok(config) => config,
+        Err(err) => {
+            console_log!("{}", serde_json::json!({"event": "health_check", "error": err.to_string()}));
+            return;
+        }
+    };
+    let ctx = Rc::new(ctx);
+    let platform = workers_platform(&env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
+    let isolate = isolate_state(&config);
+    let results = Pipeline::new(config, platform, isolate).check_origins().await;
+    console_log!("{}", serde_json::json!({"event": "health_check", "results": results}));
 }
 
 thread_local! {
@@ -242,16 +273,32 @@ impl OriginFetch for FetchOrigin {
         &self,
         _origin: &OriginConfig,
         request: Request<Body>,
+        timeout_ms: u64,
     ) -> Result<Response<Body>, OriginError> {
         let js_request =
             into_js_request(&request).map_err(|e| OriginError::Connect(js_error(e)))?;
-        let response = worker::Fetch::Request(worker::Request::from(js_request))
-            .send()
-            .await
-            .map_err(|e| OriginError::Connect(e.to_string()))?;
-        from_worker_response(response)
-            .await
-            .map_err(OriginError::Connect)
+        let controller = worker::AbortController::default();
+        let signal = controller.signal();
+        let attempt = async {
+            let fetch = worker::Fetch::Request(worker::Request::from(js_request));
+            let response = fetch
+                .send_with_signal(&signal)
+                .await
+                .map_err(|e| OriginError::Connect(e.to_string()))?;
+            // The body is read inside the deadline too: a stalled body is a timeout.
+            from_worker_response(response)
+                .await
+                .map_err(OriginError::Connect)
+        };
+        let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
+        let outcome = match select(pin!(attempt), pin!(timer)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(OriginError::Timeout(format!("no answer within {timeout_ms} ms")))
+            }
+        };
+        outcome
     }
 }
 
@@ -293,13 +340,45 @@ impl Clock for JsClock {
     }
 }
 
-/// Background work kept alive with `ctx.wait_until`.
+/// Background work kept alive with `waitUntil` of the fetch or scheduled event.
 #[derive(Clone)]
-pub struct WaitUntil(Rc<Context>);
+pub struct WaitUntil(Rc<dyn Fn(BackgroundTask)>);
 
 impl Background for WaitUntil {
     fn spawn(&self, task: BackgroundTask) {
-        self.0.wait_until(task);
+        (self.0)(task);
+    }
+}
+
+/// Active health check results in the `HEALTH` KV namespace, if bound: one
+/// JSON document, so a reader needs one KV read.
+#[derive(Clone)]
+pub struct KvHealthStore(Option<worker::kv::KvStore>);
+
+const HEALTH_KEY: &str = "origin-health";
+
+impl HealthStore for KvHealthStore {
+    async fn load(&self) -> Result<Vec<SharedHealth>, StoreError> {
+        let Some(kv) = &self.0 else { return Ok(Vec::new()) };
+        let text = kv
+            .get(HEALTH_KEY)
+            .text()
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        match text {
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError(e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn save(&self, results: &[SharedHealth]) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        let json = serde_json::to_string(results).map_err(|e| StoreError(e.to_string()))?;
+        kv.put(HEALTH_KEY, json)
+            .map_err(|e| StoreError(e.to_string()))?
+            .execute()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
     }
 }
 
@@ -310,6 +389,7 @@ pub struct WorkersPlatform {
     assets: AssetsBinding,
     clock: JsClock,
     background: WaitUntil,
+    health: KvHealthStore,
 }
 
 impl Platform for WorkersPlatform {
@@ -318,6 +398,7 @@ impl Platform for WorkersPlatform {
     type Assets = AssetsBinding;
     type Clock = JsClock;
     type Background = WaitUntil;
+    type Health = KvHealthStore;
 
     fn cache(&self) -> &EdgeCache {
         &self.cache
@@ -333,5 +414,8 @@ impl Platform for WorkersPlatform {
     }
     fn background(&self) -> &WaitUntil {
         &self.background
+    }
+    fn health(&self) -> &KvHealthStore {
+        &self.health
     }
 }

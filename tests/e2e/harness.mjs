@@ -74,6 +74,25 @@ export async function startOrigin(handler) {
   };
 }
 
+/**
+ * A TCP server that accepts connections and drops them at once, counting
+ * them: an origin that is "up" at the socket level but fails every request.
+ */
+export async function startDroppingServer() {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    connections: () => connections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
 /** The ORIGINS value for a list of stand-ins: [{ name, origin }]. */
 export function originsVar(list) {
   return JSON.stringify(list.map(({ name, origin, ...rest }) => ({ name, url: origin.url, ...rest })));
@@ -98,6 +117,8 @@ export async function startWorker({ vars = {}, timeoutMs = 90_000 } = {}) {
     '--inspector-port', String(inspectorPort),
     '--persist-to', persistDir,
     '--show-interactive-dev-session=false',
+    // Lets tests fire the cron handler with GET /__scheduled?cron=...
+    '--test-scheduled',
   ];
   for (const [key, value] of Object.entries(vars)) args.push('--var', `${key}:${value}`);
   const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'wrangler'), args, {
