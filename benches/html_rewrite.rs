@@ -1,7 +1,7 @@
 //! HTML rewrite throughput: the edge/build rewriter (`cachefront::assets`)
-//! with every feature on, against a bare lol_html pass with no handlers over
-//! the same bytes, on the demo pages and on one large page assembled from
-//! them. Run: `cargo bench -p cachefront --bench html_rewrite`.
+//! with every feature on (and variants), against a bare lol_html pass with
+//! no handlers over the same bytes, on the demo pages and on one large page
+//! assembled from them. Run: `cargo bench -p cachefront --bench html_rewrite`.
 
 use std::path::{Path, PathBuf};
 
@@ -94,6 +94,20 @@ fn large_page(pages: &[(String, Vec<u8>)]) -> Vec<u8> {
     page.into_bytes()
 }
 
+/// lol_html with one no-op `img` handler: the floor for any rewriter that
+/// touches elements at all (handlers switch lol_html from its tag scanner to
+/// its full lexer).
+fn lol_html_img_handler(input: &[u8]) -> usize {
+    let mut written = 0;
+    let settings =
+        Settings::new().append_element_content_handler(lol_html::element!("img", |_el| Ok(())));
+    let mut rewriter = HtmlRewriter::new(settings, |chunk: &[u8]| written += chunk.len());
+    if rewriter.write(input).is_err() || rewriter.end().is_err() {
+        return 0;
+    }
+    written
+}
+
 fn bare_lol_html(input: &[u8]) -> usize {
     let mut written = 0;
     let mut rewriter = HtmlRewriter::new(Settings::new(), |chunk: &[u8]| written += chunk.len());
@@ -153,6 +167,23 @@ fn bench(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("cachefront", "large_page"), |b| {
         b.iter(|| rewrite_html(&large, &settings).map_or(0, |r| r.html.len()))
     });
+    let without_style_attributes = HtmlRewriteSettings {
+        style_attributes: false,
+        ..settings.clone()
+    };
+    group.bench_function(
+        BenchmarkId::new("cachefront_no_style_attributes", "large_page"),
+        |b| b.iter(|| rewrite_html(&large, &without_style_attributes).map_or(0, |r| r.html.len())),
+    );
+    let lazy_only = HtmlRewriteSettings::default();
+    group.bench_function(
+        BenchmarkId::new("cachefront_no_manifest", "large_page"),
+        |b| b.iter(|| rewrite_html(&large, &lazy_only).map_or(0, |r| r.html.len())),
+    );
+    group.bench_function(
+        BenchmarkId::new("lol_html_img_handler", "large_page"),
+        |b| b.iter(|| lol_html_img_handler(&large)),
+    );
     group.bench_function(BenchmarkId::new("bare_lol_html", "large_page"), |b| {
         b.iter(|| bare_lol_html(&large))
     });

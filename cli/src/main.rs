@@ -34,9 +34,14 @@ enum Command {
         /// Output directory (replaced; must be empty or a previous build).
         #[arg(long, default_value = "dist/www")]
         out: PathBuf,
-        /// Copy JS and CSS without minifying them.
+        /// Copy CSS without minifying it.
         #[arg(long)]
-        no_minify: bool,
+        no_minify_css: bool,
+        /// Minify JavaScript with minify-js 0.6.0. UNSAFE, off by default:
+        /// it miscompiles functions that use `this`/`arguments` and its
+        /// output is not deterministic (see docs/assets.md).
+        #[arg(long)]
+        minify_js: bool,
         /// Leave <img> loading/decoding attributes alone.
         #[arg(long)]
         no_lazy_images: bool,
@@ -75,12 +80,14 @@ fn main() -> ExitCode {
         Command::Build {
             src,
             out,
-            no_minify,
+            no_minify_css,
+            minify_js,
             no_lazy_images,
         } => run_build(BuildOptions {
             source: src,
             out,
-            minify: !no_minify,
+            minify_css: !no_minify_css,
+            minify_js,
             lazy_images: !no_lazy_images,
         }),
         Command::MinifyJs {

@@ -61,13 +61,19 @@ fn cachefront(args: &[&str]) -> Output {
 }
 
 fn build(src: &Path, out: &Path) -> Output {
-    cachefront(&[
+    build_with(src, out, &[])
+}
+
+fn build_with(src: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "build",
         "--src",
         src.to_str().expect("utf-8 path"),
         "--out",
         out.to_str().expect("utf-8 path"),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    cachefront(&args)
 }
 
 struct Site {
@@ -341,7 +347,7 @@ fn a_file_the_minifier_rejects_keeps_its_bytes_and_is_a_warning() {
     let panics = "function f(a) { if (a) { console.log(1); } else { console.log(2); } }\n";
     std::fs::write(site.src.join("js/panics.js"), panics).expect("write");
     let out = site.root.join("out");
-    let output = build(&site.src, &out);
+    let output = build_with(&site.src, &out, &["--minify-js"]);
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -360,6 +366,26 @@ fn a_file_the_minifier_rejects_keeps_its_bytes_and_is_a_warning() {
         let served = std::fs::read(out.join(entry.path.trim_start_matches('/'))).expect("served");
         assert_eq!(served, original.as_bytes());
     }
+}
+
+#[test]
+fn javascript_is_served_as_written_unless_minification_is_asked_for() {
+    let (_site, out, _) = built_demo();
+    let manifest =
+        Manifest::from_json(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+            .expect("valid");
+    for script in ["/js/app.js", "/js/catalog.js", "/js/products.js"] {
+        let entry = manifest.get(script).expect("fingerprinted");
+        let served = std::fs::read(out.join(entry.path.trim_start_matches('/'))).expect("served");
+        let source =
+            std::fs::read(repo_www().join(script.trim_start_matches('/'))).expect("source");
+        assert!(served == source, "{script} changed without --minify-js");
+    }
+    let css = manifest.get("/css/base.css").expect("css");
+    let source_len = std::fs::metadata(repo_www().join("css/base.css"))
+        .expect("source")
+        .len();
+    assert!(css.size < source_len, "CSS is minified by default");
 }
 
 #[test]

@@ -1,6 +1,14 @@
 //! JavaScript minification with `minify-js`, callable from the build and the
 //! edge alike. CSS minification is not here: the CLI uses lightningcss, which
 //! would add ~3 MB to the worker's wasm.
+//!
+//! minify-js 0.6.0 is not safe on arbitrary code (see docs/assets.md and
+//! tests/minify/): it rewrites `function` declarations that use `this` or
+//! `arguments` into arrow functions, which changes what they do; it orders
+//! hoisted functions differently from run to run; and it panics on an
+//! `if`/`else` where neither branch returns — on wasm32 a panic traps the
+//! whole isolate. Callers must treat its output as untrusted until a fixed
+//! release passes the library tests.
 
 use minify_js::{Session, TopLevelMode};
 

@@ -2,6 +2,8 @@
 //! local to the site, which logical path it resolves to from the document that
 //! contains it, and how it reads once mapped to its fingerprinted file.
 
+use std::borrow::Cow;
+
 use super::manifest::{Manifest, ManifestEntry};
 
 /// A local URL split into its path and the `?query#fragment` that follows it.
@@ -101,7 +103,7 @@ pub fn map_reference<'m>(
     url: &str,
 ) -> Option<MappedReference<'m>> {
     let local = local_url(url)?;
-    let logical_path = resolve(base_path, local.path)?;
+    let logical_path = logical_path(base_path, local.path)?;
     let entry = manifest.get(&logical_path)?;
     let same_directory = parent(&logical_path) == parent(&entry.path);
     let written_path = if same_directory {
@@ -115,7 +117,7 @@ pub fn map_reference<'m>(
     };
     Some(MappedReference {
         url: format!("{written_path}{}", local.suffix),
-        logical_path,
+        logical_path: logical_path.into_owned(),
         entry,
     })
 }
@@ -128,7 +130,23 @@ pub fn fingerprinted_entry<'m>(
     url: &str,
 ) -> Option<&'m ManifestEntry> {
     let local = local_url(url)?;
-    manifest.get_fingerprinted(&resolve(base_path, local.path)?)
+    manifest.get_fingerprinted(&logical_path(base_path, local.path)?)
+}
+
+/// [`resolve`], without allocating for the common case of a path that is
+/// already absolute and normalised: most references on a page (links to
+/// other pages) are looked up and dropped, so this is the rewriter's hot path.
+fn logical_path<'a>(base_path: &str, path: &'a str) -> Option<Cow<'a, str>> {
+    let normalised = path.starts_with('/')
+        && !path.contains("//")
+        && !path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..");
+    if normalised {
+        Some(Cow::Borrowed(path))
+    } else {
+        resolve(base_path, path).map(Cow::Owned)
+    }
 }
 
 fn parent(path: &str) -> &str {

@@ -282,3 +282,20 @@ fn output_is_the_same_for_every_chunk_split() {
         );
     }
 }
+
+#[test]
+fn style_attributes_can_be_left_alone_while_style_elements_are_rewritten() {
+    let manifest = manifest();
+    let settings = HtmlRewriteSettings {
+        style_attributes: false,
+        ..build_settings(&manifest)
+    };
+    let (output, _) = rewrite_with(
+        &settings,
+        r#"<div style="background:url(/images/bg.svg)"></div><style>b{background:url(/images/bg.svg)}</style><video src="/docs/manual.pdf" poster="/images/a.png"></video>"#,
+    );
+    assert_eq!(
+        output,
+        r#"<div style="background:url(/images/bg.svg)"></div><style>b{background:url(/images/bg.77777777.svg)}</style><video src="/docs/manual.88888888.pdf" poster="/images/a.55555555.png"></video>"#
+    );
+}
