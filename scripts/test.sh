@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints (host and wasm32), the worker core's
-# native tests, the origin plugin's tests against a throwaway PostgreSQL, one
-# release build of the worker, and the end-to-end tests in the real Workers
-# runtime (workerd, via wrangler) against stand-in origins on loopback.
+# native tests, the asset build CLI and the minifier correctness checks, the
+# origin plugin's tests against a throwaway PostgreSQL, one release build of
+# the worker, and the end-to-end tests in the real Workers runtime (workerd,
+# via wrangler) against stand-in origins on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -21,6 +22,12 @@ cargo clippy -p cachefront --lib --target wasm32-unknown-unknown -- -D warnings
 
 section "worker core (native)"
 cargo test -p cachefront
+
+section "asset build CLI"
+cargo test -p cachefront-cli
+
+section "minified libraries behave like the originals (node)"
+node --test tests/minify/
 
 section "origin plugin"
 if [ -f scripts/test-origin.sh ]; then
