@@ -27,11 +27,10 @@ pub fn check_bearer(headers: &HeaderMap, expected: &str) -> TokenCheck {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return TokenCheck::Missing;
     };
-    let Some(token) = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-    else {
+    let Some(token) = value.to_str().ok().and_then(|v| {
+        v.strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+    }) else {
         return TokenCheck::Invalid;
     };
     if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) {
@@ -62,9 +61,21 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_checked() {
-        assert_eq!(check_bearer(&auth("Bearer s3cret"), "s3cret"), TokenCheck::Valid);
-        assert_eq!(check_bearer(&auth("Bearer wrong"), "s3cret"), TokenCheck::Invalid);
-        assert_eq!(check_bearer(&auth("Basic czNjcmV0"), "s3cret"), TokenCheck::Invalid);
-        assert_eq!(check_bearer(&HeaderMap::new(), "s3cret"), TokenCheck::Missing);
+        assert_eq!(
+            check_bearer(&auth("Bearer s3cret"), "s3cret"),
+            TokenCheck::Valid
+        );
+        assert_eq!(
+            check_bearer(&auth("Bearer wrong"), "s3cret"),
+            TokenCheck::Invalid
+        );
+        assert_eq!(
+            check_bearer(&auth("Basic czNjcmV0"), "s3cret"),
+            TokenCheck::Invalid
+        );
+        assert_eq!(
+            check_bearer(&HeaderMap::new(), "s3cret"),
+            TokenCheck::Missing
+        );
     }
 }

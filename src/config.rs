@@ -199,18 +199,28 @@ impl Config {
             memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
             health: HealthPolicy {
                 failure_threshold: u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3)?.max(1))
-                    .map_err(|_| ConfigError::new(VAR_HEALTH_FAILURE_THRESHOLD, "is too large"))?,
+                    .map_err(|_| {
+                    ConfigError::new(VAR_HEALTH_FAILURE_THRESHOLD, "is too large")
+                })?,
                 cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30)?.saturating_mul(1000),
             },
             health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10)?,
-            admin_token: lookup(VAR_PURGE_TOKEN).map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+            admin_token: lookup(VAR_PURGE_TOKEN)
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty()),
             retry: RetryPolicy {
                 failure_statuses: status_list(
                     VAR_ORIGIN_FAILURE_STATUSES,
-                    lookup(VAR_ORIGIN_FAILURE_STATUSES).as_deref().unwrap_or("502,503,504"),
+                    lookup(VAR_ORIGIN_FAILURE_STATUSES)
+                        .as_deref()
+                        .unwrap_or("502,503,504"),
                 )?,
-                extra_methods: method_list(VAR_RETRY_METHODS, lookup(VAR_RETRY_METHODS).as_deref().unwrap_or(""))?,
-                max_attempts: usize::try_from(number(VAR_ORIGIN_MAX_ATTEMPTS, 3)?.clamp(1, 10)).unwrap_or(3),
+                extra_methods: method_list(
+                    VAR_RETRY_METHODS,
+                    lookup(VAR_RETRY_METHODS).as_deref().unwrap_or(""),
+                )?,
+                max_attempts: usize::try_from(number(VAR_ORIGIN_MAX_ATTEMPTS, 3)?.clamp(1, 10))
+                    .unwrap_or(3),
                 deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000)?.max(1),
             },
             request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
@@ -272,27 +282,42 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         let name = origin.name.clone();
         let weight = origin.weight.unwrap_or(1);
         if !(1..=1000).contains(&weight) {
-            return Err(at(format!("({name}) weight {weight} must be between 1 and 1000")));
+            return Err(at(format!(
+                "({name}) weight {weight} must be between 1 and 1000"
+            )));
         }
         let timeout_ms = origin.timeout_ms.unwrap_or(DEFAULT_ORIGIN_TIMEOUT_MS);
         if !(1..=600_000).contains(&timeout_ms) {
-            return Err(at(format!("({name}) timeout_ms {timeout_ms} must be between 1 and 600000")));
+            return Err(at(format!(
+                "({name}) timeout_ms {timeout_ms} must be between 1 and 600000"
+            )));
         }
         if let Some(path) = &origin.health_path {
             if !path.starts_with('/') || path.parse::<http::Uri>().is_err() {
-                return Err(at(format!("({name}) health_path {path:?} must be a path starting with '/'")));
+                return Err(at(format!(
+                    "({name}) health_path {path:?} must be a path starting with '/'"
+                )));
             }
         }
         let health_status = origin.health_status.unwrap_or(200);
         if !(100..=599).contains(&health_status) {
-            return Err(at(format!("({name}) health_status {health_status} is not an HTTP status")));
+            return Err(at(format!(
+                "({name}) health_status {health_status} is not an HTTP status"
+            )));
         }
         if let Some(host) = &origin.host {
-            if host.is_empty() || http::HeaderValue::from_str(host).is_err() || host.contains(['/', ' ']) {
-                return Err(at(format!("({name}) host {host:?} is not a valid Host value")));
+            if host.is_empty()
+                || http::HeaderValue::from_str(host).is_err()
+                || host.contains(['/', ' '])
+            {
+                return Err(at(format!(
+                    "({name}) host {host:?} is not a valid Host value"
+                )));
             }
         }
-        let priority = origin.priority.unwrap_or(u32::try_from(index).unwrap_or(u32::MAX));
+        let priority = origin
+            .priority
+            .unwrap_or(u32::try_from(index).unwrap_or(u32::MAX));
         origins.push(OriginConfig {
             name: origin.name,
             url,
@@ -313,7 +338,10 @@ fn status_list(var: &'static str, raw: &str) -> Result<Vec<u16>, ConfigError> {
         .filter(|s| !s.is_empty())
         .map(|s| match s.parse::<u16>() {
             Ok(code) if (100..=599).contains(&code) => Ok(code),
-            _ => Err(ConfigError::new(var, format_args!("{s:?} is not an HTTP status"))),
+            _ => Err(ConfigError::new(
+                var,
+                format_args!("{s:?} is not an HTTP status"),
+            )),
         })
         .collect()
 }
@@ -493,9 +521,15 @@ mod tests {
         )])
         .expect("valid");
         let (eu, us) = (&config.origins[0], &config.origins[1]);
-        assert_eq!((eu.priority, eu.weight, eu.timeout_ms, eu.health_status), (0, 1, 10_000, 200));
+        assert_eq!(
+            (eu.priority, eu.weight, eu.timeout_ms, eu.health_status),
+            (0, 1, 10_000, 200)
+        );
         assert_eq!(eu.health_path, None);
-        assert_eq!((us.priority, us.weight, us.timeout_ms, us.health_status), (0, 5, 2500, 204));
+        assert_eq!(
+            (us.priority, us.weight, us.timeout_ms, us.health_status),
+            (0, 5, 2500, 204)
+        );
         assert_eq!(us.health_path.as_deref(), Some("/healthz"));
         assert_eq!(us.host.as_deref(), Some("api.example"));
         assert_eq!(config.retry.failure_statuses, [502, 503, 504]);
@@ -503,13 +537,25 @@ mod tests {
 
         for (json, needle) in [
             (r#"[{"name":"a","url":"http://a","weight":0}]"#, "weight"),
-            (r#"[{"name":"a","url":"http://a","timeout_ms":0}]"#, "timeout_ms"),
-            (r#"[{"name":"a","url":"http://a","health_path":"healthz"}]"#, "health_path"),
-            (r#"[{"name":"a","url":"http://a","health_status":99}]"#, "health_status"),
+            (
+                r#"[{"name":"a","url":"http://a","timeout_ms":0}]"#,
+                "timeout_ms",
+            ),
+            (
+                r#"[{"name":"a","url":"http://a","health_path":"healthz"}]"#,
+                "health_path",
+            ),
+            (
+                r#"[{"name":"a","url":"http://a","health_status":99}]"#,
+                "health_status",
+            ),
             (r#"[{"name":"a","url":"http://a","host":"a b"}]"#, "host"),
         ] {
             let message = origins_error(json);
-            assert!(message.contains(needle) && message.contains("origin #0"), "{json}: {message}");
+            assert!(
+                message.contains(needle) && message.contains("origin #0"),
+                "{json}: {message}"
+            );
         }
         let negative = origins_error(r#"[{"name":"a","url":"http://a","priority":-1}]"#);
         assert!(negative.contains("expected u32"), "{negative}");
@@ -535,7 +581,10 @@ mod tests {
             (VAR_RETRY_METHODS, "GE T"),
             (VAR_ORIGIN_DEADLINE_MS, "soon"),
         ] {
-            assert_eq!(config_from(&[origins, (var, bad)]).expect_err(bad).variable, var);
+            assert_eq!(
+                config_from(&[origins, (var, bad)]).expect_err(bad).variable,
+                var
+            );
         }
     }
 

@@ -43,7 +43,10 @@ pub struct AttemptFailure {
 }
 
 fn describe(attempts: &[AttemptFailure]) -> String {
-    let parts: Vec<String> = attempts.iter().map(|a| format!("{}: {}", a.origin, a.error)).collect();
+    let parts: Vec<String> = attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.origin, a.error))
+        .collect();
     parts.join("; ")
 }
 
@@ -58,13 +61,18 @@ impl EdgeError {
     }
 
     fn all_timeouts(attempts: &[AttemptFailure]) -> bool {
-        !attempts.is_empty() && attempts.iter().all(|a| matches!(a.error, OriginError::Timeout(_)))
+        !attempts.is_empty()
+            && attempts
+                .iter()
+                .all(|a| matches!(a.error, OriginError::Timeout(_)))
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::OriginsFailed { attempts } if Self::all_timeouts(attempts) => StatusCode::GATEWAY_TIMEOUT,
+            Self::OriginsFailed { attempts } if Self::all_timeouts(attempts) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Self::OriginsFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotCached => StatusCode::GATEWAY_TIMEOUT,

@@ -115,7 +115,11 @@ pub fn origin_request(
         headers.insert(HeaderName::from_static("x-forwarded-proto"), value);
     }
 
-    if let Some(host) = origin.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(host) = origin
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
         headers.insert(header::HOST, host);
     }
 
@@ -130,7 +134,9 @@ pub fn origin_request(
 pub fn health_probe(origin: &OriginConfig, path: &str) -> Result<Request<Body>, EdgeError> {
     let prefix = origin.url.path().trim_end_matches('/');
     let mut url = origin.url.clone();
-    let (path, query) = path.split_once('?').map_or((path, None), |(p, q)| (p, Some(q)));
+    let (path, query) = path
+        .split_once('?')
+        .map_or((path, None), |(p, q)| (p, Some(q)));
     url.set_path(&format!("{prefix}{path}"));
     url.set_query(query);
     let uri: Uri = url
@@ -139,10 +145,15 @@ pub fn health_probe(origin: &OriginConfig, path: &str) -> Result<Request<Body>, 
         .map_err(|e| EdgeError::BadRequest(format!("cannot build the health check URL: {e}")))?;
     let mut probe = Request::new(Body::new());
     *probe.uri_mut() = uri;
-    probe
-        .headers_mut()
-        .insert(header::USER_AGENT, HeaderValue::from_static("cachefront-health-check"));
-    if let Some(host) = origin.host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+    probe.headers_mut().insert(
+        header::USER_AGENT,
+        HeaderValue::from_static("cachefront-health-check"),
+    );
+    if let Some(host) = origin
+        .host
+        .as_deref()
+        .and_then(|h| HeaderValue::from_str(h).ok())
+    {
         probe.headers_mut().insert(header::HOST, host);
     }
     Ok(probe)
@@ -177,8 +188,12 @@ mod tests {
 
     #[test]
     fn health_probe_targets_the_health_path_under_the_base() {
-        let probe = health_probe(&origin("http://127.0.0.1:3000/app/"), "/readyz?deep=1").expect("probe");
-        assert_eq!(probe.uri().to_string(), "http://127.0.0.1:3000/app/readyz?deep=1");
+        let probe =
+            health_probe(&origin("http://127.0.0.1:3000/app/"), "/readyz?deep=1").expect("probe");
+        assert_eq!(
+            probe.uri().to_string(),
+            "http://127.0.0.1:3000/app/readyz?deep=1"
+        );
         assert_eq!(probe.method(), http::Method::GET);
     }
 

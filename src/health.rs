@@ -77,12 +77,16 @@ impl OriginHealth {
     fn settle(&mut self, now_ms: u64, policy: &HealthPolicy) {
         match self.circuit {
             Circuit::Open { since_ms } if now_ms.saturating_sub(since_ms) >= policy.cooldown_ms => {
-                self.circuit = Circuit::HalfOpen { probe_since_ms: None };
+                self.circuit = Circuit::HalfOpen {
+                    probe_since_ms: None,
+                };
             }
             Circuit::HalfOpen {
                 probe_since_ms: Some(started),
             } if now_ms.saturating_sub(started) >= policy.cooldown_ms => {
-                self.circuit = Circuit::HalfOpen { probe_since_ms: None };
+                self.circuit = Circuit::HalfOpen {
+                    probe_since_ms: None,
+                };
             }
             _ => {}
         }
@@ -92,14 +96,22 @@ impl OriginHealth {
         self.settle(now_ms, policy);
         match self.circuit {
             Circuit::Closed { .. } => Availability::Up,
-            Circuit::HalfOpen { probe_since_ms: None } => Availability::Probe,
-            Circuit::HalfOpen { probe_since_ms: Some(_) } | Circuit::Open { .. } => Availability::Down,
+            Circuit::HalfOpen {
+                probe_since_ms: None,
+            } => Availability::Probe,
+            Circuit::HalfOpen {
+                probe_since_ms: Some(_),
+            }
+            | Circuit::Open { .. } => Availability::Down,
         }
     }
 
     /// Marks the probe slot taken by the request about to be sent.
     pub fn begin_probe(&mut self, now_ms: u64) {
-        if let Circuit::HalfOpen { probe_since_ms: None } = self.circuit {
+        if let Circuit::HalfOpen {
+            probe_since_ms: None,
+        } = self.circuit
+        {
             self.circuit = Circuit::HalfOpen {
                 probe_since_ms: Some(now_ms),
             };
@@ -114,9 +126,11 @@ impl OriginHealth {
     pub fn record_failure(&mut self, now_ms: u64, policy: &HealthPolicy) {
         self.last_failure_ms = Some(now_ms);
         self.circuit = match self.circuit {
-            Circuit::Closed { failures } if failures + 1 < policy.failure_threshold => Circuit::Closed {
-                failures: failures + 1,
-            },
+            Circuit::Closed { failures } if failures + 1 < policy.failure_threshold => {
+                Circuit::Closed {
+                    failures: failures + 1,
+                }
+            }
             // The threshold is reached, or a probe (or a late request) failed.
             _ => Circuit::Open { since_ms: now_ms },
         };
@@ -132,7 +146,9 @@ impl OriginHealth {
         if shared.up {
             if matches!(self.circuit, Circuit::Open { .. }) {
                 // Let live traffic confirm it through the usual probe.
-                self.circuit = Circuit::HalfOpen { probe_since_ms: None };
+                self.circuit = Circuit::HalfOpen {
+                    probe_since_ms: None,
+                };
             }
         } else if !matches!(self.circuit, Circuit::Open { .. }) {
             self.last_failure_ms = Some(shared.checked_ms);
@@ -197,7 +213,11 @@ mod tests {
         assert_eq!(h.availability(9_000, &POLICY), Availability::Down);
         assert_eq!(h.availability(10_002, &POLICY), Availability::Probe);
         h.begin_probe(10_002);
-        assert_eq!(h.availability(10_003, &POLICY), Availability::Down, "one probe at a time");
+        assert_eq!(
+            h.availability(10_003, &POLICY),
+            Availability::Down,
+            "one probe at a time"
+        );
     }
 
     #[test]
@@ -241,12 +261,18 @@ mod tests {
         };
         let mut fresh_isolate = OriginHealth::default();
         fresh_isolate.apply_shared(&down);
-        assert_eq!(fresh_isolate.availability(6_000, &POLICY), Availability::Down);
+        assert_eq!(
+            fresh_isolate.availability(6_000, &POLICY),
+            Availability::Down
+        );
 
         let mut seen_success_later = OriginHealth::default();
         seen_success_later.record_success(7_000);
         seen_success_later.apply_shared(&down);
-        assert_eq!(seen_success_later.availability(7_001, &POLICY), Availability::Up);
+        assert_eq!(
+            seen_success_later.availability(7_001, &POLICY),
+            Availability::Up
+        );
     }
 
     #[test]

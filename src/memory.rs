@@ -14,8 +14,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch,
-    Platform, StaticAssets, StoreError,
+    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform,
+    StaticAssets, StoreError,
 };
 use crate::Body;
 

@@ -32,7 +32,11 @@ pub fn candidates(
     let mut available: Vec<(u32, u64, usize)> = origins
         .iter()
         .enumerate()
-        .filter(|(i, _)| availability.get(*i).is_some_and(|a| *a != Availability::Down))
+        .filter(|(i, _)| {
+            availability
+                .get(*i)
+                .is_some_and(|a| *a != Availability::Down)
+        })
         .map(|(i, origin)| {
             // Weighted order without replacement: sort by u^(1/w), largest
             // first (Efraimidis–Spirakis), kept in integers as -ln(u)/w.
@@ -52,7 +56,13 @@ pub fn candidates(
             .collect();
     }
     let mut all: Vec<usize> = (0..origins.len()).collect();
-    all.sort_by_key(|&i| (last_failure_ms.get(i).copied().flatten().unwrap_or(0), origins[i].priority, i));
+    all.sort_by_key(|&i| {
+        (
+            last_failure_ms.get(i).copied().flatten().unwrap_or(0),
+            origins[i].priority,
+            i,
+        )
+    });
     all.into_iter()
         .map(|index| Candidate {
             index,
@@ -107,7 +117,8 @@ impl RetryPolicy {
     /// Whether a failed attempt of this method may be sent again elsewhere.
     /// A request body of any other method is never sent twice.
     pub fn may_retry(&self, method: &Method) -> bool {
-        matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) || self.extra_methods.contains(method)
+        matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+            || self.extra_methods.contains(method)
     }
 
     pub fn is_failure_status(&self, status: StatusCode) -> bool {
@@ -158,14 +169,24 @@ mod tests {
     #[test]
     fn down_origins_are_skipped_while_another_is_available() {
         let origins = [origin("primary", 0, 1), origin("backup", 1, 1)];
-        let list = candidates(&origins, &[Availability::Down, Availability::Up], &[Some(5), None], 1);
+        let list = candidates(
+            &origins,
+            &[Availability::Down, Availability::Up],
+            &[Some(5), None],
+            1,
+        );
         assert_eq!(names(&origins, &list), ["backup"]);
     }
 
     #[test]
     fn half_open_origin_is_tried_as_a_probe_in_its_place() {
         let origins = [origin("primary", 0, 1), origin("backup", 1, 1)];
-        let list = candidates(&origins, &[Availability::Probe, Availability::Up], &[Some(5), None], 1);
+        let list = candidates(
+            &origins,
+            &[Availability::Probe, Availability::Up],
+            &[Some(5), None],
+            1,
+        );
         assert_eq!(names(&origins, &list), ["primary", "backup"]);
         assert_eq!(list[0].availability, Availability::Probe);
     }
@@ -176,7 +197,10 @@ mod tests {
         let down = [Availability::Down; 3];
         let list = candidates(&origins, &down, &[Some(300), Some(100), Some(200)], 1);
         assert_eq!(names(&origins, &list), ["b", "c", "a"]);
-        assert!(candidates(&origins[..1], &down[..1], &[Some(1)], 1).len() == 1, "never empty");
+        assert!(
+            candidates(&origins[..1], &down[..1], &[Some(1)], 1).len() == 1,
+            "never empty"
+        );
     }
 
     #[test]

@@ -19,10 +19,10 @@ use crate::coalesce::{Coalescer, Role};
 use crate::conditional;
 use crate::config::{Config, ConfigError};
 use crate::error::{AttemptFailure, EdgeError};
-use crate::health::{self, Availability, OriginHealth, SharedHealth};
-use crate::origin_pool::{self, Candidate};
 use crate::forward;
+use crate::health::{self, Availability, OriginHealth, SharedHealth};
 use crate::hot_cache::HotCache;
+use crate::origin_pool::{self, Candidate};
 use crate::platform::{
     Background, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform, StaticAssets,
 };
@@ -248,7 +248,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         status.apply(headers);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
         for (origin, failure, ms) in &trace.failed_attempts {
-            timings.push(Metric::new("origin-failed", *ms).with_desc(format!("{origin}: {failure}")));
+            timings
+                .push(Metric::new("origin-failed", *ms).with_desc(format!("{origin}: {failure}")));
         }
         if let (Some(origin), Some(ms)) = (&trace.origin, trace.origin_ms) {
             timings.push(Metric::new("origin", ms).with_desc(origin.clone()));
@@ -573,7 +574,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Method and bearer-token checks of an operator endpoint.
-    fn operator_check(&self, request: &Request<Body>, method: &'static str, what: &'static str) -> Result<(), EdgeError> {
+    fn operator_check(
+        &self,
+        request: &Request<Body>,
+        method: &'static str,
+        what: &'static str,
+    ) -> Result<(), EdgeError> {
         let Some(token) = &self.config.admin_token else {
             return Err(EdgeError::Disabled(what));
         };
@@ -594,7 +600,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let window_ms = self.config.health_sync_secs.saturating_mul(1000);
         {
             let mut book = self.isolate.origins.borrow_mut();
-            if book.shared_loaded_ms.is_some_and(|t| now.saturating_sub(t) < window_ms) {
+            if book
+                .shared_loaded_ms
+                .is_some_and(|t| now.saturating_sub(t) < window_ms)
+            {
                 return;
             }
             // Claimed before the read, so concurrent requests do not all read.
@@ -605,12 +614,17 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 let mut book = self.isolate.origins.borrow_mut();
                 for shared in &results {
                     if self.config.origins.iter().any(|o| o.name == shared.origin) {
-                        book.health.entry(shared.origin.clone()).or_default().apply_shared(shared);
+                        book.health
+                            .entry(shared.origin.clone())
+                            .or_default()
+                            .apply_shared(shared);
                     }
                 }
                 book.shared = results;
             }
-            Err(e) => trace.warnings.push(format!("health store read failed: {e}")),
+            Err(e) => trace
+                .warnings
+                .push(format!("health store read failed: {e}")),
         }
     }
 
@@ -635,9 +649,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             availability.push(health.availability(now, &self.config.health));
             last_failures.push(health.last_failure_ms);
         }
-        let seed = now ^ vary::variant_hash(&vec![(String::new(), path.to_owned())])
-            .bytes()
-            .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let seed = now
+            ^ vary::variant_hash(&vec![(String::new(), path.to_owned())])
+                .bytes()
+                .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
         origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed)
     }
 
@@ -667,19 +682,32 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let mut failed_response: Option<(Response<Body>, String, u64)> = None;
         for (attempt, candidate) in plan.iter().enumerate() {
             let elapsed = self.now().saturating_sub(started);
-            if attempt > 0 && (!retryable || attempt >= policy.max_attempts || elapsed >= policy.deadline_ms) {
+            if attempt > 0
+                && (!retryable || attempt >= policy.max_attempts || elapsed >= policy.deadline_ms)
+            {
                 break;
             }
             let origin = &self.config.origins[candidate.index];
             if candidate.availability == Availability::Probe {
                 let now = self.now();
                 let mut book = self.isolate.origins.borrow_mut();
-                book.health.entry(origin.name.clone()).or_default().begin_probe(now);
+                book.health
+                    .entry(origin.name.clone())
+                    .or_default()
+                    .begin_probe(now);
             }
-            let timeout_ms = origin.timeout_ms.min(policy.deadline_ms.saturating_sub(elapsed)).max(1);
-            let origin_request = forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
+            let timeout_ms = origin
+                .timeout_ms
+                .min(policy.deadline_ms.saturating_sub(elapsed))
+                .max(1);
+            let origin_request =
+                forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
             let sent_at = self.now();
-            let result = self.platform.origin().fetch(origin, origin_request, timeout_ms).await;
+            let result = self
+                .platform
+                .origin()
+                .fetch(origin, origin_request, timeout_ms)
+                .await;
             let took = self.now().saturating_sub(sent_at);
             match result {
                 Ok(mut response) => {
@@ -690,7 +718,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     if policy.is_failure_status(response.status()) {
                         self.record_health(&origin.name, false);
                         let what = format!("status {}", response.status().as_u16());
-                        trace.failed_attempts.push((origin.name.clone(), what, took));
+                        trace
+                            .failed_attempts
+                            .push((origin.name.clone(), what, took));
                         failed_response = Some((response, origin.name.clone(), took));
                         continue;
                     }
@@ -705,7 +735,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                         OriginError::Connect(_) => "connect",
                         OriginError::Timeout(_) => "timeout",
                     };
-                    trace.failed_attempts.push((origin.name.clone(), what.to_owned(), took));
+                    trace
+                        .failed_attempts
+                        .push((origin.name.clone(), what.to_owned(), took));
                     trace.origin = Some(origin.name.clone());
                     failures.push(AttemptFailure {
                         origin: origin.name.clone(),
@@ -717,7 +749,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if let Some((response, origin, took)) = failed_response {
             // Every candidate failed, and the last answer was an origin's own
             // error page: pass it on rather than inventing one.
-            trace.failed_attempts.retain(|(name, _, ms)| !(name == &origin && *ms == took));
+            trace
+                .failed_attempts
+                .retain(|(name, _, ms)| !(name == &origin && *ms == took));
             trace.origin = Some(origin);
             trace.origin_ms = Some(took);
             return Ok(response);
@@ -730,14 +764,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     pub async fn check_origins(&self) -> Vec<SharedHealth> {
         let mut results = Vec::new();
         for origin in &self.config.origins {
-            let Some(path) = &origin.health_path else { continue };
+            let Some(path) = &origin.health_path else {
+                continue;
+            };
             let probe = forward::health_probe(origin, path);
             let outcome = match probe {
-                Ok(request) => self.platform.origin().fetch(origin, request, origin.timeout_ms).await,
+                Ok(request) => {
+                    self.platform
+                        .origin()
+                        .fetch(origin, request, origin.timeout_ms)
+                        .await
+                }
                 Err(e) => Err(OriginError::Connect(e.to_string())),
             };
             let (status, detail) = match &outcome {
-                Ok(response) => (Some(response.status().as_u16()), response.status().as_u16().to_string()),
+                Ok(response) => (
+                    Some(response.status().as_u16()),
+                    response.status().as_u16().to_string(),
+                ),
                 Err(e) => (None, e.to_string()),
             };
             let result = SharedHealth {
@@ -749,7 +793,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             // A failed probe marks the origin down at once (no threshold): it
             // is a deliberate check of the origin's own health endpoint.
             let mut book = self.isolate.origins.borrow_mut();
-            book.health.entry(origin.name.clone()).or_default().apply_shared(&result);
+            book.health
+                .entry(origin.name.clone())
+                .or_default()
+                .apply_shared(&result);
             drop(book);
             results.push(result);
         }
@@ -1102,7 +1149,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 fn json_response(value: &serde_json::Value) -> Response<Body> {
     let mut response = Response::new(Body::from(value.to_string()));
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

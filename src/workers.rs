@@ -18,8 +18,8 @@ use worker::wasm_bindgen::JsValue;
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
 use crate::config::{Config, OriginConfig};
-use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::health::SharedHealth;
+use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::{
     Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform,
     StaticAssets, StoreError,
@@ -91,15 +91,23 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
     let config = match Config::from_vars(|name| read_var(&env, name)) {
         Ok(config) => config,
         Err(err) => {
-            console_log!("{}", serde_json::json!({"event": "health_check", "error": err.to_string()}));
+            console_log!(
+                "{}",
+                serde_json::json!({"event": "health_check", "error": err.to_string()})
+            );
             return;
         }
     };
     let ctx = Rc::new(ctx);
     let platform = workers_platform(&env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
     let isolate = isolate_state(&config);
-    let results = Pipeline::new(config, platform, isolate).check_origins().await;
-    console_log!("{}", serde_json::json!({"event": "health_check", "results": results}));
+    let results = Pipeline::new(config, platform, isolate)
+        .check_origins()
+        .await;
+    console_log!(
+        "{}",
+        serde_json::json!({"event": "health_check", "results": results})
+    );
 }
 
 thread_local! {
@@ -295,7 +303,9 @@ impl OriginFetch for FetchOrigin {
             Either::Left((result, _)) => result,
             Either::Right(((), _)) => {
                 controller.abort();
-                Err(OriginError::Timeout(format!("no answer within {timeout_ms} ms")))
+                Err(OriginError::Timeout(format!(
+                    "no answer within {timeout_ms} ms"
+                )))
             }
         };
         outcome
@@ -359,7 +369,9 @@ const HEALTH_KEY: &str = "origin-health";
 
 impl HealthStore for KvHealthStore {
     async fn load(&self) -> Result<Vec<SharedHealth>, StoreError> {
-        let Some(kv) = &self.0 else { return Ok(Vec::new()) };
+        let Some(kv) = &self.0 else {
+            return Ok(Vec::new());
+        };
         let text = kv
             .get(HEALTH_KEY)
             .text()

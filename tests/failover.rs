@@ -8,7 +8,8 @@ use cachefront::platform::OriginError;
 use common::{body, header, reply, status_of, Harness};
 use futures::executor::block_on;
 
-const TWO: &str = r#"[{"name":"primary","url":"http://10.0.0.1"},{"name":"backup","url":"http://10.0.0.2"}]"#;
+const TWO: &str =
+    r#"[{"name":"primary","url":"http://10.0.0.1"},{"name":"backup","url":"http://10.0.0.2"}]"#;
 const TWO_CHECKED: &str = r#"[{"name":"primary","url":"http://10.0.0.1","health_path":"/healthz"},{"name":"backup","url":"http://10.0.0.2","health_path":"/healthz"}]"#;
 
 fn refused() -> OriginError {
@@ -48,7 +49,11 @@ fn after_n_failures_the_primary_is_skipped_without_an_attempt() {
     for _ in 0..5 {
         assert_eq!(body(&h.get("/page")), "from backup");
     }
-    assert_eq!(h.calls_to("primary", "/page"), 3, "the open circuit sends nothing to the primary");
+    assert_eq!(
+        h.calls_to("primary", "/page"),
+        3,
+        "the open circuit sends nothing to the primary"
+    );
     assert_eq!(h.calls_to("backup", "/page"), 8);
 }
 
@@ -56,21 +61,31 @@ fn after_n_failures_the_primary_is_skipped_without_an_attempt() {
 fn traffic_returns_to_the_primary_after_the_cooldown_probe() {
     let primary_up = std::rc::Rc::new(std::cell::Cell::new(false));
     let flag = std::rc::Rc::clone(&primary_up);
-    let h = Harness::with_origins(TWO, &[("HEALTH_COOLDOWN_SECS", "10")], move |origin, _, _| {
-        match (origin.name.as_str(), flag.get()) {
+    let h = Harness::with_origins(
+        TWO,
+        &[("HEALTH_COOLDOWN_SECS", "10")],
+        move |origin, _, _| match (origin.name.as_str(), flag.get()) {
             ("primary", false) => Err(refused()),
             ("primary", true) => reply(200, &[], "from primary"),
             _ => reply(200, &[], "from backup"),
-        }
-    });
+        },
+    );
     for _ in 0..3 {
         h.get("/p");
     }
     primary_up.set(true);
     assert_eq!(body(&h.get("/p")), "from backup", "still in cool-down");
     h.advance(11);
-    assert_eq!(body(&h.get("/p")), "from primary", "the probe goes to the primary");
-    assert_eq!(body(&h.get("/p")), "from primary", "and the circuit is closed again");
+    assert_eq!(
+        body(&h.get("/p")),
+        "from primary",
+        "the probe goes to the primary"
+    );
+    assert_eq!(
+        body(&h.get("/p")),
+        "from primary",
+        "and the circuit is closed again"
+    );
 }
 
 #[test]
@@ -98,7 +113,11 @@ fn a_503_is_retried_on_the_backup_for_get_but_not_for_post() {
     });
     assert_eq!(body(&h.get("/x")), "from backup");
     let post = h.send("POST", "/orders", &[], "{\"sku\":1}");
-    assert_eq!(post.response.status(), 503, "a request body is never sent twice");
+    assert_eq!(
+        post.response.status(),
+        503,
+        "a request body is never sent twice"
+    );
     assert_eq!(h.calls_to("backup", "/orders"), 0);
 }
 
@@ -126,7 +145,12 @@ fn when_every_origin_refuses_the_answer_is_a_502_naming_each_attempt() {
         .as_array()
         .expect("attempts")
         .iter()
-        .map(|a| (a["origin"].as_str().unwrap_or(""), a["error"].as_str().unwrap_or("")))
+        .map(|a| {
+            (
+                a["origin"].as_str().unwrap_or(""),
+                a["error"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(attempts, [("primary", "connect"), ("backup", "connect")]);
 }
@@ -157,7 +181,11 @@ fn when_every_origin_fails_the_stale_copy_is_served() {
     let r = h.get("/page");
     assert_eq!(r.response.status(), 200);
     assert_eq!(body(&r), "cached copy");
-    assert!(status_of(&r).contains("detail=stale-if-error"), "{}", status_of(&r));
+    assert!(
+        status_of(&r).contains("detail=stale-if-error"),
+        "{}",
+        status_of(&r)
+    );
 }
 
 #[test]
@@ -168,14 +196,21 @@ fn with_every_origin_down_the_least_recently_failed_is_still_tried() {
     }
     let before = h.origin_calls("/x");
     h.get("/x");
-    assert!(h.origin_calls("/x") > before, "a request always has somewhere to go");
+    assert!(
+        h.origin_calls("/x") > before,
+        "a request always has somewhere to go"
+    );
 }
 
 #[test]
 fn the_health_check_marks_a_dead_origin_down_before_any_user_request() {
     let h = Harness::with_origins(TWO_CHECKED, &[], |origin, req, _| {
         if req.uri().path() == "/healthz" {
-            return if origin.name == "primary" { Err(refused()) } else { reply(200, &[], "ok") };
+            return if origin.name == "primary" {
+                Err(refused())
+            } else {
+                reply(200, &[], "ok")
+            };
         }
         reply(200, &[], &format!("from {}", origin.name))
     });
@@ -184,11 +219,20 @@ fn the_health_check_marks_a_dead_origin_down_before_any_user_request() {
     assert_eq!(states, [("primary", false), ("backup", true)]);
     // A fresh isolate reading the shared results (same platform, new state).
     let fresh = h.pipeline.with_fresh_isolate();
-    let r = block_on(fresh.handle(
-        http::Request::builder().uri("https://shop.example/p").body(cachefront::Body::new()).expect("request"),
-    ));
+    let r = block_on(
+        fresh.handle(
+            http::Request::builder()
+                .uri("https://shop.example/p")
+                .body(cachefront::Body::new())
+                .expect("request"),
+        ),
+    );
     assert_eq!(String::from_utf8_lossy(r.response.body()), "from backup");
-    assert_eq!(h.calls_to("primary", "/p"), 0, "no user request was spent on the dead origin");
+    assert_eq!(
+        h.calls_to("primary", "/p"),
+        0,
+        "no user request was spent on the dead origin"
+    );
 }
 
 #[test]
@@ -234,17 +278,33 @@ fn health_endpoint_reports_each_origin_behind_the_token() {
     assert_eq!(header(&denied, "www-authenticate"), "Bearer");
     let wrong = h.get_with("/__cachefront/health", &[("authorization", "Bearer nope")]);
     assert_eq!(wrong.response.status(), 401);
-    assert!(!body(&wrong).contains("s3cret"), "the token never appears in answers");
-    let r = h.get_with("/__cachefront/health", &[("authorization", "Bearer s3cret")]);
+    assert!(
+        !body(&wrong).contains("s3cret"),
+        "the token never appears in answers"
+    );
+    let r = h.get_with(
+        "/__cachefront/health",
+        &[("authorization", "Bearer s3cret")],
+    );
     assert_eq!(r.response.status(), 200);
     let json: serde_json::Value = serde_json::from_slice(r.response.body()).expect("json");
     let states: Vec<_> = json["origins"]
         .as_array()
         .expect("origins")
         .iter()
-        .map(|o| (o["name"].as_str().unwrap_or(""), o["state"].as_str().unwrap_or("")))
+        .map(|o| {
+            (
+                o["name"].as_str().unwrap_or(""),
+                o["state"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(states, [("primary", "down"), ("backup", "up")]);
-    let post = h.send("POST", "/__cachefront/health", &[("authorization", "Bearer s3cret")], "");
+    let post = h.send(
+        "POST",
+        "/__cachefront/health",
+        &[("authorization", "Bearer s3cret")],
+        "",
+    );
     assert_eq!(post.response.status(), 405);
 }

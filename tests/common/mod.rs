@@ -25,7 +25,11 @@ pub struct Reply {
     pub body: String,
 }
 
-pub fn reply(status: u16, headers: &[(&'static str, &str)], body: &str) -> Result<Reply, OriginError> {
+pub fn reply(
+    status: u16,
+    headers: &[(&'static str, &str)],
+    body: &str,
+) -> Result<Reply, OriginError> {
     Ok(Reply {
         status,
         headers: headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
@@ -43,7 +47,9 @@ pub struct Harness {
 
 impl Harness {
     /// One origin named `primary`; the script sees (request, call number for the path).
-    pub fn new(script: impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> + 'static) -> Self {
+    pub fn new(
+        script: impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> + 'static,
+    ) -> Self {
         Self::with_vars(&[], script)
     }
 
@@ -61,15 +67,21 @@ impl Harness {
         vars: &[(&str, &str)],
         script: impl Fn(&OriginConfig, &Request<Body>, u32) -> Result<Reply, OriginError> + 'static,
     ) -> Self {
-        let mut all: HashMap<String, String> =
-            vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut all: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         all.insert("ORIGINS".into(), origins.to_owned());
         let config = Config::from_vars(|name| all.get(name).cloned()).expect("valid config");
         let calls: Rc<RefCell<HashMap<String, u32>>> = Rc::default();
         let counter = Rc::clone(&calls);
         let script: Rc<Script> = Rc::new(script);
         let origin = MemoryOrigin::new(move |origin, req| {
-            let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            let path = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
             let n = {
                 let mut calls = counter.borrow_mut();
                 *calls.entry(format!("{} {path}", origin.name)).or_insert(0) += 1;
@@ -84,7 +96,11 @@ impl Harness {
             }
             Ok(builder.body(Body::from(r.body)).expect("response"))
         });
-        let assets = MemoryAssets::new([("/index.html", "text/html", Body::from_static(b"<h1>home</h1>"))]);
+        let assets = MemoryAssets::new([(
+            "/index.html",
+            "text/html",
+            Body::from_static(b"<h1>home</h1>"),
+        )]);
         let isolate = IsolateState::new(&config);
         Self {
             pipeline: Pipeline::new(config, MemoryPlatform::new(origin, assets, T0), isolate),
@@ -92,12 +108,22 @@ impl Harness {
         }
     }
 
-    pub fn send(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: &'static str) -> Handled {
-        let mut builder = Request::builder().method(method).uri(format!("https://shop.example{uri}"));
+    pub fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Handled {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("https://shop.example{uri}"));
         for (k, v) in headers {
             builder = builder.header(*k, *v);
         }
-        let request = builder.body(Body::from_static(body.as_bytes())).expect("request");
+        let request = builder
+            .body(Body::from_static(body.as_bytes()))
+            .expect("request");
         let handled = block_on(self.pipeline.handle(request));
         block_on(self.pipeline.platform().tasks.run_all());
         handled
@@ -122,7 +148,11 @@ impl Harness {
 
     /// Calls that reached one origin for a path.
     pub fn calls_to(&self, origin: &str, path: &str) -> u32 {
-        self.calls.borrow().get(&format!("{origin} {path}")).copied().unwrap_or(0)
+        self.calls
+            .borrow()
+            .get(&format!("{origin} {path}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn origin(&self) -> &MemoryOrigin {
@@ -131,7 +161,11 @@ impl Harness {
 }
 
 pub fn header<'a>(h: &'a Handled, name: &str) -> &'a str {
-    h.response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    h.response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 pub fn status_of(h: &Handled) -> &str {
