@@ -1,0 +1,81 @@
+//! CPU cost of the plugin's layers per request, in process (no sockets, no database):
+//! the same axum router with all layers and with none, driven through `tower::ServiceExt`.
+//!
+//! `cargo bench -p cachefront-origin --bench layers`
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use cachefront_origin::cache_tags::{CacheTagLayer, CacheTags};
+use cachefront_origin::metrics::Metrics;
+use cachefront_origin::profiling::{Profiler, ProfilingConfig, RequestProfile};
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::Request;
+use tower::ServiceExt;
+
+fn routes() -> Router {
+    Router::new().route("/hello", get(|| async { "ok" })).route(
+        "/products/{id}",
+        get(|profile: RequestProfile| async move {
+            profile.record_query(std::time::Duration::from_micros(300));
+            (CacheTags::new(["product:1"]), "<h1>product</h1>")
+        }),
+    )
+}
+
+fn layered() -> Router {
+    let metrics = Metrics::new();
+    let profiler = Profiler::with_metrics(ProfilingConfig::default(), &metrics);
+    routes()
+        .layer(CacheTagLayer::new().metrics(&metrics))
+        .layer(profiler.layer())
+        .layer(metrics.layer())
+}
+
+fn metrics_only() -> Router {
+    routes().layer(Metrics::new().layer())
+}
+
+fn profiling_only() -> Router {
+    routes().layer(Profiler::new(ProfilingConfig::default()).layer())
+}
+
+fn tags_only() -> Router {
+    routes().layer(CacheTagLayer::new())
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("request");
+    let apps = [
+        ("bare", routes()),
+        ("metrics", metrics_only()),
+        ("profiling", profiling_only()),
+        ("cache_tags", tags_only()),
+        ("all_layers", layered()),
+    ];
+    for (name, app) in apps {
+        for path in ["/hello", "/products/1"] {
+            let app = app.clone();
+            group.bench_function(format!("{name}{path}"), |b| {
+                b.to_async(&rt).iter(|| {
+                    let app = app.clone();
+                    async move {
+                        let req = Request::get(path).body(Body::empty()).expect("request");
+                        let res = app.oneshot(req).await.expect("infallible");
+                        assert!(res.status().is_success());
+                        res
+                    }
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
