@@ -1,0 +1,1397 @@
+//! The purge API's core: its configuration ([`PurgeConfig`]), the request
+//! model and its validation, authentication (bearer token, constant-time
+//! comparison), the per-isolate rate limit, the typed errors and their one
+//! mapping to status + JSON, and the receipt. [`authorize_and_parse`] decides
+//! a request; [`execute_purge`] writes it to the tag registry.
+//!
+//! The token is a secret: it is kept in [`SecretToken`], whose `Debug` is
+//! redacted, and no error message or receipt ever contains it.
+
+pub mod cloudflare;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use url::Url;
+
+use crate::registry::{purge_keys, TagRegistryStore};
+use crate::tags::{self, DropReason, EVERYTHING_KEY};
+use crate::Body;
+
+/// Where the purge API is served.
+pub const PURGE_PATH: &str = "/__cachefront/purge";
+/// Largest request body accepted, in bytes (64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most items (tags + urls + prefixes + hosts) in one request.
+pub const MAX_ITEMS: usize = 1000;
+/// Longest URL accepted in `urls`, in bytes.
+pub const MAX_URL_BYTES: usize = 4096;
+/// Shortest `PURGE_TOKEN` accepted.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// The bearer token that enables and guards the purge API (a secret).
+pub const VAR_PURGE_TOKEN: &str = "PURGE_TOKEN";
+/// How long an isolate trusts a registry answer, in ms.
+pub const VAR_PURGE_SYNC_MS: &str = "PURGE_SYNC_MS";
+/// Number of registry shards (Durable Objects) tags are spread over.
+pub const VAR_PURGE_SHARDS: &str = "PURGE_SHARDS";
+/// Comma-separated path prefixes that get `prefix:` tags.
+pub const VAR_PURGE_PREFIX_TAGS: &str = "PURGE_PREFIX_TAGS";
+/// Purge requests accepted per minute per isolate (also the burst).
+pub const VAR_PURGE_RATE_PER_MIN: &str = "PURGE_RATE_PER_MIN";
+/// `true` (default) / `false`: remove `Cache-Tag` / `Surrogate-Key` from client responses.
+pub const VAR_PURGE_STRIP_TAG_HEADERS: &str = "PURGE_STRIP_TAG_HEADERS";
+/// Cloudflare zone whose cache purges are forwarded to.
+pub const VAR_CF_ZONE_ID: &str = "CF_ZONE_ID";
+/// API token with the zone's Cache Purge permission (a secret).
+pub const VAR_CF_API_TOKEN: &str = "CF_API_TOKEN";
+/// Items per Cloudflare purge call.
+pub const VAR_CF_PURGE_BATCH: &str = "CF_PURGE_BATCH";
+
+const DEFAULT_SYNC_MS: u64 = 1000;
+const MAX_SYNC_MS: u64 = 60_000;
+const DEFAULT_SHARDS: u32 = 4;
+const MAX_SHARDS: u32 = 64;
+const DEFAULT_RATE_PER_MIN: u32 = 60;
+const MAX_PREFIXES: usize = 64;
+const MAX_PREFIX_BYTES: usize = 256;
+
+/// A secret string. `Debug` prints `[redacted]`; there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: only for comparing and for sending it where it belongs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken([redacted])")
+    }
+}
+
+/// Compares a presented token with the configured one in time that depends
+/// only on the configured token's length, never on where they differ.
+pub fn tokens_match(presented: &[u8], expected: &[u8]) -> bool {
+    let mut equal = u8::from(presented.len() == expected.len()).ct_eq(&1);
+    for (i, byte) in expected.iter().enumerate() {
+        let other = presented.get(i).copied().unwrap_or(0);
+        equal &= other.ct_eq(byte);
+    }
+    bool::from(equal)
+}
+
+/// Where purges are forwarded on Cloudflare, when configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudflareZone {
+    pub zone_id: String,
+    pub api_token: SecretToken,
+    /// Items per API call (tags, hosts, prefixes or files).
+    pub batch_size: usize,
+}
+
+/// The purge feature's configuration, read from the worker's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeConfig {
+    /// `None`: the purge API is disabled and answers 404.
+    pub token: Option<SecretToken>,
+    pub sync_ms: u64,
+    pub shards: u32,
+    /// Lower-cased path prefixes, each starting with `/`.
+    pub prefix_tags: Vec<String>,
+    pub rate_per_min: u32,
+    pub strip_tag_headers: bool,
+    pub cloudflare: Option<CloudflareZone>,
+}
+
+/// A configuration problem: which variable is wrong and why (never its value
+/// when the variable is a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration variable {variable}: {message}")]
+pub struct PurgeConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn config_error(variable: &'static str, message: impl fmt::Display) -> PurgeConfigError {
+    PurgeConfigError {
+        variable,
+        message: message.to_string(),
+    }
+}
+
+impl Default for PurgeConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            sync_ms: DEFAULT_SYNC_MS,
+            shards: DEFAULT_SHARDS,
+            prefix_tags: Vec::new(),
+            rate_per_min: DEFAULT_RATE_PER_MIN,
+            strip_tag_headers: true,
+            cloudflare: None,
+        }
+    }
+}
+
+impl PurgeConfig {
+    /// Builds the configuration from a variable lookup (`None` = not set).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, PurgeConfigError> {
+        let set = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let number = |var: &'static str, default: u64, min: u64, max: u64| match set(var) {
+            None => Ok(default),
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(n) if (min..=max).contains(&n) => Ok(n),
+                _ => Err(config_error(
+                    var,
+                    format_args!("expected a whole number from {min} to {max}, got {raw:?}"),
+                )),
+            },
+        };
+
+        let token = set(VAR_PURGE_TOKEN)
+            .map(|raw| secret(VAR_PURGE_TOKEN, raw, MIN_TOKEN_LEN))
+            .transpose()?;
+        let sync_ms = number(VAR_PURGE_SYNC_MS, DEFAULT_SYNC_MS, 0, MAX_SYNC_MS)?;
+        let shards = number(
+            VAR_PURGE_SHARDS,
+            DEFAULT_SHARDS.into(),
+            1,
+            MAX_SHARDS.into(),
+        )?;
+        let rate = number(
+            VAR_PURGE_RATE_PER_MIN,
+            DEFAULT_RATE_PER_MIN.into(),
+            1,
+            100_000,
+        )?;
+        let strip_tag_headers = match set(VAR_PURGE_STRIP_TAG_HEADERS).as_deref().map(str::trim) {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(config_error(
+                    VAR_PURGE_STRIP_TAG_HEADERS,
+                    format_args!("expected \"true\" or \"false\", got {other:?}"),
+                ))
+            }
+        };
+        let prefix_tags = parse_prefixes(set(VAR_PURGE_PREFIX_TAGS).as_deref().unwrap_or(""))?;
+
+        let cloudflare = match (set(VAR_CF_ZONE_ID), set(VAR_CF_API_TOKEN)) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(config_error(
+                    VAR_CF_API_TOKEN,
+                    "is not set, but CF_ZONE_ID is; set both or neither",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(config_error(
+                    VAR_CF_ZONE_ID,
+                    "is not set, but CF_API_TOKEN is; set both or neither",
+                ))
+            }
+            (Some(zone), Some(api_token)) => {
+                let zone_id = zone.trim().to_owned();
+                if zone_id.len() != 32 || !zone_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(config_error(
+                        VAR_CF_ZONE_ID,
+                        format_args!("expected a 32-digit hexadecimal zone id, got {zone_id:?}"),
+                    ));
+                }
+                let batch = number(
+                    VAR_CF_PURGE_BATCH,
+                    cloudflare::DEFAULT_BATCH as u64,
+                    1,
+                    cloudflare::MAX_BATCH as u64,
+                )?;
+                Some(CloudflareZone {
+                    zone_id,
+                    api_token: secret(VAR_CF_API_TOKEN, api_token, 1)?,
+                    batch_size: usize::try_from(batch).unwrap_or(cloudflare::DEFAULT_BATCH),
+                })
+            }
+        };
+
+        Ok(Self {
+            token,
+            sync_ms,
+            shards: u32::try_from(shards).unwrap_or(DEFAULT_SHARDS),
+            prefix_tags,
+            rate_per_min: u32::try_from(rate).unwrap_or(DEFAULT_RATE_PER_MIN),
+            strip_tag_headers,
+            cloudflare,
+        })
+    }
+
+    /// The rules that give entries their automatic tags.
+    pub fn auto_tag_rules<'a>(
+        &'a self,
+        ignored_query_params: &'a [String],
+    ) -> tags::AutoTagRules<'a> {
+        tags::AutoTagRules {
+            path_prefixes: &self.prefix_tags,
+            ignored_query_params,
+        }
+    }
+}
+
+fn secret(
+    variable: &'static str,
+    raw: String,
+    min_len: usize,
+) -> Result<SecretToken, PurgeConfigError> {
+    let value = raw.trim();
+    if value.len() < min_len {
+        return Err(config_error(
+            variable,
+            format_args!(
+                "is too short: use at least {min_len} characters (e.g. `openssl rand -hex 32`)"
+            ),
+        ));
+    }
+    if !value.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(config_error(
+            variable,
+            "must be printable ASCII without spaces",
+        ));
+    }
+    Ok(SecretToken::new(value))
+}
+
+fn parse_prefixes(raw: &str) -> Result<Vec<String>, PurgeConfigError> {
+    let mut prefixes: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let valid = item.starts_with('/')
+            && item.len() <= MAX_PREFIX_BYTES
+            && item.bytes().all(|b| (0x21..=0x7e).contains(&b))
+            && !item.contains(['?', '#']);
+        if !valid {
+            return Err(config_error(
+                VAR_PURGE_PREFIX_TAGS,
+                format_args!(
+                    "{item:?} must be a path starting with '/', without query, at most {MAX_PREFIX_BYTES} bytes"
+                ),
+            ));
+        }
+        let item = item.to_ascii_lowercase();
+        if !prefixes.contains(&item) {
+            prefixes.push(item);
+        }
+    }
+    if prefixes.len() > MAX_PREFIXES {
+        return Err(config_error(
+            VAR_PURGE_PREFIX_TAGS,
+            format_args!("lists {} prefixes; at most {MAX_PREFIXES}", prefixes.len()),
+        ));
+    }
+    Ok(prefixes)
+}
+
+/// Why the purge API refused a request. `status()` and `to_response()` are
+/// the one place errors become HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PurgeError {
+    #[error("the purge API is disabled: no PURGE_TOKEN is configured")]
+    Disabled,
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    #[error("missing Authorization header; send `Authorization: Bearer <token>`")]
+    MissingToken,
+    #[error("the Authorization header is not of the form `Bearer <token>`")]
+    MalformedAuthorization,
+    #[error("the bearer token is not valid")]
+    BadToken,
+    #[error("too many purge requests; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the request lists {count} items; at most {limit} are allowed per request")]
+    TooManyItems { count: usize, limit: usize },
+    #[error("the request body is not valid JSON for a purge: {0}")]
+    MalformedJson(String),
+    #[error("{0}")]
+    UnknownField(String),
+    #[error(
+        "the request purges nothing: give tags, urls, prefixes, hosts or \"everything\": true"
+    )]
+    EmptyRequest,
+    #[error("tag {tag:?} is invalid: {reason}")]
+    InvalidTag { tag: String, reason: String },
+    #[error("url {url:?} is invalid: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("prefix {prefix:?} is invalid: {reason}")]
+    InvalidPrefix { prefix: String, reason: String },
+    #[error("host {host:?} is invalid: {reason}")]
+    InvalidHost { host: String, reason: String },
+    #[error("the tag registry could not be written: {0}")]
+    RegistryUnavailable(String),
+}
+
+impl PurgeError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            PurgeError::Disabled => StatusCode::NOT_FOUND,
+            PurgeError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PurgeError::MissingToken
+            | PurgeError::MalformedAuthorization
+            | PurgeError::BadToken => StatusCode::UNAUTHORIZED,
+            PurgeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            PurgeError::BodyTooLarge { .. } | PurgeError::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            PurgeError::MalformedJson(_)
+            | PurgeError::UnknownField(_)
+            | PurgeError::EmptyRequest
+            | PurgeError::InvalidTag { .. }
+            | PurgeError::InvalidUrl { .. }
+            | PurgeError::InvalidPrefix { .. }
+            | PurgeError::InvalidHost { .. } => StatusCode::BAD_REQUEST,
+            PurgeError::RegistryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Stable machine-readable code, for the JSON body, logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PurgeError::Disabled => "disabled",
+            PurgeError::MethodNotAllowed(_) => "method_not_allowed",
+            PurgeError::MissingToken => "missing_token",
+            PurgeError::MalformedAuthorization => "malformed_authorization",
+            PurgeError::BadToken => "bad_token",
+            PurgeError::RateLimited { .. } => "rate_limited",
+            PurgeError::BodyTooLarge { .. } => "body_too_large",
+            PurgeError::TooManyItems { .. } => "too_many_items",
+            PurgeError::MalformedJson(_) => "malformed_json",
+            PurgeError::UnknownField(_) => "unknown_field",
+            PurgeError::EmptyRequest => "empty_request",
+            PurgeError::InvalidTag { .. } => "invalid_tag",
+            PurgeError::InvalidUrl { .. } => "invalid_url",
+            PurgeError::InvalidPrefix { .. } => "invalid_prefix",
+            PurgeError::InvalidHost { .. } => "invalid_host",
+            PurgeError::RegistryUnavailable(_) => "registry_unavailable",
+        }
+    }
+
+    /// `{"ok":false,"error":{"status":401,"code":"bad_token","message":"..."}}`
+    /// with `Allow`, `WWW-Authenticate` or `Retry-After` where they belong.
+    pub fn to_response(&self) -> Response<Body> {
+        let status = self.status();
+        let body = serde_json::json!({
+            "ok": false,
+            "error": {
+                "status": status.as_u16(),
+                "code": self.code(),
+                "message": self.to_string(),
+            }
+        });
+        let mut response = json_response(status, &body);
+        let headers = response.headers_mut();
+        match self {
+            PurgeError::MethodNotAllowed(_) => {
+                headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
+            }
+            PurgeError::MissingToken
+            | PurgeError::MalformedAuthorization
+            | PurgeError::BadToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"cachefront-purge\""),
+                );
+            }
+            PurgeError::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A token bucket: `rate_per_min` requests a minute, bursts up to the same
+/// number. Time is passed in; state lives per isolate.
+#[derive(Debug, Clone)]
+pub struct PurgeRateLimiter {
+    rate_per_min: u64,
+    /// In 1/60000ths of a request: at `rate_per_min`, exactly `rate_per_min`
+    /// units come back every millisecond, so refills are whole numbers.
+    units: u64,
+    last_ms: u64,
+}
+
+/// One request's cost in bucket units.
+const UNITS_PER_REQUEST: u64 = 60_000;
+
+impl PurgeRateLimiter {
+    pub fn new(rate_per_min: u32, now_ms: u64) -> Self {
+        let rate = u64::from(rate_per_min.max(1));
+        Self {
+            rate_per_min: rate,
+            units: rate * UNITS_PER_REQUEST,
+            last_ms: now_ms,
+        }
+    }
+
+    /// Takes one request's token, or says in how many seconds one will be there.
+    pub fn try_acquire(&mut self, now_ms: u64) -> Result<(), u64> {
+        let capacity = self.rate_per_min * UNITS_PER_REQUEST;
+        let elapsed = now_ms.saturating_sub(self.last_ms);
+        let refill = elapsed.saturating_mul(self.rate_per_min);
+        self.units = self.units.saturating_add(refill).min(capacity);
+        self.last_ms = self.last_ms.max(now_ms);
+        if self.units >= UNITS_PER_REQUEST {
+            self.units -= UNITS_PER_REQUEST;
+            return Ok(());
+        }
+        let wait_ms = (UNITS_PER_REQUEST - self.units).div_ceil(self.rate_per_min);
+        Err(wait_ms.div_ceil(1000).max(1))
+    }
+
+    pub fn rate_per_min(&self) -> u32 {
+        u32::try_from(self.rate_per_min).unwrap_or(u32::MAX)
+    }
+}
+
+/// The JSON body as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurgeRequest {
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    everything: bool,
+    #[serde(default)]
+    soft: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// A validated purge: every item normalized (lower-cased where
+/// case-insensitive) and deduplicated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeRequest {
+    pub tags: Vec<String>,
+    /// Absolute http(s) URLs, without fragment.
+    pub urls: Vec<String>,
+    /// Configured path prefixes (`PURGE_PREFIX_TAGS`).
+    pub prefixes: Vec<String>,
+    /// Host names, lower-cased.
+    pub hosts: Vec<String>,
+    pub everything: bool,
+    pub soft: bool,
+    pub dry_run: bool,
+}
+
+impl PurgeRequest {
+    /// The registry keys this purge writes: tags as given, `url:`, `prefix:`
+    /// and `host:` tags, and `*` for everything. `ignored_query_params` must
+    /// be the cache key's (`CACHE_IGNORE_QUERY_PARAMS`), as when entries are tagged.
+    pub fn registry_keys(&self, ignored_query_params: &[String]) -> Vec<String> {
+        let mut keys: Vec<String> = self.tags.clone();
+        for url in &self.urls {
+            if let Some((host, uri)) = url_parts(url) {
+                keys.push(tags::url_tag(&host, &uri, ignored_query_params));
+            }
+        }
+        keys.extend(self.prefixes.iter().map(|p| tags::prefix_tag(p)));
+        keys.extend(self.hosts.iter().map(|h| tags::host_tag(h)));
+        if self.everything {
+            keys.push(EVERYTHING_KEY.to_owned());
+        }
+        let mut seen = HashSet::new();
+        keys.retain(|k| seen.insert(k.clone()));
+        keys
+    }
+
+    fn item_count(&self) -> usize {
+        self.tags.len() + self.urls.len() + self.prefixes.len() + self.hosts.len()
+    }
+}
+
+/// Whether an entry with `entry_tags` is hit by a purge of `registry_keys`
+/// (for counting what a dry run would affect).
+pub fn purge_hits_entry(registry_keys: &[String], entry_tags: &[String]) -> bool {
+    registry_keys
+        .iter()
+        .any(|k| k == EVERYTHING_KEY || entry_tags.contains(k))
+}
+
+fn url_parts(url: &str) -> Option<(String, Uri)> {
+    let parsed = Url::parse(url).ok()?;
+    let mut host = parsed.host_str()?.to_owned();
+    if let Some(port) = parsed.port() {
+        host = format!("{host}:{port}");
+    }
+    let mut path_and_query = parsed.path().to_owned();
+    if let Some(query) = parsed.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(query);
+    }
+    let uri: Uri = path_and_query.parse().ok()?;
+    Some((host, uri))
+}
+
+/// Decides a request to the purge API: enabled (404), method (405), bearer
+/// token (401), rate (429; only authenticated requests spend it), body size
+/// (413), JSON shape (400), item count (413), items (400) — in that order.
+pub fn authorize_and_parse(
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    config: &PurgeConfig,
+    limiter: &mut PurgeRateLimiter,
+    now_ms: u64,
+) -> Result<PurgeRequest, PurgeError> {
+    let Some(token) = &config.token else {
+        return Err(PurgeError::Disabled);
+    };
+    if method != Method::POST {
+        return Err(PurgeError::MethodNotAllowed(method.to_string()));
+    }
+    check_bearer(headers, token)?;
+    limiter
+        .try_acquire(now_ms)
+        .map_err(|retry_after_secs| PurgeError::RateLimited { retry_after_secs })?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(PurgeError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    parse_purge_body(body, &config.prefix_tags)
+}
+
+fn check_bearer(headers: &HeaderMap, token: &SecretToken) -> Result<(), PurgeError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(PurgeError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(PurgeError::MalformedAuthorization);
+    }
+    let value = value.as_bytes();
+    let scheme_ok = value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ");
+    if !scheme_ok {
+        return Err(PurgeError::MalformedAuthorization);
+    }
+    let presented = value[7..].trim_ascii();
+    if tokens_match(presented, token.expose().as_bytes()) {
+        Ok(())
+    } else {
+        Err(PurgeError::BadToken)
+    }
+}
+
+/// Parses and validates a purge body (no auth): `prefix_tags` are the configured prefixes.
+pub fn parse_purge_body(body: &[u8], prefix_tags: &[String]) -> Result<PurgeRequest, PurgeError> {
+    let raw: RawPurgeRequest = serde_json::from_slice(body).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("unknown field") {
+            PurgeError::UnknownField(message)
+        } else {
+            PurgeError::MalformedJson(message)
+        }
+    })?;
+    let count = raw.tags.len() + raw.urls.len() + raw.prefixes.len() + raw.hosts.len();
+    if count > MAX_ITEMS {
+        return Err(PurgeError::TooManyItems {
+            count,
+            limit: MAX_ITEMS,
+        });
+    }
+    let mut request = PurgeRequest {
+        everything: raw.everything,
+        soft: raw.soft,
+        dry_run: raw.dry_run,
+        ..PurgeRequest::default()
+    };
+    for tag in &raw.tags {
+        let normalized = tags::normalize_tag(tag).map_err(|reason| PurgeError::InvalidTag {
+            tag: shown(tag),
+            reason: match reason {
+                DropReason::TooLong => format!("longer than {} bytes", tags::MAX_TAG_BYTES),
+                _ => "must be printable ASCII without spaces or control characters".to_owned(),
+            },
+        })?;
+        if normalized.is_empty() {
+            return Err(PurgeError::InvalidTag {
+                tag: String::new(),
+                reason: "is empty".to_owned(),
+            });
+        }
+        if tags::is_reserved(&normalized) {
+            return Err(PurgeError::InvalidTag {
+                tag: shown(tag),
+                reason: "is a reserved edge tag; use \"urls\", \"prefixes\", \"hosts\" or \"everything\""
+                    .to_owned(),
+            });
+        }
+        push_unique(&mut request.tags, normalized);
+    }
+    for url in &raw.urls {
+        push_unique(&mut request.urls, validate_url(url)?);
+    }
+    for prefix in &raw.prefixes {
+        push_unique(&mut request.prefixes, validate_prefix(prefix, prefix_tags)?);
+    }
+    for host in &raw.hosts {
+        push_unique(&mut request.hosts, validate_host(host)?);
+    }
+    if request.item_count() == 0 && !request.everything {
+        return Err(PurgeError::EmptyRequest);
+    }
+    Ok(request)
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// An item as echoed in an error message: at most 100 characters.
+fn shown(item: &str) -> String {
+    item.chars().take(100).collect()
+}
+
+fn validate_url(raw: &str) -> Result<String, PurgeError> {
+    let invalid = |reason: &str| PurgeError::InvalidUrl {
+        url: shown(raw),
+        reason: reason.to_owned(),
+    };
+    if raw.len() > MAX_URL_BYTES {
+        return Err(invalid(&format!("longer than {MAX_URL_BYTES} bytes")));
+    }
+    let mut url =
+        Url::parse(raw.trim()).map_err(|e| invalid(&format!("not an absolute URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("must use http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not contain credentials"));
+    }
+    url.set_fragment(None);
+    if url_parts(url.as_str()).is_none() {
+        return Err(invalid("cannot be used as a request target"));
+    }
+    Ok(url.to_string())
+}
+
+fn validate_prefix(raw: &str, configured: &[String]) -> Result<String, PurgeError> {
+    let prefix = raw.trim().to_ascii_lowercase();
+    if configured.contains(&prefix) {
+        return Ok(prefix);
+    }
+    let reason = if configured.is_empty() {
+        "no prefixes are configured (PURGE_PREFIX_TAGS); entries carry only configured prefix tags"
+            .to_owned()
+    } else {
+        format!(
+            "is not one of the configured PURGE_PREFIX_TAGS: {}",
+            configured.join(", ")
+        )
+    };
+    Err(PurgeError::InvalidPrefix {
+        prefix: shown(raw),
+        reason,
+    })
+}
+
+fn validate_host(raw: &str) -> Result<String, PurgeError> {
+    let host = raw.trim().to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !valid {
+        return Err(PurgeError::InvalidHost {
+            host: shown(raw),
+            reason: "must be a host name such as www.example.com".to_owned(),
+        });
+    }
+    Ok(host)
+}
+
+/// What a purge did (or, for a dry run, would do). Serialized as the API's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurgeReceipt {
+    pub ok: bool,
+    pub dry_run: bool,
+    pub soft: bool,
+    /// The registry time of the purge (ms since the Unix epoch).
+    pub purged_at_ms: u64,
+    /// The normalized items.
+    pub purged: PurgeRequest,
+    /// How many registry keys the purge writes.
+    pub registry_keys: usize,
+    /// How many registry shards were written (0 for a dry run).
+    pub shards_written: usize,
+    /// For a dry run: how many entries cached in this isolate's memory tier
+    /// it would affect (filled in by the caller; `null` when not counted).
+    pub local_entries_affected: Option<u64>,
+    pub cloudflare: CloudflareForwarding,
+}
+
+impl PurgeReceipt {
+    pub fn to_response(&self) -> Response<Body> {
+        json_response(StatusCode::OK, self)
+    }
+}
+
+/// What happens on Cloudflare's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum CloudflareForwarding {
+    /// `CF_ZONE_ID` / `CF_API_TOKEN` are not set.
+    Disabled,
+    /// The calls run in the background after the answer.
+    Queued { calls: usize },
+    /// Dry run: the calls that would be made.
+    WouldSend { calls: usize },
+}
+
+/// A purge carried out: the answer, plus what the caller does next.
+#[derive(Debug, Clone)]
+pub struct PurgeOutcome {
+    pub receipt: PurgeReceipt,
+    /// The keys purged: give them to `RegistryMemo::note_purge` (empty for a dry run).
+    pub registry_keys: Vec<String>,
+    /// Cloudflare calls to run in the background with `cloudflare::forward`
+    /// (empty when disabled or for a dry run).
+    pub cloudflare_calls: Vec<cloudflare::ApiCall>,
+}
+
+/// The request-independent inputs of [`execute_purge`].
+#[derive(Debug, Clone, Copy)]
+pub struct PurgeContext<'a> {
+    pub config: &'a PurgeConfig,
+    /// `CACHE_IGNORE_QUERY_PARAMS`, as used for cache keys.
+    pub ignored_query_params: &'a [String],
+    /// The host the purge API was called on: forwarded prefixes are qualified with it.
+    pub site_host: &'a str,
+    pub now_ms: u64,
+}
+
+/// Writes a validated purge to the registry (nothing for a dry run) and
+/// plans its Cloudflare forwarding.
+pub async fn execute_purge<S: TagRegistryStore>(
+    store: &S,
+    request: &PurgeRequest,
+    ctx: PurgeContext<'_>,
+) -> Result<PurgeOutcome, PurgeError> {
+    let keys = request.registry_keys(ctx.ignored_query_params);
+    let shards_written = if request.dry_run {
+        0
+    } else {
+        purge_keys(store, &keys, ctx.config.shards, request.soft, ctx.now_ms)
+            .await
+            .map_err(|e| PurgeError::RegistryUnavailable(e.0))?
+    };
+    let calls = match &ctx.config.cloudflare {
+        Some(zone) => cloudflare::plan(request, ctx.site_host, zone),
+        None => Vec::new(),
+    };
+    let cloudflare = match (&ctx.config.cloudflare, request.dry_run) {
+        (None, _) => CloudflareForwarding::Disabled,
+        (Some(_), true) => CloudflareForwarding::WouldSend { calls: calls.len() },
+        (Some(_), false) => CloudflareForwarding::Queued { calls: calls.len() },
+    };
+    Ok(PurgeOutcome {
+        receipt: PurgeReceipt {
+            ok: true,
+            dry_run: request.dry_run,
+            soft: request.soft,
+            purged_at_ms: ctx.now_ms,
+            purged: request.clone(),
+            registry_keys: keys.len(),
+            shards_written,
+            local_entries_affected: None,
+            cloudflare,
+        },
+        registry_keys: if request.dry_run { Vec::new() } else { keys },
+        cloudflare_calls: if request.dry_run { Vec::new() } else { calls },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{lookup_keys, MemoryTagRegistry};
+    use futures::executor::block_on;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "s3cret-token-0123456789";
+
+    fn config() -> PurgeConfig {
+        PurgeConfig {
+            token: Some(SecretToken::new(TOKEN)),
+            prefix_tags: vec!["/products/".to_owned()],
+            ..PurgeConfig::default()
+        }
+    }
+
+    fn auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(value).expect("value"),
+        );
+        headers
+    }
+
+    fn decide(method: Method, headers: &HeaderMap, body: &str) -> Result<PurgeRequest, PurgeError> {
+        let mut limiter = PurgeRateLimiter::new(1000, 0);
+        authorize_and_parse(
+            &method,
+            headers,
+            body.as_bytes(),
+            &config(),
+            &mut limiter,
+            0,
+        )
+    }
+
+    fn ok_headers() -> HeaderMap {
+        auth(&format!("Bearer {TOKEN}"))
+    }
+
+    fn config_from(pairs: &[(&str, &str)]) -> Result<PurgeConfig, PurgeConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        PurgeConfig::from_vars(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn valid_request_is_normalized_and_deduplicated() {
+        let request = decide(
+            Method::POST,
+            &ok_headers(),
+            r#"{"tags":["Product:7","product:7"],"urls":["https://Example.com/p?b=1#frag"],
+               "prefixes":["/Products/"],"hosts":["WWW.example.com"],"soft":true}"#,
+        )
+        .expect("valid");
+        assert_eq!(request.tags, ["product:7"]);
+        assert_eq!(request.urls, ["https://example.com/p?b=1"]);
+        assert_eq!(request.prefixes, ["/products/"]);
+        assert_eq!(request.hosts, ["www.example.com"]);
+        assert!(request.soft && !request.dry_run && !request.everything);
+    }
+
+    #[test]
+    fn bad_requests_get_their_status_and_code() {
+        let too_many_tags = format!(
+            r#"{{"tags":[{}]}}"#,
+            (0..=MAX_ITEMS)
+                .map(|i| format!("\"t{i}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let oversized = format!(r#"{{"tags":["{}"]}}"#, "a".repeat(MAX_BODY_BYTES));
+        let long_tag = format!(r#"{{"tags":["{}"]}}"#, "a".repeat(tags::MAX_TAG_BYTES + 1));
+        let cases: Vec<(&str, Method, HeaderMap, &str, u16, &str)> = vec![
+            (
+                "wrong method",
+                Method::GET,
+                ok_headers(),
+                "",
+                405,
+                "method_not_allowed",
+            ),
+            (
+                "no token",
+                Method::POST,
+                HeaderMap::new(),
+                "{}",
+                401,
+                "missing_token",
+            ),
+            (
+                "basic auth",
+                Method::POST,
+                auth("Basic dXNlcjpwYXNz"),
+                "{}",
+                401,
+                "malformed_authorization",
+            ),
+            (
+                "wrong token",
+                Method::POST,
+                auth("Bearer s3cret-token-0123456780"),
+                "{}",
+                401,
+                "bad_token",
+            ),
+            (
+                "token prefix",
+                Method::POST,
+                auth("Bearer s3cret"),
+                "{}",
+                401,
+                "bad_token",
+            ),
+            (
+                "not json",
+                Method::POST,
+                ok_headers(),
+                "tags=a",
+                400,
+                "malformed_json",
+            ),
+            (
+                "wrong type",
+                Method::POST,
+                ok_headers(),
+                r#"{"tags":"a"}"#,
+                400,
+                "malformed_json",
+            ),
+            (
+                "unknown field",
+                Method::POST,
+                ok_headers(),
+                r#"{"tag":["a"]}"#,
+                400,
+                "unknown_field",
+            ),
+            (
+                "empty",
+                Method::POST,
+                ok_headers(),
+                "{}",
+                400,
+                "empty_request",
+            ),
+            (
+                "only flags",
+                Method::POST,
+                ok_headers(),
+                r#"{"soft":true,"everything":false}"#,
+                400,
+                "empty_request",
+            ),
+            (
+                "empty tag",
+                Method::POST,
+                ok_headers(),
+                r#"{"tags":[" "]}"#,
+                400,
+                "invalid_tag",
+            ),
+            (
+                "space in tag",
+                Method::POST,
+                ok_headers(),
+                r#"{"tags":["a b"]}"#,
+                400,
+                "invalid_tag",
+            ),
+            (
+                "non-ascii tag",
+                Method::POST,
+                ok_headers(),
+                r#"{"tags":["café"]}"#,
+                400,
+                "invalid_tag",
+            ),
+            (
+                "long tag",
+                Method::POST,
+                ok_headers(),
+                &long_tag,
+                400,
+                "invalid_tag",
+            ),
+            (
+                "reserved tag",
+                Method::POST,
+                ok_headers(),
+                r#"{"tags":["host:x.com"]}"#,
+                400,
+                "invalid_tag",
+            ),
+            (
+                "relative url",
+                Method::POST,
+                ok_headers(),
+                r#"{"urls":["/p"]}"#,
+                400,
+                "invalid_url",
+            ),
+            (
+                "ftp url",
+                Method::POST,
+                ok_headers(),
+                r#"{"urls":["ftp://x.com/p"]}"#,
+                400,
+                "invalid_url",
+            ),
+            (
+                "url with credentials",
+                Method::POST,
+                ok_headers(),
+                r#"{"urls":["https://u:p@x.com/"]}"#,
+                400,
+                "invalid_url",
+            ),
+            (
+                "unconfigured prefix",
+                Method::POST,
+                ok_headers(),
+                r#"{"prefixes":["/blog/"]}"#,
+                400,
+                "invalid_prefix",
+            ),
+            (
+                "bad host",
+                Method::POST,
+                ok_headers(),
+                r#"{"hosts":["x.com/path"]}"#,
+                400,
+                "invalid_host",
+            ),
+            (
+                "too many items",
+                Method::POST,
+                ok_headers(),
+                &too_many_tags,
+                413,
+                "too_many_items",
+            ),
+            (
+                "oversized body",
+                Method::POST,
+                ok_headers(),
+                &oversized,
+                413,
+                "body_too_large",
+            ),
+        ];
+        for (name, method, headers, body, status, code) in cases {
+            let err = decide(method, &headers, body).expect_err(name);
+            assert_eq!(err.status().as_u16(), status, "{name}: {err}");
+            assert_eq!(err.code(), code, "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn api_without_token_is_disabled_for_every_method() {
+        let mut limiter = PurgeRateLimiter::new(10, 0);
+        for method in [Method::POST, Method::GET] {
+            let err = authorize_and_parse(
+                &method,
+                &ok_headers(),
+                b"{\"everything\":true}",
+                &PurgeConfig::default(),
+                &mut limiter,
+                0,
+            )
+            .expect_err("disabled");
+            assert_eq!(err, PurgeError::Disabled);
+            assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        }
+    }
+
+    #[test]
+    fn error_responses_are_json_with_the_right_headers() {
+        let response = PurgeError::MethodNotAllowed("GET".to_owned()).to_response();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
+        assert_eq!(body["ok"], false);
+        assert_eq!(body["error"]["code"], "method_not_allowed");
+        assert_eq!(body["error"]["status"], 405);
+
+        let response = PurgeError::BadToken.to_response();
+        assert!(response.headers().contains_key("www-authenticate"));
+        let response = PurgeError::RateLimited {
+            retry_after_secs: 3,
+        }
+        .to_response();
+        assert_eq!(response.headers()["retry-after"], "3");
+    }
+
+    #[test]
+    fn token_never_appears_in_errors_or_debug_output() {
+        let config = config();
+        assert!(!format!("{config:?}").contains(TOKEN));
+        let near_miss = format!("Bearer {TOKEN}x");
+        let err = decide(Method::POST, &auth(&near_miss), "{}").expect_err("bad");
+        let response = err.to_response();
+        let body = String::from_utf8_lossy(response.body()).into_owned();
+        assert!(!body.contains(TOKEN) && !err.to_string().contains(TOKEN));
+        let cf = config_from(&[
+            (VAR_CF_ZONE_ID, "0123456789abcdef0123456789abcdef"),
+            (VAR_CF_API_TOKEN, "cf-secret-value"),
+        ])
+        .expect("valid");
+        assert!(!format!("{cf:?}").contains("cf-secret-value"));
+    }
+
+    #[test]
+    fn token_comparison_is_constant_time_over_the_expected_length() {
+        assert!(tokens_match(b"abcdef", b"abcdef"));
+        assert!(!tokens_match(b"abcdeg", b"abcdef"));
+        assert!(
+            !tokens_match(b"abcde", b"abcdef"),
+            "a prefix is not a match"
+        );
+        assert!(
+            !tokens_match(b"abcdefg", b"abcdef"),
+            "an extension is not a match"
+        );
+        assert!(!tokens_match(b"", b"abcdef"));
+        // Bearer scheme is case-insensitive; surrounding spaces are ignored.
+        assert!(decide(
+            Method::POST,
+            &auth(&format!("bearer  {TOKEN} ")),
+            r#"{"everything":true}"#
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn rate_limiter_allows_a_burst_then_refills_over_time() {
+        let mut limiter = PurgeRateLimiter::new(2, 0);
+        assert!(limiter.try_acquire(0).is_ok());
+        assert!(limiter.try_acquire(0).is_ok());
+        assert_eq!(
+            limiter.try_acquire(0),
+            Err(30),
+            "one token per 30 s at 2/min"
+        );
+        assert_eq!(limiter.try_acquire(20_000), Err(10));
+        assert!(limiter.try_acquire(30_000).is_ok());
+        assert!(limiter.try_acquire(30_000).is_err());
+        // A long pause refills only up to the burst.
+        assert!(limiter.try_acquire(10_000_000).is_ok());
+        assert!(limiter.try_acquire(10_000_000).is_ok());
+        assert!(limiter.try_acquire(10_000_000).is_err());
+    }
+
+    #[test]
+    fn only_authenticated_requests_spend_the_rate() {
+        let mut limiter = PurgeRateLimiter::new(1, 0);
+        let config = config();
+        for _ in 0..5 {
+            let err = authorize_and_parse(
+                &Method::POST,
+                &auth("Bearer nope"),
+                b"{}",
+                &config,
+                &mut limiter,
+                0,
+            )
+            .expect_err("bad token");
+            assert_eq!(err, PurgeError::BadToken);
+        }
+        let body = br#"{"everything":true}"#;
+        assert!(
+            authorize_and_parse(&Method::POST, &ok_headers(), body, &config, &mut limiter, 0)
+                .is_ok()
+        );
+        let err = authorize_and_parse(&Method::POST, &ok_headers(), body, &config, &mut limiter, 1)
+            .expect_err("limited");
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn purge_kinds_become_registry_keys() {
+        let request = decide(
+            Method::POST,
+            &ok_headers(),
+            r#"{"tags":["a"],"urls":["https://example.com/p?utm_source=x&b=1"],
+               "prefixes":["/products/"],"hosts":["example.com"],"everything":true}"#,
+        )
+        .expect("valid");
+        let keys = request.registry_keys(&["utm_*".to_owned()]);
+        assert_eq!(
+            keys,
+            [
+                "a",
+                "url:example.com/p?b=1",
+                "prefix:/products/",
+                "host:example.com",
+                "*"
+            ]
+        );
+    }
+
+    #[test]
+    fn url_purge_key_matches_the_tag_of_the_cached_entry() {
+        let ignored = ["fbclid".to_owned()];
+        let request = parse_purge_body(br#"{"urls":["http://Shop.example.com/a?y=2&x=1"]}"#, &[])
+            .expect("valid");
+        let entry = tags::auto_tags(
+            "shop.example.com",
+            &"/a?x=1&fbclid=z&y=2".parse().expect("uri"),
+            tags::AutoTagRules {
+                path_prefixes: &[],
+                ignored_query_params: &ignored,
+            },
+        );
+        let keys = request.registry_keys(&ignored);
+        assert!(purge_hits_entry(&keys, &entry), "{keys:?} vs {entry:?}");
+    }
+
+    #[test]
+    fn execute_writes_the_registry_and_receipts_what_it_did() {
+        let registry = MemoryTagRegistry::new();
+        let config = config();
+        let request =
+            parse_purge_body(br#"{"tags":["a","b"],"hosts":["x.com"]}"#, &[]).expect("valid");
+        let ctx = PurgeContext {
+            config: &config,
+            ignored_query_params: &[],
+            site_host: "x.com",
+            now_ms: 9_000,
+        };
+        let outcome = block_on(execute_purge(&registry, &request, ctx)).expect("purged");
+        assert_eq!(outcome.receipt.registry_keys, 3);
+        assert!(outcome.receipt.shards_written >= 1);
+        assert_eq!(outcome.receipt.cloudflare, CloudflareForwarding::Disabled);
+        assert_eq!(outcome.registry_keys, ["a", "b", "host:x.com"]);
+        let found = block_on(lookup_keys(
+            &registry,
+            &outcome.registry_keys,
+            config.shards,
+        ))
+        .expect("lookup");
+        assert!(found.values().all(|t| t.hard_ms == 9_000));
+
+        let json: serde_json::Value =
+            serde_json::from_slice(outcome.receipt.to_response().body()).expect("json");
+        assert_eq!(json["ok"], true);
+        assert_eq!(json["purged"]["tags"], serde_json::json!(["a", "b"]));
+        assert_eq!(json["cloudflare"]["status"], "disabled");
+    }
+
+    #[test]
+    fn dry_run_writes_nothing() {
+        let registry = MemoryTagRegistry::new();
+        let config = config();
+        let request = parse_purge_body(br#"{"tags":["a"],"dry_run":true}"#, &[]).expect("valid");
+        let ctx = PurgeContext {
+            config: &config,
+            ignored_query_params: &[],
+            site_host: "x.com",
+            now_ms: 9_000,
+        };
+        let outcome = block_on(execute_purge(&registry, &request, ctx)).expect("dry run");
+        assert_eq!(outcome.receipt.shards_written, 0);
+        assert!(outcome.registry_keys.is_empty());
+        assert!(registry.calls().is_empty());
+    }
+
+    #[test]
+    fn registry_failure_is_a_503_not_a_receipt() {
+        let registry = MemoryTagRegistry::new();
+        registry.set_failing(true);
+        let config = config();
+        let request = parse_purge_body(br#"{"tags":["a"]}"#, &[]).expect("valid");
+        let ctx = PurgeContext {
+            config: &config,
+            ignored_query_params: &[],
+            site_host: "x.com",
+            now_ms: 1,
+        };
+        let err = block_on(execute_purge(&registry, &request, ctx)).expect_err("fails");
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn config_has_defaults_and_names_the_bad_variable() {
+        let defaults = config_from(&[]).expect("valid");
+        assert_eq!(defaults, PurgeConfig::default());
+        assert!(defaults.token.is_none());
+        assert_eq!(defaults.sync_ms, 1000);
+
+        let tuned = config_from(&[
+            (VAR_PURGE_TOKEN, " 0123456789abcdef "),
+            (VAR_PURGE_SYNC_MS, "250"),
+            (VAR_PURGE_SHARDS, "16"),
+            (VAR_PURGE_PREFIX_TAGS, "/Products/, /blog/,/products/"),
+            (VAR_PURGE_RATE_PER_MIN, "5"),
+            (VAR_PURGE_STRIP_TAG_HEADERS, "false"),
+            (VAR_CF_ZONE_ID, "0123456789abcdef0123456789ABCDEF"),
+            (VAR_CF_API_TOKEN, "cf-token"),
+            (VAR_CF_PURGE_BATCH, "100"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            tuned.token.as_ref().map(SecretToken::expose),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(tuned.sync_ms, 250);
+        assert_eq!(tuned.shards, 16);
+        assert_eq!(tuned.prefix_tags, ["/products/", "/blog/"]);
+        assert_eq!(tuned.rate_per_min, 5);
+        assert!(!tuned.strip_tag_headers);
+        assert_eq!(tuned.cloudflare.as_ref().map(|c| c.batch_size), Some(100));
+
+        for (pairs, var) in [
+            (vec![(VAR_PURGE_TOKEN, "short")], VAR_PURGE_TOKEN),
+            (vec![(VAR_PURGE_SYNC_MS, "fast")], VAR_PURGE_SYNC_MS),
+            (vec![(VAR_PURGE_SHARDS, "0")], VAR_PURGE_SHARDS),
+            (vec![(VAR_PURGE_SHARDS, "65")], VAR_PURGE_SHARDS),
+            (
+                vec![(VAR_PURGE_PREFIX_TAGS, "products/")],
+                VAR_PURGE_PREFIX_TAGS,
+            ),
+            (
+                vec![(VAR_PURGE_STRIP_TAG_HEADERS, "yes")],
+                VAR_PURGE_STRIP_TAG_HEADERS,
+            ),
+            (
+                vec![(VAR_CF_ZONE_ID, "0123456789abcdef0123456789abcdef")],
+                VAR_CF_API_TOKEN,
+            ),
+            (vec![(VAR_CF_API_TOKEN, "t")], VAR_CF_ZONE_ID),
+            (
+                vec![(VAR_CF_ZONE_ID, "not-a-zone"), (VAR_CF_API_TOKEN, "t")],
+                VAR_CF_ZONE_ID,
+            ),
+        ] {
+            let err = config_from(&pairs).expect_err(var);
+            assert_eq!(err.variable, var, "{err}");
+        }
+        let err = config_from(&[(VAR_PURGE_TOKEN, "short-secret")]).expect_err("short");
+        assert!(!err.to_string().contains("short-secret"));
+    }
+}
