@@ -28,7 +28,7 @@ const JS = [
   "node_modules/lodash/lodash.js",
   "node_modules/underscore/underscore-umd.js",
   "node_modules/moment/moment.js",
-  "node_modules/marked/lib/marked.umd.js",
+  "node_modules/js-yaml/dist/js-yaml.cjs.js",
   "node_modules/acorn/dist/acorn.js",
   "node_modules/react/cjs/react.production.js",
   "node_modules/react-dom/cjs/react-dom-server-legacy.node.production.js",
@@ -44,7 +44,7 @@ const kb = (n) => (n / 1024).toFixed(1);
 function ours(command, file) {
   const out = path.join(scratch, "out");
   const result = spawnSync(bin, [command, file, "--out", out, "--repeat", String(REPEAT), "--timings"], { encoding: "utf8" });
-  if (result.status !== 0) return { error: result.stderr.trim().split("\n").pop() };
+  if (result.status !== 0) return { error: result.stderr.trim().split("\n").pop().replace(/^error: .*?: /, "") };
   const timings = JSON.parse(result.stderr.trim().split("\n").pop());
   return { bytes: readFileSync(out), ms: timings.best_ms };
 }
