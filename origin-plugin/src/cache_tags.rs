@@ -2,9 +2,12 @@
 //! as `Cache-Tag` (comma-separated, and optionally `Surrogate-Key`, space-separated),
 //! enforcing the limits the Cachefront edge enforces.
 //!
-//! Limits ([`TagLimits`]): a tag is printable ASCII without separators (`,` and space),
-//! at most 1024 bytes, compared case-insensitively (so written lowercase); the whole header
-//! stays within 16 KiB. A tag that breaks a limit is dropped and counted — never an error.
+//! Limits ([`TagLimits`]), the same the edge applies when it stores a response: a tag is
+//! printable ASCII without separators (`,` and space), at most 1024 bytes, compared
+//! case-insensitively (so written lowercase), and not one of the edge's own names (`*`,
+//! `host:…`, `url:…`, `prefix:…`); every tag costs its length plus one separator byte
+//! against a 16 KiB budget. A tag that breaks a limit is dropped and counted — never an
+//! error.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,63 +67,7 @@ impl IntoResponseParts for CacheTags {
     }
 }
 
-/// Why a tag was dropped. `as_str()` is the `reason` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TagRejection {
-    /// Empty after trimming.
-    Empty,
-    /// Longer than [`TagLimits::max_tag_bytes`].
-    TooLong,
-    /// Contains a byte outside printable ASCII, a comma or a space.
-    InvalidChar,
-    /// Would push the header past [`TagLimits::max_header_bytes`].
-    HeaderFull,
-}
-
-impl TagRejection {
-    /// Stable name for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TagRejection::Empty => "empty",
-            TagRejection::TooLong => "too_long",
-            TagRejection::InvalidChar => "invalid_char",
-            TagRejection::HeaderFull => "header_full",
-        }
-    }
-}
-
-/// The edge's limits on tags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TagLimits {
-    /// Longest tag, in bytes. Default 1024.
-    pub max_tag_bytes: usize,
-    /// Longest header value, in bytes. Default 16 KiB.
-    pub max_header_bytes: usize,
-}
-
-impl Default for TagLimits {
-    fn default() -> Self {
-        Self {
-            max_tag_bytes: 1024,
-            max_header_bytes: 16 * 1024,
-        }
-    }
-}
-
-/// Normalize one tag: trim, check characters and length, lowercase.
-pub fn normalize_tag(tag: &str, limits: &TagLimits) -> Result<String, TagRejection> {
-    let tag = tag.trim();
-    if tag.is_empty() {
-        return Err(TagRejection::Empty);
-    }
-    if !tag.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-        return Err(TagRejection::InvalidChar);
-    }
-    if tag.len() > limits.max_tag_bytes {
-        return Err(TagRejection::TooLong);
-    }
-    Ok(tag.to_ascii_lowercase())
-}
+pub use crate::tag_rules::{normalize_tag, TagLimits, TagRejection};
 
 /// Tags ready to write, and the ones dropped with their reasons.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,8 +78,8 @@ pub struct EncodedTags {
     pub dropped: Vec<(String, TagRejection)>,
 }
 
-/// Normalize, de-duplicate and fit tags into one header value of at most
-/// `limits.max_header_bytes` (`", "`-free, joined with `,`).
+/// Normalize, de-duplicate and fit tags into one header value within
+/// `limits.max_header_bytes` (joined with `,`), dropping reserved names.
 pub fn encode_tags<'a>(tags: impl IntoIterator<Item = &'a str>, limits: &TagLimits) -> EncodedTags {
     let mut out = EncodedTags::default();
     let mut size = 0usize;
@@ -142,7 +89,8 @@ pub fn encode_tags<'a>(tags: impl IntoIterator<Item = &'a str>, limits: &TagLimi
                 if out.kept.contains(&tag) {
                     continue;
                 }
-                let extra = tag.len() + usize::from(!out.kept.is_empty());
+                // Counted as the edge counts: every tag costs its bytes plus a separator.
+                let extra = tag.len() + 1;
                 if size + extra > limits.max_header_bytes {
                     out.dropped.push((raw.to_owned(), TagRejection::HeaderFull));
                     continue;
@@ -170,19 +118,14 @@ pub struct CacheTagConfig {
 #[derive(Clone, Debug)]
 struct TagCounters {
     emitted: Counter,
-    dropped: [Counter; 4],
+    dropped: [Counter; 5],
 }
 
 impl Default for TagCounters {
     fn default() -> Self {
         Self {
             emitted: Counter::noop(),
-            dropped: [
-                Counter::noop(),
-                Counter::noop(),
-                Counter::noop(),
-                Counter::noop(),
-            ],
+            dropped: std::array::from_fn(|_| Counter::noop()),
         }
     }
 }
@@ -194,6 +137,7 @@ impl TagCounters {
             TagRejection::TooLong => 1,
             TagRejection::InvalidChar => 2,
             TagRejection::HeaderFull => 3,
+            TagRejection::Reserved => 4,
         }]
     }
 }
@@ -237,6 +181,7 @@ impl CacheTagLayer {
                 d(TagRejection::TooLong),
                 d(TagRejection::InvalidChar),
                 d(TagRejection::HeaderFull),
+                d(TagRejection::Reserved),
             ],
         };
         self
@@ -382,12 +327,24 @@ mod tests {
     }
 
     #[test]
+    fn reserved_edge_names_are_dropped() {
+        let e = encode_tags(
+            ["Host:shop.example", "url:x", "PREFIX:/a/", "*", "hostname"],
+            &TagLimits::default(),
+        );
+        assert_eq!(e.kept, vec!["hostname"]);
+        assert!(e.dropped.iter().all(|(_, r)| *r == TagRejection::Reserved));
+        assert_eq!(e.dropped.len(), 4);
+    }
+
+    #[test]
     fn header_stays_within_budget() {
         let tags: Vec<String> = (0..100)
             .map(|i| format!("{i:03}-{}", "t".repeat(496)))
             .collect();
         let e = encode_tags(tags.iter().map(String::as_str), &TagLimits::default());
-        assert!(e.kept.join(",").len() <= 16 * 1024);
+        // The edge counts every tag with a separator: stay within that count too.
+        assert!(e.kept.iter().map(|t| t.len() + 1).sum::<usize>() <= 16 * 1024);
         assert_eq!(e.kept.len() + e.dropped.len(), 100);
         assert!(e
             .dropped

@@ -50,6 +50,7 @@
 pub mod error;
 #[cfg_attr(not(any(feature = "metrics", feature = "profiling")), allow(dead_code))]
 mod route;
+mod tag_rules;
 
 #[cfg(feature = "assets")]
 pub mod assets;

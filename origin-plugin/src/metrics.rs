@@ -45,6 +45,8 @@ pub mod names {
     pub const CACHE_TAGS_DROPPED_TOTAL: &str = "cachefront_origin_cache_tags_dropped_total";
     /// Counter `{provider, kind}`: purge items accepted into the queue.
     pub const PURGE_ITEMS_ENQUEUED_TOTAL: &str = "cachefront_origin_purge_items_enqueued_total";
+    /// Counter `{provider, kind}`: purge items refused as invalid before queueing.
+    pub const PURGE_ITEMS_INVALID_TOTAL: &str = "cachefront_origin_purge_items_invalid_total";
     /// Counter `{provider}`: purge items dropped because the queue was full.
     pub const PURGE_QUEUE_DROPPED_TOTAL: &str = "cachefront_origin_purge_queue_dropped_total";
     /// Gauge `{provider}`: purge items waiting in the queue.
@@ -206,6 +208,11 @@ impl Metrics {
         c(
             PURGE_ITEMS_ENQUEUED_TOTAL,
             "Purge items accepted into the purge queue, by provider and kind.",
+            None,
+        );
+        c(
+            PURGE_ITEMS_INVALID_TOTAL,
+            "Purge items refused as invalid before queueing, by provider and kind.",
             None,
         );
         c(

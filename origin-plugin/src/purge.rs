@@ -103,7 +103,19 @@ impl PurgeRequest {
     /// Split into requests of at most `max` items each; with `one_kind`, each request
     /// carries a single kind (APIs like Cloudflare's refuse mixed bodies).
     pub fn split(&self, max: usize, one_kind: bool) -> Vec<PurgeRequest> {
+        self.split_bounded(max, one_kind, usize::MAX)
+    }
+
+    /// Like [`split`](Self::split), also keeping the items of each request within about
+    /// `max_item_bytes` (each item counted with 4 bytes of JSON quoting and separators).
+    pub fn split_bounded(
+        &self,
+        max: usize,
+        one_kind: bool,
+        max_item_bytes: usize,
+    ) -> Vec<PurgeRequest> {
         let max = max.max(1);
+        let mut bytes = 0usize;
         if self.everything {
             return vec![PurgeRequest {
                 everything: true,
@@ -124,6 +136,7 @@ impl PurgeRequest {
         ];
         for (items, field) in kinds {
             if one_kind && !cur.is_empty() {
+                bytes = 0;
                 out.push(std::mem::replace(
                     &mut cur,
                     PurgeRequest {
@@ -133,7 +146,9 @@ impl PurgeRequest {
                 ));
             }
             for item in items {
-                if cur.len() >= max {
+                let cost = item.len() + 4;
+                if cur.len() >= max || (!cur.is_empty() && bytes + cost > max_item_bytes) {
+                    bytes = 0;
                     out.push(std::mem::replace(
                         &mut cur,
                         PurgeRequest {
@@ -142,6 +157,7 @@ impl PurgeRequest {
                         },
                     ));
                 }
+                bytes += cost;
                 field(&mut cur).push(item.clone());
             }
         }
@@ -165,6 +181,10 @@ pub trait PurgeProvider: Send + Sync + 'static {
     fn mixed_kinds(&self) -> bool {
         true
     }
+    /// Most bytes of items one call may carry (the API's body limit, less room for JSON).
+    fn max_item_bytes(&self) -> usize {
+        usize::MAX
+    }
     /// Send one batch of at most [`max_batch`](Self::max_batch) items.
     fn send<'a>(
         &'a self,
@@ -173,7 +193,8 @@ pub trait PurgeProvider: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), PurgeError>>;
 }
 
-/// The Cachefront edge: `POST {base}/__cachefront/purge` with a bearer token.
+/// The Cachefront edge: `POST {base}/__cachefront/purge` with a bearer token. Prefixes are
+/// paths the edge was configured with (`PURGE_PREFIX_TAGS`, e.g. `/blog/`).
 #[derive(Debug, Clone)]
 pub struct EdgePurge {
     endpoint: String,
@@ -203,6 +224,15 @@ impl PurgeProvider for EdgePurge {
     }
     fn max_batch(&self) -> usize {
         self.max_batch
+    }
+    /// The edge refuses a whole request when one item is invalid (e.g. a prefix it was not
+    /// configured with): one kind per call keeps a bad prefix from costing the tags.
+    fn mixed_kinds(&self) -> bool {
+        false
+    }
+    /// The edge accepts bodies up to 64 KiB.
+    fn max_item_bytes(&self) -> usize {
+        60 * 1024
     }
     fn send<'a>(
         &'a self,
@@ -470,6 +500,9 @@ pub struct Enqueued {
     pub accepted: usize,
     /// Items dropped (queue full or client stopped).
     pub dropped: usize,
+    /// Items refused as invalid (a tag the edge would refuse, a URL that is not absolute
+    /// http(s), a malformed host): never sent, so they cannot sink a whole batch.
+    pub invalid: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -506,6 +539,7 @@ enum Msg {
 #[derive(Clone)]
 struct PurgeCounters {
     enqueued: [Counter; 5],
+    invalid: [Counter; 5],
     dropped: Counter,
     depth: Gauge,
     ok: Counter,
@@ -518,6 +552,7 @@ impl PurgeCounters {
     fn noop() -> Self {
         Self {
             enqueued: std::array::from_fn(|_| Counter::noop()),
+            invalid: std::array::from_fn(|_| Counter::noop()),
             dropped: Counter::noop(),
             depth: Gauge::noop(),
             ok: Counter::noop(),
@@ -550,6 +585,12 @@ impl PurgeCounters {
                     &[("provider", provider), ("kind", k.as_str())],
                 )
             }),
+            invalid: kinds.map(|k| {
+                m.counter(
+                    names::PURGE_ITEMS_INVALID_TOTAL,
+                    &[("provider", provider), ("kind", k.as_str())],
+                )
+            }),
             dropped: m.counter(names::PURGE_QUEUE_DROPPED_TOTAL, &[("provider", provider)]),
             depth: m.gauge(names::PURGE_QUEUE_DEPTH, &[("provider", provider)]),
             ok: outcome("ok"),
@@ -561,6 +602,55 @@ impl PurgeCounters {
 
     fn enqueued(&self, k: Kind) -> &Counter {
         &self.enqueued[k as usize]
+    }
+
+    fn invalid(&self, k: Kind) -> &Counter {
+        &self.invalid[k as usize]
+    }
+}
+
+/// Check and normalize one item the way the edge will, so one bad item never makes the
+/// edge refuse a batch.
+fn validate(kind: Kind, value: String) -> Result<String, &'static str> {
+    let v = value.trim();
+    match kind {
+        Kind::Everything => Ok(String::new()),
+        Kind::Tag => crate::tag_rules::normalize_tag(v, &crate::tag_rules::TagLimits::default())
+            .map_err(crate::tag_rules::TagRejection::as_str),
+        Kind::Url => {
+            let ok = v.len() <= 4096
+                && (v.starts_with("https://") || v.starts_with("http://"))
+                && v.split("://")
+                    .nth(1)
+                    .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+                && v.bytes().all(|b| b.is_ascii_graphic());
+            if ok {
+                Ok(v.to_owned())
+            } else {
+                Err("url must be an absolute http(s) URL of at most 4096 bytes")
+            }
+        }
+        Kind::Prefix => {
+            let ok = !v.is_empty() && v.len() <= 1024 && v.bytes().all(|b| b.is_ascii_graphic());
+            if ok {
+                Ok(v.to_owned())
+            } else {
+                Err("prefix must be printable ASCII, at most 1024 bytes")
+            }
+        }
+        Kind::Host => {
+            let host = v.to_ascii_lowercase();
+            let ok = !host.is_empty()
+                && host.len() <= 253
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                });
+            if ok {
+                Ok(host)
+            } else {
+                Err("host must be a host name such as www.example.com")
+            }
+        }
     }
 }
 
@@ -634,7 +724,8 @@ impl PurgeClient {
         }
     }
 
-    /// Purge these cache tags (lowercased, trimmed; empty ones skipped).
+    /// Purge these cache tags (trimmed, lowercased; tags the edge would refuse are counted
+    /// in [`Enqueued::invalid`] and never sent).
     pub fn purge_tags<I, T>(&self, tags: I) -> Enqueued
     where
         I: IntoIterator<Item = T>,
@@ -642,8 +733,7 @@ impl PurgeClient {
     {
         self.enqueue(
             Kind::Tag,
-            tags.into_iter()
-                .map(|t| t.as_ref().trim().to_ascii_lowercase()),
+            tags.into_iter().map(|t| t.as_ref().to_owned()),
             false,
         )
     }
@@ -656,8 +746,7 @@ impl PurgeClient {
     {
         self.enqueue(
             Kind::Tag,
-            tags.into_iter()
-                .map(|t| t.as_ref().trim().to_ascii_lowercase()),
+            tags.into_iter().map(|t| t.as_ref().to_owned()),
             true,
         )
     }
@@ -711,9 +800,15 @@ impl PurgeClient {
     fn enqueue(&self, kind: Kind, values: impl Iterator<Item = String>, soft: bool) -> Enqueued {
         let mut out = Enqueued::default();
         for value in values {
-            if kind != Kind::Everything && value.is_empty() {
-                continue;
-            }
+            let value = match validate(kind, value) {
+                Ok(v) => v,
+                Err(reason) => {
+                    out.invalid += 1;
+                    self.counters.invalid(kind).increment(1);
+                    tracing::warn!(target: "cachefront_origin::purge", kind = kind.as_str(), reason, "invalid purge item refused");
+                    continue;
+                }
+            };
             // Count before sending so the sender's decrement never runs first.
             self.depth.fetch_add(1, Ordering::Relaxed);
             match self.tx.try_send(Msg::Item { kind, value, soft }) {
@@ -874,7 +969,7 @@ impl Sender {
             if req.is_empty() {
                 continue;
             }
-            for part in req.split(max, !mixed) {
+            for part in req.split_bounded(max, !mixed, self.provider.max_item_bytes()) {
                 self.send_with_retries(&part).await;
             }
         }

@@ -43,7 +43,8 @@ async fn edge_purges_are_batched_and_deduplicated() {
         client.purge_tags(&tags),
         Enqueued {
             accepted: 250,
-            dropped: 0
+            dropped: 0,
+            invalid: 0
         }
     );
     assert_eq!(
@@ -64,27 +65,104 @@ async fn edge_purges_are_batched_and_deduplicated() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn soft_everything_and_mixed_kinds_use_the_edge_body_shape() {
+async fn soft_everything_and_each_kind_use_the_edge_body_shape() {
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
     let client = PurgeClient::new(EdgePurge::new(&edge.base(), "edge-secret"), fast_retries());
     client.soft_purge_tags(["a", "B"]);
     client.flush().await;
     client.purge_urls(["https://shop.example/products/1"]);
-    client.purge_prefixes(["shop.example/products/"]);
+    client.purge_prefixes(["/products/"]);
     client.purge_hosts(["Shop.Example"]);
     client.flush().await;
     client.purge_everything();
     client.flush().await;
     assert!(edge.violations().is_empty(), "{:?}", edge.violations());
     let bodies: Vec<Value> = edge.received().into_iter().map(|r| r.body).collect();
+    // One kind per call: the edge refuses a whole request for one bad item.
     assert_eq!(
         bodies,
         vec![
             json!({"tags": ["a", "b"], "soft": true}),
-            json!({"urls": ["https://shop.example/products/1"], "prefixes": ["shop.example/products/"], "hosts": ["shop.example"]}),
+            json!({"urls": ["https://shop.example/products/1"]}),
+            json!({"prefixes": ["/products/"]}),
+            json!({"hosts": ["shop.example"]}),
             json!({"everything": true}),
         ]
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn items_the_edge_would_refuse_are_never_sent_and_cannot_sink_a_batch() {
+    let metrics = Metrics::new();
+    let edge = PurgeStandIn::start(edge_contract, vec![]).await;
+    let client = PurgeClient::with_metrics(
+        EdgePurge::new(&edge.base(), "edge-secret"),
+        fast_retries(),
+        &metrics,
+    );
+    let long = "x".repeat(1025);
+    let got = client.purge_tags([
+        "Product:9",
+        "has space",
+        "url:shop.example/",
+        "*",
+        "é",
+        long.as_str(),
+        "",
+    ]);
+    assert_eq!(
+        got,
+        Enqueued {
+            accepted: 1,
+            dropped: 0,
+            invalid: 6
+        }
+    );
+    assert_eq!(
+        client
+            .purge_urls(["/relative", "ftp://x/y", "https://ok.example/a"])
+            .invalid,
+        2
+    );
+    assert_eq!(client.purge_hosts(["bad host", "Good.Example"]).invalid, 1);
+    client.flush().await;
+    assert!(edge.violations().is_empty(), "{:?}", edge.violations());
+    let bodies: Vec<Value> = edge.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        bodies,
+        vec![
+            json!({"tags": ["product:9"]}),
+            json!({"urls": ["https://ok.example/a"]}),
+            json!({"hosts": ["good.example"]}),
+        ]
+    );
+    let text = metrics.render();
+    assert!(
+        text.contains(
+            r#"cachefront_origin_purge_items_invalid_total{provider="edge",kind="tag"} 6"#
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn edge_calls_stay_within_the_body_limit() {
+    let edge = PurgeStandIn::start(edge_contract, vec![]).await;
+    let client = PurgeClient::new(EdgePurge::new(&edge.base(), "edge-secret"), fast_retries());
+    // 100 tags of 1000 bytes: one 100-item call would be ~100 KiB, over the edge's 64 KiB.
+    let tags: Vec<String> = (0..100)
+        .map(|i| format!("{i:03}-{}", "t".repeat(996)))
+        .collect();
+    assert_eq!(client.purge_tags(&tags).accepted, 100);
+    client.flush().await;
+    assert!(edge.violations().is_empty(), "{:?}", edge.violations());
+    let got = edge.received();
+    assert!(got.len() >= 2);
+    assert!(got
+        .iter()
+        .all(|r| serde_json::to_vec(&r.body).map_or(usize::MAX, |b| b.len()) <= 64 * 1024));
+    let sent: usize = got.iter().map(|r| strings(&r.body["tags"]).len()).sum();
+    assert_eq!(sent, 100);
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -188,7 +266,8 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         client.purge_tags(&tags),
         Enqueued {
             accepted: 10,
-            dropped: 15
+            dropped: 15,
+            invalid: 0
         }
     );
     let text = metrics.render();

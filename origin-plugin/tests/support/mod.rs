@@ -457,8 +457,13 @@ fn string_array(v: &serde_json::Value, key: &str) -> Result<usize, String> {
     Ok(arr.len())
 }
 
-/// The Cachefront edge purge API: `POST /__cachefront/purge`, `Authorization: Bearer
-/// edge-secret`, JSON object with tags/urls/prefixes/hosts (string arrays), everything/soft (true).
+/// The Cachefront edge purge API as the worker validates it (src/purge.rs):
+/// `POST /__cachefront/purge`, `Authorization: Bearer edge-secret`, a JSON object of at
+/// most 64 KiB with tags / urls / prefixes / hosts (string arrays, at most 1000 items in
+/// all) and everything / soft (booleans); tags printable ASCII, at most 1024 bytes, not
+/// reserved (`*`, `host:`, `url:`, `prefix:`); urls absolute http(s); prefixes among the
+/// configured ones (this stand-in is configured with `/products/`); hosts host names.
+/// One bad item makes the edge refuse the whole request.
 pub fn edge_contract(r: &Received) -> Result<serde_json::Value, String> {
     if r.method != "POST" || r.path != "/__cachefront/purge" {
         return Err(format!("unexpected {} {}", r.method, r.path));
@@ -469,23 +474,58 @@ pub fn edge_contract(r: &Received) -> Result<serde_json::Value, String> {
     if !header(r, "content-type").is_some_and(|c| c.starts_with("application/json")) {
         return Err("content-type must be application/json".into());
     }
+    if serde_json::to_vec(&r.body).map_or(0, |b| b.len()) > 64 * 1024 {
+        return Err("body larger than 64 KiB".into());
+    }
     let obj = r.body.as_object().ok_or("body must be a JSON object")?;
     let mut items = 0;
+    let mut everything = false;
     for (k, v) in obj {
         match k.as_str() {
-            "tags" | "urls" | "prefixes" | "hosts" => items += string_array(&r.body, k)?,
+            "tags" | "urls" | "prefixes" | "hosts" => {
+                items += string_array(&r.body, k)?;
+                for item in v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str())
+                {
+                    let ok = match k.as_str() {
+                        "tags" => {
+                            item.len() <= 1024
+                                && item.bytes().all(|b| (0x21..=0x7e).contains(&b))
+                                && item != "*"
+                                && !["host:", "url:", "prefix:"]
+                                    .iter()
+                                    .any(|p| item.to_ascii_lowercase().starts_with(p))
+                        }
+                        "urls" => item.starts_with("https://") || item.starts_with("http://"),
+                        "prefixes" => item == "/products/",
+                        _ => item
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)),
+                    };
+                    if !ok {
+                        return Err(format!(
+                            "invalid item in {k}: {:?}",
+                            &item[..item.len().min(40)]
+                        ));
+                    }
+                }
+            }
             "everything" | "soft" => {
-                if v != &serde_json::Value::Bool(true) {
-                    return Err(format!("{k} must be true when present"));
+                if !v.is_boolean() {
+                    return Err(format!("{k} must be a boolean"));
                 }
-                if k == "everything" {
-                    items += 1;
-                }
+                everything |= k == "everything" && v == &serde_json::Value::Bool(true);
             }
             other => return Err(format!("unknown field {other}")),
         }
     }
-    if items == 0 {
+    if items > 1000 {
+        return Err(format!("{items} items; at most 1000"));
+    }
+    if items == 0 && !everything {
         return Err("nothing to purge".into());
     }
     Ok(serde_json::json!({"ok": true, "purged": items}))
