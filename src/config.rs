@@ -35,6 +35,16 @@ pub const VAR_CACHE_REVALIDATION_WINDOW_SECS: &str = "CACHE_REVALIDATION_WINDOW_
 pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
 /// Longest time an entry stays in the memory tier.
 pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
+/// `on` (default) / `off`: rewrite origin HTML (asset URLs, lazy images, preload hints).
+pub const VAR_HTML_REWRITE: &str = "HTML_REWRITE";
+/// `off` (default), `on`, or a list of widths: responsive `srcset` via image resizing.
+pub const VAR_IMAGE_RESIZING: &str = "IMAGE_RESIZING";
+/// Cap on the HTML rewriter's buffers.
+pub const VAR_HTML_REWRITE_MEMORY_BYTES: &str = "HTML_REWRITE_MEMORY_BYTES";
+/// Where the asset build's manifest is served from (the ASSETS binding).
+pub const VAR_ASSET_MANIFEST: &str = "ASSET_MANIFEST";
+/// `Cache-Control` of HTML pages served from the asset store.
+pub const VAR_HTML_CACHE_CONTROL: &str = "HTML_CACHE_CONTROL";
 /// Secret bearer token of the operator endpoints (purge, health); a secret, not a var.
 pub const VAR_PURGE_TOKEN: &str = "PURGE_TOKEN";
 /// Consecutive failures that mark an origin down.
@@ -124,7 +134,20 @@ pub struct Config {
     pub health_sync_secs: u64,
     /// Secret guarding the operator endpoints; `None` turns them off.
     pub admin_token: Option<String>,
+    pub assets: AssetSettings,
     pub retry: RetryPolicy,
+}
+
+/// How the edge treats assets and origin HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssetSettings {
+    pub html_rewrite: bool,
+    /// Widths for responsive `srcset`; `None`: image resizing off.
+    pub image_widths: Option<Vec<u32>>,
+    pub html_rewrite_memory_bytes: usize,
+    /// Path of `manifest.json` in the asset store.
+    pub manifest_path: String,
+    pub html_cache_control: String,
 }
 
 /// A configuration problem: which variable is wrong and why.
@@ -205,6 +228,37 @@ impl Config {
                 cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30)?.saturating_mul(1000),
             },
             health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10)?,
+            assets: AssetSettings {
+                html_rewrite: switch(VAR_HTML_REWRITE, lookup(VAR_HTML_REWRITE).as_deref(), true)?,
+                image_widths: image_widths(lookup(VAR_IMAGE_RESIZING).as_deref())?,
+                html_rewrite_memory_bytes: usize::try_from(number(
+                    VAR_HTML_REWRITE_MEMORY_BYTES,
+                    4 * 1024 * 1024,
+                )?)
+                .map_err(|_| ConfigError::new(VAR_HTML_REWRITE_MEMORY_BYTES, "is too large"))?,
+                manifest_path: match lookup(VAR_ASSET_MANIFEST) {
+                    None => "/manifest.json".to_owned(),
+                    Some(path) if path.starts_with('/') && path.parse::<http::Uri>().is_ok() => {
+                        path
+                    }
+                    Some(path) => {
+                        return Err(ConfigError::new(
+                            VAR_ASSET_MANIFEST,
+                            format_args!("{path:?} must be a path starting with '/'"),
+                        ))
+                    }
+                },
+                html_cache_control: match lookup(VAR_HTML_CACHE_CONTROL) {
+                    None => "public, max-age=60, stale-while-revalidate=300".to_owned(),
+                    Some(v) if http::HeaderValue::from_str(&v).is_ok() && !v.trim().is_empty() => v,
+                    Some(v) => {
+                        return Err(ConfigError::new(
+                            VAR_HTML_CACHE_CONTROL,
+                            format_args!("{v:?} is not a valid header value"),
+                        ))
+                    }
+                },
+            },
             admin_token: lookup(VAR_PURGE_TOKEN)
                 .map(|t| t.trim().to_owned())
                 .filter(|t| !t.is_empty()),
@@ -330,6 +384,42 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         });
     }
     Ok(origins)
+}
+
+fn switch(var: &'static str, raw: Option<&str>, default: bool) -> Result<bool, ConfigError> {
+    match raw.map(str::trim) {
+        None => Ok(default),
+        Some("on" | "true" | "1") => Ok(true),
+        Some("off" | "false" | "0") => Ok(false),
+        Some(other) => Err(ConfigError::new(
+            var,
+            format_args!("expected \"on\" or \"off\", got {other:?}"),
+        )),
+    }
+}
+
+/// `off`, `on` (default widths) or a comma-separated list of widths.
+fn image_widths(raw: Option<&str>) -> Result<Option<Vec<u32>>, ConfigError> {
+    let var = VAR_IMAGE_RESIZING;
+    match raw.map(str::trim) {
+        None | Some("off" | "false" | "0" | "") => Ok(None),
+        Some("on" | "true" | "1") => Ok(Some(vec![320, 640, 960, 1280, 1920])),
+        Some(list) => {
+            let mut widths = list
+                .split(',')
+                .map(|w| match w.trim().parse::<u32>() {
+                    Ok(n) if (1..=8192).contains(&n) => Ok(n),
+                    _ => Err(ConfigError::new(
+                        var,
+                        format_args!("{w:?} is not a width in pixels (1-8192)"),
+                    )),
+                })
+                .collect::<Result<Vec<u32>, _>>()?;
+            widths.sort_unstable();
+            widths.dedup();
+            Ok(Some(widths))
+        }
+    }
 }
 
 fn status_list(var: &'static str, raw: &str) -> Result<Vec<u16>, ConfigError> {
@@ -559,6 +649,34 @@ mod tests {
         }
         let negative = origins_error(r#"[{"name":"a","url":"http://a","priority":-1}]"#);
         assert!(negative.contains("expected u32"), "{negative}");
+    }
+
+    #[test]
+    fn asset_settings_have_defaults_and_are_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let defaults = config_from(&[origins]).expect("valid").assets;
+        assert!(defaults.html_rewrite);
+        assert_eq!(defaults.image_widths, None);
+        assert_eq!(defaults.manifest_path, "/manifest.json");
+        let tuned = config_from(&[
+            origins,
+            (VAR_IMAGE_RESIZING, "640, 320"),
+            (VAR_HTML_REWRITE, "off"),
+        ])
+        .expect("valid")
+        .assets;
+        assert_eq!(tuned.image_widths, Some(vec![320, 640]));
+        assert!(!tuned.html_rewrite);
+        for (var, bad) in [
+            (VAR_IMAGE_RESIZING, "wide"),
+            (VAR_HTML_REWRITE, "maybe"),
+            (VAR_ASSET_MANIFEST, "manifest.json"),
+        ] {
+            assert_eq!(
+                config_from(&[origins, (var, bad)]).expect_err(bad).variable,
+                var
+            );
+        }
     }
 
     #[test]

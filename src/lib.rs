@@ -13,6 +13,7 @@ pub mod cache_status;
 pub mod coalesce;
 pub mod conditional;
 pub mod config;
+pub mod edge_assets;
 pub mod error;
 pub mod forward;
 pub mod health;

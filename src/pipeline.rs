@@ -12,12 +12,14 @@ use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde::Serialize;
 
+use crate::assets::Manifest;
 use crate::auth::{self, TokenCheck};
 use crate::cache_key::{self, KeyRules};
 use crate::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
 use crate::coalesce::{Coalescer, Role};
 use crate::conditional;
 use crate::config::{Config, ConfigError};
+use crate::edge_assets::{self, HtmlOutcome};
 use crate::error::{AttemptFailure, EdgeError};
 use crate::forward;
 use crate::health::{self, Availability, OriginHealth, SharedHealth};
@@ -98,6 +100,8 @@ pub struct IsolateState {
     /// Keys being refreshed in the background, so each is refreshed once.
     refreshing: Rc<RefCell<HashSet<String>>>,
     origins: Rc<RefCell<OriginBook>>,
+    /// The asset build's manifest, read once per isolate (`None` inside: absent).
+    manifest: Rc<RefCell<Option<Option<Rc<Manifest>>>>>,
 }
 
 impl IsolateState {
@@ -107,6 +111,7 @@ impl IsolateState {
             coalescer: Coalescer::default(),
             refreshing: Rc::default(),
             origins: Rc::default(),
+            manifest: Rc::default(),
         }
     }
 
@@ -312,7 +317,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if readable {
             match self.platform.assets().fetch(&request).await {
                 Ok(asset) if asset.status() != StatusCode::NOT_FOUND => {
-                    return (asset, CacheStatus::asset())
+                    let manifest = self.manifest(&request, trace).await;
+                    let path = request.uri().path();
+                    let asset = edge_assets::decorate_asset(
+                        path,
+                        asset,
+                        manifest.as_deref(),
+                        &self.config.assets,
+                    );
+                    return (asset, CacheStatus::asset());
                 }
                 Ok(_) => {}
                 Err(e) => trace.warnings.push(format!("asset store failed: {e}")),
@@ -571,6 +584,42 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
             Err(err) => error_answer(err, fwd, trace),
         }
+    }
+
+    /// The asset build's manifest from the asset store, read on first use.
+    /// Assets only change with a deploy, which starts new isolates.
+    async fn manifest(&self, request: &Request<Body>, trace: &mut Trace) -> Option<Rc<Manifest>> {
+        if let Some(loaded) = self.isolate.manifest.borrow().as_ref() {
+            return loaded.clone();
+        }
+        let mut url = request.uri().clone().into_parts();
+        url.path_and_query = self.config.assets.manifest_path.parse().ok();
+        let mut fetch = Request::new(Body::new());
+        if let Ok(uri) = Uri::from_parts(url) {
+            *fetch.uri_mut() = uri;
+        }
+        let loaded = match self.platform.assets().fetch(&fetch).await {
+            Ok(response) if response.status() == StatusCode::OK => {
+                match Manifest::from_json(response.body()) {
+                    Ok(manifest) => Some(Rc::new(manifest)),
+                    Err(e) => {
+                        trace
+                            .warnings
+                            .push(format!("asset manifest unreadable: {e}"));
+                        None
+                    }
+                }
+            }
+            Ok(_) => None,
+            Err(e) => {
+                trace
+                    .warnings
+                    .push(format!("asset manifest not loaded: {e}"));
+                return None;
+            }
+        };
+        *self.isolate.manifest.borrow_mut() = Some(loaded.clone());
+        loaded
     }
 
     /// Method and bearer-token checks of an operator endpoint.
@@ -944,6 +993,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
 
+        let response = if edge_assets::should_rewrite(&response, &self.config.assets) {
+            let manifest = self.manifest(&request, trace).await;
+            let page = request.uri().path().to_owned();
+            let (rewritten, outcome) = edge_assets::rewrite_origin_html(
+                response,
+                &page,
+                manifest.as_deref(),
+                &self.config.assets,
+            );
+            if let HtmlOutcome::Kept(why) = outcome {
+                trace
+                    .warnings
+                    .push(format!("HTML served as the origin sent it: {why}"));
+            }
+            rewritten
+        } else {
+            response
+        };
         let (answer, encoded) = self.take_response(&request, key, response, times, fwd);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());

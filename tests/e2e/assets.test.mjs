@@ -1,0 +1,88 @@
+// Assets at the edge, end to end in workerd: the built site (dist/www) with
+// fingerprinted, immutable files, and origin HTML rewritten on the way
+// through (asset URLs from the build manifest, lazy images, preload hints).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { originsVar, repoRoot, startOrigin, startWorker } from './harness.mjs';
+
+const manifest = JSON.parse(readFileSync(path.join(repoRoot, 'dist/www/manifest.json'), 'utf8')).assets;
+const fingerprinted = (logical) => manifest[logical].path;
+
+const ORIGIN_PAGE = `<!doctype html><html><head>
+<link rel="stylesheet" href="/css/site.css">
+<script src="/js/app.js" defer></script>
+</head><body>
+<img src="/images/hero.png" width="1200" height="500" alt="hero">
+<img src="/images/products/alpine-tent.png" width="800" height="600" alt="tent">
+</body></html>`;
+
+describe('assets and origin HTML at the edge', () => {
+  let origin;
+  let worker;
+  let resizing;
+
+  before(async () => {
+    origin = await startOrigin((req, res) => {
+      if (req.url.startsWith('/raw')) {
+        res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store, no-transform' });
+        res.end(ORIGIN_PAGE);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'public, max-age=60', etag: '"page-v1"' });
+      res.end(ORIGIN_PAGE);
+    });
+    const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]) };
+    worker = await startWorker({ vars });
+    resizing = await startWorker({ vars: { ...vars, IMAGE_RESIZING: '320,640' } });
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await resizing?.stop();
+    await origin?.close();
+  });
+
+  test('the built site references fingerprinted files, which are immutable', async () => {
+    const home = await fetch(`${worker.url}/`);
+    assert.equal(home.status, 200);
+    assert.equal(home.headers.get('cache-control'), 'public, max-age=60, stale-while-revalidate=300');
+    const html = await home.text();
+    const css = fingerprinted('/css/site.css');
+    assert.ok(html.includes(`href="${css}"`), 'the page links the fingerprinted stylesheet');
+    const asset = await fetch(`${worker.url}${css}`);
+    assert.equal(asset.status, 200);
+    assert.equal(asset.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.match(asset.headers.get('content-type'), /text\/css/);
+    assert.ok(asset.headers.get('etag'), 'the asset store gives an ETag');
+    await asset.text();
+  });
+
+  test('origin HTML gets manifest URLs, lazy images and preload hints', async () => {
+    const res = await fetch(`${worker.url}/shop/alpine-tent`);
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    assert.ok(html.includes(`href="${fingerprinted('/css/site.css')}"`), html);
+    assert.ok(html.includes(`src="${fingerprinted('/js/app.js')}"`), html);
+    assert.match(html, /<img src="[^"]*hero[^"]*"[^>]*alt="hero">/, 'the first image stays eager');
+    assert.match(html, /alt="tent" loading="lazy" decoding="async"/);
+    assert.match(res.headers.get('link'), new RegExp(`<${fingerprinted('/css/site.css')}>; rel=preload; as=style`));
+    assert.equal(res.headers.get('etag'), 'W/"page-v1"');
+    const hit = await fetch(`${worker.url}/shop/alpine-tent`);
+    assert.match(hit.headers.get('cache-status'), /^cachefront; hit/);
+    assert.equal(await hit.text(), html, 'the rewritten page is what is cached');
+  });
+
+  test('no-transform pages are served exactly as the origin sent them', async () => {
+    const res = await fetch(`${worker.url}/raw/page`);
+    assert.equal(await res.text(), ORIGIN_PAGE);
+    assert.equal(res.headers.get('link'), null);
+  });
+
+  test('IMAGE_RESIZING adds srcset through Cloudflare image resizing', async () => {
+    const res = await fetch(`${resizing.url}/products/tent-with-resizing`);
+    const html = await res.text();
+    assert.match(html, /srcset="\/cdn-cgi\/image\/width=320,format=auto\/[^"]*alpine-tent[^"]* 320w, \/cdn-cgi\/image\/width=640,format=auto\//, html);
+  });
+});
