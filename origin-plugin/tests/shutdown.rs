@@ -113,3 +113,34 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .expect("process exits after draining");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_deadline_bounds_the_wait_for_stuck_requests() {
+    let (mut child, addr) = spawn_example(
+        "minimal",
+        &[("SHUTDOWN_DRAIN_MS", "0"), ("SHUTDOWN_DEADLINE_MS", "500")],
+    );
+    let base = format!("http://{addr}");
+    let client = http();
+    let stuck = {
+        let url = format!("{base}/sleep/30000");
+        tokio::spawn(async move { http().get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_flight_sleeps(&client, &base).await < 1.0 {
+        assert!(Instant::now() < deadline, "request never got in flight");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill(Pid::from_raw(child.pid() as i32), Signal::SIGTERM).expect("send SIGTERM");
+    // The 30 s request is abandoned after the 0.5 s deadline: the process exits 0 long
+    // before the handler would have finished.
+    let status = child
+        .wait_timeout(Duration::from_secs(20))
+        .expect("process exits once the deadline passes");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    let outcome = stuck.await.expect("task");
+    assert!(
+        outcome.is_err(),
+        "the stuck request cannot have completed: {outcome:?}"
+    );
+}
