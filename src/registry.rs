@@ -211,14 +211,38 @@ pub async fn lookup_keys<S: TagRegistryStore>(
 /// Per-isolate memo of registry answers, so the hit path normally makes no
 /// subrequest: an answer is trusted for `window_ms` after it was fetched.
 ///
-/// Use: `keys_to_refresh` → (if any) `lookup_keys` → `record`; then
-/// [`entry_state`] with the memo as the answers. On a failed lookup, older
-/// answers stay in use and unknown keys make the entry soft-purged.
+/// Use: `keys_to_refresh` → (if any) `lookup_keys` → `record(found,
+/// sent_at_ms)` with the time the lookup was *sent*; then [`entry_state`]
+/// with `answers_at(now_ms)`. When a lookup fails, answers up to
+/// [`RegistryMemo::max_answer_age_ms`] old are still trusted; older or missing
+/// ones make the entry soft-purged (revalidated), never live.
 #[derive(Debug, Clone)]
 pub struct RegistryMemo {
     window_ms: u64,
     max_keys: usize,
     known: HashMap<String, MemoEntry>,
+}
+
+/// The memo's answers as of a time: too-old answers keep their hard purge
+/// time but count as soft-purged.
+#[derive(Debug, Clone, Copy)]
+pub struct MemoAnswers<'a> {
+    memo: &'a RegistryMemo,
+    now_ms: u64,
+}
+
+impl RegistryAnswers for MemoAnswers<'_> {
+    fn times(&self, key: &str) -> Option<TagPurgeTimes> {
+        let entry = self.memo.known.get(key)?;
+        let age = self.now_ms.saturating_sub(entry.checked_at_ms);
+        if age > self.memo.max_answer_age_ms() {
+            return Some(TagPurgeTimes {
+                soft_ms: u64::MAX,
+                ..entry.times
+            });
+        }
+        Some(entry.times)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -235,6 +259,17 @@ impl RegistryMemo {
             max_keys: max_keys.max(1),
             known: HashMap::new(),
         }
+    }
+
+    /// How old an answer may get, while the registry cannot be reached,
+    /// before entries depending on it are revalidated: 10 windows, at least 10 s.
+    pub fn max_answer_age_ms(&self) -> u64 {
+        self.window_ms.saturating_mul(10).max(10_000)
+    }
+
+    /// What the memo knows at `now_ms`, for [`entry_state`].
+    pub fn answers_at(&self, now_ms: u64) -> MemoAnswers<'_> {
+        MemoAnswers { memo: self, now_ms }
     }
 
     /// The keys whose answer is missing or older than the window at `now_ms`.
@@ -308,12 +343,6 @@ impl RegistryMemo {
 
     pub fn is_empty(&self) -> bool {
         self.known.is_empty()
-    }
-}
-
-impl RegistryAnswers for RegistryMemo {
-    fn times(&self, key: &str) -> Option<TagPurgeTimes> {
-        self.known.get(key).map(|e| e.times)
     }
 }
 
@@ -559,12 +588,15 @@ mod tests {
         memo.record(answers(&[("a", 0, 0)]), 10_000);
         memo.note_purge(&tags(&["a", "new"]), false, 10_100);
         assert_eq!(
-            entry_state(&tags(&["a"]), 10_050, &memo),
+            entry_state(&tags(&["a"]), 10_050, &memo.answers_at(10_100)),
             EntryState::HardPurged
         );
         // A lagging answer from the registry does not undo the local purge.
         memo.record(answers(&[("a", 0, 0)]), 10_200);
-        assert_eq!(memo.times("a").map(|t| t.hard_ms), Some(10_100));
+        assert_eq!(
+            memo.answers_at(10_200).times("a").map(|t| t.hard_ms),
+            Some(10_100)
+        );
         // A key only purged locally still gets asked about.
         assert_eq!(memo.keys_to_refresh(&tags(&["new"]), 10_200), ["new"]);
     }
@@ -575,7 +607,7 @@ mod tests {
         memo.record(answers(&[("a", 0, 0)]), 0); // a and *
         memo.record(answers(&[("b", 0, 0), ("c", 0, 0)]), 5_000);
         assert!(memo.len() <= 3);
-        assert!(memo.times("b").is_some());
+        assert!(memo.answers_at(5_000).times("b").is_some());
     }
 
     #[test]
@@ -606,7 +638,10 @@ mod tests {
             }
         };
         refresh(&mut memo, 1_000);
-        assert_eq!(entry_state(&entry, 900, &memo), EntryState::Live);
+        assert_eq!(
+            entry_state(&entry, 900, &memo.answers_at(1_000)),
+            EntryState::Live
+        );
         block_on(purge_keys(
             &registry,
             &tags(&["product:7"]),
@@ -617,10 +652,42 @@ mod tests {
         .expect("purge");
         refresh(&mut memo, 1_500);
         // Within the window the memo still answers (no subrequest)...
-        assert_eq!(entry_state(&entry, 900, &memo), EntryState::Live);
+        let lookups = keys_by_shard(entry.iter().map(String::as_str), 4).len();
+        assert_eq!(
+            registry.calls().len(),
+            lookups + 1,
+            "no lookup within the window"
+        );
+        assert_eq!(
+            entry_state(&entry, 900, &memo.answers_at(1_500)),
+            EntryState::Live
+        );
         // ...and after it the purge is seen.
         refresh(&mut memo, 2_000);
-        assert_eq!(entry_state(&entry, 900, &memo), EntryState::HardPurged);
+        assert_eq!(
+            entry_state(&entry, 900, &memo.answers_at(2_000)),
+            EntryState::HardPurged
+        );
+    }
+
+    #[test]
+    fn answers_too_old_to_trust_make_entries_revalidate_but_keep_hard_purges() {
+        let mut memo = RegistryMemo::new(1_000, 100);
+        memo.record(answers(&[("a", 0, 0), ("b", 500, 0)]), 1_000);
+        let limit = 1_000 + memo.max_answer_age_ms();
+        assert_eq!(
+            entry_state(&tags(&["a"]), 900, &memo.answers_at(limit)),
+            EntryState::Live,
+            "a registry outage shorter than the limit changes nothing"
+        );
+        assert_eq!(
+            entry_state(&tags(&["a"]), 900, &memo.answers_at(limit + 1)),
+            EntryState::SoftPurged
+        );
+        assert_eq!(
+            entry_state(&tags(&["b"]), 400, &memo.answers_at(limit + 1)),
+            EntryState::HardPurged
+        );
     }
 
     #[test]
