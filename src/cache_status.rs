@@ -223,6 +223,16 @@ impl CacheStatus {
         self.outcome.as_str()
     }
 
+    /// Which tier produced the answer: `memory`, `edge`, `assets` or `origin`.
+    pub fn tier(&self) -> &'static str {
+        match (self.hit, self.detail) {
+            (true, Some("assets")) => "assets",
+            (true, Some("memory")) => "memory",
+            (true, _) => "edge",
+            (false, _) => "origin",
+        }
+    }
+
     /// The `Cache-Status` list member, e.g. `cachefront; fwd=uri-miss; fwd-status=200; stored`.
     pub fn member(&self) -> String {
         let mut out = String::from(CACHE_NAME);

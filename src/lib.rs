@@ -5,6 +5,7 @@
 //! compiled only for `wasm32`. The core runs natively against the in-memory
 //! platform in [`memory`] for tests and benches.
 
+pub mod analytics;
 pub mod assets;
 pub mod auth;
 pub mod cache_control;

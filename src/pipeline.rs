@@ -57,6 +57,8 @@ pub struct RequestLog {
     /// Short outcome: `asset`, `hit`, `stale`, `revalidated`, `miss`, `expired`, `bypass`, `error`.
     pub cache: &'static str,
     pub cache_status: String,
+    /// Where the answer came from: `memory`, `edge`, `assets` or `origin`.
+    pub tier: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,6 +167,7 @@ pub fn config_error_response(err: &ConfigError, method: &Method, path: &str) -> 
             status: response.status().as_u16(),
             cache: status.outcome(),
             cache_status: status.member(),
+            tier: status.tier(),
             origin: None,
             origin_ms: None,
             edge_ms: 0,
@@ -268,6 +271,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 status: response.status().as_u16(),
                 cache: status.outcome(),
                 cache_status: status.member(),
+                tier: status.tier(),
                 origin: trace.origin,
                 origin_ms: trace.origin_ms,
                 edge_ms,

@@ -33,6 +33,11 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+    let host = req
+        .url()
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
     let (handled, log_requests) = match into_http_request(req).await {
         Ok(request) => handle(request, &env, ctx).await,
         Err(err) => {
@@ -45,8 +50,27 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
             console_log!("{line}");
         }
     }
+    // One data point per request when the dataset is bound; a no-op otherwise.
+    if let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) {
+        let point = crate::analytics::data_point(&host, &handled.log);
+        let indexes: Vec<&str> = point.indexes.iter().map(String::as_str).collect();
+        let written = worker::AnalyticsEngineDataPointBuilder::new()
+            .indexes(indexes)
+            .blobs(point.blobs)
+            .doubles(point.doubles)
+            .write_to(&dataset);
+        if let Err(e) = written {
+            console_log!(
+                "{}",
+                serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()})
+            );
+        }
+    }
     into_worker_response(handled.response)
 }
+
+/// Workers Analytics Engine dataset for per-request data points (optional).
+const ANALYTICS_BINDING: &str = "ANALYTICS";
 
 /// Serves a request; also says whether it should be logged.
 async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bool) {
