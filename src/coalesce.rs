@@ -84,13 +84,6 @@ pub struct LeaderGuard {
     finished: bool,
 }
 
-fn copy(response: &Response<Body>) -> Response<Body> {
-    let mut out = Response::new(response.body().clone());
-    *out.status_mut() = response.status();
-    *out.headers_mut() = response.headers().clone();
-    out
-}
-
 impl LeaderGuard {
     /// Hands `shared` (a copy each) to every waiter; `None` sends them to the origin.
     pub fn finish(mut self, shared: Option<&Response<Body>>) -> usize {
@@ -106,7 +99,7 @@ impl LeaderGuard {
             .remove(&self.key)
             .unwrap_or_default();
         for slot in &slots {
-            *slot.borrow_mut() = Slot::Done(shared.map(copy));
+            *slot.borrow_mut() = Slot::Done(shared.map(crate::copy_response));
         }
         slots.len()
     }

@@ -9,6 +9,19 @@ use crate::config::ConfigError;
 use crate::platform::OriginError;
 use crate::Body;
 
+/// A JSON answer of the worker's own: `application/json`, never stored.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EdgeError {
@@ -124,14 +137,8 @@ impl EdgeError {
             | Self::Unauthorized
             | Self::MethodNotAllowed(_) => {}
         }
-        let mut response = Response::new(Body::from(body.to_string()));
-        *response.status_mut() = self.status();
+        let mut response = json_response(self.status(), &body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         match self {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

@@ -43,13 +43,6 @@ fn entry_size(key: &str, response: &Response<Body>) -> usize {
     key.len() + headers + response.body().len() + 64
 }
 
-fn copy(response: &Response<Body>) -> Response<Body> {
-    let mut out = Response::new(response.body().clone());
-    *out.status_mut() = response.status();
-    *out.headers_mut() = response.headers().clone();
-    out
-}
-
 impl HotCache {
     /// `budget_bytes = 0` disables the tier.
     pub fn new(budget_bytes: usize, max_residence_secs: u64) -> Self {
@@ -86,7 +79,7 @@ impl HotCache {
         let tick = inner.tick;
         let entry = inner.entries.get_mut(key)?;
         let old_tick = std::mem::replace(&mut entry.tick, tick);
-        let response = copy(&entry.response);
+        let response = crate::copy_response(&entry.response);
         inner.order.remove(&old_tick);
         inner.order.insert(tick, key.to_owned());
         Some(response)
@@ -108,7 +101,7 @@ impl HotCache {
         inner.entries.insert(
             key.to_owned(),
             HotEntry {
-                response: copy(response),
+                response: crate::copy_response(response),
                 size,
                 tick,
                 inserted_ms: now_ms,

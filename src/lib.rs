@@ -35,3 +35,11 @@ mod workers;
 
 /// Bodies are whole byte buffers in this version of the pipeline.
 pub type Body = bytes::Bytes;
+
+/// A copy of a response; bodies are shared, not duplicated.
+pub fn copy_response(response: &http::Response<Body>) -> http::Response<Body> {
+    let mut out = http::Response::new(response.body().clone());
+    *out.status_mut() = response.status();
+    *out.headers_mut() = response.headers().clone();
+    out
+}

@@ -39,16 +39,9 @@ impl MemoryCache {
     }
 }
 
-fn clone_response(response: &Response<Body>) -> Response<Body> {
-    let mut copy = Response::new(response.body().clone());
-    *copy.status_mut() = response.status();
-    *copy.headers_mut() = response.headers().clone();
-    copy
-}
-
 impl CacheStore for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError> {
-        Ok(self.entries.borrow().get(key).map(clone_response))
+        Ok(self.entries.borrow().get(key).map(crate::copy_response))
     }
 
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {

@@ -20,7 +20,7 @@ use crate::coalesce::{Coalescer, Role};
 use crate::conditional;
 use crate::config::{Config, ConfigError};
 use crate::edge_assets::{self, HtmlOutcome};
-use crate::error::{AttemptFailure, EdgeError};
+use crate::error::{json_response, AttemptFailure, EdgeError};
 use crate::forward;
 use crate::health::{self, Availability, OriginHealth, SharedHealth};
 use crate::hot_cache::HotCache;
@@ -177,13 +177,6 @@ pub fn config_error_response(err: &ConfigError, method: &Method, path: &str) -> 
     }
 }
 
-fn copy_response(response: &Response<Body>) -> Response<Body> {
-    let mut out = Response::new(response.body().clone());
-    *out.status_mut() = response.status();
-    *out.headers_mut() = response.headers().clone();
-    out
-}
-
 fn is_unsafe(method: &Method) -> bool {
     !matches!(
         *method,
@@ -289,7 +282,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if request.uri().path() == HEALTH_PATH {
             let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
             return match self.operator_check(&request, "GET", "the health endpoint") {
-                Ok(()) => (json_response(&self.origin_report()), bypass),
+                Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
                 Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
             };
         }
@@ -516,7 +509,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Reuse::StaleWhileRevalidate => {
                 let view = client_view(
                     &request,
-                    copy_response(&entry.response),
+                    crate::copy_response(&entry.response),
                     Some(freshness.age_secs),
                 );
                 self.refresh_in_background(&request, key, entry);
@@ -1084,7 +1077,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let freshness = self.freshness(response.headers(), &meta);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
         let encoded = stored::encode(&response, meta, retention);
-        self.store(entry.key, copy_response(&encoded));
+        self.store(entry.key, crate::copy_response(&encoded));
         let status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Revalidated)
             .with_fwd_status(304)
@@ -1144,7 +1137,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         };
 
-        let mut stored_copy = copy_response(&response);
+        let mut stored_copy = crate::copy_response(&response);
         for field in &strip_fields {
             if let Ok(name) = HeaderName::from_bytes(field.as_bytes()) {
                 stored_copy.headers_mut().remove(name);
@@ -1170,7 +1163,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             variant_key
         };
         let encoded = stored::encode(&stored_copy, meta, retention);
-        self.store(entry_key, copy_response(&encoded));
+        self.store(entry_key, crate::copy_response(&encoded));
         let status = status.with_stored(true);
         (
             (client_view(request, response, None), status),
@@ -1215,17 +1208,6 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let _ = self.platform.cache().delete(&key).await;
         }
     }
-}
-
-fn json_response(value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string()));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Body>, CacheStatus) {
