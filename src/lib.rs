@@ -25,13 +25,18 @@ pub mod origin_pool;
 pub mod pipeline;
 pub mod platform;
 pub mod policy;
+pub mod purge;
 pub mod range;
+pub mod registry;
 pub mod server_timing;
 pub mod stored;
+pub mod tags;
 pub mod vary;
 
 #[cfg(target_arch = "wasm32")]
 mod workers;
+#[cfg(target_arch = "wasm32")]
+mod workers_registry;
 
 /// Bodies are whole byte buffers in this version of the pipeline.
 pub type Body = bytes::Bytes;

@@ -9,11 +9,12 @@
 
 pub mod cloudflare;
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use url::Url;
@@ -806,6 +807,38 @@ pub struct PurgeContext<'a> {
     pub now_ms: u64,
 }
 
+/// Serves one request to [`PURGE_PATH`]: decides it, writes the purge, and
+/// answers with the receipt or the error. The outcome, when there is one,
+/// says what to do next (note the keys in the isolate's memo, spawn the
+/// Cloudflare calls). The limiter is borrowed only while deciding.
+pub async fn serve_purge<S: TagRegistryStore>(
+    request: &Request<Body>,
+    store: &S,
+    limiter: &RefCell<PurgeRateLimiter>,
+    ctx: PurgeContext<'_>,
+) -> (Response<Body>, Result<PurgeOutcome, PurgeError>) {
+    let decided = {
+        let mut limiter = limiter.borrow_mut();
+        authorize_and_parse(
+            request.method(),
+            request.headers(),
+            request.body(),
+            ctx.config,
+            &mut limiter,
+            ctx.now_ms,
+        )
+    };
+    let outcome = match decided {
+        Ok(purge) => execute_purge(store, &purge, ctx).await,
+        Err(err) => Err(err),
+    };
+    let response = match &outcome {
+        Ok(outcome) => outcome.receipt.to_response(),
+        Err(err) => err.to_response(),
+    };
+    (response, outcome)
+}
+
 /// Writes a validated purge to the registry (nothing for a dry run) and
 /// plans its Cloudflare forwarding.
 pub async fn execute_purge<S: TagRegistryStore>(
@@ -1317,6 +1350,47 @@ mod tests {
         assert_eq!(outcome.receipt.shards_written, 0);
         assert!(outcome.registry_keys.is_empty());
         assert!(registry.calls().is_empty());
+    }
+
+    #[test]
+    fn serve_purge_answers_receipts_and_errors_and_writes_only_valid_purges() {
+        let registry = MemoryTagRegistry::new();
+        let config = config();
+        let limiter = RefCell::new(PurgeRateLimiter::new(config.rate_per_min, 0));
+        let ctx = PurgeContext {
+            config: &config,
+            ignored_query_params: &[],
+            site_host: "x.com",
+            now_ms: 5_000,
+        };
+        let request = |token: &str, body: &'static str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri(PURGE_PATH)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::from_static(body.as_bytes()))
+                .expect("request")
+        };
+        let (response, outcome) = block_on(serve_purge(
+            &request(TOKEN, r#"{"tags":["a"]}"#),
+            &registry,
+            &limiter,
+            ctx,
+        ));
+        assert_eq!(response.status(), 200);
+        assert_eq!(outcome.expect("purged").registry_keys, ["a"]);
+
+        let (response, outcome) = block_on(serve_purge(
+            &request("wrong-token-0000000000", r#"{"tags":["b"]}"#),
+            &registry,
+            &limiter,
+            ctx,
+        ));
+        assert_eq!(response.status(), 401);
+        assert_eq!(outcome.expect_err("refused"), PurgeError::BadToken);
+        let found =
+            block_on(lookup_keys(&registry, &["b".to_owned()], config.shards)).expect("lookup");
+        assert_eq!(found["b"], crate::registry::TagPurgeTimes::default());
     }
 
     #[test]

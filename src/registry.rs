@@ -208,6 +208,26 @@ pub async fn lookup_keys<S: TagRegistryStore>(
     Ok(answers)
 }
 
+/// Brings the memo's answers for `keys` up to date: asks the registry about
+/// the keys whose answer is missing or older than the window (none, most of
+/// the time) and records the answers as of `now_ms`, the time the lookup is
+/// sent. The memo is borrowed only around the lookup, never across it.
+pub async fn refresh_memo<S: TagRegistryStore>(
+    memo: &RefCell<RegistryMemo>,
+    store: &S,
+    keys: &[String],
+    shards: u32,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let stale = memo.borrow().keys_to_refresh(keys, now_ms);
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let found = lookup_keys(store, &stale, shards).await?;
+    memo.borrow_mut().record(found, now_ms);
+    Ok(())
+}
+
 /// Per-isolate memo of registry answers, so the hit path normally makes no
 /// subrequest: an answer is trusted for `window_ms` after it was fetched.
 ///
@@ -667,6 +687,29 @@ mod tests {
         assert_eq!(
             entry_state(&entry, 900, &memo.answers_at(2_000)),
             EntryState::HardPurged
+        );
+    }
+
+    #[test]
+    fn refresh_memo_asks_the_registry_only_once_per_window() {
+        let registry = MemoryTagRegistry::new();
+        let memo = RefCell::new(RegistryMemo::new(1_000, 100));
+        let keys = registry_keys_for_entry(&tags(&["a", "host:x"]));
+        block_on(refresh_memo(&memo, &registry, &keys, 2, 10_000)).expect("refresh");
+        let after_first = registry.calls().len();
+        assert!(after_first > 0);
+        block_on(refresh_memo(&memo, &registry, &keys, 2, 10_900)).expect("refresh");
+        assert_eq!(
+            registry.calls().len(),
+            after_first,
+            "hit path: no subrequest"
+        );
+        registry.set_failing(true);
+        assert!(block_on(refresh_memo(&memo, &registry, &keys, 2, 11_000)).is_err());
+        assert_eq!(
+            entry_state(&keys, 9_000, &memo.borrow().answers_at(11_000)),
+            EntryState::Live,
+            "a failed refresh keeps the last answers"
         );
     }
 

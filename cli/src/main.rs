@@ -4,6 +4,8 @@
 //!   rewrite, write `manifest.json`.
 //! - `cachefront minify-js <file>` / `minify-css <file>` — one file through
 //!   the same minifiers (used by the library-correctness tests and benches).
+//! - `cachefront purge --tag T | --url U | --prefix P | --host H | --everything`
+//!   — purge the edge cache through its purge API (docs/purge.md).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -16,6 +18,8 @@ use cachefront_cli::css_minify::minify_css;
 use cachefront_cli::guarded::without_panics;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+mod purge;
 
 #[derive(Parser)]
 #[command(name = "cachefront", version, about = "Cachefront build tools")]
@@ -62,6 +66,8 @@ enum Command {
         #[arg(long)]
         timings: bool,
     },
+    /// Purge the edge cache by tag, URL, prefix, host or everything (docs/purge.md).
+    Purge(purge::PurgeArgs),
     /// Minify one CSS file with lightningcss (as the build does).
     MinifyCss {
         file: PathBuf,
@@ -77,6 +83,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Purge(args) => return purge::run(args),
         Command::Build {
             src,
             out,
