@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use crate::error::json_response;
 use crate::registry::{purge_keys, TagRegistryStore};
 use crate::tags::{self, DropReason, EVERYTHING_KEY};
 use crate::Body;
@@ -421,19 +422,6 @@ impl PurgeError {
     }
 }
 
-fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(bytes));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
 /// A token bucket: `rate_per_min` requests a minute, bursts up to the same
 /// number. Time is passed in; state lives per isolate.
 #[derive(Debug, Clone)]
@@ -769,7 +757,8 @@ pub struct PurgeReceipt {
 
 impl PurgeReceipt {
     pub fn to_response(&self) -> Response<Body> {
-        json_response(StatusCode::OK, self)
+        let body = serde_json::to_value(self).unwrap_or_default();
+        json_response(StatusCode::OK, &body)
     }
 }
 
