@@ -36,6 +36,9 @@ else
   cargo test -p cachefront-origin
 fi
 
+section "operations (prometheus, alertmanager, grafana, restore drill)"
+bash scripts/with-postgres.sh bash scripts/test-ops.sh
+
 section "worker build (wasm32, release)"
 bash scripts/build-worker.sh
 
