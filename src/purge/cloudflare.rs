@@ -117,7 +117,8 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubled for each one after.
     pub base_delay_ms: u64,
-    /// No wait is longer, whatever `Retry-After` says.
+    /// No wait is longer, whatever `Retry-After` says: on Workers the
+    /// forwarding runs under `waitUntil`, which ends 30 s after the answer.
     pub max_delay_ms: u64,
 }
 
@@ -126,7 +127,7 @@ impl Default for RetryPolicy {
         Self {
             max_attempts: 5,
             base_delay_ms: 1_000,
-            max_delay_ms: 60_000,
+            max_delay_ms: 10_000,
         }
     }
 }
@@ -413,7 +414,7 @@ mod tests {
         );
         assert_eq!(
             policy.next_step(1, Some(429), Some("3600"), 0),
-            NextStep::RetryAfterMs(60_000),
+            NextStep::RetryAfterMs(10_000),
             "capped"
         );
         assert_eq!(policy.next_step(1, Some(400), None, 0), NextStep::GiveUp);
