@@ -796,6 +796,28 @@ pub struct PurgeContext<'a> {
     pub now_ms: u64,
 }
 
+/// What the request log says about a purge request: status, code and
+/// counts, never a header (so never the token) and never the items.
+pub fn purge_log_fields(result: &Result<PurgeOutcome, PurgeError>) -> serde_json::Value {
+    match result {
+        Ok(outcome) => {
+            let receipt = &outcome.receipt;
+            serde_json::json!({
+                "status": 200,
+                "code": if receipt.dry_run { "dry_run" } else { "purged" },
+                "soft": receipt.soft,
+                "registry_keys": receipt.registry_keys,
+                "shards_written": receipt.shards_written,
+                "cloudflare_calls": outcome.cloudflare_calls.len(),
+            })
+        }
+        Err(err) => serde_json::json!({
+            "status": err.status().as_u16(),
+            "code": err.code(),
+        }),
+    }
+}
+
 /// Serves one request to [`PURGE_PATH`]: decides it, writes the purge, and
 /// answers with the receipt or the error. The outcome, when there is one,
 /// says what to do next (note the keys in the isolate's memo, spawn the
@@ -1376,6 +1398,8 @@ mod tests {
             ctx,
         ));
         assert_eq!(response.status(), 401);
+        let log = purge_log_fields(&outcome).to_string();
+        assert!(log.contains("bad_token") && !log.contains(TOKEN), "{log}");
         assert_eq!(outcome.expect_err("refused"), PurgeError::BadToken);
         let found =
             block_on(lookup_keys(&registry, &["b".to_owned()], config.shards)).expect("lookup");

@@ -11,6 +11,7 @@
 
 use http::header::HeaderName;
 use http::{HeaderMap, Uri};
+use serde::{Serialize, Serializer};
 
 /// `Cache-Tag`: comma-separated tags (Cloudflare, Akamai).
 pub static CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
@@ -59,8 +60,15 @@ impl DropReason {
     }
 }
 
-/// One tag the origin sent that was not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Serialize for DropReason {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// One tag the origin sent that was not kept; serializes as
+/// `{"tag":"...","reason":"too_long"}` for the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DroppedTag {
     /// The tag as sent, cut to 64 bytes (for logs).
     pub tag: String,
@@ -429,6 +437,15 @@ mod tests {
             AutoTagRules::default(),
         );
         assert_eq!(tags.tags, ["a", "host:example.com", "url:example.com/x"]);
+    }
+
+    #[test]
+    fn dropped_tags_serialize_for_the_log() {
+        let tags = origin_tags(&headers(&[(&CACHE_TAG, "ok,host:x")]));
+        assert_eq!(
+            serde_json::to_string(&tags.dropped).expect("json"),
+            r#"[{"tag":"host:x","reason":"reserved"}]"#
+        );
     }
 
     #[test]
