@@ -14,6 +14,7 @@
 //! | `cache-tags` | [`cache_tags`] | `CacheTags` response part, `Cache-Tag` / `Surrogate-Key` writer |
 //! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs |
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
+//! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
 //!
@@ -56,6 +57,8 @@ mod tag_rules;
 pub mod assets;
 #[cfg(feature = "cache-tags")]
 pub mod cache_tags;
+#[cfg(feature = "db")]
+pub mod db;
 #[cfg(feature = "health")]
 pub mod health;
 #[cfg(feature = "metrics")]

@@ -63,6 +63,13 @@ pub mod names {
     pub const DB_POOL_IDLE_CONNECTIONS: &str = "cachefront_origin_db_pool_idle_connections";
     /// Gauge `{pool}`: configured maximum connections of the database pool.
     pub const DB_POOL_MAX_CONNECTIONS: &str = "cachefront_origin_db_pool_max_connections";
+    /// Counter `{route}`: database queries captured from sqlx's statement events
+    /// (`route="none"` outside a request).
+    pub const DB_QUERIES_TOTAL: &str = "cachefront_origin_db_queries_total";
+    /// Histogram (seconds) `{route}`: duration of captured database queries.
+    pub const DB_QUERY_DURATION_SECONDS: &str = "cachefront_origin_db_query_duration_seconds";
+    /// Counter `{route}`: N+1 patterns detected (one per repeated fingerprint per request).
+    pub const DB_N_PLUS_ONE_TOTAL: &str = "cachefront_origin_db_n_plus_one_total";
 }
 
 /// Prometheus' default buckets, in seconds.
@@ -248,6 +255,21 @@ impl Metrics {
         g(
             DB_POOL_MAX_CONNECTIONS,
             "Configured maximum connections of the database pool.",
+        );
+        c(
+            DB_QUERIES_TOTAL,
+            "Database queries captured from sqlx statement events, by route template.",
+            None,
+        );
+        self.inner.recorder.describe_histogram(
+            KeyName::from_const_str(DB_QUERY_DURATION_SECONDS),
+            Some(Unit::Seconds),
+            "Duration of captured database queries, by route template.".into(),
+        );
+        c(
+            DB_N_PLUS_ONE_TOTAL,
+            "N+1 query patterns detected (a fingerprint repeated within one request), by route template.",
+            None,
         );
         if let Some(process) = &self.inner.process {
             metrics::with_local_recorder(&self.inner.recorder, || process.describe());
