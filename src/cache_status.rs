@@ -86,6 +86,8 @@ pub enum Tier {
     Memory,
     /// The data centre's Cache API.
     Edge,
+    /// The global KV tier.
+    Global,
 }
 
 impl Tier {
@@ -93,6 +95,7 @@ impl Tier {
         match self {
             Self::Memory => "memory",
             Self::Edge => "edge",
+            Self::Global => "kv",
         }
     }
 }
@@ -164,8 +167,10 @@ impl CacheStatus {
     pub fn hit(ttl: i64, tier: Tier) -> Self {
         let mut status = Self::new(Outcome::Hit, true, None);
         status.ttl = Some(ttl);
-        if tier == Tier::Memory {
-            status.detail = Some("memory");
+        match tier {
+            Tier::Memory => status.detail = Some("memory"),
+            Tier::Global => status.detail = Some("kv"),
+            Tier::Edge => {}
         }
         status
     }
@@ -228,6 +233,7 @@ impl CacheStatus {
         match (self.hit, self.detail) {
             (true, Some("assets")) => "assets",
             (true, Some("memory")) => "memory",
+            (true, Some("kv")) => "kv",
             (true, _) => "edge",
             (false, _) => "origin",
         }

@@ -33,6 +33,8 @@ pub const VAR_CACHE_HEURISTIC_MAX_SECS: &str = "CACHE_HEURISTIC_MAX_SECS";
 pub const VAR_CACHE_REVALIDATION_WINDOW_SECS: &str = "CACHE_REVALIDATION_WINDOW_SECS";
 /// Byte budget of the per-isolate memory tier (0 disables it).
 pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
+/// Entries up to this size are also kept in the global KV tier (0: off).
+pub const VAR_KV_CACHE_MAX_OBJECT_BYTES: &str = "KV_CACHE_MAX_OBJECT_BYTES";
 /// Longest time an entry stays in the memory tier.
 pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
 /// `on` (default) / `off`: rewrite origin HTML (asset URLs, lazy images, preload hints).
@@ -70,6 +72,8 @@ const DEFAULT_NAMESPACE: &str = "v1";
 const DEFAULT_MAX_OBJECT_BYTES: u64 = 25 * 1024 * 1024;
 const MAX_NAMESPACE_LEN: usize = 64;
 const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
+/// Workers KV's value size limit (25 MiB).
+const KV_VALUE_LIMIT: u64 = 25 * 1024 * 1024;
 const DEFAULT_MEMORY_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_IGNORED_QUERY_PARAMS: &str = "utm_*,fbclid,gclid,msclkid";
 
@@ -128,6 +132,8 @@ pub struct Config {
     pub revalidation_window_secs: u64,
     pub memory_cache_bytes: usize,
     pub memory_cache_max_secs: u64,
+    /// Largest body kept in the KV tier; 0 turns the tier off.
+    pub kv_cache_max_object_bytes: u64,
     /// Whether the worker logs one JSON line per request.
     pub request_log: bool,
     pub health: HealthPolicy,
@@ -220,6 +226,8 @@ impl Config {
             revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
             memory_cache_bytes,
             memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
+            kv_cache_max_object_bytes: number(VAR_KV_CACHE_MAX_OBJECT_BYTES, 0)?
+                .min(KV_VALUE_LIMIT),
             health: HealthPolicy {
                 failure_threshold: u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3)?.max(1))
                     .map_err(|_| {

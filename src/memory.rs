@@ -14,8 +14,8 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform,
-    StaticAssets, StoreError,
+    Background, BackgroundTask, CacheStore, Clock, GlobalStore, HealthStore, OriginError,
+    OriginFetch, Platform, StaticAssets, StoreError,
 };
 use crate::Body;
 
@@ -264,6 +264,42 @@ impl HealthStore for MemoryHealthStore {
     }
 }
 
+/// A global store in a hash map (what KV is on Workers); TTLs are not enforced.
+#[derive(Clone, Default)]
+pub struct MemoryGlobalStore {
+    entries: Rc<RefCell<HashMap<String, Vec<u8>>>>,
+}
+
+impl MemoryGlobalStore {
+    pub fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.borrow().is_empty()
+    }
+}
+
+impl GlobalStore for MemoryGlobalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.entries.borrow().get(key).cloned())
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, _ttl_secs: u64) -> Result<(), StoreError> {
+        self.entries.borrow_mut().insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.entries.borrow_mut().remove(key);
+        Ok(())
+    }
+
+    fn available(&self) -> bool {
+        true
+    }
+}
+
 /// The whole in-memory platform; clones share state.
 #[derive(Clone)]
 pub struct MemoryPlatform {
@@ -273,6 +309,7 @@ pub struct MemoryPlatform {
     pub clock: ManualClock,
     pub tasks: TaskQueue,
     pub health: MemoryHealthStore,
+    pub global: MemoryGlobalStore,
 }
 
 impl MemoryPlatform {
@@ -284,6 +321,7 @@ impl MemoryPlatform {
             clock: ManualClock::at(now_ms),
             tasks: TaskQueue::default(),
             health: MemoryHealthStore::default(),
+            global: MemoryGlobalStore::default(),
         }
     }
 }
@@ -295,6 +333,7 @@ impl Platform for MemoryPlatform {
     type Clock = ManualClock;
     type Background = TaskQueue;
     type Health = MemoryHealthStore;
+    type Global = MemoryGlobalStore;
 
     fn cache(&self) -> &MemoryCache {
         &self.cache
@@ -313,5 +352,8 @@ impl Platform for MemoryPlatform {
     }
     fn health(&self) -> &MemoryHealthStore {
         &self.health
+    }
+    fn global(&self) -> &MemoryGlobalStore {
+        &self.global
     }
 }

@@ -26,7 +26,8 @@ use crate::health::{self, Availability, OriginHealth, SharedHealth};
 use crate::hot_cache::HotCache;
 use crate::origin_pool::{self, Candidate};
 use crate::platform::{
-    Background, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform, StaticAssets,
+    Background, CacheStore, Clock, GlobalStore, HealthStore, OriginError, OriginFetch, Platform,
+    StaticAssets,
 };
 use crate::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
@@ -428,14 +429,34 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         match self.platform.cache().get(key).await {
             Ok(Some(found)) => {
                 self.isolate.hot.put(key, &found, now);
-                stored::decode(found).map(|(response, meta)| (response, meta, Tier::Edge))
+                return stored::decode(found).map(|(response, meta)| (response, meta, Tier::Edge));
             }
-            Ok(None) => None,
-            Err(e) => {
-                trace.warnings.push(format!("cache read failed: {e}"));
-                None
-            }
+            Ok(None) => {}
+            Err(e) => trace.warnings.push(format!("cache read failed: {e}")),
         }
+        if !self.kv_tier_on() {
+            return None;
+        }
+        let bytes = match self.platform.global().get(&stored::short_key(key)).await {
+            Ok(found) => found?,
+            Err(e) => {
+                trace.warnings.push(format!("KV tier read failed: {e}"));
+                return None;
+            }
+        };
+        let found = stored::from_bytes(key, &bytes)?;
+        // Promote: this data centre and this isolate keep it from now on.
+        self.isolate.hot.put(key, &found, now);
+        let cache = self.platform.cache().clone();
+        let (promoted_key, promoted) = (key.to_owned(), crate::copy_response(&found));
+        self.platform.background().spawn(Box::pin(async move {
+            let _ = cache.put(&promoted_key, promoted).await;
+        }));
+        stored::decode(found).map(|(response, meta)| (response, meta, Tier::Global))
+    }
+
+    fn kv_tier_on(&self) -> bool {
+        self.config.kv_cache_max_object_bytes > 0 && self.platform.global().available()
     }
 
     async fn lookup(
@@ -557,12 +578,26 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }));
     }
 
-    /// Keeps an entry in the memory tier now and in the Cache API after the response.
-    fn store(&self, key: String, encoded: Response<Body>) {
+    /// Keeps an entry in the memory tier now, and in the Cache API (and, when
+    /// small, the KV tier) after the response, for `retention_secs`.
+    fn store(&self, key: String, encoded: Response<Body>, retention_secs: u64) {
         self.isolate.hot.put(&key, &encoded, self.now());
+        let small = u64::try_from(encoded.body().len())
+            .is_ok_and(|len| len <= self.config.kv_cache_max_object_bytes);
+        let global = (self.kv_tier_on() && small).then(|| {
+            (
+                self.platform.global().clone(),
+                stored::to_bytes(&key, &encoded),
+            )
+        });
         let cache = self.platform.cache().clone();
         self.platform.background().spawn(Box::pin(async move {
             // A failed write only costs a future miss.
+            if let Some((global, bytes)) = global {
+                let _ = global
+                    .put(&stored::short_key(&key), bytes, retention_secs)
+                    .await;
+            }
             let _ = cache.put(&key, encoded).await;
         }));
     }
@@ -1077,7 +1112,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let freshness = self.freshness(response.headers(), &meta);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
         let encoded = stored::encode(&response, meta, retention);
-        self.store(entry.key, crate::copy_response(&encoded));
+        self.store(entry.key, crate::copy_response(&encoded), retention);
         let status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Revalidated)
             .with_fwd_status(304)
@@ -1159,11 +1194,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let values = vary::variant_values(request.headers(), &vary_fields);
             let variant_key = vary::variant_key(&key, &values);
             meta.variant = Some(values);
-            self.store(key, stored::vary_index(vary_fields, times, retention));
+            self.store(
+                key,
+                stored::vary_index(vary_fields, times, retention),
+                retention,
+            );
             variant_key
         };
         let encoded = stored::encode(&stored_copy, meta, retention);
-        self.store(entry_key, crate::copy_response(&encoded));
+        self.store(entry_key, crate::copy_response(&encoded), retention);
         let status = status.with_stored(true);
         (
             (client_view(request, response, None), status),
@@ -1206,6 +1245,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .remove_where(|k| vary::is_key_or_variant(k, &key));
             // Variants hang off the primary key's Vary index: removing it is enough.
             let _ = self.platform.cache().delete(&key).await;
+            if self.kv_tier_on() {
+                let _ = self
+                    .platform
+                    .global()
+                    .delete(&stored::short_key(&key))
+                    .await;
+            }
         }
     }
 }

@@ -51,6 +51,17 @@ pub trait OriginFetch {
     ) -> Result<Response<Body>, OriginError>;
 }
 
+/// An optional global store for small entries (Workers KV): slower than the
+/// Cache API but shared by every data centre. Values are whole byte strings.
+#[allow(async_fn_in_trait)]
+pub trait GlobalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// False when no store is bound (every call is then a no-op).
+    fn available(&self) -> bool;
+}
+
 /// Where the active health check leaves its results for every isolate.
 #[allow(async_fn_in_trait)]
 pub trait HealthStore {
@@ -86,6 +97,7 @@ pub trait Platform {
     type Clock: Clock;
     type Background: Background;
     type Health: HealthStore;
+    type Global: GlobalStore + Clone + 'static;
 
     fn cache(&self) -> &Self::Cache;
     fn origin(&self) -> &Self::Origin;
@@ -93,4 +105,5 @@ pub trait Platform {
     fn clock(&self) -> &Self::Clock;
     fn background(&self) -> &Self::Background;
     fn health(&self) -> &Self::Health;
+    fn global(&self) -> &Self::Global;
 }

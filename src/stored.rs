@@ -144,6 +144,66 @@ pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
     Some((Response::from_parts(parts, body), meta))
 }
 
+/// The head line of an entry kept as one byte string (the KV tier).
+#[derive(Serialize, Deserialize)]
+struct ByteHead {
+    /// The cache key, checked on read: KV keys of long cache keys are hashes.
+    k: String,
+    s: u16,
+    h: Vec<(String, String)>,
+}
+
+/// A stored-form response as one byte string: a JSON head line, then the body.
+pub fn to_bytes(key: &str, stored: &Response<Body>) -> Vec<u8> {
+    let head = ByteHead {
+        k: key.to_owned(),
+        s: stored.status().as_u16(),
+        h: stored
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (n.as_str().to_owned(), v.to_owned()))
+            })
+            .collect(),
+    };
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    out.push(b'\n');
+    out.extend_from_slice(stored.body());
+    out
+}
+
+/// Reads [`to_bytes`] output back, if it was written for `key`.
+pub fn from_bytes(key: &str, bytes: &[u8]) -> Option<Response<Body>> {
+    let split = bytes.iter().position(|b| *b == b'\n')?;
+    let head: ByteHead = serde_json::from_slice(&bytes[..split]).ok()?;
+    if head.k != key {
+        return None;
+    }
+    let mut response = Response::new(Body::copy_from_slice(&bytes[split + 1..]));
+    *response.status_mut() = http::StatusCode::from_u16(head.s).ok()?;
+    for (name, value) in head.h {
+        let name = header::HeaderName::from_bytes(name.as_bytes()).ok()?;
+        let value = HeaderValue::from_str(&value).ok()?;
+        response.headers_mut().append(name, value);
+    }
+    Some(response)
+}
+
+/// The key an entry has in a store with short keys (KV: at most 512 bytes).
+pub fn short_key(key: &str) -> String {
+    if key.len() <= 480 {
+        return key.to_owned();
+    }
+    let hash = crate::vary::variant_hash(&vec![(String::new(), key.to_owned())]);
+    let mut cut = 400;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("long:{hash}:{}", &key[..cut])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +245,40 @@ mod tests {
         assert_eq!(restored.headers()["content-type"], "text/html");
         assert!(restored.headers().get(&META_HEADER).is_none());
         assert_eq!(restored.body().as_ref(), b"hello");
+    }
+
+    #[test]
+    fn byte_form_round_trips_and_checks_the_key() {
+        let stored = encode(
+            &origin_response(),
+            EntryMeta::new(
+                ResponseTimes {
+                    request_time_ms: 1,
+                    response_time_ms: 2,
+                },
+                0,
+            ),
+            60,
+        );
+        let bytes = to_bytes("k1", &stored);
+        let back = from_bytes("k1", &bytes).expect("reads back");
+        assert_eq!(back.status(), stored.status());
+        assert_eq!(back.headers(), stored.headers());
+        assert_eq!(back.body(), stored.body());
+        assert!(
+            from_bytes("k2", &bytes).is_none(),
+            "a hash collision is not a hit"
+        );
+        assert!(from_bytes("k1", b"garbage").is_none());
+    }
+
+    #[test]
+    fn long_keys_get_a_short_stable_form() {
+        let long = format!("https://h/{}", "x".repeat(1000));
+        assert!(short_key(&long).len() <= 512);
+        assert_eq!(short_key(&long), short_key(&long));
+        assert_ne!(short_key(&long), short_key(&format!("{long}y")));
+        assert_eq!(short_key("https://h/p"), "https://h/p");
     }
 
     #[test]

@@ -21,8 +21,8 @@ use crate::config::{Config, OriginConfig};
 use crate::health::SharedHealth;
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, HealthStore, OriginError, OriginFetch, Platform,
-    StaticAssets, StoreError,
+    Background, BackgroundTask, CacheStore, Clock, GlobalStore, HealthStore, OriginError,
+    OriginFetch, Platform, StaticAssets, StoreError,
 };
 use crate::Body;
 
@@ -102,8 +102,12 @@ fn workers_platform(env: &Env, background: WaitUntil) -> WorkersPlatform {
         clock: JsClock,
         background,
         health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
+        global: KvGlobalStore(env.kv(CACHE_KV_BINDING).ok()),
     }
 }
+
+/// KV namespace of the optional global cache tier.
+const CACHE_KV_BINDING: &str = "CACHE_KV";
 
 /// KV namespace where the scheduled health check leaves its results.
 const HEALTH_BINDING: &str = "HEALTH";
@@ -384,6 +388,40 @@ impl Background for WaitUntil {
     }
 }
 
+/// The global cache tier in the `CACHE_KV` namespace, if bound.
+#[derive(Clone)]
+pub struct KvGlobalStore(Option<worker::kv::KvStore>);
+
+impl GlobalStore for KvGlobalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(kv) = &self.0 else { return Ok(None) };
+        kv.get(key)
+            .bytes()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        kv.put_bytes(key, &value)
+            .map_err(|e| StoreError(e.to_string()))?
+            // KV refuses expirations under 60 s.
+            .expiration_ttl(ttl_secs.max(60))
+            .execute()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        kv.delete(key).await.map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn available(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// Active health check results in the `HEALTH` KV namespace, if bound: one
 /// JSON document, so a reader needs one KV read.
 #[derive(Clone)]
@@ -426,6 +464,7 @@ pub struct WorkersPlatform {
     clock: JsClock,
     background: WaitUntil,
     health: KvHealthStore,
+    global: KvGlobalStore,
 }
 
 impl Platform for WorkersPlatform {
@@ -435,6 +474,7 @@ impl Platform for WorkersPlatform {
     type Clock = JsClock;
     type Background = WaitUntil;
     type Health = KvHealthStore;
+    type Global = KvGlobalStore;
 
     fn cache(&self) -> &EdgeCache {
         &self.cache
@@ -453,5 +493,8 @@ impl Platform for WorkersPlatform {
     }
     fn health(&self) -> &KvHealthStore {
         &self.health
+    }
+    fn global(&self) -> &KvGlobalStore {
+        &self.global
     }
 }

@@ -722,3 +722,81 @@ fn log_line_describes_the_request() {
     let line = serde_json::to_string(&r.log).expect("serializes");
     assert!(line.contains("\"cache_status\":\"cachefront; fwd=uri-miss; fwd-status=200; stored\""));
 }
+
+#[test]
+fn small_entries_are_answered_from_the_kv_tier_in_another_data_centre() {
+    let h = Harness::with_vars(
+        &[("KV_CACHE_MAX_OBJECT_BYTES", "65536")],
+        counting("max-age=600"),
+    );
+    h.get("/global");
+    assert_eq!(
+        h.pipeline.platform().global.len(),
+        1,
+        "small entries go to KV too"
+    );
+    // Another data centre: an empty Cache API and a new isolate, same KV.
+    let elsewhere = h.pipeline.with_fresh_isolate();
+    for key in h.pipeline.platform().cache.keys() {
+        futures::executor::block_on(cachefront::platform::CacheStore::delete(
+            &h.pipeline.platform().cache,
+            &key,
+        ))
+        .expect("delete");
+    }
+    let request = || {
+        Request::builder()
+            .uri("https://shop.example/global")
+            .body(Body::new())
+            .expect("request")
+    };
+    let first = block_on(elsewhere.handle(request()));
+    block_on(h.pipeline.platform().tasks.run_all());
+    assert_eq!(
+        first.log.cache_status,
+        "cachefront; hit; ttl=600; detail=kv"
+    );
+    assert_eq!(first.log.tier, "kv");
+    assert_eq!(String::from_utf8_lossy(first.response.body()), "v1");
+    assert_eq!(
+        h.pipeline.platform().cache.len(),
+        1,
+        "a KV hit is promoted to the Cache API"
+    );
+    let second = block_on(elsewhere.handle(request()));
+    assert_eq!(second.log.tier, "memory");
+    assert_eq!(h.origin_calls("/global"), 1);
+}
+
+#[test]
+fn kv_tier_is_off_by_default_and_skips_large_entries() {
+    let h = Harness::new(counting("max-age=600"));
+    h.get("/x");
+    assert!(
+        h.pipeline.platform().global.is_empty(),
+        "off unless KV_CACHE_MAX_OBJECT_BYTES is set"
+    );
+    let small_only = Harness::with_vars(
+        &[("KV_CACHE_MAX_OBJECT_BYTES", "1")],
+        counting("max-age=600"),
+    );
+    small_only.get("/x");
+    assert!(
+        small_only.pipeline.platform().global.is_empty(),
+        "bodies over the limit stay out of KV"
+    );
+}
+
+#[test]
+fn unsafe_methods_also_invalidate_the_kv_tier() {
+    let h = Harness::with_vars(&[("KV_CACHE_MAX_OBJECT_BYTES", "65536")], |req, n| {
+        if req.method() == http::Method::POST {
+            return reply(204, &[], "");
+        }
+        reply(200, &[("cache-control", "max-age=600")], &format!("v{n}"))
+    });
+    h.get("/doc");
+    assert_eq!(h.pipeline.platform().global.len(), 1);
+    h.send("POST", "/doc", &[], "{}");
+    assert!(h.pipeline.platform().global.is_empty());
+}

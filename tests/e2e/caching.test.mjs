@@ -251,3 +251,34 @@ describe('stale-if-error when the origin is unreachable', () => {
     }
   });
 });
+
+describe('the KV tier', () => {
+  test('small stored entries are written to the CACHE_KV namespace as well', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { repoRoot } = await import('./harness.mjs');
+    const origin = await startOrigin((_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=600' });
+      res.end('small page');
+    });
+    const worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), KV_CACHE_MAX_OBJECT_BYTES: '65536' },
+    });
+    try {
+      const res = await fetch(`${worker.url}/kv/page`);
+      assert.match(res.headers.get('cache-status'), /stored/);
+      await res.text();
+      const listed = await eventually(
+        async () => spawnSync(`${repoRoot}/node_modules/.bin/wrangler`,
+          ['kv', 'key', 'list', '--binding', 'CACHE_KV', '--local', '--persist-to', worker.persistDir],
+          { cwd: repoRoot, encoding: 'utf8', env: { ...process.env, WRANGLER_SEND_METRICS: 'false' } }),
+        (out) => out.status === 0 && out.stdout.includes('/kv/page'),
+        { attempts: 10, delayMs: 300 },
+      );
+      const keys = JSON.parse(listed.stdout).map((k) => k.name);
+      assert.ok(keys.some((k) => k.endsWith('/.cachefront/v1/kv/page')), keys.join(', '));
+    } finally {
+      await worker.stop();
+      await origin.close();
+    }
+  });
+});

@@ -175,7 +175,7 @@ export async function startWorker({ vars = {}, timeoutMs = 90_000 } = {}) {
     if (output.includes('Ready on')) {
       try {
         await fetch(`${url}/robots.txt`, { signal: AbortSignal.timeout(10_000) });
-        return { url, stop, logs: () => output };
+        return { url, stop, logs: () => output, persistDir };
       } catch {
         // not answering yet
       }
