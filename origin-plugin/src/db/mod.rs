@@ -23,7 +23,12 @@
 //! `log_statements` at its default (`DEBUG`, never `Off`) and do not filter `sqlx::query`
 //! or `cachefront_origin::db` out globally; put level filters on the output layer instead
 //! (`fmt::layer().with_filter(EnvFilter::…)`). `docs/database.md` shows the setup.
+//!
+//! With the `postgres` feature, [`analyze`] plans queries with `EXPLAIN (FORMAT JSON)` and
+//! advises indexes verified with HypoPG (also the `cachefront-origin analyze` command).
 
+#[cfg(feature = "postgres")]
+pub mod analyze;
 pub mod fingerprint;
 
 pub use fingerprint::SqlFingerprint;
