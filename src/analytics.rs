@@ -79,6 +79,7 @@ mod tests {
             origin_ms: Some(40),
             edge_ms: 43,
             warnings: vec![],
+            purge: None,
         };
         let point = data_point("shop.example", &log);
         assert_eq!(point.indexes, ["shop.example"]);

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::health::HealthPolicy;
 use crate::origin_pool::RetryPolicy;
 use crate::policy::PolicySettings;
+use crate::purge::PurgeConfig;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -47,8 +48,6 @@ pub const VAR_HTML_REWRITE_MEMORY_BYTES: &str = "HTML_REWRITE_MEMORY_BYTES";
 pub const VAR_ASSET_MANIFEST: &str = "ASSET_MANIFEST";
 /// `Cache-Control` of HTML pages served from the asset store.
 pub const VAR_HTML_CACHE_CONTROL: &str = "HTML_CACHE_CONTROL";
-/// Secret bearer token of the operator endpoints (purge, health); a secret, not a var.
-pub const VAR_PURGE_TOKEN: &str = "PURGE_TOKEN";
 /// Consecutive failures that mark an origin down.
 pub const VAR_HEALTH_FAILURE_THRESHOLD: &str = "HEALTH_FAILURE_THRESHOLD";
 /// Seconds a down origin waits before a probe request may try it again.
@@ -138,8 +137,8 @@ pub struct Config {
     pub request_log: bool,
     pub health: HealthPolicy,
     pub health_sync_secs: u64,
-    /// Secret guarding the operator endpoints; `None` turns them off.
-    pub admin_token: Option<String>,
+    /// Tag purge settings; its token also guards the other operator endpoints.
+    pub purge: PurgeConfig,
     pub assets: AssetSettings,
     pub retry: RetryPolicy,
 }
@@ -267,9 +266,10 @@ impl Config {
                     }
                 },
             },
-            admin_token: lookup(VAR_PURGE_TOKEN)
-                .map(|t| t.trim().to_owned())
-                .filter(|t| !t.is_empty()),
+            purge: PurgeConfig::from_vars(&lookup).map_err(|e| ConfigError {
+                variable: e.variable,
+                message: e.message,
+            })?,
             retry: RetryPolicy {
                 failure_statuses: status_list(
                     VAR_ORIGIN_FAILURE_STATUSES,

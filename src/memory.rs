@@ -14,9 +14,11 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, GlobalStore, HealthStore, OriginError,
-    OriginFetch, Platform, StaticAssets, StoreError,
+    Background, BackgroundTask, CacheStore, Clock, CloudflareApi, GlobalStore, HealthStore,
+    OriginError, OriginFetch, Platform, StaticAssets, StoreError,
 };
+use crate::purge::cloudflare::ApiReply;
+use crate::registry::MemoryTagRegistry;
 use crate::Body;
 
 /// A response store in a hash map. Clones share the same map.
@@ -300,6 +302,23 @@ impl GlobalStore for MemoryGlobalStore {
     }
 }
 
+/// Cloudflare's API as a recorder: every call succeeds and is kept for the test.
+#[derive(Clone, Default)]
+pub struct MemoryCloudflareApi {
+    pub calls: Rc<RefCell<Vec<Request<String>>>>,
+}
+
+impl CloudflareApi for MemoryCloudflareApi {
+    async fn send(&self, request: Request<String>) -> Result<ApiReply, String> {
+        self.calls.borrow_mut().push(request);
+        Ok(ApiReply {
+            status: 200,
+            retry_after: None,
+            body: r#"{"success":true,"errors":[],"messages":[],"result":{"id":"x"}}"#.to_owned(),
+        })
+    }
+}
+
 /// The whole in-memory platform; clones share state.
 #[derive(Clone)]
 pub struct MemoryPlatform {
@@ -310,6 +329,8 @@ pub struct MemoryPlatform {
     pub tasks: TaskQueue,
     pub health: MemoryHealthStore,
     pub global: MemoryGlobalStore,
+    pub registry: Rc<MemoryTagRegistry>,
+    pub cloudflare: MemoryCloudflareApi,
 }
 
 impl MemoryPlatform {
@@ -322,6 +343,8 @@ impl MemoryPlatform {
             tasks: TaskQueue::default(),
             health: MemoryHealthStore::default(),
             global: MemoryGlobalStore::default(),
+            registry: Rc::default(),
+            cloudflare: MemoryCloudflareApi::default(),
         }
     }
 }
@@ -334,6 +357,8 @@ impl Platform for MemoryPlatform {
     type Background = TaskQueue;
     type Health = MemoryHealthStore;
     type Global = MemoryGlobalStore;
+    type Registry = MemoryTagRegistry;
+    type Cloudflare = MemoryCloudflareApi;
 
     fn cache(&self) -> &MemoryCache {
         &self.cache
@@ -355,5 +380,11 @@ impl Platform for MemoryPlatform {
     }
     fn global(&self) -> &MemoryGlobalStore {
         &self.global
+    }
+    fn registry(&self) -> &MemoryTagRegistry {
+        &self.registry
+    }
+    fn cloudflare(&self) -> &MemoryCloudflareApi {
+        &self.cloudflare
     }
 }

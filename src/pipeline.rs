@@ -32,9 +32,12 @@ use crate::platform::{
 use crate::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
 };
+use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter};
 use crate::range;
+use crate::registry::{self, EntryState, RegistryMemo};
 use crate::server_timing::{self, Metric};
 use crate::stored::{self, EntryMeta};
+use crate::tags;
 use crate::vary;
 use crate::Body;
 
@@ -42,6 +45,9 @@ use crate::Body;
 const COALESCE_POLL_MS: u64 = 5;
 /// How long it waits for the leader before fetching by itself.
 const COALESCE_MAX_WAIT_MS: u64 = 30_000;
+
+/// Registry answers one isolate keeps at most.
+const MEMO_MAX_KEYS: usize = 10_000;
 
 /// The operator endpoint reporting origin health.
 pub const HEALTH_PATH: &str = "/__cachefront/health";
@@ -67,6 +73,9 @@ pub struct RequestLog {
     pub edge_ms: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// For purge requests: what was purged (never the token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge: Option<serde_json::Value>,
 }
 
 /// A finished request: the response to send and what to log about it.
@@ -79,6 +88,8 @@ pub struct Handled {
 /// Details gathered while serving, folded into headers and the log.
 #[derive(Default)]
 struct Trace {
+    /// What a purge request did (for the log line).
+    purge: Option<serde_json::Value>,
     origin: Option<String>,
     origin_ms: Option<u64>,
     /// Failed attempts before the answer: (origin, what failed, ms).
@@ -105,6 +116,9 @@ pub struct IsolateState {
     origins: Rc<RefCell<OriginBook>>,
     /// The asset build's manifest, read once per isolate (`None` inside: absent).
     manifest: Rc<RefCell<Option<Option<Rc<Manifest>>>>>,
+    /// Tag registry answers, trusted for `PURGE_SYNC_MS`.
+    memo: Rc<RefCell<RegistryMemo>>,
+    purge_limiter: Rc<RefCell<PurgeRateLimiter>>,
 }
 
 impl IsolateState {
@@ -115,6 +129,14 @@ impl IsolateState {
             refreshing: Rc::default(),
             origins: Rc::default(),
             manifest: Rc::default(),
+            memo: Rc::new(RefCell::new(RegistryMemo::new(
+                config.purge.sync_ms,
+                MEMO_MAX_KEYS,
+            ))),
+            purge_limiter: Rc::new(RefCell::new(PurgeRateLimiter::new(
+                config.purge.rate_per_min,
+                0,
+            ))),
         }
     }
 
@@ -173,6 +195,7 @@ pub fn config_error_response(err: &ConfigError, method: &Method, path: &str) -> 
             origin_ms: None,
             edge_ms: 0,
             warnings: vec![error.to_string()],
+            purge: None,
         },
         response,
     }
@@ -247,6 +270,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let edge_ms = self.now().saturating_sub(started);
         let headers = response.headers_mut();
         strip_targeted_fields(headers);
+        if self.config.purge.strip_tag_headers {
+            tags::strip_tag_headers(headers);
+        }
         status.apply(headers);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
         for (origin, failure, ms) in &trace.failed_attempts {
@@ -270,6 +296,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 origin_ms: trace.origin_ms,
                 edge_ms,
                 warnings: trace.warnings,
+                purge: trace.purge,
             },
             response,
         }
@@ -280,6 +307,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         request: Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
+        if request.uri().path() == purge::PURGE_PATH {
+            return self.serve_purge(&request, trace).await;
+        }
         if request.uri().path() == HEALTH_PATH {
             let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
             return match self.operator_check(&request, "GET", "the health endpoint") {
@@ -510,7 +540,19 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         directives: &RequestDirectives,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        let freshness = self.freshness(entry.response.headers(), &entry.meta);
+        let mut freshness = self.freshness(entry.response.headers(), &entry.meta);
+        match self.purge_state(&entry.meta, trace).await {
+            EntryState::Live => {}
+            EntryState::SoftPurged => {
+                // Usable only as stale: stale-while-revalidate / -if-error rules apply.
+                freshness.age_secs = freshness.age_secs.max(freshness.lifetime_secs);
+            }
+            EntryState::HardPurged => {
+                let (response, status) =
+                    self.fetch(request, key, Forward::Stale, None, trace).await;
+                return (response, status.with_detail("purged"));
+            }
+        }
         let ttl = freshness.ttl_secs();
         match policy::reuse(directives, &freshness) {
             Reuse::Fresh => {
@@ -654,6 +696,88 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         loaded
     }
 
+    /// Whether an entry's tags (or its host, or everything) were purged after
+    /// it was fetched. The registry is asked only when this isolate's answers
+    /// are older than `PURGE_SYNC_MS`; if it cannot be reached, the memo says
+    /// how far its old answers may still be trusted.
+    async fn purge_state(&self, meta: &EntryMeta, trace: &mut Trace) -> EntryState {
+        let keys = registry::registry_keys_for_entry(&meta.tags);
+        let now = self.now();
+        let refreshed = registry::refresh_memo(
+            &self.isolate.memo,
+            self.platform.registry(),
+            &keys,
+            self.config.purge.shards,
+            now,
+        )
+        .await;
+        if let Err(e) = refreshed {
+            trace
+                .warnings
+                .push(format!("tag registry unreachable: {e}"));
+        }
+        let memo = self.isolate.memo.borrow();
+        registry::entry_state(&keys, meta.request_time_ms, &memo.answers_at(now))
+    }
+
+    /// `POST /__cachefront/purge`: checks, records the purge in the registry,
+    /// applies it to this isolate at once, and forwards it to Cloudflare in
+    /// the background when configured.
+    async fn serve_purge(
+        &self,
+        request: &Request<Body>,
+        trace: &mut Trace,
+    ) -> (Response<Body>, CacheStatus) {
+        let host = forward::request_host(request).unwrap_or_default();
+        let now = self.now();
+        let context = PurgeContext {
+            config: &self.config.purge,
+            ignored_query_params: &self.config.cache_ignore_query_params,
+            site_host: &host,
+            now_ms: now,
+        };
+        let (response, outcome) = purge::serve_purge(
+            request,
+            self.platform.registry(),
+            &self.isolate.purge_limiter,
+            context,
+        )
+        .await;
+        trace.purge = Some(purge::purge_log_fields(&outcome));
+        let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
+        let Ok(outcome) = outcome else {
+            return (response, status.with_outcome(Outcome::Error));
+        };
+        self.isolate.memo.borrow_mut().note_purge(
+            &outcome.registry_keys,
+            outcome.receipt.soft,
+            now,
+        );
+        if let (Some(zone), false) = (
+            self.config.purge.cloudflare.clone(),
+            outcome.cloudflare_calls.is_empty(),
+        ) {
+            let api = self.platform.cloudflare().clone();
+            let clock = self.platform.clock().clone();
+            let calls = outcome.cloudflare_calls;
+            self.platform.background().spawn(Box::pin(async move {
+                // The report is not surfaced yet: background work has no log
+                // sink in the core (a failed call leaves the zone's copies to
+                // expire by their TTL).
+                let _report = cloudflare::forward(
+                    &api,
+                    &clock,
+                    &zone,
+                    cloudflare::API_BASE,
+                    &calls,
+                    cloudflare::RetryPolicy::default(),
+                )
+                .await;
+            }));
+        }
+        (response, status)
+    }
+
     /// Method and bearer-token checks of an operator endpoint.
     fn operator_check(
         &self,
@@ -661,7 +785,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         method: &'static str,
         what: &'static str,
     ) -> Result<(), EdgeError> {
-        let Some(token) = &self.config.admin_token else {
+        let Some(token) = self.config.purge.token.as_ref().map(|t| t.expose()) else {
             return Err(EdgeError::Disabled(what));
         };
         match auth::check_bearer(request.headers(), token) {
@@ -1043,7 +1167,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         } else {
             response
         };
-        let (answer, encoded) = self.take_response(&request, key, response, times, fwd);
+        let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());
         }
@@ -1109,6 +1233,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             policy::corrected_initial_age(not_modified.headers(), times),
         );
         meta.variant = entry.meta.variant;
+        meta.tags = entry.meta.tags;
         let freshness = self.freshness(response.headers(), &meta);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
         let encoded = stored::encode(&response, meta, retention);
@@ -1136,6 +1261,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         response: Response<Body>,
         times: ResponseTimes,
         fwd: Forward,
+        trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let fwd_status = response.status().as_u16();
         let status = CacheStatus::forward(fwd).with_fwd_status(fwd_status);
@@ -1182,6 +1308,25 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             times,
             policy::corrected_initial_age(response.headers(), times),
         );
+        let host = forward::request_host(request).unwrap_or_default();
+        let rules = self
+            .config
+            .purge
+            .auto_tag_rules(&self.config.cache_ignore_query_params);
+        let tagged = tags::entry_tags(response.headers(), &host, request.uri(), rules);
+        if tagged.dropped_total > 0 {
+            let dropped: Vec<String> = tagged
+                .dropped
+                .iter()
+                .map(|d| format!("{} ({})", d.tag, d.reason.as_str()))
+                .collect();
+            trace.warnings.push(format!(
+                "{} cache tags dropped: {}",
+                tagged.dropped_total,
+                dropped.join(", ")
+            ));
+        }
+        meta.tags = tagged.tags;
         let vary_fields = policy::vary_fields(response.headers());
         let freshness = self.freshness(stored_copy.headers(), &meta);
         let retention = freshness.retention_secs(

@@ -10,6 +10,8 @@ use http::{Request, Response};
 
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
+pub use crate::purge::cloudflare::CloudflareApi;
+pub use crate::registry::TagRegistryStore;
 use crate::Body;
 
 /// A task to finish after the response is sent (`ctx.wait_until` on Workers).
@@ -94,10 +96,12 @@ pub trait Platform {
     type Cache: CacheStore + Clone + 'static;
     type Origin: OriginFetch;
     type Assets: StaticAssets;
-    type Clock: Clock;
+    type Clock: Clock + Clone + 'static;
     type Background: Background;
     type Health: HealthStore;
     type Global: GlobalStore + Clone + 'static;
+    type Registry: TagRegistryStore;
+    type Cloudflare: CloudflareApi + Clone + 'static;
 
     fn cache(&self) -> &Self::Cache;
     fn origin(&self) -> &Self::Origin;
@@ -106,4 +110,8 @@ pub trait Platform {
     fn background(&self) -> &Self::Background;
     fn health(&self) -> &Self::Health;
     fn global(&self) -> &Self::Global;
+    /// The tag registry (Durable Objects on Workers).
+    fn registry(&self) -> &Self::Registry;
+    /// Cloudflare's API, for forwarding purges to the zone cache.
+    fn cloudflare(&self) -> &Self::Cloudflare;
 }

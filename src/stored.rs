@@ -39,6 +39,9 @@ pub struct EntryMeta {
     /// For a Vary index at a primary key: the fields that select the variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vary_index: Option<Vec<String>>,
+    /// Cache tags (origin and automatic) a purge can reach this entry by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 impl EntryMeta {
@@ -52,6 +55,7 @@ impl EntryMeta {
             vary: Vec::new(),
             variant: None,
             vary_index: None,
+            tags: Vec::new(),
         }
     }
 

@@ -24,6 +24,8 @@ use crate::platform::{
     Background, BackgroundTask, CacheStore, Clock, GlobalStore, HealthStore, OriginError,
     OriginFetch, Platform, StaticAssets, StoreError,
 };
+use crate::registry::TagRegistryStore;
+use crate::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
 use crate::Body;
 
 #[event(start)]
@@ -103,6 +105,8 @@ fn workers_platform(env: &Env, background: WaitUntil) -> WorkersPlatform {
         background,
         health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
         global: KvGlobalStore(env.kv(CACHE_KV_BINDING).ok()),
+        registry: RegistryBinding(DurableTagRegistry::from_env(env).ok()),
+        cloudflare: FetchCloudflareApi,
     }
 }
 
@@ -388,6 +392,36 @@ impl Background for WaitUntil {
     }
 }
 
+/// The tag registry's Durable Objects, if the `TAG_REGISTRY` binding exists.
+#[derive(Clone)]
+pub struct RegistryBinding(Option<DurableTagRegistry>);
+
+impl TagRegistryStore for RegistryBinding {
+    async fn purge(
+        &self,
+        shard: u32,
+        keys: &[String],
+        soft: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(registry) => registry.purge(shard, keys, soft, now_ms).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        shard: u32,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::registry::TagPurgeTimes>, StoreError> {
+        match &self.0 {
+            Some(registry) => registry.lookup(shard, keys).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+}
+
 /// The global cache tier in the `CACHE_KV` namespace, if bound.
 #[derive(Clone)]
 pub struct KvGlobalStore(Option<worker::kv::KvStore>);
@@ -465,6 +499,8 @@ pub struct WorkersPlatform {
     background: WaitUntil,
     health: KvHealthStore,
     global: KvGlobalStore,
+    registry: RegistryBinding,
+    cloudflare: FetchCloudflareApi,
 }
 
 impl Platform for WorkersPlatform {
@@ -475,6 +511,8 @@ impl Platform for WorkersPlatform {
     type Background = WaitUntil;
     type Health = KvHealthStore;
     type Global = KvGlobalStore;
+    type Registry = RegistryBinding;
+    type Cloudflare = FetchCloudflareApi;
 
     fn cache(&self) -> &EdgeCache {
         &self.cache
@@ -496,5 +534,11 @@ impl Platform for WorkersPlatform {
     }
     fn global(&self) -> &KvGlobalStore {
         &self.global
+    }
+    fn registry(&self) -> &RegistryBinding {
+        &self.registry
+    }
+    fn cloudflare(&self) -> &FetchCloudflareApi {
+        &self.cloudflare
     }
 }

@@ -10,7 +10,6 @@
 //! `POST /lookup {"tags":[..]}` → `{"<tag>":{"hard_ms":..,"soft_ms":..}}`
 //! (only tags that were ever purged).
 
-#![allow(dead_code)] // Wired into the fetch handler by the pipeline integration.
 
 use std::collections::HashMap;
 

@@ -263,13 +263,17 @@ fn health_endpoint_is_off_without_a_token() {
 
 #[test]
 fn health_endpoint_reports_each_origin_behind_the_token() {
-    let h = Harness::with_origins(TWO, &[("PURGE_TOKEN", "s3cret")], |origin, _, _| {
-        if origin.name == "primary" {
-            Err(refused())
-        } else {
-            reply(200, &[], "ok")
-        }
-    });
+    let h = Harness::with_origins(
+        TWO,
+        &[("PURGE_TOKEN", "s3cret-operator-token")],
+        |origin, _, _| {
+            if origin.name == "primary" {
+                Err(refused())
+            } else {
+                reply(200, &[], "ok")
+            }
+        },
+    );
     for _ in 0..3 {
         h.get("/p");
     }
@@ -279,12 +283,12 @@ fn health_endpoint_reports_each_origin_behind_the_token() {
     let wrong = h.get_with("/__cachefront/health", &[("authorization", "Bearer nope")]);
     assert_eq!(wrong.response.status(), 401);
     assert!(
-        !body(&wrong).contains("s3cret"),
+        !body(&wrong).contains("s3cret-operator-token"),
         "the token never appears in answers"
     );
     let r = h.get_with(
         "/__cachefront/health",
-        &[("authorization", "Bearer s3cret")],
+        &[("authorization", "Bearer s3cret-operator-token")],
     );
     assert_eq!(r.response.status(), 200);
     let json: serde_json::Value = serde_json::from_slice(r.response.body()).expect("json");
@@ -303,7 +307,7 @@ fn health_endpoint_reports_each_origin_behind_the_token() {
     let post = h.send(
         "POST",
         "/__cachefront/health",
-        &[("authorization", "Bearer s3cret")],
+        &[("authorization", "Bearer s3cret-operator-token")],
         "",
     );
     assert_eq!(post.response.status(), 405);

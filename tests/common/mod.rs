@@ -9,7 +9,8 @@ use std::rc::Rc;
 
 use cachefront::config::{Config, OriginConfig};
 use cachefront::memory::{MemoryAssets, MemoryOrigin, MemoryPlatform};
-use cachefront::pipeline::{Handled, IsolateState, Pipeline};
+pub use cachefront::pipeline::Handled;
+use cachefront::pipeline::{IsolateState, Pipeline};
 use cachefront::platform::OriginError;
 use cachefront::Body;
 use futures::executor::block_on;

@@ -226,7 +226,7 @@ describe('recovery and active health checks', () => {
           { name: 'primary', url: primary.url, health_path: '/healthz' },
           { name: 'backup', url: backup.url, health_path: '/healthz' },
         ]),
-        PURGE_TOKEN: 'e2e-token',
+        PURGE_TOKEN: 'e2e-operator-token-0001',
       },
     });
     try {
@@ -240,7 +240,7 @@ describe('recovery and active health checks', () => {
       const denied = await fetch(`${worker.url}/__cachefront/health`);
       assert.equal(denied.status, 401);
       await denied.text();
-      const health = await fetch(`${worker.url}/__cachefront/health`, { headers: { authorization: 'Bearer e2e-token' } });
+      const health = await fetch(`${worker.url}/__cachefront/health`, { headers: { authorization: 'Bearer e2e-operator-token-0001' } });
       assert.equal(health.status, 200);
       const report = await health.json();
       const byName = Object.fromEntries(report.origins.map((o) => [o.name, o]));

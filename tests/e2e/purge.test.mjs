@@ -1,0 +1,98 @@
+// Tag purge end to end: the worker in workerd with its tag registry (SQLite
+// Durable Objects), a stand-in origin that tags its pages, and the purge API.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { eventually, originsVar, startOrigin, startWorker } from './harness.mjs';
+
+const TOKEN = 'e2e-purge-token-0123456789';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+describe('purge API', () => {
+  let origin;
+  let worker;
+  const versions = new Map();
+
+  before(async () => {
+    origin = await startOrigin((req, res) => {
+      const n = (versions.get(req.url) ?? 0) + 1;
+      versions.set(req.url, n);
+      const tag = req.url.startsWith('/products/') ? 'products, product:7' : 'pages';
+      const cc = req.url.startsWith('/soft') ? 'max-age=600, stale-while-revalidate=60' : 'max-age=600';
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': cc, 'cache-tag': tag });
+      res.end(`${req.url} v${n}`);
+    });
+    worker = await startWorker({ vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), PURGE_TOKEN: TOKEN } });
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.close();
+  });
+
+  const get = (path) => fetch(`${worker.url}${path}`);
+  const purge = (body, token = TOKEN, method = 'POST') => fetch(`${worker.url}/__cachefront/purge`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: method === 'POST' ? JSON.stringify(body) : undefined,
+  });
+  const cachedAgain = (path) => eventually(() => get(path), (r) => /^cachefront; hit/.test(r.headers.get('cache-status')));
+
+  test('a tagged page is purged by tag, its untagged neighbour is not', async () => {
+    assert.equal(await (await get('/products/7')).text(), '/products/7 v1');
+    assert.equal(await (await get('/info/about')).text(), '/info/about v1');
+    const hit = await cachedAgain('/products/7');
+    assert.equal(hit.headers.get('cache-tag'), null, 'tag headers stop at the edge');
+    await hit.text();
+    await sleep(1_100);
+    const receipt = await purge({ tags: ['product:7'] });
+    assert.equal(receipt.status, 200);
+    const json = await receipt.json();
+    assert.ok(JSON.stringify(json).includes('product:7'), JSON.stringify(json));
+    const fresh = await get('/products/7');
+    assert.match(fresh.headers.get('cache-status'), /purged/);
+    assert.equal(await fresh.text(), '/products/7 v2');
+    const neighbour = await get('/info/about');
+    assert.match(neighbour.headers.get('cache-status'), /^cachefront; hit/);
+    assert.equal(await neighbour.text(), '/info/about v1');
+  });
+
+  test('purge everything reaches every entry', async () => {
+    await (await get('/everything-a')).text();
+    await (await cachedAgain('/everything-a')).text();
+    await sleep(1_100);
+    assert.equal((await purge({ everything: true })).status, 200);
+    const r = await get('/everything-a');
+    assert.match(r.headers.get('cache-status'), /purged/);
+    await r.text();
+  });
+
+  test('a soft purge serves the stale copy while it is refreshed', async () => {
+    await (await get('/soft/page')).text();
+    await (await cachedAgain('/soft/page')).text();
+    await sleep(1_100);
+    assert.equal((await purge({ tags: ['pages'], soft: true })).status, 200);
+    const stale = await get('/soft/page');
+    assert.match(stale.headers.get('cache-status'), /stale-while-revalidate/);
+    assert.equal(await stale.text(), '/soft/page v1');
+    const refreshed = await eventually(() => get('/soft/page'), async (r) => (await r.clone().text()) === '/soft/page v2');
+    assert.equal(await refreshed.text(), '/soft/page v2');
+  });
+
+  test('bad token, bad JSON and wrong method are refused and change nothing', async () => {
+    await (await get('/products/safe')).text();
+    await (await cachedAgain('/products/safe')).text();
+    for (const [res, status] of [
+      [await purge({ tags: ['products'] }, 'wrong-token-0000000000000'), 401],
+      [await fetch(`${worker.url}/__cachefront/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: '{oops' }), 400],
+      [await purge(null, TOKEN, 'GET'), 405],
+    ]) {
+      assert.equal(res.status, status);
+      const json = await res.json();
+      assert.equal(typeof json.error.code, 'string');
+      assert.ok(!JSON.stringify(json).includes(TOKEN));
+    }
+    const still = await get('/products/safe');
+    assert.match(still.headers.get('cache-status'), /^cachefront; hit/);
+    await still.text();
+  });
+});

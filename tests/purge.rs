@@ -1,0 +1,189 @@
+//! Native tests of tag purge through the whole pipeline: tags in, the purge
+//! API, hard and soft purges reaching cached entries, and its refusals.
+
+mod common;
+
+use common::{body, header, reply, status_of, Harness};
+
+const TOKEN: &str = "purge-token-0123456789";
+
+fn tagged_origin() -> Harness {
+    Harness::with_vars(
+        &[("PURGE_TOKEN", TOKEN), ("PURGE_PREFIX_TAGS", "/blog/")],
+        |req, n| {
+            let path = req.uri().path();
+            let tag = if path.starts_with("/products/") {
+                "products, product:1"
+            } else {
+                "pages"
+            };
+            let cc = if path.starts_with("/soft") {
+                "max-age=600, stale-while-revalidate=60"
+            } else {
+                "max-age=600"
+            };
+            reply(
+                200,
+                &[("cache-control", cc), ("cache-tag", tag)],
+                &format!("{path} v{n}"),
+            )
+        },
+    )
+}
+
+fn purge(h: &Harness, json: &'static str) -> common::Handled {
+    h.send(
+        "POST",
+        "/__cachefront/purge",
+        &[
+            ("authorization", "Bearer purge-token-0123456789"),
+            ("content-type", "application/json"),
+        ],
+        json,
+    )
+}
+
+#[test]
+fn purge_by_tag_makes_the_next_request_a_miss_and_leaves_neighbours() {
+    let h = tagged_origin();
+    h.get("/products/1");
+    h.get("/about");
+    assert!(status_of(&h.get("/products/1")).starts_with("cachefront; hit"));
+    h.advance(1);
+    let receipt = purge(&h, r#"{"tags":["product:1"]}"#);
+    assert_eq!(receipt.response.status(), 200, "{}", body(&receipt));
+    let json: serde_json::Value = serde_json::from_slice(receipt.response.body()).expect("receipt");
+    assert!(json.to_string().contains("product:1"), "{json}");
+    let after = h.get("/products/1");
+    assert!(
+        status_of(&after).contains("detail=purged"),
+        "{}",
+        status_of(&after)
+    );
+    assert_eq!(body(&after), "/products/1 v2");
+    assert!(
+        status_of(&h.get("/about")).starts_with("cachefront; hit"),
+        "untagged neighbour stays cached"
+    );
+}
+
+#[test]
+fn tag_headers_are_not_sent_to_clients() {
+    let h = tagged_origin();
+    let r = h.get("/products/1");
+    assert_eq!(header(&r, "cache-tag"), "");
+}
+
+#[test]
+fn purge_by_url_prefix_host_and_everything() {
+    let h = tagged_origin();
+    for path in ["/a", "/blog/post-1", "/b"] {
+        h.get(path);
+    }
+    h.advance(1);
+    purge(&h, r#"{"urls":["https://shop.example/a"]}"#);
+    assert!(status_of(&h.get("/a")).contains("purged"));
+    assert!(status_of(&h.get("/b")).starts_with("cachefront; hit"));
+    h.advance(1);
+    purge(&h, r#"{"prefixes":["/blog/"]}"#);
+    assert!(status_of(&h.get("/blog/post-1")).contains("purged"));
+    h.advance(1);
+    purge(&h, r#"{"hosts":["shop.example"]}"#);
+    assert!(status_of(&h.get("/b")).contains("purged"));
+    h.advance(1);
+    purge(&h, r#"{"everything":true}"#);
+    assert!(status_of(&h.get("/a")).contains("purged"));
+}
+
+#[test]
+fn soft_purge_serves_stale_while_refreshing() {
+    let h = tagged_origin();
+    h.get("/soft/page");
+    h.advance(1);
+    purge(&h, r#"{"tags":["pages"],"soft":true}"#);
+    let r = h.get("/soft/page");
+    assert!(
+        status_of(&r).contains("detail=stale-while-revalidate"),
+        "{}",
+        status_of(&r)
+    );
+    assert_eq!(body(&r), "/soft/page v1", "the stale copy is served");
+    // The background refresh ran after that response.
+    assert_eq!(body(&h.get("/soft/page")), "/soft/page v2");
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let h = tagged_origin();
+    h.get("/products/1");
+    h.advance(1);
+    let r = purge(&h, r#"{"tags":["products"],"dry_run":true}"#);
+    assert_eq!(r.response.status(), 200);
+    assert!(status_of(&h.get("/products/1")).starts_with("cachefront; hit"));
+}
+
+/// (method, headers, body, expected status)
+type BadPurge = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    u16,
+);
+
+#[test]
+fn bad_purge_requests_get_their_status_and_change_nothing() {
+    let h = tagged_origin();
+    h.get("/products/1");
+    h.advance(1);
+    let cases: [BadPurge; 5] = [
+        ("POST", &[], r#"{"tags":["products"]}"#, 401),
+        (
+            "POST",
+            &[("authorization", "Bearer wrong-token-000000000")],
+            r#"{"tags":["products"]}"#,
+            401,
+        ),
+        (
+            "GET",
+            &[("authorization", "Bearer purge-token-0123456789")],
+            "",
+            405,
+        ),
+        (
+            "POST",
+            &[("authorization", "Bearer purge-token-0123456789")],
+            "{not json",
+            400,
+        ),
+        (
+            "POST",
+            &[("authorization", "Bearer purge-token-0123456789")],
+            r#"{"tags":["products"],"colour":"red"}"#,
+            400,
+        ),
+    ];
+    for (method, headers, payload, expected) in cases {
+        let r = h.send(method, "/__cachefront/purge", headers, payload);
+        assert_eq!(
+            r.response.status().as_u16(),
+            expected,
+            "{method} {payload}: {}",
+            body(&r)
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(r.response.body()).expect("json error");
+        assert!(json["error"]["code"].is_string(), "{json}");
+        assert!(!body(&r).contains("purge-token-0123456789"));
+    }
+    assert!(
+        status_of(&h.get("/products/1")).starts_with("cachefront; hit"),
+        "nothing was purged"
+    );
+}
+
+#[test]
+fn purge_api_is_off_without_a_token() {
+    let h = Harness::new(|_, _| reply(200, &[], "x"));
+    let r = h.send("POST", "/__cachefront/purge", &[], r#"{"everything":true}"#);
+    assert_eq!(r.response.status(), 404);
+}
