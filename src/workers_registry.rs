@@ -10,7 +10,6 @@
 //! `POST /lookup {"tags":[..]}` → `{"<tag>":{"hard_ms":..,"soft_ms":..}}`
 //! (only tags that were ever purged).
 
-
 use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
