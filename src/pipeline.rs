@@ -745,9 +745,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         .await;
         trace.purge = Some(purge::purge_log_fields(&outcome));
         let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
-        let Ok(outcome) = outcome else {
+        let Ok(mut outcome) = outcome else {
             return (response, status.with_outcome(Outcome::Error));
         };
+        if outcome.receipt.dry_run {
+            // What this isolate's memory tier holds that the purge would reach.
+            let keys = outcome
+                .receipt
+                .purged
+                .registry_keys(&self.config.cache_ignore_query_params);
+            let affected = self.isolate.hot.count_where(|stored| {
+                stored::meta_of(stored)
+                    .is_some_and(|meta| purge::purge_hits_entry(&keys, &meta.tags))
+            });
+            outcome.receipt.local_entries_affected = u64::try_from(affected).ok();
+            return (outcome.receipt.to_response(), status);
+        }
         self.isolate.memo.borrow_mut().note_purge(
             &outcome.registry_keys,
             outcome.receipt.soft,

@@ -118,6 +118,16 @@ pub fn encode(
     stored
 }
 
+/// The metadata of a stored-form response, without taking it apart.
+pub fn meta_of(stored: &Response<Body>) -> Option<EntryMeta> {
+    let meta: EntryMeta = stored
+        .headers()
+        .get(&META_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| serde_json::from_str(s).ok())?;
+    (meta.v == META_VERSION).then_some(meta)
+}
+
 /// Reads an entry back: the response as the origin sent it, and its metadata.
 /// `None` for anything we did not write (or wrote in another format).
 pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {

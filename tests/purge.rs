@@ -117,8 +117,12 @@ fn dry_run_changes_nothing() {
     let h = tagged_origin();
     h.get("/products/1");
     h.advance(1);
+    h.get("/about");
     let r = purge(&h, r#"{"tags":["products"],"dry_run":true}"#);
     assert_eq!(r.response.status(), 200);
+    let receipt: serde_json::Value = serde_json::from_slice(r.response.body()).expect("receipt");
+    assert_eq!(receipt["local_entries_affected"], 1, "{receipt}");
+    assert_eq!(receipt["shards_written"], 0);
     assert!(status_of(&h.get("/products/1")).starts_with("cachefront; hit"));
 }
 
