@@ -10,6 +10,7 @@ use crate::health::HealthPolicy;
 use crate::origin_pool::RetryPolicy;
 use crate::policy::PolicySettings;
 use crate::purge::PurgeConfig;
+use crate::warming::WarmSettings;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -38,6 +39,16 @@ pub const VAR_MEMORY_CACHE_BYTES: &str = "MEMORY_CACHE_BYTES";
 pub const VAR_KV_CACHE_MAX_OBJECT_BYTES: &str = "KV_CACHE_MAX_OBJECT_BYTES";
 /// Longest time an entry stays in the memory tier.
 pub const VAR_MEMORY_CACHE_MAX_SECS: &str = "MEMORY_CACHE_MAX_SECS";
+/// `on` / `off` (default): re-fetch purged pages this isolate held, right after a purge.
+pub const VAR_WARM_AFTER_PURGE: &str = "WARM_AFTER_PURGE";
+/// Most URLs warmed per purge or per cron run.
+pub const VAR_WARM_MAX_URLS: &str = "WARM_MAX_URLS";
+/// Pause between two warming requests.
+pub const VAR_WARM_INTERVAL_MS: &str = "WARM_INTERVAL_MS";
+/// Absolute URLs the cron trigger warms (comma-separated).
+pub const VAR_WARM_URLS: &str = "WARM_URLS";
+/// Absolute URL of a sitemap the cron trigger warms.
+pub const VAR_WARM_SITEMAP: &str = "WARM_SITEMAP";
 /// `on` (default) / `off`: rewrite origin HTML (asset URLs, lazy images, preload hints).
 pub const VAR_HTML_REWRITE: &str = "HTML_REWRITE";
 /// `off` (default), `on`, or a list of widths: responsive `srcset` via image resizing.
@@ -140,6 +151,7 @@ pub struct Config {
     /// Tag purge settings; its token also guards the other operator endpoints.
     pub purge: PurgeConfig,
     pub assets: AssetSettings,
+    pub warming: WarmSettings,
     pub retry: RetryPolicy,
 }
 
@@ -235,6 +247,25 @@ impl Config {
                 cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30)?.saturating_mul(1000),
             },
             health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10)?,
+            warming: WarmSettings {
+                after_purge: switch(
+                    VAR_WARM_AFTER_PURGE,
+                    lookup(VAR_WARM_AFTER_PURGE).as_deref(),
+                    false,
+                )?,
+                max_urls: usize::try_from(number(VAR_WARM_MAX_URLS, 20)?.min(1000)).unwrap_or(20),
+                interval_ms: number(VAR_WARM_INTERVAL_MS, 200)?,
+                urls: absolute_urls(
+                    VAR_WARM_URLS,
+                    lookup(VAR_WARM_URLS).as_deref().unwrap_or(""),
+                )?,
+                sitemap: absolute_urls(
+                    VAR_WARM_SITEMAP,
+                    lookup(VAR_WARM_SITEMAP).as_deref().unwrap_or(""),
+                )?
+                .into_iter()
+                .next(),
+            },
             assets: AssetSettings {
                 html_rewrite: switch(VAR_HTML_REWRITE, lookup(VAR_HTML_REWRITE).as_deref(), true)?,
                 image_widths: image_widths(lookup(VAR_IMAGE_RESIZING).as_deref())?,
@@ -392,6 +423,20 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         });
     }
     Ok(origins)
+}
+
+fn absolute_urls(var: &'static str, raw: &str) -> Result<Vec<String>, ConfigError> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| match Url::parse(s) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url.to_string()),
+            _ => Err(ConfigError::new(
+                var,
+                format_args!("{s:?} is not an absolute http(s) URL"),
+            )),
+        })
+        .collect()
 }
 
 fn switch(var: &'static str, raw: Option<&str>, default: bool) -> Result<bool, ConfigError> {
@@ -657,6 +702,36 @@ mod tests {
         }
         let negative = origins_error(r#"[{"name":"a","url":"http://a","priority":-1}]"#);
         assert!(negative.contains("expected u32"), "{negative}");
+    }
+
+    #[test]
+    fn warming_settings_are_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let off = config_from(&[origins]).expect("valid").warming;
+        assert!(!off.after_purge && off.urls.is_empty() && off.sitemap.is_none());
+        let on = config_from(&[
+            origins,
+            (VAR_WARM_AFTER_PURGE, "on"),
+            (
+                VAR_WARM_URLS,
+                "https://shop.example/, https://shop.example/about",
+            ),
+            (VAR_WARM_SITEMAP, "https://shop.example/sitemap.xml"),
+        ])
+        .expect("valid")
+        .warming;
+        assert!(on.after_purge);
+        assert_eq!(on.urls.len(), 2);
+        assert_eq!(
+            on.sitemap.as_deref(),
+            Some("https://shop.example/sitemap.xml")
+        );
+        assert_eq!(
+            config_from(&[origins, (VAR_WARM_URLS, "/relative")])
+                .expect_err("bad")
+                .variable,
+            VAR_WARM_URLS
+        );
     }
 
     #[test]

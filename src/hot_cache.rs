@@ -133,6 +133,16 @@ impl HotCache {
         keys.iter().filter(|k| inner.remove(k)).count()
     }
 
+    /// What `read` returns for each entry that gives something (read-only).
+    pub fn collect<T>(&self, read: impl Fn(&Response<Body>) -> Option<T>) -> Vec<T> {
+        self.inner
+            .borrow()
+            .entries
+            .values()
+            .filter_map(|e| read(&e.response))
+            .collect()
+    }
+
     /// How many entries satisfy `matches` (read-only).
     pub fn count_where(&self, matches: impl Fn(&Response<Body>) -> bool) -> usize {
         self.inner

@@ -32,6 +32,7 @@ pub mod server_timing;
 pub mod stored;
 pub mod tags;
 pub mod vary;
+pub mod warming;
 
 #[cfg(target_arch = "wasm32")]
 mod workers;

@@ -193,8 +193,9 @@ impl Clock for ManualClock {
         self.now_ms.get()
     }
 
-    /// Yields once without moving the clock: time moves only when the test says.
-    async fn sleep(&self, _ms: u64) {
+    /// Moves the clock by `ms` and yields once, as a timer would.
+    async fn sleep(&self, ms: u64) {
+        self.now_ms.set(self.now_ms.get() + ms);
         YieldOnce(false).await;
     }
 }

@@ -39,6 +39,7 @@ use crate::server_timing::{self, Metric};
 use crate::stored::{self, EntryMeta};
 use crate::tags;
 use crate::vary;
+use crate::warming;
 use crate::Body;
 
 /// How often a coalesced request checks whether the leader has finished.
@@ -76,6 +77,14 @@ pub struct RequestLog {
     /// For purge requests: what was purged (never the token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purge: Option<serde_json::Value>,
+}
+
+/// What warming one URL did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WarmResult {
+    pub url: String,
+    pub status: u16,
+    pub cache: &'static str,
 }
 
 /// A finished request: the response to send and what to log about it.
@@ -766,6 +775,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             outcome.receipt.soft,
             now,
         );
+        if self.config.warming.after_purge {
+            let held = self.isolate.hot.collect(stored::meta_of);
+            let scheme = request.uri().scheme_str().unwrap_or("https");
+            let urls = warming::purged_urls(
+                &held,
+                &outcome.registry_keys,
+                scheme,
+                self.config.warming.max_urls,
+            );
+            if !urls.is_empty() {
+                let this = self.clone();
+                self.platform.background().spawn(Box::pin(async move {
+                    this.warm(urls).await;
+                }));
+            }
+        }
         if let (Some(zone), false) = (
             self.config.purge.cloudflare.clone(),
             outcome.cloudflare_calls.is_empty(),
@@ -789,6 +814,71 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }));
         }
         (response, status)
+    }
+
+    /// Fetches `urls` through the pipeline one after another, `WARM_INTERVAL_MS`
+    /// apart, so each lands in the cache as a client's request would.
+    pub async fn warm(&self, urls: Vec<String>) -> Vec<WarmResult> {
+        let mut results = Vec::with_capacity(urls.len());
+        for url in urls {
+            // Paced, and never in the same millisecond as the purge that
+            // asked for it (an entry fetched then would count as purged).
+            self.platform
+                .clock()
+                .sleep(self.config.warming.interval_ms.max(1))
+                .await;
+            let Ok(uri) = url.parse::<Uri>() else {
+                results.push(WarmResult {
+                    url,
+                    status: 0,
+                    cache: "error",
+                });
+                continue;
+            };
+            let mut request = Request::new(Body::new());
+            *request.uri_mut() = uri;
+            request.headers_mut().insert(
+                header::USER_AGENT,
+                HeaderValue::from_static("cachefront-warmer"),
+            );
+            let handled = Box::pin(self.handle(request)).await;
+            results.push(WarmResult {
+                url,
+                status: handled.log.status,
+                cache: handled.log.cache,
+            });
+        }
+        results
+    }
+
+    /// The cron trigger's warming: `WARM_URLS`, then the pages of `WARM_SITEMAP`,
+    /// at most `WARM_MAX_URLS` in all.
+    pub async fn warm_configured(&self) -> Vec<WarmResult> {
+        let settings = &self.config.warming;
+        let mut urls: Vec<String> = settings
+            .urls
+            .iter()
+            .take(settings.max_urls)
+            .cloned()
+            .collect();
+        if let Some(sitemap) = settings
+            .sitemap
+            .as_ref()
+            .and_then(|s| s.parse::<Uri>().ok())
+        {
+            let mut request = Request::new(Body::new());
+            *request.uri_mut() = sitemap;
+            let handled = Box::pin(self.handle(request)).await;
+            if handled.response.status() == StatusCode::OK {
+                let xml = String::from_utf8_lossy(handled.response.body());
+                for url in warming::sitemap_urls(&xml, settings.max_urls) {
+                    if urls.len() < settings.max_urls && !urls.contains(&url) {
+                        urls.push(url);
+                    }
+                }
+            }
+        }
+        self.warm(urls).await
     }
 
     /// Method and bearer-token checks of an operator endpoint.

@@ -133,13 +133,16 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
     let ctx = Rc::new(ctx);
     let platform = workers_platform(&env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
     let isolate = isolate_state(&config);
-    let results = Pipeline::new(config, platform, isolate)
-        .check_origins()
-        .await;
+    let pipeline = Pipeline::new(config, platform, isolate);
+    let results = pipeline.check_origins().await;
     console_log!(
         "{}",
         serde_json::json!({"event": "health_check", "results": results})
     );
+    let warmed = pipeline.warm_configured().await;
+    if !warmed.is_empty() {
+        console_log!("{}", serde_json::json!({"event": "warm", "warmed": warmed}));
+    }
 }
 
 thread_local! {

@@ -191,3 +191,87 @@ fn purge_api_is_off_without_a_token() {
     let r = h.send("POST", "/__cachefront/purge", &[], r#"{"everything":true}"#);
     assert_eq!(r.response.status(), 404);
 }
+
+#[test]
+fn warming_after_a_purge_refetches_the_purged_pages_in_the_background() {
+    let h = Harness::with_vars(
+        &[
+            ("PURGE_TOKEN", TOKEN),
+            ("WARM_AFTER_PURGE", "on"),
+            ("WARM_INTERVAL_MS", "0"),
+        ],
+        |req, n| {
+            let tag = if req.uri().path().starts_with("/products/") {
+                "products"
+            } else {
+                "pages"
+            };
+            reply(
+                200,
+                &[("cache-control", "max-age=600"), ("cache-tag", tag)],
+                &format!("{} v{n}", req.uri().path()),
+            )
+        },
+    );
+    h.get("/products/1");
+    h.get("/products/2");
+    h.get("/about");
+    h.advance(1);
+    purge(&h, r#"{"tags":["products"]}"#); // background tasks run inside `send`
+    assert_eq!(
+        h.origin_calls("/products/1"),
+        2,
+        "re-fetched without a client asking"
+    );
+    assert_eq!(h.origin_calls("/products/2"), 2);
+    assert_eq!(h.origin_calls("/about"), 1, "not purged, not warmed");
+    let next = h.get("/products/1");
+    assert!(
+        status_of(&next).starts_with("cachefront; hit"),
+        "{}",
+        status_of(&next)
+    );
+    assert_eq!(body(&next), "/products/1 v2");
+}
+
+#[test]
+fn the_cron_warms_configured_urls_and_sitemap_pages() {
+    let h = Harness::with_vars(
+        &[
+            ("WARM_URLS", "https://shop.example/landing"),
+            ("WARM_SITEMAP", "https://shop.example/sitemap.xml"),
+            ("WARM_INTERVAL_MS", "0"),
+        ],
+        |req, n| {
+            if req.uri().path() == "/sitemap.xml" {
+                return reply(
+                    200,
+                    &[("content-type", "application/xml")],
+                    "<urlset><url><loc>https://shop.example/a</loc></url><url><loc>https://shop.example/b</loc></url></urlset>",
+                );
+            }
+            reply(
+                200,
+                &[("cache-control", "max-age=600")],
+                &format!("{} v{n}", req.uri().path()),
+            )
+        },
+    );
+    let results = futures::executor::block_on(h.pipeline.warm_configured());
+    futures::executor::block_on(h.pipeline.platform().tasks.run_all());
+    let urls: Vec<_> = results.iter().map(|r| (r.url.as_str(), r.status)).collect();
+    assert_eq!(
+        urls,
+        [
+            ("https://shop.example/landing", 200),
+            ("https://shop.example/a", 200),
+            ("https://shop.example/b", 200)
+        ]
+    );
+    for path in ["/landing", "/a", "/b"] {
+        assert!(
+            status_of(&h.get(path)).starts_with("cachefront; hit"),
+            "{path} was warmed"
+        );
+    }
+}

@@ -102,11 +102,11 @@ export function originsVar(list) {
  * Starts the worker under `wrangler dev --local` with the given vars (which
  * override wrangler.toml). Resolves once it answers HTTP.
  */
-export async function startWorker({ vars = {}, timeoutMs = 90_000 } = {}) {
+export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedPort } = {}) {
   if (!existsSync(path.join(repoRoot, 'build', 'index.js'))) {
     throw new Error('build/index.js is missing: run scripts/build-worker.sh (scripts/test.sh does) first');
   }
-  const port = await freePort();
+  const port = wantedPort ?? (await freePort());
   const inspectorPort = await freePort();
   const persistDir = mkdtempSync(path.join(tmpdir(), 'cachefront-e2e-'));
   const args = [

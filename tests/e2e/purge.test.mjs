@@ -2,7 +2,7 @@
 // Durable Objects), a stand-in origin that tags its pages, and the purge API.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { eventually, originsVar, startOrigin, startWorker } from './harness.mjs';
+import { eventually, freePort, originsVar, startOrigin, startWorker } from './harness.mjs';
 
 const TOKEN = 'e2e-purge-token-0123456789';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -94,5 +94,38 @@ describe('purge API', () => {
     const still = await get('/products/safe');
     assert.match(still.headers.get('cache-status'), /^cachefront; hit/);
     await still.text();
+  });
+});
+
+describe('warming', () => {
+  test('the cron warms the configured pages, which clients then get from the cache', async () => {
+    const seen = [];
+    const origin = await startOrigin((req, res) => {
+      seen.push(req.url);
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600' });
+      res.end(`${req.url} warmed`);
+    });
+    const port = await freePort();
+    const self = `http://127.0.0.1:${port}`;
+    const worker = await startWorker({
+      port,
+      vars: {
+        ORIGINS: originsVar([{ name: 'primary', origin }]),
+        WARM_URLS: `${self}/landing,${self}/deals`,
+        WARM_INTERVAL_MS: '10',
+      },
+    });
+    try {
+      const cron = await fetch(`${worker.url}/__scheduled?cron=*+*+*+*+*`);
+      assert.equal(cron.status, 200);
+      await cron.text();
+      assert.deepEqual(seen.filter((u) => u !== '/healthz').sort(), ['/deals', '/landing']);
+      const res = await fetch(`${worker.url}/landing`);
+      assert.match(res.headers.get('cache-status'), /^cachefront; hit/);
+      assert.equal(await res.text(), '/landing warmed');
+    } finally {
+      await worker.stop();
+      await origin.close();
+    }
   });
 });
