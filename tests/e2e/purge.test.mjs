@@ -21,7 +21,9 @@ describe('purge API', () => {
       res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': cc, 'cache-tag': tag });
       res.end(`${req.url} v${n}`);
     });
-    worker = await startWorker({ vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), PURGE_TOKEN: TOKEN } });
+    worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), PURGE_TOKEN: TOKEN, PURGE_PREFIX_TAGS: '/blog/' },
+    });
   });
 
   after(async () => {
@@ -56,6 +58,24 @@ describe('purge API', () => {
     assert.equal(await neighbour.text(), '/info/about v1');
   });
 
+  test('purge by URL, by prefix and by host', async () => {
+    const host = new URL(worker.url).host;
+    for (const path of ['/by-url', '/blog/one', '/by-host']) {
+      await (await get(path)).text();
+      await (await cachedAgain(path)).text();
+    }
+    await sleep(1_100);
+    assert.equal((await purge({ urls: [`${worker.url}/by-url`] })).status, 200);
+    assert.match((await get('/by-url')).headers.get('cache-status'), /purged/);
+    assert.match((await get('/by-host')).headers.get('cache-status'), /^cachefront; hit/);
+    await sleep(1_100);
+    assert.equal((await purge({ prefixes: ['/blog/'] })).status, 200);
+    assert.match((await get('/blog/one')).headers.get('cache-status'), /purged/);
+    await sleep(1_100);
+    assert.equal((await purge({ hosts: [host.split(':')[0]] })).status, 200);
+    assert.match((await get('/by-host')).headers.get('cache-status'), /purged/);
+  });
+
   test('purge everything reaches every entry', async () => {
     await (await get('/everything-a')).text();
     await (await cachedAgain('/everything-a')).text();
@@ -85,6 +105,7 @@ describe('purge API', () => {
       [await purge({ tags: ['products'] }, 'wrong-token-0000000000000'), 401],
       [await fetch(`${worker.url}/__cachefront/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: '{oops' }), 400],
       [await purge(null, TOKEN, 'GET'), 405],
+      [await purge({ tags: Array.from({ length: 3000 }, (_, i) => `tag-${i}-${'x'.repeat(20)}`) }), 413],
     ]) {
       assert.equal(res.status, status);
       const json = await res.json();
