@@ -242,6 +242,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
+    /// Like [`Pipeline::new`], for a configuration shared across requests.
+    pub fn from_shared(config: Rc<Config>, platform: P, isolate: IsolateState) -> Self {
+        Self {
+            config,
+            platform,
+            isolate,
+        }
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

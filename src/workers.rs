@@ -76,7 +76,7 @@ const ANALYTICS_BINDING: &str = "ANALYTICS";
 
 /// Serves a request; also says whether it should be logged.
 async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bool) {
-    let config = match Config::from_vars(|name| read_var(env, name)) {
+    let config = match load_config(env) {
         Ok(config) => config,
         Err(err) => {
             let path = request.uri().path();
@@ -90,7 +90,7 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bo
     let ctx = Rc::new(ctx);
     let platform = workers_platform(env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
     let isolate = isolate_state(&config);
-    let handled = Pipeline::new(config, platform, isolate)
+    let handled = Pipeline::from_shared(config, platform, isolate)
         .handle(request)
         .await;
     (handled, log_requests)
@@ -143,6 +143,36 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
     if !warmed.is_empty() {
         console_log!("{}", serde_json::json!({"event": "warm", "warmed": warmed}));
     }
+}
+
+thread_local! {
+    /// The parsed configuration and the variable values it was parsed from.
+    static CONFIG: RefCell<Option<ConfigMemo>> = const { RefCell::new(None) };
+}
+
+/// The variables a configuration was parsed from (name, value) and the result.
+type ConfigMemo = (Vec<(String, Option<String>)>, Rc<Config>);
+
+/// The configuration, parsed again only when a variable it read has changed
+/// (reading a variable is cheap; parsing and validating ORIGINS is not).
+fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
+    if let Some((seen, config)) = CONFIG.with(|memo| memo.borrow().clone()) {
+        if seen
+            .iter()
+            .all(|(name, value)| read_var(env, name) == *value)
+        {
+            return Ok(config);
+        }
+    }
+    let seen = RefCell::new(Vec::new());
+    let parsed = Config::from_vars(|name| {
+        let value = read_var(env, name);
+        seen.borrow_mut().push((name.to_owned(), value.clone()));
+        value
+    })?;
+    let config = Rc::new(parsed);
+    CONFIG.with(|memo| *memo.borrow_mut() = Some((seen.into_inner(), Rc::clone(&config))));
+    Ok(config)
 }
 
 thread_local! {
