@@ -1,39 +1,48 @@
-//! Bearer-token checks for the worker's own endpoints. Tokens are compared in
-//! constant time and never echoed in responses or logs.
+//! Bearer-token checks for the worker's operator endpoints (purge, health):
+//! one parser for `Authorization: Bearer <token>`, one constant-time compare.
+//! Tokens are never echoed in responses or logs.
 
 use http::{header, HeaderMap};
+use subtle::ConstantTimeEq;
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = u8::from(a.len() != b.len());
-    let longest = a.len().max(b.len());
-    for i in 0..longest {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= x ^ y;
+/// Compares a presented token with the configured one in time that depends
+/// only on the configured token's length, never on where they differ.
+pub fn tokens_match(presented: &[u8], expected: &[u8]) -> bool {
+    let mut equal = u8::from(presented.len() == expected.len()).ct_eq(&1);
+    for (i, byte) in expected.iter().enumerate() {
+        let other = presented.get(i).copied().unwrap_or(0);
+        equal &= other.ct_eq(byte);
     }
-    diff == 0
+    bool::from(equal)
 }
 
 /// Outcome of checking a request's `Authorization: Bearer` token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenCheck {
     Valid,
+    /// No `Authorization` header.
     Missing,
+    /// Several `Authorization` headers, or not the Bearer scheme.
+    Malformed,
+    /// A Bearer token that is not the configured one.
     Invalid,
 }
 
+/// Checks `Authorization: Bearer <token>` (scheme case-insensitive, spaces
+/// around the token ignored) against `expected`.
 pub fn check_bearer(headers: &HeaderMap, expected: &str) -> TokenCheck {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return TokenCheck::Missing;
     };
-    let Some(token) = value.to_str().ok().and_then(|v| {
-        v.strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-    }) else {
-        return TokenCheck::Invalid;
-    };
-    if constant_time_eq(token.trim().as_bytes(), expected.as_bytes()) {
+    if values.next().is_some() {
+        return TokenCheck::Malformed;
+    }
+    let value = value.as_bytes();
+    if value.len() <= 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
+        return TokenCheck::Malformed;
+    }
+    if tokens_match(value[7..].trim_ascii(), expected.as_bytes()) {
         TokenCheck::Valid
     } else {
         TokenCheck::Invalid
@@ -52,11 +61,15 @@ mod tests {
     }
 
     #[test]
-    fn equal_strings_match_and_others_do_not() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret-longer"));
-        assert!(!constant_time_eq(b"", b"x"));
+    fn constant_time_compare_matches_only_equal_tokens() {
+        assert!(tokens_match(b"abcdef", b"abcdef"));
+        assert!(!tokens_match(b"abcdeg", b"abcdef"));
+        assert!(
+            !tokens_match(b"abcde", b"abcdef"),
+            "a prefix is not a match"
+        );
+        assert!(!tokens_match(b"abcdefg", b"abcdef"), "nor is an extension");
+        assert!(!tokens_match(b"", b"abcdef"));
     }
 
     #[test]
@@ -66,16 +79,30 @@ mod tests {
             TokenCheck::Valid
         );
         assert_eq!(
+            check_bearer(&auth("bearer  s3cret "), "s3cret"),
+            TokenCheck::Valid
+        );
+        assert_eq!(
             check_bearer(&auth("Bearer wrong"), "s3cret"),
             TokenCheck::Invalid
         );
         assert_eq!(
             check_bearer(&auth("Basic czNjcmV0"), "s3cret"),
-            TokenCheck::Invalid
+            TokenCheck::Malformed
+        );
+        assert_eq!(
+            check_bearer(&auth("Bearer"), "s3cret"),
+            TokenCheck::Malformed
         );
         assert_eq!(
             check_bearer(&HeaderMap::new(), "s3cret"),
             TokenCheck::Missing
         );
+        let mut two = auth("Bearer s3cret");
+        two.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer s3cret"),
+        );
+        assert_eq!(check_bearer(&two, "s3cret"), TokenCheck::Malformed);
     }
 }

@@ -143,16 +143,6 @@ impl HotCache {
             .collect()
     }
 
-    /// How many entries satisfy `matches` (read-only).
-    pub fn count_where(&self, matches: impl Fn(&Response<Body>) -> bool) -> usize {
-        self.inner
-            .borrow()
-            .entries
-            .values()
-            .filter(|e| matches(&e.response))
-            .count()
-    }
-
     pub fn len(&self) -> usize {
         self.inner.borrow().entries.len()
     }

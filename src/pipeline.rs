@@ -772,10 +772,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .receipt
                 .purged
                 .registry_keys(&self.config.cache_ignore_query_params);
-            let affected = self.isolate.hot.count_where(|stored| {
-                stored::meta_of(stored)
-                    .is_some_and(|meta| purge::purge_hits_entry(&keys, &meta.tags))
-            });
+            let affected = self
+                .isolate
+                .hot
+                .collect(stored::meta_of)
+                .iter()
+                .filter(|meta| purge::purge_hits_entry(&keys, &meta.tags))
+                .count();
             outcome.receipt.local_entries_affected = u64::try_from(affected).ok();
             return (outcome.receipt.to_response(), status);
         }
@@ -902,7 +905,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         };
         match auth::check_bearer(request.headers(), token) {
             TokenCheck::Valid => {}
-            TokenCheck::Missing | TokenCheck::Invalid => return Err(EdgeError::Unauthorized),
+            TokenCheck::Missing | TokenCheck::Malformed | TokenCheck::Invalid => {
+                return Err(EdgeError::Unauthorized)
+            }
         }
         if request.method().as_str() != method {
             return Err(EdgeError::MethodNotAllowed(method));
@@ -966,10 +971,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             availability.push(health.availability(now, &self.config.health));
             last_failures.push(health.last_failure_ms);
         }
-        let seed = now
-            ^ vary::variant_hash(&vec![(String::new(), path.to_owned())])
-                .bytes()
-                .fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+        let seed = now ^ tags::stable_hash(path.as_bytes());
         origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed)
     }
 

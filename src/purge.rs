@@ -16,9 +16,9 @@ use std::fmt;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use url::Url;
 
+use crate::auth::{self, TokenCheck};
 use crate::error::json_response;
 use crate::registry::{purge_keys, TagRegistryStore};
 use crate::tags::{self, DropReason, EVERYTHING_KEY};
@@ -81,17 +81,6 @@ impl fmt::Debug for SecretToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretToken([redacted])")
     }
-}
-
-/// Compares a presented token with the configured one in time that depends
-/// only on the configured token's length, never on where they differ.
-pub fn tokens_match(presented: &[u8], expected: &[u8]) -> bool {
-    let mut equal = u8::from(presented.len() == expected.len()).ct_eq(&1);
-    for (i, byte) in expected.iter().enumerate() {
-        let other = presented.get(i).copied().unwrap_or(0);
-        equal &= other.ct_eq(byte);
-    }
-    bool::from(equal)
 }
 
 /// Where purges are forwarded on Cloudflare, when configured.
@@ -581,23 +570,11 @@ pub fn authorize_and_parse(
 }
 
 fn check_bearer(headers: &HeaderMap, token: &SecretToken) -> Result<(), PurgeError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(PurgeError::MissingToken);
-    };
-    if values.next().is_some() {
-        return Err(PurgeError::MalformedAuthorization);
-    }
-    let value = value.as_bytes();
-    let scheme_ok = value.len() > 7 && value[..7].eq_ignore_ascii_case(b"bearer ");
-    if !scheme_ok {
-        return Err(PurgeError::MalformedAuthorization);
-    }
-    let presented = value[7..].trim_ascii();
-    if tokens_match(presented, token.expose().as_bytes()) {
-        Ok(())
-    } else {
-        Err(PurgeError::BadToken)
+    match auth::check_bearer(headers, token.expose()) {
+        TokenCheck::Valid => Ok(()),
+        TokenCheck::Missing => Err(PurgeError::MissingToken),
+        TokenCheck::Malformed => Err(PurgeError::MalformedAuthorization),
+        TokenCheck::Invalid => Err(PurgeError::BadToken),
     }
 }
 
@@ -1210,17 +1187,17 @@ mod tests {
 
     #[test]
     fn token_comparison_is_constant_time_over_the_expected_length() {
-        assert!(tokens_match(b"abcdef", b"abcdef"));
-        assert!(!tokens_match(b"abcdeg", b"abcdef"));
+        assert!(crate::auth::tokens_match(b"abcdef", b"abcdef"));
+        assert!(!crate::auth::tokens_match(b"abcdeg", b"abcdef"));
         assert!(
-            !tokens_match(b"abcde", b"abcdef"),
+            !crate::auth::tokens_match(b"abcde", b"abcdef"),
             "a prefix is not a match"
         );
         assert!(
-            !tokens_match(b"abcdefg", b"abcdef"),
+            !crate::auth::tokens_match(b"abcdefg", b"abcdef"),
             "an extension is not a match"
         );
-        assert!(!tokens_match(b"", b"abcdef"));
+        assert!(!crate::auth::tokens_match(b"", b"abcdef"));
         // Bearer scheme is case-insensitive; surrounding spaces are ignored.
         assert!(decide(
             Method::POST,

@@ -210,12 +210,12 @@ pub fn short_key(key: &str) -> String {
     if key.len() <= 480 {
         return key.to_owned();
     }
-    let hash = crate::vary::variant_hash(&vec![(String::new(), key.to_owned())]);
+    let hash = crate::tags::stable_hash(key.as_bytes());
     let mut cut = 400;
     while !key.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("long:{hash}:{}", &key[..cut])
+    format!("long:{hash:016x}:{}", &key[..cut])
 }
 
 #[cfg(test)]
