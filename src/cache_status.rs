@@ -57,6 +57,8 @@ pub enum NoStoreReason {
     Authorization,
     NoFreshness,
     TooLarge,
+    /// A streamed body whose length the origin did not say.
+    UnknownLength,
     Partial,
 }
 
@@ -74,6 +76,7 @@ impl NoStoreReason {
             Self::Authorization => "authorization",
             Self::NoFreshness => "no-freshness",
             Self::TooLarge => "too-large",
+            Self::UnknownLength => "unknown-length",
             Self::Partial => "partial",
         }
     }

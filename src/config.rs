@@ -21,6 +21,8 @@ pub const VAR_ORIGINS: &str = "ORIGINS";
 pub const VAR_CACHE_NAMESPACE: &str = "CACHE_NAMESPACE";
 /// Variable bounding the size of a response body the cache stores.
 pub const VAR_CACHE_MAX_OBJECT_BYTES: &str = "CACHE_MAX_OBJECT_BYTES";
+/// Bodies above this size are streamed through instead of read into memory.
+pub const VAR_STREAM_BODIES_ABOVE_BYTES: &str = "STREAM_BODIES_ABOVE_BYTES";
 /// Query parameters left out of cache keys (`*` suffix = prefix match).
 pub const VAR_CACHE_IGNORE_QUERY_PARAMS: &str = "CACHE_IGNORE_QUERY_PARAMS";
 /// Request headers that are part of the cache key (and so may reach the origin).
@@ -80,6 +82,7 @@ const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
 /// because the v0 pipeline buffers bodies it may store.
 const DEFAULT_MAX_OBJECT_BYTES: u64 = 25 * 1024 * 1024;
+const DEFAULT_STREAM_BODIES_ABOVE_BYTES: u64 = 1024 * 1024;
 const MAX_NAMESPACE_LEN: usize = 64;
 const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
 /// Workers KV's value size limit (25 MiB).
@@ -131,6 +134,9 @@ pub struct Config {
     pub cache_namespace: String,
     /// Responses with a larger body are served but never stored.
     pub cache_max_object_bytes: u64,
+    /// Bodies above this size stay streams (see [`crate::body`]): never held
+    /// whole in memory, stored (Cache API only) when their length is known.
+    pub stream_bodies_above_bytes: u64,
     /// Query parameter names (or `prefix*` patterns) left out of cache keys.
     pub cache_ignore_query_params: Vec<String>,
     /// Lower-cased request headers added to cache keys; they are forwarded
@@ -219,6 +225,10 @@ impl Config {
             origins,
             cache_namespace,
             cache_max_object_bytes: number(VAR_CACHE_MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECT_BYTES)?,
+            stream_bodies_above_bytes: number(
+                VAR_STREAM_BODIES_ABOVE_BYTES,
+                DEFAULT_STREAM_BODIES_ABOVE_BYTES,
+            )?,
             cache_ignore_query_params: name_list(
                 VAR_CACHE_IGNORE_QUERY_PARAMS,
                 lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)

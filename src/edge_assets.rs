@@ -15,7 +15,7 @@ use crate::cache_control::Directives;
 use crate::config::AssetSettings;
 use crate::Body;
 
-fn is_html(headers: &http::HeaderMap) -> bool {
+pub fn is_html(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -88,8 +88,13 @@ impl HotCache {
     pub fn put(&self, key: &str, response: &Response<Body>, now_ms: u64) {
         let mut inner = self.inner.borrow_mut();
         let size = entry_size(key, response);
-        // Entries larger than an eighth of the budget would evict too much.
-        if inner.budget_bytes == 0 || size > inner.budget_bytes / 8 {
+        // Entries larger than an eighth of the budget would evict too much; a
+        // streamed body (crate::body) is not in memory at all.
+        let streamed = response
+            .extensions()
+            .get::<crate::body::Streamed>()
+            .is_some();
+        if streamed || inner.budget_bytes == 0 || size > inner.budget_bytes / 8 {
             inner.remove(key);
             return;
         }

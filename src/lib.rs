@@ -8,6 +8,7 @@
 pub mod analytics;
 pub mod assets;
 pub mod auth;
+pub mod body;
 pub mod cache_control;
 pub mod cache_key;
 pub mod cache_status;

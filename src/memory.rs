@@ -7,24 +7,114 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use bytes::Bytes;
 use futures_channel::oneshot;
 use futures_util::future::{FutureExt, Shared};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
+use crate::body::{self, Streamed};
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, CloudflareApi, GlobalStore, HealthStore,
-    OriginError, OriginFetch, Platform, StaticAssets, StoreError,
+    Background, BackgroundTask, BodyStreams, CacheStore, Clock, CloudflareApi, GlobalStore,
+    HealthStore, OriginError, OriginFetch, Platform, StaticAssets, StoreError,
 };
 use crate::purge::cloudflare::ApiReply;
 use crate::registry::MemoryTagRegistry;
 use crate::Body;
 
-/// A response store in a hash map. Clones share the same map.
+/// Streamed bodies (see [`crate::body`]) held as byte strings; clones share
+/// the same table. Tests read a streamed response with [`Self::resolve`] and
+/// check with [`Self::open`] that no stream was left behind.
+#[derive(Clone, Default)]
+pub struct MemoryStreams {
+    table: Rc<RefCell<StreamTable>>,
+}
+
+#[derive(Default)]
+struct StreamTable {
+    next_id: u64,
+    open: HashMap<u64, Bytes>,
+    opened: u64,
+}
+
+impl MemoryStreams {
+    /// Starts a stream over `bytes`, announced as `len` bytes long (as an
+    /// adapter knows it: from `Content-Length`, or not at all).
+    pub fn start(&self, bytes: Bytes, len: Option<u64>) -> Streamed {
+        let mut table = self.table.borrow_mut();
+        table.next_id += 1;
+        table.opened += 1;
+        let id = table.next_id;
+        table.open.insert(id, bytes);
+        Streamed { id, len }
+    }
+
+    /// Reads a whole stream (it is then gone). `None` for an unknown or spent stream.
+    pub fn read(&self, stream: &Streamed) -> Option<Bytes> {
+        self.table.borrow_mut().open.remove(&stream.id)
+    }
+
+    /// `response` with its streamed body (if any) read into its byte buffer.
+    pub fn resolve(&self, mut response: Response<Body>) -> Response<Body> {
+        if let Some(stream) = body::unmark(&mut response) {
+            *response.body_mut() = self.read(&stream).unwrap_or_default();
+        }
+        response
+    }
+
+    /// Streams started and neither read nor cancelled yet.
+    pub fn open(&self) -> usize {
+        self.table.borrow().open.len()
+    }
+
+    /// Streams started so far.
+    pub fn started(&self) -> u64 {
+        self.table.borrow().opened
+    }
+
+    /// The response for `bytes`, streamed when longer than `stream_above`.
+    fn respond(&self, mut response: Response<Body>, stream_above: u64) -> Response<Body> {
+        if response.body().len() as u64 > stream_above {
+            let len = body::content_length(response.headers());
+            let bytes = std::mem::take(response.body_mut());
+            let stream = self.start(bytes, len);
+            body::mark(&mut response, stream);
+        }
+        response
+    }
+}
+
+impl BodyStreams for MemoryStreams {
+    fn tee(&self, stream: Streamed) -> (Streamed, Streamed) {
+        let bytes = self.read(&stream).unwrap_or_default();
+        (
+            self.start(bytes.clone(), stream.len),
+            self.start(bytes, stream.len),
+        )
+    }
+
+    fn slice(&self, stream: Streamed, start: u64, end: u64) -> Streamed {
+        let bytes = self.read(&stream).unwrap_or_default();
+        let mut piece = Vec::new();
+        if let Some((from, to)) = body::window(0, bytes.len() as u64, start, end) {
+            piece.extend_from_slice(&bytes[from..to]);
+        }
+        let len = Some(piece.len() as u64);
+        self.start(Bytes::from(piece), len)
+    }
+
+    fn cancel(&self, stream: Streamed) {
+        self.table.borrow_mut().open.remove(&stream.id);
+    }
+}
+
+/// A response store in a hash map. Clones share the same map. Streamed bodies
+/// are read into it on `put`, and come back streamed from `get` when large.
 #[derive(Clone, Default)]
 pub struct MemoryCache {
     entries: Rc<RefCell<HashMap<String, Response<Body>>>>,
+    streams: MemoryStreams,
 }
 
 impl MemoryCache {
@@ -42,11 +132,17 @@ impl MemoryCache {
 }
 
 impl CacheStore for MemoryCache {
-    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError> {
-        Ok(self.entries.borrow().get(key).map(crate::copy_response))
+    async fn get(
+        &self,
+        key: &str,
+        stream_above: u64,
+    ) -> Result<Option<Response<Body>>, StoreError> {
+        let found = self.entries.borrow().get(key).map(crate::copy_response);
+        Ok(found.map(|response| self.streams.respond(response, stream_above)))
     }
 
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
+        let response = self.streams.resolve(response);
         self.entries.borrow_mut().insert(key.to_owned(), response);
         Ok(())
     }
@@ -65,6 +161,7 @@ pub struct MemoryOrigin {
     handler: Rc<OriginHandler>,
     received: Rc<RefCell<Vec<Request<Body>>>>,
     gate: Rc<RefCell<Option<Shared<oneshot::Receiver<()>>>>>,
+    streams: MemoryStreams,
 }
 
 impl MemoryOrigin {
@@ -75,6 +172,7 @@ impl MemoryOrigin {
             handler: Rc::new(handler),
             received: Rc::default(),
             gate: Rc::default(),
+            streams: MemoryStreams::default(),
         }
     }
 
@@ -109,6 +207,7 @@ impl OriginFetch for MemoryOrigin {
         origin: &OriginConfig,
         request: Request<Body>,
         _timeout_ms: u64,
+        stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
         let gate = self.gate.borrow().clone();
         let mut record = Request::new(request.body().clone());
@@ -120,7 +219,7 @@ impl OriginFetch for MemoryOrigin {
             // Released or dropped: either way the request proceeds.
             let _ = gate.await;
         }
-        (self.handler)(origin, &request)
+        (self.handler)(origin, &request).map(|r| self.streams.respond(r, stream_above))
     }
 }
 
@@ -128,6 +227,7 @@ impl OriginFetch for MemoryOrigin {
 #[derive(Clone, Default)]
 pub struct MemoryAssets {
     files: Rc<HashMap<String, (&'static str, Body)>>,
+    streams: MemoryStreams,
 }
 
 impl MemoryAssets {
@@ -138,12 +238,17 @@ impl MemoryAssets {
             .collect();
         Self {
             files: Rc::new(map),
+            streams: MemoryStreams::default(),
         }
     }
 }
 
 impl StaticAssets for MemoryAssets {
-    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError> {
+    async fn fetch(
+        &self,
+        request: &Request<Body>,
+        stream_above: u64,
+    ) -> Result<Response<Body>, StoreError> {
         let path = request.uri().path();
         let path = if path.ends_with('/') {
             format!("{path}index.html")
@@ -166,7 +271,7 @@ impl StaticAssets for MemoryAssets {
         if request.method() == http::Method::HEAD {
             *response.body_mut() = Body::new();
         }
-        Ok(response)
+        Ok(self.streams.respond(response, stream_above))
     }
 }
 
@@ -332,14 +437,23 @@ pub struct MemoryPlatform {
     pub global: MemoryGlobalStore,
     pub registry: Rc<MemoryTagRegistry>,
     pub cloudflare: MemoryCloudflareApi,
+    /// Streamed bodies, shared by the origin, the asset store and the cache.
+    pub streams: MemoryStreams,
 }
 
 impl MemoryPlatform {
-    pub fn new(origin: MemoryOrigin, assets: MemoryAssets, now_ms: u64) -> Self {
+    pub fn new(mut origin: MemoryOrigin, mut assets: MemoryAssets, now_ms: u64) -> Self {
+        let streams = MemoryStreams::default();
+        origin.streams = streams.clone();
+        assets.streams = streams.clone();
         Self {
-            cache: MemoryCache::default(),
+            cache: MemoryCache {
+                entries: Rc::default(),
+                streams: streams.clone(),
+            },
             origin,
             assets,
+            streams,
             clock: ManualClock::at(now_ms),
             tasks: TaskQueue::default(),
             health: MemoryHealthStore::default(),
@@ -360,6 +474,7 @@ impl Platform for MemoryPlatform {
     type Global = MemoryGlobalStore;
     type Registry = MemoryTagRegistry;
     type Cloudflare = MemoryCloudflareApi;
+    type Streams = MemoryStreams;
 
     fn cache(&self) -> &MemoryCache {
         &self.cache
@@ -387,5 +502,8 @@ impl Platform for MemoryPlatform {
     }
     fn cloudflare(&self) -> &MemoryCloudflareApi {
         &self.cloudflare
+    }
+    fn streams(&self) -> &MemoryStreams {
+        &self.streams
     }
 }

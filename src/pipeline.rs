@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::assets::Manifest;
 use crate::auth::{self, TokenCheck};
+use crate::body::{self, Streamed};
 use crate::cache_key::{self, KeyRules};
 use crate::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
 use crate::coalesce::{Coalescer, Role};
@@ -26,8 +27,8 @@ use crate::health::{self, Availability, OriginHealth, SharedHealth};
 use crate::hot_cache::HotCache;
 use crate::origin_pool::{self, Candidate};
 use crate::platform::{
-    Background, CacheStore, Clock, GlobalStore, HealthStore, OriginError, OriginFetch, Platform,
-    StaticAssets,
+    Background, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore, OriginError, OriginFetch,
+    Platform, StaticAssets,
 };
 use crate::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
@@ -361,7 +362,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
 
         if readable {
-            match self.platform.assets().fetch(&request).await {
+            let stream_above = self.config.stream_bodies_above_bytes;
+            match self.platform.assets().fetch(&request, stream_above).await {
                 Ok(asset) if asset.status() != StatusCode::NOT_FOUND => {
                     let manifest = self.manifest(&request, trace).await;
                     let path = request.uri().path();
@@ -373,7 +375,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     );
                     return (asset, CacheStatus::asset());
                 }
-                Ok(_) => {}
+                Ok(mut not_found) => {
+                    if let Some(stream) = body::unmark(&mut not_found) {
+                        self.platform.streams().cancel(stream);
+                    }
+                }
                 Err(e) => trace.warnings.push(format!("asset store failed: {e}")),
             }
         }
@@ -474,10 +480,17 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if tiers == Tiers::Memory {
             return None;
         }
-        match self.platform.cache().get(key).await {
+        let stream_above = self.config.stream_bodies_above_bytes;
+        match self.platform.cache().get(key, stream_above).await {
             Ok(Some(found)) => {
+                // A streamed body stays out of the memory tier (hot_cache skips it).
                 self.isolate.hot.put(key, &found, now);
-                return stored::decode(found).map(|(response, meta)| (response, meta, Tier::Edge));
+                let (mut response, meta) = stored::decode(found)?;
+                if let Some(mut stream) = body::unmark(&mut response) {
+                    stream.len = stream.len.or(meta.body_len);
+                    response.extensions_mut().insert(stream);
+                }
+                return Some((response, meta, Tier::Edge));
             }
             Ok(None) => {}
             Err(e) => trace.warnings.push(format!("cache read failed: {e}")),
@@ -576,24 +589,33 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Reuse::Fresh => {
                 let status = CacheStatus::hit(ttl, entry.tier);
                 (
-                    client_view(&request, entry.response, Some(freshness.age_secs)),
+                    self.client_view(&request, entry.response, Some(freshness.age_secs)),
                     status,
                 )
             }
             Reuse::StaleAccepted => {
                 let status = CacheStatus::stale_hit(ttl, "max-stale");
                 (
-                    client_view(&request, entry.response, Some(freshness.age_secs)),
+                    self.client_view(&request, entry.response, Some(freshness.age_secs)),
                     status,
                 )
             }
+            Reuse::StaleWhileRevalidate if body::streamed(&entry.response).is_some() => {
+                // The stream goes to the client; the refresh asks for a whole new
+                // response (a 304 would have no body left to store again).
+                let view = self.client_view(&request, entry.response, Some(freshness.age_secs));
+                let entry_key = entry.key;
+                self.refresh_in_background(&request, key, entry_key, None);
+                (view, CacheStatus::stale_hit(ttl, "stale-while-revalidate"))
+            }
             Reuse::StaleWhileRevalidate => {
-                let view = client_view(
+                let view = self.client_view(
                     &request,
                     crate::copy_response(&entry.response),
                     Some(freshness.age_secs),
                 );
-                self.refresh_in_background(&request, key, entry);
+                let entry_key = entry.key.clone();
+                self.refresh_in_background(&request, key, entry_key, Some(entry));
                 (view, CacheStatus::stale_hit(ttl, "stale-while-revalidate"))
             }
             Reuse::Revalidate if directives.only_if_cached => (
@@ -612,12 +634,18 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Refreshes a stale entry after the response is sent, once per key at a time.
-    fn refresh_in_background(&self, request: &Request<Body>, key: String, entry: StoredEntry) {
+    fn refresh_in_background(
+        &self,
+        request: &Request<Body>,
+        key: String,
+        entry_key: String,
+        entry: Option<StoredEntry>,
+    ) {
         if !self
             .isolate
             .refreshing
             .borrow_mut()
-            .insert(entry.key.clone())
+            .insert(entry_key.clone())
         {
             return;
         }
@@ -629,11 +657,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         refresh.headers_mut().remove(header::RANGE);
         let this = self.clone();
         self.platform.background().spawn(Box::pin(async move {
-            let entry_key = entry.key.clone();
             let mut trace = Trace::default();
-            let _ = this
-                .fetch(refresh, key, Forward::Stale, Some(entry), &mut trace)
+            let (mut refreshed, _) = this
+                .fetch(refresh, key, Forward::Stale, entry, &mut trace)
                 .await;
+            // Only the cache write matters; the client's branch is dropped.
+            this.drop_stream(&mut refreshed);
             this.isolate.refreshing.borrow_mut().remove(&entry_key);
         }));
     }
@@ -642,8 +671,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// small, the KV tier) after the response, for `retention_secs`.
     fn store(&self, key: String, encoded: Response<Body>, retention_secs: u64) {
         self.isolate.hot.put(&key, &encoded, self.now());
-        let small = u64::try_from(encoded.body().len())
-            .is_ok_and(|len| len <= self.config.kv_cache_max_object_bytes);
+        let small = body::streamed(&encoded).is_none()
+            && u64::try_from(encoded.body().len())
+                .is_ok_and(|len| len <= self.config.kv_cache_max_object_bytes);
         let global = (self.kv_tier_on() && small).then(|| {
             (
                 self.platform.global().clone(),
@@ -690,7 +720,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if let Ok(uri) = Uri::from_parts(url) {
             *fetch.uri_mut() = uri;
         }
-        let loaded = match self.platform.assets().fetch(&fetch).await {
+        // The manifest is parsed, so it is always read whole.
+        let loaded = match self.platform.assets().fetch(&fetch, u64::MAX).await {
             Ok(response) if response.status() == StatusCode::OK => {
                 match Manifest::from_json(response.body()) {
                     Ok(manifest) => Some(Rc::new(manifest)),
@@ -853,7 +884,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 header::USER_AGENT,
                 HeaderValue::from_static("cachefront-warmer"),
             );
-            let handled = Box::pin(self.handle(request)).await;
+            let mut handled = Box::pin(self.handle(request)).await;
+            // Only the cache write matters; a streamed body is not read here.
+            self.drop_stream(&mut handled.response);
             results.push(WarmResult {
                 url,
                 status: handled.log.status,
@@ -880,7 +913,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         {
             let mut request = Request::new(Body::new());
             *request.uri_mut() = sitemap;
-            let handled = Box::pin(self.handle(request)).await;
+            let mut handled = Box::pin(self.handle(request)).await;
+            // A sitemap above STREAM_BODIES_ABOVE_BYTES is streamed, not parsed.
+            self.drop_stream(&mut handled.response);
             if handled.response.status() == StatusCode::OK {
                 let xml = String::from_utf8_lossy(handled.response.body());
                 for url in warming::sitemap_urls(&xml, settings.max_urls) {
@@ -1025,7 +1060,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let result = self
                 .platform
                 .origin()
-                .fetch(origin, origin_request, timeout_ms)
+                .fetch(
+                    origin,
+                    origin_request,
+                    timeout_ms,
+                    self.config.stream_bodies_above_bytes,
+                )
                 .await;
             let took = self.now().saturating_sub(sent_at);
             match result {
@@ -1040,7 +1080,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                         trace
                             .failed_attempts
                             .push((origin.name.clone(), what, took));
-                        failed_response = Some((response, origin.name.clone(), took));
+                        if let Some((mut replaced, _, _)) =
+                            failed_response.replace((response, origin.name.clone(), took))
+                        {
+                            self.drop_stream(&mut replaced);
+                        }
                         continue;
                     }
                     self.record_health(&origin.name, true);
@@ -1088,12 +1132,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             };
             let probe = forward::health_probe(origin, path);
             let outcome = match probe {
-                Ok(request) => {
-                    self.platform
-                        .origin()
-                        .fetch(origin, request, origin.timeout_ms)
-                        .await
-                }
+                // Only the status matters: the body is left unread and dropped.
+                Ok(request) => self
+                    .platform
+                    .origin()
+                    .fetch(origin, request, origin.timeout_ms, 0)
+                    .await
+                    .map(|mut response| {
+                        self.drop_stream(&mut response);
+                        response
+                    }),
                 Err(e) => Err(OriginError::Connect(e.to_string())),
             };
             let (status, detail) = match &outcome {
@@ -1246,23 +1294,36 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             {
                 let (answer, encoded) = self.revalidated(&request, entry, &response, times, fwd);
                 if let Some(guard) = leader {
-                    guard.finish(Some(&encoded));
+                    guard.finish(encoded.as_ref());
                 }
                 return answer;
             }
             if policy::is_error_status(response.status()) {
                 let freshness = self.freshness(entry.response.headers(), &entry.meta);
                 if policy::may_serve_stale_on_error(&directives, &freshness) {
+                    let mut error_page = response;
+                    self.drop_stream(&mut error_page);
                     return self.serve_stale_on_error(
                         &request,
                         entry,
                         fwd,
-                        Some(response.status().as_u16()),
+                        Some(error_page.status().as_u16()),
                     );
                 }
             }
+            // A new full response replaces the entry; its stream is not needed.
+            let mut old = entry.response;
+            self.drop_stream(&mut old);
         }
-
+        if body::streamed(&response).is_some()
+            && self.config.assets.html_rewrite
+            && edge_assets::is_html(response.headers())
+        {
+            trace.warnings.push(format!(
+                "HTML above STREAM_BODIES_ABOVE_BYTES ({} bytes) streamed without rewriting",
+                self.config.stream_bodies_above_bytes
+            ));
+        }
         let response = if edge_assets::should_rewrite(&response, &self.config.assets) {
             let manifest = self.manifest(&request, trace).await;
             let page = request.uri().path().to_owned();
@@ -1304,7 +1365,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         let status = response.status().as_u16();
         let freshness = self.freshness(response.headers(), &meta);
-        let view = client_view(request, response, None);
+        let view = self.client_view(request, response, None);
         let status = CacheStatus::forward(fwd)
             .with_fwd_status(status)
             .with_ttl(freshness.ttl_secs())
@@ -1326,7 +1387,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .with_detail("stale-if-error");
         status.fwd_status = fwd_status;
         (
-            client_view(request, entry.response, Some(freshness.age_secs)),
+            self.client_view(request, entry.response, Some(freshness.age_secs)),
             status,
         )
     }
@@ -1339,19 +1400,34 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         not_modified: &Response<Body>,
         times: ResponseTimes,
         fwd: Forward,
-    ) -> ((Response<Body>, CacheStatus), Response<Body>) {
+    ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let mut response = entry.response;
         conditional::merge_not_modified(response.headers_mut(), not_modified.headers());
+        let stream = body::unmark(&mut response);
         let mut meta = EntryMeta::new(
             times,
             policy::corrected_initial_age(not_modified.headers(), times),
         );
         meta.variant = entry.meta.variant;
         meta.tags = entry.meta.tags;
+        meta.body_len = entry.meta.body_len;
         let freshness = self.freshness(response.headers(), &meta);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
-        let encoded = stored::encode(&response, meta, retention);
-        self.store(entry.key, crate::copy_response(&encoded), retention);
+        let mut encoded = stored::encode(&response, meta, retention);
+        let shared = match stream {
+            Some(stream) => {
+                // The stored body goes both to the client and back into the store.
+                let (to_client, to_store) = self.platform.streams().tee(stream);
+                body::mark(&mut response, to_client);
+                body::mark(&mut encoded, to_store);
+                self.store(entry.key, encoded, retention);
+                None
+            }
+            None => {
+                self.store(entry.key, crate::copy_response(&encoded), retention);
+                Some(encoded)
+            }
+        };
         let status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Revalidated)
             .with_fwd_status(304)
@@ -1359,11 +1435,101 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .with_stored(true);
         (
             (
-                client_view(request, response, Some(freshness.age_secs)),
+                self.client_view(request, response, Some(freshness.age_secs)),
                 status,
             ),
-            encoded,
+            shared,
         )
+    }
+
+    /// A response as this client should see it: a 304 for a satisfied
+    /// conditional, a 206 for a range of a full response, no body for HEAD, and
+    /// the current `Age` for stored responses. A streamed body is cut or
+    /// dropped through the platform, never read.
+    fn client_view(
+        &self,
+        request: &Request<Body>,
+        mut response: Response<Body>,
+        age_secs: Option<u64>,
+    ) -> Response<Body> {
+        if let Some(age) = age_secs {
+            if let Ok(value) = HeaderValue::from_str(&age.to_string()) {
+                response.headers_mut().insert(header::AGE, value);
+            }
+        }
+        let success = response.status().is_success();
+        if success
+            && conditional::is_conditional(request.headers())
+            && conditional::not_modified(request.headers(), response.headers())
+        {
+            self.drop_stream(&mut response);
+            let mut not_modified = conditional::not_modified_response(&response);
+            if let Some(age) = response.headers().get(header::AGE) {
+                not_modified.headers_mut().insert(header::AGE, age.clone());
+            }
+            if let Some(origin) = response.headers().get(ORIGIN_HEADER) {
+                not_modified
+                    .headers_mut()
+                    .insert(ORIGIN_HEADER, origin.clone());
+            }
+            return not_modified;
+        }
+        if request.method() == Method::HEAD {
+            self.drop_stream(&mut response);
+            *response.body_mut() = Body::new();
+            return response;
+        }
+        if request.method() == Method::GET && response.status() == StatusCode::OK {
+            response = match body::streamed(&response) {
+                None => range::apply(request.headers(), response),
+                Some(stream) => self.stream_range(request.headers(), response, stream),
+            };
+        }
+        response
+    }
+
+    /// Applies a client's `Range` to a full 200 whose body is streamed. A body
+    /// of unknown length is served whole (RFC 9110 lets a server ignore Range).
+    fn stream_range(
+        &self,
+        request: &http::HeaderMap,
+        response: Response<Body>,
+        stream: Streamed,
+    ) -> Response<Body> {
+        let Some(len) = stream.len else {
+            return response;
+        };
+        let answer = range::requested(request, response.status(), response.headers(), len);
+        let (mut parts, _) = response.into_parts();
+        match answer {
+            range::RangeAnswer::Full => Response::from_parts(parts, Body::new()),
+            range::RangeAnswer::Partial { start, end } => {
+                range::to_partial(&mut parts, start, end, len);
+                let piece = self.platform.streams().slice(stream, start, end + 1);
+                let mut out = Response::from_parts(parts, Body::new());
+                body::mark(
+                    &mut out,
+                    Streamed {
+                        len: Some(end + 1 - start),
+                        ..piece
+                    },
+                );
+                out
+            }
+            range::RangeAnswer::Unsatisfiable => {
+                parts.extensions.remove::<Streamed>();
+                self.platform.streams().cancel(stream);
+                range::to_unsatisfiable(&mut parts, len);
+                Response::from_parts(parts, Body::new())
+            }
+        }
+    }
+
+    /// Drops the streamed body of a response that will not be sent whole.
+    fn drop_stream(&self, response: &mut Response<Body>) {
+        if let Some(stream) = body::unmark(response) {
+            self.platform.streams().cancel(stream);
+        }
     }
 
     /// Stores a fresh origin response when allowed and serves it. Returns the
@@ -1392,14 +1558,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             method: request.method(),
             headers: request.headers(),
         };
-        let body_len = u64::try_from(response.body().len()).ok();
-        let decision = policy::store_decision(
+        let stream = body::streamed(&response);
+        let body_len = match &stream {
+            Some(stream) => stream.len,
+            None => u64::try_from(response.body().len()).ok(),
+        };
+        let decision = match policy::store_decision(
             facts,
             response.status(),
             response.headers(),
             body_len,
             &self.config.policy_settings(),
-        );
+        ) {
+            // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
+            StoreDecision::Store { .. } if stream.is_some() && body_len.is_none() => {
+                StoreDecision::Skip(NoStoreReason::UnknownLength)
+            }
+            decision => decision,
+        };
         let strip_fields = match decision {
             StoreDecision::Store { strip_fields } => strip_fields,
             StoreDecision::Skip(reason) => {
@@ -1408,7 +1584,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     status.with_detail(reason.as_str())
                 };
-                return ((client_view(request, response, None), status), None);
+                return ((self.client_view(request, response, None), status), None);
             }
         };
 
@@ -1460,11 +1636,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             );
             variant_key
         };
+        let status = status.with_stored(true);
+        if let Some(stream) = stream {
+            // One branch to the client, one to the Cache API; no one else can
+            // share a stream, so waiting requests fetch for themselves.
+            meta.body_len = stream.len;
+            let (to_client, to_store) = self.platform.streams().tee(stream);
+            let mut response = response;
+            body::mark(&mut response, to_client);
+            let mut encoded = stored::encode(&stored_copy, meta, retention);
+            body::mark(&mut encoded, to_store);
+            self.store(entry_key, encoded, retention);
+            return ((self.client_view(request, response, None), status), None);
+        }
         let encoded = stored::encode(&stored_copy, meta, retention);
         self.store(entry_key, crate::copy_response(&encoded), retention);
-        let status = status.with_stored(true);
         (
-            (client_view(request, response, None), status),
+            (self.client_view(request, response, None), status),
             Some(encoded),
         )
     }
@@ -1521,42 +1709,4 @@ fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Bo
         .with_outcome(Outcome::Error)
         .with_detail(err.code());
     (err.to_response(), status)
-}
-
-/// A response as this client should see it: a 304 for a satisfied
-/// conditional, a 206 for a range of a full response, no body for HEAD, and
-/// the current `Age` for stored responses.
-fn client_view(
-    request: &Request<Body>,
-    mut response: Response<Body>,
-    age_secs: Option<u64>,
-) -> Response<Body> {
-    if let Some(age) = age_secs {
-        if let Ok(value) = HeaderValue::from_str(&age.to_string()) {
-            response.headers_mut().insert(header::AGE, value);
-        }
-    }
-    let success = response.status().is_success();
-    if success
-        && conditional::is_conditional(request.headers())
-        && conditional::not_modified(request.headers(), response.headers())
-    {
-        let mut not_modified = conditional::not_modified_response(&response);
-        if let Some(age) = response.headers().get(header::AGE) {
-            not_modified.headers_mut().insert(header::AGE, age.clone());
-        }
-        if let Some(origin) = response.headers().get(ORIGIN_HEADER) {
-            not_modified
-                .headers_mut()
-                .insert(ORIGIN_HEADER, origin.clone());
-        }
-        return not_modified;
-    }
-    if request.method() == Method::GET && response.status() == StatusCode::OK {
-        response = range::apply(request.headers(), response);
-    }
-    if request.method() == Method::HEAD {
-        *response.body_mut() = Body::new();
-    }
-    response
 }

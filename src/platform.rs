@@ -8,6 +8,7 @@ use std::pin::Pin;
 
 use http::{Request, Response};
 
+use crate::body::Streamed;
 use crate::config::OriginConfig;
 use crate::health::SharedHealth;
 pub use crate::purge::cloudflare::CloudflareApi;
@@ -35,7 +36,10 @@ pub enum OriginError {
 /// given; freshness is decided by the pipeline, not the store.
 #[allow(async_fn_in_trait)] // Workers futures are !Send; callers are generic, not dyn.
 pub trait CacheStore {
-    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError>;
+    /// A body above `stream_above` bytes comes back as a stream (see [`crate::body`]).
+    async fn get(&self, key: &str, stream_above: u64)
+        -> Result<Option<Response<Body>>, StoreError>;
+    /// Stores `response`; a streamed body is read from its stream.
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
 }
@@ -44,12 +48,14 @@ pub trait CacheStore {
 /// (redirects are not followed).
 #[allow(async_fn_in_trait)]
 pub trait OriginFetch {
-    /// Gives up (and aborts the subrequest) after `timeout_ms`.
+    /// Gives up (and aborts the subrequest) after `timeout_ms`. A body above
+    /// `stream_above` bytes is left as a stream (see [`crate::body`]).
     async fn fetch(
         &self,
         origin: &OriginConfig,
         request: Request<Body>,
         timeout_ms: u64,
+        stream_above: u64,
     ) -> Result<Response<Body>, OriginError>;
 }
 
@@ -75,7 +81,24 @@ pub trait HealthStore {
 /// paths that are not assets.
 #[allow(async_fn_in_trait)]
 pub trait StaticAssets {
-    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError>;
+    /// A body above `stream_above` bytes is left as a stream (see [`crate::body`]).
+    async fn fetch(
+        &self,
+        request: &Request<Body>,
+        stream_above: u64,
+    ) -> Result<Response<Body>, StoreError>;
+}
+
+/// What the core may do with a streamed body (see [`crate::body`]) without
+/// reading it. Every stream handed to the core ends in exactly one place: a
+/// response, a cache write, or one of these calls.
+pub trait BodyStreams {
+    /// Splits a stream into two that each yield every byte (client and store).
+    fn tee(&self, stream: Streamed) -> (Streamed, Streamed);
+    /// The bytes `start..end` (end exclusive) of a stream; the rest is dropped.
+    fn slice(&self, stream: Streamed, start: u64, end: u64) -> Streamed;
+    /// Drops a stream that will not be read.
+    fn cancel(&self, stream: Streamed);
 }
 
 /// Wall-clock time, in milliseconds since the Unix epoch, and waiting.
@@ -102,6 +125,7 @@ pub trait Platform {
     type Global: GlobalStore + Clone + 'static;
     type Registry: TagRegistryStore;
     type Cloudflare: CloudflareApi + Clone + 'static;
+    type Streams: BodyStreams;
 
     fn cache(&self) -> &Self::Cache;
     fn origin(&self) -> &Self::Origin;
@@ -114,4 +138,6 @@ pub trait Platform {
     fn registry(&self) -> &Self::Registry;
     /// Cloudflare's API, for forwarding purges to the zone cache.
     fn cloudflare(&self) -> &Self::Cloudflare;
+    /// Streamed bodies.
+    fn streams(&self) -> &Self::Streams;
 }

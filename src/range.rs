@@ -87,35 +87,58 @@ pub fn if_range_matches(request: &HeaderMap, stored: &HeaderMap) -> bool {
         .is_some_and(|lm| lm.trim() == value)
 }
 
-/// Applies a client's `Range` to a full stored 200 response.
-pub fn apply(request: &HeaderMap, full: Response<Body>) -> Response<Body> {
+/// What a client's `Range` asks of a full response with status `status`,
+/// headers `stored` and a body of `len` bytes: [`RangeAnswer::Full`] when
+/// there is no range to honour (no `Range`, not a 200, a stale `If-Range`).
+pub fn requested(
+    request: &HeaderMap,
+    status: StatusCode,
+    stored: &HeaderMap,
+    len: u64,
+) -> RangeAnswer {
     let Some(range) = request.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
-        return full;
+        return RangeAnswer::Full;
     };
-    if full.status() != StatusCode::OK || !if_range_matches(request, full.headers()) {
-        return full;
+    if status != StatusCode::OK || !if_range_matches(request, stored) {
+        return RangeAnswer::Full;
     }
+    resolve(range, len)
+}
+
+/// Turns the head of a full response into that of its 206 for `start..=end`
+/// of `len` bytes.
+pub fn to_partial(parts: &mut http::response::Parts, start: u64, end: u64, len: u64) {
+    parts.status = StatusCode::PARTIAL_CONTENT;
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+        parts.headers.insert(header::CONTENT_RANGE, value);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+}
+
+/// Turns the head of a full response of `len` bytes into a 416's.
+pub fn to_unsatisfiable(parts: &mut http::response::Parts, len: u64) {
+    parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
+    if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+        parts.headers.insert(header::CONTENT_RANGE, value);
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+}
+
+/// Applies a client's `Range` to a full stored 200 response held in memory.
+pub fn apply(request: &HeaderMap, full: Response<Body>) -> Response<Body> {
     let len = full.body().len() as u64;
-    match resolve(range, len) {
+    match requested(request, full.status(), full.headers(), len) {
         RangeAnswer::Full => full,
         RangeAnswer::Partial { start, end } => {
             let (mut parts, body) = full.into_parts();
             // start <= end < len, and len came from a usize.
             let slice = body.slice(start as usize..=end as usize);
-            parts.status = StatusCode::PARTIAL_CONTENT;
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
-                parts.headers.insert(header::CONTENT_RANGE, value);
-            }
-            parts.headers.remove(header::CONTENT_LENGTH);
+            to_partial(&mut parts, start, end, len);
             Response::from_parts(parts, slice)
         }
         RangeAnswer::Unsatisfiable => {
             let (mut parts, _) = full.into_parts();
-            parts.status = StatusCode::RANGE_NOT_SATISFIABLE;
-            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
-                parts.headers.insert(header::CONTENT_RANGE, value);
-            }
-            parts.headers.remove(header::CONTENT_LENGTH);
+            to_unsatisfiable(&mut parts, len);
             Response::from_parts(parts, Body::new())
         }
     }

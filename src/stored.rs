@@ -42,6 +42,9 @@ pub struct EntryMeta {
     /// Cache tags (origin and automatic) a purge can reach this entry by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The body's length, for a body stored from a stream (ranges need it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_len: Option<u64>,
 }
 
 impl EntryMeta {
@@ -56,6 +59,7 @@ impl EntryMeta {
             variant: None,
             vary_index: None,
             tags: Vec::new(),
+            body_len: None,
         }
     }
 

@@ -7,22 +7,25 @@
 //! crate's `Method` maps unknown methods to GET, which a proxy must never do.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::pin::pin;
 use std::rc::Rc;
 
 use futures_util::future::{select, Either};
+use futures_util::StreamExt;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use worker::js_sys::Uint8Array;
-use worker::wasm_bindgen::JsValue;
+use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
+use crate::body::{self, BodyPlan, Streamed};
 use crate::config::{Config, OriginConfig};
 use crate::health::SharedHealth;
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::{
-    Background, BackgroundTask, CacheStore, Clock, GlobalStore, HealthStore, OriginError,
-    OriginFetch, Platform, StaticAssets, StoreError,
+    Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
+    OriginError, OriginFetch, Platform, StaticAssets, StoreError,
 };
 use crate::registry::TagRegistryStore;
 use crate::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
@@ -40,11 +43,12 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
+    let streams = JsStreams::default();
     let (handled, log_requests) = match into_http_request(req).await {
-        Ok(request) => handle(request, &env, ctx).await,
+        Ok(request) => handle(request, &env, ctx, &streams).await,
         Err(err) => {
             let response = crate::error::EdgeError::BadRequest(err).to_response();
-            return into_worker_response(response);
+            return into_worker_response(response, &streams);
         }
     };
     if log_requests {
@@ -68,14 +72,19 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
             );
         }
     }
-    into_worker_response(handled.response)
+    into_worker_response(handled.response, &streams)
 }
 
 /// Workers Analytics Engine dataset for per-request data points (optional).
 const ANALYTICS_BINDING: &str = "ANALYTICS";
 
 /// Serves a request; also says whether it should be logged.
-async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bool) {
+async fn handle(
+    request: Request<Body>,
+    env: &Env,
+    ctx: Context,
+    streams: &JsStreams,
+) -> (Handled, bool) {
     let config = match load_config(env) {
         Ok(config) => config,
         Err(err) => {
@@ -88,7 +97,8 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bo
     };
     let log_requests = config.request_log;
     let ctx = Rc::new(ctx);
-    let platform = workers_platform(env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
+    let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
+    let platform = workers_platform(env, background, streams.clone());
     let isolate = isolate_state(&config);
     let handled = Pipeline::from_shared(config, platform, isolate)
         .handle(request)
@@ -96,17 +106,18 @@ async fn handle(request: Request<Body>, env: &Env, ctx: Context) -> (Handled, bo
     (handled, log_requests)
 }
 
-fn workers_platform(env: &Env, background: WaitUntil) -> WorkersPlatform {
+fn workers_platform(env: &Env, background: WaitUntil, streams: JsStreams) -> WorkersPlatform {
     WorkersPlatform {
-        cache: EdgeCache,
-        origin: FetchOrigin,
-        assets: AssetsBinding(env.assets("ASSETS").ok()),
+        cache: EdgeCache(streams.clone()),
+        origin: FetchOrigin(streams.clone()),
+        assets: AssetsBinding(env.assets("ASSETS").ok(), streams.clone()),
         clock: JsClock,
         background,
         health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
         global: KvGlobalStore(env.kv(CACHE_KV_BINDING).ok()),
         registry: RegistryBinding(DurableTagRegistry::from_env(env).ok()),
         cloudflare: FetchCloudflareApi,
+        streams,
     }
 }
 
@@ -131,7 +142,8 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
         }
     };
     let ctx = Rc::new(ctx);
-    let platform = workers_platform(&env, WaitUntil(Rc::new(move |task| ctx.wait_until(task))));
+    let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
+    let platform = workers_platform(&env, background, JsStreams::default());
     let isolate = isolate_state(&config);
     let pipeline = Pipeline::new(config, platform, isolate);
     let results = pipeline.check_origins().await;
@@ -266,7 +278,10 @@ fn into_js_request(request: &Request<Body>) -> Result<web_sys::Request, JsValue>
     web_sys::Request::new_with_str_and_init(&request.uri().to_string(), &init)
 }
 
-fn into_js_response(response: Response<Body>) -> Result<web_sys::Response, JsValue> {
+fn into_js_response(
+    mut response: Response<Body>,
+    streams: &JsStreams,
+) -> Result<web_sys::Response, JsValue> {
     let init = web_sys::ResponseInit::new();
     init.set_status(response.status().as_u16());
     init.set_headers(&into_js_headers(response.headers())?.into());
@@ -277,6 +292,13 @@ fn into_js_response(response: Response<Body>) -> Result<web_sys::Response, JsVal
             status,
             StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::NOT_MODIFIED
         );
+    if let Some(stream) = body::unmark(&mut response) {
+        if null_body {
+            streams.cancel(stream);
+        } else if let Some(stream) = streams.take(&stream) {
+            return web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init);
+        }
+    }
     if null_body || response.body().is_empty() {
         web_sys::Response::new_with_opt_str_and_init(None, &init)
     } else {
@@ -285,34 +307,184 @@ fn into_js_response(response: Response<Body>) -> Result<web_sys::Response, JsVal
     }
 }
 
-fn into_worker_response(response: Response<Body>) -> worker::Result<worker::Response> {
-    into_js_response(response)
+fn into_worker_response(
+    response: Response<Body>,
+    streams: &JsStreams,
+) -> worker::Result<worker::Response> {
+    into_js_response(response, streams)
         .map(worker::Response::from)
         .map_err(|e| worker::Error::JsError(js_error(e)))
 }
 
-async fn from_worker_response(mut response: worker::Response) -> Result<Response<Body>, String> {
+/// Converts a runtime response; a body above `stream_above` bytes is left in
+/// the runtime as a stream (see [`crate::body`]), a smaller one is read.
+async fn from_worker_response(
+    response: worker::Response,
+    stream_above: u64,
+    streams: &JsStreams,
+) -> Result<Response<Body>, String> {
     let status = StatusCode::from_u16(response.status_code()).map_err(|e| e.to_string())?;
     let headers = into_header_map(response.headers());
-    let body = response.bytes().await.map(Body::from).unwrap_or_default();
-    let mut out = Response::new(body);
+    let len = body::content_length(&headers);
+    let raw: web_sys::Response = response.into();
+    let (bytes, stream) = match (raw.body(), body::plan(len, stream_above)) {
+        (None, _) => (Body::new(), None),
+        (Some(_), BodyPlan::Buffer) => (read_whole(&raw).await?, None),
+        (Some(stream), BodyPlan::Stream) => (Body::new(), Some(streams.keep(stream, len))),
+        (Some(stream), BodyPlan::ReadUpTo(limit)) => read_up_to(stream, limit, streams).await?,
+    };
+    let mut out = Response::new(bytes);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
+    if let Some(stream) = stream {
+        body::mark(&mut out, stream);
+    }
     Ok(out)
 }
 
+/// Reads a body known to be small, in one copy out of the runtime.
+async fn read_whole(response: &web_sys::Response) -> Result<Body, String> {
+    let buffer =
+        worker::wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(js_error)?)
+            .await
+            .map_err(js_error)?;
+    Ok(Body::from(Uint8Array::new(&buffer).to_vec()))
+}
+
+/// Reads a body of unknown length: whole if it ends within `limit` bytes,
+/// else a stream of what was read followed by the rest. Chunks stay in the
+/// runtime until the body is known to fit.
+async fn read_up_to(
+    stream: web_sys::ReadableStream,
+    limit: u64,
+    streams: &JsStreams,
+) -> Result<(Body, Option<Streamed>), String> {
+    let mut chunks = wasm_streams::ReadableStream::from_raw(stream.unchecked_into()).into_stream();
+    let mut held: Vec<Uint8Array> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = as_bytes(chunk.map_err(js_error)?);
+        total += u64::from(chunk.length());
+        held.push(chunk);
+        if total > limit {
+            let read = futures_util::stream::iter(held.into_iter().map(|c| Ok(JsValue::from(c))));
+            let whole = wasm_streams::ReadableStream::from_stream(read.chain(chunks)).into_raw();
+            return Ok((
+                Body::new(),
+                Some(streams.keep(whole.unchecked_into(), None)),
+            ));
+        }
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for chunk in held {
+        let at = bytes.len();
+        bytes.resize(at + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[at..]);
+    }
+    Ok((Body::from(bytes), None))
+}
+
+/// A body chunk as bytes (streams from the runtime yield `Uint8Array`s).
+fn as_bytes(chunk: JsValue) -> Uint8Array {
+    match chunk.dyn_into::<Uint8Array>() {
+        Ok(array) => array,
+        Err(other) => Uint8Array::new(&other),
+    }
+}
+
+/// The streamed bodies of one request (see [`crate::body`]): runtime streams
+/// the core routes by id. Dropped with the request's platform, so a stream
+/// the core forgot cannot outlive it.
+#[derive(Clone, Default)]
+pub struct JsStreams(Rc<RefCell<StreamSlots>>);
+
+#[derive(Default)]
+struct StreamSlots {
+    next_id: u64,
+    open: HashMap<u64, web_sys::ReadableStream>,
+}
+
+impl JsStreams {
+    fn keep(&self, stream: web_sys::ReadableStream, len: Option<u64>) -> Streamed {
+        let mut slots = self.0.borrow_mut();
+        slots.next_id += 1;
+        let id = slots.next_id;
+        slots.open.insert(id, stream);
+        Streamed { id, len }
+    }
+
+    fn take(&self, stream: &Streamed) -> Option<web_sys::ReadableStream> {
+        self.0.borrow_mut().open.remove(&stream.id)
+    }
+}
+
+impl BodyStreams for JsStreams {
+    fn tee(&self, stream: Streamed) -> (Streamed, Streamed) {
+        let Some(raw) = self.take(&stream) else {
+            return (stream.clone(), stream);
+        };
+        let branches = raw.tee();
+        let first: web_sys::ReadableStream = branches.get(0).unchecked_into();
+        let second: web_sys::ReadableStream = branches.get(1).unchecked_into();
+        (self.keep(first, stream.len), self.keep(second, stream.len))
+    }
+
+    fn slice(&self, stream: Streamed, start: u64, end: u64) -> Streamed {
+        let Some(raw) = self.take(&stream) else {
+            return stream;
+        };
+        let chunks = wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream();
+        let piece = chunks
+            .scan(0u64, move |offset, chunk| {
+                let next = match chunk {
+                    Err(e) => Some(Some(Err(e))),
+                    Ok(chunk) => {
+                        let chunk = as_bytes(chunk);
+                        let at = *offset;
+                        *offset += u64::from(chunk.length());
+                        if at >= end {
+                            None // past the range: stop reading
+                        } else {
+                            let part = body::window(at, u64::from(chunk.length()), start, end);
+                            Some(part.map(|(from, to)| {
+                                // Both bounds lie within the chunk, whose length is a u32.
+                                let sub = chunk.subarray(from as u32, to as u32);
+                                Ok(JsValue::from(sub))
+                            }))
+                        }
+                    }
+                };
+                futures_util::future::ready(next)
+            })
+            .filter_map(futures_util::future::ready);
+        let raw = wasm_streams::ReadableStream::from_stream(piece).into_raw();
+        self.keep(raw.unchecked_into(), Some(end.saturating_sub(start)))
+    }
+
+    fn cancel(&self, stream: Streamed) {
+        if let Some(raw) = self.take(&stream) {
+            // The promise only reports the cancellation; nothing waits for it.
+            let _ = raw.cancel();
+        }
+    }
+}
+
 /// The data centre's Cache API (`caches.default`).
-#[derive(Clone, Copy)]
-pub struct EdgeCache;
+#[derive(Clone)]
+pub struct EdgeCache(JsStreams);
 
 impl CacheStore for EdgeCache {
-    async fn get(&self, key: &str) -> Result<Option<Response<Body>>, StoreError> {
+    async fn get(
+        &self,
+        key: &str,
+        stream_above: u64,
+    ) -> Result<Option<Response<Body>>, StoreError> {
         let found = worker::Cache::default()
             .get(key, false)
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         match found {
-            Some(response) => from_worker_response(response)
+            Some(response) => from_worker_response(response, stream_above, &self.0)
                 .await
                 .map(Some)
                 .map_err(StoreError),
@@ -321,7 +493,8 @@ impl CacheStore for EdgeCache {
     }
 
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
-        let response = into_worker_response(response).map_err(|e| StoreError(e.to_string()))?;
+        let response =
+            into_worker_response(response, &self.0).map_err(|e| StoreError(e.to_string()))?;
         worker::Cache::default()
             .put(key, response)
             .await
@@ -338,8 +511,8 @@ impl CacheStore for EdgeCache {
 }
 
 /// Origins reached with the runtime's `fetch`.
-#[derive(Clone, Copy)]
-pub struct FetchOrigin;
+#[derive(Clone)]
+pub struct FetchOrigin(JsStreams);
 
 impl OriginFetch for FetchOrigin {
     async fn fetch(
@@ -347,6 +520,7 @@ impl OriginFetch for FetchOrigin {
         _origin: &OriginConfig,
         request: Request<Body>,
         timeout_ms: u64,
+        stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
         let js_request =
             into_js_request(&request).map_err(|e| OriginError::Connect(js_error(e)))?;
@@ -358,8 +532,9 @@ impl OriginFetch for FetchOrigin {
                 .send_with_signal(&signal)
                 .await
                 .map_err(|e| OriginError::Connect(e.to_string()))?;
-            // The body is read inside the deadline too: a stalled body is a timeout.
-            from_worker_response(response)
+            // A body read here is read inside the deadline too: a stalled body is
+            // a timeout. A streamed body is the client's to wait for.
+            from_worker_response(response, stream_above, &self.0)
                 .await
                 .map_err(OriginError::Connect)
         };
@@ -379,10 +554,14 @@ impl OriginFetch for FetchOrigin {
 
 /// The static assets binding (`[assets] binding = "ASSETS"`), if configured.
 #[derive(Clone)]
-pub struct AssetsBinding(Option<Fetcher>);
+pub struct AssetsBinding(Option<Fetcher>, JsStreams);
 
 impl StaticAssets for AssetsBinding {
-    async fn fetch(&self, request: &Request<Body>) -> Result<Response<Body>, StoreError> {
+    async fn fetch(
+        &self,
+        request: &Request<Body>,
+        stream_above: u64,
+    ) -> Result<Response<Body>, StoreError> {
         let Some(fetcher) = &self.0 else {
             let mut none = Response::new(Body::new());
             *none.status_mut() = StatusCode::NOT_FOUND;
@@ -397,7 +576,9 @@ impl StaticAssets for AssetsBinding {
             .fetch_request(worker::Request::from(js_request))
             .await
             .map_err(|e| StoreError(e.to_string()))?;
-        from_worker_response(response).await.map_err(StoreError)
+        from_worker_response(response, stream_above, &self.1)
+            .await
+            .map_err(StoreError)
     }
 }
 
@@ -534,6 +715,7 @@ pub struct WorkersPlatform {
     global: KvGlobalStore,
     registry: RegistryBinding,
     cloudflare: FetchCloudflareApi,
+    streams: JsStreams,
 }
 
 impl Platform for WorkersPlatform {
@@ -546,6 +728,7 @@ impl Platform for WorkersPlatform {
     type Global = KvGlobalStore;
     type Registry = RegistryBinding;
     type Cloudflare = FetchCloudflareApi;
+    type Streams = JsStreams;
 
     fn cache(&self) -> &EdgeCache {
         &self.cache
@@ -573,5 +756,8 @@ impl Platform for WorkersPlatform {
     }
     fn cloudflare(&self) -> &FetchCloudflareApi {
         &self.cloudflare
+    }
+    fn streams(&self) -> &JsStreams {
+        &self.streams
     }
 }

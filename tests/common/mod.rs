@@ -116,6 +116,20 @@ impl Harness {
         headers: &[(&str, &str)],
         body: &'static str,
     ) -> Handled {
+        let mut handled = self.send_streamed(method, uri, headers, body);
+        handled.response = self.pipeline.platform().streams.resolve(handled.response);
+        handled
+    }
+
+    /// Like [`Self::send`], but a streamed body is left as a stream (see
+    /// `cachefront::body`) for the test to inspect and read.
+    pub fn send_streamed(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &'static str,
+    ) -> Handled {
         let mut builder = Request::builder()
             .method(method)
             .uri(format!("https://shop.example{uri}"));
@@ -128,6 +142,11 @@ impl Harness {
         let handled = block_on(self.pipeline.handle(request));
         block_on(self.pipeline.platform().tasks.run_all());
         handled
+    }
+
+    /// Streams started but neither read nor dropped: a leak when a request is done.
+    pub fn open_streams(&self) -> usize {
+        self.pipeline.platform().streams.open()
     }
 
     pub fn get(&self, uri: &str) -> Handled {
