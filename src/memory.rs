@@ -228,6 +228,7 @@ impl OriginFetch for MemoryOrigin {
 pub struct MemoryAssets {
     files: Rc<HashMap<String, (&'static str, Body)>>,
     streams: MemoryStreams,
+    asked: Rc<Cell<usize>>,
 }
 
 impl MemoryAssets {
@@ -239,7 +240,13 @@ impl MemoryAssets {
         Self {
             files: Rc::new(map),
             streams: MemoryStreams::default(),
+            asked: Rc::default(),
         }
+    }
+
+    /// How many requests the asset store has answered.
+    pub fn asked(&self) -> usize {
+        self.asked.get()
     }
 }
 
@@ -249,6 +256,7 @@ impl StaticAssets for MemoryAssets {
         request: &Request<Body>,
         stream_above: u64,
     ) -> Result<Response<Body>, StoreError> {
+        self.asked.set(self.asked.get() + 1);
         let path = request.uri().path();
         let path = if path.ends_with('/') {
             format!("{path}index.html")

@@ -129,7 +129,13 @@ pub struct IsolateState {
     /// Tag registry answers, trusted for `PURGE_SYNC_MS`.
     memo: Rc<RefCell<RegistryMemo>>,
     purge_limiter: Rc<RefCell<PurgeRateLimiter>>,
+    /// Paths the asset store answered 404 for. Assets change only with a
+    /// deploy, which starts new isolates, so the answer holds for this one.
+    not_assets: Rc<RefCell<HashSet<String>>>,
 }
+
+/// Paths remembered as "not an asset" per isolate (the set restarts when full).
+const NOT_ASSETS_MAX: usize = 10_000;
 
 impl IsolateState {
     pub fn new(config: &Config) -> Self {
@@ -147,7 +153,21 @@ impl IsolateState {
                 config.purge.rate_per_min,
                 0,
             ))),
+            not_assets: Rc::default(),
         }
+    }
+
+    /// Whether the asset store already said `path` is not an asset.
+    fn known_not_asset(&self, path: &str) -> bool {
+        self.not_assets.borrow().contains(path)
+    }
+
+    fn remember_not_asset(&self, path: &str) {
+        let mut paths = self.not_assets.borrow_mut();
+        if paths.len() >= NOT_ASSETS_MAX {
+            paths.clear();
+        }
+        paths.insert(path.to_owned());
     }
 
     /// Whether this state was built for the same memory-tier limits.
@@ -361,7 +381,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
 
-        if readable {
+        // The asset store is asked once per path and isolate: its 404s are
+        // remembered, so repeated origin paths skip that subrequest.
+        if readable && !self.isolate.known_not_asset(request.uri().path()) {
             let stream_above = self.config.stream_bodies_above_bytes;
             match self.platform.assets().fetch(&request, stream_above).await {
                 Ok(asset) if asset.status() != StatusCode::NOT_FOUND => {
@@ -376,9 +398,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     return (asset, CacheStatus::asset());
                 }
                 Ok(mut not_found) => {
-                    if let Some(stream) = body::unmark(&mut not_found) {
-                        self.platform.streams().cancel(stream);
-                    }
+                    self.drop_stream(&mut not_found);
+                    self.isolate.remember_not_asset(request.uri().path());
                 }
                 Err(e) => trace.warnings.push(format!("asset store failed: {e}")),
             }

@@ -158,21 +158,31 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
 }
 
 thread_local! {
-    /// The parsed configuration and the variable values it was parsed from.
+    /// The parsed configuration, the `env` object and the variable values it
+    /// was parsed from.
     static CONFIG: RefCell<Option<ConfigMemo>> = const { RefCell::new(None) };
 }
 
-/// The variables a configuration was parsed from (name, value) and the result.
-type ConfigMemo = (Vec<(String, Option<String>)>, Rc<Config>);
+/// What a configuration was parsed from: the `env` object, the variables read
+/// (name, value), and the result.
+type ConfigMemo = (JsValue, Vec<(String, Option<String>)>, Rc<Config>);
 
 /// The configuration, parsed again only when a variable it read has changed
-/// (reading a variable is cheap; parsing and validating ORIGINS is not).
+/// (parsing and validating ORIGINS is not cheap). The same `env` object as
+/// last time needs no check at all; another one has each variable compared.
 fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
-    if let Some((seen, config)) = CONFIG.with(|memo| memo.borrow().clone()) {
+    let env_value: &JsValue = env.as_ref();
+    if let Some((seen_env, seen, config)) = CONFIG.with(|memo| memo.borrow().clone()) {
+        if worker::js_sys::Object::is(&seen_env, env_value) {
+            return Ok(config);
+        }
         if seen
             .iter()
             .all(|(name, value)| read_var(env, name) == *value)
         {
+            CONFIG.with(|memo| {
+                *memo.borrow_mut() = Some((env_value.clone(), seen, Rc::clone(&config)));
+            });
             return Ok(config);
         }
     }
@@ -183,7 +193,9 @@ fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
         value
     })?;
     let config = Rc::new(parsed);
-    CONFIG.with(|memo| *memo.borrow_mut() = Some((seen.into_inner(), Rc::clone(&config))));
+    CONFIG.with(|memo| {
+        *memo.borrow_mut() = Some((env_value.clone(), seen.into_inner(), Rc::clone(&config)));
+    });
     Ok(config)
 }
 

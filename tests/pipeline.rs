@@ -72,6 +72,26 @@ fn edge_tier_answers_once_the_memory_tier_lets_go() {
 }
 
 #[test]
+fn asset_store_is_asked_once_per_path_that_is_not_an_asset() {
+    let h = Harness::with_vars(&[("MEMORY_CACHE_BYTES", "0")], counting("max-age=300"));
+    let assets = || h.pipeline.platform().assets.asked();
+    h.get("/p");
+    let after_miss = assets();
+    let hit = h.get("/p");
+    assert_eq!(status_of(&hit), "cachefront; hit; ttl=300");
+    h.get("/p?page=2");
+    assert_eq!(assets(), after_miss, "its 404 is remembered for the path");
+    h.get("/"); // also loads the asset manifest, once per isolate
+    let before = assets();
+    h.get("/");
+    assert_eq!(
+        assets(),
+        before + 1,
+        "real assets are always served by the store"
+    );
+}
+
+#[test]
 fn expired_entry_without_validators_is_fetched_again() {
     let h = Harness::new(counting("max-age=5"));
     h.get("/x");
