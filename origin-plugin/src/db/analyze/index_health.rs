@@ -445,7 +445,7 @@ pub fn unused_indexes(indexes: &[IndexEntry], max_scans: i64) -> Vec<UnusedIndex
             drop_statement: i.drop_statement(),
         })
         .collect();
-    out.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+    out.sort_by_key(|u| std::cmp::Reverse(u.size_bytes));
     out
 }
 

@@ -287,11 +287,19 @@ pub async fn run_analyzer(
     let mut queries = Vec::with_capacity(candidates.len());
     if !candidates.is_empty() {
         let hypopg = ensure_hypopg(&mut conn).await;
-        if !hypopg {
+        if hypopg.is_none() {
             notes.push("hypopg: not available, no index advice".to_owned());
         }
         for candidate in &candidates {
-            queries.push(analyze_query(&mut conn, candidate, &config.query_options, hypopg).await);
+            queries.push(
+                analyze_query(
+                    &mut conn,
+                    candidate,
+                    &config.query_options,
+                    hypopg.as_deref(),
+                )
+                .await,
+            );
         }
     }
 
@@ -316,19 +324,23 @@ pub async fn run_analyzer(
     })
 }
 
-async fn ensure_hypopg(conn: &mut PgConnection) -> bool {
+/// The schema HypoPG's functions live in, after creating the extension if needed;
+/// `None` when it is not available. Its functions are called schema-qualified, so a
+/// `search_path` from `--set` cannot hide them.
+async fn ensure_hypopg(conn: &mut PgConnection) -> Option<String> {
     // Two analyzers creating the extension at once: one of them errors, both then have it.
-    let created = sqlx::query("CREATE EXTENSION IF NOT EXISTS hypopg")
+    let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS hypopg")
         .execute(&mut *conn)
-        .await
-        .is_ok();
-    created
-        || sqlx::query("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'")
-            .fetch_optional(&mut *conn)
-            .await
-            .ok()
-            .flatten()
-            .is_some()
+        .await;
+    sqlx::query(
+        "SELECT n.nspname::text FROM pg_extension e \
+         JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'hypopg'",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .ok()
+    .flatten()
+    .and_then(|row| row.try_get::<String, _>(0).ok())
 }
 
 async fn pool_sizing(
@@ -370,7 +382,7 @@ async fn analyze_query(
     conn: &mut PgConnection,
     candidate: &QueryCandidate,
     options: &AnalyzeOptions,
-    hypopg: bool,
+    hypopg: Option<&str>,
 ) -> QueryReport {
     let query = candidate.sql.as_str();
     let mut report = QueryReport {
@@ -462,7 +474,7 @@ async fn analyze_in_transaction(
     parameters: usize,
     mode: PlanMode,
     options: &AnalyzeOptions,
-    hypopg: bool,
+    hypopg: Option<&str>,
 ) -> Result<QueryAnalysis, sqlx::Error> {
     let timeout_ms = options.statement_timeout.as_millis().max(1).to_string();
     let mut settings: Vec<(&str, &str)> = options
@@ -503,31 +515,30 @@ async fn analyze_in_transaction(
         else {
             continue;
         };
-        let (Some(cost_before), true, false) = (cost_before, hypopg, filter_columns.is_empty())
+        let (Some(cost_before), Some(hypopg), false) =
+            (cost_before, hypopg, filter_columns.is_empty())
         else {
             continue;
         };
         let Some((schema, table)) = finding.table.split_once('.') else {
             continue;
         };
-        let advice = match try_hypothetical_index(
-            conn,
-            query,
-            parameters,
+        let candidate = IndexCandidate {
             schema,
             table,
-            filter_columns,
-            cost_before,
-        )
-        .await
-        {
-            Ok(advice) => advice,
-            Err(e) => {
-                // The transaction is aborted now: keep the findings, stop here.
-                notes.push(format!("index advice failed: {e}"));
-                break;
-            }
+            columns: filter_columns,
         };
+        let advice =
+            match try_hypothetical_index(conn, hypopg, query, parameters, &candidate, cost_before)
+                .await
+            {
+                Ok(advice) => advice,
+                Err(e) => {
+                    // The transaction is aborted now: keep the findings, stop here.
+                    notes.push(format!("index advice failed: {e}"));
+                    break;
+                }
+            };
         if let Some(advice) = advice {
             if advice.cost_reduction >= options.min_cost_reduction
                 && !index_advice.contains(&advice)
@@ -565,16 +576,27 @@ fn explain_error(e: &sqlx::Error, mode: PlanMode, options: &AnalyzeOptions) -> S
     format!("{what} failed: {e}")
 }
 
+/// An index to try: `schema.table (columns)`.
+struct IndexCandidate<'a> {
+    schema: &'a str,
+    table: &'a str,
+    columns: &'a [String],
+}
+
 /// Create a hypothetical index, re-plan, drop it again.
 async fn try_hypothetical_index(
     conn: &mut PgConnection,
+    hypopg: &str,
     query: &str,
     parameters: usize,
-    schema: &str,
-    table: &str,
-    columns: &[String],
+    candidate: &IndexCandidate<'_>,
     cost_before: f64,
 ) -> Result<Option<IndexAdvice>, sqlx::Error> {
+    let IndexCandidate {
+        schema,
+        table,
+        columns,
+    } = *candidate;
     let column_list = columns
         .iter()
         .map(|c| quote_ident(c))
@@ -582,12 +604,13 @@ async fn try_hypothetical_index(
         .join(", ");
     let target = format!("{}.{}", quote_ident(schema), quote_ident(table));
     let create = format!("CREATE INDEX ON {target} ({column_list})");
-    sqlx::query("SELECT * FROM hypopg_create_index($1)")
+    let hypopg = quote_ident(hypopg);
+    sqlx::query(&format!("SELECT * FROM {hypopg}.hypopg_create_index($1)"))
         .bind(&create)
         .fetch_all(&mut *conn)
         .await?;
     let plan = explain(conn, query, parameters, false).await;
-    let reset = sqlx::query("SELECT hypopg_reset()")
+    let reset = sqlx::query(&format!("SELECT {hypopg}.hypopg_reset()"))
         .fetch_all(&mut *conn)
         .await;
     let plan = plan?;

@@ -171,7 +171,7 @@ pub fn app_candidates(
     let mut stats = snapshot.fingerprints.clone();
     match order {
         HotQueryOrder::TotalTime => stats.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms)),
-        HotQueryOrder::Calls => stats.sort_by(|a, b| b.calls.cmp(&a.calls)),
+        HotQueryOrder::Calls => stats.sort_by_key(|s| std::cmp::Reverse(s.calls)),
         HotQueryOrder::MeanTime => stats.sort_by(|a, b| b.mean_ms.total_cmp(&a.mean_ms)),
     }
     stats
