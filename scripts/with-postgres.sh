@@ -12,7 +12,10 @@
 #   PG_BINDIR      the server binaries (initdb, pg_ctl) - tests start their own clusters with it
 # The cluster is stopped and its directory removed on exit, whatever happens; CMD's exit
 # code is propagated. Extensions packaged for the server (e.g. hypopg) can be created
-# later with CREATE EXTENSION: the cluster user is a superuser.
+# later with CREATE EXTENSION: the cluster user is a superuser. When the server ships
+# pg_stat_statements (Debian's postgresql-15 does), it is preloaded
+# (shared_preload_libraries), so `CREATE EXTENSION pg_stat_statements` works; nothing else
+# changes for callers that do not create it.
 set -euo pipefail
 
 if [[ $# -eq 0 ]]; then
@@ -83,11 +86,19 @@ trap 'exit 143' TERM
   || "${RUNAS[@]}" "$PG_BINDIR/initdb" -D "$PGDATA_DIR" -U cachefront --auth=trust -E UTF8 --no-locale >"$PGTMP/initdb.log" 2>&1 \
   || { cat "$PGTMP/initdb.log" >&2; exit 1; }
 
+# pg_stat_statements must be preloaded to collect anything; only ask for it when present.
+PRELOAD=""
+PKGLIBDIR="$("$PG_BINDIR/pg_config" --pkglibdir 2>/dev/null || true)"
+if [[ -z "$PKGLIBDIR" ]]; then PKGLIBDIR="$(dirname "$PG_BINDIR")/lib"; fi
+if [[ -f "$PKGLIBDIR/pg_stat_statements.so" ]]; then
+  PRELOAD="-c shared_preload_libraries=pg_stat_statements"
+fi
+
 started=""
 for attempt in 1 2 3 4 5; do
   PORT="$(free_port)"
   if "${RUNAS[@]}" "$PG_BINDIR/pg_ctl" -D "$PGDATA_DIR" -l "$PGTMP/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $PGTMP -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $PGTMP -c fsync=off -c synchronous_commit=off -c full_page_writes=off $PRELOAD" \
       start >/dev/null 2>&1; then
     started=1
     break

@@ -6,6 +6,7 @@ mod support;
 
 use std::process::Command;
 
+use cachefront_origin::db::analyze::plan::{FindingDetail, FindingKind};
 use cachefront_origin::db::analyze::{analyze_queries, AnalyzeOptions};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
@@ -71,11 +72,19 @@ async fn selective_filter_on_unindexed_column_gets_hypopg_verified_index_advice(
 
     assert_eq!(report.findings.len(), 1, "{report:#?}");
     let finding = &report.findings[0];
-    assert_eq!(finding.kind, "seq_scan_selective_filter");
+    assert_eq!(finding.kind, FindingKind::SeqScanSelectiveFilter);
     assert!(finding.node.ends_with("Seq Scan"), "{finding:#?}");
     assert_eq!(finding.table, format!("{schema}.customers"));
-    assert_eq!(finding.filter_columns, vec!["email".to_owned()]);
-    assert!(finding.table_rows >= 100_000.0 * 0.9, "{finding:#?}");
+    let FindingDetail::SeqScan {
+        filter_columns,
+        table_rows,
+        ..
+    } = &finding.detail
+    else {
+        panic!("{finding:#?}");
+    };
+    assert_eq!(filter_columns, &vec!["email".to_owned()]);
+    assert!(*table_rows >= 100_000.0 * 0.9, "{finding:#?}");
 
     assert_eq!(report.index_advice.len(), 1, "{report:#?}");
     let advice = &report.index_advice[0];

@@ -24,12 +24,20 @@
 //! or `cachefront_origin::db` out globally; put level filters on the output layer instead
 //! (`fmt::layer().with_filter(EnvFilter::…)`). `docs/database.md` shows the setup.
 //!
-//! With the `postgres` feature, [`analyze`] plans queries with `EXPLAIN (FORMAT JSON)` and
-//! advises indexes verified with HypoPG (also the `cachefront-origin analyze` command).
+//! The capture also keeps lifetime statistics for the analyzer ([`DbCapture::snapshot`],
+//! served by [`DbCapture::router`] as `GET /debug/queries`): per-fingerprint counts and
+//! times, peak concurrency and pool acquire waits ([`stats`]); [`pool_sizing`] turns them
+//! into a pool size.
+//!
+//! With the `analyze` feature, [`analyze`] plans queries with `EXPLAIN (FORMAT JSON)`,
+//! reports plan and index-health findings and advises indexes verified with HypoPG (also
+//! the `cachefront-origin analyze` command).
 
-#[cfg(feature = "postgres")]
+#[cfg(feature = "analyze")]
 pub mod analyze;
 pub mod fingerprint;
+pub mod pool_sizing;
+pub mod stats;
 
 pub use fingerprint::SqlFingerprint;
 
@@ -40,11 +48,13 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::MatchedPath;
-use axum::response::Response;
-use http::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderMap, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::field::{Field, Visit};
@@ -53,12 +63,16 @@ use tracing::{Instrument, Subscriber};
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::route::{method_label, UNMATCHED};
+use crate::error::Error;
+use crate::route::{bearer_matches, method_label, UNMATCHED};
+use stats::{CaptureSnapshot, CaptureStats};
 
 /// Name of the span [`DbCaptureLayer`] opens around each request (target `cachefront_origin::db`).
 pub const REQUEST_SPAN_NAME: &str = "cachefront_origin.db.request";
 /// Target of sqlx's statement events.
 pub const SQLX_QUERY_TARGET: &str = "sqlx::query";
+/// Target of sqlx's pool acquire events (emitted when the pool's `acquire_time_level` is on).
+pub const SQLX_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
 /// `route` label of queries run outside any captured request.
 pub const NO_REQUEST_ROUTE: &str = "none";
 
@@ -81,6 +95,9 @@ pub struct DbCaptureConfig {
     /// Queries at least this slow are logged (target `cachefront_origin::slow_query`).
     /// Default: 100 ms.
     pub slow_query_threshold: Duration,
+    /// Bearer token for `GET /debug/queries` ([`DbCapture::router`]); `None` (default)
+    /// disables the endpoint (404).
+    pub debug_token: Option<String>,
 }
 
 impl Default for DbCaptureConfig {
@@ -90,6 +107,7 @@ impl Default for DbCaptureConfig {
             n_plus_one_allow: Vec::new(),
             strict: false,
             slow_query_threshold: Duration::from_millis(100),
+            debug_token: None,
         }
     }
 }
@@ -187,6 +205,9 @@ struct CaptureInner {
     detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     detections_seen: AtomicU64,
     warned_span_disabled: AtomicBool,
+    stats: CaptureStats,
+    #[cfg(feature = "postgres")]
+    pool: Mutex<Option<sqlx::PgPool>>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
@@ -241,6 +262,9 @@ impl DbCapture {
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 warned_span_disabled: AtomicBool::new(false),
+                stats: CaptureStats::new(Instant::now()),
+                #[cfg(feature = "postgres")]
+                pool: Mutex::new(None),
                 #[cfg(feature = "metrics")]
                 metrics,
             }),
@@ -300,6 +324,69 @@ impl DbCapture {
         }
     }
 
+    /// Lifetime statistics: per-fingerprint calls and times (with a sample statement),
+    /// peak concurrency and pool acquire waits. What `GET /debug/queries` serves and
+    /// `cachefront-origin analyze --from-app` reads.
+    pub fn snapshot(&self) -> CaptureSnapshot {
+        #[cfg(feature = "postgres")]
+        let pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| stats::PoolGauges {
+                size: p.size(),
+                idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                max_connections: p.options().get_max_connections(),
+            });
+        #[cfg(not(feature = "postgres"))]
+        let pool = None;
+        self.inner.stats.snapshot(Instant::now(), pool)
+    }
+
+    /// Include `pool`'s gauges (size, idle, max) in [`snapshot`](Self::snapshot), for
+    /// pool sizing.
+    #[cfg(feature = "postgres")]
+    pub fn watch_pg_pool(&self, pool: sqlx::PgPool) {
+        *self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(pool);
+    }
+
+    /// `GET /debug/queries`: [`snapshot`](Self::snapshot) as JSON. Needs
+    /// [`DbCaptureConfig::debug_token`] as a bearer token (404 without one configured).
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let capture = self.clone();
+        Router::new().route(
+            "/debug/queries",
+            get(move |headers: HeaderMap| {
+                let capture = capture.clone();
+                async move { capture.snapshot_response(&headers) }
+            }),
+        )
+    }
+
+    fn snapshot_response(&self, headers: &HeaderMap) -> Response {
+        let authorized = match &self.inner.config.debug_token {
+            None => Err(Error::NotFound("debug endpoints are disabled".to_owned())),
+            Some(token) if bearer_matches(headers, token) => Ok(()),
+            Some(_) => Err(Error::Unauthorized),
+        };
+        if let Err(e) = authorized {
+            return e.into_response();
+        }
+        let mut res = axum::Json(self.snapshot()).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+
     fn lock_fingerprints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SqlFingerprint>>> {
         self.inner
             .fingerprints
@@ -336,6 +423,12 @@ impl DbCapture {
         if let Some(request) = request {
             request.add(&fingerprint, &statement);
         }
+        self.inner.stats.statement(
+            &fingerprint,
+            truncate_chars(&statement.sql, SAMPLE_MAX_CHARS),
+            statement.elapsed,
+            Instant::now(),
+        );
 
         let threshold = self.inner.config.slow_query_threshold;
         if statement.elapsed >= threshold {
@@ -605,6 +698,21 @@ impl Visit for SqlxEventFields {
     fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {}
 }
 
+/// Reads the wait of sqlx 0.8's acquire event (`sqlx-core/src/pool/inner.rs`): the field is
+/// spelled `aquired_after_secs` there; the corrected spelling is accepted too.
+#[derive(Default)]
+struct AcquireEventFields(Option<f64>);
+
+impl Visit for AcquireEventFields {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if matches!(field.name(), "aquired_after_secs" | "acquired_after_secs") {
+            self.0 = Some(value);
+        }
+    }
+
+    fn record_debug(&mut self, _field: &Field, _value: &dyn fmt::Debug) {}
+}
+
 /// Reads the `capture_id` field of the request span.
 #[derive(Default)]
 struct CaptureIdField(Option<u64>);
@@ -657,7 +765,16 @@ where
     }
 
     fn on_event(&self, event: &tracing::Event<'_>, ctx: LayerContext<'_, S>) {
-        if event.metadata().target() != SQLX_QUERY_TARGET {
+        let target = event.metadata().target();
+        if target == SQLX_ACQUIRE_TARGET {
+            let mut wait = AcquireEventFields::default();
+            event.record(&mut wait);
+            if let Some(wait) = wait.0.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
+                self.capture.inner.stats.acquire(wait);
+            }
+            return;
+        }
+        if target != SQLX_QUERY_TARGET {
             return;
         }
         let mut fields = SqlxEventFields::default();
@@ -752,6 +869,7 @@ where
         DbCaptureFuture {
             inner: future.instrument(span),
             state: Some((self.capture.clone(), request)),
+            _in_flight: InFlight::start(&self.capture),
         }
     }
 }
@@ -762,6 +880,23 @@ pin_project! {
         #[pin]
         inner: Instrumented<F>,
         state: Option<(DbCapture, Arc<RequestQueries>)>,
+        _in_flight: InFlight,
+    }
+}
+
+/// Counts a request in flight from `call` until its future completes or is dropped.
+struct InFlight(DbCapture);
+
+impl InFlight {
+    fn start(capture: &DbCapture) -> Self {
+        capture.inner.stats.request_started();
+        Self(capture.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inner.stats.request_finished();
     }
 }
 

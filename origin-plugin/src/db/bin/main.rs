@@ -1,8 +1,9 @@
 //! `cachefront-origin`: command-line tools of the origin plugin.
 //!
-//! `cachefront-origin analyze [--database-url URL] [--query SQL]... [--json]` plans each
-//! query with `EXPLAIN (FORMAT JSON)`, reports sequential scans with selective filters on
-//! large tables, and advises indexes verified with HypoPG (see `docs/database.md`).
+//! `cachefront-origin analyze [--database-url URL] [--query SQL]... [--from-app URL]
+//! [--analyze] [--json] …` plans the given and the hot queries (the app's capture,
+//! `pg_stat_statements`), reports plan findings, index health, HypoPG-verified index advice
+//! and a pool size (`--help` lists every option; see `docs/database.md`).
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {

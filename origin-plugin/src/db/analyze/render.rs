@@ -1,0 +1,179 @@
+//! The human-readable report.
+
+use std::fmt::Write;
+
+use super::index_health::IndexHealth;
+use super::{AnalyzerReport, QueryReport};
+use crate::db::pool_sizing::PoolSizing;
+
+/// The whole report as text: queries, index health, pool sizing.
+pub fn render_text(report: &AnalyzerReport) -> String {
+    let mut out = format!("PostgreSQL {}\n", report.server_version);
+    for note in &report.sources {
+        let _ = writeln!(out, "source {note}");
+    }
+    if !report.queries.is_empty() {
+        out.push_str("\n== queries\n");
+        out.push_str(&render_queries(&report.queries));
+    }
+    if let Some(health) = &report.index_health {
+        out.push_str(&render_index_health(health));
+    }
+    if let Some(pool) = &report.pool {
+        out.push_str(&render_pool(pool));
+    }
+    out
+}
+
+/// The per-query part of the report.
+pub fn render_queries(reports: &[QueryReport]) -> String {
+    let mut out = String::new();
+    for (i, r) in reports.iter().enumerate() {
+        let _ = write!(
+            out,
+            "query {} [{}]: {}\n  fingerprint {}",
+            i + 1,
+            r.source.as_str(),
+            r.query,
+            r.fingerprint
+        );
+        if let Some(mode) = r.plan_mode {
+            let _ = write!(out, ", {}", mode.as_str());
+        }
+        if let Some(cost) = r.total_cost {
+            let _ = write!(out, ", plan cost {cost:.2}");
+        }
+        if let Some(ms) = r.execution_ms {
+            let _ = write!(out, ", ran in {ms:.1} ms (rolled back)");
+        }
+        if let (Some(calls), Some(total)) = (r.calls, r.total_ms) {
+            let _ = write!(out, ", {calls} calls / {total:.1} ms total");
+        }
+        out.push('\n');
+        for note in &r.notes {
+            let _ = writeln!(out, "  note: {note}");
+        }
+        if let Some(e) = &r.error {
+            let _ = writeln!(out, "  error: {e}");
+        }
+        for f in &r.findings {
+            let _ = writeln!(out, "  finding [{}]: {}", f.kind.as_str(), f.message);
+        }
+        for a in &r.index_advice {
+            let _ = writeln!(
+                out,
+                "  advice: {}  -- HypoPG: cost {:.2} -> {:.2} (-{:.1}%)",
+                a.create_index,
+                a.cost_before,
+                a.cost_after,
+                a.cost_reduction * 100.0
+            );
+        }
+        if r.error.is_none() && r.findings.is_empty() {
+            out.push_str("  no findings\n");
+        }
+    }
+    out
+}
+
+fn size(bytes: i64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MB", b / (1024.0 * 1024.0))
+    } else if b >= 1024.0 {
+        format!("{:.0} kB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+fn render_index_health(h: &IndexHealth) -> String {
+    let mut out = format!(
+        "\n== index health (usage counted since {})\n",
+        h.stats_reset
+            .as_deref()
+            .unwrap_or("the cluster started counting")
+    );
+    out.push_str("missing-index candidates:\n");
+    for c in &h.missing_index_candidates {
+        let _ = writeln!(out, "  {}", c.message);
+    }
+    if h.missing_index_candidates.is_empty() {
+        out.push_str("  none\n");
+    }
+    out.push_str("duplicate / redundant indexes:\n");
+    for d in &h.duplicate_indexes {
+        let _ = writeln!(
+            out,
+            "  [{}] {} ({}) is covered by {}: {}",
+            d.kind,
+            d.index,
+            size(d.size_bytes),
+            d.covered_by,
+            d.drop_statement
+        );
+    }
+    if h.duplicate_indexes.is_empty() {
+        out.push_str("  none\n");
+    }
+    out.push_str("unused indexes:\n");
+    for u in &h.unused_indexes {
+        let _ = writeln!(
+            out,
+            "  {} on {}: {} scans, {}: {}",
+            u.index,
+            u.table,
+            u.idx_scan,
+            size(u.size_bytes),
+            u.drop_statement
+        );
+    }
+    if h.unused_indexes.is_empty() {
+        out.push_str("  none\n");
+    }
+    out.push_str("invalid indexes:\n");
+    for i in &h.invalid_indexes {
+        let _ = writeln!(
+            out,
+            "  {} on {} ({}): {} then create it again (or REINDEX INDEX CONCURRENTLY)",
+            i.index,
+            i.table,
+            size(i.size_bytes),
+            i.drop_statement
+        );
+    }
+    if h.invalid_indexes.is_empty() {
+        out.push_str("  none\n");
+    }
+    out
+}
+
+fn render_pool(p: &PoolSizing) -> String {
+    let mut out = format!(
+        "\n== pool sizing\nrecommended max_connections per instance: {} (budget {}",
+        p.recommended_max_connections, p.per_instance_budget
+    );
+    if let Some(d) = p.demand {
+        let _ = write!(out, ", demand {d}");
+    }
+    out.push_str(")\n");
+    for r in &p.reasons {
+        let _ = writeln!(out, "  - {r}");
+    }
+    for w in &p.warnings {
+        let _ = writeln!(out, "  warning: {w}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_human() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(8192), "8 kB");
+        assert_eq!(size(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
+}
