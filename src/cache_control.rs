@@ -120,6 +120,209 @@ fn parse_value(text: &str) -> (String, &str) {
     (text[..end].trim().to_owned(), &text[end..])
 }
 
+/// What kind of value a Structured Field member carries (RFC 8941 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ItemKind {
+    /// A member without `=`: the boolean `true`.
+    Flag,
+    Integer,
+    Decimal,
+    String,
+    Token,
+    Bytes,
+    Boolean,
+    InnerList,
+}
+
+/// Whether a targeted cache field (RFC 9213 §2.1) can be used: its value is a
+/// valid Structured Field Dictionary (RFC 8941 §3.2) and the directives whose
+/// meaning needs a number carry an Integer. Otherwise the whole field is
+/// ignored, as RFC 9213 asks.
+pub fn targeted_field_is_valid(text: &str) -> bool {
+    let Some(members) = parse_dictionary(text) else {
+        return false;
+    };
+    members.iter().all(|(key, kind)| {
+        let numeric = matches!(
+            key.as_str(),
+            "max-age" | "s-maxage" | "stale-while-revalidate" | "stale-if-error"
+        );
+        !numeric || *kind == ItemKind::Integer
+    })
+}
+
+/// Parses an SF Dictionary into (key, kind of value); `None` when invalid.
+fn parse_dictionary(text: &str) -> Option<Vec<(String, ItemKind)>> {
+    let bytes = text.as_bytes();
+    let mut at = skip_sp(bytes, 0);
+    let mut members = Vec::new();
+    if at == bytes.len() {
+        return Some(members);
+    }
+    loop {
+        let (key, next) = parse_key(bytes, at)?;
+        at = next;
+        let kind = if bytes.get(at) == Some(&b'=') {
+            let (kind, next) = parse_item_or_inner_list(bytes, at + 1)?;
+            at = next;
+            kind
+        } else {
+            at = parse_parameters(bytes, at)?;
+            ItemKind::Flag
+        };
+        members.push((key, kind));
+        at = skip_ows(bytes, at);
+        if at == bytes.len() {
+            return Some(members);
+        }
+        if bytes[at] != b',' {
+            return None;
+        }
+        at = skip_ows(bytes, at + 1);
+        if at == bytes.len() {
+            return None; // trailing comma
+        }
+    }
+}
+
+fn skip_sp(bytes: &[u8], mut at: usize) -> usize {
+    while bytes.get(at) == Some(&b' ') {
+        at += 1;
+    }
+    at
+}
+
+fn skip_ows(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+fn parse_key(bytes: &[u8], at: usize) -> Option<(String, usize)> {
+    let first = *bytes.get(at)?;
+    if !(first.is_ascii_lowercase() || first == b'*') {
+        return None;
+    }
+    let mut end = at + 1;
+    while let Some(&b) = bytes.get(end) {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.' | b'*') {
+            end += 1;
+        } else {
+            break;
+        }
+    }
+    let key = std::str::from_utf8(&bytes[at..end]).ok()?.to_owned();
+    Some((key, end))
+}
+
+fn parse_item_or_inner_list(bytes: &[u8], at: usize) -> Option<(ItemKind, usize)> {
+    if bytes.get(at) == Some(&b'(') {
+        let mut at = at + 1;
+        loop {
+            at = skip_sp(bytes, at);
+            if bytes.get(at) == Some(&b')') {
+                let at = parse_parameters(bytes, at + 1)?;
+                return Some((ItemKind::InnerList, at));
+            }
+            let (_, next) = parse_bare_item(bytes, at)?;
+            at = parse_parameters(bytes, next)?;
+            if !matches!(bytes.get(at), Some(b' ' | b')')) {
+                return None;
+            }
+        }
+    }
+    let (kind, next) = parse_bare_item(bytes, at)?;
+    Some((kind, parse_parameters(bytes, next)?))
+}
+
+fn parse_parameters(bytes: &[u8], mut at: usize) -> Option<usize> {
+    while bytes.get(at) == Some(&b';') {
+        at = skip_sp(bytes, at + 1);
+        let (_, next) = parse_key(bytes, at)?;
+        at = next;
+        if bytes.get(at) == Some(&b'=') {
+            let (_, next) = parse_bare_item(bytes, at + 1)?;
+            at = next;
+        }
+    }
+    Some(at)
+}
+
+fn parse_bare_item(bytes: &[u8], at: usize) -> Option<(ItemKind, usize)> {
+    let first = *bytes.get(at)?;
+    match first {
+        b'-' | b'0'..=b'9' => parse_number(bytes, at),
+        b'"' => {
+            let mut end = at + 1;
+            loop {
+                match *bytes.get(end)? {
+                    b'\\' => {
+                        if !matches!(bytes.get(end + 1), Some(b'"' | b'\\')) {
+                            return None;
+                        }
+                        end += 2;
+                    }
+                    b'"' => return Some((ItemKind::String, end + 1)),
+                    0x20..=0x7e => end += 1,
+                    _ => return None,
+                }
+            }
+        }
+        b':' => {
+            let mut end = at + 1;
+            loop {
+                match *bytes.get(end)? {
+                    b':' => return Some((ItemKind::Bytes, end + 1)),
+                    b if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=') => end += 1,
+                    _ => return None,
+                }
+            }
+        }
+        b'?' => match bytes.get(at + 1) {
+            Some(b'0' | b'1') => Some((ItemKind::Boolean, at + 2)),
+            _ => None,
+        },
+        b if b.is_ascii_alphabetic() || b == b'*' => {
+            let mut end = at + 1;
+            while let Some(&b) = bytes.get(end) {
+                let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b);
+                if !tchar {
+                    break;
+                }
+                end += 1;
+            }
+            Some((ItemKind::Token, end))
+        }
+        _ => None,
+    }
+}
+
+fn parse_number(bytes: &[u8], at: usize) -> Option<(ItemKind, usize)> {
+    let mut end = at;
+    if bytes.get(end) == Some(&b'-') {
+        end += 1;
+    }
+    let digits_start = end;
+    while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+        end += 1;
+    }
+    let int_digits = end - digits_start;
+    if int_digits == 0 {
+        return None;
+    }
+    if bytes.get(end) != Some(&b'.') {
+        return (int_digits <= 15).then_some((ItemKind::Integer, end));
+    }
+    let frac_start = end + 1;
+    end = frac_start;
+    while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+        end += 1;
+    }
+    let frac_digits = end - frac_start;
+    (int_digits <= 12 && (1..=3).contains(&frac_digits)).then_some((ItemKind::Decimal, end))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +388,37 @@ mod tests {
         let d = Directives::from_headers(&headers, &http::header::CACHE_CONTROL);
         assert!(d.has("public"));
         assert_eq!(d.seconds("max-age"), Some(5));
+    }
+
+    #[test]
+    fn targeted_field_must_be_a_structured_dictionary() {
+        for valid in [
+            "max-age=60",
+            "max-age=60, stale-while-revalidate=30",
+            "no-store",
+            "private, no-cache",
+            "max-age=60;foo=bar, x=\"a b\", y=?1, z=1.5, w=(a b), v=:AQ==:",
+            "",
+        ] {
+            assert!(targeted_field_is_valid(valid), "{valid}");
+        }
+        for invalid in [
+            "max-age=10000, &&&&&",
+            "Max-Age=60",
+            "max-age=60,",
+            "max-age=60 no-store",
+            "max-age=\"unterminated",
+            "max-age=1234567890123456",
+        ] {
+            assert!(!targeted_field_is_valid(invalid), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn targeted_freshness_directives_need_integers() {
+        assert!(!targeted_field_is_valid("max-age=\"10000\""));
+        assert!(!targeted_field_is_valid("s-maxage=1.5"));
+        assert!(!targeted_field_is_valid("stale-if-error=?1"));
+        assert!(targeted_field_is_valid("max-age=10000, foo=\"bar\""));
     }
 }

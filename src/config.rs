@@ -31,6 +31,8 @@ pub const VAR_CACHE_KEY_HEADERS: &str = "CACHE_KEY_HEADERS";
 pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
 /// Default stale-if-error window when the origin gives none.
 pub const VAR_STALE_IF_ERROR_SECS: &str = "STALE_IF_ERROR_SECS";
+/// How long a stale entry may stand in while no origin can be reached.
+pub const VAR_STALE_IF_DISCONNECTED_SECS: &str = "STALE_IF_DISCONNECTED_SECS";
 /// Cap on heuristic freshness (responses with Last-Modified but no explicit lifetime).
 pub const VAR_CACHE_HEURISTIC_MAX_SECS: &str = "CACHE_HEURISTIC_MAX_SECS";
 /// How long stale entries with validators are kept for conditional revalidation.
@@ -144,6 +146,8 @@ pub struct Config {
     pub cache_key_headers: Vec<String>,
     pub stale_while_revalidate_secs: u64,
     pub stale_if_error_secs: u64,
+    /// Staleness served while every origin is unreachable (0: off).
+    pub stale_if_disconnected_secs: u64,
     pub heuristic_max_secs: u64,
     pub revalidation_window_secs: u64,
     pub memory_cache_bytes: usize,
@@ -243,6 +247,7 @@ impl Config {
             )?,
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
+            stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600)?,
             heuristic_max_secs: number(VAR_CACHE_HEURISTIC_MAX_SECS, 86_400)?,
             revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
             memory_cache_bytes,
@@ -346,6 +351,7 @@ impl Config {
             default_swr_secs: self.stale_while_revalidate_secs,
             default_sie_secs: self.stale_if_error_secs,
             heuristic_max_secs: self.heuristic_max_secs,
+            disconnected_grace_secs: self.stale_if_disconnected_secs,
         }
     }
 

@@ -1298,11 +1298,17 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let response = match result {
             Ok(response) => response,
             Err(err) => {
+                // No origin answered at all: the cache is disconnected.
                 if let Some(entry) = stale {
                     let freshness = self.freshness(entry.response.headers(), &entry.meta);
-                    if policy::may_serve_stale_on_error(&directives, &freshness) {
+                    if policy::may_serve_stale_when_disconnected(&directives, &freshness) {
                         trace.warnings.push(err.to_string());
-                        return self.serve_stale_on_error(&request, entry, fwd, None);
+                        let detail = if policy::may_serve_stale_on_error(&directives, &freshness) {
+                            "stale-if-error"
+                        } else {
+                            "stale-if-disconnected"
+                        };
+                        return self.serve_stale_on_error(&request, entry, fwd, None, detail);
                     }
                 }
                 return error_answer(err, fwd, trace);
@@ -1329,6 +1335,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                         entry,
                         fwd,
                         Some(error_page.status().as_u16()),
+                        "stale-if-error",
                     );
                 }
             }
@@ -1400,12 +1407,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         entry: StoredEntry,
         fwd: Forward,
         fwd_status: Option<u16>,
+        detail: &'static str,
     ) -> (Response<Body>, CacheStatus) {
         let freshness = self.freshness(entry.response.headers(), &entry.meta);
         let mut status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Stale)
             .with_ttl(freshness.ttl_secs())
-            .with_detail("stale-if-error");
+            .with_detail(detail);
         status.fwd_status = fwd_status;
         (
             self.client_view(request, entry.response, Some(freshness.age_secs)),

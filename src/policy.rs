@@ -24,6 +24,9 @@ pub struct PolicySettings {
     pub default_sie_secs: u64,
     /// Upper bound for heuristic freshness (10 % of the time since Last-Modified).
     pub heuristic_max_secs: u64,
+    /// How long past its freshness a response may stand in when no origin
+    /// can be reached at all (RFC 9111 §4.2.4 "disconnected").
+    pub disconnected_grace_secs: u64,
 }
 
 impl Default for PolicySettings {
@@ -32,6 +35,7 @@ impl Default for PolicySettings {
             max_object_bytes: 25 * 1024 * 1024,
             default_swr_secs: 0,
             default_sie_secs: 0,
+            disconnected_grace_secs: 0,
             heuristic_max_secs: 86_400,
         }
     }
@@ -51,6 +55,15 @@ impl ResponseDirectives {
         for name in TARGETED_FIELDS {
             let name = HeaderName::from_static(name);
             if headers.contains_key(&name) {
+                let lines: Vec<&str> = headers
+                    .get_all(&name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                // An invalid Structured Field is ignored whole (RFC 9213 §2.1).
+                if !crate::cache_control::targeted_field_is_valid(&lines.join(", ")) {
+                    continue;
+                }
                 let directives = Directives::from_headers(headers, &name);
                 // A targeted field that does not parse to anything is ignored.
                 if !directives.is_empty() {
@@ -139,15 +152,23 @@ pub fn store_decision(
     if request_cc.has("no-store") {
         return Skip(NoStoreReason::RequestNoStore);
     }
-    // Partial content and 304s are never stored as entries of their own.
-    if !understood(status)
+    // Only final responses; partial content and 304s are never stored as
+    // entries of their own.
+    if status.is_informational()
         || status == StatusCode::PARTIAL_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
         return Skip(NoStoreReason::Status);
     }
     let rd = ResponseDirectives::from_headers(response_headers);
-    if rd.has("no-store") {
+    // A status code this cache does not know may still be stored with
+    // explicit freshness, unless `must-understand` asks for one it knows
+    // (which then overrides `no-store`, RFC 9111 §5.2.2.3).
+    let must_understand = rd.has("must-understand");
+    if must_understand && !understood(status) {
+        return Skip(NoStoreReason::Status);
+    }
+    if rd.has("no-store") && !must_understand {
         return Skip(NoStoreReason::ResponseNoStore);
     }
     if rd.has_unqualified("private") {
@@ -289,13 +310,24 @@ pub fn corrected_initial_age(headers: &HeaderMap, times: ResponseTimes) -> u64 {
     apparent_age.max(age_value.saturating_add(response_delay))
 }
 
-/// The `Age` the origin (or an upstream cache) reported, if valid.
+/// The `Age` the origin (or an upstream cache) reported, if valid. A list
+/// (one line `7200, 0` or several lines) counts by its first member; an
+/// invalid value is ignored (RFC 9111 §5.1).
 pub fn age_header_secs(headers: &HeaderMap) -> u64 {
-    headers
+    let Some(first) = headers
         .get(header::AGE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(0, |v| v.min(DELTA_SECONDS_CAP))
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+    else {
+        return 0;
+    };
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    first
+        .parse::<u64>()
+        .map_or(DELTA_SECONDS_CAP, |v| v.min(DELTA_SECONDS_CAP))
 }
 
 /// Current age of a stored response (RFC 9111 §4.2.3).
@@ -334,6 +366,8 @@ pub struct Freshness {
     pub no_cache: bool,
     pub swr_secs: u64,
     pub sie_secs: u64,
+    /// How long it may be served stale while no origin can be reached.
+    pub disconnected_secs: u64,
 }
 
 impl Freshness {
@@ -346,6 +380,9 @@ impl Freshness {
     ) -> Self {
         let rd = ResponseDirectives::from_headers(headers);
         let (swr_secs, sie_secs) = stale_windows(&rd, settings);
+        let must_revalidate =
+            rd.has("must-revalidate") || rd.has("proxy-revalidate") || rd.has("s-maxage");
+        let no_cache = rd.has_unqualified("no-cache");
         Self {
             lifetime_secs: freshness_lifetime(
                 headers,
@@ -353,12 +390,15 @@ impl Freshness {
                 settings,
             ),
             age_secs: current_age_secs(initial_age_secs, times.response_time_ms, now_ms),
-            must_revalidate: rd.has("must-revalidate")
-                || rd.has("proxy-revalidate")
-                || rd.has("s-maxage"),
-            no_cache: rd.has_unqualified("no-cache"),
+            must_revalidate,
+            no_cache,
             swr_secs,
             sie_secs,
+            disconnected_secs: if must_revalidate || no_cache {
+                0
+            } else {
+                settings.disconnected_grace_secs
+            },
         }
     }
 
@@ -380,7 +420,7 @@ impl Freshness {
     /// How long the store should keep the entry: freshness, the stale windows,
     /// and (when it can be revalidated) `revalidation_window_secs` more.
     pub fn retention_secs(&self, can_revalidate: bool, revalidation_window_secs: u64) -> u64 {
-        let stale = self.swr_secs.max(self.sie_secs);
+        let stale = self.swr_secs.max(self.sie_secs).max(self.disconnected_secs);
         let extra = if can_revalidate {
             stale.max(revalidation_window_secs)
         } else {
@@ -491,6 +531,28 @@ pub fn may_serve_stale_on_error(request: &RequestDirectives, freshness: &Freshne
     }
     let window = request.stale_if_error.unwrap_or(0).max(freshness.sie_secs);
     window > 0 && freshness.staleness_secs() <= window
+}
+
+/// Whether a stale response may stand in when no origin could be reached at
+/// all (connection refused or reset, timeout): the cache is "disconnected"
+/// (RFC 9111 §4.2.4), so stale-if-error windows apply, and so does the
+/// operator's grace unless a directive forbids serving stale (response
+/// `must-revalidate`, `proxy-revalidate`, `s-maxage`, `no-cache`; request
+/// `no-cache` or `max-age`).
+pub fn may_serve_stale_when_disconnected(
+    request: &RequestDirectives,
+    freshness: &Freshness,
+) -> bool {
+    if may_serve_stale_on_error(request, freshness) {
+        return true;
+    }
+    if freshness.must_revalidate || freshness.no_cache || request.no_cache {
+        return false;
+    }
+    if request.max_age.is_some() {
+        return false;
+    }
+    freshness.disconnected_secs > 0 && freshness.staleness_secs() <= freshness.disconnected_secs
 }
 
 /// Origin statuses that count as errors for stale-if-error.
@@ -688,13 +750,80 @@ mod tests {
     }
 
     #[test]
+    fn unknown_final_status_with_explicit_freshness_is_stored() {
+        assert_eq!(
+            decide(&[], 299, &[("cache-control", "max-age=60")]),
+            store()
+        );
+        assert_eq!(
+            decide(&[], 599, &[("cache-control", "max-age=60")]),
+            store()
+        );
+        // Without explicit freshness an unknown status is not heuristically cacheable.
+        assert_eq!(
+            decide(
+                &[],
+                299,
+                &[("last-modified", "Thu, 01 Jan 2015 00:00:00 GMT")]
+            ),
+            skip(NoStoreReason::NoFreshness)
+        );
+    }
+
+    #[test]
+    fn must_understand_overrides_no_store_only_for_known_statuses() {
+        let cc = [("cache-control", "max-age=60, no-store, must-understand")];
+        assert_eq!(decide(&[], 200, &cc), store());
+        assert_eq!(decide(&[], 599, &cc), skip(NoStoreReason::Status));
+    }
+
+    #[test]
+    fn age_lists_count_by_their_first_member_and_invalid_ages_are_ignored() {
+        let age = |lines: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                headers.append(header::AGE, HeaderValue::from_static(line));
+            }
+            age_header_secs(&headers)
+        };
+        assert_eq!(age(&["7200, 0"]), 7200);
+        assert_eq!(age(&["0, 7200"]), 0);
+        assert_eq!(age(&["7200", "0"]), 7200);
+        assert_eq!(age(&["0", "7200"]), 0);
+        assert_eq!(age(&["abc"]), 0);
+        assert_eq!(age(&["-7200"]), 0);
+        assert_eq!(age(&["7200.0"]), 0);
+        assert_eq!(age(&["7200;foo=bar"]), 0);
+        assert_eq!(age(&["99999999999999999999"]), DELTA_SECONDS_CAP);
+    }
+
+    #[test]
+    fn invalid_targeted_field_is_ignored_for_cache_control() {
+        for cdn in ["max-age=10000, &&&&&", "max-age=\"10000\""] {
+            assert_eq!(
+                decide(
+                    &[],
+                    200,
+                    &[("cdn-cache-control", cdn), ("cache-control", "no-store")]
+                ),
+                skip(NoStoreReason::ResponseNoStore),
+                "{cdn}"
+            );
+        }
+    }
+
+    #[test]
     fn partial_and_unknown_statuses_are_not_stored() {
         assert_eq!(
             decide(&[], 206, &[("cache-control", "max-age=60")]),
             skip(NoStoreReason::Status)
         );
         assert_eq!(
-            decide(&[], 299, &[("cache-control", "max-age=60")]),
+            decide(
+                &[],
+                299,
+                &[("cache-control", "max-age=60, must-understand")]
+            ),
             skip(NoStoreReason::Status)
         );
         assert_eq!(

@@ -149,6 +149,18 @@ pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
     parts.headers.remove("cf-cache-status");
     parts.headers.remove(header::CACHE_CONTROL);
     parts.headers.remove(header::CONTENT_LENGTH);
+    // The length of what is served, whether read or streamed (RFC 9111 §3.1
+    // keeps Content-Length with the stored response).
+    let len = if body.is_empty() {
+        meta.body_len
+    } else {
+        Some(body.len() as u64)
+    };
+    if let Some(len) = len {
+        parts
+            .headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     for (name, lines) in [
         (header::CACHE_CONTROL, &meta.cache_control),
         (header::VARY, &meta.vary),

@@ -347,16 +347,88 @@ fn stale_if_error_serves_stale_when_the_origin_returns_500() {
     assert_eq!(r.log.cache, "stale");
 }
 
+/// An origin that answers once with `cache_control`, then is unreachable
+/// (or answers 500 when `fails_with_500`).
+fn goes_away(
+    cache_control: &'static str,
+    fails_with_500: bool,
+) -> impl Fn(&Request<Body>, u32) -> Result<Reply, OriginError> {
+    move |_, n| match n {
+        1 => reply(200, &[("cache-control", cache_control)], "good"),
+        _ if fails_with_500 => reply(500, &[], "broken"),
+        _ => Err(OriginError::Connect("connection refused".into())),
+    }
+}
+
+#[test]
+fn stale_entry_stands_in_while_no_origin_can_be_reached() {
+    let h = Harness::with_vars(
+        &[("STALE_IF_DISCONNECTED_SECS", "300")],
+        goes_away("max-age=10", false),
+    );
+    h.get("/p");
+    h.advance(100);
+    let r = h.get("/p");
+    assert_eq!(body(&r), "good");
+    assert_eq!(
+        status_of(&r),
+        "cachefront; fwd=stale; ttl=-90; detail=stale-if-disconnected"
+    );
+    h.advance(300);
+    assert_eq!(h.get("/p").response.status(), 502, "past the grace");
+}
+
+#[test]
+fn disconnected_grace_does_not_cover_origin_errors_or_forbidding_directives() {
+    let grace = [("STALE_IF_DISCONNECTED_SECS", "300")];
+    let h = Harness::with_vars(&grace, goes_away("max-age=10", true));
+    h.get("/p");
+    h.advance(100);
+    assert_eq!(
+        h.get("/p").response.status(),
+        500,
+        "an answer is not a disconnection"
+    );
+
+    for cc in [
+        "max-age=10, must-revalidate",
+        "max-age=10, proxy-revalidate",
+        "s-maxage=10",
+        "max-age=10, no-cache",
+    ] {
+        let h = Harness::with_vars(&grace, goes_away(cc, false));
+        h.get("/p");
+        h.advance(100);
+        assert_eq!(h.get("/p").response.status(), 502, "{cc}");
+    }
+
+    let h = Harness::with_vars(&grace, goes_away("max-age=10", false));
+    h.get("/p");
+    h.advance(100);
+    let r = h.get_with("/p", &[("cache-control", "max-age=0")]);
+    assert_eq!(
+        r.response.status(),
+        502,
+        "the client asked for a fresh answer"
+    );
+}
+
 #[test]
 fn stale_if_error_grace_serves_stale_when_the_origin_is_unreachable() {
     // The origin gives no stale-if-error: the operator's default grace applies.
-    let h = Harness::with_vars(&[("STALE_IF_ERROR_SECS", "120")], |_, n| {
-        if n == 1 {
-            reply(200, &[("cache-control", "max-age=10")], "good")
-        } else {
-            Err(OriginError::Connect("connection refused".into()))
-        }
-    });
+    let h = Harness::with_vars(
+        &[
+            ("STALE_IF_ERROR_SECS", "120"),
+            ("STALE_IF_DISCONNECTED_SECS", "0"),
+        ],
+        |_, n| {
+            if n == 1 {
+                reply(200, &[("cache-control", "max-age=10")], "good")
+            } else {
+                Err(OriginError::Connect("connection refused".into()))
+            }
+        },
+    );
     h.get("/p");
     h.advance(60);
     let r = h.get("/p");

@@ -250,6 +250,32 @@ describe('stale-if-error when the origin is unreachable', () => {
       await origin.close();
     }
   });
+
+  test('without stale-if-error, the disconnected grace serves it unless a directive forbids', async () => {
+    const origin = await startOrigin((req, res) => {
+      const strict = req.url.startsWith('/strict');
+      res.writeHead(200, { 'cache-control': strict ? 'max-age=1, must-revalidate' : 'max-age=1' });
+      res.end(strict ? 'strict copy' : 'plain copy');
+    });
+    const worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), STALE_IF_DISCONNECTED_SECS: '300' },
+    });
+    try {
+      await (await fetch(`${worker.url}/plain`)).text();
+      await (await fetch(`${worker.url}/strict`)).text();
+      await origin.close();
+      await sleep(2_100);
+      const plain = await fetch(`${worker.url}/plain`);
+      assert.equal(await plain.text(), 'plain copy');
+      assert.match(plain.headers.get('cache-status'), /^cachefront; fwd=stale; ttl=-\d+; detail=stale-if-disconnected$/);
+      const strict = await fetch(`${worker.url}/strict`);
+      assert.equal(strict.status, 502, 'must-revalidate forbids serving it stale');
+      await strict.arrayBuffer();
+    } finally {
+      await worker.stop();
+      await origin.close();
+    }
+  });
 });
 
 describe('the KV tier', () => {

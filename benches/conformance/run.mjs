@@ -1,0 +1,94 @@
+// The public HTTP cache test suite (https://cache-tests.fyi, npm package
+// `http-cache-tests`) against the worker in workerd: the suite's own origin
+// server on loopback behind the worker, its command-line client sending every
+// test through the worker. Prints the counts the suite's results page shows
+// (required tests passed/failed, optimal, checks, harness/setup/dependency
+// failures) and lists the failed required tests by id.
+//
+// Usage: node benches/conformance/run.mjs [--suite DIR] [--json results.json]
+// Without --suite, the npm release (0.4.5, 2021; installed into
+// benches/conformance/node_modules on first use). The suite has moved on
+// since: to measure against its current tests, pass --suite with a checkout
+// of https://github.com/http-tests/cache-tests after `npm install` in it
+// (both layouts are understood).
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort, startWorker } from '../../tests/e2e/harness.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const option = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : null);
+const jsonOut = option('--json');
+const suiteDir = option('--suite') ? path.resolve(option('--suite')) : path.join(here, 'node_modules', 'http-cache-tests');
+if (!option('--suite') && !existsSync(suiteDir)) {
+  const npm = spawnSync('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: here, stdio: 'inherit' });
+  if (npm.status !== 0) throw new Error('npm ci in benches/conformance failed');
+}
+// The npm release keeps its engine at the top; the repository under test-engine/.
+const engine = existsSync(path.join(suiteDir, 'test-engine')) ? 'test-engine' : '.';
+const version = JSON.parse(readFileSync(path.join(suiteDir, 'package.json'), 'utf8')).version;
+
+const port = await freePort();
+const server = spawn(process.execPath, [path.join(suiteDir, engine, 'server', 'server.mjs')], {
+  env: { ...process.env, npm_config_port: String(port), npm_config_protocol: 'http', npm_config_pidfile: path.join(here, '.server.pid') },
+  stdio: ['ignore', 'pipe', 'inherit'],
+  detached: true,
+});
+await new Promise((resolve, reject) => {
+  server.stdout.on('data', (d) => String(d).includes('Listening') && resolve());
+  server.on('exit', (code) => reject(new Error(`suite server exited with ${code}`)));
+});
+
+const worker = await startWorker({
+  vars: {
+    ORIGINS: JSON.stringify([{ name: 'cache-tests', url: `http://127.0.0.1:${port}` }]),
+    REQUEST_LOG: 'off',
+  },
+});
+let results;
+try {
+  const client = spawnSync(process.execPath, ['--no-warnings', path.join(suiteDir, engine, 'cli.mjs')], {
+    env: { ...process.env, npm_config_base: worker.url, npm_config_id: '', npm_package_config_id: '' },
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (client.status !== 0) throw new Error(`suite client failed: ${client.stderr}`);
+  results = JSON.parse(client.stdout.slice(client.stdout.indexOf('{')));
+} finally {
+  await worker.stop();
+  try { process.kill(-server.pid, 'SIGTERM'); } catch { /* gone */ }
+}
+if (jsonOut) writeFileSync(jsonOut, JSON.stringify(results, null, 2));
+
+// Classify every result the way the suite's own results page does.
+const load = (p) => import(pathToFileURL(path.join(suiteDir, p)).href);
+const { default: suites } = await load('tests/index.mjs');
+if (engine === '.') {
+  // The old CLI adds the Surrogate-Control tests to its index itself.
+  const { default: surrogate } = await load('tests/surrogate-control.mjs');
+  suites.push(surrogate);
+}
+const display = await load(engine === '.' ? 'lib/display.mjs' : 'test-engine/lib/results.mjs');
+// determineTestResult answers [icon, colour, symbol]; the symbol names the kind.
+const kinds = { '✅': 'pass', '⛔️': 'fail', '⚠️': 'optional_fail', Y: 'yes', N: 'no', '🔹': 'setup_fail', '⁉️': 'harness_fail', '⚪️': 'dependency_fail', '↻': 'retry', '-': 'untested' };
+const byType = new Map();
+const failedRequired = [];
+let required = 0;
+for (const suite of suites) {
+  for (const t of suite.tests) {
+    const name = kinds[display.determineTestResult(suites, t.id, results)[2]] ?? 'unknown';
+    byType.set(name, (byType.get(name) ?? 0) + 1);
+    if (t.kind === 'required' || t.kind === undefined) {
+      required += 1;
+      if (name !== 'pass') failedRequired.push(`${t.id} (${name}): ${t.name}`);
+    }
+  }
+}
+const count = (name) => byType.get(name) ?? 0;
+console.log(`http-cache-tests ${version} (${suiteDir}) through the worker in workerd`);
+console.log(`required tests: ${required - failedRequired.length} of ${required} passed`);
+console.log(`all results by kind: ${JSON.stringify(Object.fromEntries(byType))}`);
+console.log(`failed, harness-failed or dependency-failed required tests (${failedRequired.length}):`);
+for (const line of failedRequired) console.log(`  ${line}`);
+process.exitCode = count('harness_fail') > 0 ? 1 : 0;
