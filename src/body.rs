@@ -16,7 +16,7 @@
 //! [`BodyStreams::slice`]: crate::platform::BodyStreams::slice
 //! [`BodyStreams::cancel`]: crate::platform::BodyStreams::cancel
 
-use http::{header, HeaderMap, Response};
+use http::{header, HeaderMap, Request, Response};
 
 use crate::Body;
 
@@ -32,6 +32,12 @@ pub struct Streamed {
 /// The stream marker of a response, if its body is streamed.
 pub fn streamed(response: &Response<Body>) -> Option<Streamed> {
     response.extensions().get::<Streamed>().cloned()
+}
+
+/// The stream marker of a request whose body is streamed (an upload above
+/// the threshold).
+pub fn streamed_request(request: &Request<Body>) -> Option<Streamed> {
+    request.extensions().get::<Streamed>().cloned()
 }
 
 /// Marks `response` as carrying the stream `stream`; its byte buffer is emptied.

@@ -210,6 +210,11 @@ impl OriginFetch for MemoryOrigin {
         stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
         let gate = self.gate.borrow().clone();
+        // A streamed upload arrives whole at this origin.
+        let mut request = request;
+        if let Some(upload) = request.extensions_mut().remove::<Streamed>() {
+            *request.body_mut() = self.streams.read(&upload).unwrap_or_default();
+        }
         let mut record = Request::new(request.body().clone());
         *record.method_mut() = request.method().clone();
         *record.uri_mut() = request.uri().clone();

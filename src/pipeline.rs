@@ -347,6 +347,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
         if request.uri().path() == purge::PURGE_PATH {
+            if let Some(stream) = body::streamed_request(&request) {
+                // Purge bodies are small; one big enough to stream is refused unread.
+                self.platform.streams().cancel(stream);
+                let err = purge::PurgeError::BodyTooLarge {
+                    limit: purge::MAX_BODY_BYTES,
+                };
+                let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
+                return (err.to_response(), status.with_outcome(Outcome::Error));
+            }
             return self.serve_purge(&request, trace).await;
         }
         if request.uri().path() == HEALTH_PATH {
@@ -360,7 +369,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let readable = method == Method::GET || method == Method::HEAD;
         let host = forward::request_host(&request);
         let key = match &host {
-            Some(host) if readable && request.body().is_empty() => {
+            Some(host)
+                if readable
+                    && request.body().is_empty()
+                    && body::streamed_request(&request).is_none() =>
+            {
                 Some(self.primary_key(host, request.uri(), request.headers()))
             }
             _ => None,
@@ -1047,10 +1060,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         *base.uri_mut() = request.uri().clone();
         *base.headers_mut() = request.headers().clone();
         adjust(base.headers_mut());
+        // A streamed upload can be sent once: it is not there for a retry.
+        let upload = body::streamed_request(request);
 
         self.sync_shared_health(trace).await;
         let policy = &self.config.retry;
-        let retryable = policy.may_retry(request.method());
+        let retryable = policy.may_retry(request.method()) && upload.is_none();
         let started = self.now();
         let plan = self.plan(started, request.uri().path());
         let mut failures = Vec::new();
@@ -1075,8 +1090,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .timeout_ms
                 .min(policy.deadline_ms.saturating_sub(elapsed))
                 .max(1);
-            let origin_request =
+            let mut origin_request =
                 forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
+            if let Some(upload) = &upload {
+                origin_request.extensions_mut().insert(upload.clone());
+            }
             let sent_at = self.now();
             let result = self
                 .platform

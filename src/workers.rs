@@ -44,7 +44,9 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_default();
     let streams = JsStreams::default();
-    let (handled, log_requests) = match into_http_request(req).await {
+    // With a broken configuration the request is refused: its body is never read.
+    let stream_above = load_config(&env).map_or(0, |config| config.stream_bodies_above_bytes);
+    let (handled, log_requests) = match into_http_request(req, &streams, stream_above).await {
         Ok(request) => handle(request, &env, ctx, &streams).await,
         Err(err) => {
             let response = crate::error::EdgeError::BadRequest(err).to_response();
@@ -235,7 +237,13 @@ fn js_error(e: impl std::fmt::Debug) -> String {
     format!("{e:?}")
 }
 
-async fn into_http_request(mut req: worker::Request) -> Result<Request<Body>, String> {
+/// Converts the incoming request; an upload above `stream_above` bytes stays a
+/// stream (see [`crate::body`]), a smaller one is read.
+async fn into_http_request(
+    req: worker::Request,
+    streams: &JsStreams,
+    stream_above: u64,
+) -> Result<Request<Body>, String> {
     let method = Method::from_bytes(req.inner().method().as_bytes())
         .map_err(|_| "the request method is not a valid HTTP method".to_owned())?;
     let uri: Uri = req
@@ -244,15 +252,33 @@ async fn into_http_request(mut req: worker::Request) -> Result<Request<Body>, St
         .parse()
         .map_err(|e| format!("the request URL cannot be parsed: {e}"))?;
     let headers = into_header_map(req.headers());
-    let body = if method == Method::GET || method == Method::HEAD {
-        Body::new()
-    } else {
-        Body::from(req.bytes().await.map_err(js_error)?)
+    let raw: &web_sys::Request = req.inner();
+    let (body, upload) = match raw.body() {
+        None => (Body::new(), None),
+        Some(_) if method == Method::GET || method == Method::HEAD => (Body::new(), None),
+        Some(stream) => match body::plan(body::content_length(&headers), stream_above) {
+            BodyPlan::Buffer => {
+                let buffer = worker::wasm_bindgen_futures::JsFuture::from(
+                    raw.array_buffer().map_err(js_error)?,
+                )
+                .await
+                .map_err(js_error)?;
+                (Body::from(Uint8Array::new(&buffer).to_vec()), None)
+            }
+            BodyPlan::Stream => {
+                let len = body::content_length(&headers);
+                (Body::new(), Some(streams.keep(stream, len)))
+            }
+            BodyPlan::ReadUpTo(limit) => read_up_to(stream, limit, streams).await?,
+        },
     };
     let mut request = Request::new(body);
     *request.method_mut() = method;
     *request.uri_mut() = uri;
     *request.headers_mut() = headers;
+    if let Some(upload) = upload {
+        request.extensions_mut().insert(upload);
+    }
     Ok(request)
 }
 
@@ -279,12 +305,18 @@ fn into_js_headers(map: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
     Ok(headers)
 }
 
-fn into_js_request(request: &Request<Body>) -> Result<web_sys::Request, JsValue> {
+fn into_js_request(
+    request: &Request<Body>,
+    streams: &JsStreams,
+) -> Result<web_sys::Request, JsValue> {
     let init = web_sys::RequestInit::new();
     init.set_method(request.method().as_str());
     init.set_headers(&into_js_headers(request.headers())?.into());
     init.set_redirect(web_sys::RequestRedirect::Manual);
-    if !request.body().is_empty() {
+    let upload = body::streamed_request(request).and_then(|upload| streams.take(&upload));
+    if let Some(upload) = upload {
+        init.set_body(&upload.into());
+    } else if !request.body().is_empty() {
         init.set_body(&Uint8Array::from(request.body().as_ref()).into());
     }
     web_sys::Request::new_with_str_and_init(&request.uri().to_string(), &init)
@@ -535,7 +567,7 @@ impl OriginFetch for FetchOrigin {
         stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
         let js_request =
-            into_js_request(&request).map_err(|e| OriginError::Connect(js_error(e)))?;
+            into_js_request(&request, &self.0).map_err(|e| OriginError::Connect(js_error(e)))?;
         let controller = worker::AbortController::default();
         let signal = controller.signal();
         let attempt = async {
@@ -583,7 +615,8 @@ impl StaticAssets for AssetsBinding {
         *asset_request.method_mut() = request.method().clone();
         *asset_request.uri_mut() = request.uri().clone();
         *asset_request.headers_mut() = request.headers().clone();
-        let js_request = into_js_request(&asset_request).map_err(|e| StoreError(js_error(e)))?;
+        let js_request =
+            into_js_request(&asset_request, &self.1).map_err(|e| StoreError(js_error(e)))?;
         let response = fetcher
             .fetch_request(worker::Request::from(js_request))
             .await

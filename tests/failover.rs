@@ -122,6 +122,25 @@ fn a_503_is_retried_on_the_backup_for_get_but_not_for_post() {
 }
 
 #[test]
+fn a_streamed_upload_is_sent_once_even_for_retried_methods() {
+    let h = Harness::with_origins(TWO, &[("RETRY_METHODS", "PUT")], |origin, req, _| {
+        if origin.name == "primary" {
+            Err(refused())
+        } else {
+            reply(200, &[], &format!("stored {} bytes", req.body().len()))
+        }
+    });
+    let put = h.send_upload("PUT", "/doc", vec![7; 5000]);
+    assert_eq!(
+        put.response.status(),
+        502,
+        "the body went to the first attempt"
+    );
+    assert_eq!(h.calls_to("backup", "/doc"), 0);
+    assert_eq!(h.open_streams(), 0);
+}
+
+#[test]
 fn configured_methods_are_retried_too() {
     let h = Harness::with_origins(TWO, &[("RETRY_METHODS", "PUT")], |origin, _, _| {
         if origin.name == "primary" {

@@ -247,3 +247,36 @@ fn unsafe_method_answers_stream_through_untouched() {
     );
     assert_eq!(h.open_streams(), 0);
 }
+
+#[test]
+fn streamed_upload_reaches_the_origin_whole_and_is_not_a_cache_key() {
+    let h = Harness::with_vars(&[("STREAM_BODIES_ABOVE_BYTES", THRESHOLD)], |req, _| {
+        let sum: u64 = req.body().iter().map(|&b| u64::from(b)).sum();
+        reply(
+            200,
+            &[("cache-control", "max-age=60")],
+            &format!("{} {} bytes, sum {sum}", req.method(), req.body().len()),
+        )
+    });
+    let bytes: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let sum: u64 = bytes.iter().map(|&b| u64::from(b)).sum();
+    let posted = h.send_upload("POST", "/upload", bytes.clone());
+    assert_eq!(common::body(&posted), format!("POST 5000 bytes, sum {sum}"));
+    // A GET carrying a (streamed) body is forwarded, never answered from or stored in the cache.
+    let get = h.send_upload("GET", "/upload", bytes);
+    assert!(status_of(&get).contains("detail=get-with-body"));
+    assert_eq!(h.open_streams(), 0);
+}
+
+#[test]
+fn streamed_purge_body_is_refused_unread() {
+    let h = harness(
+        &[("PURGE_TOKEN", "a-long-enough-secret-token")],
+        true,
+        "max-age=60",
+    );
+    let refused = h.send_upload("POST", "/__cachefront/purge", vec![b' '; 5000]);
+    assert_eq!(refused.response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(common::body(&refused).contains("body_too_large"));
+    assert_eq!(h.open_streams(), 0);
+}

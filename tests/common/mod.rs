@@ -144,6 +144,27 @@ impl Harness {
         handled
     }
 
+    /// Sends a request whose body is a streamed upload of `bytes` (as the
+    /// adapter hands over one above `STREAM_BODIES_ABOVE_BYTES`).
+    pub fn send_upload(&self, method: &str, uri: &str, bytes: Vec<u8>) -> Handled {
+        let len = bytes.len() as u64;
+        let upload = self
+            .pipeline
+            .platform()
+            .streams
+            .start(bytes.into(), Some(len));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("https://shop.example{uri}"))
+            .body(Body::new())
+            .expect("request");
+        request.extensions_mut().insert(upload);
+        let mut handled = block_on(self.pipeline.handle(request));
+        block_on(self.pipeline.platform().tasks.run_all());
+        handled.response = self.pipeline.platform().streams.resolve(handled.response);
+        handled
+    }
+
     /// Streams started but neither read nor dropped: a leak when a request is done.
     pub fn open_streams(&self) -> usize {
         self.pipeline.platform().streams.open()

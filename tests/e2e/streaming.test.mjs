@@ -6,6 +6,7 @@
 // stream) and served back, whole and as ranges, byte for byte.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { originsVar, startOrigin, startWorker } from './harness.mjs';
 
@@ -154,3 +155,80 @@ describe('large bodies stream through the worker', () => {
     assert.match(status, /detail=memory/);
   });
 });
+
+describe('large uploads stream through the worker to the origin', () => {
+  let upstream;
+  let worker;
+  /** Bytes the origin has received of the current upload, and a waiter. */
+  let received = 0;
+  let onProgress = () => {};
+
+  before(async () => {
+    upstream = http.createServer((req, res) => {
+      const hash = createHash('sha256');
+      received = 0;
+      req.on('data', (chunk) => {
+        hash.update(chunk);
+        received += chunk.length;
+        onProgress();
+      });
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(JSON.stringify({ method: req.method, bytes: received, sha: hash.digest('hex') }));
+      });
+    });
+    await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    const origin = { url: `http://127.0.0.1:${upstream.address().port}` };
+    worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), STREAM_BODIES_ABOVE_BYTES: String(MiB) },
+    });
+  });
+
+  after(async () => {
+    onProgress();
+    await worker?.stop();
+    upstream?.closeAllConnections();
+    await new Promise((resolve) => upstream?.close(resolve));
+  });
+
+  for (const length of ['known', 'unknown']) {
+    // A buffering worker would wait for the whole upload before calling the
+    // origin, while the client waits for the origin: the timeout fails it.
+    test(`the origin gets an upload's first MiB before the client has sent the rest (${length} length)`, { timeout: 60_000 }, async () => {
+      const body = bytesOf(6 * MiB);
+      const half = 3 * MiB;
+      const originHasFirstMiB = new Promise((resolve) => {
+        onProgress = () => received >= MiB && resolve();
+      });
+      const stream = new ReadableStream({
+        async pull(controller) {
+          if (!this.sent) {
+            this.sent = true;
+            controller.enqueue(body.subarray(0, half));
+            return;
+          }
+          await originHasFirstMiB;
+          controller.enqueue(body.subarray(half));
+          controller.close();
+        },
+      });
+      const headers = { 'content-type': 'application/octet-stream' };
+      if (length === 'known') headers['content-length'] = String(body.length);
+      const res = await fetch(`${worker.url}/upload-${length}`, { method: 'POST', body: stream, duplex: 'half', headers });
+      assert.equal(res.status, 200);
+      const seen = await res.json();
+      assert.equal(seen.method, 'POST');
+      assert.equal(seen.bytes, body.length);
+      assert.equal(seen.sha, sha(body));
+    });
+  }
+
+  test('a small upload is still read whole and forwarded', async () => {
+    const body = bytesOf(1000);
+    const res = await fetch(`${worker.url}/upload-small`, { method: 'PUT', body });
+    const seen = await res.json();
+    assert.equal(seen.bytes, 1000);
+    assert.equal(seen.sha, sha(body));
+  });
+});
+
