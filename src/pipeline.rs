@@ -37,6 +37,7 @@ use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter};
 use crate::range;
 use crate::registry::{self, EntryState, RegistryMemo};
 use crate::server_timing::{self, Metric};
+use crate::state;
 use crate::stored::{self, EntryMeta};
 use crate::tags;
 use crate::vary;
@@ -357,6 +358,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 return (err.to_response(), status.with_outcome(Outcome::Error));
             }
             return self.serve_purge(&request, trace).await;
+        }
+        if request.uri().path() == state::STATE_PATH {
+            return self.serve_state(&request).await;
         }
         if request.uri().path() == HEALTH_PATH {
             let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
@@ -891,6 +895,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }));
         }
         (response, status)
+    }
+
+    /// `GET` / `PUT /__cachefront/state`: export and import (see `state`).
+    async fn serve_state(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
+        let context = state::StateContext {
+            config: &self.config.purge,
+            now_ms: self.now(),
+        };
+        let platform = &self.platform;
+        let response =
+            state::serve_state(request, platform.registry(), platform.health(), context).await;
+        let status = CacheStatus::forward(Forward::Bypass).with_detail("state");
+        if response.status().is_success() {
+            (response, status)
+        } else {
+            (response, status.with_outcome(Outcome::Error))
+        }
     }
 
     /// Fetches `urls` through the pipeline one after another, `WARM_INTERVAL_MS`

@@ -166,6 +166,17 @@ pub trait TagRegistryStore {
         shard: u32,
         keys: &[String],
     ) -> Result<HashMap<String, TagPurgeTimes>, StoreError>;
+    /// Up to `limit` entries of one shard whose keys sort after `after`
+    /// (`""` for the first page), in key order: a page of an export.
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryEntry>, StoreError>;
+    /// Merges `entries` (all of one shard) into it: each time only moves
+    /// forward, so an import never resurrects entries or loses a later purge.
+    async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError>;
 }
 
 /// Writes a purge of `keys` to every shard concerned, concurrently. Returns
@@ -389,6 +400,40 @@ pub struct LookupMessage {
 /// The purge times of the asked keys that were ever purged.
 pub type LookupAnswer = HashMap<String, TagPurgeTimes>;
 
+/// One key of the registry with its purge times (export and import).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryEntry {
+    pub key: String,
+    pub hard_ms: u64,
+    pub soft_ms: u64,
+}
+
+impl RegistryEntry {
+    pub fn times(&self) -> TagPurgeTimes {
+        TagPurgeTimes {
+            hard_ms: self.hard_ms,
+            soft_ms: self.soft_ms,
+        }
+    }
+}
+
+/// `POST /entries` to a registry object; answered with a list of
+/// [`RegistryEntry`] in key order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesMessage {
+    pub after: String,
+    pub limit: usize,
+}
+
+/// `POST /merge` to a registry object; answered with `{"written":n}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeMessage {
+    pub entries: Vec<RegistryEntry>,
+}
+
 /// The registry in memory (native tests and benches).
 #[derive(Debug, Default)]
 pub struct MemoryTagRegistry {
@@ -408,7 +453,7 @@ impl MemoryTagRegistry {
         *self.failing.borrow_mut() = failing;
     }
 
-    /// The (shard, "purge" | "lookup") calls made so far.
+    /// The (shard, "purge" | "lookup" | "entries" | "merge") calls made so far.
     pub fn calls(&self) -> Vec<(u32, &'static str)> {
         self.calls.borrow().clone()
     }
@@ -454,6 +499,44 @@ impl TagRegistryStore for MemoryTagRegistry {
             .iter()
             .filter_map(|k| table.get(k).map(|t| (k.clone(), *t)))
             .collect())
+    }
+
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryEntry>, StoreError> {
+        self.check(shard, "entries")?;
+        let shards = self.shards.borrow();
+        let Some(table) = shards.get(&shard) else {
+            return Ok(Vec::new());
+        };
+        let sorted: BTreeMap<&String, &TagPurgeTimes> = table.iter().collect();
+        Ok(sorted
+            .into_iter()
+            .filter(|(key, _)| key.as_str() > after)
+            .take(limit)
+            .map(|(key, times)| RegistryEntry {
+                key: key.clone(),
+                hard_ms: times.hard_ms,
+                soft_ms: times.soft_ms,
+            })
+            .collect())
+    }
+
+    async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
+        self.check(shard, "merge")?;
+        let mut shards = self.shards.borrow_mut();
+        let table = shards.entry(shard).or_default();
+        for entry in entries {
+            let times = table.entry(entry.key.clone()).or_default();
+            *times = TagPurgeTimes {
+                hard_ms: times.hard_ms.max(entry.hard_ms),
+                soft_ms: times.soft_ms.max(entry.soft_ms),
+            };
+        }
+        Ok(())
     }
 }
 

@@ -679,6 +679,29 @@ impl TagRegistryStore for RegistryBinding {
             None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
         }
     }
+
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::registry::RegistryEntry>, StoreError> {
+        match &self.0 {
+            Some(registry) => registry.entries(shard, after, limit).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+
+    async fn merge(
+        &self,
+        shard: u32,
+        entries: &[crate::registry::RegistryEntry],
+    ) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(registry) => registry.merge(shard, entries).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
 }
 
 /// The global cache tier in the `CACHE_KV` namespace, if bound.

@@ -8,7 +8,10 @@
 //! The object speaks the JSON of `registry::PurgeMessage` / `LookupMessage`:
 //! `POST /purge {"tags":[..],"soft":false,"now_ms":..}` → `{"written":n}` and
 //! `POST /lookup {"tags":[..]}` → `{"<tag>":{"hard_ms":..,"soft_ms":..}}`
-//! (only tags that were ever purged).
+//! (only tags that were ever purged). For export and import (`state`):
+//! `POST /entries {"after":"k","limit":n}` → `[{"key":..,"hard_ms":..,"soft_ms":..}]`
+//! (keys after `after`, in key order) and `POST /merge {"entries":[..]}` →
+//! `{"written":n}` (times only move forward).
 
 use std::collections::HashMap;
 
@@ -23,8 +26,8 @@ use worker::{
 use crate::platform::StoreError;
 use crate::purge::cloudflare::{ApiReply, CloudflareApi};
 use crate::registry::{
-    shard_name, LookupAnswer, LookupMessage, PurgeMessage, TagPurgeTimes, TagRegistryStore,
-    MAX_KEYS_PER_MESSAGE,
+    shard_name, EntriesMessage, LookupAnswer, LookupMessage, MergeMessage, PurgeMessage,
+    RegistryEntry, TagPurgeTimes, TagRegistryStore, MAX_KEYS_PER_MESSAGE,
 };
 
 /// The Durable Object binding in `wrangler.toml`.
@@ -133,6 +136,58 @@ impl DurableObject for TagRegistry {
                 }
                 Response::from_json(&answer)
             }
+            "/entries" => {
+                let message: EntriesMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad entries message: {err}"), 400),
+                };
+                let limit = i64::try_from(message.limit.min(MAX_KEYS_PER_MESSAGE)).unwrap_or(1);
+                let rows: Vec<PurgeRow> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT tag, hard_ms, soft_ms FROM tag_purges WHERE tag > ? ORDER BY tag LIMIT ?",
+                        vec![
+                            SqlStorageValue::from(message.after.as_str()),
+                            SqlStorageValue::from(limit),
+                        ],
+                    )?
+                    .to_array()?;
+                let entries: Vec<RegistryEntry> = rows
+                    .into_iter()
+                    .map(|row| RegistryEntry {
+                        key: row.tag,
+                        hard_ms: ms(row.hard_ms),
+                        soft_ms: ms(row.soft_ms),
+                    })
+                    .collect();
+                Response::from_json(&entries)
+            }
+            "/merge" => {
+                let message: MergeMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad merge message: {err}"), 400),
+                };
+                if message.entries.len() > MAX_KEYS_PER_MESSAGE {
+                    return Response::error("too many entries in one message", 413);
+                }
+                let sql = self.state.storage().sql();
+                // No await between the writes: the runtime commits them together.
+                for entry in &message.entries {
+                    sql.exec(
+                        UPSERT,
+                        vec![
+                            SqlStorageValue::from(entry.key.as_str()),
+                            SqlStorageValue::from(i64::try_from(entry.hard_ms).unwrap_or(i64::MAX)),
+                            SqlStorageValue::from(i64::try_from(entry.soft_ms).unwrap_or(i64::MAX)),
+                        ],
+                    )?;
+                }
+                Response::from_json(&PurgeWritten {
+                    written: message.entries.len(),
+                })
+            }
             _ => Response::error("not found", 404),
         }
     }
@@ -227,6 +282,29 @@ impl TagRegistryStore for DurableTagRegistry {
             found.extend(answer);
         }
         Ok(found)
+    }
+
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryEntry>, StoreError> {
+        let message = EntriesMessage {
+            after: after.to_owned(),
+            limit: limit.min(MAX_KEYS_PER_MESSAGE),
+        };
+        self.call(shard, "/entries", &message).await
+    }
+
+    async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(MAX_KEYS_PER_MESSAGE) {
+            let message = MergeMessage {
+                entries: chunk.to_vec(),
+            };
+            let _: serde_json::Value = self.call(shard, "/merge", &message).await?;
+        }
+        Ok(())
     }
 }
 

@@ -6,6 +6,10 @@
 //!   the same minifiers (used by the library-correctness tests and benches).
 //! - `cachefront purge --tag T | --url U | --prefix P | --host H | --everything`
 //!   — purge the edge cache through its purge API (docs/purge.md).
+//! - `cachefront edge-exporter` — Workers Analytics Engine → Prometheus
+//!   `/metrics` (docs/ops/README.md).
+//! - `cachefront state export|import` — save and restore the worker's tag
+//!   registry and origin health (docs/ops/disaster-recovery.md).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -19,7 +23,9 @@ use cachefront_cli::guarded::without_panics;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+mod edge;
 mod purge;
+mod state;
 
 #[derive(Parser)]
 #[command(name = "cachefront", version, about = "Cachefront build tools")]
@@ -68,6 +74,12 @@ enum Command {
     },
     /// Purge the edge cache by tag, URL, prefix, host or everything (docs/purge.md).
     Purge(purge::PurgeArgs),
+    /// Export or import the worker's state: tag registry, origin health
+    /// (docs/ops/disaster-recovery.md).
+    #[command(subcommand)]
+    State(state::StateCommand),
+    /// Serve the edge's Workers Analytics Engine data as Prometheus metrics.
+    EdgeExporter(edge::EdgeExporterArgs),
     /// Minify one CSS file with lightningcss (as the build does).
     MinifyCss {
         file: PathBuf,
@@ -84,6 +96,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Purge(args) => return purge::run(args),
+        Command::State(command) => return state::run(command),
+        Command::EdgeExporter(args) => return edge::run(args),
         Command::Build {
             src,
             out,

@@ -74,12 +74,12 @@ pub struct PurgeArgs {
 }
 
 /// A failure with its exit code and message.
-struct Failure {
-    code: u8,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
-fn fail(code: u8, message: impl Into<String>) -> Failure {
+pub(crate) fn fail(code: u8, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
@@ -136,7 +136,7 @@ fn request_body(args: &PurgeArgs) -> Result<serde_json::Value, Failure> {
     Ok(serde_json::Value::Object(body))
 }
 
-fn env_var(name: &str) -> Option<String> {
+pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
@@ -162,7 +162,7 @@ fn purge_url(endpoint: &str) -> Result<String, Failure> {
     }
 }
 
-fn agent(timeout_secs: u64) -> ureq::Agent {
+pub(crate) fn agent(timeout_secs: u64) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(timeout_secs.max(1)))
         .build()
@@ -270,7 +270,7 @@ fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
     ))
 }
 
-fn first_line(body: &str) -> String {
+pub(crate) fn first_line(body: &str) -> String {
     body.lines()
         .next()
         .unwrap_or("")

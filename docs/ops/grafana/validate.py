@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Validate the Grafana dashboards and provisioning under docs/ops/grafana/ (stdlib only).
 
-    python3 docs/ops/grafana/validate.py [--self-test]
+    python3 docs/ops/grafana/validate.py [--edge-metrics FILE] [--self-test]
 
 Checks:
   1. every dashboards/*.json parses as JSON and has a uid, a title and panels, with
@@ -13,7 +13,10 @@ Checks:
   3. every metric name the expressions reference is one the origin plugin exports: the
      constants of `pub mod names` in origin-plugin/src/metrics.rs, plus the `process_*`
      metrics, with `_bucket`/`_sum`/`_count` allowed on histograms, and the series
-     Prometheus itself makes (`up`, `ALERTS`);
+     Prometheus itself makes (`up`, `ALERTS`); and every `cachefront_edge_*` name is one
+     the edge exporter really serves: FILE is a scrape of `cachefront edge-exporter`'s
+     /metrics (scripts/test-ops.sh runs the exporter against an Analytics Engine
+     stand-in and passes its output here); without FILE such names are errors;
   4. the provisioning YAML files exist and name the expected keys (apiVersion,
      datasources / providers).
 Also checks the metric names used by the alerting rules (prometheus/rules/*.yml).
@@ -99,7 +102,21 @@ def metric_names_in(expr):
     return names
 
 
-def check_name(name, names, histograms, pending=None):
+def edge_names_in(text):
+    """Metric names of a Prometheus text exposition (TYPE lines and samples)."""
+    names = set(re.findall(r"^# TYPE ([A-Za-z_:][A-Za-z0-9_:]*) ", text, re.M))
+    names |= set(re.findall(r"^([A-Za-z_:][A-Za-z0-9_:]*)[{ ]", text, re.M))
+    return names
+
+
+def check_name(name, names, histograms, pending=None, edge=None):
+    if name.startswith("cachefront_edge_"):
+        if edge is None:
+            return (f"edge metric {name!r} cannot be checked: pass --edge-metrics with a scrape "
+                    "of `cachefront edge-exporter` (scripts/test-ops.sh does)")
+        if name in edge:
+            return None
+        return f"unknown metric {name!r} (not served by cachefront edge-exporter /metrics)"
     if name in names or name in PROMETHEUS_SERIES or name.startswith("process_"):
         return None
     for suf in HISTOGRAM_SUFFIXES:
@@ -206,7 +223,7 @@ def rule_exprs(paths):
     return out
 
 
-def validate(dash_dir, prov_dir, rules_glob, log=print):
+def validate(dash_dir, prov_dir, rules_glob, log=print, edge=None):
     errors, notes = [], []
     names, histograms = exported_names()
     files = sorted(glob.glob(os.path.join(dash_dir, "*.json")))
@@ -222,14 +239,14 @@ def validate(dash_dir, prov_dir, rules_glob, log=print):
     promtool_parse(all_exprs, errors)
     for where, e in all_exprs:
         for n in sorted(metric_names_in(substitute_grafana_vars(e))):
-            msg = check_name(n, names, histograms, PENDING)
+            msg = check_name(n, names, histograms, PENDING, edge)
             if msg and msg.startswith("PENDING"):
                 notes.append(f"{where}: {msg}")
             elif msg:
                 errors.append(f"{where}: {msg}")
     for where, e in rule_exprs(sorted(glob.glob(rules_glob))):
         for n in sorted(metric_names_in(e)):
-            msg = check_name(n, names, histograms, PENDING)
+            msg = check_name(n, names, histograms, PENDING, edge)
             if msg and msg.startswith("PENDING"):
                 notes.append(f"{where}: {msg}")
             elif msg:
@@ -261,13 +278,17 @@ def self_test():
         "PromQL syntax error": (json.dumps({**good, "panels": [{**good["panels"][0], "targets": [{"refId": "A", "expr": "sum(rate(cachefront_origin_http_requests_total[5m])"}]}]}), False),
         "unknown metric": (json.dumps({**good, "panels": [{**good["panels"][0], "targets": [{"refId": "A", "expr": "rate(cachefront_origin_no_such_metric_total[5m])"}]}]}), False),
         "bad histogram suffix": (json.dumps({**good, "panels": [{**good["panels"][0], "targets": [{"refId": "A", "expr": "rate(cachefront_origin_http_requests_total_bucket[5m])"}]}]}), False),
+        "edge metric the exporter serves": (json.dumps({**good, "panels": [{**good["panels"][0], "targets": [{"refId": "A", "expr": "sum(rate(cachefront_edge_requests_total[5m]))"}]}]}), True),
+        "edge metric the exporter does not serve": (json.dumps({**good, "panels": [{**good["panels"][0], "targets": [{"refId": "A", "expr": "sum(rate(cachefront_edge_no_such_total[5m]))"}]}]}), False),
     }
+    edge = edge_names_in("# TYPE cachefront_edge_requests_total counter\n"
+                         'cachefront_edge_requests_total{cache="hit"} 1\n')
     ok = True
     prov = os.path.join(HERE, "provisioning")
     for name, (text, want) in cases.items():
         with tempfile.TemporaryDirectory() as d:
             open(os.path.join(d, "x.json"), "w").write(text)
-            got = validate(d, prov, os.path.join(d, "none-*.yml"), log=lambda *_: None)
+            got = validate(d, prov, os.path.join(d, "none-*.yml"), log=lambda *_: None, edge=edge)
         status = "ok" if got == want else "WRONG"
         ok &= got == want
         print(f"grafana-validate: self-test {name}: {'passes' if got else 'fails'} ({status})")
@@ -275,10 +296,22 @@ def self_test():
 
 
 def main():
-    if "--self-test" in sys.argv[1:]:
+    args = sys.argv[1:]
+    if "--self-test" in args:
         return 0 if self_test() else 1
+    edge = None
+    if "--edge-metrics" in args:
+        i = args.index("--edge-metrics")
+        if i + 1 >= len(args):
+            print("validate: --edge-metrics needs a file", file=sys.stderr)
+            return 2
+        with open(args[i + 1], encoding="utf-8") as f:
+            edge = edge_names_in(f.read())
+        if not any(n.startswith("cachefront_edge_") for n in edge):
+            print(f"validate: {args[i + 1]} holds no cachefront_edge_* metrics", file=sys.stderr)
+            return 1
     ok = validate(os.path.join(HERE, "dashboards"), os.path.join(HERE, "provisioning"),
-                  os.path.join(HERE, "..", "prometheus", "rules", "*.yml"))
+                  os.path.join(HERE, "..", "prometheus", "rules", "*.yml"), edge=edge)
     return 0 if ok else 1
 
 
