@@ -102,7 +102,7 @@ export function originsVar(list) {
  * Starts the worker under `wrangler dev --local` with the given vars (which
  * override wrangler.toml). Resolves once it answers HTTP.
  */
-export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedPort } = {}) {
+export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedPort, config } = {}) {
   if (!existsSync(path.join(repoRoot, 'build', 'index.js'))) {
     throw new Error('build/index.js is missing: run scripts/build-worker.sh (scripts/test.sh does) first');
   }
@@ -120,6 +120,8 @@ export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedP
     // Lets tests fire the cron handler with GET /__scheduled?cron=...
     '--test-scheduled',
   ];
+  // Another wrangler config (e.g. with extra bindings), in the repository root.
+  if (config) args.push('--config', config);
   for (const [key, value] of Object.entries(vars)) args.push('--var', `${key}:${value}`);
   const child = spawn(path.join(repoRoot, 'node_modules', '.bin', 'wrangler'), args, {
     cwd: repoRoot,
