@@ -15,6 +15,7 @@
 //! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs |
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
+//! | `db-purge` | [`purge_on_write`] | write → purge loop: `NOTIFY` triggers, change listener, tags to the purge client |
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
 //!
@@ -67,5 +68,7 @@ pub mod metrics;
 pub mod profiling;
 #[cfg(feature = "purge")]
 pub mod purge;
+#[cfg(feature = "db-purge")]
+pub mod purge_on_write;
 
 pub use error::{Error, Result};

@@ -70,6 +70,16 @@ pub mod names {
     pub const DB_QUERY_DURATION_SECONDS: &str = "cachefront_origin_db_query_duration_seconds";
     /// Counter `{route}`: N+1 patterns detected (one per repeated fingerprint per request).
     pub const DB_N_PLUS_ONE_TOTAL: &str = "cachefront_origin_db_n_plus_one_total";
+    /// Counter `{kind}`: change notifications the write → purge loop received
+    /// (`row`, `table` for TRUNCATE and oversized payloads, `invalid`).
+    pub const DB_CHANGE_NOTIFICATIONS_TOTAL: &str =
+        "cachefront_origin_db_change_notifications_total";
+    /// Counter `{reason}`: tag batches the write → purge loop handed to the purge client
+    /// (`changes`, `catch_up` after a reconnect or at start).
+    pub const DB_CHANGE_PURGES_TOTAL: &str = "cachefront_origin_db_change_purges_total";
+    /// Counter: times the write → purge loop's listener connection was re-established.
+    pub const DB_CHANGE_LISTENER_RECONNECTS_TOTAL: &str =
+        "cachefront_origin_db_change_listener_reconnects_total";
 }
 
 /// Prometheus' default buckets, in seconds.
@@ -269,6 +279,21 @@ impl Metrics {
         c(
             DB_N_PLUS_ONE_TOTAL,
             "N+1 query patterns detected (a fingerprint repeated within one request), by route template.",
+            None,
+        );
+        c(
+            DB_CHANGE_NOTIFICATIONS_TOTAL,
+            "Change notifications received by the write-to-purge loop, by kind (row, table, invalid).",
+            None,
+        );
+        c(
+            DB_CHANGE_PURGES_TOTAL,
+            "Tag batches the write-to-purge loop handed to the purge client, by reason (changes, catch_up).",
+            None,
+        );
+        c(
+            DB_CHANGE_LISTENER_RECONNECTS_TOTAL,
+            "Times the write-to-purge loop re-established its LISTEN connection.",
             None,
         );
         if let Some(process) = &self.inner.process {
