@@ -7,7 +7,9 @@
 //! Environment:
 //! - `DATABASE_URL` (required): PostgreSQL; the schema is created and seeded on first start.
 //! - `BIND` (default `127.0.0.1:3000`).
-//! - `CACHEFRONT_EDGE_URL` + `CACHEFRONT_PURGE_TOKEN`: purge the edge when a price changes.
+//! - `CACHEFRONT_EDGE_URL` + `CACHEFRONT_PURGE_TOKEN`: purge the edge when a product row
+//!   changes — through the write → purge loop, so any write counts (the price endpoint,
+//!   `psql`, a migration), not only the app's own.
 //! - `CATALOG_ADMIN_TOKEN`: enables `POST /api/products/{id}/price` (bearer token).
 //! - `CACHEFRONT_DEBUG_TOKEN`: enables `/debug/requests` and `/debug/pprof/profile`.
 //! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet and image URLs.
@@ -17,7 +19,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -31,6 +33,9 @@ use cachefront_origin::health::{FnCheck, GracefulShutdown, Health, PostgresCheck
 use cachefront_origin::metrics::Metrics;
 use cachefront_origin::profiling::{Profiler, ProfilingConfig, RequestProfile};
 use cachefront_origin::purge::{EdgePurge, PurgeClient, PurgeConfig};
+use cachefront_origin::purge_on_write::{
+    Change, ChangeTags, PurgeOnWrite, PurgeOnWriteHandle, TableName, WatchedTable,
+};
 use cachefront_origin::Error;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
@@ -38,10 +43,38 @@ use sqlx::PgPool;
 /// Edge caching policy of catalogue pages: one minute at the edge, purged by tag on change.
 const PAGE_CACHE_CONTROL: &str = "public, max-age=0, s-maxage=60, stale-while-revalidate=30";
 
+/// Tag of the index page (every product is listed there).
+const TAG_PRODUCTS: &str = "products";
+/// Tag every product page and JSON carries besides `product:{id}`: purged when a change
+/// cannot be traced to one row (TRUNCATE, the catch-up after a lost listener connection).
+const TAG_PRODUCT_PAGES: &str = "product-pages";
+
+fn product_tag(id: impl std::fmt::Display) -> String {
+    format!("product:{id}")
+}
+
+/// How a change to `products` maps to the tags the pages carry.
+struct CatalogTags;
+
+impl ChangeTags for CatalogTags {
+    fn row_tags(&self, change: &Change) -> Vec<String> {
+        change
+            .keys()
+            .filter_map(|k| k.get("id"))
+            .map(product_tag)
+            .chain([TAG_PRODUCTS.to_owned()])
+            .collect()
+    }
+    fn table_tags(&self, _table: &TableName) -> Vec<String> {
+        vec![TAG_PRODUCTS.to_owned(), TAG_PRODUCT_PAGES.to_owned()]
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     pool: PgPool,
-    purge: Option<PurgeClient>,
+    /// The edge is purged by the write → purge loop on every product change.
+    purges_edge: bool,
     admin_token: Option<String>,
     stylesheet: String,
 }
@@ -105,18 +138,50 @@ async fn run() -> Result<(), Error> {
     // The demo site's stylesheet, fingerprinted when a manifest is installed.
     let stylesheet = asset_url("css/site.css");
 
-    // Schema and seed run in the background, retried until PostgreSQL answers;
-    // `/readyz` stays 503 ("starting") until they have succeeded once.
+    let metrics = Metrics::new();
+    let purge = match (
+        non_empty_env("CACHEFRONT_EDGE_URL"),
+        non_empty_env("CACHEFRONT_PURGE_TOKEN"),
+    ) {
+        (Some(url), Some(token)) => Some(PurgeClient::with_metrics(
+            EdgePurge::new(&url, token),
+            PurgeConfig::default(),
+            &metrics,
+        )),
+        _ => None,
+    };
+
+    // Schema and seed, then (with a purge client) the write → purge loop on `products`,
+    // run in the background, retried until PostgreSQL answers; `/readyz` stays 503
+    // ("starting") until they have succeeded once, so a ready catalogue purges every write.
     let schema_ready = Arc::new(AtomicBool::new(false));
+    let purge_loop: Arc<Mutex<Option<PurgeOnWriteHandle>>> = Arc::default();
     {
         let pool = pool.clone();
         let ready = schema_ready.clone();
+        let purge = purge.clone();
+        let purge_loop = purge_loop.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             loop {
-                match ensure_schema(&pool).await {
-                    Ok(()) => {
+                let started = match ensure_schema(&pool).await {
+                    Ok(()) => match &purge {
+                        Some(purge) => PurgeOnWrite::new(purge.clone())
+                            .table(WatchedTable::new("products"))
+                            .tags(CatalogTags)
+                            .metrics(&metrics)
+                            .start(&pool)
+                            .await
+                            .map(Some),
+                        None => Ok(None),
+                    },
+                    Err(e) => Err(Error::from(e)),
+                };
+                match started {
+                    Ok(handle) => {
+                        *purge_loop.lock().unwrap_or_else(|e| e.into_inner()) = handle;
                         ready.store(true, Ordering::Release);
-                        tracing::info!("catalogue schema ready");
+                        tracing::info!(purge_on_write = purge.is_some(), "catalogue schema ready");
                         break;
                     }
                     Err(e) => {
@@ -128,7 +193,6 @@ async fn run() -> Result<(), Error> {
         });
     }
 
-    let metrics = Metrics::new();
     metrics.observe_pg_pool("catalog", pool.clone());
     let health = Health::builder()
         .metrics(&metrics)
@@ -154,22 +218,9 @@ async fn run() -> Result<(), Error> {
         },
         &metrics,
     );
-    let purge = match (
-        non_empty_env("CACHEFRONT_EDGE_URL"),
-        non_empty_env("CACHEFRONT_PURGE_TOKEN"),
-    ) {
-        (Some(url), Some(token)) => Some(PurgeClient::with_metrics(
-            EdgePurge::new(&url, token),
-            PurgeConfig::default(),
-            &metrics,
-        )),
-        _ => None,
-    };
-
-    let state_purge = purge.clone();
     let state = AppState {
         pool,
-        purge,
+        purges_edge: purge.is_some(),
         admin_token: non_empty_env("CATALOG_ADMIN_TOKEN"),
         stylesheet,
     };
@@ -206,7 +257,11 @@ async fn run() -> Result<(), Error> {
         )?))
         .serve(listener, app)
         .await?;
-    if let Some(purge) = &state_purge {
+    let running_loop = purge_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handle) = running_loop {
+        handle.shutdown().await;
+    }
+    if let Some(purge) = &purge {
         // Purges queued by the last writes still reach the edge before we exit.
         if tokio::time::timeout(Duration::from_secs(5), purge.flush())
             .await
@@ -428,7 +483,7 @@ async fn index(State(state): State<AppState>, profile: RequestProfile) -> Result
     }
     body.push_str("</ul></div></section>");
     Ok(cacheable(
-        CacheTags::new(["products"]),
+        CacheTags::new([TAG_PRODUCTS]),
         Html(page("Catalogue", &state.stylesheet, &body)),
     ))
 }
@@ -475,7 +530,7 @@ async fn product_page(
         sku = escape(&p.sku),
     );
     Ok(cacheable(
-        CacheTags::new([format!("product:{}", p.id)]),
+        CacheTags::new([product_tag(p.id), TAG_PRODUCT_PAGES.to_owned()]),
         Html(page(&p.name, &state.stylesheet, &body)),
     ))
 }
@@ -488,7 +543,7 @@ async fn product_json(
     let id = parse_id(&raw)?;
     let p = load_product(&state, &profile, id).await?;
     Ok(cacheable(
-        CacheTags::new([format!("product:{}", p.id)]),
+        CacheTags::new([product_tag(p.id), TAG_PRODUCT_PAGES.to_owned()]),
         Json(p),
     ))
 }
@@ -498,7 +553,8 @@ struct PriceChange {
     price_cents: i32,
 }
 
-/// Change a price, then purge the pages that show it. Needs `CATALOG_ADMIN_TOKEN`.
+/// Change a price. Needs `CATALOG_ADMIN_TOKEN`. The pages that show it are purged by the
+/// write → purge loop, like after any other write to `products`.
 async fn set_price(
     State(state): State<AppState>,
     Path(raw): Path<String>,
@@ -540,14 +596,11 @@ async fn set_price(
     )
     .await?;
     let p = updated.ok_or_else(|| Error::NotFound(format!("no product with id {id}")))?;
-    let tags = [format!("product:{}", p.id), "products".to_owned()];
-    let purge = match &state.purge {
-        Some(client) => {
-            serde_json::json!({ "queued": client.purge_tags(&tags).accepted, "tags": tags })
-        }
-        None => {
-            serde_json::json!({ "queued": 0, "tags": tags, "note": "no purge client configured" })
-        }
+    let tags = [product_tag(p.id), TAG_PRODUCTS.to_owned()];
+    let purge = if state.purges_edge {
+        serde_json::json!({ "tags": tags, "by": "database trigger" })
+    } else {
+        serde_json::json!({ "tags": tags, "note": "no purge client configured" })
     };
     let mut res = (
         StatusCode::OK,

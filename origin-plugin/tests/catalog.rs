@@ -78,7 +78,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         .await
         .expect("product");
     assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["cache-tag"], "product:1");
+    assert_eq!(res.headers()["cache-tag"], "product:1,product-pages");
     let html = res.text().await.expect("html");
     assert!(html.contains(r#"<h1 id="product-title">Alpine Two-Person Tent</h1>"#));
     // Without a manifest, asset URLs are the plain paths the edge serves from www/.
@@ -109,7 +109,8 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         assert_eq!(body["error"], code, "{path}");
     }
 
-    // A write purges exactly the pages that show the product.
+    // A write purges exactly the pages that show the product: the database trigger
+    // reports the row, the write → purge loop maps it to the pages' tags.
     let url = format!("{base}/api/products/1/price");
     let res = client
         .post(&url)
@@ -170,6 +171,10 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     );
     assert!(
         text.contains(r#"cachefront_origin_purge_requests_total{provider="edge",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cachefront_origin_db_change_notifications_total{kind="row"} 1"#),
         "{text}"
     );
     assert!(text.contains(r#"route="/products/{id}""#));
