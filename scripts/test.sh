@@ -3,7 +3,8 @@
 # native tests, the asset build CLI and the minifier correctness checks, the
 # origin plugin's tests against a throwaway PostgreSQL, one release build of
 # the worker, and the end-to-end tests in the real Workers runtime (workerd,
-# via wrangler) against stand-in origins on loopback.
+# via wrangler) against stand-in origins on loopback and, for the write → purge
+# loop, the catalogue example origin on a throwaway PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -43,4 +44,8 @@ section "worker build (wasm32, release)"
 bash scripts/build-worker.sh
 
 section "end-to-end (workerd)"
-node --test --test-concurrency=2 tests/e2e/
+# tests/e2e/db-purge.test.mjs runs the catalogue example against a throwaway
+# PostgreSQL behind the worker; it fails (not skips) without them under CI=true
+# or CACHEFRONT_TEST_STRICT=1.
+cargo build -q -p cachefront-origin --example catalog
+CACHEFRONT_TEST_STRICT=1 bash scripts/with-postgres.sh node --test --test-concurrency=2 tests/e2e/
