@@ -142,6 +142,12 @@ pub(crate) fn env_var(name: &str) -> Option<String> {
 
 /// The purge API's URL under an endpoint given as a base URL (or already the API's URL).
 fn purge_url(endpoint: &str) -> Result<String, Failure> {
+    endpoint_url(endpoint, PURGE_PATH)
+}
+
+/// The URL of the worker's endpoint at `path` under `endpoint`, given as the
+/// worker's base URL or already as the endpoint's own URL.
+pub(crate) fn endpoint_url(endpoint: &str, path: &str) -> Result<String, Failure> {
     let url = url::Url::parse(endpoint.trim()).map_err(|e| {
         fail(
             EXIT_USAGE,
@@ -155,10 +161,10 @@ fn purge_url(endpoint: &str) -> Result<String, Failure> {
         ));
     }
     let base = url.as_str().trim_end_matches('/');
-    if base.ends_with(PURGE_PATH) {
+    if base.ends_with(path) {
         Ok(base.to_owned())
     } else {
-        Ok(format!("{base}{PURGE_PATH}"))
+        Ok(format!("{base}{path}"))
     }
 }
 

@@ -67,24 +67,7 @@ pub fn run(command: StateCommand) -> ExitCode {
 
 /// The state endpoint's URL under a base URL (or already the endpoint's URL).
 fn state_url(endpoint: &str) -> Result<String, Failure> {
-    let url = url::Url::parse(endpoint.trim()).map_err(|e| {
-        fail(
-            EXIT_USAGE,
-            format!("--endpoint {endpoint:?} is not an absolute URL: {e}"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(fail(
-            EXIT_USAGE,
-            format!("--endpoint {endpoint:?} must be an http(s) URL with a host"),
-        ));
-    }
-    let base = url.as_str().trim_end_matches('/');
-    if base.ends_with(STATE_PATH) {
-        Ok(base.to_owned())
-    } else {
-        Ok(format!("{base}{STATE_PATH}"))
-    }
+    crate::purge::endpoint_url(endpoint, STATE_PATH)
 }
 
 fn credentials(target: &Target) -> Result<(String, String), Failure> {
