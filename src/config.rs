@@ -63,6 +63,10 @@ pub const VAR_HTML_REWRITE_MEMORY_BYTES: &str = "HTML_REWRITE_MEMORY_BYTES";
 pub const VAR_ASSET_MANIFEST: &str = "ASSET_MANIFEST";
 /// `Cache-Control` of HTML pages served from the asset store.
 pub const VAR_HTML_CACHE_CONTROL: &str = "HTML_CACHE_CONTROL";
+/// `on` / `off` (default): minify origin JavaScript before it is cached.
+pub const VAR_EDGE_MINIFY_JS: &str = "EDGE_MINIFY_JS";
+/// Largest origin script the edge minifies, in bytes.
+pub const VAR_EDGE_MINIFY_MAX_BYTES: &str = "EDGE_MINIFY_MAX_BYTES";
 /// Consecutive failures that mark an origin down.
 pub const VAR_HEALTH_FAILURE_THRESHOLD: &str = "HEALTH_FAILURE_THRESHOLD";
 /// Seconds a down origin waits before a probe request may try it again.
@@ -175,6 +179,10 @@ pub struct AssetSettings {
     /// Path of `manifest.json` in the asset store.
     pub manifest_path: String,
     pub html_cache_control: String,
+    /// Minify origin JavaScript (once, before it is cached).
+    pub minify_js: bool,
+    /// Origin scripts larger than this are served as sent.
+    pub minify_max_bytes: usize,
 }
 
 /// A configuration problem: which variable is wrong and why.
@@ -289,6 +297,25 @@ impl Config {
                     4 * 1024 * 1024,
                 )?)
                 .map_err(|_| ConfigError::new(VAR_HTML_REWRITE_MEMORY_BYTES, "is too large"))?,
+                minify_js: match switch(
+                    VAR_EDGE_MINIFY_JS,
+                    lookup(VAR_EDGE_MINIFY_JS).as_deref(),
+                    false,
+                )? {
+                    true if !crate::assets::origin_minify::AVAILABLE => {
+                        return Err(ConfigError::new(
+                            VAR_EDGE_MINIFY_JS,
+                            "this worker was built without the js-minify feature \
+                             (oxc would push the wasm past its size budget, see docs/assets.md)",
+                        ))
+                    }
+                    on => on,
+                },
+                minify_max_bytes: usize::try_from(number(
+                    VAR_EDGE_MINIFY_MAX_BYTES,
+                    crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,
+                )?)
+                .map_err(|_| ConfigError::new(VAR_EDGE_MINIFY_MAX_BYTES, "is too large"))?,
                 manifest_path: match lookup(VAR_ASSET_MANIFEST) {
                     None => "/manifest.json".to_owned(),
                     Some(path) if path.starts_with('/') && path.parse::<http::Uri>().is_ok() => {
@@ -757,18 +784,25 @@ mod tests {
         assert!(defaults.html_rewrite);
         assert_eq!(defaults.image_widths, None);
         assert_eq!(defaults.manifest_path, "/manifest.json");
+        assert!(!defaults.minify_js);
         let tuned = config_from(&[
             origins,
             (VAR_IMAGE_RESIZING, "640, 320"),
             (VAR_HTML_REWRITE, "off"),
+            (VAR_EDGE_MINIFY_JS, "on"),
+            (VAR_EDGE_MINIFY_MAX_BYTES, "1000"),
         ])
         .expect("valid")
         .assets;
         assert_eq!(tuned.image_widths, Some(vec![320, 640]));
         assert!(!tuned.html_rewrite);
+        assert!(tuned.minify_js);
+        assert_eq!(tuned.minify_max_bytes, 1000);
         for (var, bad) in [
             (VAR_IMAGE_RESIZING, "wide"),
             (VAR_HTML_REWRITE, "maybe"),
+            (VAR_EDGE_MINIFY_JS, "yes"),
+            (VAR_EDGE_MINIFY_MAX_BYTES, "-1"),
             (VAR_ASSET_MANIFEST, "manifest.json"),
         ] {
             assert_eq!(

@@ -5,9 +5,7 @@
 //! stylesheets, dependencies first, because a stylesheet's bytes (and so its
 //! hash) include the fingerprinted names of what it imports; then pages,
 //! which reference everything. A minifier that fails on a file is a warning:
-//! that file keeps its original bytes and the build goes on. JavaScript is
-//! minified only on request (`minify_js`), because minify-js 0.6.0
-//! miscompiles common code.
+//! that file keeps its original bytes and the build goes on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -35,11 +33,8 @@ pub struct BuildOptions {
     pub out: PathBuf,
     /// Minify CSS with lightningcss (on by default).
     pub minify_css: bool,
-    /// Minify JavaScript with minify-js. Off by default: minify-js 0.6.0
-    /// turns `function` declarations into arrow functions even when they use
-    /// `this` or `arguments` (breaking constructors), orders hoisted
-    /// functions differently from run to run, and panics on common code;
-    /// see docs/assets.md.
+    /// Minify JavaScript with oxc (on by default; checked on real libraries
+    /// by tests/minify/).
     pub minify_js: bool,
     /// `loading="lazy"` / `decoding="async"` on all but the first image.
     pub lazy_images: bool,

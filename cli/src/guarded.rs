@@ -1,7 +1,9 @@
 //! Runs a minifier so that a panic inside it becomes an ordinary error: the
 //! build promises to keep a file's original bytes when its minifier fails,
-//! and minify-js 0.6.0 panics on common valid code (an `if`/`else` where
-//! neither branch returns: wilsonzlin/minify-js#21, #31).
+//! and minifiers are large programs with assertions of their own (minify-js
+//! 0.6.0, used before oxc, panicked on most real code). Natively a panic can
+//! be caught; in the worker (wasm, panic=abort) it cannot, which is why the
+//! edge refuses risky input before minifying instead.
 
 use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,8 +43,8 @@ pub fn without_panics<T>(run: impl FnOnce() -> Result<T, String>) -> Result<T, S
     }
 }
 
-/// `/root/.cargo/registry/src/.../minify-js-0.6.0/src/minify/pass1.rs` →
-/// `minify-js-0.6.0/src/minify/pass1.rs`: enough to find the upstream issue.
+/// `/root/.cargo/registry/src/.../oxc_minifier-0.146.0/src/peephole/mod.rs` →
+/// `oxc_minifier-0.146.0/src/peephole/mod.rs`: enough to find the upstream issue.
 fn crate_relative(file: &str) -> &str {
     match file.rfind("/src/") {
         Some(src) => {

@@ -47,16 +47,14 @@ enum Command {
         /// Copy CSS without minifying it.
         #[arg(long)]
         no_minify_css: bool,
-        /// Minify JavaScript with minify-js 0.6.0. UNSAFE, off by default:
-        /// it miscompiles functions that use `this`/`arguments` and its
-        /// output is not deterministic (see docs/assets.md).
+        /// Copy JavaScript without minifying it.
         #[arg(long)]
-        minify_js: bool,
+        no_minify_js: bool,
         /// Leave <img> loading/decoding attributes alone.
         #[arg(long)]
         no_lazy_images: bool,
     },
-    /// Minify one JavaScript file with minify-js (as the build does).
+    /// Minify one JavaScript file with oxc (as the build and the edge do).
     MinifyJs {
         file: PathBuf,
         /// Parse as an ES module (top-level names may be renamed).
@@ -102,13 +100,13 @@ fn main() -> ExitCode {
             src,
             out,
             no_minify_css,
-            minify_js,
+            no_minify_js,
             no_lazy_images,
         } => run_build(BuildOptions {
             source: src,
             out,
             minify_css: !no_minify_css,
-            minify_js,
+            minify_js: !no_minify_js,
             lazy_images: !no_lazy_images,
         }),
         Command::MinifyJs {

@@ -1,14 +1,17 @@
 //! Asset optimization core shared by the build (`cachefront build`, native) and
 //! the edge (wasm): the fingerprint [`manifest`], how asset [`reference`]s in
 //! HTML/CSS resolve, the CSS reference scanner ([`css_references`]), the
-//! streaming [`html`] rewriter and JavaScript [`minify`]. Runtime-free: no
-//! clock, no I/O, no randomness; CSS *minification* lives in the CLI because
-//! lightningcss would quadruple the worker's wasm size.
+//! streaming [`html`] rewriter, JavaScript [`minify`] (oxc) and the edge's
+//! [`origin_minify`] of origin scripts. Runtime-free: no clock, no I/O, no
+//! randomness; CSS *minification* lives in the CLI because lightningcss would
+//! quadruple the worker's wasm size.
 
 pub mod css_references;
 pub mod html;
 pub mod manifest;
+#[cfg(feature = "js-minify")]
 pub mod minify;
+pub mod origin_minify;
 pub mod reference;
 pub mod srcset;
 
@@ -17,4 +20,5 @@ pub use html::{
     HtmlRewriteSettings, PreloadHint, PreloadKind, ResponsiveImages, RewrittenHtml,
 };
 pub use manifest::{Manifest, ManifestEntry, ManifestError, IMMUTABLE_CACHE_CONTROL};
+#[cfg(feature = "js-minify")]
 pub use minify::{minify_js, JsKind, JsMinifyError};

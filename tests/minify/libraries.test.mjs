@@ -2,33 +2,22 @@
 //
 // Each library from node_modules is copied to a temporary node_modules, the
 // listed files are minified there with OUR pipeline (`cachefront minify-js`,
-// the same minify-js call the build and the edge make), and the same
+// the same oxc call the build and the edge make), and the same
 // representative calls run against the original and the minified copy; the
-// JSON-able results must be identical.
+// JSON-able results must be identical. There is no known-failure list: a
+// library that fails to minify, or behaves differently, fails the test.
 //
-// minify-js 0.6.0 panics on most real code (an if/else where neither branch
-// returns: https://github.com/wilsonzlin/minify-js/issues/21, #31) and its
-// parser rejects some valid syntax. A library
-// it cannot minify is listed in KNOWN_MINIFIER_FAILURES with the exact error;
-// the test then checks that the failure is still exactly that one (the build
-// keeps such a file's original bytes, so it ships unminified but correct).
-// If minify-js starts handling a listed library, the test fails and asks for
-// the entry to be removed, so the behaviour check runs for it.
+// The checks are not a formality: minify-js 0.6.0, the minifier used before
+// oxc, panicked on five of these libraries and broke all five once the panic
+// was patched out (it turned `function` declarations that use `this` /
+// `arguments` into arrow functions). See snippets.test.mjs and docs/assets.md.
 //
-// The checks are not a formality: with the panic patched out of minify-js
-// locally, all five libraries that then minify behave differently (lodash,
-// underscore, moment, acorn and react throw at load or call time), because
-// minify-js turns `function` declarations that use `this`/`arguments` into
-// arrow functions. See snippets.test.mjs and docs/assets.md.
-//
-// Run: node --test tests/minify/   (set CACHEFRONT_BIN to skip `cargo build`;
-// set CACHEFRONT_CHECK_ALL=1 to ignore the known-failure list, e.g. to
-// evaluate a patched minify-js).
+// Run: node --test tests/minify/   (set CACHEFRONT_BIN to skip `cargo build`).
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { cpSync, mkdtempSync, rmSync, existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
@@ -45,21 +34,6 @@ function cachefrontBinary() {
   const targetDir = path.resolve(root, process.env.CARGO_TARGET_DIR ?? "target");
   return path.join(targetDir, "debug", "cachefront");
 }
-
-const PANIC_IF_ELSE =
-  "minifier panicked at minify-js-0.6.0/src/minify/pass1.rs:331: assertion failed: cons_expr.returns && alt_expr.returns";
-
-// library name -> the exact error `cachefront minify-js` reports for it.
-const KNOWN_MINIFIER_FAILURES = {
-  lodash: PANIC_IF_ELSE,
-  underscore: PANIC_IF_ELSE,
-  moment: PANIC_IF_ELSE,
-  // parse-js rejects valid code: String.raw`...\[...` (a tagged template
-  // with escapes that are only legal raw).
-  "js-yaml": 'JavaScript syntax error at byte 63034: ExpectedSyntax("expression operator") [token=Some(LiteralTemplatePartStringEnd)]',
-  acorn: PANIC_IF_ELSE,
-  react: PANIC_IF_ELSE,
-};
 
 const YAML = `
 anchors:
@@ -255,16 +229,15 @@ for (const library of LIBRARIES) {
       const error = minifyInPlace(target);
       if (error) errors.push(error);
     }
-    const original = library.checks(library.load(loaderFor(modules)));
-    const known = process.env.CACHEFRONT_CHECK_ALL ? undefined : KNOWN_MINIFIER_FAILURES[library.name];
-    if (known) {
-      assert.ok(errors.length > 0, `minify-js now minifies ${library.name}: remove it from KNOWN_MINIFIER_FAILURES so its behaviour is checked`);
-      for (const error of errors) assert.equal(error, known);
-      t.diagnostic(`known minify-js failure, shipped unminified: ${known}`);
-      return;
-    }
     assert.deepEqual(errors, [], "minification failed");
+    const original = library.checks(library.load(loaderFor(modules)));
     const minified = library.checks(library.load(loaderFor(path.join(copy, "node_modules"))));
+    for (const file of library.minify) {
+      const before = statSync(path.join(modules, file)).size;
+      const after = statSync(path.join(copy, "node_modules", file)).size;
+      t.diagnostic(`${file}: ${before} -> ${after} bytes`);
+      assert.ok(after < before, `${file} got smaller`);
+    }
     assert.deepStrictEqual(minified, original);
   });
 }
