@@ -2,17 +2,20 @@
 //! `Cache-Control` of asset-store responses (fingerprinted files are
 //! immutable, pages short-lived), and the rewrite of origin HTML through the
 //! shared rewriter (asset URLs from the build manifest, lazy images, responsive
-//! images, preload hints). Any rewriting failure keeps the original bytes.
+//! images, preload hints), and the minification of origin scripts
+//! ([`crate::assets::origin_minify`]). Any failure keeps the original bytes.
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
+use crate::assets::origin_minify::{self, MinifyOutcome, OriginMinifySettings};
 use crate::assets::{
     link_header, rewrite_html, HtmlRewriteReport, HtmlRewriteSettings, Manifest, ResponsiveImages,
     IMMUTABLE_CACHE_CONTROL,
 };
 use crate::cache_control::Directives;
 use crate::config::AssetSettings;
+use crate::tags::{self, AutoTagRules};
 use crate::Body;
 
 pub fn is_html(headers: &http::HeaderMap) -> bool {
@@ -42,16 +45,45 @@ pub fn asset_cache_control(
     None
 }
 
-/// Applies [`asset_cache_control`] to an asset-store response.
+/// What a page from the asset store is tagged by: the request's host and
+/// URL, and the purge configuration's automatic-tag rules.
+#[derive(Debug, Clone, Copy)]
+pub struct PageTagging<'a> {
+    pub host: &'a str,
+    pub uri: &'a http::Uri,
+    pub rules: AutoTagRules<'a>,
+}
+
+/// The `Cache-Tag` of an HTML page from the asset store: the tags of its
+/// `_headers` (if any), then the automatic `host:`, `url:` and `prefix:` tags
+/// an origin page at the same URL is stored with — so the purges that reach
+/// that page (by URL, prefix, host) name this one too, in any cache that
+/// honours `Cache-Tag` downstream, including Cloudflare's zone cache when
+/// purges are forwarded to it.
+pub fn page_cache_tag(headers: &http::HeaderMap, tagging: PageTagging<'_>) -> Option<HeaderValue> {
+    let tagged = tags::entry_tags(headers, tagging.host, tagging.uri, tagging.rules);
+    HeaderValue::from_str(&tagged.tags.join(", ")).ok()
+}
+
+/// Applies [`asset_cache_control`] to an asset-store response, and tags HTML
+/// pages (not fingerprinted files, which never need a purge) with
+/// [`page_cache_tag`].
 pub fn decorate_asset(
     path: &str,
     mut response: Response<Body>,
     manifest: Option<&Manifest>,
     settings: &AssetSettings,
+    tagging: Option<PageTagging<'_>>,
 ) -> Response<Body> {
     if response.status() == StatusCode::OK || response.status() == StatusCode::NOT_MODIFIED {
         if let Some(value) = asset_cache_control(path, response.headers(), manifest, settings) {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
+        }
+        let fingerprinted = manifest.is_some_and(|m| m.is_fingerprinted(path));
+        if let Some(tagging) = tagging.filter(|_| !fingerprinted && is_html(response.headers())) {
+            if let Some(value) = page_cache_tag(response.headers(), tagging) {
+                response.headers_mut().insert(&tags::CACHE_TAG, value);
+            }
         }
     }
     response
@@ -64,6 +96,20 @@ pub fn should_rewrite(response: &Response<Body>, settings: &AssetSettings) -> bo
         && !response.body().is_empty()
         && is_html(response.headers())
         && !Directives::from_headers(response.headers(), &header::CACHE_CONTROL).has("no-transform")
+}
+
+/// Minifies an origin script if `EDGE_MINIFY_JS` is on and the response
+/// qualifies; called before the response is cached, so once per entry.
+pub fn minify_origin_script(
+    response: Response<Body>,
+    path: &str,
+    settings: &AssetSettings,
+) -> (Response<Body>, MinifyOutcome) {
+    let minify = OriginMinifySettings {
+        enabled: settings.minify_js,
+        max_bytes: settings.minify_max_bytes,
+    };
+    origin_minify::minify_origin_script(response, path, minify)
 }
 
 /// Outcome of rewriting one origin page.
@@ -141,6 +187,8 @@ mod tests {
             html_rewrite_memory_bytes: 4 * 1024 * 1024,
             manifest_path: "/manifest.json".into(),
             html_cache_control: "public, max-age=60".into(),
+            minify_js: false,
+            minify_max_bytes: 1024,
         }
     }
 
@@ -181,18 +229,78 @@ mod tests {
             .header("content-type", "text/css")
             .body(Body::new())
             .expect("r");
-        let out = decorate_asset("/css/site.0123abcd.css", css, Some(&m), &settings());
+        let out = decorate_asset("/css/site.0123abcd.css", css, Some(&m), &settings(), None);
         assert_eq!(out.headers()["cache-control"], IMMUTABLE_CACHE_CONTROL);
-        let page = decorate_asset("/about.html", html("<p>x</p>", &[]), Some(&m), &settings());
+        let page = decorate_asset(
+            "/about.html",
+            html("<p>x</p>", &[]),
+            Some(&m),
+            &settings(),
+            None,
+        );
         assert_eq!(page.headers()["cache-control"], "public, max-age=60");
         let plain = Response::builder()
             .header("content-type", "text/css")
             .body(Body::new())
             .expect("r");
-        let out = decorate_asset("/css/site.css", plain, Some(&m), &settings());
+        let out = decorate_asset("/css/site.css", plain, Some(&m), &settings(), None);
         assert!(
             out.headers().get("cache-control").is_none(),
             "unfingerprinted files keep the store's headers"
+        );
+    }
+
+    #[test]
+    fn asset_pages_carry_the_tags_a_url_prefix_or_host_purge_names() {
+        let m = manifest();
+        let uri: http::Uri = "/docs/about.html?b=2&a=1".parse().expect("uri");
+        let prefixes = vec!["/docs/".to_owned()];
+        let tagging = PageTagging {
+            host: "www.example.com:8443",
+            uri: &uri,
+            rules: AutoTagRules {
+                path_prefixes: &prefixes,
+                ignored_query_params: &[],
+            },
+        };
+        let page = html("<p>x</p>", &[("cache-tag", "docs")]);
+        let out = decorate_asset(
+            "/docs/about.html",
+            page,
+            Some(&m),
+            &settings(),
+            Some(tagging),
+        );
+        assert_eq!(
+            out.headers()["cache-tag"],
+            "docs, host:www.example.com, url:www.example.com/docs/about.html?a=1&b=2, prefix:/docs/"
+        );
+        let purge_tags = [
+            tags::url_tag("www.example.com", &uri, &[]),
+            tags::prefix_tag("/docs/"),
+            tags::host_tag("www.example.com"),
+        ];
+        let tag_header = out.headers()["cache-tag"].to_str().expect("ascii");
+        for tag in purge_tags {
+            assert!(
+                tag_header.split(", ").any(|t| t == tag),
+                "{tag} in {tag_header}"
+            );
+        }
+        let css = Response::builder()
+            .header("content-type", "text/css")
+            .body(Body::new())
+            .expect("r");
+        let out = decorate_asset(
+            "/css/site.0123abcd.css",
+            css,
+            Some(&m),
+            &settings(),
+            Some(tagging),
+        );
+        assert!(
+            out.headers().get("cache-tag").is_none(),
+            "fingerprinted files are not tagged"
         );
     }
 

@@ -12,6 +12,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde::Serialize;
 
+use crate::assets::origin_minify::MinifyOutcome;
 use crate::assets::Manifest;
 use crate::auth::{self, TokenCheck};
 use crate::body::{self, Streamed};
@@ -406,11 +407,21 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 Ok(asset) if asset.status() != StatusCode::NOT_FOUND => {
                     let manifest = self.manifest(&request, trace).await;
                     let path = request.uri().path();
+                    let rules = self
+                        .config
+                        .purge
+                        .auto_tag_rules(&self.config.cache_ignore_query_params);
+                    let tagging = host.as_deref().map(|host| edge_assets::PageTagging {
+                        host,
+                        uri: request.uri(),
+                        rules,
+                    });
                     let asset = edge_assets::decorate_asset(
                         path,
                         asset,
                         manifest.as_deref(),
                         &self.config.assets,
+                        tagging,
                     );
                     return (asset, CacheStatus::asset());
                 }
@@ -1409,6 +1420,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         } else {
             response
         };
+        let (response, minified) =
+            edge_assets::minify_origin_script(response, request.uri().path(), &self.config.assets);
+        if let MinifyOutcome::Skipped { detail, .. } = minified {
+            if !detail.is_empty() {
+                trace
+                    .warnings
+                    .push(format!("script served as sent: {detail}"));
+            }
+        }
         let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());

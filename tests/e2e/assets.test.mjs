@@ -18,6 +18,21 @@ const ORIGIN_PAGE = `<!doctype html><html><head>
 <img src="/images/products/alpine-tent.png" width="800" height="600" alt="tent">
 </body></html>`;
 
+// Hand-written origin JavaScript: comments, long names, whitespace.
+const ORIGIN_SCRIPT = `// Cart totals, as an origin might serve them.
+function cartTotal(items) {
+  var total = 0;
+  for (var index = 0; index < items.length; index++) {
+    var item = items[index];
+    if (item.quantity > 0) {
+      total += item.price * item.quantity;
+    } else {
+      console.log('skipping', item.name);
+    }
+  }
+  return Math.round(total * 100) / 100;
+}
+`;
 describe('assets and origin HTML at the edge', () => {
   let origin;
   let worker;
@@ -25,6 +40,12 @@ describe('assets and origin HTML at the edge', () => {
 
   before(async () => {
     origin = await startOrigin((req, res) => {
+      if (req.url.startsWith('/js/')) {
+        const headers = { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=60', etag: '"js-v1"' };
+        res.writeHead(200, headers);
+        res.end(ORIGIN_SCRIPT);
+        return;
+      }
       if (req.url.startsWith('/raw')) {
         res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store, no-transform' });
         res.end(ORIGIN_PAGE);
@@ -35,7 +56,10 @@ describe('assets and origin HTML at the edge', () => {
     });
     const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]) };
     worker = await startWorker({ vars });
-    resizing = await startWorker({ vars: { ...vars, IMAGE_RESIZING: '320,640' } });
+    // A second worker with the options that are off by default.
+    resizing = await startWorker({
+      vars: { ...vars, IMAGE_RESIZING: '320,640', PURGE_STRIP_TAG_HEADERS: 'false' },
+    });
   });
 
   after(async () => {
@@ -84,5 +108,26 @@ describe('assets and origin HTML at the edge', () => {
     const res = await fetch(`${resizing.url}/products/tent-with-resizing`);
     const html = await res.text();
     assert.match(html, /srcset="\/cdn-cgi\/image\/width=320,format=auto\/[^"]*alpine-tent[^"]* 320w, \/cdn-cgi\/image\/width=640,format=auto\//, html);
+  });
+
+  test('asset pages carry the automatic tags a URL, prefix or host purge names', async () => {
+    const page = await fetch(`${resizing.url}/`);
+    await page.text();
+    const tags = (page.headers.get('cache-tag') ?? '').split(', ');
+    assert.ok(tags.includes('host:127.0.0.1'), tags.join(', '));
+    assert.ok(tags.includes('url:127.0.0.1/'), tags.join(', '));
+    const css = await fetch(`${resizing.url}${fingerprinted('/css/site.css')}`);
+    await css.text();
+    assert.equal(css.headers.get('cache-tag'), null, 'fingerprinted files are not tagged');
+    const stripped = await fetch(`${worker.url}/`);
+    await stripped.text();
+    assert.equal(stripped.headers.get('cache-tag'), null, 'tag headers stop at the edge by default');
+  });
+
+  test('origin JavaScript is served as the origin sent it (no minifier in the wasm)', async () => {
+    const res = await fetch(`${resizing.url}/js/cart.js`);
+    assert.equal(await res.text(), ORIGIN_SCRIPT);
+    assert.equal(res.headers.get('x-minify'), null);
+    assert.equal(res.headers.get('etag'), '"js-v1"');
   });
 });
