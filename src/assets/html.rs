@@ -24,30 +24,27 @@ use super::srcset::rewrite_srcset;
 /// grow when a single tag or text run spans chunks, so this is generous.
 pub const DEFAULT_MEMORY_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Elements and the attribute holding one URL that may name an asset.
-const URL_ATTRIBUTES: [(&str, &str); 15] = [
-    ("img[src]", "src"),
-    ("script[src]", "src"),
-    ("source[src]", "src"),
-    ("video[src]", "src"),
-    ("video[poster]", "poster"),
-    ("audio[src]", "src"),
-    ("track[src]", "src"),
-    ("embed[src]", "src"),
-    ("input[src]", "src"),
-    ("iframe[src]", "src"),
-    ("link[href]", "href"),
-    ("a[href]", "href"),
-    ("area[href]", "href"),
-    ("use[href]", "href"),
-    ("image[href]", "href"),
-];
-
-/// Elements and their `srcset`-syntax attributes.
-const SRCSET_ATTRIBUTES: [(&str, &str); 3] = [
-    ("img[srcset]", "srcset"),
-    ("source[srcset]", "srcset"),
-    ("link[imagesrcset]", "imagesrcset"),
+/// Elements that may reference an asset: their URL attributes, and their
+/// `srcset`-syntax attribute. One handler per element name, registered once:
+/// lol_html tests every selector against every start tag, so the selector
+/// count, not the handlers' work, dominated the rewrite (callgrind, see
+/// benches/html_rewrite_instructions.rs); and a universal one such as `[src]`
+/// makes lol_html parse the attributes of every element (~3.5x slower).
+const ASSET_ELEMENTS: [(&str, &[&str], Option<&str>); 14] = [
+    ("img", &["src"], Some("srcset")),
+    ("script", &["src"], None),
+    ("link", &["href"], Some("imagesrcset")),
+    ("source", &["src"], Some("srcset")),
+    ("video", &["src", "poster"], None),
+    ("audio", &["src"], None),
+    ("track", &["src"], None),
+    ("embed", &["src"], None),
+    ("input", &["src"], None),
+    ("iframe", &["src"], None),
+    ("a", &["href"], None),
+    ("area", &["href"], None),
+    ("use", &["href"], None),
+    ("image", &["href"], None),
 ];
 
 /// lol_html's default preallocation for a tag split across chunks.
@@ -217,6 +214,9 @@ struct DocumentState<'m> {
     /// `None` once a `<base>` points off-site (then nothing is mapped).
     base_path: RefCell<Option<String>>,
     images_seen: Cell<usize>,
+    /// Inside `<head>` (preload hints come from there only). Shared with the
+    /// `</head>` handler, which lol_html needs to be `'static`.
+    in_head: Rc<Cell<bool>>,
     inline_style: RefCell<String>,
     inline_style_passthrough: Cell<bool>,
     report: RefCell<HtmlRewriteReport>,
@@ -378,6 +378,72 @@ impl DocumentState<'_> {
             .push(PreloadHint { url, kind });
     }
 
+    /// Everything done to one element that may reference an asset, in the
+    /// order that matters: URLs are mapped first, so integrity and preload
+    /// hints see the fingerprinted URLs.
+    fn asset_element(
+        &self,
+        element: &mut Element<'_, '_>,
+        name: &str,
+        url_attributes: &[&str],
+        srcset_attribute: Option<&str>,
+    ) -> HandlerResult {
+        let mapping = self.settings.manifest.is_some();
+        if mapping {
+            for attribute in url_attributes {
+                self.map_attribute(element, attribute)?;
+            }
+            if let Some(attribute) = srcset_attribute {
+                self.map_srcset_attribute(element, attribute)?;
+            }
+        }
+        let integrity = mapping && self.settings.subresource_integrity;
+        let preload = self.settings.preload_hints && self.in_head.get();
+        match name {
+            "img" if self.settings.lazy_images || self.settings.responsive_images.is_some() => {
+                self.image(element)
+            }
+            "script" if element.has_attribute("src") => {
+                if integrity {
+                    self.add_integrity(element, "src")?;
+                }
+                if preload && !element.has_attribute("nomodule") {
+                    let module = element
+                        .get_attribute("type")
+                        .is_some_and(|t| t.trim().eq_ignore_ascii_case("module"));
+                    let kind = if module {
+                        PreloadKind::ModuleScript
+                    } else {
+                        PreloadKind::Script
+                    };
+                    self.preload(element, "src", kind);
+                }
+                Ok(())
+            }
+            "link" if element.has_attribute("href") && (integrity || preload) => {
+                let rel = element.get_attribute("rel").unwrap_or_default();
+                let stylesheet = has_token(&rel, "stylesheet");
+                if integrity && (stylesheet || carries_integrity(element, &rel)) {
+                    self.add_integrity(element, "href")?;
+                }
+                if preload && stylesheet {
+                    self.preload(element, "href", PreloadKind::Style);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn head(&self, element: &mut Element<'_, '_>) -> HandlerResult {
+        self.in_head.set(true);
+        let in_head = Rc::clone(&self.in_head);
+        element.on_end_tag(Box::new(move |_| {
+            in_head.set(false);
+            Ok(())
+        }))
+    }
+
     fn base(&self, element: &mut Element<'_, '_>) {
         let Some(href) = element.get_attribute("href") else {
             return;
@@ -426,36 +492,46 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             settings: settings.clone(),
             base_path: RefCell::new(Some(settings.page_path.clone())),
             images_seen: Cell::new(0),
+            in_head: Rc::new(Cell::new(false)),
             inline_style: RefCell::new(String::new()),
             inline_style_passthrough: Cell::new(false),
             report: RefCell::new(HtmlRewriteReport::default()),
         });
         let mut handlers: Vec<(Cow<'static, Selector>, ElementContentHandlers<'m>)> = Vec::new();
         let mapping = settings.manifest.is_some();
+        let images = settings.lazy_images || settings.responsive_images.is_some();
         // Order matters: lol_html runs an element's handlers in the order they
-        // were added, so `<base>` comes first and integrity/preload see the
-        // already-mapped URLs.
+        // were added, so `<base>` comes first.
         if mapping {
             let s = Rc::clone(&state);
-            handlers.push(on_element("base[href]", move |el| {
+            handlers.push(on_element("base", move |el| {
                 s.base(el);
                 Ok(())
             }));
-            // Tag-specific selectors: a universal one such as `[src]` makes
-            // lol_html parse the attributes of every element, which costs
-            // ~3.5x in throughput (benches/html_rewrite.rs).
-            for (selector, attribute) in URL_ATTRIBUTES {
-                let s = Rc::clone(&state);
-                handlers.push(on_element(selector, move |el| {
-                    s.map_attribute(el, attribute)
-                }));
+        }
+        if settings.preload_hints {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("head", move |el| s.head(el)));
+            let s = Rc::clone(&state);
+            // An implied `</head>`: lol_html runs no end-tag handler for it.
+            handlers.push(on_element("body", move |_| {
+                s.in_head.set(false);
+                Ok(())
+            }));
+        }
+        for (name, url_attributes, srcset_attribute) in ASSET_ELEMENTS {
+            let needed = mapping
+                || (name == "img" && images)
+                || (settings.preload_hints && matches!(name, "script" | "link"));
+            if !needed {
+                continue;
             }
-            for (selector, attribute) in SRCSET_ATTRIBUTES {
-                let s = Rc::clone(&state);
-                handlers.push(on_element(selector, move |el| {
-                    s.map_srcset_attribute(el, attribute)
-                }));
-            }
+            let s = Rc::clone(&state);
+            handlers.push(on_element(name, move |el| {
+                s.asset_element(el, name, url_attributes, srcset_attribute)
+            }));
+        }
+        if mapping {
             if settings.style_attributes {
                 let s = Rc::clone(&state);
                 handlers.push(on_element("[style]", move |el| {
@@ -470,48 +546,6 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             let s = Rc::clone(&state);
             handlers.push(on_text("style", move |chunk| {
                 s.style_text(chunk);
-                Ok(())
-            }));
-        }
-        if mapping && settings.subresource_integrity {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("script[src]", move |el| {
-                s.add_integrity(el, "src")
-            }));
-            for selector in [
-                "link[rel~=stylesheet][href]",
-                "link[rel~=modulepreload][href]",
-                "link[rel~=preload][as=script][href]",
-                "link[rel~=preload][as=style][href]",
-            ] {
-                let s = Rc::clone(&state);
-                handlers.push(on_element(selector, move |el| s.add_integrity(el, "href")));
-            }
-        }
-        if settings.lazy_images || settings.responsive_images.is_some() {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("img", move |el| s.image(el)));
-        }
-        if settings.preload_hints {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("head link[rel~=stylesheet][href]", move |el| {
-                s.preload(el, "href", PreloadKind::Style);
-                Ok(())
-            }));
-            let s = Rc::clone(&state);
-            handlers.push(on_element("head script[src]", move |el| {
-                if el.has_attribute("nomodule") {
-                    return Ok(());
-                }
-                let module = el
-                    .get_attribute("type")
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("module"));
-                let kind = if module {
-                    PreloadKind::ModuleScript
-                } else {
-                    PreloadKind::Script
-                };
-                s.preload(el, "src", kind);
                 Ok(())
             }));
         }
@@ -544,6 +578,26 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
         let report = self.state.report.take();
         Ok(report)
     }
+}
+
+/// Whether a whitespace-separated attribute value (`rel`) holds `token`,
+/// compared ASCII case-insensitively as HTML does.
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split_ascii_whitespace()
+        .any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// `<link rel=modulepreload>` and `<link rel=preload as=script|style>`: links
+/// that fetch a script or stylesheet, and so take `integrity`.
+fn carries_integrity(element: &Element<'_, '_>, rel: &str) -> bool {
+    if has_token(rel, "modulepreload") {
+        return true;
+    }
+    has_token(rel, "preload")
+        && element
+            .get_attribute("as")
+            .is_some_and(|r#as| matches!(r#as.as_str(), "script" | "style"))
 }
 
 /// Selectors here are string constants checked by the tests below; a typo is

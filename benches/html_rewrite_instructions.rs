@@ -1,0 +1,60 @@
+//! One pass of one HTML rewrite variant over the large page (or the demo
+//! pages), for instruction counts under callgrind, which stay stable on a
+//! busy machine where wall time does not:
+//!
+//! ```sh
+//! cargo bench -p cachefront --bench html_rewrite_instructions --no-run
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
+//!     target/release/deps/html_rewrite_instructions-* edge large
+//! ```
+//!
+//! Variants: `bare` (lol_html, no handlers), `img_handler` (one no-op `img`
+//! handler), `edge` (the worker's settings), `build` (every feature, as the
+//! build runs it). Pages: `large` (~1 MiB) or `demo`. The ratio of two runs'
+//! `Ir` totals is the throughput ratio, minus the ~fixed cost of reading the
+//! corpus (subtract a `none` run).
+
+use cachefront::assets::{rewrite_html, Manifest};
+
+#[path = "html_rewrite/corpus.rs"]
+mod corpus;
+use corpus::{bare_lol_html, demo_site, large_page, lol_html_img_handler};
+
+fn run(variant: &str, manifest: &Manifest, name: &str, page: &[u8]) -> usize {
+    let page_path = format!("/{name}");
+    match variant {
+        "none" => page.len(),
+        "bare" => bare_lol_html(page),
+        "img_handler" => lol_html_img_handler(page),
+        "star_handler" => corpus::lol_html_noop_handlers(page, &["*"]),
+        "17_handlers" => corpus::lol_html_noop_handlers(
+            page,
+            &[
+                "base", "head", "body", "img", "script", "link", "source", "video", "audio",
+                "track", "embed", "input", "iframe", "a", "area", "use", "image",
+            ],
+        ),
+        "edge" => rewrite_html(page, &corpus::edge_settings(manifest, page_path))
+            .map_or(0, |r| r.html.len()),
+        "build" => rewrite_html(page, &corpus::build_settings(manifest, page_path))
+            .map_or(0, |r| r.html.len()),
+        _ => 0,
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let variant = args.next().unwrap_or_else(|| "edge".into());
+    let pages_arg = args.next().unwrap_or_else(|| "large".into());
+    let (pages, manifest) = demo_site();
+    let inputs: Vec<(String, Vec<u8>)> = if pages_arg == "demo" {
+        pages
+    } else {
+        vec![("index.html".into(), large_page(&pages))]
+    };
+    let bytes: usize = inputs
+        .iter()
+        .map(|(name, page)| run(&variant, &manifest, name, page))
+        .sum();
+    println!("{variant} {pages_arg}: {bytes} bytes out");
+}
