@@ -59,6 +59,11 @@ impl HotCache {
     }
 
     /// Whether this cache was built with these limits (the adapter rebuilds it when config changes).
+    /// The largest entry the tier takes (an eighth of the budget; 0 when off).
+    pub fn max_entry_bytes(&self) -> u64 {
+        (self.inner.borrow().budget_bytes / 8) as u64
+    }
+
     pub fn has_limits(&self, budget_bytes: usize, max_residence_secs: u64) -> bool {
         let inner = self.inner.borrow();
         inner.budget_bytes == budget_bytes

@@ -529,14 +529,25 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if tiers == Tiers::Memory {
             return None;
         }
-        let stream_above = self.config.stream_bodies_above_bytes;
+        // A body is read out of the Cache API only if the memory tier could
+        // keep it; any other is handed to the client as the store's stream.
+        let stream_above = self
+            .config
+            .stream_bodies_above_bytes
+            .min(self.isolate.hot.max_entry_bytes());
         match self.platform.cache().get(key, stream_above).await {
             Ok(Some(found)) => {
                 // A streamed body stays out of the memory tier (hot_cache skips it).
                 self.isolate.hot.put(key, &found, now);
+                let stream = body::streamed(&found);
                 let (mut response, meta) = stored::decode(found)?;
-                if let Some(mut stream) = body::unmark(&mut response) {
+                if let Some(mut stream) = stream {
                     stream.len = stream.len.or(meta.body_len);
+                    if let Some(len) = stream.len {
+                        response
+                            .headers_mut()
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    }
                     response.extensions_mut().insert(stream);
                 }
                 return Some((response, meta, Tier::Edge));
@@ -1705,6 +1716,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             ));
         }
         meta.tags = tagged.tags;
+        meta.body_len = body_len;
         let vary_fields = policy::vary_fields(response.headers());
         let freshness = self.freshness(stored_copy.headers(), &meta);
         let retention = freshness.retention_secs(
@@ -1728,7 +1740,6 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if let Some(stream) = stream {
             // One branch to the client, one to the Cache API; no one else can
             // share a stream, so waiting requests fetch for themselves.
-            meta.body_len = stream.len;
             let (to_client, to_store) = self.platform.streams().tee(stream);
             let mut response = response;
             body::mark(&mut response, to_client);

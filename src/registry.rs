@@ -230,12 +230,14 @@ pub async fn refresh_memo<S: TagRegistryStore>(
     shards: u32,
     now_ms: u64,
 ) -> Result<(), StoreError> {
-    let stale = memo.borrow().keys_to_refresh(keys, now_ms);
+    let stale = memo.borrow_mut().claim_refresh(keys, now_ms);
     if stale.is_empty() {
         return Ok(());
     }
-    let found = lookup_keys(store, &stale, shards).await?;
-    memo.borrow_mut().record(found, now_ms);
+    let found = lookup_keys(store, &stale, shards).await;
+    let mut memo = memo.borrow_mut();
+    memo.release(&stale);
+    memo.record(found?, now_ms);
     Ok(())
 }
 
@@ -252,6 +254,8 @@ pub struct RegistryMemo {
     window_ms: u64,
     max_keys: usize,
     known: HashMap<String, MemoEntry>,
+    /// Keys a request is refreshing now, and since when.
+    refreshing: HashMap<String, u64>,
 }
 
 /// The memo's answers as of a time: too-old answers keep their hard purge
@@ -289,6 +293,43 @@ impl RegistryMemo {
             window_ms,
             max_keys: max_keys.max(1),
             known: HashMap::new(),
+            refreshing: HashMap::new(),
+        }
+    }
+
+    /// Like [`Self::keys_to_refresh`], but one request at a time refreshes a
+    /// key that still has a usable answer: the others go on with that answer
+    /// instead of all asking the registry at once when the window ends. The
+    /// returned keys are claimed until [`Self::release`] (or for two windows,
+    /// in case that request never finishes). Keys without an answer are
+    /// always returned.
+    pub fn claim_refresh(&mut self, keys: &[String], now_ms: u64) -> Vec<String> {
+        let stale = self.keys_to_refresh(keys, now_ms);
+        let claim_ms = self.window_ms.saturating_mul(2).max(2_000);
+        let usable_ms = self.max_answer_age_ms();
+        let mut claimed = Vec::with_capacity(stale.len());
+        for key in stale {
+            let usable = self
+                .known
+                .get(&key)
+                .is_some_and(|e| now_ms.saturating_sub(e.checked_at_ms) < usable_ms);
+            let taken = self
+                .refreshing
+                .get(&key)
+                .is_some_and(|since| now_ms.saturating_sub(*since) < claim_ms);
+            if usable && taken {
+                continue;
+            }
+            self.refreshing.insert(key.clone(), now_ms);
+            claimed.push(key);
+        }
+        claimed
+    }
+
+    /// Ends the claims of [`Self::claim_refresh`], whatever the lookup gave.
+    pub fn release(&mut self, keys: &[String]) {
+        for key in keys {
+            self.refreshing.remove(key);
         }
     }
 
@@ -832,5 +873,29 @@ mod tests {
         let answer: LookupAnswer =
             serde_json::from_str(r#"{"a":{"hard_ms":1,"soft_ms":2}}"#).expect("answer");
         assert_eq!(answer["a"].soft_ms, 2);
+    }
+
+    #[test]
+    fn one_request_at_a_time_refreshes_a_key_that_still_has_an_answer() {
+        let mut memo = RegistryMemo::new(1_000, 100);
+        let keys = vec!["tag:a".to_owned()];
+        // No answer yet: every request asks.
+        assert_eq!(memo.claim_refresh(&keys, 0), keys);
+        assert_eq!(memo.claim_refresh(&keys, 0), keys);
+        memo.release(&keys);
+        memo.record(
+            HashMap::from([("tag:a".to_owned(), TagPurgeTimes::default())]),
+            0,
+        );
+        assert!(memo.claim_refresh(&keys, 500).is_empty(), "fresh");
+        // The window ends: the first request refreshes, the others use the answer.
+        assert_eq!(memo.claim_refresh(&keys, 1_500), keys);
+        assert!(memo.claim_refresh(&keys, 1_501).is_empty());
+        // A claim that was never released lapses after two windows.
+        assert_eq!(memo.claim_refresh(&keys, 3_600), keys);
+        memo.release(&keys);
+        // Past the usable age, every request asks again.
+        assert_eq!(memo.claim_refresh(&keys, 20_000), keys);
+        assert_eq!(memo.claim_refresh(&keys, 20_000), keys);
     }
 }

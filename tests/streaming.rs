@@ -280,3 +280,27 @@ fn streamed_purge_body_is_refused_unread() {
     assert!(common::body(&refused).contains("body_too_large"));
     assert_eq!(h.open_streams(), 0);
 }
+
+#[test]
+fn without_a_memory_tier_cache_api_hits_stream_the_stored_body() {
+    let h = Harness::with_vars(&[("MEMORY_CACHE_BYTES", "0")], |_, _| {
+        reply(200, &[("cache-control", "max-age=60")], "small page")
+    });
+    h.get("/p");
+    let hit = h.send_streamed("GET", "/p", &[], "");
+    assert!(status_of(&hit).starts_with("cachefront; hit"));
+    let stream = body::streamed(&hit.response).expect("not copied out of the store");
+    assert_eq!(stream.len, Some(10));
+    assert_eq!(header(&hit, "content-length"), "10");
+    assert_eq!(
+        h.pipeline
+            .platform()
+            .streams
+            .read(&stream)
+            .expect("readable"),
+        "small page".as_bytes()
+    );
+    let part = h.get_with("/p", &[("range", "bytes=6-9")]);
+    assert_eq!(common::body(&part), "page");
+    assert_eq!(h.open_streams(), 0);
+}

@@ -26,13 +26,13 @@ function wrk(url) {
   return { rps, p99, non2xx };
 }
 
-async function startBaseline() {
+async function startBaseline(config = 'benches/cache-hit/wrangler.baseline.toml') {
   const port = await freePort();
   const inspector = await freePort();
   const persist = mkdtempSync(path.join(tmpdir(), 'cachefront-bench-'));
   const child = spawn(path.join(repoRoot, 'node_modules/.bin/wrangler'), [
     'dev', '--local', '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspector),
-    '--persist-to', persist, '-c', path.join(repoRoot, 'benches/cache-hit/wrangler.baseline.toml'),
+    '--persist-to', persist, '-c', path.join(repoRoot, config),
     '--show-interactive-dev-session=false',
   ], { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false' } });
   let output = '';
@@ -61,22 +61,32 @@ const memoryTier = await startWorker({ vars });
 const edgeTierOnly = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' } });
 const logging = await startWorker({ vars: { ...vars, REQUEST_LOG: 'json' } });
 const baseline = await startBaseline();
+// The same JavaScript deployed like Cachefront (assets with run_worker_first):
+// workerd then routes both through the same asset router, so the ratio
+// compares the two workers' code rather than their deployment shape.
+const shaped = await startBaseline('benches/cache-hit/wrangler.baseline-assets.toml');
 try {
-  for (const w of [memoryTier, edgeTierOnly, logging, baseline]) {
+  for (const w of [memoryTier, edgeTierOnly, logging, baseline, shaped]) {
     for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
   }
   const hitStatus = (await fetch(`${edgeTierOnly.url}/bench/hit`)).headers.get('cache-status');
   console.log(`body ${BODY_BYTES} B, wrk -t2 -c32 -d${seconds}s on loopback, ${rounds} interleaved rounds; edge-tier hit answers: ${hitStatus}`);
   const edgeRatios = [];
   const memoryRatios = [];
+  const shapedEdgeRatios = [];
+  const shapedMemoryRatios = [];
   for (let round = 1; round <= rounds; round += 1) {
     const base = wrk(`${baseline.url}/bench/hit`);
     const edge = wrk(`${edgeTierOnly.url}/bench/hit`);
     const memory = wrk(`${memoryTier.url}/bench/hit`);
+    const assetsShaped = wrk(`${shaped.url}/bench/hit`);
     edgeRatios.push(edge.rps / base.rps);
     memoryRatios.push(memory.rps / base.rps);
+    shapedEdgeRatios.push(edge.rps / assetsShaped.rps);
+    shapedMemoryRatios.push(memory.rps / assetsShaped.rps);
     console.log(
       `round ${round}: baseline JS worker (caches.default.match) ${base.rps.toFixed(0)} req/s (p99 ${base.p99}, non-2xx ${base.non2xx}); ` +
+        `same JS with [assets] run_worker_first ${assetsShaped.rps.toFixed(0)} (p99 ${assetsShaped.p99}); ` +
         `Cache API tier ${edge.rps.toFixed(0)} (p99 ${edge.p99}, non-2xx ${edge.non2xx}); ` +
         `memory tier ${memory.rps.toFixed(0)} (p99 ${memory.p99}, non-2xx ${memory.non2xx})`,
     );
@@ -85,10 +95,13 @@ try {
   console.log(`cachefront, memory tier, JSON request logs: ${logged.rps.toFixed(0)} req/s, p99 ${logged.p99}, non-2xx ${logged.non2xx}`);
   console.log(`ratio (Cache API tier / baseline), median of ${rounds}: ${median(edgeRatios).toFixed(2)}`);
   console.log(`ratio (memory tier / baseline), median of ${rounds}:    ${median(memoryRatios).toFixed(2)}`);
+  console.log(`ratio (Cache API tier / baseline with assets), median of ${rounds}: ${median(shapedEdgeRatios).toFixed(2)}`);
+  console.log(`ratio (memory tier / baseline with assets), median of ${rounds}:    ${median(shapedMemoryRatios).toFixed(2)}`);
 } finally {
   await memoryTier.stop();
   await edgeTierOnly.stop();
   await logging.stop();
   baseline.stop();
+  shaped.stop();
   await origin.close();
 }
