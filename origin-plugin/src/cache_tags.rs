@@ -218,11 +218,11 @@ impl CacheTagLayer {
         }
         self.counters.emitted.increment(encoded.kept.len() as u64);
         // Kept tags are printable ASCII, so these conversions cannot fail.
-        if let Ok(v) = HeaderValue::from_str(&encoded.kept.join(",")) {
+        if let Ok(v) = HeaderValue::try_from(encoded.kept.join(",")) {
             headers.insert(CACHE_TAG, v);
         }
         if self.config.surrogate_key {
-            if let Ok(v) = HeaderValue::from_str(&encoded.kept.join(" ")) {
+            if let Ok(v) = HeaderValue::try_from(encoded.kept.join(" ")) {
                 headers.insert(SURROGATE_KEY, v);
             }
         }
