@@ -65,6 +65,8 @@ pub const VAR_ASSET_MANIFEST: &str = "ASSET_MANIFEST";
 pub const VAR_HTML_CACHE_CONTROL: &str = "HTML_CACHE_CONTROL";
 /// `on` / `off` (default): minify origin JavaScript before it is cached.
 pub const VAR_EDGE_MINIFY_JS: &str = "EDGE_MINIFY_JS";
+/// `on` / `off` (default): minify origin CSS before it is cached.
+pub const VAR_EDGE_MINIFY_CSS: &str = "EDGE_MINIFY_CSS";
 /// Largest origin script the edge minifies, in bytes.
 pub const VAR_EDGE_MINIFY_MAX_BYTES: &str = "EDGE_MINIFY_MAX_BYTES";
 /// Consecutive failures that mark an origin down.
@@ -181,6 +183,8 @@ pub struct AssetSettings {
     pub html_cache_control: String,
     /// Minify origin JavaScript (once, before it is cached).
     pub minify_js: bool,
+    /// Minify origin CSS (once, before it is cached).
+    pub minify_css: bool,
     /// Origin scripts larger than this are served as sent.
     pub minify_max_bytes: usize,
 }
@@ -311,6 +315,11 @@ impl Config {
                     }
                     on => on,
                 },
+                minify_css: switch(
+                    VAR_EDGE_MINIFY_CSS,
+                    lookup(VAR_EDGE_MINIFY_CSS).as_deref(),
+                    false,
+                )?,
                 minify_max_bytes: usize::try_from(number(
                     VAR_EDGE_MINIFY_MAX_BYTES,
                     crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,

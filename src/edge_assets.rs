@@ -107,6 +107,7 @@ pub fn minify_origin_script(
 ) -> (Response<Body>, MinifyOutcome) {
     let minify = OriginMinifySettings {
         enabled: settings.minify_js,
+        css: settings.minify_css,
         max_bytes: settings.minify_max_bytes,
     };
     origin_minify::minify_origin_script(response, path, minify)
@@ -188,6 +189,7 @@ mod tests {
             manifest_path: "/manifest.json".into(),
             html_cache_control: "public, max-age=60".into(),
             minify_js: false,
+            minify_css: false,
             minify_max_bytes: 1024,
         }
     }

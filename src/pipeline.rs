@@ -1437,7 +1437,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             if !detail.is_empty() {
                 trace
                     .warnings
-                    .push(format!("script served as sent: {detail}"));
+                    .push(format!("script or stylesheet served as sent: {detail}"));
             }
         }
         let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);

@@ -2,10 +2,12 @@
 //! the edge (wasm): the fingerprint [`manifest`], how asset [`reference`]s in
 //! HTML/CSS resolve, the CSS reference scanner ([`css_references`]), the
 //! streaming [`html`] rewriter, JavaScript [`minify`] (oxc) and the edge's
-//! [`origin_minify`] of origin scripts. Runtime-free: no clock, no I/O, no
-//! randomness; CSS *minification* lives in the CLI because lightningcss would
-//! quadruple the worker's wasm size.
+//! [`origin_minify`] of origin scripts and stylesheets. Runtime-free: no clock,
+//! no I/O, no randomness. The build minifies CSS with lightningcss (in the
+//! CLI: it would quadruple the worker's wasm size); the edge uses the small
+//! conservative [`css_min`].
 
+pub mod css_min;
 pub mod css_references;
 pub mod html;
 pub mod manifest;

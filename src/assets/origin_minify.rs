@@ -116,8 +116,40 @@ impl MinifyOutcome {
 /// Edge minification settings (from `EDGE_MINIFY_JS`, `EDGE_MINIFY_MAX_BYTES`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OriginMinifySettings {
+    /// Minify JavaScript (`EDGE_MINIFY_JS`).
     pub enabled: bool,
+    /// Minify CSS with [`super::css_min`] (`EDGE_MINIFY_CSS`).
+    pub css: bool,
     pub max_bytes: usize,
+}
+
+/// What kind of origin text a response is, for minification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Script,
+    Stylesheet,
+}
+
+/// Whether `Content-Type` is `text/css`.
+pub fn is_css(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/css"))
+}
+
+fn kind_of(response: &Response<Body>) -> Option<Kind> {
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    if is_javascript(response.headers()) {
+        Some(Kind::Script)
+    } else if is_css(response.headers()) {
+        Some(Kind::Stylesheet)
+    } else {
+        None
+    }
 }
 
 /// Whether `Content-Type` names JavaScript (`text/javascript`,
@@ -187,13 +219,15 @@ pub fn skip_reason(
     path: &str,
     settings: OriginMinifySettings,
 ) -> Option<MinifySkip> {
-    if !settings.enabled {
+    let enabled = match kind_of(response) {
+        Some(Kind::Script) => settings.enabled,
+        Some(Kind::Stylesheet) => settings.css,
+        None => return Some(MinifySkip::NotJavaScript),
+    };
+    if !enabled {
         return Some(MinifySkip::Disabled);
     }
     let headers = response.headers();
-    if response.status() != StatusCode::OK || !is_javascript(headers) {
-        return Some(MinifySkip::NotJavaScript);
-    }
     let cache_control = Directives::from_headers(headers, &header::CACHE_CONTROL);
     if cache_control.has("no-transform") {
         return Some(MinifySkip::NoTransform);
@@ -208,7 +242,8 @@ pub fn skip_reason(
         return Some(MinifySkip::Encoded);
     }
     let body = response.body();
-    if body.len() > settings.max_bytes {
+    // A streamed body (crate::body) is above STREAM_BODIES_ABOVE_BYTES.
+    if body.len() > settings.max_bytes || crate::body::streamed(response).is_some() {
         return Some(MinifySkip::TooLarge);
     }
     if nesting_depth(body) > MAX_NESTING_DEPTH {
@@ -236,7 +271,14 @@ pub fn minify_origin_script(
         Some(reason) => MinifyOutcome::skipped(reason),
         None => {
             let body = response.body();
-            match minify_script(body) {
+            let minified = match kind_of(&response) {
+                Some(Kind::Stylesheet) => std::str::from_utf8(body)
+                    .map_err(|e| format!("not UTF-8: {e}"))
+                    .and_then(super::css_min::minify_css)
+                    .map(String::into_bytes),
+                _ => minify_script(body),
+            };
+            match minified {
                 Ok(minified) if minified.len() < body.len() => {
                     let outcome = MinifyOutcome::Minified {
                         bytes_in: body.len(),
@@ -299,6 +341,7 @@ mod tests {
     fn on() -> OriginMinifySettings {
         OriginMinifySettings {
             enabled: true,
+            css: false,
             max_bytes: DEFAULT_MAX_BYTES,
         }
     }
@@ -376,8 +419,8 @@ mod tests {
     #[test]
     fn scripts_over_the_size_limit_are_served_as_sent() {
         let small = OriginMinifySettings {
-            enabled: true,
             max_bytes: 10,
+            ..on()
         };
         let (out, outcome) = minify_origin_script(script(SCRIPT, &[]), "/a.js", small);
         assert_eq!(reason(&outcome), Some(MinifySkip::TooLarge));
@@ -403,8 +446,18 @@ mod tests {
             .body(Body::from_static(b"a { color: red }"))
             .expect("response");
         let (out, outcome) = minify_origin_script(css, "/a.css", on());
-        assert_eq!(reason(&outcome), Some(MinifySkip::NotJavaScript));
+        assert_eq!(
+            reason(&outcome),
+            Some(MinifySkip::Disabled),
+            "EDGE_MINIFY_CSS is off"
+        );
         assert!(out.headers().get(&MINIFY_STATUS).is_none());
+        let json = Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_static(b"{ }"))
+            .expect("response");
+        let (_, outcome) = minify_origin_script(json, "/a.json", on());
+        assert_eq!(reason(&outcome), Some(MinifySkip::NotJavaScript));
         let off = OriginMinifySettings {
             enabled: false,
             ..on()
@@ -438,5 +491,49 @@ mod tests {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
             assert_eq!(is_javascript(&headers), expected, "{value}");
         }
+    }
+
+    fn stylesheet(body: &'static str, cache_control: &'static str) -> Response<Body> {
+        Response::builder()
+            .header("content-type", "text/css; charset=utf-8")
+            .header("cache-control", cache_control)
+            .header("etag", "\"v1\"")
+            .body(Body::from_static(body.as_bytes()))
+            .expect("response")
+    }
+
+    const STYLES: &str = "/* site */\nbody {\n  margin : 0 ;\n  font: 16px/1.5 serif;\n}\n\na:hover { color : red ; }\n";
+
+    #[test]
+    fn origin_css_is_minified_when_edge_minify_css_is_on() {
+        let css_on = OriginMinifySettings { css: true, ..on() };
+        let (out, outcome) =
+            minify_origin_script(stylesheet(STYLES, "max-age=60"), "/site.css", css_on);
+        assert!(
+            matches!(outcome, MinifyOutcome::Minified { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            out.body().as_ref(),
+            b"body{margin : 0;font: 16px/1.5 serif}a:hover{color : red}"
+        );
+        assert_eq!(out.headers()["etag"], "W/\"v1\"");
+        assert_eq!(out.headers()[&MINIFY_STATUS], "minified");
+    }
+
+    #[test]
+    fn origin_css_that_cannot_be_read_or_may_not_change_is_served_as_sent() {
+        let css_on = OriginMinifySettings { css: true, ..on() };
+        let broken = "a { content: \"unterminated }";
+        let (out, outcome) =
+            minify_origin_script(stylesheet(broken, "max-age=60"), "/a.css", css_on);
+        assert_eq!(reason(&outcome), Some(MinifySkip::Failed));
+        assert_eq!(out.body().as_ref(), broken.as_bytes());
+        let (_, outcome) =
+            minify_origin_script(stylesheet(STYLES, "no-transform"), "/a.css", css_on);
+        assert_eq!(reason(&outcome), Some(MinifySkip::NoTransform));
+        let (_, outcome) =
+            minify_origin_script(stylesheet(STYLES, "max-age=60"), "/a.min.css", css_on);
+        assert_eq!(reason(&outcome), Some(MinifySkip::AlreadyMinified));
     }
 }

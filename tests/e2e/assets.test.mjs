@@ -33,6 +33,15 @@ function cartTotal(items) {
   return Math.round(total * 100) / 100;
 }
 `;
+const ORIGIN_STYLES = `/* origin stylesheet */
+body {
+  margin : 0 ;
+  font: 16px/1.5 serif;
+}
+
+a:hover { color : red ; }
+`;
+
 describe('assets and origin HTML at the edge', () => {
   let origin;
   let worker;
@@ -44,6 +53,11 @@ describe('assets and origin HTML at the edge', () => {
         const headers = { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=60', etag: '"js-v1"' };
         res.writeHead(200, headers);
         res.end(ORIGIN_SCRIPT);
+        return;
+      }
+      if (req.url.startsWith('/styles/')) {
+        res.writeHead(200, { 'content-type': 'text/css', 'cache-control': 'public, max-age=60', etag: '"css-v1"' });
+        res.end(ORIGIN_STYLES);
         return;
       }
       if (req.url.startsWith('/raw')) {
@@ -58,7 +72,7 @@ describe('assets and origin HTML at the edge', () => {
     worker = await startWorker({ vars });
     // A second worker with the options that are off by default.
     resizing = await startWorker({
-      vars: { ...vars, IMAGE_RESIZING: '320,640', PURGE_STRIP_TAG_HEADERS: 'false' },
+      vars: { ...vars, IMAGE_RESIZING: '320,640', PURGE_STRIP_TAG_HEADERS: 'false', EDGE_MINIFY_CSS: 'on' },
     });
   });
 
@@ -129,5 +143,19 @@ describe('assets and origin HTML at the edge', () => {
     assert.equal(await res.text(), ORIGIN_SCRIPT);
     assert.equal(res.headers.get('x-minify'), null);
     assert.equal(res.headers.get('etag'), '"js-v1"');
+  });
+
+  test('origin CSS is minified once, before it is cached, with EDGE_MINIFY_CSS=on', async () => {
+    const expected = 'body{margin : 0;font: 16px/1.5 serif}a:hover{color : red}';
+    const first = await fetch(`${resizing.url}/styles/site.css`);
+    assert.equal(await first.text(), expected);
+    assert.equal(first.headers.get('x-minify'), 'minified');
+    assert.equal(first.headers.get('etag'), 'W/"css-v1"');
+    const hit = await fetch(`${resizing.url}/styles/site.css`);
+    assert.match(hit.headers.get('cache-status'), /^cachefront; hit/);
+    assert.equal(await hit.text(), expected);
+    assert.equal(origin.hits('/styles/site.css'), 1);
+    const plain = await fetch(`${worker.url}/styles/site.css`);
+    assert.equal(await plain.text(), ORIGIN_STYLES, 'off by default');
   });
 });
