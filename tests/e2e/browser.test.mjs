@@ -132,7 +132,18 @@ describe('the demo site in headless Chromium', () => {
           }
           window.scrollTo(0, document.documentElement.scrollHeight);
         });
-        await page.waitForFunction(() => [...document.images].every((img) => img.complete), null, { timeout: 30_000 });
+        // An image the page's scripts add after the scroll (the cart renders
+        // from localStorage) may still be below the fold: bring each
+        // unfinished one into view until all are complete.
+        await page.waitForFunction(
+          () => {
+            const pending = [...document.images].filter((img) => !img.complete);
+            for (const img of pending) img.scrollIntoView({ block: 'center' });
+            return pending.length === 0;
+          },
+          null,
+          { timeout: 60_000, polling: 250 },
+        );
         await page.waitForLoadState('networkidle');
 
         const images = await page.evaluate(() =>
