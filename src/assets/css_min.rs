@@ -22,10 +22,7 @@
 pub fn minify_css(source: &str) -> Result<String, String> {
     let bytes = source.as_bytes();
     let mut out = String::with_capacity(source.len());
-    // A whitespace run (or a dropped comment) is pending between tokens.
-    let mut pending_space = false;
-    // A comment was dropped since the last character written.
-    let mut comment_gap = false;
+    let mut gap = Gap::default();
     // `{` blocks open at this point (declarations live inside them).
     let mut block_depth = 0usize;
     // Where the last escape (`\;`, `\}` …) ended: its character is not syntax.
@@ -33,60 +30,53 @@ pub fn minify_css(source: &str) -> Result<String, String> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        let comment = b == b'/' && bytes.get(i + 1) == Some(&b'*');
+        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+        if !comment
+            && !space
+            && !matches!(b, b'"' | b'\'')
+            && block_depth > 0
+            && matches!(out.as_bytes().last(), Some(b'{' | b';'))
+        {
+            let end = declaration_end(bytes, i);
+            if keeps_tokens(&bytes[i..end]) {
+                // A custom property, or a value with var()/env(): kept as
+                // written (their whitespace can be part of the value).
+                gap.write(&mut out, b);
+                out.push_str(&source[i..end]);
+                i = end;
+                continue;
+            }
+        }
         match b {
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            _ if comment => {
                 let end = find(bytes, i + 2, b"*/")
                     .ok_or_else(|| format!("unterminated comment at byte {i}"))?;
                 if bytes.get(i + 2) == Some(&b'!') {
-                    if !pending_space {
-                        flush_comment_gap(&mut out, &mut comment_gap, b'/');
-                    }
-                    comment_gap = false;
-                    flush_space(&mut out, &mut pending_space, b'/');
+                    gap.write(&mut out, b'/');
                     out.push_str(&source[i..end + 2]);
                 } else {
-                    comment_gap = true;
+                    gap.comment = true;
                 }
                 i = end + 2;
             }
             b'"' | b'\'' => {
                 let end = string_end(bytes, i)
                     .ok_or_else(|| format!("unterminated string at byte {i}"))?;
-                if !pending_space {
-                    flush_comment_gap(&mut out, &mut comment_gap, b);
-                }
-                comment_gap = false;
-                flush_space(&mut out, &mut pending_space, b);
+                gap.write(&mut out, b);
                 out.push_str(&source[i..end]);
                 i = end;
             }
-            b' ' | b'\t' | b'\n' | b'\r' | b'\x0c' => {
-                pending_space = true;
+            _ if space => {
+                gap.space = true;
                 i += 1;
-            }
-            _ if block_depth > 0
-                && matches!(out.as_bytes().last(), Some(b'{' | b';'))
-                && keeps_tokens(&bytes[i..declaration_end(bytes, i)]) =>
-            {
-                // A custom property, or a value with var()/env(): kept as
-                // written (their whitespace can be part of the value).
-                let end = declaration_end(bytes, i);
-                comment_gap = false;
-                flush_space(&mut out, &mut pending_space, b);
-                out.push_str(&source[i..end]);
-                i = end;
             }
             _ => {
                 if is_url_open(bytes, i) {
-                    let start = i;
                     let end = url_end(bytes, i + 4)
                         .ok_or_else(|| format!("unterminated url( at byte {i}"))?;
-                    if !pending_space {
-                        flush_comment_gap(&mut out, &mut comment_gap, b'u');
-                    }
-                    comment_gap = false;
-                    flush_space(&mut out, &mut pending_space, b'u');
-                    out.push_str(&source[start..end]);
+                    gap.write(&mut out, b'u');
+                    out.push_str(&source[i..end]);
                     i = end;
                     continue;
                 }
@@ -98,11 +88,7 @@ pub fn minify_css(source: &str) -> Result<String, String> {
                     b'}' => block_depth = block_depth.saturating_sub(1),
                     _ => {}
                 }
-                if !pending_space {
-                    flush_comment_gap(&mut out, &mut comment_gap, b);
-                }
-                comment_gap = false;
-                flush_space(&mut out, &mut pending_space, b);
+                gap.write(&mut out, b);
                 if b == b'\\' {
                     // An escape and the character it escapes are copied together.
                     let next = bytes.get(i + 1).map_or(0, |&c| utf8_len(c));
@@ -122,7 +108,27 @@ pub fn minify_css(source: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// Writes the pending space before `next`, unless one side makes it useless.
+/// What separates the next token from the last one written: a whitespace
+/// run, a dropped comment, or nothing.
+#[derive(Default)]
+struct Gap {
+    space: bool,
+    comment: bool,
+}
+
+impl Gap {
+    /// Writes what the gap needs before `next` (see [`flush_space`] and
+    /// [`flush_comment_gap`]), and closes it.
+    fn write(&mut self, out: &mut String, next: u8) {
+        if self.space {
+            self.comment = false;
+            flush_space(out, &mut self.space, next);
+        } else {
+            flush_comment_gap(out, &mut self.comment, next);
+        }
+    }
+}
+
 /// `/**/` where a dropped comment separated two characters that would
 /// otherwise join into one token (`1px/**/2px`, `a/**/b`).
 fn flush_comment_gap(out: &mut String, gap: &mut bool, next: u8) {
