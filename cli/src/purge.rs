@@ -140,9 +140,29 @@ pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// The purge API's URL under an endpoint given as a base URL (or already the API's URL).
-fn purge_url(endpoint: &str) -> Result<String, Failure> {
-    endpoint_url(endpoint, PURGE_PATH)
+/// The URL of the worker's operator endpoint at `path` (from `--endpoint` or
+/// `$CACHEFRONT_ENDPOINT`) and the bearer token (`$CACHEFRONT_PURGE_TOKEN`,
+/// trimmed) that the purge and state commands send to it.
+pub(crate) fn worker_target(
+    endpoint: Option<&str>,
+    path: &str,
+) -> Result<(String, String), Failure> {
+    let token = env_var(ENV_TOKEN).ok_or_else(|| {
+        fail(
+            EXIT_USAGE,
+            format!("{ENV_TOKEN} is not set: export the purge API's bearer token (PURGE_TOKEN of the worker)"),
+        )
+    })?;
+    let endpoint = endpoint
+        .map(str::to_owned)
+        .or_else(|| env_var(ENV_ENDPOINT))
+        .ok_or_else(|| {
+            fail(
+                EXIT_USAGE,
+                format!("no endpoint: pass --endpoint https://your-site or set {ENV_ENDPOINT}"),
+            )
+        })?;
+    Ok((endpoint_url(&endpoint, path)?, token.trim().to_owned()))
 }
 
 /// The URL of the worker's endpoint at `path` under `endpoint`, given as the
@@ -204,28 +224,12 @@ fn post(
 
 fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
     let body = request_body(args)?;
-    let token = env_var(ENV_TOKEN).ok_or_else(|| {
-        fail(
-            EXIT_USAGE,
-            format!("{ENV_TOKEN} is not set: export the purge API's bearer token (PURGE_TOKEN of the worker)"),
-        )
-    })?;
-    let endpoint = args
-        .endpoint
-        .clone()
-        .or_else(|| env_var(ENV_ENDPOINT))
-        .ok_or_else(|| {
-            fail(
-                EXIT_USAGE,
-                format!("no endpoint: pass --endpoint https://your-site or set {ENV_ENDPOINT}"),
-            )
-        })?;
-    let url = purge_url(&endpoint)?;
+    let (url, token) = worker_target(args.endpoint.as_deref(), PURGE_PATH)?;
     let reply = post(
         &agent(args.timeout),
         &url,
         &[
-            ("Authorization", format!("Bearer {}", token.trim())),
+            ("Authorization", format!("Bearer {token}")),
             ("Content-Type", "application/json".to_owned()),
             ("Accept", "application/json".to_owned()),
         ],

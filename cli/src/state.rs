@@ -11,8 +11,8 @@ use cachefront::state::{FORMAT, STATE_PATH};
 use clap::{Args, Subcommand};
 
 use crate::purge::{
-    agent, env_var, fail, first_line, Failure, ENV_ENDPOINT, ENV_TOKEN, EXIT_AUTH, EXIT_NETWORK,
-    EXIT_REFUSED, EXIT_SERVER, EXIT_USAGE,
+    agent, fail, first_line, Failure, ENV_TOKEN, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED,
+    EXIT_SERVER, EXIT_USAGE,
 };
 
 #[derive(Debug, Subcommand)]
@@ -65,29 +65,8 @@ pub fn run(command: StateCommand) -> ExitCode {
     }
 }
 
-/// The state endpoint's URL under a base URL (or already the endpoint's URL).
-fn state_url(endpoint: &str) -> Result<String, Failure> {
-    crate::purge::endpoint_url(endpoint, STATE_PATH)
-}
-
 fn credentials(target: &Target) -> Result<(String, String), Failure> {
-    let token = env_var(ENV_TOKEN).ok_or_else(|| {
-        fail(
-            EXIT_USAGE,
-            format!("{ENV_TOKEN} is not set: export the worker's PURGE_TOKEN"),
-        )
-    })?;
-    let endpoint = target
-        .endpoint
-        .clone()
-        .or_else(|| env_var(ENV_ENDPOINT))
-        .ok_or_else(|| {
-            fail(
-                EXIT_USAGE,
-                format!("no endpoint: pass --endpoint https://your-site or set {ENV_ENDPOINT}"),
-            )
-        })?;
-    Ok((state_url(&endpoint)?, token.trim().to_owned()))
+    crate::purge::worker_target(target.endpoint.as_deref(), STATE_PATH)
 }
 
 /// Sends one request; returns status and body whatever the status.
