@@ -253,22 +253,13 @@ async fn into_http_request(
         .map_err(|e| format!("the request URL cannot be parsed: {e}"))?;
     let headers = into_header_map(req.headers());
     let raw: &web_sys::Request = req.inner();
+    let len = body::content_length(&headers);
     let (body, upload) = match raw.body() {
         None => (Body::new(), None),
         Some(_) if method == Method::GET || method == Method::HEAD => (Body::new(), None),
-        Some(stream) => match body::plan(body::content_length(&headers), stream_above) {
-            BodyPlan::Buffer => {
-                let buffer = worker::wasm_bindgen_futures::JsFuture::from(
-                    raw.array_buffer().map_err(js_error)?,
-                )
-                .await
-                .map_err(js_error)?;
-                (Body::from(Uint8Array::new(&buffer).to_vec()), None)
-            }
-            BodyPlan::Stream => {
-                let len = body::content_length(&headers);
-                (Body::new(), Some(streams.keep(stream, len)))
-            }
+        Some(stream) => match body::plan(len, stream_above) {
+            BodyPlan::Buffer => (read_whole(raw.array_buffer()).await?, None),
+            BodyPlan::Stream => (Body::new(), Some(streams.keep(stream, len))),
             BodyPlan::ReadUpTo(limit) => read_up_to(stream, limit, streams).await?,
         },
     };
@@ -373,7 +364,7 @@ async fn from_worker_response(
     let raw: web_sys::Response = response.into();
     let (bytes, stream) = match (raw.body(), body::plan(len, stream_above)) {
         (None, _) => (Body::new(), None),
-        (Some(_), BodyPlan::Buffer) => (read_whole(&raw).await?, None),
+        (Some(_), BodyPlan::Buffer) => (read_whole(raw.array_buffer()).await?, None),
         (Some(stream), BodyPlan::Stream) => (Body::new(), Some(streams.keep(stream, len))),
         (Some(stream), BodyPlan::ReadUpTo(limit)) => read_up_to(stream, limit, streams).await?,
     };
@@ -386,12 +377,14 @@ async fn from_worker_response(
     Ok(out)
 }
 
-/// Reads a body known to be small, in one copy out of the runtime.
-async fn read_whole(response: &web_sys::Response) -> Result<Body, String> {
-    let buffer =
-        worker::wasm_bindgen_futures::JsFuture::from(response.array_buffer().map_err(js_error)?)
-            .await
-            .map_err(js_error)?;
+/// Reads a body known to be small (the `arrayBuffer()` promise of a request
+/// or response) in one copy out of the runtime.
+async fn read_whole(
+    array_buffer: Result<worker::js_sys::Promise, JsValue>,
+) -> Result<Body, String> {
+    let buffer = worker::wasm_bindgen_futures::JsFuture::from(array_buffer.map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
     Ok(Body::from(Uint8Array::new(&buffer).to_vec()))
 }
 
