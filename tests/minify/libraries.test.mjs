@@ -27,6 +27,19 @@ process.env.NODE_ENV = "production"; // react's production builds
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const modules = path.join(root, "node_modules");
+// jQuery needs a DOM: jsdom (never minified) gives each run a fresh window.
+const { JSDOM } = createRequire(path.join(modules, "_"))("jsdom");
+
+const JQUERY_PAGE = `<!doctype html><html><body>
+<div id="app" class="box main" data-user='{"id":7,"roles":["a","b"]}'>
+  <ul class="items"><li>one</li><li class="odd">two</li><li>three</li><li class="odd">four</li></ul>
+  <p>Some <b>bold</b> &amp; <i>italic</i> text.</p>
+</div>
+<form id="f"><input name="q" value="tent &amp; stove"><input type="checkbox" name="c" value="1" checked>
+<select name="s" multiple><option selected>x</option><option>y</option><option selected>z</option></select>
+<textarea name="t">line1
+line2</textarea></form>
+</body></html>`;
 
 function cachefrontBinary() {
   if (process.env.CACHEFRONT_BIN) return process.env.CACHEFRONT_BIN;
@@ -158,6 +171,52 @@ const LIBRARIES = [
         error = e.message;
       }
       return { ast: JSON.parse(JSON.stringify(ast)), tokens, error, version: acorn.version };
+    },
+  },
+  {
+    name: "jquery",
+    packages: ["jquery"],
+    minify: ["jquery/dist/jquery.js"],
+    load: (get) => get("jquery/dist/jquery.js"),
+    checks: (factory) => {
+      const { window } = new JSDOM(JQUERY_PAGE);
+      const $ = factory(window);
+      const clicks = [];
+      $("#app").on("click", "li", function (event) {
+        clicks.push([$(this).text(), event.type, $(event.delegateTarget).attr("id")]);
+      });
+      $(".items li").eq(2).trigger("click");
+      $(".items").append("<li class='new'>five</li>").find(".new").addClass("odd").toggleClass("new");
+      $("li.odd").first().remove();
+      let resolved;
+      $.Deferred().resolve(2, 3).done((a, b) => (resolved = a * b));
+      const callbacks = $.Callbacks("once memory");
+      const seen = [];
+      callbacks.add((v) => seen.push(v));
+      callbacks.fire("first");
+      callbacks.fire("second");
+      callbacks.add((v) => seen.push(`late ${v}`));
+      return {
+        version: $.fn.jquery,
+        texts: $(".items li").map((_, li) => $(li).text()).get(),
+        odd: $("li:odd").length,
+        filters: [$("li").not(".odd").length, $("li").filter(":contains('t')").length, $("#app").is(".main")],
+        traversal: [$("b").closest("div").attr("id"), $("b").parent().children().length, $("li").last().prevAll().length],
+        html: $("p").html(),
+        text: $("p").text(),
+        data: $("#app").data("user"),
+        attrs: [$("#app").attr("class"), $("#app").hasClass("box"), $("input[name=q]").val()],
+        css: $("<div>").css({ width: 10, "margin-left": "2px" }).attr("style"),
+        serialize: $("#f").serialize(),
+        serializeArray: $("#f").serializeArray(),
+        param: $.param({ a: [1, 2], b: { c: "d e" } }),
+        extend: $.extend(true, {}, { a: { b: 1, c: [1] } }, { a: { d: 2, c: [2, 3] } }),
+        utils: [$.map([1, 2, 3], (n) => (n % 2 ? n * 10 : null)), $.grep([1, 2, 3, 4], (n) => n > 2), $.inArray(3, [1, 2, 3]), $.isPlainObject({}), $.type(/x/), $.trim("  x  ")],
+        parsed: $.parseHTML("<a href='/x'>x</a><span>y</span>").map((n) => n.nodeName),
+        clicks,
+        resolved,
+        seen,
+      };
     },
   },
   {
