@@ -1,6 +1,7 @@
 // Minifier comparison, same run: our pipeline (`cachefront minify-js` =
-// oxc, `cachefront minify-css` = lightningcss) against esbuild, on real
-// libraries from node_modules and the demo site's CSS.
+// oxc, `cachefront minify-css` = lightningcss, `minify-css --edge` = the
+// worker's own CSS minifier) against esbuild, on real libraries from
+// node_modules and the demo site's CSS.
 //
 //   cargo build --profile native -p cachefront-cli
 //   CACHEFRONT_BIN=target/native/cachefront node benches/minify/compare.mjs
@@ -29,6 +30,7 @@ process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
 
 const JS = [
   "node_modules/lodash/lodash.js",
+  "node_modules/jquery/dist/jquery.js",
   "node_modules/underscore/underscore-umd.js",
   "node_modules/moment/moment.js",
   "node_modules/js-yaml/dist/js-yaml.cjs.js",
@@ -46,7 +48,8 @@ const kb = (n) => (n / 1024).toFixed(1);
 
 function ours(command, file) {
   const out = path.join(scratch, "out");
-  const result = spawnSync(bin, [command, file, "--out", out, "--repeat", String(REPEAT), "--timings"], { encoding: "utf8" });
+  const [name, ...flags] = command.split(" ");
+  const result = spawnSync(bin, [name, ...flags, file, "--out", out, "--repeat", String(REPEAT), "--timings"], { encoding: "utf8" });
   if (result.status !== 0) return { error: result.stderr.trim().split("\n").pop().replace(/^error: .*?: /, "") };
   const timings = JSON.parse(result.stderr.trim().split("\n").pop());
   return { bytes: readFileSync(out), ms: timings.best_ms };
@@ -97,3 +100,4 @@ function table(title, loader, command, files) {
 console.log(`binary: ${bin}; best of ${REPEAT}; esbuild ${esbuild.version}`);
 table("JavaScript: oxc vs esbuild", "js", "minify-js", JS);
 table("CSS: lightningcss vs esbuild", "css", "minify-css", CSS);
+table("CSS at the edge (EDGE_MINIFY_CSS): our minifier vs esbuild", "css", "minify-css --edge", CSS);

@@ -2,8 +2,9 @@
 //!
 //! - `cachefront build [--src www] [--out dist/www]` — minify, fingerprint,
 //!   rewrite, write `manifest.json`.
-//! - `cachefront minify-js <file>` / `minify-css <file>` — one file through
-//!   the same minifiers (used by the library-correctness tests and benches).
+//! - `cachefront minify-js <file>` / `minify-css [--edge] <file>` — one file
+//!   through the same minifiers (used by the library-correctness tests and
+//!   benches).
 //! - `cachefront purge --tag T | --url U | --prefix P | --host H | --everything`
 //!   — purge the edge cache through its purge API (docs/purge.md).
 //! - `cachefront edge-exporter` — Workers Analytics Engine → Prometheus
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cachefront::assets::css_min::minify_css as edge_minify_css;
 use cachefront::assets::{minify_js, JsKind};
 use cachefront_cli::build::{build, BuildOptions, BuildProgress, BuildReport, SizeTotals};
 use cachefront_cli::css_minify::minify_css;
@@ -78,9 +80,13 @@ enum Command {
     State(state::StateCommand),
     /// Serve the edge's Workers Analytics Engine data as Prometheus metrics.
     EdgeExporter(edge::EdgeExporterArgs),
-    /// Minify one CSS file with lightningcss (as the build does).
+    /// Minify one CSS file with lightningcss (as the build does), or with
+    /// `--edge` the worker's own minifier (EDGE_MINIFY_CSS).
     MinifyCss {
         file: PathBuf,
+        /// Use the worker's minifier instead of lightningcss.
+        #[arg(long)]
+        edge: bool,
         #[arg(long, short)]
         out: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
@@ -127,13 +133,18 @@ fn main() -> ExitCode {
         }
         Command::MinifyCss {
             file,
+            edge,
             out,
             repeat,
             timings,
         } => run_minifier(&file, out, repeat, timings, |source| {
             let css = std::str::from_utf8(source).map_err(|e| format!("not UTF-8: {e}"))?;
             let name = file.display().to_string();
-            without_panics(|| minify_css(css, &name)).map(String::into_bytes)
+            if edge {
+                without_panics(|| edge_minify_css(css)).map(String::into_bytes)
+            } else {
+                without_panics(|| minify_css(css, &name)).map(String::into_bytes)
+            }
         }),
     };
     match result {

@@ -79,11 +79,11 @@ fn demo_site_stylesheets_keep_their_meaning() {
 #[test]
 fn real_third_party_stylesheets_keep_their_meaning() {
     let dir = root().join("node_modules/playwright-core/lib/vite");
-    let mut files = Vec::new();
+    let mut files = vec![root().join("node_modules/bootstrap/dist/css/bootstrap.css")];
     css_files(&dir, &mut files);
     assert!(
         !files.is_empty(),
-        "{} has stylesheets (npm ci installs playwright-core)",
+        "{} has stylesheets (npm ci installs playwright-core and bootstrap)",
         dir.display()
     );
     for file in files {
@@ -138,6 +138,22 @@ fn whitespace_sensitive_constructs_keep_their_meaning() {
         (
             "keyframes",
             "@keyframes spin { from { transform: rotate(0deg) } to { transform: rotate(360deg) } }",
+        ),
+        (
+            "numbers",
+            ".n { opacity: 0.5; margin: -0.25rem 10.5px 0.0px; transform: scale(0.9, 0.75) }\n.x0 { grid-area: a-0.5 }",
+        ),
+        (
+            "important",
+            ".o { color: red !important; margin: 0 ! important; --p: 1 !important }",
+        ),
+        (
+            "at-rule parentheses",
+            "@media (min-width: 0.5px) and (hover: hover) { .p { x: y } }\n@supports not (display: grid) { .q { float: left } }\n@media screen and (max-width: 9px) { .r { x: y } }",
+        ),
+        (
+            "var values",
+            ".s { margin : var( --gap , 0.5px )  ; padding: env(safe-area-inset-top , 0px) }",
         ),
         (
             "custom properties",

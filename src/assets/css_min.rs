@@ -9,11 +9,13 @@
 //!   characters becomes `/**/`, so the tokens on either side stay apart);
 //! - whitespace at the start and end, and runs of whitespace become one space;
 //! - that space, next to `{`, `}`, `;` or `,`, and just inside `(` and `)`;
+//! - spaces around the colon of a plain declaration (`margin : 0`; not in
+//!   selectors or nested rules, where `a :hover` means something else);
 //! - a `;` right before `}`.
 //!
 //! Strings, unquoted `url(…)` and custom property values (`--x: …`, whose
-//! whitespace is part of the value) are copied byte for byte. Spaces around `:`,
-//! `+`, `-`, `>`, `~`, `*`, `/` and outside parentheses stay: they carry meaning
+//! whitespace is part of the value) are copied byte for byte. Other spaces around
+//! `:`, `+`, `-`, `>`, `~`, `*`, `/` and outside parentheses stay: they carry meaning
 //! in selectors (`a :hover`), `calc()` and media queries (`and (`). An
 //! unterminated string, comment or `url(` is an error: the caller serves the
 //! original. Differentially tested against lightningcss in the CLI's tests.
@@ -27,11 +29,14 @@ pub fn minify_css(source: &str) -> Result<String, String> {
     let mut block_depth = 0usize;
     // Where the last escape (`\;`, `\}` …) ended: its character is not syntax.
     let mut escape_end = usize::MAX;
+    // End of the plain declaration value being copied (see [`property_colon`]).
+    let mut value_end = 0usize;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        gap.value = i < value_end;
         let comment = b == b'/' && bytes.get(i + 1) == Some(&b'*');
-        let space = matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c');
+        let space = is_space(b);
         if !comment
             && !space
             && !matches!(b, b'"' | b'\'')
@@ -39,8 +44,36 @@ pub fn minify_css(source: &str) -> Result<String, String> {
             && matches!(out.as_bytes().last(), Some(b'{' | b';'))
         {
             let end = declaration_end(bytes, i);
+            if let Some((name_len, colon)) = property_colon(&bytes[i..end]) {
+                // `name : value` → `name:value`: whitespace around a
+                // declaration's colon is never part of it.
+                gap.write(&mut out, b);
+                out.push_str(&source[i..i + name_len]);
+                out.push(':');
+                i += colon + 1;
+                while i < end && is_space(bytes[i]) {
+                    i += 1;
+                }
+                if keeps_tokens(&bytes[i..end]) {
+                    // A value with var()/env() is a token list, whitespace
+                    // included: copied as written, but for trailing spaces
+                    // (unless one is escaped).
+                    let value = &source[i..end];
+                    let trimmed =
+                        value.trim_end_matches(|c: char| c.is_ascii() && is_space(c as u8));
+                    out.push_str(if trimmed.ends_with('\\') {
+                        value
+                    } else {
+                        trimmed
+                    });
+                    i = end;
+                } else {
+                    value_end = end;
+                }
+                continue;
+            }
             if keeps_tokens(&bytes[i..end]) {
-                // A custom property, or a value with var()/env(): kept as
+                // A custom property (or a nested rule using var()): kept as
                 // written (their whitespace can be part of the value).
                 gap.write(&mut out, b);
                 out.push_str(&source[i..end]);
@@ -83,6 +116,11 @@ pub fn minify_css(source: &str) -> Result<String, String> {
                 if b == b'}' && out.ends_with(';') && out.len() != escape_end {
                     out.pop();
                 }
+                if gap.value && b == b'0' && starts_fraction(bytes, i, &out, gap.space) {
+                    // `0.5` → `.5`, only where a number starts.
+                    i += 1;
+                    continue;
+                }
                 match b {
                     b'{' => block_depth += 1,
                     b'}' => block_depth = block_depth.saturating_sub(1),
@@ -109,11 +147,13 @@ pub fn minify_css(source: &str) -> Result<String, String> {
 }
 
 /// What separates the next token from the last one written: a whitespace
-/// run, a dropped comment, or nothing.
+/// run, a dropped comment, or nothing; and whether it lies in the value of a
+/// plain declaration.
 #[derive(Default)]
 struct Gap {
     space: bool,
     comment: bool,
+    value: bool,
 }
 
 impl Gap {
@@ -122,7 +162,7 @@ impl Gap {
     fn write(&mut self, out: &mut String, next: u8) {
         if self.space {
             self.comment = false;
-            flush_space(out, &mut self.space, next);
+            flush_space(out, &mut self.space, next, self.value);
         } else {
             flush_comment_gap(out, &mut self.comment, next);
         }
@@ -142,7 +182,11 @@ fn flush_comment_gap(out: &mut String, gap: &mut bool, next: u8) {
     }
 }
 
-fn flush_space(out: &mut String, pending: &mut bool, next: u8) {
+/// One space, unless what is on either side makes it meaningless: `{ } ; ,`
+/// and the combinators `>` `~` on either side, the inside of parentheses,
+/// an at-rule's name before `(` (`@media (` → `@media(`), and `!important`
+/// in a declaration value.
+fn flush_space(out: &mut String, pending: &mut bool, next: u8, in_value: bool) {
     if !*pending {
         return;
     }
@@ -150,11 +194,57 @@ fn flush_space(out: &mut String, pending: &mut bool, next: u8) {
     let Some(prev) = out.as_bytes().last().copied() else {
         return; // leading whitespace
     };
-    let glue = |c: u8| matches!(c, b'{' | b'}' | b';' | b',');
+    let glue = |c: u8| matches!(c, b'{' | b'}' | b';' | b',' | b'>' | b'~');
     if glue(prev) || glue(next) || prev == b'(' || next == b')' {
         return;
     }
+    if (next == b'(' && ends_with_at_keyword(out)) || (in_value && next == b'!') {
+        return;
+    }
     out.push(' ');
+}
+
+/// Whether the output ends with an at-rule name (`@media`, `@supports`).
+fn ends_with_at_keyword(out: &str) -> bool {
+    let name = out
+        .bytes()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        .count();
+    name > 0 && out.as_bytes().get(out.len() - name - 1) == Some(&b'@')
+}
+
+/// Whether the `0` at `i` starts a number `0.<digit>` whose zero can go:
+/// it follows `:`, `(`, `,` or a space (pending or written), never a name
+/// or another digit (`a-0.5`, `10.5` stay).
+fn starts_fraction(bytes: &[u8], i: usize, out: &str, space_pending: bool) -> bool {
+    let fraction =
+        bytes.get(i + 1) == Some(&b'.') && bytes.get(i + 2).is_some_and(|c| c.is_ascii_digit());
+    fraction && (space_pending || matches!(out.as_bytes().last(), Some(b':' | b'(' | b',' | b' ')))
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+}
+
+/// For a plain declaration (`margin : 0`, not a nested rule, not a custom
+/// property): the length of its name and the offset of its colon. `None`
+/// when the name is not a simple identifier (escapes, `@`, a selector) or
+/// the text holds a `{` (a nested rule such as `a :hover { … }`).
+fn property_colon(declaration: &[u8]) -> Option<(usize, usize)> {
+    if declaration.contains(&b'{') {
+        return None;
+    }
+    let name_len = declaration
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c >= 0x80))
+        .unwrap_or(declaration.len());
+    let name = &declaration[..name_len];
+    if name.is_empty() || name[0].is_ascii_digit() || name.starts_with(b"--") {
+        return None;
+    }
+    let colon = name_len + declaration[name_len..].iter().position(|&c| !is_space(c))?;
+    (declaration[colon] == b':').then_some((name_len, colon))
 }
 
 fn utf8_len(first: u8) -> usize {
@@ -267,7 +357,7 @@ mod tests {
     fn whitespace_and_comments_go_where_they_carry_no_meaning() {
         assert_eq!(
             min("  a , b  {\n  color : red ;\n  margin: 0 auto;\n}\n/* c */ p { }  "),
-            "a,b{color : red;margin: 0 auto}p{}"
+            "a,b{color:red;margin:0 auto}p{}"
         );
     }
 
@@ -281,7 +371,7 @@ mod tests {
         );
         assert_eq!(
             min("@media screen and (min-width: 10px) { a { b: c } }"),
-            "@media screen and (min-width: 10px){a{b: c}}"
+            "@media screen and (min-width: 10px){a{b:c}}"
         );
         assert_eq!(min("a/**/b{}"), "a/**/b{}", "a comment keeps tokens apart");
         assert_eq!(min(".e/* x */.f { }"), ".e.f{}", "but is not whitespace");
@@ -293,14 +383,58 @@ mod tests {
     }
 
     #[test]
+    fn only_a_plain_declarations_colon_loses_its_spaces() {
+        // Nested rules keep the descendant combinator before a pseudo-class
+        // (and a declaration right after a nested rule is left as written).
+        assert_eq!(
+            min(".a { b :hover { c : d } e : f }"),
+            ".a{b :hover{c:d}e : f}"
+        );
+        // A name with an escape, or a nested at-rule, is left as it was.
+        assert_eq!(min("a { b\\: c : d }"), "a{b\\: c : d}");
+        assert_eq!(
+            min("a { @media (x : y) { b : c } }"),
+            "a{@media(x : y){b:c}}"
+        );
+        assert_eq!(min("a{b :/* c */d}"), "a{b:d}");
+        assert_eq!(
+            min("a { b : var( --c ) ; d: e }"),
+            "a{b:var( --c );d:e}",
+            "a var() value is copied as written"
+        );
+    }
+
+    #[test]
+    fn values_lose_leading_zeros_and_the_space_before_important() {
+        assert_eq!(
+            min("a { b: 0.5em 10.5px -0.25rem calc(0.5 * 2) x-0.5 !important }"),
+            "a{b:.5em 10.5px -0.25rem calc(.5 * 2) x-0.5!important}"
+        );
+        assert_eq!(
+            min(".c0.5 { d: 0 }"),
+            ".c0.5{d:0}",
+            "selectors are not values"
+        );
+        assert_eq!(
+            min("@media (min-width: 0.5px) { }"),
+            "@media(min-width: 0.5px){}"
+        );
+    }
+
+    #[test]
+    fn combinators_take_no_spaces() {
+        assert_eq!(min("ul > li ~ p + a { }"), "ul>li~p + a{}");
+    }
+
+    #[test]
     fn strings_urls_and_licence_comments_are_copied_exactly() {
         assert_eq!(
             min("a::before { content: \"  ;  }  \" }"),
-            "a::before{content: \"  ;  }  \"}"
+            "a::before{content:\"  ;  }  \"}"
         );
         assert_eq!(
             min("a { background: url( a b.png ) }"),
-            "a{background: url( a b.png )}"
+            "a{background:url( a b.png )}"
         );
         assert_eq!(min("a{b:URL(x\\)y.png)}"), "a{b:URL(x\\)y.png)}");
         assert_eq!(min("/*! MIT */ a { }"), "/*! MIT */ a{}");
@@ -316,15 +450,15 @@ mod tests {
 
     #[test]
     fn escaped_syntax_characters_are_not_syntax() {
-        assert_eq!(min(".a\\;b { x: y\\; }"), ".a\\;b{x: y\\;}");
-        assert_eq!(min(".a\\{ { x: y }"), ".a\\{{x: y}");
+        assert_eq!(min(".a\\;b { x: y\\; }"), ".a\\;b{x:y\\;}");
+        assert_eq!(min(".a\\{ { x: y }"), ".a\\{{x:y}");
     }
 
     #[test]
     fn non_ascii_text_survives() {
         assert_eq!(
             min("a::after { content: \"→ é\" } .é { x: y }"),
-            "a::after{content: \"→ é\"}.é{x: y}"
+            "a::after{content:\"→ é\"}.é{x:y}"
         );
     }
 }
