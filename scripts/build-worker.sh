@@ -4,17 +4,25 @@
 # command. Each part is skipped when nothing it depends on changed since the
 # last build, and both under CACHEFRONT_SKIP_BUILD=1 (tests build once, then
 # start many wrangler instances from that build).
+#
+# CACHEFRONT_WORKER_FEATURES picks the crate features of the wasm; the default,
+# js-minify, carries oxc for EDGE_MINIFY_JS (+~520 KB gzip). Set it empty for
+# a slim worker that refuses EDGE_MINIFY_JS=on (docs/assets.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${CACHEFRONT_SKIP_BUILD:-0}" = 1 ] && [ -f build/index.js ] && [ -f dist/www/manifest.json ]; then
   exit 0
 fi
 bash scripts/build-site.sh
-if [ -f build/index.js ]; then
+features=${CACHEFRONT_WORKER_FEATURES-js-minify}
+stamp=build/.cachefront-features
+if [ -f build/index.js ] && [ "$(cat "$stamp" 2>/dev/null)" = "features=$features" ]; then
   if [ -z "$(find src Cargo.toml Cargo.lock -newer build/index.js -print -quit)" ]; then
     echo "build-worker: build/ is up to date" >&2
     exit 0
   fi
 fi
 source scripts/toolchain-env.sh
-worker-build --release
+rm -f "$stamp"
+worker-build --release ${features:+--features "$features"}
+echo "features=$features" > "$stamp"

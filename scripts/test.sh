@@ -19,6 +19,8 @@ section "clippy (host)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 section "clippy (wasm32)"
+# As shipped (scripts/build-worker.sh: js-minify) and slim.
+cargo clippy -p cachefront --lib --target wasm32-unknown-unknown --features js-minify -- -D warnings
 cargo clippy -p cachefront --lib --target wasm32-unknown-unknown -- -D warnings
 
 section "worker core (native)"

@@ -310,7 +310,7 @@ impl Config {
                         return Err(ConfigError::new(
                             VAR_EDGE_MINIFY_JS,
                             "this worker was built without the js-minify feature \
-                             (oxc would push the wasm past its size budget, see docs/assets.md)",
+                             (a slim build, CACHEFRONT_WORKER_FEATURES=\"\"; see docs/assets.md)",
                         ))
                     }
                     on => on,

@@ -10,10 +10,11 @@
 //! deeply is refused before it reaches the parser.
 //!
 //! The minifier itself (oxc) is behind the `js-minify` feature, which the
-//! worker's wasm build leaves off: oxc adds ~500 KB gzip (measured: 619 KB without it, 1,134 KB with it), past the 700 KB
-//! budget of the whole worker. Without it `EDGE_MINIFY_JS=on` is refused by
-//! the configuration. CSS is not minified at the edge either: lightningcss,
-//! the build's CSS minifier, would cost even more (docs/assets.md).
+//! worker's wasm build turns on by default (scripts/build-worker.sh): oxc
+//! adds ~520 KB gzip, past the 700 KB budget of the whole worker, and a slim
+//! build without it refuses `EDGE_MINIFY_JS=on` in the configuration. CSS is
+//! minified by the edge's own small minifier ([`super::css_min`]), not
+//! lightningcss, which would cost even more (docs/assets.md).
 
 /// Whether this build can minify JavaScript (feature `js-minify`).
 pub const AVAILABLE: bool = cfg!(feature = "js-minify");

@@ -49,6 +49,13 @@ describe('assets and origin HTML at the edge', () => {
 
   before(async () => {
     origin = await startOrigin((req, res) => {
+      if (req.url === '/js/broken.js' || req.url === '/js/vendor.min.js') {
+        // A syntax error, and an already-minified file: both served as sent.
+        const body = req.url === '/js/broken.js' ? 'function broken( {\n  return 1;\n}\n' : ORIGIN_SCRIPT;
+        res.writeHead(200, { 'content-type': 'application/javascript', 'cache-control': 'public, max-age=60' });
+        res.end(body);
+        return;
+      }
       if (req.url.startsWith('/js/')) {
         const headers = { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'public, max-age=60', etag: '"js-v1"' };
         res.writeHead(200, headers);
@@ -72,7 +79,13 @@ describe('assets and origin HTML at the edge', () => {
     worker = await startWorker({ vars });
     // A second worker with the options that are off by default.
     resizing = await startWorker({
-      vars: { ...vars, IMAGE_RESIZING: '320,640', PURGE_STRIP_TAG_HEADERS: 'false', EDGE_MINIFY_CSS: 'on' },
+      vars: {
+        ...vars,
+        IMAGE_RESIZING: '320,640',
+        PURGE_STRIP_TAG_HEADERS: 'false',
+        EDGE_MINIFY_CSS: 'on',
+        EDGE_MINIFY_JS: 'on',
+      },
     });
   });
 
@@ -138,15 +151,37 @@ describe('assets and origin HTML at the edge', () => {
     assert.equal(stripped.headers.get('cache-tag'), null, 'tag headers stop at the edge by default');
   });
 
-  test('origin JavaScript is served as the origin sent it (no minifier in the wasm)', async () => {
-    const res = await fetch(`${resizing.url}/js/cart.js`);
-    assert.equal(await res.text(), ORIGIN_SCRIPT);
-    assert.equal(res.headers.get('x-minify'), null);
-    assert.equal(res.headers.get('etag'), '"js-v1"');
+  test('origin JavaScript is minified once, before it is cached, with EDGE_MINIFY_JS=on', async () => {
+    const first = await fetch(`${resizing.url}/js/cart.js`);
+    const minified = await first.text();
+    assert.equal(first.headers.get('x-minify'), 'minified');
+    assert.equal(first.headers.get('etag'), 'W/"js-v1"');
+    assert.ok(minified.length < ORIGIN_SCRIPT.length / 2, minified);
+    assert.ok(!minified.includes('Cart totals'), 'comments are gone');
+    // It still behaves the same (a classic script keeps its global name).
+    const run = (source) => new Function(`${source}; return cartTotal;`)();
+    const items = [{ price: 2.5, quantity: 3 }, { price: 1.1, quantity: 0, name: 'x' }, { price: 0.1, quantity: 7 }];
+    assert.equal(run(minified)(items), run(ORIGIN_SCRIPT)(items));
+    const hit = await fetch(`${resizing.url}/js/cart.js`);
+    assert.match(hit.headers.get('cache-status'), /^cachefront; hit/);
+    assert.equal(await hit.text(), minified);
+    assert.equal(origin.hits('/js/cart.js'), 1);
+  });
+
+  test('origin JavaScript the minifier should not touch is served as sent', async () => {
+    const broken = await fetch(`${resizing.url}/js/broken.js`);
+    assert.equal(await broken.text(), 'function broken( {\n  return 1;\n}\n');
+    assert.equal(broken.headers.get('x-minify'), 'skipped; reason=failed');
+    const vendor = await fetch(`${resizing.url}/js/vendor.min.js`);
+    assert.equal(await vendor.text(), ORIGIN_SCRIPT);
+    assert.equal(vendor.headers.get('x-minify'), 'skipped; reason=already_minified');
+    const plain = await fetch(`${worker.url}/js/app-plain.js`);
+    assert.equal(await plain.text(), ORIGIN_SCRIPT, 'off by default');
+    assert.equal(plain.headers.get('etag'), '"js-v1"');
   });
 
   test('origin CSS is minified once, before it is cached, with EDGE_MINIFY_CSS=on', async () => {
-    const expected = 'body{margin : 0;font: 16px/1.5 serif}a:hover{color : red}';
+    const expected = 'body{margin:0;font:16px/1.5 serif}a:hover{color:red}';
     const first = await fetch(`${resizing.url}/styles/site.css`);
     assert.equal(await first.text(), expected);
     assert.equal(first.headers.get('x-minify'), 'minified');
