@@ -516,7 +516,7 @@ mod tests {
         );
         assert_eq!(
             out.body().as_ref(),
-            b"body{margin : 0;font: 16px/1.5 serif}a:hover{color : red}"
+            b"body{margin:0;font:16px/1.5 serif}a:hover{color:red}"
         );
         assert_eq!(out.headers()["etag"], "W/\"v1\"");
         assert_eq!(out.headers()[&MINIFY_STATUS], "minified");
