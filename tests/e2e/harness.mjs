@@ -177,7 +177,7 @@ export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedP
     if (output.includes('Ready on')) {
       try {
         await fetch(`${url}/robots.txt`, { signal: AbortSignal.timeout(10_000) });
-        return { url, stop, logs: () => output, persistDir };
+        return { url, stop, logs: () => output, persistDir, pid: child.pid };
       } catch {
         // not answering yet
       }
