@@ -301,20 +301,10 @@ impl Config {
                     4 * 1024 * 1024,
                 )?)
                 .map_err(|_| ConfigError::new(VAR_HTML_REWRITE_MEMORY_BYTES, "is too large"))?,
-                minify_js: match switch(
-                    VAR_EDGE_MINIFY_JS,
+                minify_js: edge_minify_js(
                     lookup(VAR_EDGE_MINIFY_JS).as_deref(),
-                    false,
-                )? {
-                    true if !crate::assets::origin_minify::AVAILABLE => {
-                        return Err(ConfigError::new(
-                            VAR_EDGE_MINIFY_JS,
-                            "this worker was built without the js-minify feature \
-                             (a slim build, CACHEFRONT_WORKER_FEATURES=\"\"; see docs/assets.md)",
-                        ))
-                    }
-                    on => on,
-                },
+                    crate::assets::origin_minify::AVAILABLE,
+                )?,
                 minify_css: switch(
                     VAR_EDGE_MINIFY_CSS,
                     lookup(VAR_EDGE_MINIFY_CSS).as_deref(),
@@ -489,6 +479,19 @@ fn absolute_urls(var: &'static str, raw: &str) -> Result<Vec<String>, ConfigErro
             )),
         })
         .collect()
+}
+
+/// `EDGE_MINIFY_JS`: a switch, refused when on in a worker built without the
+/// minifier (`available` is false in a slim build).
+fn edge_minify_js(raw: Option<&str>, available: bool) -> Result<bool, ConfigError> {
+    match switch(VAR_EDGE_MINIFY_JS, raw, false)? {
+        true if !available => Err(ConfigError::new(
+            VAR_EDGE_MINIFY_JS,
+            "this worker was built without the js-minify feature \
+             (a slim build, CACHEFRONT_WORKER_FEATURES=\"\"; see docs/assets.md)",
+        )),
+        on => Ok(on),
+    }
 }
 
 fn switch(var: &'static str, raw: Option<&str>, default: bool) -> Result<bool, ConfigError> {
@@ -819,6 +822,16 @@ mod tests {
                 var
             );
         }
+    }
+
+    #[test]
+    fn a_slim_build_refuses_edge_minify_js_on_and_accepts_off() {
+        let refused = edge_minify_js(Some("on"), false).expect_err("slim build");
+        assert_eq!(refused.variable, VAR_EDGE_MINIFY_JS);
+        assert!(refused.to_string().contains("js-minify"), "{refused}");
+        assert_eq!(edge_minify_js(Some("off"), false).ok(), Some(false));
+        assert_eq!(edge_minify_js(None, false).ok(), Some(false));
+        assert_eq!(edge_minify_js(Some("on"), true).ok(), Some(true));
     }
 
     #[test]
