@@ -3,72 +3,13 @@
 //! documents (POST to /accounts/{id}/analytics_engine/sql, bearer token, SQL
 //! body), and the documented `FORMAT JSON` answer must become the metrics.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
-use std::thread;
+
+mod common;
+use common::{stand_in, StandIn};
 
 const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "analytics-read-token";
-
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    authorization: Option<String>,
-    body: String,
-}
-
-fn stand_in(status: u16, answer: &'static str) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let base = format!("http://{}/client/v4", listener.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = Arc::clone(&seen);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let Ok(clone) = stream.try_clone() else { break };
-            let mut reader = BufReader::new(clone);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let (mut length, mut authorization) = (0usize, None);
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.trim_end().split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if name.eq_ignore_ascii_case("authorization") {
-                        authorization = Some(value.trim().to_owned());
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            recorded.lock().expect("lock").push(Seen {
-                method,
-                path,
-                authorization,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                answer.len()
-            );
-        }
-    });
-    (base, seen)
-}
 
 fn exporter(base: &str, token: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cachefront"))
@@ -98,7 +39,8 @@ const ANSWER: &str = r#"{"meta":[{"name":"cache","type":"String"},{"name":"tier"
 
 #[test]
 fn one_documented_sql_request_becomes_prometheus_counters() {
-    let (base, seen) = stand_in(200, ANSWER);
+    let StandIn { base, seen } = stand_in(vec![(200, Vec::new(), ANSWER.to_owned())]);
+    let base = format!("{base}/client/v4");
     let output = exporter(&base, TOKEN);
     assert!(output.status.success(), "{output:?}");
     let seen = seen.lock().expect("lock").clone();
@@ -110,7 +52,7 @@ fn one_documented_sql_request_becomes_prometheus_counters() {
         format!("/client/v4/accounts/{ACCOUNT}/analytics_engine/sql")
     );
     assert_eq!(
-        request.authorization.as_deref(),
+        request.header("authorization"),
         Some(&*format!("Bearer {TOKEN}"))
     );
     let sql = &request.body;
@@ -156,10 +98,13 @@ fn one_documented_sql_request_becomes_prometheus_counters() {
 
 #[test]
 fn a_refused_query_reports_the_exporter_down_and_exits_4() {
-    let (base, _seen) = stand_in(
+    let StandIn { base, .. } = stand_in(vec![(
         401,
-        r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}]}"#,
-    );
+        Vec::new(),
+        r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}]}"#
+            .to_owned(),
+    )]);
+    let base = format!("{base}/client/v4");
     let output = exporter(&base, "wrong");
     assert_eq!(output.status.code(), Some(4));
     let metrics = String::from_utf8_lossy(&output.stdout);

@@ -2,74 +2,10 @@
 //! stand-in for the worker's state endpoint: the requests it sends (method,
 //! path, bearer token, body), the files it writes, and its exit codes.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
-use std::thread;
 
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    authorization: Option<String>,
-    body: String,
-}
-
-/// Answers each connection with the next scripted (status, body).
-fn stand_in(replies: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let recorded = Arc::clone(&seen);
-    thread::spawn(move || {
-        let mut replies = replies.into_iter();
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { break };
-            let Ok(clone) = stream.try_clone() else { break };
-            let mut reader = BufReader::new(clone);
-            let mut line = String::new();
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let mut parts = line.split_whitespace();
-            let method = parts.next().unwrap_or_default().to_owned();
-            let path = parts.next().unwrap_or_default().to_owned();
-            let (mut length, mut authorization) = (0usize, None);
-            loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = header.trim_end().split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().unwrap_or(0);
-                    }
-                    if name.eq_ignore_ascii_case("authorization") {
-                        authorization = Some(value.trim().to_owned());
-                    }
-                }
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            recorded.lock().expect("lock").push(Seen {
-                method,
-                path,
-                authorization,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-            let (status, text) = replies
-                .next()
-                .unwrap_or((500, "script exhausted".to_owned()));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
-        }
-    });
-    (base, seen)
-}
+mod common;
+use common::{stand_in, StandIn};
 
 const TOKEN: &str = "state-cli-token-0123456789";
 
@@ -93,7 +29,7 @@ fn document() -> String {
 
 #[test]
 fn export_gets_the_document_with_the_token_and_writes_it_to_the_file() {
-    let (base, seen) = stand_in(vec![(200, document())]);
+    let StandIn { base, seen } = stand_in(vec![(200, Vec::new(), document())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("state.json");
     let output = cachefront(&[
@@ -110,7 +46,7 @@ fn export_gets_the_document_with_the_token_and_writes_it_to_the_file() {
     assert_eq!(seen[0].method, "GET");
     assert_eq!(seen[0].path, "/__cachefront/state");
     assert_eq!(
-        seen[0].authorization.as_deref(),
+        seen[0].header("authorization"),
         Some(&*format!("Bearer {TOKEN}"))
     );
     let written: serde_json::Value =
@@ -124,7 +60,7 @@ fn export_gets_the_document_with_the_token_and_writes_it_to_the_file() {
 fn import_puts_the_file_unchanged_and_dry_run_asks_for_validation_only() {
     let receipt =
         r#"{"ok":true,"imported":{"tags":1,"shards_written":1,"origin_health":1,"dry_run":true}}"#;
-    let (base, seen) = stand_in(vec![(200, receipt.to_owned())]);
+    let StandIn { base, seen } = stand_in(vec![(200, Vec::new(), receipt.to_owned())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("state.json");
     std::fs::write(&file, document()).expect("write");
@@ -147,7 +83,7 @@ fn import_puts_the_file_unchanged_and_dry_run_asks_for_validation_only() {
 #[test]
 fn a_refused_import_exits_6_with_the_workers_message_and_field() {
     let error = r#"{"ok":false,"error":{"status":400,"code":"invalid_field","message":"tags[0].key: is empty","field":"tags[0].key"}}"#;
-    let (base, _seen) = stand_in(vec![(400, error.to_owned())]);
+    let StandIn { base, .. } = stand_in(vec![(400, Vec::new(), error.to_owned())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("state.json");
     std::fs::write(&file, document()).expect("write");
@@ -165,7 +101,7 @@ fn a_refused_import_exits_6_with_the_workers_message_and_field() {
 
 #[test]
 fn a_file_that_is_not_a_state_document_is_refused_before_any_request() {
-    let (base, seen) = stand_in(vec![]);
+    let StandIn { base, seen } = stand_in(vec![]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("other.json");
     std::fs::write(&file, r#"{"tags":["a"]}"#).expect("write");
@@ -183,7 +119,7 @@ fn a_file_that_is_not_a_state_document_is_refused_before_any_request() {
 #[test]
 fn a_wrong_token_exits_3_and_leaves_no_file() {
     let error = r#"{"ok":false,"error":{"status":401,"code":"unauthorized","message":"a valid `Authorization: Bearer <token>` header is required"}}"#;
-    let (base, _seen) = stand_in(vec![(401, error.to_owned())]);
+    let StandIn { base, .. } = stand_in(vec![(401, Vec::new(), error.to_owned())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("state.json");
     let output = cachefront(&[
