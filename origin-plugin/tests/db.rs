@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::Write;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
@@ -17,7 +16,6 @@ use axum::Router;
 use cachefront_origin::db::{CapturedQueries, DbCapture, DbCaptureConfig, SqlFingerprint};
 use cachefront_origin::metrics::Metrics;
 use cachefront_origin::profiling::{Profiler, ProfilingConfig, SERVER_TIMING};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tower::ServiceExt;
 use tracing_subscriber::fmt::MakeWriter;
@@ -40,17 +38,8 @@ struct Catalog {
 impl Catalog {
     async fn create(database_url: &str, name: &str) -> Self {
         let schema = format!("db_capture_{}_{name}", std::process::id());
-        let options = PgConnectOptions::from_str(database_url)
-            .expect("DATABASE_URL parses")
-            .options([("search_path", schema.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .expect("connect to DATABASE_URL");
+        let pool = support::pool_in_fresh_schema(database_url, &schema, 2).await;
         for statement in [
-            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-            format!("CREATE SCHEMA {schema}"),
             format!("CREATE TABLE {schema}.categories (id bigint PRIMARY KEY, name text NOT NULL)"),
             format!(
                 "CREATE TABLE {schema}.products (id bigint PRIMARY KEY, name text NOT NULL, \
@@ -74,10 +63,7 @@ impl Catalog {
     }
 
     async fn drop_schema(self) {
-        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .execute(&self.pool)
-            .await;
-        self.pool.close().await;
+        support::drop_schema(self.pool, &self.schema).await;
     }
 }
 

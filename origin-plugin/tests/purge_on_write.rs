@@ -3,7 +3,6 @@
 #![cfg(all(feature = "db-purge", feature = "metrics"))]
 mod support;
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use cachefront_origin::metrics::Metrics;
@@ -12,7 +11,6 @@ use cachefront_origin::purge_on_write::{
     Change, PurgeOnWrite, PurgeOnWriteConfig, PurgeOnWriteHandle, WatchedTable,
 };
 use serde_json::{json, Value};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use support::{edge_contract, PurgeStandIn};
 
@@ -32,17 +30,8 @@ impl Fixture {
     async fn create(name: &str) -> Option<Self> {
         let database_url = support::database_url()?;
         let schema = format!("purge_on_write_{}_{name}", std::process::id());
-        let options = PgConnectOptions::from_str(&database_url)
-            .expect("DATABASE_URL parses")
-            .options([("search_path", schema.as_str())]);
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .expect("connect to DATABASE_URL");
+        let pool = support::pool_in_fresh_schema(&database_url, &schema, 4).await;
         for statement in [
-            format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
-            format!("CREATE SCHEMA {schema}"),
             format!("CREATE TABLE {schema}.items (id bigint PRIMARY KEY, name text NOT NULL)"),
             format!("INSERT INTO {schema}.items SELECT g, 'item ' || g FROM generate_series(1, 10) g"),
             format!("CREATE TABLE {schema}.categories (id bigint PRIMARY KEY, name text NOT NULL)"),
@@ -112,10 +101,7 @@ impl Fixture {
         handle.shutdown().await;
         self.purge.flush().await;
         let bodies = self.edge.received().into_iter().map(|r| r.body).collect();
-        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .execute(&self.pool)
-            .await;
-        self.pool.close().await;
+        support::drop_schema(self.pool, &self.schema).await;
         bodies
     }
 }

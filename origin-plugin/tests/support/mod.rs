@@ -148,6 +148,44 @@ pub fn database_url() -> Option<String> {
     }
 }
 
+/// A pool of `max_connections` whose `search_path` is `schema`, after creating `schema`
+/// afresh (dropping what a killed earlier run left). Pair with [`drop_schema`].
+#[cfg(feature = "postgres")]
+pub async fn pool_in_fresh_schema(
+    database_url: &str,
+    schema: &str,
+    max_connections: u32,
+) -> sqlx::PgPool {
+    use std::str::FromStr;
+    let options = sqlx::postgres::PgConnectOptions::from_str(database_url)
+        .expect("DATABASE_URL parses")
+        .options([("search_path", schema)]);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .expect("connect to DATABASE_URL");
+    for statement in [
+        format!("DROP SCHEMA IF EXISTS {schema} CASCADE"),
+        format!("CREATE SCHEMA {schema}"),
+    ] {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect("create the test schema");
+    }
+    pool
+}
+
+/// Drops a schema made by [`pool_in_fresh_schema`] and closes its pool.
+#[cfg(feature = "postgres")]
+pub async fn drop_schema(pool: sqlx::PgPool, schema: &str) {
+    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&pool)
+        .await;
+    pool.close().await;
+}
+
 /// Directory with `initdb` and `pg_ctl`, or `None` when PostgreSQL is not installed.
 pub fn pg_bindir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("PG_BINDIR").map(PathBuf::from) {
