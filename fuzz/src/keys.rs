@@ -1,9 +1,12 @@
-//! Cache keys and `Vary` variants: keys are deterministic, independent of
-//! query member order and of ignored parameters, and a variant key always
-//! belongs to its own primary key and to no other.
+//! Request shaping, cache keys and `Vary` variants: keys are deterministic,
+//! independent of query member order and of ignored parameters, include the
+//! scheme, and are the same for every alias of a path (`//`, escapes of
+//! unreserved characters), as are URL purge tags; the origin receives exactly
+//! the keyed query and the normalised path; a variant key always belongs to
+//! its own primary key and to no other.
 
 use cachefront::cache_key::{self, KeyRules};
-use cachefront::vary;
+use cachefront::{shaping, tags, vary};
 use http::header::HeaderValue;
 use http::{HeaderMap, Uri};
 
@@ -79,6 +82,8 @@ pub fn vary_key(data: &[u8]) {
         );
     }
 
+    shaping_invariants(rules, &uri, &ignored, &target, &key);
+
     // Variants.
     let fields: Vec<String> = vary_line
         .split(',')
@@ -114,4 +119,88 @@ pub fn vary_key(data: &[u8]) {
             "spaces after commas changed a variant"
         );
     }
+}
+
+/// TRUST-SPEC rules 7, 11 and 12 on one request target.
+fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target: &str, key: &str) {
+    let path = uri.path();
+    let normal = shaping::normalize_path(path);
+    assert_eq!(
+        shaping::normalize_path(&normal),
+        normal,
+        "normalising {path:?} twice changed it"
+    );
+
+    // What the origin receives is what was keyed.
+    let sent = shaping::shaped_uri(uri, ignored).unwrap_or_else(|| uri.clone());
+    assert_eq!(
+        sent.path(),
+        normal,
+        "the origin got another path than the key"
+    );
+    assert_eq!(
+        sent.query().map(str::to_owned),
+        uri.query().and_then(|q| shaping::keyed_query(q, ignored)),
+        "the origin got another query than the key"
+    );
+    assert_eq!(
+        cache_key::primary_key(rules, HOST, &sent),
+        key,
+        "keying the shaped request changed the key"
+    );
+
+    // The scheme is part of the key.
+    let absolute = |scheme: &str| format!("{scheme}://shop.example.com{target}").parse::<Uri>();
+    if let (Ok(http), Ok(https)) = (absolute("http"), absolute("https")) {
+        assert_ne!(
+            cache_key::primary_key(rules, HOST, &http),
+            cache_key::primary_key(rules, HOST, &https),
+            "http and https share a key"
+        );
+    }
+
+    // Aliases of the path share the key and the URL purge tag.
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let doubled = path.replace('/', "//");
+    let tag = tags::url_tag(HOST, uri, ignored);
+    for alias in [Some(doubled), escaped_alias(path)].into_iter().flatten() {
+        let Ok(alias_uri) = format!("https://shop.example.com{alias}{query}").parse::<Uri>() else {
+            continue;
+        };
+        assert_eq!(
+            cache_key::primary_key(rules, HOST, &alias_uri),
+            key,
+            "{alias:?} and {path:?} have different keys"
+        );
+        assert_eq!(
+            tags::url_tag(HOST, &alias_uri, ignored),
+            tag,
+            "a URL purge of {path:?} misses {alias:?}"
+        );
+    }
+
+    // BYPASS_COOKIES globs.
+    assert!(shaping::glob_matches("*", path));
+    if !path.contains('*') {
+        assert!(shaping::glob_matches(path, path));
+        let half = &path[..path.len() / 2];
+        if !half.contains('*') {
+            assert!(shaping::glob_matches(&format!("{half}*"), path));
+        }
+    }
+}
+
+/// `path` with its first letter or digit written as a percent-escape, unless
+/// that character belongs to an escape already.
+fn escaped_alias(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let at = (0..bytes.len()).find(|&i| {
+        bytes[i].is_ascii_alphanumeric() && !bytes[i.saturating_sub(2)..i].contains(&b'%')
+    })?;
+    Some(format!(
+        "{}%{:02X}{}",
+        &path[..at],
+        bytes[at],
+        &path[at + 1..]
+    ))
 }
