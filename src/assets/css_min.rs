@@ -211,7 +211,7 @@ fn ends_with_at_keyword(out: &str) -> bool {
         .rev()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == b'-')
         .count();
-    name > 0 && out.as_bytes().get(out.len() - name - 1) == Some(&b'@')
+    name > 0 && out.len() > name && out.as_bytes()[out.len() - name - 1] == b'@'
 }
 
 /// Whether the `0` at `i` starts a number `0.<digit>` whose zero can go:
