@@ -134,7 +134,7 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
 /// Fast check for paths that need no work: start with `/`, no escapes, no
 /// empty or dot segments.
 fn is_normal(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('%') || path.contains("//") {
+    if !path.starts_with('/') || !path.is_ascii() || path.contains('%') || path.contains("//") {
         return false;
     }
     !path
