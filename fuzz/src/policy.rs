@@ -18,7 +18,7 @@ const NOW_MS: u64 = 1_700_000_000_000;
 
 /// Input:
 /// ```text
-/// GET                  method
+/// GET store-5xx        method; `store-5xx` turns on CACHE_SERVER_ERRORS=explicit
 /// cookie: a=1          request headers, then an empty line
 ///
 /// 200 1234             status and (optional) body length
@@ -26,7 +26,13 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// ```
 pub fn run(data: &[u8]) {
     let mut lines = Lines::new(data);
-    let method = Method::from_bytes(lines.next_text().trim().as_bytes()).unwrap_or(Method::GET);
+    let method_line = lines.next_text();
+    let mut words = method_line.split_ascii_whitespace();
+    let method = Method::from_bytes(words.next().unwrap_or("").as_bytes()).unwrap_or(Method::GET);
+    let settings = PolicySettings {
+        store_server_errors: words.next() == Some("store-5xx"),
+        ..PolicySettings::default()
+    };
     let request = lines.headers();
     let status_line = lines.next_text();
     let mut words = status_line.split_ascii_whitespace();
@@ -38,13 +44,20 @@ pub fn run(data: &[u8]) {
     let body_len = words.next().and_then(|s| s.parse::<u64>().ok());
     let response = lines.headers();
 
-    let settings = PolicySettings::default();
     let facts = RequestFacts {
         method: &method,
         headers: &request,
     };
     let decision = policy::store_decision(facts, status, &response, body_len, &settings);
-    if let Err(broken) = check_store(&method, &request, status, &response, body_len, &decision) {
+    let case = Case {
+        method: &method,
+        request: &request,
+        status,
+        response: &response,
+        body_len,
+        settings: &settings,
+    };
+    if let Err(broken) = check_store(&case, &decision) {
         panic!("store invariant violated: {broken}; decision {decision:?}");
     }
 
@@ -71,15 +84,26 @@ fn understood(status: StatusCode) -> bool {
     )
 }
 
+/// One storage question: the request, the origin's answer, the settings.
+pub struct Case<'a> {
+    pub method: &'a Method,
+    pub request: &'a HeaderMap,
+    pub status: StatusCode,
+    pub response: &'a HeaderMap,
+    pub body_len: Option<u64>,
+    pub settings: &'a PolicySettings,
+}
+
 /// The never-store rules; `Err` names the one a `Store` decision broke.
-pub fn check_store(
-    method: &Method,
-    request: &HeaderMap,
-    status: StatusCode,
-    response: &HeaderMap,
-    body_len: Option<u64>,
-    decision: &StoreDecision,
-) -> Result<(), String> {
+pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), String> {
+    let Case {
+        method,
+        request,
+        status,
+        response,
+        body_len,
+        settings,
+    } = *case;
     let StoreDecision::Store { strip_fields } = decision else {
         return Ok(());
     };
@@ -131,8 +155,13 @@ pub fn check_store(
     if status == StatusCode::PARTIAL_CONTENT {
         return Err("rule 2: stored a 206".into());
     }
-    if status.is_server_error() {
-        return Err("rule 2: stored a 5xx".into());
+    let explicit_lifetime =
+        d.has("s-maxage") || d.has("max-age") || response.contains_key(header::EXPIRES);
+    if status.is_server_error() && !(settings.store_server_errors && explicit_lifetime) {
+        return Err(
+            "rule 2: stored a 5xx without CACHE_SERVER_ERRORS=explicit and an explicit lifetime"
+                .into(),
+        );
     }
     if status == StatusCode::NOT_MODIFIED || status.is_informational() {
         return Err("stored a 304 or 1xx as an entry of its own".into());
@@ -140,7 +169,7 @@ pub fn check_store(
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Err(format!("stored the answer to a {method}"));
     }
-    if body_len.is_some_and(|len| len > PolicySettings::default().max_object_bytes) {
+    if body_len.is_some_and(|len| len > settings.max_object_bytes) {
         return Err("stored a body above CACHE_MAX_OBJECT_BYTES".into());
     }
     Ok(())
@@ -152,21 +181,30 @@ mod tests {
 
     fn decide(input: &str) -> Result<(), String> {
         let mut lines = Lines::new(input.as_bytes());
-        let method = Method::from_bytes(lines.next_text().as_bytes()).unwrap_or(Method::GET);
+        let method_line = lines.next_text();
+        let mut words = method_line.split_ascii_whitespace();
+        let method =
+            Method::from_bytes(words.next().unwrap_or("").as_bytes()).unwrap_or(Method::GET);
+        let settings = PolicySettings {
+            store_server_errors: words.next() == Some("store-5xx"),
+            ..PolicySettings::default()
+        };
         let request = lines.headers();
         let status = StatusCode::from_u16(lines.next_text().parse().unwrap_or(200))
             .unwrap_or(StatusCode::OK);
         let response = lines.headers();
-        check_store(
-            &method,
-            &request,
+        let case = Case {
+            method: &method,
+            request: &request,
             status,
-            &response,
-            None,
-            &StoreDecision::Store {
-                strip_fields: Vec::new(),
-            },
-        )
+            response: &response,
+            body_len: None,
+            settings: &settings,
+        };
+        let store = StoreDecision::Store {
+            strip_fields: Vec::new(),
+        };
+        check_store(&case, &store)
     }
 
     #[test]
@@ -189,6 +227,8 @@ mod tests {
         assert!(decide("GET\n\n200\ncache-control: no-store, max-age=5\n").is_err());
         assert!(decide("GET\ncache-control: no-store\n\n200\n").is_err());
         assert!(decide("GET\n\n503\ncache-control: max-age=5\n").is_err());
+        assert!(decide("GET store-5xx\n\n503\ncache-control: max-age=5\n").is_ok());
+        assert!(decide("GET store-5xx\n\n503\netag: \"a\"\n").is_err());
         assert!(decide("GET\n\n200\ncache-control: no-store, must-understand\n").is_ok());
         assert!(decide("GET\n\n299\ncache-control: no-store, must-understand\n").is_err());
     }
