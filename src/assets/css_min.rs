@@ -170,14 +170,16 @@ impl Gap {
 }
 
 /// `/**/` where a dropped comment separated two characters that would
-/// otherwise join into one token (`1px/**/2px`, `a/**/b`).
+/// otherwise join into one token (`1px/**/2px`, `a/**/b`) or open a comment.
 fn flush_comment_gap(out: &mut String, gap: &mut bool, next: u8) {
     if !std::mem::take(gap) {
         return;
     }
     let namish =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'%' | b'\\') || c >= 0x80;
-    if out.as_bytes().last().is_some_and(|&prev| namish(prev)) && namish(next) {
+    let joins = out.as_bytes().last().is_some_and(|&prev| namish(prev)) && namish(next);
+    // `/` + `*` would open a comment that was not there (`a//**/*b`).
+    if joins || (out.ends_with('/') && next == b'*') {
         out.push_str("/**/");
     }
 }
