@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::health::HealthPolicy;
 use crate::origin_pool::RetryPolicy;
 use crate::policy::PolicySettings;
-use crate::purge::PurgeConfig;
+use crate::purge::{PurgeConfig, SecretToken};
 use crate::warming::WarmSettings;
 use std::collections::HashSet;
 use std::fmt;
@@ -85,6 +85,8 @@ pub const VAR_ORIGIN_MAX_ATTEMPTS: &str = "ORIGIN_MAX_ATTEMPTS";
 pub const VAR_ORIGIN_DEADLINE_MS: &str = "ORIGIN_DEADLINE_MS";
 /// `json` (default): one JSON log line per request; `off`: none.
 pub const VAR_REQUEST_LOG: &str = "REQUEST_LOG";
+/// Bearer token of the state endpoint (a secret); `PURGE_TOKEN` when unset.
+pub const VAR_STATE_TOKEN: &str = "STATE_TOKEN";
 
 const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
@@ -182,8 +184,11 @@ pub struct Config {
     pub request_log: bool,
     pub health: HealthPolicy,
     pub health_sync_secs: u64,
-    /// Tag purge settings; its token also guards the other operator endpoints.
+    /// Tag purge settings; its token (the operator token) also guards the
+    /// health endpoint, and the state endpoint when `state_token` is unset.
     pub purge: PurgeConfig,
+    /// `STATE_TOKEN`: a token for the state endpoint alone (export/import).
+    pub state_token: Option<SecretToken>,
     pub assets: AssetSettings,
     pub warming: WarmSettings,
     pub retry: RetryPolicy,
@@ -380,6 +385,14 @@ impl Config {
                 variable: e.variable,
                 message: e.message,
             })?,
+            state_token: lookup(VAR_STATE_TOKEN)
+                .filter(|v| !v.trim().is_empty())
+                .map(|raw| crate::purge::secret(VAR_STATE_TOKEN, raw, crate::purge::MIN_TOKEN_LEN))
+                .transpose()
+                .map_err(|e| ConfigError {
+                    variable: e.variable,
+                    message: e.message,
+                })?,
             retry: RetryPolicy {
                 failure_statuses: status_list(
                     VAR_ORIGIN_FAILURE_STATUSES,
@@ -406,6 +419,11 @@ impl Config {
                 }
             },
         })
+    }
+
+    /// The token of the state endpoint: `STATE_TOKEN`, else `PURGE_TOKEN`.
+    pub fn state_token(&self) -> Option<&SecretToken> {
+        self.state_token.as_ref().or(self.purge.token.as_ref())
     }
 
     /// The settings the cache policy works with.
@@ -504,6 +522,19 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         });
     }
     Ok(origins)
+}
+
+/// The operator token (`PURGE_TOKEN`) read on its own, for when the rest of
+/// the configuration is invalid: it still lets the operator read the details
+/// at the health endpoint. `None` when unset or itself invalid.
+pub fn operator_token(lookup: impl Fn(&str) -> Option<String>) -> Option<SecretToken> {
+    let raw = lookup(crate::purge::VAR_PURGE_TOKEN).filter(|v| !v.trim().is_empty())?;
+    crate::purge::secret(
+        crate::purge::VAR_PURGE_TOKEN,
+        raw,
+        crate::purge::MIN_TOKEN_LEN,
+    )
+    .ok()
 }
 
 /// `value` when it is at most `max` bytes; otherwise the error says why.
@@ -1049,5 +1080,49 @@ mod tests {
             assert!(!message.contains("hunter2"), "{message}");
             assert!(message.contains("***@"), "{message}");
         }
+    }
+
+    #[test]
+    fn state_token_falls_back_to_the_purge_token_and_is_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://127.0.0.1"}]"#);
+        let purge = ("PURGE_TOKEN", "purge-token-0123456789");
+        let only_purge = config_from(&[origins, purge]).expect("valid");
+        assert_eq!(
+            only_purge.state_token().map(SecretToken::expose),
+            Some("purge-token-0123456789")
+        );
+        let both = config_from(&[origins, purge, (VAR_STATE_TOKEN, "state-token-0123456789")])
+            .expect("valid");
+        assert_eq!(
+            both.state_token().map(SecretToken::expose),
+            Some("state-token-0123456789")
+        );
+        let short = config_from(&[origins, (VAR_STATE_TOKEN, "short")]).expect_err("too short");
+        assert_eq!(short.variable, VAR_STATE_TOKEN);
+        assert!(
+            !short.message.contains("short\""),
+            "never the secret: {}",
+            short.message
+        );
+        assert!(config_from(&[origins])
+            .expect("valid")
+            .state_token()
+            .is_none());
+    }
+
+    #[test]
+    fn the_operator_token_is_read_even_when_the_rest_is_invalid() {
+        let vars = |name: &str| match name {
+            "PURGE_TOKEN" => Some("purge-token-0123456789".to_owned()),
+            VAR_ORIGINS => Some("not json".to_owned()),
+            _ => None,
+        };
+        assert!(Config::from_vars(vars).is_err());
+        assert_eq!(
+            operator_token(vars).map(|t| t.expose().to_owned()),
+            Some("purge-token-0123456789".to_owned())
+        );
+        assert_eq!(operator_token(|_| Some("short".to_owned())), None);
+        assert_eq!(operator_token(|_| None), None);
     }
 }
