@@ -522,6 +522,17 @@ pub async fn serve_state<R: TagRegistryStore, H: HealthStore, S: BodyStreams>(
     stores: StateStores<'_, R, H, S>,
     ctx: StateContext<'_>,
 ) -> Response<Body> {
+    match run(request, &stores, ctx).await {
+        Ok(response) => response,
+        Err(err) => err.to_response(),
+    }
+}
+
+async fn run<R: TagRegistryStore, H: HealthStore, S: BodyStreams>(
+    request: &Request<Body>,
+    stores: &StateStores<'_, R, H, S>,
+    ctx: StateContext<'_>,
+) -> Result<Response<Body>, StateError> {
     let upload = body::streamed_request(request);
     let operation = authorize(
         request.method(),
@@ -529,28 +540,22 @@ pub async fn serve_state<R: TagRegistryStore, H: HealthStore, S: BodyStreams>(
         request.uri().query(),
         ctx.token,
     );
-    let outcome = match (operation, upload) {
-        (Ok(StateOperation::Import { dry_run }), upload) => {
-            let read = match upload {
-                Some(stream) => read_upload(stores.streams, stream).await,
-                None => Ok(request.body().clone()),
-            };
-            match read {
-                Ok(bytes) => import_body(bytes, &stores, ctx, dry_run).await,
-                Err(err) => Err(err),
-            }
-        }
-        (operation, upload) => {
+    let dry_run = match operation {
+        Ok(StateOperation::Import { dry_run }) => dry_run,
+        refused_or_export => {
+            // A streamed body is not wanted: dropped unread.
             if let Some(stream) = upload {
                 stores.streams.cancel(stream);
             }
-            match operation {
-                Ok(_) => export_response(&stores, ctx).await,
-                Err(err) => Err(err),
-            }
+            refused_or_export?;
+            return export_response(stores, ctx).await;
         }
     };
-    outcome.unwrap_or_else(|err| err.to_response())
+    let bytes = match upload {
+        Some(stream) => read_upload(stores.streams, stream).await?,
+        None => request.body().clone(),
+    };
+    import_body(bytes, stores, ctx, dry_run).await
 }
 
 async fn read_upload<S: BodyStreams>(
