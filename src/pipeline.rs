@@ -38,6 +38,7 @@ use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter, SecretToken
 use crate::range;
 use crate::registry::{self, EntryState, RegistryMemo};
 use crate::server_timing::{self, Metric};
+use crate::shaping;
 use crate::state;
 use crate::stored::{self, EntryMeta};
 use crate::tags;
@@ -52,6 +53,11 @@ const COALESCE_MAX_WAIT_MS: u64 = 30_000;
 
 /// Registry answers one isolate keeps at most.
 const MEMO_MAX_KEYS: usize = 10_000;
+
+/// Marks an origin's failure answer passed on after every candidate failed:
+/// the store decision refuses it whatever its headers say.
+#[derive(Debug, Clone, Copy)]
+struct FailedOver;
 
 /// The operator endpoint reporting origin health.
 pub const HEALTH_PATH: &str = "/__cachefront/health";
@@ -133,11 +139,82 @@ pub struct IsolateState {
     purge_limiter: Rc<RefCell<PurgeRateLimiter>>,
     /// Paths the asset store answered 404 for. Assets change only with a
     /// deploy, which starts new isolates, so the answer holds for this one.
-    not_assets: Rc<RefCell<HashSet<String>>>,
+    not_assets: Rc<RefCell<BoundedPathSet>>,
 }
 
-/// Paths remembered as "not an asset" per isolate (the set restarts when full).
+/// Paths remembered as "not an asset" per isolate: entries and bytes are both
+/// capped (the set restarts when full), and long paths are not remembered, so
+/// anonymous traffic cannot grow it past a few hundred KB.
 const NOT_ASSETS_MAX: usize = 10_000;
+const NOT_ASSETS_MAX_BYTES: usize = 512 * 1024;
+const NOT_ASSETS_MAX_PATH_BYTES: usize = 1024;
+/// Background refreshes one isolate runs at once; past this, stale answers
+/// wait for a client's own revalidation.
+const REFRESHING_MAX: usize = 256;
+
+/// A set of paths bounded in entries and bytes.
+#[derive(Default)]
+pub struct BoundedPathSet {
+    paths: HashSet<String>,
+    bytes: usize,
+}
+
+impl BoundedPathSet {
+    pub fn contains(&self, path: &str) -> bool {
+        self.paths.contains(path)
+    }
+
+    /// Remembers `path` unless it is too long; starts over when a cap is hit.
+    pub fn insert(&mut self, path: &str) {
+        if path.len() > NOT_ASSETS_MAX_PATH_BYTES || self.paths.contains(path) {
+            return;
+        }
+        if self.paths.len() >= NOT_ASSETS_MAX || self.bytes + path.len() > NOT_ASSETS_MAX_BYTES {
+            self.paths.clear();
+            self.bytes = 0;
+        }
+        self.bytes += path.len();
+        self.paths.insert(path.to_owned());
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Holds a key in the `refreshing` set for as long as its refresh runs: if
+/// the runtime drops the background task, the key is released all the same.
+struct RefreshClaim {
+    set: Rc<RefCell<HashSet<String>>>,
+    key: String,
+}
+
+impl RefreshClaim {
+    fn take(set: &Rc<RefCell<HashSet<String>>>, key: &str) -> Option<Self> {
+        let mut keys = set.borrow_mut();
+        if keys.len() >= REFRESHING_MAX || !keys.insert(key.to_owned()) {
+            return None;
+        }
+        Some(Self {
+            set: Rc::clone(set),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        self.set.borrow_mut().remove(&self.key);
+    }
+}
 
 impl IsolateState {
     pub fn new(config: &Config) -> Self {
@@ -165,11 +242,18 @@ impl IsolateState {
     }
 
     fn remember_not_asset(&self, path: &str) {
-        let mut paths = self.not_assets.borrow_mut();
-        if paths.len() >= NOT_ASSETS_MAX {
-            paths.clear();
-        }
-        paths.insert(path.to_owned());
+        self.not_assets.borrow_mut().insert(path);
+    }
+
+    /// Entries and bytes of the "not an asset" set (for tests and reports).
+    pub fn not_asset_paths(&self) -> (usize, usize) {
+        let paths = self.not_assets.borrow();
+        (paths.len(), paths.bytes())
+    }
+
+    /// Keys being refreshed in the background right now.
+    pub fn refreshing(&self) -> usize {
+        self.refreshing.borrow().len()
     }
 
     /// Whether this state was built for the same memory-tier limits.
@@ -196,7 +280,8 @@ enum Tiers {
 
 enum Lookup {
     Found(Box<StoredEntry>),
-    VaryMiss,
+    /// The URL is stored, but not for this variant: the fields it varies on.
+    VaryMiss(Vec<String>),
     Miss,
 }
 
@@ -362,7 +447,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     async fn serve(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
         if request.uri().path() == purge::PURGE_PATH {
@@ -387,12 +472,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
             };
         }
+        // From here on the key, the asset store and the origin all see the
+        // shaped URI: normalised path, keyed query (see `shaping`).
+        if let Some(shaped) =
+            shaping::shaped_uri(request.uri(), &self.config.cache_ignore_query_params)
+        {
+            *request.uri_mut() = shaped;
+        }
         let method = request.method().clone();
         let readable = method == Method::GET || method == Method::HEAD;
         let host = forward::request_host(&request);
+        let bypass_cookie = readable
+            && shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies);
         let key = match &host {
             Some(host)
                 if readable
+                    && !bypass_cookie
                     && request.body().is_empty()
                     && body::streamed_request(&request).is_none() =>
             {
@@ -458,6 +553,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             );
         };
 
+        if bypass_cookie {
+            // A logged-in user's request: neither read nor written (BYPASS_COOKIES).
+            let (response, status) = self
+                .forward_uncached(&request, Forward::Bypass, trace)
+                .await;
+            return (response, status.with_detail("bypass-cookie"));
+        }
         if !readable {
             let (response, status) = self
                 .forward_uncached(&request, Forward::Method, trace)
@@ -485,12 +587,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 self.serve_stored(request, key, *entry, &directives, trace)
                     .await
             }
-            Lookup::VaryMiss | Lookup::Miss if directives.only_if_cached => (
+            Lookup::VaryMiss(_) | Lookup::Miss if directives.only_if_cached => (
                 EdgeError::NotCached.to_response(),
                 CacheStatus::forward(Forward::UriMiss).with_outcome(Outcome::Error),
             ),
-            Lookup::VaryMiss => {
-                self.fetch(request, key, Forward::VaryMiss, None, trace)
+            Lookup::VaryMiss(fields) => {
+                self.fetch(request, key, Forward::VaryMiss, None, fields, trace)
                     .await
             }
             Lookup::Miss => {
@@ -499,13 +601,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::UriMiss
                 };
-                self.fetch(request, key, fwd, None, trace).await
+                self.fetch(request, key, fwd, None, Vec::new(), trace).await
             }
         }
     }
 
+    /// Request fields in the key: `CACHE_KEY_HEADERS`, and `Origin` whenever a
+    /// request has one (origins reflect it into CORS answers without `Vary`).
     fn key_headers(&self, headers: &http::HeaderMap) -> Vec<(String, String)> {
-        self.config
+        let mut keyed: Vec<(String, String)> = self
+            .config
             .cache_key_headers
             .iter()
             .map(|name| {
@@ -517,7 +622,14 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .join(",");
                 (name.clone(), value)
             })
-            .collect()
+            .collect();
+        let origin = header::ORIGIN.as_str();
+        if !self.config.cache_key_headers.iter().any(|n| n == origin) {
+            if let Some(value) = shaping::keyed_origin(headers) {
+                keyed.push((origin.to_owned(), value));
+            }
+        }
+        keyed
     }
 
     fn primary_key(&self, host: &str, uri: &Uri, headers: &http::HeaderMap) -> String {
@@ -528,6 +640,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             headers: &keyed,
         };
         cache_key::primary_key(rules, host, uri)
+    }
+
+    /// Which request fields reach the origin: the allow-list, the keyed ones,
+    /// and the fields this URL is known to vary on.
+    fn forward_rules<'a>(&'a self, varied: &'a [String]) -> forward::ForwardRules<'a> {
+        forward::ForwardRules {
+            keyed: &self.config.cache_key_headers,
+            extra: &self.config.forward_request_headers,
+            varied,
+        }
     }
 
     /// Reads a key from the memory tier, then the Cache API (promoting hits).
@@ -626,7 +748,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     tier,
                 }))
             }
-            _ => Lookup::VaryMiss,
+            _ => Lookup::VaryMiss(fields),
         }
     }
 
@@ -656,8 +778,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 freshness.age_secs = freshness.age_secs.max(freshness.lifetime_secs);
             }
             EntryState::HardPurged => {
-                let (response, status) =
-                    self.fetch(request, key, Forward::Stale, None, trace).await;
+                let (response, status) = self
+                    .fetch(
+                        request,
+                        key,
+                        Forward::Stale,
+                        None,
+                        entry.meta.variant_fields(),
+                        trace,
+                    )
+                    .await;
                 return (response, status.with_detail("purged"));
             }
         }
@@ -705,7 +835,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::Stale
                 };
-                self.fetch(request, key, fwd, Some(entry), trace).await
+                self.fetch(request, key, fwd, Some(entry), Vec::new(), trace)
+                    .await
             }
         }
     }
@@ -718,14 +849,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         entry_key: String,
         entry: Option<StoredEntry>,
     ) {
-        if !self
-            .isolate
-            .refreshing
-            .borrow_mut()
-            .insert(entry_key.clone())
-        {
+        let Some(claim) = RefreshClaim::take(&self.isolate.refreshing, &entry_key) else {
             return;
-        }
+        };
         let mut refresh = Request::new(Body::new());
         *refresh.method_mut() = Method::GET;
         *refresh.uri_mut() = request.uri().clone();
@@ -736,11 +862,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.platform.background().spawn(Box::pin(async move {
             let mut trace = Trace::default();
             let (mut refreshed, _) = this
-                .fetch(refresh, key, Forward::Stale, entry, &mut trace)
+                .fetch(refresh, key, Forward::Stale, entry, Vec::new(), &mut trace)
                 .await;
             // Only the cache write matters; the client's branch is dropped.
             this.drop_stream(&mut refreshed);
-            this.isolate.refreshing.borrow_mut().remove(&entry_key);
+            drop(claim);
         }));
     }
 
@@ -776,7 +902,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         fwd: Forward,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        match self.send(request, |_| {}, trace).await {
+        match self.send(request, |_| {}, &[], trace).await {
             Ok(response) => {
                 let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
                 (response, status)
@@ -1119,6 +1245,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         &self,
         request: &Request<Body>,
         adjust: impl FnOnce(&mut http::HeaderMap),
+        varied: &[String],
         trace: &mut Trace,
     ) -> Result<Response<Body>, EdgeError> {
         let mut base = Request::new(request.body().clone());
@@ -1156,8 +1283,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .timeout_ms
                 .min(policy.deadline_ms.saturating_sub(elapsed))
                 .max(1);
-            let mut origin_request =
-                forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
+            let rules = self.forward_rules(varied);
+            let mut origin_request = forward::origin_request(&base, origin, rules)?;
             if let Some(upload) = &upload {
                 origin_request.extensions_mut().insert(upload.clone());
             }
@@ -1214,9 +1341,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 }
             }
         }
-        if let Some((response, origin, took)) = failed_response {
+        if let Some((mut response, origin, took)) = failed_response {
             // Every candidate failed, and the last answer was an origin's own
-            // error page: pass it on rather than inventing one.
+            // error page: pass it on rather than inventing one, never to be stored.
+            response.extensions_mut().insert(FailedOver);
             trace
                 .failed_attempts
                 .retain(|(name, _, ms)| !(name == &origin && *ms == took));
@@ -1315,14 +1443,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Fetches a cacheable request from the origin (revalidating `stale` when
     /// given), stores what may be stored, and shares the answer with requests
     /// for the same key that arrive meanwhile.
+    ///
+    /// `known_vary` names the fields this URL is known to vary on (besides
+    /// those of `stale`): they are forwarded to the origin, since the key
+    /// already holds them.
     async fn fetch(
         &self,
         request: Request<Body>,
         key: String,
         fwd: Forward,
         stale: Option<StoredEntry>,
+        known_vary: Vec<String>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
+        let mut varied = known_vary;
+        if let Some(entry) = &stale {
+            varied.extend(entry.meta.variant_fields());
+        }
         let is_get = request.method() == Method::GET;
         let is_range = request.headers().contains_key(header::RANGE);
         // Range misses go through as they are; their 206 is never stored.
@@ -1358,21 +1495,29 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         };
 
         let stored_validators = stale.as_ref().map(|e| e.response.headers().clone());
+        let adjust = |headers: &mut http::HeaderMap| match &stored_validators {
+            Some(validators) => {
+                conditional::add_revalidation_headers(headers, validators);
+                headers.remove(header::RANGE);
+            }
+            None if is_get && !is_range => conditional::strip_client_conditionals(headers),
+            None => {}
+        };
         let request_time = self.now();
-        let result = self
-            .send(
-                &request,
-                |headers| match &stored_validators {
-                    Some(validators) => {
-                        conditional::add_revalidation_headers(headers, validators);
-                        headers.remove(header::RANGE);
-                    }
-                    None if is_get && !is_range => conditional::strip_client_conditionals(headers),
-                    None => {}
-                },
-                trace,
-            )
-            .await;
+        let mut result = self.send(&request, adjust, &varied, trace).await;
+        if let Ok(response) = &mut result {
+            // The answer varies on a field the client sent but the allow-list
+            // withheld: it was made without it. Now that the field is known
+            // to be keyed, ask again with it, once, so the answer filed under
+            // the client's value is the one the origin makes for that value.
+            let withheld =
+                withheld_vary_fields(request.headers(), response, self.forward_rules(&varied));
+            if is_get && !withheld.is_empty() {
+                self.drop_stream(response);
+                varied.extend(withheld);
+                result = self.send(&request, adjust, &varied, trace).await;
+            }
+        }
         let times = ResponseTimes {
             request_time_ms: request_time,
             response_time_ms: self.now(),
@@ -1463,7 +1608,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .push(format!("script or stylesheet served as sent: {detail}"));
             }
         }
-        let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);
+        let (answer, encoded) =
+            self.take_response(&request, key, response, times, fwd, &varied, trace);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());
         }
@@ -1486,6 +1632,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         let status = response.status().as_u16();
         let freshness = self.freshness(response.headers(), &meta);
+        // The waiter's own request decides whether a shared answer may serve
+        // it, exactly as for a stored one (e.g. `no-cache` or `max-age=0`).
+        let directives = RequestDirectives::from_headers(request.headers());
+        if policy::reuse(&directives, &freshness) != Reuse::Fresh {
+            return None;
+        }
         let view = self.client_view(request, response, None);
         let status = CacheStatus::forward(fwd)
             .with_fwd_status(status)
@@ -1514,7 +1666,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         )
     }
 
-    /// Folds a 304 into the stored entry, stores it again and serves it.
+    /// Folds a 304 into the stored entry and serves it. The merged response
+    /// goes through the same store decision as a new 200: if the 304 made it
+    /// unstorable (`no-store`, `private`, a different `Vary`…), it is served
+    /// once and the old entry is dropped.
     fn revalidated(
         &self,
         request: &Request<Body>,
@@ -1525,7 +1680,6 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let mut response = entry.response;
         conditional::merge_not_modified(response.headers_mut(), not_modified.headers());
-        let stream = body::unmark(&mut response);
         let mut meta = EntryMeta::new(
             times,
             policy::corrected_initial_age(not_modified.headers(), times),
@@ -1534,6 +1688,21 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         meta.tags = entry.meta.tags;
         meta.body_len = entry.meta.body_len;
         let freshness = self.freshness(response.headers(), &meta);
+        let status = CacheStatus::forward(fwd)
+            .with_outcome(Outcome::Revalidated)
+            .with_fwd_status(304)
+            .with_ttl(freshness.ttl_secs());
+        if let Some(reason) = self.merged_not_storable(request, &response, &meta) {
+            // A response that says no more (`no-store`, `private`, new `Vary`)
+            // takes the old entry with it; a credentialed request only leaves
+            // it as it was (its 304 may carry per-user fields).
+            if !matches!(reason, NoStoreReason::Authorization | NoStoreReason::Cookie) {
+                self.forget(&entry.key);
+            }
+            let view = self.client_view(request, response, Some(freshness.age_secs));
+            return ((view, status.with_detail(reason.as_str())), None);
+        }
+        let stream = body::unmark(&mut response);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
         let mut encoded = stored::encode(&response, meta, retention);
         let shared = match stream {
@@ -1550,18 +1719,54 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 Some(encoded)
             }
         };
-        let status = CacheStatus::forward(fwd)
-            .with_outcome(Outcome::Revalidated)
-            .with_fwd_status(304)
-            .with_ttl(freshness.ttl_secs())
-            .with_stored(true);
         (
             (
                 self.client_view(request, response, Some(freshness.age_secs)),
-                status,
+                status.with_stored(true),
             ),
             shared,
         )
+    }
+
+    /// Why a stored response updated by a 304 may no longer be stored: the
+    /// store decision says no, or its `Vary` no longer matches the entry's.
+    fn merged_not_storable(
+        &self,
+        request: &Request<Body>,
+        merged: &Response<Body>,
+        meta: &EntryMeta,
+    ) -> Option<NoStoreReason> {
+        let facts = RequestFacts {
+            method: &Method::GET,
+            headers: request.headers(),
+        };
+        let decision = policy::store_decision(
+            facts,
+            merged.status(),
+            merged.headers(),
+            meta.body_len,
+            &self.config.policy_settings(),
+        );
+        if let StoreDecision::Skip(reason) = decision {
+            return Some(reason);
+        }
+        let vary_fields = policy::vary_fields(merged.headers());
+        (vary_fields != meta.variant_fields()).then_some(NoStoreReason::VaryChanged)
+    }
+
+    /// Drops an entry from every tier: the memory tier now, the others after
+    /// the response.
+    fn forget(&self, key: &str) {
+        self.isolate.hot.remove_where(|k| k == key);
+        let cache = self.platform.cache().clone();
+        let global = self.kv_tier_on().then(|| self.platform.global().clone());
+        let key = key.to_owned();
+        self.platform.background().spawn(Box::pin(async move {
+            let _ = cache.delete(&key).await;
+            if let Some(global) = global {
+                let _ = global.delete(&stored::short_key(&key)).await;
+            }
+        }));
     }
 
     /// A response as this client should see it: a 304 for a satisfied
@@ -1656,6 +1861,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     /// Stores a fresh origin response when allowed and serves it. Returns the
     /// stored form too, for requests waiting on the same key.
+    #[allow(clippy::too_many_arguments)]
     fn take_response(
         &self,
         request: &Request<Body>,
@@ -1663,6 +1869,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         response: Response<Body>,
         times: ResponseTimes,
         fwd: Forward,
+        varied: &[String],
         trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let fwd_status = response.status().as_u16();
@@ -1692,6 +1899,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             body_len,
             &self.config.policy_settings(),
         ) {
+            _ if response.extensions().get::<FailedOver>().is_some() => {
+                StoreDecision::Skip(NoStoreReason::ErrorStatus)
+            }
             // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
             StoreDecision::Store { .. } if stream.is_some() && body_len.is_none() => {
                 StoreDecision::Skip(NoStoreReason::UnknownLength)
@@ -1749,7 +1959,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let entry_key = if vary_fields.is_empty() {
             key
         } else {
-            let values = vary::variant_values(request.headers(), &vary_fields);
+            // The variant is what the origin saw: a field it was not sent
+            // counts as absent, so its answer is never filed under a value it
+            // did not get (the next request with that value is a vary-miss,
+            // which forwards the field).
+            let seen = forward::forwarded_view(request.headers(), self.forward_rules(varied));
+            let values = vary::variant_values(&seen, &vary_fields);
             let variant_key = vary::variant_key(&key, &values);
             meta.variant = Some(values);
             self.store(
@@ -1823,6 +2038,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
     }
+}
+
+/// Fields a response varies on that the request carries but the origin was
+/// not sent (none for a 304, which keeps the stored entry's `Vary`).
+fn withheld_vary_fields(
+    request: &http::HeaderMap,
+    response: &Response<Body>,
+    rules: forward::ForwardRules<'_>,
+) -> Vec<String> {
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return Vec::new();
+    }
+    policy::vary_fields(response.headers())
+        .into_iter()
+        .filter(|field| {
+            field != "*" && request.contains_key(field.as_str()) && !rules.forwards(field)
+        })
+        .collect()
 }
 
 fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Body>, CacheStatus) {
