@@ -10,7 +10,7 @@
 //    docs/caching.md.
 // 3. Afterwards: a short wrk run and single requests must be answered normally.
 // Everything runs on loopback and every phase is bounded in time.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { originsVar, repoRoot, startOrigin, startWorker } from '../../tests/e2e/harness.mjs';
 
@@ -71,18 +71,24 @@ function workerdRssKiB(groupId) {
     .reduce((sum, [, , rss]) => sum + Number(rss), 0);
 }
 
-function wrk(url, seconds, runId) {
-  const out = spawnSync('wrk', ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '15s', '-s', path.join(here, 'mix.lua'), url, '--', runId], {
-    encoding: 'utf8',
-    timeout: (seconds + 60) * 1000,
-  });
-  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr || out.error}`);
-  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out.stdout);
+/** wrk, run asynchronously: the stand-in origin lives in this process. */
+async function wrk(url, seconds, runId) {
+  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '15s', '--latency', '-s', path.join(here, 'mix.lua'), url, '--', runId];
+  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const killer = setTimeout(() => child.kill('SIGKILL'), (seconds + 60) * 1000);
+  const status = await new Promise((resolve) => child.on('exit', resolve));
+  clearTimeout(killer);
+  if (status !== 0) throw new Error(`wrk failed (${status}): ${stderr}`);
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   return {
-    requests: Number(/(\d+) requests in/.exec(out.stdout)?.[1] ?? 0),
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out.stdout)?.[1] ?? 0),
-    p99: /99%\s+(\S+)/.exec(out.stdout)?.[1],
-    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out.stdout)?.[1] ?? 0),
+    requests: Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0),
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0),
+    p99: /99%\s+(\S+)/.exec(stdout)?.[1],
+    non2xx: Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0),
     socketErrors: socket ? socket.slice(1).reduce((a, b) => a + Number(b), 0) : 0,
     socketDetail: socket?.[0] ?? 'Socket errors: none',
   };
@@ -118,7 +124,7 @@ try {
   for (const [name, w] of [['cachefront', cachefront], ['baseline', baseline]]) {
     await warm(w.url);
     const before = workerdRssKiB(w.pid);
-    const load = wrk(w.url, SECONDS, `${name}-${Date.now()}`);
+    const load = await wrk(w.url, SECONDS, `${name}-${Date.now()}`);
     await sleep(2_000);
     const afterLoad = workerdRssKiB(w.pid);
     memory[name] = { before, afterLoad };
@@ -181,7 +187,7 @@ try {
   const hit = await get(`${w}/after/miss`);
   check('afterwards: a miss is fetched and stored', miss.status === 200 && /stored/.test(miss.cache ?? ''), `[${miss.cache}]`);
   check('afterwards: then a hit', hit.status === 200 && /^cachefront; hit/.test(hit.cache ?? ''), `[${hit.cache}]`);
-  const again = wrk(w, 10, `after-${Date.now()}`);
+  const again = await wrk(w, 10, `after-${Date.now()}`);
   check('afterwards: 10 s of the mix without errors', again.socketErrors === 0 && again.non2xx === 0, `${again.requests} requests, ${again.rps.toFixed(0)} req/s, non-2xx ${again.non2xx}, ${again.socketDetail}`);
   await sleep(2_000);
   const end = workerdRssKiB(cachefront.pid);
