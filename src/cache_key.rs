@@ -1,8 +1,11 @@
-//! Cache keys: namespace + host + path + normalized query, as a URL the Cache
-//! API accepts. Query parameters are sorted so that `?a=1&b=2` and `?b=2&a=1`
-//! share one entry.
+//! Cache keys: namespace + scheme + host + normalised path + keyed query, as a
+//! URL the Cache API accepts. The path and query are shaped by
+//! [`crate::shaping`], the same function that builds what the origin receives:
+//! query members are sorted so that `?a=1&b=2` and `?b=2&a=1` share one entry.
 
 use http::Uri;
+
+use crate::shaping;
 
 /// Path segment that separates our keys from real URLs on the same host.
 const KEY_PREFIX: &str = "/.cachefront/";
@@ -18,15 +21,20 @@ pub struct KeyRules<'a> {
 }
 
 /// Builds the primary cache key for a request URI on `host`.
+/// The scheme is part of the key, so an origin's `http` → `https` redirect is
+/// never served to `https` clients (a URI without one counts as `https`).
 pub fn primary_key(rules: KeyRules<'_>, host: &str, uri: &Uri) -> String {
-    let path = uri.path();
-    let mut key = String::with_capacity(host.len() + path.len() + 64);
+    let path = shaping::normalize_path(uri.path());
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let mut key = String::with_capacity(host.len() + path.len() + 72);
     key.push_str("https://");
     key.push_str(&host.to_ascii_lowercase());
     key.push_str(KEY_PREFIX);
     key.push_str(rules.namespace);
-    key.push_str(path);
-    let mut query = normalized_query(uri.query().unwrap_or(""), rules.ignored_params);
+    key.push('/');
+    key.push_str(&scheme.to_ascii_lowercase());
+    key.push_str(&path);
+    let mut query = shaping::keyed_query(uri.query().unwrap_or(""), rules.ignored_params);
     for (name, value) in rules.headers {
         let member = format!("cachefront-h-{name}={}", percent_encode(value));
         query = Some(match query {
@@ -51,33 +59,6 @@ fn percent_encode(value: &str) -> String {
         }
     }
     out
-}
-
-fn is_ignored(pair: &str, ignored: &[String]) -> bool {
-    let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-    ignored
-        .iter()
-        .any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => name.starts_with(prefix),
-            None => name == pattern,
-        })
-}
-
-/// Sorts query pairs (stable for repeated names) and drops empty and ignored members.
-fn normalized_query(query: &str, ignored: &[String]) -> Option<String> {
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|p| !p.is_empty() && !is_ignored(p, ignored))
-        .collect();
-    if pairs.is_empty() {
-        return None;
-    }
-    fn name(pair: &str) -> &str {
-        pair.split_once('=').map_or(pair, |(name, _)| name)
-    }
-    // A stable sort keeps repeated names in the order the client gave them.
-    pairs.sort_by(|a, b| name(a).cmp(name(b)));
-    Some(pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -123,7 +104,7 @@ mod tests {
         assert_eq!(key("/p?b=2&a=1"), key("/p?a=1&b=2"));
         assert_eq!(
             key("/p?a=1&b=2"),
-            "https://shop.example/.cachefront/v1/p?a=1&b=2"
+            "https://shop.example/.cachefront/v1/https/p?a=1&b=2"
         );
     }
 
@@ -131,7 +112,7 @@ mod tests {
     fn repeated_parameters_keep_their_relative_order() {
         assert_eq!(
             key("/p?tag=z&a=1&tag=y"),
-            "https://shop.example/.cachefront/v1/p?a=1&tag=z&tag=y"
+            "https://shop.example/.cachefront/v1/https/p?a=1&tag=z&tag=y"
         );
         assert_ne!(key("/p?tag=z&tag=y"), key("/p?tag=y&tag=z"));
     }
@@ -157,5 +138,20 @@ mod tests {
             primary_key(rules(&[], &[]), "a.example", &uri),
             primary_key(rules(&[], &[]), "b.example", &uri)
         );
+    }
+
+    #[test]
+    fn scheme_separates_entries() {
+        let k = |u: &str| primary_key(rules(&[], &[]), "h", &u.parse().expect("uri"));
+        assert_ne!(k("http://h/p"), k("https://h/p"));
+        assert_eq!(k("https://h/p"), k("/p"), "no scheme counts as https");
+    }
+
+    #[test]
+    fn path_aliases_share_one_entry() {
+        assert_eq!(key("/a%62c"), key("/abc"));
+        assert_eq!(key("//abc"), key("/abc"));
+        assert_eq!(key("/x/../abc"), key("/abc"));
+        assert_ne!(key("/ABC"), key("/abc"));
     }
 }

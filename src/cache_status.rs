@@ -55,6 +55,12 @@ pub enum NoStoreReason {
     SetCookie,
     VaryStar,
     Authorization,
+    /// A request with a `Cookie` whose response did not allow shared storage.
+    Cookie,
+    /// A 5xx, or an origin's error page passed on after failover.
+    ErrorStatus,
+    /// A 304 brought a `Vary` that differs from the stored entry's.
+    VaryChanged,
     NoFreshness,
     TooLarge,
     /// A streamed body whose length the origin did not say.
@@ -74,6 +80,9 @@ impl NoStoreReason {
             Self::SetCookie => "set-cookie",
             Self::VaryStar => "vary-star",
             Self::Authorization => "authorization",
+            Self::Cookie => "cookie",
+            Self::ErrorStatus => "error-status",
+            Self::VaryChanged => "vary-changed",
             Self::NoFreshness => "no-freshness",
             Self::TooLarge => "too-large",
             Self::UnknownLength => "unknown-length",

@@ -27,6 +27,10 @@ pub const VAR_STREAM_BODIES_ABOVE_BYTES: &str = "STREAM_BODIES_ABOVE_BYTES";
 pub const VAR_CACHE_IGNORE_QUERY_PARAMS: &str = "CACHE_IGNORE_QUERY_PARAMS";
 /// Request headers that are part of the cache key (and so may reach the origin).
 pub const VAR_CACHE_KEY_HEADERS: &str = "CACHE_KEY_HEADERS";
+/// Extra request headers forwarded to origins besides the built-in allow-list.
+pub const VAR_FORWARD_REQUEST_HEADERS: &str = "FORWARD_REQUEST_HEADERS";
+/// Cookie-name globs: a request carrying one neither reads nor writes the cache.
+pub const VAR_BYPASS_COOKIES: &str = "BYPASS_COOKIES";
 /// Default stale-while-revalidate window when the origin gives none.
 pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
 /// Default stale-if-error window when the origin gives none.
@@ -150,6 +154,12 @@ pub struct Config {
     /// Lower-cased request headers added to cache keys; they are forwarded
     /// even when they are usually stripped as unkeyed overrides.
     pub cache_key_headers: Vec<String>,
+    /// Lower-cased request headers forwarded to origins besides the built-in
+    /// allow-list ([`crate::shaping::FORWARDED_REQUEST_FIELDS`]) and the keyed ones.
+    pub forward_request_headers: Vec<String>,
+    /// Cookie-name globs (`session*`): requests carrying such a cookie bypass
+    /// the cache in both directions, as logged-in users do on Varnish setups.
+    pub bypass_cookies: Vec<String>,
     pub stale_while_revalidate_secs: u64,
     pub stale_if_error_secs: u64,
     /// Staleness served while every origin is unreachable (0: off).
@@ -257,6 +267,12 @@ impl Config {
                 lookup(VAR_CACHE_KEY_HEADERS).as_deref().unwrap_or(""),
                 true,
             )?,
+            forward_request_headers: name_list(
+                VAR_FORWARD_REQUEST_HEADERS,
+                lookup(VAR_FORWARD_REQUEST_HEADERS).as_deref().unwrap_or(""),
+                true,
+            )?,
+            bypass_cookies: cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or(""))?,
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
             stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600)?,
@@ -578,6 +594,25 @@ fn name_list(var: &'static str, raw: &str, header_names: bool) -> Result<Vec<Str
         });
     }
     Ok(names)
+}
+
+/// `BYPASS_COOKIES`: comma-separated cookie-name globs (`*` wildcard).
+fn cookie_globs(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let mut globs = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        // Cookie names are RFC 6265 tokens; `*` is our wildcard.
+        let valid = item
+            .bytes()
+            .all(|b| b == b'*' || (b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)));
+        if !valid {
+            return Err(ConfigError::new(
+                VAR_BYPASS_COOKIES,
+                format_args!("{item:?} is not a cookie name or a glob of one"),
+            ));
+        }
+        globs.push(item.to_owned());
+    }
+    Ok(globs)
 }
 
 fn validate_name(name: &str) -> Result<(), String> {
@@ -909,8 +944,13 @@ mod tests {
             (VAR_STALE_IF_ERROR_SECS, "600"),
             (VAR_MEMORY_CACHE_BYTES, "0"),
             (VAR_REQUEST_LOG, "off"),
+            (VAR_FORWARD_REQUEST_HEADERS, "X-Tenant, X-Device"),
+            (VAR_BYPASS_COOKIES, "session*, wordpress_logged_in_*"),
         ])
         .expect("valid");
+        assert_eq!(tuned.forward_request_headers, ["x-tenant", "x-device"]);
+        assert_eq!(tuned.bypass_cookies, ["session*", "wordpress_logged_in_*"]);
+        assert!(defaults.bypass_cookies.is_empty());
         assert_eq!(tuned.cache_ignore_query_params, ["ref", "utm_*"]);
         assert_eq!(tuned.cache_key_headers, ["x-forwarded-host"]);
         assert_eq!(tuned.policy_settings().default_swr_secs, 30);
@@ -924,6 +964,9 @@ mod tests {
             (VAR_CACHE_IGNORE_QUERY_PARAMS, "a=b"),
             (VAR_MEMORY_CACHE_MAX_SECS, "-3"),
             (VAR_REQUEST_LOG, "verbose"),
+            (VAR_FORWARD_REQUEST_HEADERS, "bad header"),
+            (VAR_BYPASS_COOKIES, "a=b"),
+            (VAR_BYPASS_COOKIES, "sess;ion"),
         ] {
             let err = config_from(&[origins, (var, bad)]).expect_err(bad);
             assert_eq!(err.variable, var);

@@ -1,15 +1,18 @@
 //! Building the request sent to an origin, and cleaning the origin's response.
 //!
-//! Headers that would let a client steer the origin without being part of the
-//! cache key (`X-Forwarded-Host`, `X-Original-URL`, …) are dropped here and the
-//! forwarding headers are set from what the edge actually received, so they
-//! cannot poison a shared entry.
+//! Request fields reach the origin through an allow-list
+//! ([`shaping::FORWARDED_REQUEST_FIELDS`], `FORWARD_REQUEST_HEADERS` and the
+//! keyed fields): anything else a client sends — `X-Forwarded-Host`,
+//! `X-Original-URL`, `True-Client-IP`, a forged `X-Forwarded-For` — could steer
+//! the origin without being part of the cache key, and never leaves the edge.
+//! The forwarding fields are set from what the edge itself received.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
 
 use crate::config::OriginConfig;
 use crate::error::EdgeError;
+use crate::shaping;
 use crate::Body;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) never forwarded in either direction.
@@ -25,20 +28,18 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Request fields that change what some origins return but are not keyed.
-const UNKEYED_OVERRIDES: &[&str] = &[
-    "forwarded",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-scheme",
-    "x-forwarded-port",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-host",
-];
+/// The client address as the Workers runtime reports it (never client-sent).
+const CONNECTING_IP: &str = "cf-connecting-ip";
+
+/// Which request fields besides the built-in allow-list reach an origin.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardRules<'a> {
+    /// Fields in the cache key (`CACHE_KEY_HEADERS`): forwarded as sent, and
+    /// the edge does not overwrite them.
+    pub keyed: &'a [String],
+    /// `FORWARD_REQUEST_HEADERS`.
+    pub extra: &'a [String],
+}
 
 /// Removes hop-by-hop fields, including any the `Connection` field nominates.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -69,13 +70,14 @@ pub fn request_host(request: &Request<Body>) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Builds the request to send to `origin` for a client request. Fields named
-/// in `keyed` are part of the cache key, so they may pass even if they are
-/// usually stripped as unkeyed overrides.
+/// Builds the request to send to `origin` for a client request whose URI is
+/// already shaped ([`shaping::shaped_uri`]). Only allow-listed and keyed
+/// fields are copied; a client's `Connection` header cannot remove them, so
+/// the origin sees the same values the cache key and `Vary` were built from.
 pub fn origin_request(
     request: &Request<Body>,
     origin: &OriginConfig,
-    keyed: &[String],
+    rules: ForwardRules<'_>,
 ) -> Result<Request<Body>, EdgeError> {
     let mut url = origin.url.clone();
     let prefix = origin.url.path().trim_end_matches('/');
@@ -86,33 +88,38 @@ pub fn origin_request(
         .parse()
         .map_err(|e| EdgeError::BadRequest(format!("cannot forward this URL: {e}")))?;
 
-    let mut headers = request.headers().clone();
-    strip_hop_by_hop(&mut headers);
-    for name in UNKEYED_OVERRIDES {
-        if !keyed.iter().any(|k| k == name) {
-            headers.remove(*name);
+    let keyed = |name: &str| rules.keyed.iter().any(|k| k == name);
+    let mut headers = HeaderMap::with_capacity(request.headers().len() + 4);
+    for (name, value) in request.headers() {
+        let name_str = name.as_str();
+        if HOP_BY_HOP.contains(&name_str) {
+            continue;
+        }
+        if shaping::is_forwarded_field(name_str, rules.extra) || keyed(name_str) {
+            headers.append(name.clone(), value.clone());
         }
     }
-    headers.remove(header::HOST);
-    let platform_fields: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("cf-"))
-        .cloned()
-        .collect();
-    for name in platform_fields {
-        headers.remove(name);
-    }
     let forwarded_host = HeaderName::from_static("x-forwarded-host");
-    if !keyed.iter().any(|k| k == forwarded_host.as_str()) {
+    if !keyed(forwarded_host.as_str()) {
         if let Some(host) = request_host(request) {
             if let Ok(value) = HeaderValue::from_str(&host) {
                 headers.insert(forwarded_host, value);
             }
         }
     }
-    let scheme = request.uri().scheme_str().unwrap_or("https");
-    if let Ok(value) = HeaderValue::from_str(scheme) {
-        headers.insert(HeaderName::from_static("x-forwarded-proto"), value);
+    let forwarded_proto = HeaderName::from_static("x-forwarded-proto");
+    if !keyed(forwarded_proto.as_str()) {
+        let scheme = request.uri().scheme_str().unwrap_or("https");
+        if let Ok(value) = HeaderValue::from_str(scheme) {
+            headers.insert(forwarded_proto, value);
+        }
+    }
+    if let Some(ip) = request.headers().get(CONNECTING_IP) {
+        for name in ["x-forwarded-for", "x-real-ip"] {
+            if !keyed(name) {
+                headers.insert(HeaderName::from_static(name), ip.clone());
+            }
+        }
     }
 
     if let Some(host) = origin
@@ -163,6 +170,11 @@ pub fn health_probe(origin: &OriginConfig, path: &str) -> Result<Request<Body>, 
 mod tests {
     use super::*;
 
+    const NONE: ForwardRules<'static> = ForwardRules {
+        keyed: &[],
+        extra: &[],
+    };
+
     fn origin(url: &str) -> OriginConfig {
         OriginConfig {
             name: "primary".into(),
@@ -181,7 +193,7 @@ mod tests {
         let req = client_request("https://shop.example/p", &[("host", "shop.example")]);
         let mut o = origin("http://10.0.0.1:8080");
         o.host = Some("backend.internal".into());
-        let out = origin_request(&req, &o, &[]).expect("forwarded");
+        let out = origin_request(&req, &o, NONE).expect("forwarded");
         assert_eq!(out.headers()["host"], "backend.internal");
         assert_eq!(out.uri().to_string(), "http://10.0.0.1:8080/p");
     }
@@ -209,12 +221,12 @@ mod tests {
     fn path_and_query_are_appended_to_the_origin_base() {
         let req = client_request("https://shop.example/products/7?ref=home", &[]);
         let out =
-            origin_request(&req, &origin("http://127.0.0.1:3000/app/"), &[]).expect("forwarded");
+            origin_request(&req, &origin("http://127.0.0.1:3000/app/"), NONE).expect("forwarded");
         assert_eq!(
             out.uri().to_string(),
             "http://127.0.0.1:3000/app/products/7?ref=home"
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
         assert_eq!(
             out.uri().to_string(),
             "http://127.0.0.1:3000/products/7?ref=home"
@@ -232,7 +244,7 @@ mod tests {
                 ("accept", "text/html"),
             ],
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
         assert_eq!(out.headers()["x-forwarded-host"], "shop.example");
         assert_eq!(out.headers()["x-forwarded-proto"], "https");
         assert!(out.headers().get("x-original-url").is_none());
@@ -247,8 +259,11 @@ mod tests {
             &[("x-forwarded-host", "tenant.example")],
         );
         let keyed = vec!["x-forwarded-host".to_owned()];
-        let out =
-            origin_request(&req, &origin("http://127.0.0.1:3000"), &keyed).expect("forwarded");
+        let rules = ForwardRules {
+            keyed: &keyed,
+            extra: &[],
+        };
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-forwarded-host"], "tenant.example");
     }
 
@@ -263,9 +278,79 @@ mod tests {
                 ("cf-ray", "abc"),
             ],
         );
-        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), &[]).expect("forwarded");
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
         for name in ["connection", "x-secret", "te", "cf-ray", "host"] {
             assert!(out.headers().get(name).is_none(), "{name} leaked");
         }
+    }
+
+    #[test]
+    fn client_forwarding_fields_are_replaced_by_the_edge() {
+        let req = client_request(
+            "https://shop.example/",
+            &[
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-real-ip", "6.6.6.6"),
+                ("true-client-ip", "6.6.6.6"),
+                ("x-forwarded-server", "evil"),
+                ("x-forwarded-prefix", "/evil"),
+                ("x-original-host", "evil.example"),
+                ("front-end-https", "off"),
+                ("cf-connecting-ip", "203.0.113.9"),
+            ],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
+        assert_eq!(out.headers()["x-forwarded-for"], "203.0.113.9");
+        assert_eq!(out.headers()["x-real-ip"], "203.0.113.9");
+        for name in [
+            "true-client-ip",
+            "x-forwarded-server",
+            "x-forwarded-prefix",
+            "x-original-host",
+            "front-end-https",
+            "cf-connecting-ip",
+        ] {
+            assert!(out.headers().get(name).is_none(), "{name} leaked");
+        }
+        let anonymous = client_request("https://shop.example/", &[("x-forwarded-for", "6.6.6.6")]);
+        let out =
+            origin_request(&anonymous, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
+        assert!(
+            out.headers().get("x-forwarded-for").is_none(),
+            "without a runtime address nothing is claimed"
+        );
+    }
+
+    #[test]
+    fn connection_cannot_remove_allow_listed_or_keyed_fields() {
+        let req = client_request(
+            "https://shop.example/",
+            &[
+                ("connection", "accept-language, x-tenant"),
+                ("accept-language", "de"),
+                ("x-tenant", "t1"),
+            ],
+        );
+        let keyed = vec!["x-tenant".to_owned()];
+        let rules = ForwardRules {
+            keyed: &keyed,
+            extra: &[],
+        };
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
+        assert_eq!(out.headers()["accept-language"], "de");
+        assert_eq!(out.headers()["x-tenant"], "t1");
+        assert!(out.headers().get("connection").is_none());
+    }
+
+    #[test]
+    fn extra_forwarded_headers_pass() {
+        let req = client_request("https://shop.example/", &[("x-device", "mobile")]);
+        let extra = vec!["x-device".to_owned()];
+        let rules = ForwardRules {
+            keyed: &[],
+            extra: &extra,
+        };
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
+        assert_eq!(out.headers()["x-device"], "mobile");
     }
 }

@@ -30,6 +30,7 @@ pub mod purge;
 pub mod range;
 pub mod registry;
 pub mod server_timing;
+pub mod shaping;
 pub mod state;
 pub mod stored;
 pub mod tags;

@@ -38,6 +38,7 @@ use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter};
 use crate::range;
 use crate::registry::{self, EntryState, RegistryMemo};
 use crate::server_timing::{self, Metric};
+use crate::shaping;
 use crate::state;
 use crate::stored::{self, EntryMeta};
 use crate::tags;
@@ -52,6 +53,11 @@ const COALESCE_MAX_WAIT_MS: u64 = 30_000;
 
 /// Registry answers one isolate keeps at most.
 const MEMO_MAX_KEYS: usize = 10_000;
+
+/// Marks an origin's failure answer passed on after every candidate failed:
+/// the store decision refuses it whatever its headers say.
+#[derive(Debug, Clone, Copy)]
+struct FailedOver;
 
 /// The operator endpoint reporting origin health.
 pub const HEALTH_PATH: &str = "/__cachefront/health";
@@ -133,11 +139,82 @@ pub struct IsolateState {
     purge_limiter: Rc<RefCell<PurgeRateLimiter>>,
     /// Paths the asset store answered 404 for. Assets change only with a
     /// deploy, which starts new isolates, so the answer holds for this one.
-    not_assets: Rc<RefCell<HashSet<String>>>,
+    not_assets: Rc<RefCell<BoundedPathSet>>,
 }
 
-/// Paths remembered as "not an asset" per isolate (the set restarts when full).
+/// Paths remembered as "not an asset" per isolate: entries and bytes are both
+/// capped (the set restarts when full), and long paths are not remembered, so
+/// anonymous traffic cannot grow it past a few hundred KB.
 const NOT_ASSETS_MAX: usize = 10_000;
+const NOT_ASSETS_MAX_BYTES: usize = 512 * 1024;
+const NOT_ASSETS_MAX_PATH_BYTES: usize = 1024;
+/// Background refreshes one isolate runs at once; past this, stale answers
+/// wait for a client's own revalidation.
+const REFRESHING_MAX: usize = 256;
+
+/// A set of paths bounded in entries and bytes.
+#[derive(Default)]
+pub struct BoundedPathSet {
+    paths: HashSet<String>,
+    bytes: usize,
+}
+
+impl BoundedPathSet {
+    pub fn contains(&self, path: &str) -> bool {
+        self.paths.contains(path)
+    }
+
+    /// Remembers `path` unless it is too long; starts over when a cap is hit.
+    pub fn insert(&mut self, path: &str) {
+        if path.len() > NOT_ASSETS_MAX_PATH_BYTES || self.paths.contains(path) {
+            return;
+        }
+        if self.paths.len() >= NOT_ASSETS_MAX || self.bytes + path.len() > NOT_ASSETS_MAX_BYTES {
+            self.paths.clear();
+            self.bytes = 0;
+        }
+        self.bytes += path.len();
+        self.paths.insert(path.to_owned());
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// Holds a key in the `refreshing` set for as long as its refresh runs: if
+/// the runtime drops the background task, the key is released all the same.
+struct RefreshClaim {
+    set: Rc<RefCell<HashSet<String>>>,
+    key: String,
+}
+
+impl RefreshClaim {
+    fn take(set: &Rc<RefCell<HashSet<String>>>, key: &str) -> Option<Self> {
+        let mut keys = set.borrow_mut();
+        if keys.len() >= REFRESHING_MAX || !keys.insert(key.to_owned()) {
+            return None;
+        }
+        Some(Self {
+            set: Rc::clone(set),
+            key: key.to_owned(),
+        })
+    }
+}
+
+impl Drop for RefreshClaim {
+    fn drop(&mut self) {
+        self.set.borrow_mut().remove(&self.key);
+    }
+}
 
 impl IsolateState {
     pub fn new(config: &Config) -> Self {
@@ -165,11 +242,18 @@ impl IsolateState {
     }
 
     fn remember_not_asset(&self, path: &str) {
-        let mut paths = self.not_assets.borrow_mut();
-        if paths.len() >= NOT_ASSETS_MAX {
-            paths.clear();
-        }
-        paths.insert(path.to_owned());
+        self.not_assets.borrow_mut().insert(path);
+    }
+
+    /// Entries and bytes of the "not an asset" set (for tests and reports).
+    pub fn not_asset_paths(&self) -> (usize, usize) {
+        let paths = self.not_assets.borrow();
+        (paths.len(), paths.bytes())
+    }
+
+    /// Keys being refreshed in the background right now.
+    pub fn refreshing(&self) -> usize {
+        self.refreshing.borrow().len()
     }
 
     /// Whether this state was built for the same memory-tier limits.
@@ -345,7 +429,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     async fn serve(
         &self,
-        request: Request<Body>,
+        mut request: Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
         if request.uri().path() == purge::PURGE_PATH {
@@ -370,12 +454,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
             };
         }
+        // From here on the key, the asset store and the origin all see the
+        // shaped URI: normalised path, keyed query (see `shaping`).
+        if let Some(shaped) =
+            shaping::shaped_uri(request.uri(), &self.config.cache_ignore_query_params)
+        {
+            *request.uri_mut() = shaped;
+        }
         let method = request.method().clone();
         let readable = method == Method::GET || method == Method::HEAD;
         let host = forward::request_host(&request);
+        let bypass_cookie = readable
+            && shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies);
         let key = match &host {
             Some(host)
                 if readable
+                    && !bypass_cookie
                     && request.body().is_empty()
                     && body::streamed_request(&request).is_none() =>
             {
@@ -441,6 +535,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             );
         };
 
+        if bypass_cookie {
+            // A logged-in user's request: neither read nor written (BYPASS_COOKIES).
+            let (response, status) = self
+                .forward_uncached(&request, Forward::Bypass, trace)
+                .await;
+            return (response, status.with_detail("bypass-cookie"));
+        }
         if !readable {
             let (response, status) = self
                 .forward_uncached(&request, Forward::Method, trace)
@@ -487,8 +588,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
+    /// Request fields in the key: `CACHE_KEY_HEADERS`, and `Origin` whenever a
+    /// request has one (origins reflect it into CORS answers without `Vary`).
     fn key_headers(&self, headers: &http::HeaderMap) -> Vec<(String, String)> {
-        self.config
+        let mut keyed: Vec<(String, String)> = self
+            .config
             .cache_key_headers
             .iter()
             .map(|name| {
@@ -500,7 +604,14 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .join(",");
                 (name.clone(), value)
             })
-            .collect()
+            .collect();
+        let origin = header::ORIGIN.as_str();
+        if !self.config.cache_key_headers.iter().any(|n| n == origin) {
+            if let Some(value) = shaping::keyed_origin(headers) {
+                keyed.push((origin.to_owned(), value));
+            }
+        }
+        keyed
     }
 
     fn primary_key(&self, host: &str, uri: &Uri, headers: &http::HeaderMap) -> String {
@@ -701,14 +812,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         entry_key: String,
         entry: Option<StoredEntry>,
     ) {
-        if !self
-            .isolate
-            .refreshing
-            .borrow_mut()
-            .insert(entry_key.clone())
-        {
+        let Some(claim) = RefreshClaim::take(&self.isolate.refreshing, &entry_key) else {
             return;
-        }
+        };
         let mut refresh = Request::new(Body::new());
         *refresh.method_mut() = Method::GET;
         *refresh.uri_mut() = request.uri().clone();
@@ -723,7 +829,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .await;
             // Only the cache write matters; the client's branch is dropped.
             this.drop_stream(&mut refreshed);
-            this.isolate.refreshing.borrow_mut().remove(&entry_key);
+            drop(claim);
         }));
     }
 
@@ -1133,8 +1239,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .timeout_ms
                 .min(policy.deadline_ms.saturating_sub(elapsed))
                 .max(1);
-            let mut origin_request =
-                forward::origin_request(&base, origin, &self.config.cache_key_headers)?;
+            let rules = forward::ForwardRules {
+                keyed: &self.config.cache_key_headers,
+                extra: &self.config.forward_request_headers,
+            };
+            let mut origin_request = forward::origin_request(&base, origin, rules)?;
             if let Some(upload) = &upload {
                 origin_request.extensions_mut().insert(upload.clone());
             }
@@ -1191,9 +1300,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 }
             }
         }
-        if let Some((response, origin, took)) = failed_response {
+        if let Some((mut response, origin, took)) = failed_response {
             // Every candidate failed, and the last answer was an origin's own
-            // error page: pass it on rather than inventing one.
+            // error page: pass it on rather than inventing one, never to be stored.
+            response.extensions_mut().insert(FailedOver);
             trace
                 .failed_attempts
                 .retain(|(name, _, ms)| !(name == &origin && *ms == took));
@@ -1463,6 +1573,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         let status = response.status().as_u16();
         let freshness = self.freshness(response.headers(), &meta);
+        // The waiter's own request decides whether a shared answer may serve
+        // it, exactly as for a stored one (e.g. `no-cache` or `max-age=0`).
+        let directives = RequestDirectives::from_headers(request.headers());
+        if policy::reuse(&directives, &freshness) != Reuse::Fresh {
+            return None;
+        }
         let view = self.client_view(request, response, None);
         let status = CacheStatus::forward(fwd)
             .with_fwd_status(status)
@@ -1491,7 +1607,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         )
     }
 
-    /// Folds a 304 into the stored entry, stores it again and serves it.
+    /// Folds a 304 into the stored entry and serves it. The merged response
+    /// goes through the same store decision as a new 200: if the 304 made it
+    /// unstorable (`no-store`, `private`, a different `Vary`…), it is served
+    /// once and the old entry is dropped.
     fn revalidated(
         &self,
         request: &Request<Body>,
@@ -1502,7 +1621,6 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let mut response = entry.response;
         conditional::merge_not_modified(response.headers_mut(), not_modified.headers());
-        let stream = body::unmark(&mut response);
         let mut meta = EntryMeta::new(
             times,
             policy::corrected_initial_age(not_modified.headers(), times),
@@ -1511,6 +1629,21 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         meta.tags = entry.meta.tags;
         meta.body_len = entry.meta.body_len;
         let freshness = self.freshness(response.headers(), &meta);
+        let status = CacheStatus::forward(fwd)
+            .with_outcome(Outcome::Revalidated)
+            .with_fwd_status(304)
+            .with_ttl(freshness.ttl_secs());
+        if let Some(reason) = self.merged_not_storable(request, &response, &meta) {
+            // A response that says no more (`no-store`, `private`, new `Vary`)
+            // takes the old entry with it; a credentialed request only leaves
+            // it as it was (its 304 may carry per-user fields).
+            if !matches!(reason, NoStoreReason::Authorization | NoStoreReason::Cookie) {
+                self.forget(&entry.key);
+            }
+            let view = self.client_view(request, response, Some(freshness.age_secs));
+            return ((view, status.with_detail(reason.as_str())), None);
+        }
+        let stream = body::unmark(&mut response);
         let retention = freshness.retention_secs(true, self.config.revalidation_window_secs);
         let mut encoded = stored::encode(&response, meta, retention);
         let shared = match stream {
@@ -1527,18 +1660,60 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 Some(encoded)
             }
         };
-        let status = CacheStatus::forward(fwd)
-            .with_outcome(Outcome::Revalidated)
-            .with_fwd_status(304)
-            .with_ttl(freshness.ttl_secs())
-            .with_stored(true);
         (
             (
                 self.client_view(request, response, Some(freshness.age_secs)),
-                status,
+                status.with_stored(true),
             ),
             shared,
         )
+    }
+
+    /// Why a stored response updated by a 304 may no longer be stored: the
+    /// store decision says no, or its `Vary` no longer matches the entry's.
+    fn merged_not_storable(
+        &self,
+        request: &Request<Body>,
+        merged: &Response<Body>,
+        meta: &EntryMeta,
+    ) -> Option<NoStoreReason> {
+        let facts = RequestFacts {
+            method: &Method::GET,
+            headers: request.headers(),
+        };
+        let decision = policy::store_decision(
+            facts,
+            merged.status(),
+            merged.headers(),
+            meta.body_len,
+            &self.config.policy_settings(),
+        );
+        if let StoreDecision::Skip(reason) = decision {
+            return Some(reason);
+        }
+        let vary_fields = policy::vary_fields(merged.headers());
+        let stored_fields: Vec<String> = meta
+            .variant
+            .iter()
+            .flatten()
+            .map(|(field, _)| field.clone())
+            .collect();
+        (vary_fields != stored_fields).then_some(NoStoreReason::VaryChanged)
+    }
+
+    /// Drops an entry from every tier: the memory tier now, the others after
+    /// the response.
+    fn forget(&self, key: &str) {
+        self.isolate.hot.remove_where(|k| k == key);
+        let cache = self.platform.cache().clone();
+        let global = self.kv_tier_on().then(|| self.platform.global().clone());
+        let key = key.to_owned();
+        self.platform.background().spawn(Box::pin(async move {
+            let _ = cache.delete(&key).await;
+            if let Some(global) = global {
+                let _ = global.delete(&stored::short_key(&key)).await;
+            }
+        }));
     }
 
     /// A response as this client should see it: a 304 for a satisfied
@@ -1669,6 +1844,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             body_len,
             &self.config.policy_settings(),
         ) {
+            _ if response.extensions().get::<FailedOver>().is_some() => {
+                StoreDecision::Skip(NoStoreReason::ErrorStatus)
+            }
             // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
             StoreDecision::Store { .. } if stream.is_some() && body_len.is_none() => {
                 StoreDecision::Skip(NoStoreReason::UnknownLength)

@@ -177,10 +177,14 @@ pub fn store_decision(
     if vary_is_star(response_headers) {
         return Skip(NoStoreReason::VaryStar);
     }
-    if request.headers.contains_key(header::AUTHORIZATION)
-        && !(rd.has("public") || rd.has("s-maxage") || rd.has("must-revalidate"))
-    {
-        return Skip(NoStoreReason::Authorization);
+    // 5xx answers describe the origin's trouble, not the resource: never shared.
+    if status.is_server_error() {
+        return Skip(NoStoreReason::ErrorStatus);
+    }
+    if let Some(reason) = credentials(request.headers) {
+        if !shared_permission(&rd, response_headers) {
+            return Skip(reason);
+        }
     }
     let mut strip_fields = rd.qualified_fields("private");
     strip_fields.extend(rd.qualified_fields("no-cache"));
@@ -214,6 +218,31 @@ pub fn store_decision(
         return Skip(NoStoreReason::NoFreshness);
     }
     StoreDecision::Store { strip_fields }
+}
+
+/// Why a request counts as credentialed: its answer may be personal, so it is
+/// private unless the origin says otherwise (`Authorization` first).
+pub fn credentials(request_headers: &HeaderMap) -> Option<NoStoreReason> {
+    if request_headers.contains_key(header::AUTHORIZATION) {
+        Some(NoStoreReason::Authorization)
+    } else if request_headers.contains_key(header::COOKIE) {
+        Some(NoStoreReason::Cookie)
+    } else {
+        None
+    }
+}
+
+/// Whether a response explicitly allows a shared cache to keep an answer to a
+/// credentialed request: `public` or `s-maxage`, or a field targeted at this
+/// cache (RFC 9213) — with an explicit lifetime, never a heuristic one.
+/// `must-revalidate` alone is not enough: RFC 9111 §3.5 lets a cache store
+/// it, but nothing in it says the answer is the same for every user.
+fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
+    let permitted = rd.targeted || rd.has("public") || rd.has("s-maxage");
+    let explicit_lifetime = rd.has("s-maxage")
+        || rd.has("max-age")
+        || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
+    permitted && explicit_lifetime
 }
 
 fn vary_is_star(headers: &HeaderMap) -> bool {
@@ -714,21 +743,77 @@ mod tests {
     }
 
     #[test]
-    fn authorized_requests_need_public_s_maxage_or_must_revalidate() {
-        let auth = [("authorization", "Bearer x")];
-        assert_eq!(
-            decide(&auth, 200, &[("cache-control", "max-age=60")]),
-            skip(NoStoreReason::Authorization)
-        );
-        for cc in [
-            "public, max-age=60",
-            "s-maxage=60",
-            "must-revalidate, max-age=60",
+    fn credentialed_requests_are_stored_only_with_explicit_shared_permission() {
+        for (credential, reason) in [
+            (("authorization", "Bearer x"), NoStoreReason::Authorization),
+            (("cookie", "session=abc"), NoStoreReason::Cookie),
         ] {
+            let req = [credential];
+            for cc in ["max-age=60", "must-revalidate, max-age=60", "public"] {
+                assert_eq!(
+                    decide(&req, 200, &[("cache-control", cc)]),
+                    skip(reason),
+                    "{cc}"
+                );
+            }
+            // Validators alone would give heuristic freshness: never for these.
             assert_eq!(
-                decide(&auth, 200, &[("cache-control", cc)]),
+                decide(
+                    &req,
+                    200,
+                    &[("etag", "\"u1\""), ("last-modified", &date(-100_000))]
+                ),
+                skip(reason)
+            );
+            for cc in [
+                "public, max-age=60",
+                "s-maxage=60",
+                "public, must-revalidate, max-age=1",
+            ] {
+                assert_eq!(decide(&req, 200, &[("cache-control", cc)]), store(), "{cc}");
+            }
+            assert_eq!(
+                decide(
+                    &req,
+                    200,
+                    &[
+                        ("cdn-cache-control", "max-age=60"),
+                        ("cache-control", "private")
+                    ]
+                ),
                 store(),
-                "{cc}"
+                "a field targeted at this cache is explicit permission"
+            );
+            assert_eq!(
+                decide(
+                    &req,
+                    200,
+                    &[
+                        ("cache-control", "public"),
+                        ("expires", &date(60)),
+                        ("date", &date(0))
+                    ]
+                ),
+                store()
+            );
+        }
+    }
+
+    #[test]
+    fn anonymous_requests_keep_heuristic_freshness() {
+        assert_eq!(
+            decide(&[], 200, &[("last-modified", &date(-100_000))]),
+            store()
+        );
+    }
+
+    #[test]
+    fn server_errors_are_never_stored() {
+        for status in [500, 502, 503, 504, 599] {
+            assert_eq!(
+                decide(&[], status, &[("cache-control", "public, max-age=60")]),
+                skip(NoStoreReason::ErrorStatus),
+                "{status}"
             );
         }
     }
@@ -753,10 +838,6 @@ mod tests {
     fn unknown_final_status_with_explicit_freshness_is_stored() {
         assert_eq!(
             decide(&[], 299, &[("cache-control", "max-age=60")]),
-            store()
-        );
-        assert_eq!(
-            decide(&[], 599, &[("cache-control", "max-age=60")]),
             store()
         );
         // Without explicit freshness an unknown status is not heuristically cacheable.
@@ -843,7 +924,7 @@ mod tests {
             store()
         );
         assert_eq!(
-            decide(&[], 500, &[("expires", &date(60)), ("date", &date(0))]),
+            decide(&[], 307, &[("expires", &date(60)), ("date", &date(0))]),
             store()
         );
     }

@@ -226,15 +226,19 @@ pub fn prefix_tag(prefix: &str) -> String {
     format!("{PREFIX_TAG_PREFIX}{}", prefix.trim().to_ascii_lowercase())
 }
 
-/// `url:<host><path>[?<query>]`, lower-cased, the query sorted by name with
-/// ignored parameters left out, as the cache key does. The scheme is left out,
+/// `url:<host><path>[?<query>]`, lower-cased, the path normalised and the
+/// query keyed exactly as the cache key does ([`crate::shaping`]), so a purge
+/// of one alias of a URL (`/a%62c`, `//abc`) reaches what the others stored. The scheme is left out,
 /// so one purge reaches http and https. A URL longer than a tag may be is
 /// named by a stable hash of it instead: the same on both sides.
 pub fn url_tag(host: &str, uri: &Uri, ignored_query_params: &[String]) -> String {
     let host_part = host_tag(host);
     let host_part = &host_part[HOST_TAG_PREFIX.len()..];
-    let mut url = format!("{URL_TAG_PREFIX}{host_part}{}", uri.path());
-    if let Some(query) = sorted_query(uri.query().unwrap_or(""), ignored_query_params) {
+    let path = crate::shaping::normalize_path(uri.path());
+    let mut url = format!("{URL_TAG_PREFIX}{host_part}{path}");
+    if let Some(query) =
+        crate::shaping::keyed_query(uri.query().unwrap_or(""), ignored_query_params)
+    {
         url.push('?');
         url.push_str(&query);
     }
@@ -243,30 +247,6 @@ pub fn url_tag(host: &str, uri: &Uri, ignored_query_params: &[String]) -> String
         return format!("{URL_TAG_PREFIX}#{:016x}", stable_hash(url.as_bytes()));
     }
     url
-}
-
-fn sorted_query(query: &str, ignored: &[String]) -> Option<String> {
-    fn name(pair: &str) -> &str {
-        pair.split_once('=').map_or(pair, |(name, _)| name)
-    }
-    let mut pairs: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            !pair.is_empty()
-                && !ignored
-                    .iter()
-                    .any(|pattern| match pattern.strip_suffix('*') {
-                        Some(prefix) => name(pair).starts_with(prefix),
-                        None => name(pair) == pattern,
-                    })
-        })
-        .collect();
-    if pairs.is_empty() {
-        return None;
-    }
-    // Stable: repeated names keep the client's order, as in the cache key.
-    pairs.sort_by(|a, b| name(a).cmp(name(b)));
-    Some(pairs.join("&"))
 }
 
 /// Removes the tag headers from a response bound for a client (`Cache-Tag`,
@@ -405,6 +385,14 @@ mod tests {
         );
         let other = auto_tags("shop.example.com", &uri("/about"), rules);
         assert_eq!(other.len(), 2, "no prefix tag outside the prefixes");
+    }
+
+    #[test]
+    fn url_tag_is_the_same_for_every_alias_of_a_path() {
+        let tag = |p: &str| url_tag("example.com", &uri(p), &[]);
+        assert_eq!(tag("/a%62c"), tag("/abc"));
+        assert_eq!(tag("//abc"), tag("/abc"));
+        assert_eq!(tag("/x/./../abc"), tag("/abc"));
     }
 
     #[test]

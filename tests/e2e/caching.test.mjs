@@ -301,7 +301,7 @@ describe('the KV tier', () => {
         { attempts: 10, delayMs: 300 },
       );
       const keys = JSON.parse(listed.stdout).map((k) => k.name);
-      assert.ok(keys.some((k) => k.endsWith('/.cachefront/v1/kv/page')), keys.join(', '));
+      assert.ok(keys.some((k) => k.endsWith('/.cachefront/v1/http/kv/page')), keys.join(', '));
     } finally {
       await worker.stop();
       await origin.close();
