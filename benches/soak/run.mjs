@@ -1,6 +1,7 @@
 // Soak and origin faults in workerd (a bench, not a test; see README.md).
-// 1. Load: wrk, SOAK_CONNECTIONS connections for SOAK_SECONDS, on a hit/miss
-//    mix (mix.lua) against the Cachefront worker, then the same against a
+// 1. Load: wrk, SOAK_CONNECTIONS connections, SOAK_HIT_SECONDS of hits only
+//    then SOAK_SECONDS of a hit/miss mix (mix.lua) against the Cachefront
+//    worker, then the same against a
 //    minimal JavaScript worker over caches.default (baseline-worker.js) in
 //    front of the same origin; socket errors, non-2xx and the RSS of each
 //    workerd process before and after.
@@ -15,6 +16,7 @@ import path from 'node:path';
 import { originsVar, repoRoot, startOrigin, startWorker } from '../../tests/e2e/harness.mjs';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
+const HIT_SECONDS = Number(process.env.SOAK_HIT_SECONDS ?? 30);
 const CONNECTIONS = Number(process.env.SOAK_CONNECTIONS ?? 50);
 const STALL_SECONDS = Number(process.env.SOAK_STALL_SECONDS ?? 30);
 const BODY = 'x'.repeat(2048);
@@ -72,8 +74,8 @@ function workerdRssKiB(groupId) {
 }
 
 /** wrk, run asynchronously: the stand-in origin lives in this process. */
-async function wrk(url, seconds, runId) {
-  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '15s', '--latency', '-s', path.join(here, 'mix.lua'), url, '--', runId];
+async function wrk(url, seconds, runId, hitsOnly = false) {
+  const args = ['-t2', `-c${CONNECTIONS}`, `-d${seconds}s`, '--timeout', '15s', '--latency', '-s', path.join(here, 'mix.lua'), url, '--', runId, ...(hitsOnly ? ['hits'] : [])];
   const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -119,21 +121,28 @@ const cachefront = await startWorker({ vars });
 const baseline = await startWorker({ config: 'benches/soak/wrangler.baseline.toml', vars: { ORIGIN: origin.url } });
 let failed = false;
 try {
-  console.log(`soak: wrk -t2 -c${CONNECTIONS} -d${SECONDS}s, mix.lua (4/5 hits on 20 pages, 1/5 new pages), 2 KiB bodies, loopback`);
+  console.log(`soak: wrk -t2 -c${CONNECTIONS}, ${HIT_SECONDS} s of hits then ${SECONDS} s of mix.lua (4/5 hits on 20 pages, 1/5 new pages), 2 KiB bodies, loopback`);
   const memory = {};
   for (const [name, w] of [['cachefront', cachefront], ['baseline', baseline]]) {
     await warm(w.url);
     const before = workerdRssKiB(w.pid);
+    // Hits only first: nothing new is stored, so growth here is the worker's
+    // own (and the runtime's per-request) memory, not the cache's contents.
+    const hits = await wrk(w.url, HIT_SECONDS, `${name}-hits`, true);
+    await sleep(2_000);
+    const afterHits = workerdRssKiB(w.pid);
     const load = await wrk(w.url, SECONDS, `${name}-${Date.now()}`);
     await sleep(2_000);
     const afterLoad = workerdRssKiB(w.pid);
-    memory[name] = { before, afterLoad };
+    memory[name] = { before, afterHits, afterLoad, hits, load };
     console.log(
-      `${name}: ${load.requests} requests, ${load.rps.toFixed(0)} req/s, p99 ${load.p99}, non-2xx ${load.non2xx}, ${load.socketDetail}; ` +
-        `workerd RSS ${mb(before)} MiB -> ${mb(afterLoad)} MiB (+${mb(afterLoad - before)})`,
+      `${name}: hits only ${hits.requests} requests (${hits.rps.toFixed(0)} req/s, p99 ${hits.p99}, non-2xx ${hits.non2xx}, ${hits.socketDetail}), ` +
+        `workerd RSS ${mb(before)} -> ${mb(afterHits)} MiB (+${mb(afterHits - before)}); ` +
+        `mix ${load.requests} requests (${load.rps.toFixed(0)} req/s, p99 ${load.p99}, non-2xx ${load.non2xx}, ${load.socketDetail}), ` +
+        `RSS -> ${mb(afterLoad)} MiB (+${mb(afterLoad - afterHits)}, ${((afterLoad - afterHits) / Math.max(1, load.requests / 5)).toFixed(0)} KiB per new page)`,
     );
-    check(`${name} load: no socket errors`, load.socketErrors === 0, load.socketDetail);
-    check(`${name} load: no non-2xx`, load.non2xx === 0, `${load.non2xx} of ${load.requests}`);
+    check(`${name} load: no socket errors`, hits.socketErrors + load.socketErrors === 0, `${hits.socketDetail}; ${load.socketDetail}`);
+    check(`${name} load: no non-2xx`, hits.non2xx + load.non2xx === 0, `${hits.non2xx + load.non2xx} of ${hits.requests + load.requests}`);
   }
 
   // -------------------------------------------------------------- faults
@@ -191,11 +200,11 @@ try {
   check('afterwards: 10 s of the mix without errors', again.socketErrors === 0 && again.non2xx === 0, `${again.requests} requests, ${again.rps.toFixed(0)} req/s, non-2xx ${again.non2xx}, ${again.socketDetail}`);
   await sleep(2_000);
   const end = workerdRssKiB(cachefront.pid);
+  const [c, b] = [memory.cachefront, memory.baseline];
   console.log(
-    `memory: cachefront workerd RSS ${mb(memory.cachefront.before)} -> ${mb(memory.cachefront.afterLoad)} MiB after load ` +
-      `(+${mb(memory.cachefront.afterLoad - memory.cachefront.before)}), ${mb(end)} MiB after faults; ` +
-      `baseline JS worker ${mb(memory.baseline.before)} -> ${mb(memory.baseline.afterLoad)} MiB ` +
-      `(+${mb(memory.baseline.afterLoad - memory.baseline.before)})`,
+    `memory (workerd RSS, MiB): cachefront ${mb(c.before)} -> ${mb(c.afterHits)} after hits (+${mb(c.afterHits - c.before)}) -> ` +
+      `${mb(c.afterLoad)} after the mix (+${mb(c.afterLoad - c.afterHits)}) -> ${mb(end)} after faults; ` +
+      `baseline JS ${mb(b.before)} -> ${mb(b.afterHits)} (+${mb(b.afterHits - b.before)}) -> ${mb(b.afterLoad)} (+${mb(b.afterLoad - b.afterHits)})`,
   );
   failed = checks.some((c) => !c.ok);
   console.log(`${checks.filter((c) => c.ok).length} of ${checks.length} checks passed`);
