@@ -642,6 +642,10 @@ describe('a careless origin behind the worker', () => {
       assert.equal(victim.body, 'lang=en');
     });
 
+    // The local runtime drops a client's Connection header before the worker
+    // runs (the nominated fields stay), so locally these three hold by
+    // construction; they state the requirement for a runtime that passes
+    // Connection on (src/forward.rs must not strip keyed fields for it).
     test('Connection cannot hide a Vary field from the origin while it is keyed', async () => {
       await get('/vary/lang/conn', { 'accept-language': 'en', connection: 'keep-alive, Accept-Language' });
       const victim = await get('/vary/lang/conn', { 'accept-language': 'en' });
@@ -668,6 +672,19 @@ describe('a careless origin behind the worker', () => {
       const victim = await fetch(`${worker.url}/vary/encoding`, { headers: { 'accept-encoding': 'gzip' } });
       const body = await victim.text();
       assert.ok(!body.includes('EVIL'), `${victim.headers.get('cache-status')}: ${body}`);
+    });
+
+    test('Vary on a field outside the forward allow-list files each value under its own variant', async () => {
+      route('/vary/device', (req) => ({
+        headers: { 'cache-control': PUBLIC, vary: 'X-Device-Type' },
+        body: `device=${req.headers['x-device-type'] ?? 'none'}`,
+      }));
+      await get('/vary/device', { 'x-device-type': 'EVIL-device' });
+      await get('/vary/device', { 'x-device-type': 'EVIL-device' });
+      const plain = await get('/vary/device');
+      assert.equal(plain.body, 'device=none', plain.headers['cache-status']);
+      const mobile = await get('/vary/device', { 'x-device-type': 'mobile' });
+      assert.ok(!mobile.body.includes('EVIL'), `${mobile.headers['cache-status']}: ${mobile.body}`);
     });
 
     test('Vary: Cookie keeps one user\'s page from another and from guests', async () => {
