@@ -69,6 +69,9 @@ function gate() {
 /** Everything a response shows a client, for "does not contain" checks. */
 const visible = (res) => `${res.status}\n${JSON.stringify(res.headers)}\n${res.body}`;
 
+/** Attacker markers, in any case: hosts come back lower-cased. */
+const hasMarker = (text) => /evil/i.test(text);
+
 /**
  * The careless origin's view of a path: escapes decoded, repeated slashes
  * collapsed, dot segments resolved, `;params` dropped — as many frameworks
@@ -211,10 +214,10 @@ describe('a careless origin behind the worker', () => {
         await get(path, { [name]: value });
         const seen = received(path);
         assert.ok(seen.length >= 1, 'the attacker request reached the origin');
-        assert.ok(!JSON.stringify(seen[0].headers).includes('EVIL'), `origin received ${JSON.stringify(seen[0].headers)}`);
+        assert.ok(!hasMarker(JSON.stringify(seen[0].headers)), `origin received ${JSON.stringify(seen[0].headers)}`);
         const victim = await get(path);
         assert.equal(victim.status, 200);
-        assert.ok(!visible(victim).includes('EVIL'), visible(victim));
+        assert.ok(!hasMarker(visible(victim)), visible(victim));
       });
     }
 
@@ -244,7 +247,7 @@ describe('a careless origin behind the worker', () => {
         const path = `/redir/${name}`;
         await get(path, { [name]: value });
         const victim = await get(path);
-        assert.ok(!String(victim.headers.location).includes('EVIL'), `${name}: victim redirected to ${victim.headers.location}`);
+        assert.ok(!hasMarker(String(victim.headers.location)), `${name}: victim redirected to ${victim.headers.location}`);
       }
     });
 
@@ -276,14 +279,16 @@ describe('a careless origin behind the worker', () => {
       const path = '/reflect/host-header';
       await get(path, { host: 'EVIL-host.example' });
       const victim = await get(path);
-      assert.ok(!visible(victim).includes('EVIL'), visible(victim));
+      assert.ok(!hasMarker(visible(victim)), visible(victim));
     });
 
+    // The local runtime answers an absolute-form target with its own 500
+    // before the worker runs; locally this holds by construction.
     test('an absolute-form request target cannot poison the real host', async () => {
       const path = '/reflect/absolute-form';
       await send({ path: `http://EVIL-abs.example${path}` });
       const victim = await get(path);
-      assert.ok(!visible(victim).includes('EVIL'), visible(victim));
+      assert.ok(!hasMarker(visible(victim)), visible(victim));
     });
 
     test('a keyed header cannot be forged through the query', async () => {
@@ -295,6 +300,9 @@ describe('a careless origin behind the worker', () => {
   });
 
   describe('request bodies and methods', () => {
+    // The local runtime drops a GET's body before the worker runs (the origin
+    // receives none); locally this holds by construction, elsewhere the
+    // worker's get-with-body bypass is what keeps it.
     test('a GET with a body (fat GET) does not poison the plain GET', async () => {
       const path = '/reflect/fat-get';
       await send({ path, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'callback=EVIL-fat' });
@@ -302,7 +310,7 @@ describe('a careless origin behind the worker', () => {
       await send({ path, headers: { 'x-http-method-override': 'POST' }, body: 'EVIL-fat-override' });
       const victim = await get(path);
       assert.equal(victim.status, 200);
-      assert.ok(!visible(victim).includes('EVIL'), visible(victim));
+      assert.ok(!hasMarker(visible(victim)), visible(victim));
     });
 
     test('HEAD first does not leave an empty body for GET', async () => {
@@ -358,21 +366,21 @@ describe('a careless origin behind the worker', () => {
       assert.equal(seen.url, '/jsonp/cloak?callback=ok');
       const victim = await get('/jsonp/cloak?callback=ok');
       assert.match(victim.body, /^ok\(/);
-      assert.ok(!victim.body.includes('EVIL'), victim.body);
+      assert.ok(!hasMarker(victim.body), victim.body);
     });
 
     test('parameter cloaking through fbclid and gclid members with `;`', async () => {
       await get('/jsonp/cloak2?callback=ok&fbclid=1;callback=EVIL');
       await get('/jsonp/cloak3?gclid=1;callback=EVIL&callback=ok&msclkid=2;callback=EVIL');
-      assert.ok(!(await get('/jsonp/cloak2?callback=ok')).body.includes('EVIL'));
-      assert.ok(!(await get('/jsonp/cloak3?callback=ok')).body.includes('EVIL'));
+      assert.ok(!hasMarker((await get('/jsonp/cloak2?callback=ok')).body));
+      assert.ok(!hasMarker((await get('/jsonp/cloak3?callback=ok')).body));
     });
 
     test('ignored parameters never reach the origin', async () => {
       await get('/jsonp/ignored?callback=ok&utm_source=EVIL-utm&fbclid=EVIL-fb&gclid=EVIL-g');
       assert.deepEqual(received('/jsonp/ignored').map((r) => r.url), ['/jsonp/ignored?callback=ok']);
       const victim = await get('/jsonp/ignored?callback=ok');
-      assert.ok(!victim.body.includes('EVIL'), victim.body);
+      assert.ok(!hasMarker(victim.body), victim.body);
     });
 
     test('the origin receives exactly the keyed query, sorted', async () => {
@@ -385,7 +393,7 @@ describe('a careless origin behind the worker', () => {
     test('an escaped ignored-parameter name is keyed and forwarded alike', async () => {
       await get('/jsonp/escaped?callback=ok&utm%5Fcontent=x;callback=EVIL');
       const victim = await get('/jsonp/escaped?callback=ok');
-      assert.ok(!victim.body.includes('EVIL'), victim.body);
+      assert.ok(!hasMarker(victim.body), victim.body);
     });
   });
 
@@ -671,7 +679,7 @@ describe('a careless origin behind the worker', () => {
       await get('/vary/encoding', { 'accept-encoding': 'gzip, EVIL-coding' });
       const victim = await fetch(`${worker.url}/vary/encoding`, { headers: { 'accept-encoding': 'gzip' } });
       const body = await victim.text();
-      assert.ok(!body.includes('EVIL'), `${victim.headers.get('cache-status')}: ${body}`);
+      assert.ok(!hasMarker(body), `${victim.headers.get('cache-status')}: ${body}`);
     });
 
     test('Vary on a field outside the forward allow-list files each value under its own variant', async () => {
@@ -684,7 +692,7 @@ describe('a careless origin behind the worker', () => {
       const plain = await get('/vary/device');
       assert.equal(plain.body, 'device=none', plain.headers['cache-status']);
       const mobile = await get('/vary/device', { 'x-device-type': 'mobile' });
-      assert.ok(!mobile.body.includes('EVIL'), `${mobile.headers['cache-status']}: ${mobile.body}`);
+      assert.ok(!hasMarker(mobile.body), `${mobile.headers['cache-status']}: ${mobile.body}`);
     });
 
     test('Vary: Cookie keeps one user\'s page from another and from guests', async () => {
@@ -834,14 +842,14 @@ describe('a careless origin behind the worker', () => {
         const path = `/reflect/residual/${name}`;
         await get(path, { [name]: value });
         const victim = await get(path, { [name]: 'ordinary' });
-        assert.ok(!visible(victim).includes('EVIL'));
+        assert.ok(!hasMarker(visible(victim)));
       });
     }
 
     test('a cookie reflected into a page the origin marks public', { todo: 'public on a cookie request is explicit permission (TRUST-SPEC rule 1)' }, async () => {
       await get('/reflect/residual/cookie', { cookie: 'lang=EVIL-cookie' });
       const victim = await get('/reflect/residual/cookie');
-      assert.ok(!visible(victim).includes('EVIL'));
+      assert.ok(!hasMarker(visible(victim)));
     });
   });
 });
