@@ -31,6 +31,8 @@ pub const VAR_CACHE_KEY_HEADERS: &str = "CACHE_KEY_HEADERS";
 pub const VAR_FORWARD_REQUEST_HEADERS: &str = "FORWARD_REQUEST_HEADERS";
 /// Cookie-name globs: a request carrying one neither reads nor writes the cache.
 pub const VAR_BYPASS_COOKIES: &str = "BYPASS_COOKIES";
+/// `off` (default) / `explicit`: store 5xx answers that carry explicit freshness.
+pub const VAR_CACHE_SERVER_ERRORS: &str = "CACHE_SERVER_ERRORS";
 /// Default stale-while-revalidate window when the origin gives none.
 pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
 /// Default stale-if-error window when the origin gives none.
@@ -160,6 +162,9 @@ pub struct Config {
     /// Cookie-name globs (`session*`): requests carrying such a cookie bypass
     /// the cache in both directions, as logged-in users do on Varnish setups.
     pub bypass_cookies: Vec<String>,
+    /// Store 5xx answers with explicit freshness (`CACHE_SERVER_ERRORS=explicit`);
+    /// off by default: an error describes the origin's trouble, not the resource.
+    pub cache_server_errors: bool,
     pub stale_while_revalidate_secs: u64,
     pub stale_if_error_secs: u64,
     /// Staleness served while every origin is unreachable (0: off).
@@ -273,6 +278,16 @@ impl Config {
                 true,
             )?,
             bypass_cookies: cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or(""))?,
+            cache_server_errors: match lookup(VAR_CACHE_SERVER_ERRORS).as_deref().map(str::trim) {
+                None | Some("off") => false,
+                Some("explicit") => true,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        VAR_CACHE_SERVER_ERRORS,
+                        format_args!("expected off or explicit, got {other:?}"),
+                    ))
+                }
+            },
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
             stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600)?,
@@ -394,6 +409,7 @@ impl Config {
             default_sie_secs: self.stale_if_error_secs,
             heuristic_max_secs: self.heuristic_max_secs,
             disconnected_grace_secs: self.stale_if_disconnected_secs,
+            store_server_errors: self.cache_server_errors,
         }
     }
 
@@ -951,6 +967,7 @@ mod tests {
         assert_eq!(tuned.forward_request_headers, ["x-tenant", "x-device"]);
         assert_eq!(tuned.bypass_cookies, ["session*", "wordpress_logged_in_*"]);
         assert!(defaults.bypass_cookies.is_empty());
+        assert!(!defaults.policy_settings().store_server_errors);
         assert_eq!(tuned.cache_ignore_query_params, ["ref", "utm_*"]);
         assert_eq!(tuned.cache_key_headers, ["x-forwarded-host"]);
         assert_eq!(tuned.policy_settings().default_swr_secs, 30);
@@ -967,6 +984,7 @@ mod tests {
             (VAR_FORWARD_REQUEST_HEADERS, "bad header"),
             (VAR_BYPASS_COOKIES, "a=b"),
             (VAR_BYPASS_COOKIES, "sess;ion"),
+            (VAR_CACHE_SERVER_ERRORS, "on"),
         ] {
             let err = config_from(&[origins, (var, bad)]).expect_err(bad);
             assert_eq!(err.variable, var);

@@ -39,6 +39,32 @@ pub struct ForwardRules<'a> {
     pub keyed: &'a [String],
     /// `FORWARD_REQUEST_HEADERS`.
     pub extra: &'a [String],
+    /// Fields a stored answer for this URL varies on: the key holds their
+    /// values, so the origin may see them (RFC 9111 §4.3.1 wants them in a
+    /// revalidation).
+    pub varied: &'a [String],
+}
+
+impl ForwardRules<'_> {
+    /// Whether a client's request field reaches the origin.
+    pub fn forwards(&self, name: &str) -> bool {
+        !HOP_BY_HOP.contains(&name)
+            && (shaping::is_forwarded_field(name, self.extra)
+                || self.keyed.iter().any(|k| k == name)
+                || self.varied.iter().any(|v| v == name))
+    }
+}
+
+/// The client's request fields the origin will see (before the edge adds
+/// its own forwarding fields).
+pub fn forwarded_view(headers: &HeaderMap, rules: ForwardRules<'_>) -> HeaderMap {
+    let mut seen = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if rules.forwards(name.as_str()) {
+            seen.append(name.clone(), value.clone());
+        }
+    }
+    seen
 }
 
 /// Removes hop-by-hop fields, including any the `Connection` field nominates.
@@ -89,16 +115,7 @@ pub fn origin_request(
         .map_err(|e| EdgeError::BadRequest(format!("cannot forward this URL: {e}")))?;
 
     let keyed = |name: &str| rules.keyed.iter().any(|k| k == name);
-    let mut headers = HeaderMap::with_capacity(request.headers().len() + 4);
-    for (name, value) in request.headers() {
-        let name_str = name.as_str();
-        if HOP_BY_HOP.contains(&name_str) {
-            continue;
-        }
-        if shaping::is_forwarded_field(name_str, rules.extra) || keyed(name_str) {
-            headers.append(name.clone(), value.clone());
-        }
-    }
+    let mut headers = forwarded_view(request.headers(), rules);
     let forwarded_host = HeaderName::from_static("x-forwarded-host");
     if !keyed(forwarded_host.as_str()) {
         if let Some(host) = request_host(request) {
@@ -173,6 +190,7 @@ mod tests {
     const NONE: ForwardRules<'static> = ForwardRules {
         keyed: &[],
         extra: &[],
+        varied: &[],
     };
 
     fn origin(url: &str) -> OriginConfig {
@@ -262,6 +280,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-forwarded-host"], "tenant.example");
@@ -335,6 +354,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["accept-language"], "de");
@@ -349,6 +369,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &[],
             extra: &extra,
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-device"], "mobile");

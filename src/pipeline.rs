@@ -280,7 +280,8 @@ enum Tiers {
 
 enum Lookup {
     Found(Box<StoredEntry>),
-    VaryMiss,
+    /// The URL is stored, but not for this variant: the fields it varies on.
+    VaryMiss(Vec<String>),
     Miss,
 }
 
@@ -569,12 +570,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 self.serve_stored(request, key, *entry, &directives, trace)
                     .await
             }
-            Lookup::VaryMiss | Lookup::Miss if directives.only_if_cached => (
+            Lookup::VaryMiss(_) | Lookup::Miss if directives.only_if_cached => (
                 EdgeError::NotCached.to_response(),
                 CacheStatus::forward(Forward::UriMiss).with_outcome(Outcome::Error),
             ),
-            Lookup::VaryMiss => {
-                self.fetch(request, key, Forward::VaryMiss, None, trace)
+            Lookup::VaryMiss(fields) => {
+                self.fetch(request, key, Forward::VaryMiss, None, fields, trace)
                     .await
             }
             Lookup::Miss => {
@@ -583,7 +584,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::UriMiss
                 };
-                self.fetch(request, key, fwd, None, trace).await
+                self.fetch(request, key, fwd, None, Vec::new(), trace).await
             }
         }
     }
@@ -622,6 +623,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             headers: &keyed,
         };
         cache_key::primary_key(rules, host, uri)
+    }
+
+    /// Which request fields reach the origin: the allow-list, the keyed ones,
+    /// and the fields this URL is known to vary on.
+    fn forward_rules<'a>(&'a self, varied: &'a [String]) -> forward::ForwardRules<'a> {
+        forward::ForwardRules {
+            keyed: &self.config.cache_key_headers,
+            extra: &self.config.forward_request_headers,
+            varied,
+        }
     }
 
     /// Reads a key from the memory tier, then the Cache API (promoting hits).
@@ -720,7 +731,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     tier,
                 }))
             }
-            _ => Lookup::VaryMiss,
+            _ => Lookup::VaryMiss(fields),
         }
     }
 
@@ -750,8 +761,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 freshness.age_secs = freshness.age_secs.max(freshness.lifetime_secs);
             }
             EntryState::HardPurged => {
-                let (response, status) =
-                    self.fetch(request, key, Forward::Stale, None, trace).await;
+                let (response, status) = self
+                    .fetch(
+                        request,
+                        key,
+                        Forward::Stale,
+                        None,
+                        entry.meta.variant_fields(),
+                        trace,
+                    )
+                    .await;
                 return (response, status.with_detail("purged"));
             }
         }
@@ -799,7 +818,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::Stale
                 };
-                self.fetch(request, key, fwd, Some(entry), trace).await
+                self.fetch(request, key, fwd, Some(entry), Vec::new(), trace)
+                    .await
             }
         }
     }
@@ -825,7 +845,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.platform.background().spawn(Box::pin(async move {
             let mut trace = Trace::default();
             let (mut refreshed, _) = this
-                .fetch(refresh, key, Forward::Stale, entry, &mut trace)
+                .fetch(refresh, key, Forward::Stale, entry, Vec::new(), &mut trace)
                 .await;
             // Only the cache write matters; the client's branch is dropped.
             this.drop_stream(&mut refreshed);
@@ -865,7 +885,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         fwd: Forward,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        match self.send(request, |_| {}, trace).await {
+        match self.send(request, |_| {}, &[], trace).await {
             Ok(response) => {
                 let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
                 (response, status)
@@ -1202,6 +1222,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         &self,
         request: &Request<Body>,
         adjust: impl FnOnce(&mut http::HeaderMap),
+        varied: &[String],
         trace: &mut Trace,
     ) -> Result<Response<Body>, EdgeError> {
         let mut base = Request::new(request.body().clone());
@@ -1239,10 +1260,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 .timeout_ms
                 .min(policy.deadline_ms.saturating_sub(elapsed))
                 .max(1);
-            let rules = forward::ForwardRules {
-                keyed: &self.config.cache_key_headers,
-                extra: &self.config.forward_request_headers,
-            };
+            let rules = self.forward_rules(varied);
             let mut origin_request = forward::origin_request(&base, origin, rules)?;
             if let Some(upload) = &upload {
                 origin_request.extensions_mut().insert(upload.clone());
@@ -1402,14 +1420,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Fetches a cacheable request from the origin (revalidating `stale` when
     /// given), stores what may be stored, and shares the answer with requests
     /// for the same key that arrive meanwhile.
+    ///
+    /// `known_vary` names the fields this URL is known to vary on (besides
+    /// those of `stale`): they are forwarded to the origin, since the key
+    /// already holds them.
     async fn fetch(
         &self,
         request: Request<Body>,
         key: String,
         fwd: Forward,
         stale: Option<StoredEntry>,
+        known_vary: Vec<String>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
+        let mut varied = known_vary;
+        if let Some(entry) = &stale {
+            varied.extend(entry.meta.variant_fields());
+        }
         let is_get = request.method() == Method::GET;
         let is_range = request.headers().contains_key(header::RANGE);
         // Range misses go through as they are; their 206 is never stored.
@@ -1457,6 +1484,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     None if is_get && !is_range => conditional::strip_client_conditionals(headers),
                     None => {}
                 },
+                &varied,
                 trace,
             )
             .await;
@@ -1550,7 +1578,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .push(format!("script or stylesheet served as sent: {detail}"));
             }
         }
-        let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);
+        let (answer, encoded) =
+            self.take_response(&request, key, response, times, fwd, &varied, trace);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());
         }
@@ -1692,13 +1721,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             return Some(reason);
         }
         let vary_fields = policy::vary_fields(merged.headers());
-        let stored_fields: Vec<String> = meta
-            .variant
-            .iter()
-            .flatten()
-            .map(|(field, _)| field.clone())
-            .collect();
-        (vary_fields != stored_fields).then_some(NoStoreReason::VaryChanged)
+        (vary_fields != meta.variant_fields()).then_some(NoStoreReason::VaryChanged)
     }
 
     /// Drops an entry from every tier: the memory tier now, the others after
@@ -1808,6 +1831,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     /// Stores a fresh origin response when allowed and serves it. Returns the
     /// stored form too, for requests waiting on the same key.
+    #[allow(clippy::too_many_arguments)]
     fn take_response(
         &self,
         request: &Request<Body>,
@@ -1815,6 +1839,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         response: Response<Body>,
         times: ResponseTimes,
         fwd: Forward,
+        varied: &[String],
         trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let fwd_status = response.status().as_u16();
@@ -1904,7 +1929,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let entry_key = if vary_fields.is_empty() {
             key
         } else {
-            let values = vary::variant_values(request.headers(), &vary_fields);
+            // The variant is what the origin saw: a field it was not sent
+            // counts as absent, so its answer is never filed under a value it
+            // did not get (the next request with that value is a vary-miss,
+            // which forwards the field).
+            let seen = forward::forwarded_view(request.headers(), self.forward_rules(varied));
+            let values = vary::variant_values(&seen, &vary_fields);
             let variant_key = vary::variant_key(&key, &values);
             meta.variant = Some(values);
             self.store(

@@ -27,6 +27,8 @@ pub struct PolicySettings {
     /// How long past its freshness a response may stand in when no origin
     /// can be reached at all (RFC 9111 §4.2.4 "disconnected").
     pub disconnected_grace_secs: u64,
+    /// Store 5xx answers that carry explicit freshness (off by default).
+    pub store_server_errors: bool,
 }
 
 impl Default for PolicySettings {
@@ -37,6 +39,7 @@ impl Default for PolicySettings {
             default_sie_secs: 0,
             disconnected_grace_secs: 0,
             heuristic_max_secs: 86_400,
+            store_server_errors: false,
         }
     }
 }
@@ -177,8 +180,11 @@ pub fn store_decision(
     if vary_is_star(response_headers) {
         return Skip(NoStoreReason::VaryStar);
     }
-    // 5xx answers describe the origin's trouble, not the resource: never shared.
-    if status.is_server_error() {
+    // 5xx answers describe the origin's trouble, not the resource: not shared
+    // unless the operator asked for it, and then only with explicit freshness.
+    if status.is_server_error()
+        && !(settings.store_server_errors && has_explicit_lifetime(&rd, response_headers))
+    {
         return Skip(NoStoreReason::ErrorStatus);
     }
     if let Some(reason) = credentials(request.headers) {
@@ -239,10 +245,14 @@ pub fn credentials(request_headers: &HeaderMap) -> Option<NoStoreReason> {
 /// it, but nothing in it says the answer is the same for every user.
 fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
     let permitted = rd.targeted || rd.has("public") || rd.has("s-maxage");
-    let explicit_lifetime = rd.has("s-maxage")
+    permitted && has_explicit_lifetime(rd, response_headers)
+}
+
+/// `s-maxage`, `max-age`, or (outside targeted fields) `Expires`.
+fn has_explicit_lifetime(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
+    rd.has("s-maxage")
         || rd.has("max-age")
-        || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
-    permitted && explicit_lifetime
+        || (!rd.targeted && response_headers.contains_key(header::EXPIRES))
 }
 
 fn vary_is_star(headers: &HeaderMap) -> bool {
@@ -808,7 +818,7 @@ mod tests {
     }
 
     #[test]
-    fn server_errors_are_never_stored() {
+    fn server_errors_are_not_stored_unless_the_operator_asks() {
         for status in [500, 502, 503, 504, 599] {
             assert_eq!(
                 decide(&[], status, &[("cache-control", "public, max-age=60")]),
@@ -816,6 +826,28 @@ mod tests {
                 "{status}"
             );
         }
+        let opted_in = PolicySettings {
+            store_server_errors: true,
+            ..settings()
+        };
+        let decide_opted = |resp: &[(&'static str, &str)]| {
+            store_decision(
+                RequestFacts {
+                    method: &Method::GET,
+                    headers: &HeaderMap::new(),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+                &headers(resp),
+                Some(10),
+                &opted_in,
+            )
+        };
+        assert_eq!(decide_opted(&[("cache-control", "max-age=10")]), store());
+        assert_eq!(
+            decide_opted(&[("last-modified", &date(-100_000))]),
+            skip(NoStoreReason::ErrorStatus),
+            "never by heuristic freshness"
+        );
     }
 
     #[test]

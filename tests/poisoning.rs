@@ -468,3 +468,74 @@ fn remembered_non_asset_paths_stay_bounded() {
     assert!(entries > 0);
     assert!(bytes <= 512 * 1024, "{bytes} bytes");
 }
+
+#[test]
+fn a_variant_is_filed_under_what_the_origin_saw() {
+    let h = Harness::new(|req, _| {
+        let seen = req
+            .headers()
+            .get("x-foo")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("default")
+            .to_owned();
+        reply(
+            200,
+            &[("cache-control", "public, max-age=600"), ("vary", "x-foo")],
+            &format!("variant {seen}"),
+        )
+    });
+    // X-Foo is not forwarded until the origin has said it varies on it.
+    assert_eq!(
+        body(&h.get_with("/v", &[("x-foo", "bar")])),
+        "variant default"
+    );
+    let second = h.get_with("/v", &[("x-foo", "bar")]);
+    assert!(
+        status_of(&second).contains("fwd=vary-miss"),
+        "{}",
+        status_of(&second)
+    );
+    assert_eq!(body(&second), "variant bar");
+    let third = h.get_with("/v", &[("x-foo", "bar")]);
+    assert!(status_of(&third).starts_with("cachefront; hit"));
+    assert_eq!(body(&third), "variant bar");
+    let plain = h.get("/v");
+    assert!(status_of(&plain).starts_with("cachefront; hit"));
+    assert_eq!(body(&plain), "variant default");
+}
+
+#[test]
+fn a_revalidation_sends_the_fields_the_entry_varies_on() {
+    let h = Harness::new(|req, n| {
+        let seen = req
+            .headers()
+            .get("x-foo")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        if n > 2 && req.headers().contains_key("if-none-match") {
+            return reply(304, &[("etag", "\"e\"")], "");
+        }
+        reply(
+            200,
+            &[
+                ("cache-control", "max-age=1"),
+                ("vary", "x-foo"),
+                ("etag", "\"e\""),
+            ],
+            &format!("saw {seen}"),
+        )
+    });
+    h.get_with("/r", &[("x-foo", "1")]);
+    assert_eq!(body(&h.get_with("/r", &[("x-foo", "1")])), "saw 1");
+    h.advance(5);
+    let revalidated = h.get_with("/r", &[("x-foo", "1")]);
+    assert!(
+        status_of(&revalidated).contains("fwd-status=304"),
+        "{}",
+        status_of(&revalidated)
+    );
+    let last = h.origin().received().pop().expect("a request");
+    assert_eq!(last.2["x-foo"], "1");
+    assert!(last.2.contains_key("if-none-match"));
+}
