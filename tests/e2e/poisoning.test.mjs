@@ -785,6 +785,50 @@ describe('a careless origin behind the worker', () => {
     });
   });
 
+  describe('session and error leaks', () => {
+    test('a Set-Cookie on a public page never reaches the next client (session fixation)', async () => {
+      route('/login-page', (_req, _body, n) => ({
+        headers: { 'cache-control': PUBLIC, 'set-cookie': `session_token=secret-${n}; HttpOnly` },
+        body: 'login form',
+      }));
+      const first = await get('/login-page');
+      assert.match(String(first.headers['set-cookie']), /secret-1/);
+      const second = await get('/login-page');
+      assert.doesNotMatch(String(second.headers['set-cookie']), /secret-1/, second.headers['cache-status']);
+    });
+
+    test('a page stored without its Set-Cookie (private="set-cookie") keeps the cookie to its first client', async () => {
+      route('/landing', (_req, _body, n) => ({
+        headers: { 'cache-control': 'public, max-age=300, private="set-cookie"', 'set-cookie': `visitor=v-${n}` },
+        body: 'landing page',
+      }));
+      const first = await get('/landing');
+      assert.match(String(first.headers['set-cookie']), /v-1/);
+      const second = await get('/landing');
+      assert.equal(second.body, 'landing page');
+      assert.equal(second.headers['set-cookie'], undefined, second.headers['cache-status']);
+    });
+
+    test('an error an attacker provokes with bad credentials is not stored (CPDoS)', async () => {
+      route('/cpdos/', (req) => {
+        if (req.headers.authorization) {
+          return { status: 401, headers: { 'cache-control': 'max-age=300', 'www-authenticate': 'Bearer' }, body: 'EVIL-unauthorised' };
+        }
+        if (/%%/.test(req.headers.cookie ?? '')) {
+          return { status: 400, headers: { 'cache-control': 'max-age=300' }, body: 'EVIL-bad cookie' };
+        }
+        return { headers: { 'cache-control': PUBLIC }, body: 'page' };
+      });
+      await get('/cpdos/auth', { authorization: 'Bearer EVIL' });
+      await get('/cpdos/cookie', { cookie: 'x=%%%' });
+      for (const path of ['/cpdos/auth', '/cpdos/cookie']) {
+        const victim = await get(path);
+        assert.equal(victim.status, 200, `${path}: ${victim.headers['cache-status']}`);
+        assert.equal(victim.body, 'page');
+      }
+    });
+  });
+
   describe('BYPASS_COOKIES', () => {
     before(() => {
       // Careless: every page is marked public, logged in or not.
