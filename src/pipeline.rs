@@ -1472,22 +1472,29 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         };
 
         let stored_validators = stale.as_ref().map(|e| e.response.headers().clone());
+        let adjust = |headers: &mut http::HeaderMap| match &stored_validators {
+            Some(validators) => {
+                conditional::add_revalidation_headers(headers, validators);
+                headers.remove(header::RANGE);
+            }
+            None if is_get && !is_range => conditional::strip_client_conditionals(headers),
+            None => {}
+        };
         let request_time = self.now();
-        let result = self
-            .send(
-                &request,
-                |headers| match &stored_validators {
-                    Some(validators) => {
-                        conditional::add_revalidation_headers(headers, validators);
-                        headers.remove(header::RANGE);
-                    }
-                    None if is_get && !is_range => conditional::strip_client_conditionals(headers),
-                    None => {}
-                },
-                &varied,
-                trace,
-            )
-            .await;
+        let mut result = self.send(&request, adjust, &varied, trace).await;
+        if let Ok(response) = &mut result {
+            // The answer varies on a field the client sent but the allow-list
+            // withheld: it was made without it. Now that the field is known
+            // to be keyed, ask again with it, once, so the answer filed under
+            // the client's value is the one the origin makes for that value.
+            let withheld =
+                withheld_vary_fields(request.headers(), response, self.forward_rules(&varied));
+            if is_get && !withheld.is_empty() {
+                self.drop_stream(response);
+                varied.extend(withheld);
+                result = self.send(&request, adjust, &varied, trace).await;
+            }
+        }
         let times = ResponseTimes {
             request_time_ms: request_time,
             response_time_ms: self.now(),
@@ -2008,6 +2015,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
     }
+}
+
+/// Fields a response varies on that the request carries but the origin was
+/// not sent (none for a 304, which keeps the stored entry's `Vary`).
+fn withheld_vary_fields(
+    request: &http::HeaderMap,
+    response: &Response<Body>,
+    rules: forward::ForwardRules<'_>,
+) -> Vec<String> {
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return Vec::new();
+    }
+    policy::vary_fields(response.headers())
+        .into_iter()
+        .filter(|field| {
+            field != "*" && request.contains_key(field.as_str()) && !rules.forwards(field)
+        })
+        .collect()
 }
 
 fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Body>, CacheStatus) {
