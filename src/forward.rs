@@ -116,6 +116,13 @@ pub fn origin_request(
 
     let keyed = |name: &str| rules.keyed.iter().any(|k| k == name);
     let mut headers = forwarded_view(request.headers(), rules);
+    // The key holds `Origin` normalised; the origin gets that same value, so
+    // a reflected `Access-Control-Allow-Origin` matches what browsers send.
+    if let Some(origin) = shaping::keyed_origin(request.headers()) {
+        if let Ok(value) = HeaderValue::from_str(&origin) {
+            headers.insert(header::ORIGIN, value);
+        }
+    }
     let forwarded_host = HeaderName::from_static("x-forwarded-host");
     if !keyed(forwarded_host.as_str()) {
         if let Some(host) = request_host(request) {
@@ -373,5 +380,15 @@ mod tests {
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-device"], "mobile");
+    }
+
+    #[test]
+    fn origin_is_forwarded_as_it_is_keyed() {
+        let req = client_request(
+            "https://shop.example/",
+            &[("origin", "HTTPS://Good.Example")],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
+        assert_eq!(out.headers()["origin"], "https://good.example");
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::assets::origin_minify::MinifyOutcome;
 use crate::assets::Manifest;
-use crate::auth::{self, TokenCheck};
+use crate::auth::{self, OperatorAccess};
 use crate::body::{self, Streamed};
 use crate::cache_key::{self, KeyRules};
 use crate::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
@@ -34,7 +34,7 @@ use crate::platform::{
 use crate::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
 };
-use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter};
+use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter, SecretToken};
 use crate::range;
 use crate::registry::{self, EntryState, RegistryMemo};
 use crate::server_timing::{self, Metric};
@@ -292,10 +292,27 @@ fn strip_targeted_fields(headers: &mut http::HeaderMap) {
     }
 }
 
-/// The answer to every request while the configuration is invalid.
-pub fn config_error_response(err: &ConfigError, method: &Method, path: &str) -> Handled {
+/// The answer to every request while the configuration is invalid: a
+/// generic 500 that names nothing, except for `GET` [`HEALTH_PATH`] with the
+/// operator token (`PURGE_TOKEN`, read on its own by the adapter, see
+/// [`crate::config::operator_token`]), which gets the details. The details
+/// are always in the log line's warnings.
+pub fn config_error_response(
+    err: &ConfigError,
+    request: &Request<Body>,
+    operator_token: Option<&SecretToken>,
+) -> Handled {
+    let method = request.method();
+    let path = request.uri().path();
     let error = EdgeError::Config(err.clone());
-    let mut response = error.to_response();
+    let operator = path == HEALTH_PATH
+        && method == Method::GET
+        && auth::operator_access(request.headers(), operator_token) == OperatorAccess::Granted;
+    let mut response = if operator {
+        crate::error::config_details_response(err)
+    } else {
+        error.to_response()
+    };
     let status = CacheStatus::forward(Forward::Bypass)
         .with_outcome(Outcome::Error)
         .with_detail("config-error");
@@ -450,7 +467,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         if request.uri().path() == HEALTH_PATH {
             let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
-            return match self.operator_check(&request, "GET", "the health endpoint") {
+            return match self.operator_check(&request, "GET") {
                 Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
                 Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
             };
@@ -1049,11 +1066,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     async fn serve_state(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
         let context = state::StateContext {
             config: &self.config.purge,
+            token: self.config.state_token(),
             now_ms: self.now(),
         };
         let platform = &self.platform;
-        let response =
-            state::serve_state(request, platform.registry(), platform.health(), context).await;
+        let stores = state::StateStores {
+            registry: platform.registry(),
+            health: platform.health(),
+            streams: platform.streams(),
+        };
+        let response = state::serve_state(request, stores, context).await;
         let status = CacheStatus::forward(Forward::Bypass).with_detail("state");
         if response.status().is_success() {
             (response, status)
@@ -1131,21 +1153,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.warm(urls).await
     }
 
-    /// Method and bearer-token checks of an operator endpoint.
+    /// Token, then method, checks of the health endpoint (guarded by the
+    /// operator token, `PURGE_TOKEN`).
     fn operator_check(
         &self,
         request: &Request<Body>,
         method: &'static str,
-        what: &'static str,
     ) -> Result<(), EdgeError> {
-        let Some(token) = self.config.purge.token.as_ref().map(|t| t.expose()) else {
-            return Err(EdgeError::Disabled(what));
-        };
-        match auth::check_bearer(request.headers(), token) {
-            TokenCheck::Valid => {}
-            TokenCheck::Missing | TokenCheck::Malformed | TokenCheck::Invalid => {
-                return Err(EdgeError::Unauthorized)
+        match auth::operator_access(request.headers(), self.config.purge.token.as_ref()) {
+            OperatorAccess::Granted => {}
+            OperatorAccess::Disabled => {
+                return Err(EdgeError::Disabled {
+                    endpoint: "the health endpoint",
+                    token_variable: purge::VAR_PURGE_TOKEN,
+                })
             }
+            OperatorAccess::Denied => return Err(EdgeError::Unauthorized),
         }
         if request.method().as_str() != method {
             return Err(EdgeError::MethodNotAllowed(method));
@@ -1472,22 +1495,29 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         };
 
         let stored_validators = stale.as_ref().map(|e| e.response.headers().clone());
+        let adjust = |headers: &mut http::HeaderMap| match &stored_validators {
+            Some(validators) => {
+                conditional::add_revalidation_headers(headers, validators);
+                headers.remove(header::RANGE);
+            }
+            None if is_get && !is_range => conditional::strip_client_conditionals(headers),
+            None => {}
+        };
         let request_time = self.now();
-        let result = self
-            .send(
-                &request,
-                |headers| match &stored_validators {
-                    Some(validators) => {
-                        conditional::add_revalidation_headers(headers, validators);
-                        headers.remove(header::RANGE);
-                    }
-                    None if is_get && !is_range => conditional::strip_client_conditionals(headers),
-                    None => {}
-                },
-                &varied,
-                trace,
-            )
-            .await;
+        let mut result = self.send(&request, adjust, &varied, trace).await;
+        if let Ok(response) = &mut result {
+            // The answer varies on a field the client sent but the allow-list
+            // withheld: it was made without it. Now that the field is known
+            // to be keyed, ask again with it, once, so the answer filed under
+            // the client's value is the one the origin makes for that value.
+            let withheld =
+                withheld_vary_fields(request.headers(), response, self.forward_rules(&varied));
+            if is_get && !withheld.is_empty() {
+                self.drop_stream(response);
+                varied.extend(withheld);
+                result = self.send(&request, adjust, &varied, trace).await;
+            }
+        }
         let times = ResponseTimes {
             request_time_ms: request_time,
             response_time_ms: self.now(),
@@ -2008,6 +2038,24 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
     }
+}
+
+/// Fields a response varies on that the request carries but the origin was
+/// not sent (none for a 304, which keeps the stored entry's `Vary`).
+fn withheld_vary_fields(
+    request: &http::HeaderMap,
+    response: &Response<Body>,
+    rules: forward::ForwardRules<'_>,
+) -> Vec<String> {
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return Vec::new();
+    }
+    policy::vary_fields(response.headers())
+        .into_iter()
+        .filter(|field| {
+            field != "*" && request.contains_key(field.as_str()) && !rules.forwards(field)
+        })
+        .collect()
 }
 
 fn error_answer(err: EdgeError, fwd: Forward, trace: &mut Trace) -> (Response<Body>, CacheStatus) {

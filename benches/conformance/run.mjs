@@ -48,10 +48,13 @@ const worker = await startWorker({
   vars: {
     ORIGINS: JSON.stringify([{ name: 'cache-tests', url: `http://127.0.0.1:${port}` }]),
     REQUEST_LOG: 'off',
-    // The suite's client numbers its requests in a `Req-Num` header that its
-    // origin reads to pick the answer; the worker forwards only allow-listed
-    // request headers (docs/caching.md, security model), so name it here.
-    FORWARD_REQUEST_HEADERS: 'req-num',
+    // The worker forwards only allow-listed request headers (docs/caching.md,
+    // security model); an operator names the others their origin reads, as
+    // here: the suite's client numbers its requests in `Req-Num`, which its
+    // origin reads to pick the answer, and its origin varies on `Foo`, `Bar`
+    // and `Baz`. (Unlisted, a varied field is asked for again once the
+    // origin names it, which the suite counts as a retry.)
+    FORWARD_REQUEST_HEADERS: 'req-num,foo,bar,baz',
     ...extraVars,
   },
 });
