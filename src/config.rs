@@ -6,11 +6,11 @@
 
 use serde::Deserialize;
 
-use crate::health::HealthPolicy;
-use crate::origin_pool::RetryPolicy;
-use crate::policy::PolicySettings;
-use crate::purge::PurgeConfig;
-use crate::warming::WarmSettings;
+use crate::origin::health::HealthPolicy;
+use crate::origin::pool::RetryPolicy;
+use crate::purge::api::PurgeConfig;
+use crate::purge::warming::WarmSettings;
+use crate::semantics::policy::PolicySettings;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -146,7 +146,7 @@ pub struct Config {
     pub cache_namespace: String,
     /// Responses with a larger body are served but never stored.
     pub cache_max_object_bytes: u64,
-    /// Bodies above this size stay streams (see [`crate::body`]): never held
+    /// Bodies above this size stay streams (see [`crate::platform::body`]): never held
     /// whole in memory, stored (Cache API only) when their length is known.
     pub stream_bodies_above_bytes: u64,
     /// Query parameter names (or `prefix*` patterns) left out of cache keys.
@@ -155,7 +155,7 @@ pub struct Config {
     /// even when they are usually stripped as unkeyed overrides.
     pub cache_key_headers: Vec<String>,
     /// Lower-cased request headers forwarded to origins besides the built-in
-    /// allow-list ([`crate::shaping::FORWARDED_REQUEST_FIELDS`]) and the keyed ones.
+    /// allow-list ([`crate::origin::shaping::FORWARDED_REQUEST_FIELDS`]) and the keyed ones.
     pub forward_request_headers: Vec<String>,
     /// Cookie-name globs (`session*`): requests carrying such a cookie bypass
     /// the cache in both directions, as logged-in users do on Varnish setups.

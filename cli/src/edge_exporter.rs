@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The purge API's path, as `blob6` holds it.
-pub const PURGE_PATH: &str = cachefront::purge::PURGE_PATH;
+pub const PURGE_PATH: &str = cachefront::purge::api::PURGE_PATH;
 /// Cache outcomes the worker writes (`blob1`); anything else is `other`.
 pub const CACHE_OUTCOMES: &[&str] = &[
     "hit",
@@ -492,7 +492,7 @@ mod tests {
             warnings: vec![],
             purge: None,
         };
-        let point = cachefront::analytics::data_point("shop.example", &log);
+        let point = cachefront::telemetry::analytics::data_point("shop.example", &log);
         assert_eq!(point.blobs[0], "error", "blob1 = cache");
         assert_eq!(point.blobs[1], "origin", "blob2 = tier");
         assert_eq!(point.blobs[2], "eu", "blob3 = origin");

@@ -22,7 +22,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request};
 use serde::Serialize;
 
-use super::{CloudflareZone, PurgeRequest};
+use super::api::{CloudflareZone, PurgeRequest};
 use crate::platform::Clock;
 
 /// The API's base URL.
@@ -301,7 +301,7 @@ fn api_error_message(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::purge::{parse_purge_body, SecretToken};
+    use crate::purge::api::{parse_purge_body, SecretToken};
     use futures::executor::block_on;
     use std::cell::RefCell;
 

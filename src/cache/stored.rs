@@ -7,8 +7,8 @@ use http::header::{HeaderName, HeaderValue};
 use http::{header, HeaderMap, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::policy::ResponseTimes;
-use crate::vary::VariantValues;
+use crate::semantics::policy::ResponseTimes;
+use crate::semantics::vary::VariantValues;
 use crate::Body;
 
 /// Header carrying [`EntryMeta`] inside the store; never sent to clients.
@@ -226,7 +226,7 @@ pub fn short_key(key: &str) -> String {
     if key.len() <= 480 {
         return key.to_owned();
     }
-    let hash = crate::tags::stable_hash(key.as_bytes());
+    let hash = crate::purge::tags::stable_hash(key.as_bytes());
     let mut cut = 400;
     while !key.is_char_boundary(cut) {
         cut -= 1;

@@ -19,16 +19,16 @@ use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
-use crate::body::{self, BodyPlan, Streamed};
 use crate::config::{Config, OriginConfig};
-use crate::health::SharedHealth;
+use crate::origin::health::SharedHealth;
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
+use crate::platform::body::{self, BodyPlan, Streamed};
+use crate::platform::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
     OriginError, OriginFetch, Platform, StaticAssets, StoreError,
 };
-use crate::registry::TagRegistryStore;
-use crate::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
+use crate::purge::registry::TagRegistryStore;
 use crate::Body;
 
 #[event(start)]
@@ -60,7 +60,7 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     }
     // One data point per request when the dataset is bound; a no-op otherwise.
     if let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) {
-        let point = crate::analytics::data_point(&host, &handled.log);
+        let point = crate::telemetry::analytics::data_point(&host, &handled.log);
         let indexes: Vec<&str> = point.indexes.iter().map(String::as_str).collect();
         let written = worker::AnalyticsEngineDataPointBuilder::new()
             .indexes(indexes)
@@ -238,7 +238,7 @@ fn js_error(e: impl std::fmt::Debug) -> String {
 }
 
 /// Converts the incoming request; an upload above `stream_above` bytes stays a
-/// stream (see [`crate::body`]), a smaller one is read.
+/// stream (see [`crate::platform::body`]), a smaller one is read.
 async fn into_http_request(
     req: worker::Request,
     streams: &JsStreams,
@@ -352,7 +352,7 @@ fn into_worker_response(
 }
 
 /// Converts a runtime response; a body above `stream_above` bytes is left in
-/// the runtime as a stream (see [`crate::body`]), a smaller one is read.
+/// the runtime as a stream (see [`crate::platform::body`]), a smaller one is read.
 async fn from_worker_response(
     response: worker::Response,
     stream_above: u64,
@@ -429,7 +429,7 @@ fn as_bytes(chunk: JsValue) -> Uint8Array {
     }
 }
 
-/// The streamed bodies of one request (see [`crate::body`]): runtime streams
+/// The streamed bodies of one request (see [`crate::platform::body`]): runtime streams
 /// the core routes by id. Dropped with the request's platform, so a stream
 /// the core forgot cannot outlive it.
 #[derive(Clone, Default)]
@@ -666,7 +666,8 @@ impl TagRegistryStore for RegistryBinding {
         &self,
         shard: u32,
         keys: &[String],
-    ) -> Result<std::collections::HashMap<String, crate::registry::TagPurgeTimes>, StoreError> {
+    ) -> Result<std::collections::HashMap<String, crate::purge::registry::TagPurgeTimes>, StoreError>
+    {
         match &self.0 {
             Some(registry) => registry.lookup(shard, keys).await,
             None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
@@ -678,7 +679,7 @@ impl TagRegistryStore for RegistryBinding {
         shard: u32,
         after: &str,
         limit: usize,
-    ) -> Result<Vec<crate::registry::RegistryEntry>, StoreError> {
+    ) -> Result<Vec<crate::purge::registry::RegistryEntry>, StoreError> {
         match &self.0 {
             Some(registry) => registry.entries(shard, after, limit).await,
             None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
@@ -688,7 +689,7 @@ impl TagRegistryStore for RegistryBinding {
     async fn merge(
         &self,
         shard: u32,
-        entries: &[crate::registry::RegistryEntry],
+        entries: &[crate::purge::registry::RegistryEntry],
     ) -> Result<(), StoreError> {
         match &self.0 {
             Some(registry) => registry.merge(shard, entries).await,

@@ -1,11 +1,11 @@
 //! Cache keys: namespace + scheme + host + normalised path + keyed query, as a
 //! URL the Cache API accepts. The path and query are shaped by
-//! [`crate::shaping`], the same function that builds what the origin receives:
+//! [`crate::origin::shaping`], the same function that builds what the origin receives:
 //! query members are sorted so that `?a=1&b=2` and `?b=2&a=1` share one entry.
 
 use http::Uri;
 
-use crate::shaping;
+use crate::origin::shaping;
 
 /// Path segment that separates our keys from real URLs on the same host.
 const KEY_PREFIX: &str = "/.cachefront/";

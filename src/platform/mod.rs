@@ -3,16 +3,23 @@
 //! two implementations: `workers` (wasm32, over the Workers runtime) and
 //! `memory` (native tests and benches).
 
+pub mod body;
+pub mod memory;
+#[cfg(target_arch = "wasm32")]
+mod workers;
+#[cfg(target_arch = "wasm32")]
+mod workers_registry;
+
 use std::future::Future;
 use std::pin::Pin;
 
 use http::{Request, Response};
 
-use crate::body::Streamed;
 use crate::config::OriginConfig;
-use crate::health::SharedHealth;
+use crate::origin::health::SharedHealth;
+use crate::platform::body::Streamed;
 pub use crate::purge::cloudflare::CloudflareApi;
-pub use crate::registry::TagRegistryStore;
+pub use crate::purge::registry::TagRegistryStore;
 use crate::Body;
 
 /// A task to finish after the response is sent (`ctx.wait_until` on Workers).
@@ -36,7 +43,7 @@ pub enum OriginError {
 /// given; freshness is decided by the pipeline, not the store.
 #[allow(async_fn_in_trait)] // Workers futures are !Send; callers are generic, not dyn.
 pub trait CacheStore {
-    /// A body above `stream_above` bytes comes back as a stream (see [`crate::body`]).
+    /// A body above `stream_above` bytes comes back as a stream (see [`crate::platform::body`]).
     async fn get(&self, key: &str, stream_above: u64)
         -> Result<Option<Response<Body>>, StoreError>;
     /// Stores `response`; a streamed body is read from its stream.
@@ -49,7 +56,7 @@ pub trait CacheStore {
 #[allow(async_fn_in_trait)]
 pub trait OriginFetch {
     /// Gives up (and aborts the subrequest) after `timeout_ms`. A body above
-    /// `stream_above` bytes is left as a stream (see [`crate::body`]).
+    /// `stream_above` bytes is left as a stream (see [`crate::platform::body`]).
     async fn fetch(
         &self,
         origin: &OriginConfig,
@@ -81,7 +88,7 @@ pub trait HealthStore {
 /// paths that are not assets.
 #[allow(async_fn_in_trait)]
 pub trait StaticAssets {
-    /// A body above `stream_above` bytes is left as a stream (see [`crate::body`]).
+    /// A body above `stream_above` bytes is left as a stream (see [`crate::platform::body`]).
     async fn fetch(
         &self,
         request: &Request<Body>,
@@ -89,7 +96,7 @@ pub trait StaticAssets {
     ) -> Result<Response<Body>, StoreError>;
 }
 
-/// What the core may do with a streamed body (see [`crate::body`]) without
+/// What the core may do with a streamed body (see [`crate::platform::body`]) without
 /// reading it. Every stream handed to the core ends in exactly one place: a
 /// response, a cache write, or one of these calls.
 pub trait BodyStreams {

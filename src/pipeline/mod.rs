@@ -12,38 +12,39 @@ use http::header::{self, HeaderName};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use serde::Serialize;
 
+use crate::admin::auth::{self, TokenCheck};
+use crate::admin::state;
+use crate::assets::edge::{self as edge_assets, HtmlOutcome};
 use crate::assets::origin_minify::MinifyOutcome;
 use crate::assets::Manifest;
-use crate::auth::{self, TokenCheck};
-use crate::body::{self, Streamed};
-use crate::cache_key::{self, KeyRules};
-use crate::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
-use crate::coalesce::{Coalescer, Role};
-use crate::conditional;
+use crate::cache::coalesce::{Coalescer, Role};
+use crate::cache::hot::HotCache;
+use crate::cache::key::{self as cache_key, KeyRules};
+use crate::cache::stored::{self, EntryMeta};
 use crate::config::{Config, ConfigError};
-use crate::edge_assets::{self, HtmlOutcome};
 use crate::error::{json_response, AttemptFailure, EdgeError};
-use crate::forward;
-use crate::health::{self, Availability, OriginHealth, SharedHealth};
-use crate::hot_cache::HotCache;
-use crate::origin_pool::{self, Candidate};
+use crate::origin::health::{self, Availability, OriginHealth, SharedHealth};
+use crate::origin::pool::{self as origin_pool, Candidate};
+use crate::origin::request as forward;
+use crate::origin::shaping;
+use crate::platform::body::{self, Streamed};
 use crate::platform::{
     Background, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore, OriginError, OriginFetch,
     Platform, StaticAssets,
 };
-use crate::policy::{
+use crate::purge::api::{self as purge, PurgeContext, PurgeRateLimiter};
+use crate::purge::cloudflare;
+use crate::purge::registry::{self, EntryState, RegistryMemo};
+use crate::purge::tags;
+use crate::purge::warming;
+use crate::semantics::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome, Tier};
+use crate::semantics::conditional;
+use crate::semantics::policy::{
     self, Freshness, RequestDirectives, RequestFacts, ResponseTimes, Reuse, StoreDecision,
 };
-use crate::purge::{self, cloudflare, PurgeContext, PurgeRateLimiter};
-use crate::range;
-use crate::registry::{self, EntryState, RegistryMemo};
-use crate::server_timing::{self, Metric};
-use crate::shaping;
-use crate::state;
-use crate::stored::{self, EntryMeta};
-use crate::tags;
-use crate::vary;
-use crate::warming;
+use crate::semantics::range;
+use crate::semantics::vary;
+use crate::telemetry::server_timing::{self, Metric};
 use crate::Body;
 
 /// How often a coalesced request checks whether the leader has finished.

@@ -16,13 +16,13 @@ use std::collections::{BTreeMap, HashSet};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{self, TokenCheck};
+use crate::admin::auth::{self, TokenCheck};
 use crate::error::json_response;
-use crate::health::SharedHealth;
+use crate::origin::health::SharedHealth;
 use crate::platform::HealthStore;
-use crate::purge::PurgeConfig;
-use crate::registry::{keys_by_shard, shard_of, RegistryEntry, TagRegistryStore};
-use crate::tags::MAX_TAG_BYTES;
+use crate::purge::api::PurgeConfig;
+use crate::purge::registry::{keys_by_shard, shard_of, RegistryEntry, TagRegistryStore};
+use crate::purge::tags::MAX_TAG_BYTES;
 use crate::Body;
 
 /// The operator endpoint: `GET` exports, `PUT` imports.
@@ -509,9 +509,9 @@ async fn run<R: TagRegistryStore, H: HealthStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryHealthStore;
-    use crate::purge::SecretToken;
-    use crate::registry::{lookup_keys, purge_keys, MemoryTagRegistry};
+    use crate::platform::memory::MemoryHealthStore;
+    use crate::purge::api::SecretToken;
+    use crate::purge::registry::{lookup_keys, purge_keys, MemoryTagRegistry};
     use futures::executor::block_on;
 
     const NOW: u64 = 1_700_000_000_000;

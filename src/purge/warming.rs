@@ -3,8 +3,8 @@
 //! list and the pages of a sitemap. Pure selection and parsing; the pipeline
 //! does the (rate-limited, background) fetching.
 
-use crate::purge;
-use crate::stored::EntryMeta;
+use crate::cache::stored::EntryMeta;
+use crate::purge::api as purge;
 
 /// Warming settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -82,7 +82,7 @@ pub fn sitemap_urls(xml: &str, max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::ResponseTimes;
+    use crate::semantics::policy::ResponseTimes;
 
     fn meta(tags: &[&str]) -> EntryMeta {
         let mut m = EntryMeta::new(
@@ -109,7 +109,7 @@ mod tests {
             purged_urls(&held, &keys, "https", 10),
             ["https://shop.example/products/1"]
         );
-        let everything = vec![crate::tags::EVERYTHING_KEY.to_owned()];
+        let everything = vec![crate::purge::tags::EVERYTHING_KEY.to_owned()];
         assert_eq!(
             purged_urls(&held, &everything, "https", 1).len(),
             1,

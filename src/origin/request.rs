@@ -12,7 +12,7 @@ use http::{Request, Uri};
 
 use crate::config::OriginConfig;
 use crate::error::EdgeError;
-use crate::shaping;
+use crate::origin::shaping;
 use crate::Body;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) never forwarded in either direction.

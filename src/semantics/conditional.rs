@@ -6,7 +6,7 @@
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Response, StatusCode};
 
-use crate::http_date;
+use crate::semantics::http_date;
 use crate::Body;
 
 /// Fields a 304 must not overwrite in the stored response: they describe the

@@ -7,8 +7,6 @@
 //! The token is a secret: it is kept in [`SecretToken`], whose `Debug` is
 //! redacted, and no error message or receipt ever contains it.
 
-pub mod cloudflare;
-
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
@@ -18,10 +16,11 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::auth::{self, TokenCheck};
+use super::cloudflare;
+use crate::admin::auth::{self, TokenCheck};
 use crate::error::json_response;
-use crate::registry::{purge_keys, TagRegistryStore};
-use crate::tags::{self, DropReason, EVERYTHING_KEY};
+use crate::purge::registry::{purge_keys, TagRegistryStore};
+use crate::purge::tags::{self, DropReason, EVERYTHING_KEY};
 use crate::Body;
 
 /// Where the purge API is served.
@@ -871,7 +870,7 @@ pub async fn execute_purge<S: TagRegistryStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{lookup_keys, MemoryTagRegistry};
+    use crate::purge::registry::{lookup_keys, MemoryTagRegistry};
     use futures::executor::block_on;
     use std::collections::HashMap;
 
@@ -1187,17 +1186,17 @@ mod tests {
 
     #[test]
     fn token_comparison_is_constant_time_over_the_expected_length() {
-        assert!(crate::auth::tokens_match(b"abcdef", b"abcdef"));
-        assert!(!crate::auth::tokens_match(b"abcdeg", b"abcdef"));
+        assert!(crate::admin::auth::tokens_match(b"abcdef", b"abcdef"));
+        assert!(!crate::admin::auth::tokens_match(b"abcdeg", b"abcdef"));
         assert!(
-            !crate::auth::tokens_match(b"abcde", b"abcdef"),
+            !crate::admin::auth::tokens_match(b"abcde", b"abcdef"),
             "a prefix is not a match"
         );
         assert!(
-            !crate::auth::tokens_match(b"abcdefg", b"abcdef"),
+            !crate::admin::auth::tokens_match(b"abcdefg", b"abcdef"),
             "an extension is not a match"
         );
-        assert!(!crate::auth::tokens_match(b"", b"abcdef"));
+        assert!(!crate::admin::auth::tokens_match(b"", b"abcdef"));
         // Bearer scheme is case-insensitive; surrounding spaces are ignored.
         assert!(decide(
             Method::POST,
@@ -1380,7 +1379,7 @@ mod tests {
         assert_eq!(outcome.expect_err("refused"), PurgeError::BadToken);
         let found =
             block_on(lookup_keys(&registry, &["b".to_owned()], config.shards)).expect("lookup");
-        assert_eq!(found["b"], crate::registry::TagPurgeTimes::default());
+        assert_eq!(found["b"], crate::purge::registry::TagPurgeTimes::default());
     }
 
     #[test]

@@ -12,18 +12,18 @@ use futures_channel::oneshot;
 use futures_util::future::{FutureExt, Shared};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::body::{self, Streamed};
 use crate::config::OriginConfig;
-use crate::health::SharedHealth;
+use crate::origin::health::SharedHealth;
+use crate::platform::body::{self, Streamed};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, CloudflareApi, GlobalStore,
     HealthStore, OriginError, OriginFetch, Platform, StaticAssets, StoreError,
 };
 use crate::purge::cloudflare::ApiReply;
-use crate::registry::MemoryTagRegistry;
+use crate::purge::registry::MemoryTagRegistry;
 use crate::Body;
 
-/// Streamed bodies (see [`crate::body`]) held as byte strings; clones share
+/// Streamed bodies (see [`crate::platform::body`]) held as byte strings; clones share
 /// the same table. Tests read a streamed response with [`Self::resolve`] and
 /// check with [`Self::open`] that no stream was left behind.
 #[derive(Clone, Default)]

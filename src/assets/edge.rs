@@ -13,9 +13,9 @@ use crate::assets::{
     link_header, rewrite_html, HtmlRewriteReport, HtmlRewriteSettings, Manifest, ResponsiveImages,
     IMMUTABLE_CACHE_CONTROL,
 };
-use crate::cache_control::Directives;
 use crate::config::AssetSettings;
-use crate::tags::{self, AutoTagRules};
+use crate::purge::tags::{self, AutoTagRules};
+use crate::semantics::cache_control::Directives;
 use crate::Body;
 
 pub fn is_html(headers: &http::HeaderMap) -> bool {

@@ -25,7 +25,7 @@ use worker::{
 
 use crate::platform::StoreError;
 use crate::purge::cloudflare::{ApiReply, CloudflareApi};
-use crate::registry::{
+use crate::purge::registry::{
     shard_name, EntriesMessage, LookupAnswer, LookupMessage, MergeMessage, PurgeMessage,
     RegistryEntry, TagPurgeTimes, TagRegistryStore, MAX_KEYS_PER_MESSAGE,
 };

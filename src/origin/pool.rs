@@ -5,7 +5,7 @@
 use http::{Method, StatusCode};
 
 use crate::config::OriginConfig;
-use crate::health::Availability;
+use crate::origin::health::Availability;
 
 /// One origin's place in the selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -227,17 +227,17 @@ pub fn prefix_tag(prefix: &str) -> String {
 }
 
 /// `url:<host><path>[?<query>]`, lower-cased, the path normalised and the
-/// query keyed exactly as the cache key does ([`crate::shaping`]), so a purge
+/// query keyed exactly as the cache key does ([`crate::origin::shaping`]), so a purge
 /// of one alias of a URL (`/a%62c`, `//abc`) reaches what the others stored. The scheme is left out,
 /// so one purge reaches http and https. A URL longer than a tag may be is
 /// named by a stable hash of it instead: the same on both sides.
 pub fn url_tag(host: &str, uri: &Uri, ignored_query_params: &[String]) -> String {
     let host_part = host_tag(host);
     let host_part = &host_part[HOST_TAG_PREFIX.len()..];
-    let path = crate::shaping::normalize_path(uri.path());
+    let path = crate::origin::shaping::normalize_path(uri.path());
     let mut url = format!("{URL_TAG_PREFIX}{host_part}{path}");
     if let Some(query) =
-        crate::shaping::keyed_query(uri.query().unwrap_or(""), ignored_query_params)
+        crate::origin::shaping::keyed_query(uri.query().unwrap_or(""), ignored_query_params)
     {
         url.push('?');
         url.push_str(&query);

@@ -94,10 +94,10 @@ impl HotCache {
         let mut inner = self.inner.borrow_mut();
         let size = entry_size(key, response);
         // Entries larger than an eighth of the budget would evict too much; a
-        // streamed body (crate::body) is not in memory at all.
+        // streamed body (crate::platform::body) is not in memory at all.
         let streamed = response
             .extensions()
-            .get::<crate::body::Streamed>()
+            .get::<crate::platform::body::Streamed>()
             .is_some();
         if streamed || inner.budget_bytes == 0 || size > inner.budget_bytes / 8 {
             inner.remove(key);

@@ -6,9 +6,9 @@
 use http::header::{self, HeaderName};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::cache_control::{Directives, DELTA_SECONDS_CAP};
-use crate::cache_status::NoStoreReason;
-use crate::http_date;
+use crate::semantics::cache_control::{Directives, DELTA_SECONDS_CAP};
+use crate::semantics::cache_status::NoStoreReason;
+use crate::semantics::http_date;
 
 /// Targeted cache-control fields for this cache, most specific first (RFC 9213).
 pub const TARGETED_FIELDS: [&str; 2] = ["cloudflare-cdn-cache-control", "cdn-cache-control"];
@@ -61,7 +61,7 @@ impl ResponseDirectives {
                     .filter_map(|v| v.to_str().ok())
                     .collect();
                 // An invalid Structured Field is ignored whole (RFC 9213 §2.1).
-                if !crate::cache_control::targeted_field_is_valid(&lines.join(", ")) {
+                if !crate::semantics::cache_control::targeted_field_is_valid(&lines.join(", ")) {
                     continue;
                 }
                 let directives = Directives::from_headers(headers, &name);
