@@ -3,6 +3,7 @@
 //! building the origin request and cleaning its answer, choosing among
 //! origins, and each origin's health.
 
+pub mod book;
 pub mod health;
 pub mod pool;
 pub mod request;

@@ -1,31 +1,72 @@
-//! The operator endpoints under `/__cachefront/`: purge, state and health.
+//! The operator endpoints under `/__cachefront/` (purge, state, health):
+//! one router, one operator check, and what a purge does to this isolate
+//! and to Cloudflare's zone cache.
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 
 use crate::admin::auth::{self, TokenCheck};
 use crate::admin::state;
 use crate::cache::stored;
-use crate::error::EdgeError;
-use crate::origin::request as forward;
-use crate::platform::{Background, Platform};
-use crate::purge::api::{self as purge, PurgeContext};
-use crate::purge::cloudflare;
+use crate::error::{json_response, EdgeError};
+use crate::origin::request::request_host;
+use crate::platform::body;
+use crate::platform::{Background, BodyStreams, Platform};
+use crate::purge::api::{self as purge, PurgeContext, PurgeOutcome};
+use crate::purge::cloudflare::{self, ApiCall};
 use crate::purge::warming;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::Body;
 
-use super::{Pipeline, Trace};
+use super::{Pipeline, Trace, HEALTH_PATH};
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
+    /// The answer of an operator endpoint, or `None` when `request` is for
+    /// another path.
+    pub(super) async fn serve_operator(
+        &self,
+        request: &Request<Body>,
+        trace: &mut Trace,
+    ) -> Option<(Response<Body>, CacheStatus)> {
+        let path = request.uri().path();
+        if path == purge::PURGE_PATH {
+            if let Some(stream) = body::streamed_request(request) {
+                // Purge bodies are small; one big enough to stream is refused unread.
+                self.platform.streams().cancel(stream);
+                let err = purge::PurgeError::BodyTooLarge {
+                    limit: purge::MAX_BODY_BYTES,
+                };
+                let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
+                return Some((err.to_response(), status.with_outcome(Outcome::Error)));
+            }
+            return Some(self.serve_purge(request, trace).await);
+        }
+        if path == state::STATE_PATH {
+            return Some(self.serve_state(request).await);
+        }
+        if path == HEALTH_PATH {
+            return Some(self.serve_health(request));
+        }
+        None
+    }
+
+    /// `GET /__cachefront/health`: each origin as this isolate sees it.
+    fn serve_health(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
+        let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
+        match self.operator_check(request, "GET", "the health endpoint") {
+            Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
+            Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
+        }
+    }
+
     /// `POST /__cachefront/purge`: checks, records the purge in the registry,
     /// applies it to this isolate at once, and forwards it to Cloudflare in
     /// the background when configured.
-    pub(super) async fn serve_purge(
+    async fn serve_purge(
         &self,
         request: &Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        let host = forward::request_host(request).unwrap_or_default();
+        let host = request_host(request).unwrap_or_default();
         let now = self.now();
         let context = PurgeContext {
             config: &self.config.purge,
@@ -42,24 +83,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         .await;
         trace.purge = Some(purge::purge_log_fields(&outcome));
         let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
-        let Ok(mut outcome) = outcome else {
+        let Ok(outcome) = outcome else {
             return (response, status.with_outcome(Outcome::Error));
         };
         if outcome.receipt.dry_run {
-            // What this isolate's memory tier holds that the purge would reach.
-            let keys = outcome
-                .receipt
-                .purged
-                .registry_keys(&self.config.cache_ignore_query_params);
-            let affected = self
-                .isolate
-                .hot
-                .collect(stored::meta_of)
-                .iter()
-                .filter(|meta| purge::purge_hits_entry(&keys, &meta.tags))
-                .count();
-            outcome.receipt.local_entries_affected = u64::try_from(affected).ok();
-            return (outcome.receipt.to_response(), status);
+            return (self.dry_run_receipt(outcome).to_response(), status);
         }
         self.isolate.memo.borrow_mut().note_purge(
             &outcome.registry_keys,
@@ -67,51 +95,73 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             now,
         );
         if self.config.warming.after_purge {
-            let held = self.isolate.hot.collect(stored::meta_of);
             let scheme = request.uri().scheme_str().unwrap_or("https");
-            let urls = warming::purged_urls(
-                &held,
-                &outcome.registry_keys,
-                scheme,
-                self.config.warming.max_urls,
-            );
-            if !urls.is_empty() {
-                let this = self.clone();
-                self.platform.background().spawn(Box::pin(async move {
-                    this.warm(urls).await;
-                }));
-            }
+            self.warm_purged(&outcome.registry_keys, scheme);
         }
-        if let (Some(zone), false) = (
-            self.config.purge.cloudflare.clone(),
-            outcome.cloudflare_calls.is_empty(),
-        ) {
-            let api = self.platform.cloudflare().clone();
-            let clock = self.platform.clock().clone();
-            let calls = outcome.cloudflare_calls;
-            self.platform.background().spawn(Box::pin(async move {
-                // The report is not surfaced yet: background work has no log
-                // sink in the core (a failed call leaves the zone's copies to
-                // expire by their TTL).
-                let _report = cloudflare::forward(
-                    &api,
-                    &clock,
-                    &zone,
-                    cloudflare::API_BASE,
-                    &calls,
-                    cloudflare::RetryPolicy::default(),
-                )
-                .await;
-            }));
-        }
+        self.forward_purge_to_cloudflare(outcome.cloudflare_calls);
         (response, status)
     }
 
+    /// A dry run's receipt, with what this isolate's memory tier holds that
+    /// the purge would reach.
+    fn dry_run_receipt(&self, outcome: PurgeOutcome) -> purge::PurgeReceipt {
+        let mut receipt = outcome.receipt;
+        let keys = receipt
+            .purged
+            .registry_keys(&self.config.cache_ignore_query_params);
+        let affected = self
+            .isolate
+            .hot
+            .collect(stored::meta_of)
+            .iter()
+            .filter(|meta| purge::purge_hits_entry(&keys, &meta.tags))
+            .count();
+        receipt.local_entries_affected = u64::try_from(affected).ok();
+        receipt
+    }
+
+    /// Warms again, after the response, the purged pages this isolate held.
+    fn warm_purged(&self, registry_keys: &[String], scheme: &str) {
+        let held = self.isolate.hot.collect(stored::meta_of);
+        let urls = warming::purged_urls(&held, registry_keys, scheme, self.config.warming.max_urls);
+        if urls.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        self.platform.background().spawn(Box::pin(async move {
+            this.warm(urls).await;
+        }));
+    }
+
+    /// Sends a purge's zone calls to Cloudflare after the response, when a
+    /// zone is configured.
+    fn forward_purge_to_cloudflare(&self, calls: Vec<ApiCall>) {
+        let Some(zone) = self.config.purge.cloudflare.clone() else {
+            return;
+        };
+        if calls.is_empty() {
+            return;
+        }
+        let api = self.platform.cloudflare().clone();
+        let clock = self.platform.clock().clone();
+        self.platform.background().spawn(Box::pin(async move {
+            // The report is not surfaced yet: background work has no log
+            // sink in the core (a failed call leaves the zone's copies to
+            // expire by their TTL).
+            let _report = cloudflare::forward(
+                &api,
+                &clock,
+                &zone,
+                cloudflare::API_BASE,
+                &calls,
+                cloudflare::RetryPolicy::default(),
+            )
+            .await;
+        }));
+    }
+
     /// `GET` / `PUT /__cachefront/state`: export and import (see `state`).
-    pub(super) async fn serve_state(
-        &self,
-        request: &Request<Body>,
-    ) -> (Response<Body>, CacheStatus) {
+    async fn serve_state(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
         let context = state::StateContext {
             config: &self.config.purge,
             now_ms: self.now(),
@@ -128,7 +178,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Method and bearer-token checks of an operator endpoint.
-    pub(super) fn operator_check(
+    fn operator_check(
         &self,
         request: &Request<Body>,
         method: &'static str,

@@ -30,13 +30,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let mut freshness = self.freshness(entry.response.headers(), &entry.meta);
         match self.purge_state(&entry.meta, trace).await {
             EntryState::Live => {}
-            EntryState::SoftPurged => {
-                // Usable only as stale: stale-while-revalidate / -if-error rules apply.
-                freshness.age_secs = freshness.age_secs.max(freshness.lifetime_secs);
-            }
+            EntryState::SoftPurged => freshness = freshness.soft_purged(),
             EntryState::HardPurged => {
-                let (response, status) =
-                    self.fetch(request, key, Forward::Stale, None, trace).await;
+                let (response, status) = self.fill(request, key, Forward::Stale, None, trace).await;
                 return (response, status.with_detail("purged"));
             }
         }
@@ -84,7 +80,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::Stale
                 };
-                self.fetch(request, key, fwd, Some(entry), trace).await
+                self.fill(request, key, fwd, Some(entry), trace).await
             }
         }
     }
@@ -110,7 +106,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.platform.background().spawn(Box::pin(async move {
             let mut trace = Trace::default();
             let (mut refreshed, _) = this
-                .fetch(refresh, key, Forward::Stale, entry, &mut trace)
+                .fill(refresh, key, Forward::Stale, entry, &mut trace)
                 .await;
             // Only the cache write matters; the client's branch is dropped.
             this.drop_stream(&mut refreshed);

@@ -8,10 +8,9 @@ use crate::assets::Manifest;
 use crate::cache::coalesce::Coalescer;
 use crate::cache::hot::HotCache;
 use crate::config::Config;
+use crate::origin::book::HealthBook;
 use crate::purge::api::PurgeRateLimiter;
 use crate::purge::registry::RegistryMemo;
-
-use super::origin::OriginBook;
 
 /// Registry answers one isolate keeps at most.
 pub(super) const MEMO_MAX_KEYS: usize = 10_000;
@@ -23,7 +22,7 @@ pub struct IsolateState {
     pub coalescer: Coalescer,
     /// Keys being refreshed in the background, so each is refreshed once.
     pub(super) refreshing: Rc<RefCell<HashSet<String>>>,
-    pub(super) origins: Rc<RefCell<OriginBook>>,
+    pub(super) origins: Rc<RefCell<HealthBook>>,
     /// The asset build's manifest, read once per isolate (`None` inside: absent).
     pub(super) manifest: Rc<RefCell<Option<Option<Rc<Manifest>>>>>,
     /// Tag registry answers, trusted for `PURGE_SYNC_MS`.

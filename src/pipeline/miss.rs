@@ -1,19 +1,17 @@
-//! Going to the origin for a cacheable request (a miss, a revalidation, a
-//! purged entry): coalescing with requests for the same key, the origin's
-//! answer or failure, stale answers on failure, and the hand-over to storing.
+//! Filling the cache from the origin (a miss, a revalidation, a purged
+//! entry): coalescing with requests for the same key, the origin's answer or
+//! failure, stale answers on failure, and the hand-over to storing.
 
 use http::header;
 use http::{Method, Request, Response, StatusCode};
 
-use crate::assets::edge::{self as edge_assets, HtmlOutcome};
-use crate::assets::origin_minify::MinifyOutcome;
-use crate::cache::coalesce::Role;
+use crate::cache::coalesce::{LeaderGuard, Role};
 use crate::cache::stored;
-use crate::platform::body;
+use crate::error::EdgeError;
 use crate::platform::{Clock, Platform};
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::semantics::conditional;
-use crate::semantics::policy::{self, RequestDirectives, ResponseTimes, Reuse};
+use crate::semantics::policy::{self, RequestDirectives, ResponseTimes, Reuse, StaleOnFailure};
 use crate::semantics::vary;
 use crate::Body;
 
@@ -26,11 +24,29 @@ const COALESCE_POLL_MS: u64 = 5;
 /// How long it waits for the leader before fetching by itself.
 const COALESCE_MAX_WAIT_MS: u64 = 30_000;
 
+/// What joining the key's coalescing slot gave a request.
+enum Coalesced {
+    /// This request fetches; its stored answer goes to the waiters.
+    Leader(LeaderGuard),
+    /// The leader's answer served this request.
+    Answered((Response<Body>, CacheStatus)),
+    /// This request fetches for itself alone.
+    Alone,
+}
+
+/// Where a fill stands once the origin answered and a stale entry was there.
+enum AgainstStale {
+    /// The entry answered (revalidated, or stood in for an error).
+    Answered((Response<Body>, CacheStatus), Option<Response<Body>>),
+    /// The origin's answer replaces the entry.
+    Replaced(Response<Body>),
+}
+
 impl<P: Platform + Clone + 'static> Pipeline<P> {
-    /// Fetches a cacheable request from the origin (revalidating `stale` when
-    /// given), stores what may be stored, and shares the answer with requests
-    /// for the same key that arrive meanwhile.
-    pub(super) async fn fetch(
+    /// Fills the cache from the origin for a cacheable request (revalidating
+    /// `stale` when given), stores what may be stored, and shares the answer
+    /// with requests for the same key that arrive meanwhile.
+    pub(super) async fn fill(
         &self,
         request: Request<Body>,
         key: String,
@@ -42,41 +58,85 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let is_range = request.headers().contains_key(header::RANGE);
         // Range misses go through as they are; their 206 is never stored.
         let coalescing = is_get && (!is_range || stale.is_some());
-        let leader = if coalescing {
-            match self.isolate.coalescer.join(&key) {
-                Role::Leader(guard) => Some(guard),
-                Role::Follower(waiter) => {
-                    let deadline = self.now().saturating_add(COALESCE_MAX_WAIT_MS);
-                    loop {
-                        if let Some(outcome) = waiter.try_take() {
-                            if let Some(shared) = outcome {
-                                if let Some(answer) = self.answer_from_shared(&request, shared, fwd)
-                                {
-                                    return answer;
-                                }
-                            }
-                            break;
-                        }
-                        if self.now() >= deadline {
-                            trace
-                                .warnings
-                                .push("gave up waiting for a coalesced fetch".into());
-                            break;
-                        }
-                        self.platform.clock().sleep(COALESCE_POLL_MS).await;
-                    }
-                    None
-                }
-            }
-        } else {
-            None
+        let leader = match self.coalesce(coalescing, &request, &key, fwd, trace).await {
+            Coalesced::Answered(answer) => return answer,
+            Coalesced::Leader(guard) => Some(guard),
+            Coalesced::Alone => None,
         };
+        let (result, times) = self.ask_origin(&request, stale.as_ref(), trace).await;
+        let response = match result {
+            Ok(response) => response,
+            Err(err) => return self.on_origin_unreachable(&request, err, stale, fwd, trace),
+        };
+        let response = match stale {
+            None => response,
+            Some(entry) => match self.against_stale(&request, entry, response, times, fwd) {
+                AgainstStale::Replaced(response) => response,
+                AgainstStale::Answered(answer, encoded) => {
+                    if let Some(guard) = leader {
+                        guard.finish(encoded.as_ref());
+                    }
+                    return answer;
+                }
+            },
+        };
+        let response = self.prepare_origin_body(&request, response, trace).await;
+        let (answer, encoded) = self.store_and_serve(&request, key, response, times, fwd, trace);
+        if let Some(guard) = leader {
+            guard.finish(encoded.as_ref());
+        }
+        answer
+    }
 
-        let stored_validators = stale.as_ref().map(|e| e.response.headers().clone());
+    /// Joins the key's coalescing slot: leads, or waits for the leader's
+    /// answer and serves it when it fits this request.
+    async fn coalesce(
+        &self,
+        coalescing: bool,
+        request: &Request<Body>,
+        key: &str,
+        fwd: Forward,
+        trace: &mut Trace,
+    ) -> Coalesced {
+        if !coalescing {
+            return Coalesced::Alone;
+        }
+        let waiter = match self.isolate.coalescer.join(key) {
+            Role::Leader(guard) => return Coalesced::Leader(guard),
+            Role::Follower(waiter) => waiter,
+        };
+        let deadline = self.now().saturating_add(COALESCE_MAX_WAIT_MS);
+        loop {
+            if let Some(outcome) = waiter.try_take() {
+                let answer =
+                    outcome.and_then(|shared| self.answer_from_shared(request, shared, fwd));
+                return answer.map_or(Coalesced::Alone, Coalesced::Answered);
+            }
+            if self.now() >= deadline {
+                trace
+                    .warnings
+                    .push("gave up waiting for a coalesced fetch".into());
+                return Coalesced::Alone;
+            }
+            self.platform.clock().sleep(COALESCE_POLL_MS).await;
+        }
+    }
+
+    /// Sends the request to the origins: with the stale entry's validators
+    /// when there is one, else without the client's own conditionals.
+    async fn ask_origin(
+        &self,
+        request: &Request<Body>,
+        stale: Option<&StoredEntry>,
+        trace: &mut Trace,
+    ) -> (Result<Response<Body>, EdgeError>, ResponseTimes) {
+        let is_get = request.method() == Method::GET;
+        let is_range = request.headers().contains_key(header::RANGE);
+        let stored_validators = stale.map(|e| e.response.headers().clone());
         let request_time = self.now();
         let result = self
             .send(
-                &request,
+                request,
                 |headers| match &stored_validators {
                     Some(validators) => {
                         conditional::add_revalidation_headers(headers, validators);
@@ -92,101 +152,71 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             request_time_ms: request_time,
             response_time_ms: self.now(),
         };
-        let directives = RequestDirectives::from_headers(request.headers());
+        (result, times)
+    }
 
-        let response = match result {
-            Ok(response) => response,
-            Err(err) => {
-                // No origin answered at all: the cache is disconnected.
-                if let Some(entry) = stale {
-                    let freshness = self.freshness(entry.response.headers(), &entry.meta);
-                    if policy::may_serve_stale_when_disconnected(&directives, &freshness) {
-                        trace.warnings.push(err.to_string());
-                        let detail = if policy::may_serve_stale_on_error(&directives, &freshness) {
-                            "stale-if-error"
-                        } else {
-                            "stale-if-disconnected"
-                        };
-                        return self.serve_stale_on_error(&request, entry, fwd, None, detail);
-                    }
-                }
-                return error_answer(err, fwd, trace);
-            }
-        };
-
+    /// No origin answered at all: the cache is disconnected. A stale entry
+    /// may stand in if the policy allows; otherwise the error is the answer.
+    fn on_origin_unreachable(
+        &self,
+        request: &Request<Body>,
+        err: EdgeError,
+        stale: Option<StoredEntry>,
+        fwd: Forward,
+        trace: &mut Trace,
+    ) -> (Response<Body>, CacheStatus) {
         if let Some(entry) = stale {
-            if response.status() == StatusCode::NOT_MODIFIED
-                && conditional::revalidation_matches(response.headers(), entry.response.headers())
-            {
-                let (answer, encoded) = self.revalidated(&request, entry, &response, times, fwd);
-                if let Some(guard) = leader {
-                    guard.finish(encoded.as_ref());
-                }
-                return answer;
+            let freshness = self.freshness(entry.response.headers(), &entry.meta);
+            let directives = RequestDirectives::from_headers(request.headers());
+            if let Some(allowance) = policy::stale_when_disconnected(&directives, &freshness) {
+                trace.warnings.push(err.to_string());
+                return self.serve_stale_on_failure(request, entry, fwd, None, allowance);
             }
-            if policy::is_error_status(response.status()) {
-                let freshness = self.freshness(entry.response.headers(), &entry.meta);
-                if policy::may_serve_stale_on_error(&directives, &freshness) {
-                    let mut error_page = response;
-                    self.drop_stream(&mut error_page);
-                    return self.serve_stale_on_error(
-                        &request,
-                        entry,
-                        fwd,
-                        Some(error_page.status().as_u16()),
-                        "stale-if-error",
-                    );
-                }
-            }
-            // A new full response replaces the entry; its stream is not needed.
-            let mut old = entry.response;
-            self.drop_stream(&mut old);
         }
-        if body::streamed(&response).is_some()
-            && self.config.assets.html_rewrite
-            && edge_assets::is_html(response.headers())
+        error_answer(err, fwd, trace)
+    }
+
+    /// The origin's answer to a revalidation: a matching 304 refreshes the
+    /// entry, an error status may be covered by it (stale-if-error), and
+    /// anything else replaces it.
+    fn against_stale(
+        &self,
+        request: &Request<Body>,
+        entry: StoredEntry,
+        response: Response<Body>,
+        times: ResponseTimes,
+        fwd: Forward,
+    ) -> AgainstStale {
+        if response.status() == StatusCode::NOT_MODIFIED
+            && conditional::revalidation_matches(response.headers(), entry.response.headers())
         {
-            trace.warnings.push(format!(
-                "HTML above STREAM_BODIES_ABOVE_BYTES ({} bytes) streamed without rewriting",
-                self.config.stream_bodies_above_bytes
-            ));
+            let (answer, encoded) = self.serve_revalidated(request, entry, &response, times, fwd);
+            return AgainstStale::Answered(answer, encoded);
         }
-        let response = if edge_assets::should_rewrite(&response, &self.config.assets) {
-            let manifest = self.manifest(&request, trace).await;
-            let page = request.uri().path().to_owned();
-            let (rewritten, outcome) = edge_assets::rewrite_origin_html(
-                response,
-                &page,
-                manifest.as_deref(),
-                &self.config.assets,
-            );
-            if let HtmlOutcome::Kept(why) = outcome {
-                trace
-                    .warnings
-                    .push(format!("HTML served as the origin sent it: {why}"));
-            }
-            rewritten
-        } else {
-            response
-        };
-        let (response, minified) =
-            edge_assets::minify_origin_script(response, request.uri().path(), &self.config.assets);
-        if let MinifyOutcome::Skipped { detail, .. } = minified {
-            if !detail.is_empty() {
-                trace
-                    .warnings
-                    .push(format!("script or stylesheet served as sent: {detail}"));
+        if policy::is_error_status(response.status()) {
+            let freshness = self.freshness(entry.response.headers(), &entry.meta);
+            let directives = RequestDirectives::from_headers(request.headers());
+            if policy::may_serve_stale_on_error(&directives, &freshness) {
+                let mut error_page = response;
+                self.drop_stream(&mut error_page);
+                let answer = self.serve_stale_on_failure(
+                    request,
+                    entry,
+                    fwd,
+                    Some(error_page.status().as_u16()),
+                    StaleOnFailure::IfError,
+                );
+                return AgainstStale::Answered(answer, None);
             }
         }
-        let (answer, encoded) = self.take_response(&request, key, response, times, fwd, trace);
-        if let Some(guard) = leader {
-            guard.finish(encoded.as_ref());
-        }
-        answer
+        // A new full response replaces the entry; its stream is not needed.
+        let mut old = entry.response;
+        self.drop_stream(&mut old);
+        AgainstStale::Replaced(response)
     }
 
     /// A follower's answer from the leader's stored-form response, if it fits this request.
-    pub(super) fn answer_from_shared(
+    fn answer_from_shared(
         &self,
         request: &Request<Body>,
         shared: Response<Body>,
@@ -215,19 +245,20 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         Some((view, status))
     }
 
-    pub(super) fn serve_stale_on_error(
+    /// A stale entry standing in for an origin that failed.
+    fn serve_stale_on_failure(
         &self,
         request: &Request<Body>,
         entry: StoredEntry,
         fwd: Forward,
         fwd_status: Option<u16>,
-        detail: &'static str,
+        allowance: StaleOnFailure,
     ) -> (Response<Body>, CacheStatus) {
         let freshness = self.freshness(entry.response.headers(), &entry.meta);
         let mut status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Stale)
             .with_ttl(freshness.ttl_secs())
-            .with_detail(detail);
+            .with_detail(allowance.as_str());
         status.fwd_status = fwd_status;
         (
             self.client_view(request, entry.response, Some(freshness.age_secs)),

@@ -69,6 +69,14 @@ pub struct Handled {
     pub log: RequestLog,
 }
 
+/// One origin attempt that failed before the answer (a `Server-Timing` metric).
+struct FailedAttempt {
+    origin: String,
+    /// What failed: `connect`, `timeout` or `status 503`.
+    what: String,
+    ms: u64,
+}
+
 /// Details gathered while serving, folded into headers and the log.
 #[derive(Default)]
 struct Trace {
@@ -76,8 +84,8 @@ struct Trace {
     purge: Option<serde_json::Value>,
     origin: Option<String>,
     origin_ms: Option<u64>,
-    /// Failed attempts before the answer: (origin, what failed, ms).
-    failed_attempts: Vec<(String, String, u64)>,
+    /// Failed attempts before the answer.
+    failed_attempts: Vec<FailedAttempt>,
     warnings: Vec<String>,
 }
 
@@ -190,9 +198,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         status.apply(headers);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
-        for (origin, failure, ms) in &trace.failed_attempts {
-            timings
-                .push(Metric::new("origin-failed", *ms).with_desc(format!("{origin}: {failure}")));
+        for failed in &trace.failed_attempts {
+            let desc = format!("{}: {}", failed.origin, failed.what);
+            timings.push(Metric::new("origin-failed", failed.ms).with_desc(desc));
         }
         if let (Some(origin), Some(ms)) = (&trace.origin, trace.origin_ms) {
             timings.push(Metric::new("origin", ms).with_desc(origin.clone()));

@@ -3,22 +3,19 @@
 //! asked, and the request goes to the cache or straight to the origin.
 
 use http::header;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response};
 
-use crate::admin::state;
-use crate::assets::edge::{self as edge_assets};
-use crate::error::{json_response, EdgeError};
-use crate::origin::request as forward;
+use crate::error::EdgeError;
+use crate::origin::request::request_host;
 use crate::origin::shaping;
 use crate::platform::body;
-use crate::platform::{BodyStreams, Platform, StaticAssets};
-use crate::purge::api::{self as purge};
+use crate::platform::Platform;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::semantics::policy::RequestDirectives;
 use crate::Body;
 
 use super::lookup::{Lookup, Tiers};
-use super::{Pipeline, Trace, HEALTH_PATH};
+use super::{Pipeline, Trace};
 
 fn is_unsafe(method: &Method) -> bool {
     !matches!(
@@ -27,33 +24,25 @@ fn is_unsafe(method: &Method) -> bool {
     )
 }
 
+/// How the cache may treat one shaped request.
+struct Admission {
+    host: Option<String>,
+    /// GET or HEAD: the only methods a stored response may answer.
+    readable: bool,
+    /// A `BYPASS_COOKIES` cookie: neither read from nor written to the cache.
+    bypass_cookie: bool,
+    /// The primary key, when the cache may read and write this request.
+    key: Option<String>,
+}
+
 impl<P: Platform + Clone + 'static> Pipeline<P> {
     pub(super) async fn serve(
         &self,
         mut request: Request<Body>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        if request.uri().path() == purge::PURGE_PATH {
-            if let Some(stream) = body::streamed_request(&request) {
-                // Purge bodies are small; one big enough to stream is refused unread.
-                self.platform.streams().cancel(stream);
-                let err = purge::PurgeError::BodyTooLarge {
-                    limit: purge::MAX_BODY_BYTES,
-                };
-                let status = CacheStatus::forward(Forward::Bypass).with_detail("purge");
-                return (err.to_response(), status.with_outcome(Outcome::Error));
-            }
-            return self.serve_purge(&request, trace).await;
-        }
-        if request.uri().path() == state::STATE_PATH {
-            return self.serve_state(&request).await;
-        }
-        if request.uri().path() == HEALTH_PATH {
-            let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
-            return match self.operator_check(&request, "GET", "the health endpoint") {
-                Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
-                Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
-            };
+        if let Some(answer) = self.serve_operator(&request, trace).await {
+            return answer;
         }
         // From here on the key, the asset store and the origin all see the
         // shaped URI: normalised path, keyed query (see `shaping`).
@@ -62,28 +51,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         {
             *request.uri_mut() = shaped;
         }
-        let method = request.method().clone();
-        let readable = method == Method::GET || method == Method::HEAD;
-        let host = forward::request_host(&request);
-        let bypass_cookie = readable
-            && shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies);
-        let key = match &host {
-            Some(host)
-                if readable
-                    && !bypass_cookie
-                    && request.body().is_empty()
-                    && body::streamed_request(&request).is_none() =>
-            {
-                Some(self.primary_key(host, request.uri(), request.headers()))
-            }
-            _ => None,
-        };
+        let admission = self.admit(&request);
         let directives = RequestDirectives::from_headers(request.headers());
 
         // A memory-tier entry was stored moments ago by this isolate, after the
         // asset store had said "not an asset": it may answer before that store
         // is asked again, which keeps the hottest hits free of subrequests.
-        if let Some(key) = &key {
+        if let Some(key) = &admission.key {
             if let Lookup::Found(entry) = self
                 .lookup(key, request.headers(), Tiers::Memory, trace)
                 .await
@@ -93,81 +67,92 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .await;
             }
         }
-
-        // The asset store is asked once per path and isolate: its 404s are
-        // remembered, so repeated origin paths skip that subrequest.
-        if readable && !self.isolate.known_not_asset(request.uri().path()) {
-            let stream_above = self.config.stream_bodies_above_bytes;
-            match self.platform.assets().fetch(&request, stream_above).await {
-                Ok(asset) if asset.status() != StatusCode::NOT_FOUND => {
-                    let manifest = self.manifest(&request, trace).await;
-                    let path = request.uri().path();
-                    let rules = self
-                        .config
-                        .purge
-                        .auto_tag_rules(&self.config.cache_ignore_query_params);
-                    let tagging = host.as_deref().map(|host| edge_assets::PageTagging {
-                        host,
-                        uri: request.uri(),
-                        rules,
-                    });
-                    let asset = edge_assets::decorate_asset(
-                        path,
-                        asset,
-                        manifest.as_deref(),
-                        &self.config.assets,
-                        tagging,
-                    );
-                    return (asset, CacheStatus::asset());
-                }
-                Ok(mut not_found) => {
-                    self.drop_stream(&mut not_found);
-                    self.isolate.remember_not_asset(request.uri().path());
-                }
-                Err(e) => trace.warnings.push(format!("asset store failed: {e}")),
+        if admission.readable {
+            let host = admission.host.as_deref();
+            if let Some(asset) = self.serve_asset(&request, host, trace).await {
+                return asset;
             }
         }
-
-        let Some(host) = host else {
+        let Some(host) = admission.host else {
             let err = EdgeError::BadRequest("the request has no host".into());
             return (
                 err.to_response(),
                 CacheStatus::forward(Forward::Bypass).with_outcome(Outcome::Error),
             );
         };
-
-        if bypass_cookie {
+        if admission.bypass_cookie {
             // A logged-in user's request: neither read nor written (BYPASS_COOKIES).
-            let (response, status) = self
-                .forward_uncached(&request, Forward::Bypass, trace)
-                .await;
+            let (response, status) = self.pass_through(&request, Forward::Bypass, trace).await;
             return (response, status.with_detail("bypass-cookie"));
         }
-        if !readable {
-            let (response, status) = self
-                .forward_uncached(&request, Forward::Method, trace)
-                .await;
-            if is_unsafe(&method)
-                && (response.status().is_success() || response.status().is_redirection())
-            {
-                self.invalidate(&request, &host, response.headers()).await;
-            }
-            return (response, status);
+        if !admission.readable {
+            return self.serve_other_method(&request, &host, trace).await;
         }
-        let Some(key) = key else {
+        let Some(key) = admission.key else {
             // A GET with a body may mean anything to the origin; never share its answer.
-            let (response, status) = self
-                .forward_uncached(&request, Forward::Bypass, trace)
-                .await;
+            let (response, status) = self.pass_through(&request, Forward::Bypass, trace).await;
             return (response, status.with_detail("get-with-body"));
         };
+        self.serve_cacheable(request, key, &directives, trace).await
+    }
 
+    /// Whether, and under which key, the cache may take part in a request.
+    fn admit(&self, request: &Request<Body>) -> Admission {
+        let method = request.method();
+        let readable = method == Method::GET || method == Method::HEAD;
+        let host = request_host(request);
+        let bypass_cookie = readable
+            && shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies);
+        let key = match &host {
+            Some(host)
+                if readable
+                    && !bypass_cookie
+                    && request.body().is_empty()
+                    && body::streamed_request(request).is_none() =>
+            {
+                Some(self.primary_key(host, request.uri(), request.headers()))
+            }
+            _ => None,
+        };
+        Admission {
+            host,
+            readable,
+            bypass_cookie,
+            key,
+        }
+    }
+
+    /// Methods the cache does not answer: sent on, and a successful unsafe
+    /// one invalidates what it may have changed.
+    async fn serve_other_method(
+        &self,
+        request: &Request<Body>,
+        host: &str,
+        trace: &mut Trace,
+    ) -> (Response<Body>, CacheStatus) {
+        let (response, status) = self.pass_through(request, Forward::Method, trace).await;
+        if is_unsafe(request.method())
+            && (response.status().is_success() || response.status().is_redirection())
+        {
+            self.invalidate(request, host, response.headers()).await;
+        }
+        (response, status)
+    }
+
+    /// A GET or HEAD the cache may answer: from any tier, or from the origin.
+    async fn serve_cacheable(
+        &self,
+        request: Request<Body>,
+        key: String,
+        directives: &RequestDirectives,
+        trace: &mut Trace,
+    ) -> (Response<Body>, CacheStatus) {
         match self
             .lookup(&key, request.headers(), Tiers::All, trace)
             .await
         {
             Lookup::Found(entry) => {
-                self.serve_stored(request, key, *entry, &directives, trace)
+                self.serve_stored(request, key, *entry, directives, trace)
                     .await
             }
             Lookup::VaryMiss | Lookup::Miss if directives.only_if_cached => (
@@ -175,7 +160,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 CacheStatus::forward(Forward::UriMiss).with_outcome(Outcome::Error),
             ),
             Lookup::VaryMiss => {
-                self.fetch(request, key, Forward::VaryMiss, None, trace)
+                self.fill(request, key, Forward::VaryMiss, None, trace)
                     .await
             }
             Lookup::Miss => {
@@ -184,7 +169,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::UriMiss
                 };
-                self.fetch(request, key, fwd, None, trace).await
+                self.fill(request, key, fwd, None, trace).await
             }
         }
     }

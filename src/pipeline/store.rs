@@ -6,7 +6,7 @@ use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::cache::stored::{self, EntryMeta};
-use crate::origin::request as forward;
+use crate::origin::request::request_host;
 use crate::platform::body;
 use crate::platform::{Background, BodyStreams, CacheStore, GlobalStore, Platform};
 use crate::purge::tags;
@@ -50,7 +50,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// goes through the same store decision as a new 200: if the 304 made it
     /// unstorable (`no-store`, `private`, a different `Vary`…), it is served
     /// once and the old entry is dropped.
-    pub(super) fn revalidated(
+    pub(super) fn serve_revalidated(
         &self,
         request: &Request<Body>,
         entry: StoredEntry,
@@ -155,9 +155,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }));
     }
 
-    /// Stores a fresh origin response when allowed and serves it. Returns the
+    /// Stores a new origin response when allowed and serves it. Returns the
     /// stored form too, for requests waiting on the same key.
-    pub(super) fn take_response(
+    pub(super) fn store_and_serve(
         &self,
         request: &Request<Body>,
         key: String,
@@ -166,43 +166,17 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         fwd: Forward,
         trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
-        let fwd_status = response.status().as_u16();
-        let status = CacheStatus::forward(fwd).with_fwd_status(fwd_status);
+        let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
         if response.status() == StatusCode::PARTIAL_CONTENT {
-            return (
-                (
-                    response,
-                    status.with_detail(NoStoreReason::Partial.as_str()),
-                ),
-                None,
-            );
+            let status = status.with_detail(NoStoreReason::Partial.as_str());
+            return ((response, status), None);
         }
-        let facts = RequestFacts {
-            method: request.method(),
-            headers: request.headers(),
-        };
         let stream = body::streamed(&response);
         let body_len = match &stream {
             Some(stream) => stream.len,
             None => u64::try_from(response.body().len()).ok(),
         };
-        let decision = match policy::store_decision(
-            facts,
-            response.status(),
-            response.headers(),
-            body_len,
-            &self.config.policy_settings(),
-        ) {
-            _ if response.extensions().get::<FailedOver>().is_some() => {
-                StoreDecision::Skip(NoStoreReason::ErrorStatus)
-            }
-            // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
-            StoreDecision::Store { .. } if stream.is_some() && body_len.is_none() => {
-                StoreDecision::Skip(NoStoreReason::UnknownLength)
-            }
-            decision => decision,
-        };
-        let strip_fields = match decision {
+        let strip_fields = match self.store_decision(request, &response, body_len) {
             StoreDecision::Store { strip_fields } => strip_fields,
             StoreDecision::Skip(reason) => {
                 let status = if reason == NoStoreReason::Method {
@@ -213,18 +187,85 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 return ((self.client_view(request, response, None), status), None);
             }
         };
-
         let mut stored_copy = crate::copy_response(&response);
         for field in &strip_fields {
             if let Ok(name) = HeaderName::from_bytes(field.as_bytes()) {
                 stored_copy.headers_mut().remove(name);
             }
         }
+        let mut meta = self.new_entry_meta(request, &response, times, body_len, trace);
+        let freshness = self.freshness(stored_copy.headers(), &meta);
+        let retention = freshness.retention_secs(
+            policy::has_validators(response.headers()),
+            self.config.revalidation_window_secs,
+        );
+        let entry_key = self.entry_key(request, &response, key, &mut meta, times, retention);
+        let status = status.with_stored(true);
+        let mut encoded = stored::encode(&stored_copy, meta, retention);
+        if let Some(stream) = stream {
+            // One branch to the client, one to the Cache API; no one else can
+            // share a stream, so waiting requests fetch for themselves.
+            let (to_client, to_store) = self.platform.streams().tee(stream);
+            let mut response = response;
+            body::mark(&mut response, to_client);
+            body::mark(&mut encoded, to_store);
+            self.store(entry_key, encoded, retention);
+            return ((self.client_view(request, response, None), status), None);
+        }
+        self.store(entry_key, crate::copy_response(&encoded), retention);
+        (
+            (self.client_view(request, response, None), status),
+            Some(encoded),
+        )
+    }
+
+    /// The policy's store decision, refused outright for an error page passed
+    /// on after failover and for a stream of unknown length.
+    fn store_decision(
+        &self,
+        request: &Request<Body>,
+        response: &Response<Body>,
+        body_len: Option<u64>,
+    ) -> StoreDecision {
+        let facts = RequestFacts {
+            method: request.method(),
+            headers: request.headers(),
+        };
+        if response.extensions().get::<FailedOver>().is_some() {
+            return StoreDecision::Skip(NoStoreReason::ErrorStatus);
+        }
+        match policy::store_decision(
+            facts,
+            response.status(),
+            response.headers(),
+            body_len,
+            &self.config.policy_settings(),
+        ) {
+            // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
+            StoreDecision::Store { .. }
+                if body::streamed(response).is_some() && body_len.is_none() =>
+            {
+                StoreDecision::Skip(NoStoreReason::UnknownLength)
+            }
+            decision => decision,
+        }
+    }
+
+    /// The metadata of a new entry: its times, its tags (dropped ones are
+    /// reported as warnings) and its body length.
+    fn new_entry_meta(
+        &self,
+        request: &Request<Body>,
+        response: &Response<Body>,
+        times: ResponseTimes,
+        body_len: Option<u64>,
+        trace: &mut Trace,
+    ) -> EntryMeta {
         let mut meta = EntryMeta::new(
             times,
             policy::corrected_initial_age(response.headers(), times),
         );
-        let host = forward::request_host(request).unwrap_or_default();
+        let host = request_host(request).unwrap_or_default();
         let rules = self
             .config
             .purge
@@ -244,43 +285,34 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
         meta.tags = tagged.tags;
         meta.body_len = body_len;
+        meta
+    }
+
+    /// The key a new entry is filed under: the primary key, or, for a
+    /// response with `Vary`, its variant's key (the primary key then holds
+    /// the `Vary` index, written here).
+    fn entry_key(
+        &self,
+        request: &Request<Body>,
+        response: &Response<Body>,
+        key: String,
+        meta: &mut EntryMeta,
+        times: ResponseTimes,
+        retention: u64,
+    ) -> String {
         let vary_fields = policy::vary_fields(response.headers());
-        let freshness = self.freshness(stored_copy.headers(), &meta);
-        let retention = freshness.retention_secs(
-            policy::has_validators(response.headers()),
-            self.config.revalidation_window_secs,
-        );
-        let entry_key = if vary_fields.is_empty() {
-            key
-        } else {
-            let values = vary::variant_values(request.headers(), &vary_fields);
-            let variant_key = vary::variant_key(&key, &values);
-            meta.variant = Some(values);
-            self.store(
-                key,
-                stored::vary_index(vary_fields, times, retention),
-                retention,
-            );
-            variant_key
-        };
-        let status = status.with_stored(true);
-        if let Some(stream) = stream {
-            // One branch to the client, one to the Cache API; no one else can
-            // share a stream, so waiting requests fetch for themselves.
-            let (to_client, to_store) = self.platform.streams().tee(stream);
-            let mut response = response;
-            body::mark(&mut response, to_client);
-            let mut encoded = stored::encode(&stored_copy, meta, retention);
-            body::mark(&mut encoded, to_store);
-            self.store(entry_key, encoded, retention);
-            return ((self.client_view(request, response, None), status), None);
+        if vary_fields.is_empty() {
+            return key;
         }
-        let encoded = stored::encode(&stored_copy, meta, retention);
-        self.store(entry_key, crate::copy_response(&encoded), retention);
-        (
-            (self.client_view(request, response, None), status),
-            Some(encoded),
-        )
+        let values = vary::variant_values(request.headers(), &vary_fields);
+        let variant_key = vary::variant_key(&key, &values);
+        meta.variant = Some(values);
+        self.store(
+            key,
+            stored::vary_index(vary_fields, times, retention),
+            retention,
+        );
+        variant_key
     }
 
     /// Removes the entries an unsafe request may have changed (RFC 9111 §4.4):

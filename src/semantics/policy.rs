@@ -441,6 +441,15 @@ impl Freshness {
         self.ttl_secs() > 0
     }
 
+    /// The same entry after a soft purge: usable only as stale, so the stale
+    /// windows (stale-while-revalidate, stale-if-error) decide its reuse.
+    pub fn soft_purged(self) -> Self {
+        Self {
+            age_secs: self.age_secs.max(self.lifetime_secs),
+            ..self
+        }
+    }
+
     /// Seconds past the end of freshness (0 while fresh).
     pub fn staleness_secs(&self) -> u64 {
         self.age_secs.saturating_sub(self.lifetime_secs)
@@ -582,6 +591,43 @@ pub fn may_serve_stale_when_disconnected(
         return false;
     }
     freshness.disconnected_secs > 0 && freshness.staleness_secs() <= freshness.disconnected_secs
+}
+
+/// The allowance under which a stale response stands in for a failed
+/// origin; its name is the `Cache-Status` detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleOnFailure {
+    /// `stale-if-error` (RFC 5861 §4), from the response, the request or
+    /// `STALE_IF_ERROR_SECS`.
+    IfError,
+    /// The operator's grace while no origin can be reached
+    /// (`STALE_IF_DISCONNECTED_SECS`).
+    IfDisconnected,
+}
+
+impl StaleOnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IfError => "stale-if-error",
+            Self::IfDisconnected => "stale-if-disconnected",
+        }
+    }
+}
+
+/// Whether, and under which allowance, a stale response may stand in when
+/// no origin could be reached at all: stale-if-error first, then the
+/// disconnected grace.
+pub fn stale_when_disconnected(
+    request: &RequestDirectives,
+    freshness: &Freshness,
+) -> Option<StaleOnFailure> {
+    if may_serve_stale_on_error(request, freshness) {
+        Some(StaleOnFailure::IfError)
+    } else if may_serve_stale_when_disconnected(request, freshness) {
+        Some(StaleOnFailure::IfDisconnected)
+    } else {
+        None
+    }
 }
 
 /// Origin statuses that count as errors for stale-if-error.
@@ -1334,5 +1380,44 @@ mod tests {
         );
         assert_eq!(f.retention_secs(false, 0), 360);
         assert_eq!(f.retention_secs(true, 3600), 3660);
+    }
+
+    fn stale_for(lifetime_secs: u64, age_secs: u64) -> Freshness {
+        Freshness {
+            lifetime_secs,
+            age_secs,
+            must_revalidate: false,
+            no_cache: false,
+            swr_secs: 0,
+            sie_secs: 60,
+            disconnected_secs: 600,
+        }
+    }
+
+    #[test]
+    fn a_soft_purged_entry_is_stale_however_fresh_it_was() {
+        let purged = stale_for(300, 10).soft_purged();
+        assert!(!purged.is_fresh());
+        assert_eq!(purged.staleness_secs(), 0);
+        // Already stale entries keep their age.
+        assert_eq!(stale_for(300, 400).soft_purged().age_secs, 400);
+    }
+
+    #[test]
+    fn a_disconnected_cache_prefers_stale_if_error_then_the_grace() {
+        let rq = RequestDirectives::default();
+        assert_eq!(
+            stale_when_disconnected(&rq, &stale_for(100, 130)),
+            Some(StaleOnFailure::IfError)
+        );
+        assert_eq!(
+            stale_when_disconnected(&rq, &stale_for(100, 500)),
+            Some(StaleOnFailure::IfDisconnected)
+        );
+        assert_eq!(stale_when_disconnected(&rq, &stale_for(100, 800)), None);
+        assert_eq!(
+            StaleOnFailure::IfDisconnected.as_str(),
+            "stale-if-disconnected"
+        );
     }
 }
