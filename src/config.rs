@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use crate::origin::health::HealthPolicy;
-use crate::origin::pool::RetryPolicy;
+use crate::origin::pool::{OriginConfig, RetryPolicy};
 use crate::purge::api::PurgeConfig;
 use crate::purge::warming::WarmSettings;
 use crate::semantics::policy::PolicySettings;
@@ -114,27 +114,6 @@ struct RawOrigin {
     health_path: Option<String>,
     health_status: Option<u16>,
     host: Option<String>,
-}
-
-/// One origin server the worker can forward to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginConfig {
-    /// Short name shown in headers and logs (`[A-Za-z0-9._-]`, at most 64 bytes).
-    pub name: String,
-    /// Base URL: scheme, host, optional port and path prefix; no query or fragment.
-    pub url: Url,
-    /// Lower goes first; defaults to the origin's position in the list.
-    pub priority: u32,
-    /// Share of traffic among origins of equal priority (1–1000, default 1).
-    pub weight: u32,
-    /// Time allowed for one attempt (default 10 s).
-    pub timeout_ms: u64,
-    /// Path the scheduled health check requests; `None`: not actively checked.
-    pub health_path: Option<String>,
-    /// Status the health check expects (default 200).
-    pub health_status: u16,
-    /// `Host` sent to this origin instead of the URL's host.
-    pub host: Option<String>,
 }
 
 /// The whole, validated configuration of the worker.

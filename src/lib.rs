@@ -15,6 +15,7 @@ pub mod origin;
 pub mod pipeline;
 pub mod platform;
 pub mod purge;
+pub mod responses;
 pub mod semantics;
 pub mod telemetry;
 

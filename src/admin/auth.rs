@@ -2,6 +2,8 @@
 //! one parser for `Authorization: Bearer <token>`, one constant-time compare.
 //! Tokens are never echoed in responses or logs.
 
+use std::fmt;
+
 use http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 
@@ -46,6 +48,27 @@ pub fn check_bearer(headers: &HeaderMap, expected: &str) -> TokenCheck {
         TokenCheck::Valid
     } else {
         TokenCheck::Invalid
+    }
+}
+
+/// A secret string. `Debug` prints `[redacted]`; there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretToken(String);
+
+impl SecretToken {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: only for comparing and for sending it where it belongs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretToken([redacted])")
     }
 }
 

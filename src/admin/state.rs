@@ -17,12 +17,12 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::admin::auth::{self, TokenCheck};
-use crate::error::json_response;
 use crate::origin::health::SharedHealth;
 use crate::platform::HealthStore;
 use crate::purge::api::PurgeConfig;
 use crate::purge::registry::{keys_by_shard, shard_of, RegistryEntry, TagRegistryStore};
 use crate::purge::tags::MAX_TAG_BYTES;
+use crate::responses::json_response;
 use crate::Body;
 
 /// The operator endpoint: `GET` exports, `PUT` imports.
@@ -509,8 +509,8 @@ async fn run<R: TagRegistryStore, H: HealthStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::auth::SecretToken;
     use crate::platform::memory::MemoryHealthStore;
-    use crate::purge::api::SecretToken;
     use crate::purge::registry::{lookup_keys, purge_keys, MemoryTagRegistry};
     use futures::executor::block_on;
 

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use super::health::{self, Availability, HealthPolicy, OriginHealth, SharedHealth};
-use crate::config::OriginConfig;
+use crate::origin::pool::OriginConfig;
 
 /// What this isolate knows about its origins' health.
 #[derive(Debug, Default)]

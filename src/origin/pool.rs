@@ -1,11 +1,34 @@
 //! Choosing origins: an ordered list of candidates per request (priority,
 //! then weight, healthy first, never empty while an origin exists), and the
-//! rules for when a failed attempt may be retried on the next one.
+//! rules for when a failed attempt may be retried on the next one. The
+//! origins themselves ([`OriginConfig`]) are defined here; `config` only
+//! reads them from `ORIGINS`.
 
 use http::{Method, StatusCode};
+use url::Url;
 
-use crate::config::OriginConfig;
 use crate::origin::health::Availability;
+
+/// One origin server the worker can forward to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginConfig {
+    /// Short name shown in headers and logs (`[A-Za-z0-9._-]`, at most 64 bytes).
+    pub name: String,
+    /// Base URL: scheme, host, optional port and path prefix; no query or fragment.
+    pub url: Url,
+    /// Lower goes first; defaults to the origin's position in the list.
+    pub priority: u32,
+    /// Share of traffic among origins of equal priority (1–1000, default 1).
+    pub weight: u32,
+    /// Time allowed for one attempt (default 10 s).
+    pub timeout_ms: u64,
+    /// Path the scheduled health check requests; `None`: not actively checked.
+    pub health_path: Option<String>,
+    /// Status the health check expects (default 200).
+    pub health_status: u16,
+    /// `Host` sent to this origin instead of the URL's host.
+    pub host: Option<String>,
+}
 
 /// One origin's place in the selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,8 +10,8 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Uri};
 
-use crate::config::OriginConfig;
 use crate::error::EdgeError;
+use crate::origin::pool::OriginConfig;
 use crate::origin::shaping;
 use crate::Body;
 

@@ -7,13 +7,15 @@ use http::{Request, Response, StatusCode};
 use crate::admin::auth::{self, TokenCheck};
 use crate::admin::state;
 use crate::cache::stored;
-use crate::error::{json_response, EdgeError};
+use crate::error::EdgeError;
 use crate::origin::request::request_host;
 use crate::platform::body;
 use crate::platform::{Background, BodyStreams, Platform};
 use crate::purge::api::{self as purge, PurgeContext, PurgeOutcome};
 use crate::purge::cloudflare::{self, ApiCall};
+use crate::purge::request::purge_hits_entry;
 use crate::purge::warming;
+use crate::responses::json_response;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::Body;
 
@@ -114,7 +116,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .hot
             .collect(stored::meta_of)
             .iter()
-            .filter(|meta| purge::purge_hits_entry(&keys, &meta.tags))
+            .filter(|meta| purge_hits_entry(&keys, &meta.tags))
             .count();
         receipt.local_entries_affected = u64::try_from(affected).ok();
         receipt

@@ -4,10 +4,10 @@
 
 use http::{HeaderValue, Request, Response};
 
-use crate::config::OriginConfig;
 use crate::error::{AttemptFailure, EdgeError};
 use crate::origin::book;
 use crate::origin::health::{Availability, SharedHealth};
+use crate::origin::pool::OriginConfig;
 use crate::origin::pool::{self as origin_pool, Candidate};
 use crate::origin::request::{self as origin_request, ForwardRules};
 use crate::platform::body::{self, Streamed};

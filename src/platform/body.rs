@@ -6,15 +6,15 @@
 //! into memory at all: the adapter leaves it in the runtime as a stream and
 //! marks the response with a [`Streamed`] extension, whose byte buffer stays
 //! empty. The core then decides what happens to that stream without seeing
-//! its bytes, through [`crate::platform::BodyStreams`]: hand it to the client,
+//! its bytes, through [`crate::platform::ports::BodyStreams`]: hand it to the client,
 //! split it between the client and the Cache API ([`BodyStreams::tee`]), cut
 //! a byte range out of it ([`BodyStreams::slice`]), or drop it
 //! ([`BodyStreams::cancel`]). A streamed body never enters the memory or KV
 //! tier and is never rewritten.
 //!
-//! [`BodyStreams::tee`]: crate::platform::BodyStreams::tee
-//! [`BodyStreams::slice`]: crate::platform::BodyStreams::slice
-//! [`BodyStreams::cancel`]: crate::platform::BodyStreams::cancel
+//! [`BodyStreams::tee`]: crate::platform::ports::BodyStreams::tee
+//! [`BodyStreams::slice`]: crate::platform::ports::BodyStreams::slice
+//! [`BodyStreams::cancel`]: crate::platform::ports::BodyStreams::cancel
 
 use http::{header, HeaderMap, Request, Response};
 

@@ -12,8 +12,8 @@ use futures_channel::oneshot;
 use futures_util::future::{FutureExt, Shared};
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
-use crate::config::OriginConfig;
 use crate::origin::health::SharedHealth;
+use crate::origin::pool::OriginConfig;
 use crate::platform::body::{self, Streamed};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, CloudflareApi, GlobalStore,

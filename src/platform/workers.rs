@@ -19,8 +19,9 @@ use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
 
-use crate::config::{Config, OriginConfig};
+use crate::config::Config;
 use crate::origin::health::SharedHealth;
+use crate::origin::pool::OriginConfig;
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::body::{self, BodyPlan, Streamed};
 use crate::platform::workers_registry::{DurableTagRegistry, FetchCloudflareApi};

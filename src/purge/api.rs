@@ -8,19 +8,19 @@
 //! redacted, and no error message or receipt ever contains it.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fmt;
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::cloudflare;
-use crate::admin::auth::{self, TokenCheck};
-use crate::error::json_response;
+use super::cloudflare::{self, CloudflareZone};
+use super::request::{url_parts, PurgeRequest};
+use crate::admin::auth::{self, SecretToken, TokenCheck};
 use crate::purge::registry::{purge_keys, TagRegistryStore};
-use crate::purge::tags::{self, DropReason, EVERYTHING_KEY};
+use crate::purge::tags::{self, DropReason};
+use crate::responses::json_response;
 use crate::Body;
 
 /// Where the purge API is served.
@@ -60,36 +60,6 @@ const MAX_SHARDS: u32 = 64;
 const DEFAULT_RATE_PER_MIN: u32 = 60;
 const MAX_PREFIXES: usize = 64;
 const MAX_PREFIX_BYTES: usize = 256;
-
-/// A secret string. `Debug` prints `[redacted]`; there is no `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretToken(String);
-
-impl SecretToken {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself: only for comparing and for sending it where it belongs.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretToken([redacted])")
-    }
-}
-
-/// Where purges are forwarded on Cloudflare, when configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudflareZone {
-    pub zone_id: String,
-    pub api_token: SecretToken,
-    /// Items per API call (tags, hosts, prefixes or files).
-    pub batch_size: usize,
-}
 
 /// The purge feature's configuration, read from the worker's variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -474,71 +444,6 @@ struct RawPurgeRequest {
     dry_run: bool,
 }
 
-/// A validated purge: every item normalized (lower-cased where
-/// case-insensitive) and deduplicated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PurgeRequest {
-    pub tags: Vec<String>,
-    /// Absolute http(s) URLs, without fragment.
-    pub urls: Vec<String>,
-    /// Configured path prefixes (`PURGE_PREFIX_TAGS`).
-    pub prefixes: Vec<String>,
-    /// Host names, lower-cased.
-    pub hosts: Vec<String>,
-    pub everything: bool,
-    pub soft: bool,
-    pub dry_run: bool,
-}
-
-impl PurgeRequest {
-    /// The registry keys this purge writes: tags as given, `url:`, `prefix:`
-    /// and `host:` tags, and `*` for everything. `ignored_query_params` must
-    /// be the cache key's (`CACHE_IGNORE_QUERY_PARAMS`), as when entries are tagged.
-    pub fn registry_keys(&self, ignored_query_params: &[String]) -> Vec<String> {
-        let mut keys: Vec<String> = self.tags.clone();
-        for url in &self.urls {
-            if let Some((host, uri)) = url_parts(url) {
-                keys.push(tags::url_tag(&host, &uri, ignored_query_params));
-            }
-        }
-        keys.extend(self.prefixes.iter().map(|p| tags::prefix_tag(p)));
-        keys.extend(self.hosts.iter().map(|h| tags::host_tag(h)));
-        if self.everything {
-            keys.push(EVERYTHING_KEY.to_owned());
-        }
-        let mut seen = HashSet::new();
-        keys.retain(|k| seen.insert(k.clone()));
-        keys
-    }
-
-    fn item_count(&self) -> usize {
-        self.tags.len() + self.urls.len() + self.prefixes.len() + self.hosts.len()
-    }
-}
-
-/// Whether an entry with `entry_tags` is hit by a purge of `registry_keys`
-/// (for counting what a dry run would affect).
-pub fn purge_hits_entry(registry_keys: &[String], entry_tags: &[String]) -> bool {
-    registry_keys
-        .iter()
-        .any(|k| k == EVERYTHING_KEY || entry_tags.contains(k))
-}
-
-fn url_parts(url: &str) -> Option<(String, Uri)> {
-    let parsed = Url::parse(url).ok()?;
-    let mut host = parsed.host_str()?.to_owned();
-    if let Some(port) = parsed.port() {
-        host = format!("{host}:{port}");
-    }
-    let mut path_and_query = parsed.path().to_owned();
-    if let Some(query) = parsed.query() {
-        path_and_query.push('?');
-        path_and_query.push_str(query);
-    }
-    let uri: Uri = path_and_query.parse().ok()?;
-    Some((host, uri))
-}
-
 /// Decides a request to the purge API: enabled (404), method (405), bearer
 /// token (401), rate (429; only authenticated requests spend it), body size
 /// (413), JSON shape (400), item count (413), items (400) — in that order.
@@ -870,6 +775,7 @@ pub async fn execute_purge<S: TagRegistryStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::purge::request::purge_hits_entry;
     use crate::purge::registry::{lookup_keys, MemoryTagRegistry};
     use futures::executor::block_on;
     use std::collections::HashMap;

@@ -6,5 +6,6 @@
 pub mod api;
 pub mod cloudflare;
 pub mod registry;
+pub mod request;
 pub mod tags;
 pub mod warming;

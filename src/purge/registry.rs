@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
-use crate::platform::StoreError;
+use crate::platform::ports::StoreError;
 use crate::purge::tags::{stable_hash, EVERYTHING_KEY};
 
 /// When a key was last purged, in ms since the Unix epoch (0 = never).

@@ -4,7 +4,7 @@
 //! does the (rate-limited, background) fetching.
 
 use crate::cache::stored::EntryMeta;
-use crate::purge::api as purge;
+use crate::purge::request::purge_hits_entry;
 
 /// Warming settings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,7 +40,7 @@ pub fn purged_urls<'a>(
         if urls.len() >= max {
             break;
         }
-        if meta.vary_index.is_some() || !purge::purge_hits_entry(registry_keys, &meta.tags) {
+        if meta.vary_index.is_some() || !purge_hits_entry(registry_keys, &meta.tags) {
             continue;
         }
         if let Some(url) = entry_url(meta, scheme) {

@@ -7,7 +7,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use cachefront::config::{Config, OriginConfig};
+use cachefront::config::Config;
+use cachefront::origin::pool::OriginConfig;
 pub use cachefront::pipeline::Handled;
 use cachefront::pipeline::{IsolateState, Pipeline};
 use cachefront::platform::memory::{MemoryAssets, MemoryOrigin, MemoryPlatform};
