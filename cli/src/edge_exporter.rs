@@ -479,7 +479,7 @@ mod tests {
     fn the_query_matches_the_data_point_layout_of_the_worker() {
         // The worker's own data point for a request: the columns the query
         // reads must hold what the metrics say they hold.
-        let log = cachefront::pipeline::RequestLog {
+        let log = cachefront::telemetry::request_log::RequestLog {
             method: "GET".into(),
             path: PURGE_PATH.into(),
             status: 502,

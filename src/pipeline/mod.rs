@@ -19,7 +19,6 @@ mod warm;
 use std::rc::Rc;
 
 use http::{Method, Request, Response};
-use serde::Serialize;
 
 use crate::config::{Config, ConfigError};
 use crate::error::EdgeError;
@@ -27,6 +26,7 @@ use crate::platform::{Clock, Platform};
 use crate::purge::tags;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::semantics::policy;
+use crate::telemetry::request_log::RequestLog;
 use crate::telemetry::server_timing::{self, Metric};
 use crate::Body;
 
@@ -38,29 +38,6 @@ pub const HEALTH_PATH: &str = "/__cachefront/health";
 
 /// Response header naming the origin that produced a forwarded response.
 pub const ORIGIN_HEADER: &str = "cachefront-origin";
-
-/// One structured log line per request (what Logpush/tail consumers read).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct RequestLog {
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    /// Short outcome: `asset`, `hit`, `stale`, `revalidated`, `miss`, `expired`, `bypass`, `error`.
-    pub cache: &'static str,
-    pub cache_status: String,
-    /// Where the answer came from: `memory`, `edge`, `assets` or `origin`.
-    pub tier: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub origin: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub origin_ms: Option<u64>,
-    pub edge_ms: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// For purge requests: what was purged (never the token).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub purge: Option<serde_json::Value>,
-}
 
 /// A finished request: the response to send and what to log about it.
 #[derive(Debug)]

@@ -14,7 +14,7 @@
 //! | `double2` | time in the worker, ms |
 //! | `double3` | time waiting for the origin, ms (0 when none) |
 
-use crate::pipeline::RequestLog;
+use crate::telemetry::request_log::RequestLog;
 
 /// A data point, independent of the Workers API so it can be tested natively.
 #[derive(Debug, Clone, PartialEq)]
