@@ -6,6 +6,7 @@
 
 use serde::Deserialize;
 
+use crate::admin::auth::SecretToken;
 use crate::origin::health::HealthPolicy;
 use crate::origin::pool::{OriginConfig, RetryPolicy};
 use crate::purge::api::PurgeConfig;
@@ -31,6 +32,8 @@ pub const VAR_CACHE_KEY_HEADERS: &str = "CACHE_KEY_HEADERS";
 pub const VAR_FORWARD_REQUEST_HEADERS: &str = "FORWARD_REQUEST_HEADERS";
 /// Cookie-name globs: a request carrying one neither reads nor writes the cache.
 pub const VAR_BYPASS_COOKIES: &str = "BYPASS_COOKIES";
+/// `off` (default) / `explicit`: store 5xx answers that carry explicit freshness.
+pub const VAR_CACHE_SERVER_ERRORS: &str = "CACHE_SERVER_ERRORS";
 /// Default stale-while-revalidate window when the origin gives none.
 pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
 /// Default stale-if-error window when the origin gives none.
@@ -89,6 +92,8 @@ pub const VAR_ORIGIN_MAX_ATTEMPTS: &str = "ORIGIN_MAX_ATTEMPTS";
 pub const VAR_ORIGIN_DEADLINE_MS: &str = "ORIGIN_DEADLINE_MS";
 /// `json` (default): one JSON log line per request; `off`: none.
 pub const VAR_REQUEST_LOG: &str = "REQUEST_LOG";
+/// Bearer token of the state endpoint (a secret); `PURGE_TOKEN` when unset.
+pub const VAR_STATE_TOKEN: &str = "STATE_TOKEN";
 
 const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
@@ -101,6 +106,24 @@ const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 10_000;
 const KV_VALUE_LIMIT: u64 = 25 * 1024 * 1024;
 const DEFAULT_MEMORY_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_IGNORED_QUERY_PARAMS: &str = "utm_*,fbclid,gclid,msclkid";
+
+const MIB: u64 = 1024 * 1024;
+// Caps on what one isolate holds. A Workers isolate has 128 MB for
+// everything: the wasm module and its heap, the runtime's own buffers and
+// every request in flight at once. Each cap leaves room for the others.
+/// Largest memory tier: half the isolate, the one structure that stays.
+pub const MAX_MEMORY_CACHE_BYTES: u64 = 64 * MIB;
+/// Largest body held whole: it can be in memory two or three times over
+/// (as read, as rewritten, as stored) while other requests run.
+pub const MAX_STREAM_BODIES_ABOVE_BYTES: u64 = 32 * MIB;
+/// Largest buffer the HTML rewriter may use for one page.
+pub const MAX_HTML_REWRITE_MEMORY_BYTES: u64 = 16 * MIB;
+/// Largest script or stylesheet minified at the edge: a parser's syntax tree
+/// is many times its source.
+pub const MAX_EDGE_MINIFY_MAX_BYTES: u64 = 2 * MIB;
+/// The Cache API's largest object (Cloudflare's documented 512 MB limit);
+/// bodies this large are streamed, never held.
+pub const MAX_CACHE_MAX_OBJECT_BYTES: u64 = 512 * MIB;
 
 /// One origin as written in `ORIGINS`, before validation.
 #[derive(Debug, Deserialize)]
@@ -139,6 +162,9 @@ pub struct Config {
     /// Cookie-name globs (`session*`): requests carrying such a cookie bypass
     /// the cache in both directions, as logged-in users do on Varnish setups.
     pub bypass_cookies: Vec<String>,
+    /// Store 5xx answers with explicit freshness (`CACHE_SERVER_ERRORS=explicit`);
+    /// off by default: an error describes the origin's trouble, not the resource.
+    pub cache_server_errors: bool,
     pub stale_while_revalidate_secs: u64,
     pub stale_if_error_secs: u64,
     /// Staleness served while every origin is unreachable (0: off).
@@ -153,8 +179,11 @@ pub struct Config {
     pub request_log: bool,
     pub health: HealthPolicy,
     pub health_sync_secs: u64,
-    /// Tag purge settings; its token also guards the other operator endpoints.
+    /// Tag purge settings; its token (the operator token) also guards the
+    /// health endpoint, and the state endpoint when `state_token` is unset.
     pub purge: PurgeConfig,
+    /// `STATE_TOKEN`: a token for the state endpoint alone (export/import).
+    pub state_token: Option<SecretToken>,
     pub assets: AssetSettings,
     pub warming: WarmSettings,
     pub retry: RetryPolicy,
@@ -222,17 +251,31 @@ impl Config {
                 }),
             }
         };
-        let memory_cache_bytes =
-            usize::try_from(number(VAR_MEMORY_CACHE_BYTES, DEFAULT_MEMORY_CACHE_BYTES)?)
-                .map_err(|_| ConfigError::new(VAR_MEMORY_CACHE_BYTES, "is too large"))?;
+        // A value the isolate cannot hold is refused, naming the variable.
+        let bytes = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
+            within_isolate(var, number(var, default)?, max)
+        };
+        let memory_cache_bytes = as_usize(
+            VAR_MEMORY_CACHE_BYTES,
+            bytes(
+                VAR_MEMORY_CACHE_BYTES,
+                DEFAULT_MEMORY_CACHE_BYTES,
+                MAX_MEMORY_CACHE_BYTES,
+            )?,
+        )?;
 
         Ok(Self {
             origins,
             cache_namespace,
-            cache_max_object_bytes: number(VAR_CACHE_MAX_OBJECT_BYTES, DEFAULT_MAX_OBJECT_BYTES)?,
-            stream_bodies_above_bytes: number(
+            cache_max_object_bytes: bytes(
+                VAR_CACHE_MAX_OBJECT_BYTES,
+                DEFAULT_MAX_OBJECT_BYTES,
+                MAX_CACHE_MAX_OBJECT_BYTES,
+            )?,
+            stream_bodies_above_bytes: bytes(
                 VAR_STREAM_BODIES_ABOVE_BYTES,
                 DEFAULT_STREAM_BODIES_ABOVE_BYTES,
+                MAX_STREAM_BODIES_ABOVE_BYTES,
             )?,
             cache_ignore_query_params: name_list(
                 VAR_CACHE_IGNORE_QUERY_PARAMS,
@@ -252,6 +295,16 @@ impl Config {
                 true,
             )?,
             bypass_cookies: cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or(""))?,
+            cache_server_errors: match lookup(VAR_CACHE_SERVER_ERRORS).as_deref().map(str::trim) {
+                None | Some("off") => false,
+                Some("explicit") => true,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        VAR_CACHE_SERVER_ERRORS,
+                        format_args!("expected off or explicit, got {other:?}"),
+                    ))
+                }
+            },
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
             stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600)?,
@@ -291,11 +344,14 @@ impl Config {
             assets: AssetSettings {
                 html_rewrite: switch(VAR_HTML_REWRITE, lookup(VAR_HTML_REWRITE).as_deref(), true)?,
                 image_widths: image_widths(lookup(VAR_IMAGE_RESIZING).as_deref())?,
-                html_rewrite_memory_bytes: usize::try_from(number(
+                html_rewrite_memory_bytes: as_usize(
                     VAR_HTML_REWRITE_MEMORY_BYTES,
-                    4 * 1024 * 1024,
-                )?)
-                .map_err(|_| ConfigError::new(VAR_HTML_REWRITE_MEMORY_BYTES, "is too large"))?,
+                    bytes(
+                        VAR_HTML_REWRITE_MEMORY_BYTES,
+                        4 * MIB,
+                        MAX_HTML_REWRITE_MEMORY_BYTES,
+                    )?,
+                )?,
                 minify_js: edge_minify_js(
                     lookup(VAR_EDGE_MINIFY_JS).as_deref(),
                     crate::assets::origin_minify::AVAILABLE,
@@ -305,11 +361,14 @@ impl Config {
                     lookup(VAR_EDGE_MINIFY_CSS).as_deref(),
                     false,
                 )?,
-                minify_max_bytes: usize::try_from(number(
+                minify_max_bytes: as_usize(
                     VAR_EDGE_MINIFY_MAX_BYTES,
-                    crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,
-                )?)
-                .map_err(|_| ConfigError::new(VAR_EDGE_MINIFY_MAX_BYTES, "is too large"))?,
+                    bytes(
+                        VAR_EDGE_MINIFY_MAX_BYTES,
+                        crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,
+                        MAX_EDGE_MINIFY_MAX_BYTES,
+                    )?,
+                )?,
                 manifest_path: match lookup(VAR_ASSET_MANIFEST) {
                     None => "/manifest.json".to_owned(),
                     Some(path) if path.starts_with('/') && path.parse::<http::Uri>().is_ok() => {
@@ -337,6 +396,20 @@ impl Config {
                 variable: e.variable,
                 message: e.message,
             })?,
+            state_token: lookup(VAR_STATE_TOKEN)
+                .filter(|v| !v.trim().is_empty())
+                .map(|raw| {
+                    crate::purge::api::secret(
+                        VAR_STATE_TOKEN,
+                        raw,
+                        crate::purge::api::MIN_TOKEN_LEN,
+                    )
+                })
+                .transpose()
+                .map_err(|e| ConfigError {
+                    variable: e.variable,
+                    message: e.message,
+                })?,
             retry: RetryPolicy {
                 failure_statuses: status_list(
                     VAR_ORIGIN_FAILURE_STATUSES,
@@ -365,6 +438,11 @@ impl Config {
         })
     }
 
+    /// The token of the state endpoint: `STATE_TOKEN`, else `PURGE_TOKEN`.
+    pub fn state_token(&self) -> Option<&SecretToken> {
+        self.state_token.as_ref().or(self.purge.token.as_ref())
+    }
+
     /// The settings the cache policy works with.
     pub fn policy_settings(&self) -> PolicySettings {
         PolicySettings {
@@ -373,6 +451,7 @@ impl Config {
             default_sie_secs: self.stale_if_error_secs,
             heuristic_max_secs: self.heuristic_max_secs,
             disconnected_grace_secs: self.stale_if_disconnected_secs,
+            store_server_errors: self.cache_server_errors,
         }
     }
 
@@ -405,7 +484,8 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         let url = Url::parse(&origin.url).map_err(|e| {
             at(format!(
                 "({}) url {:?} is not an absolute http(s) URL: {e}",
-                origin.name, origin.url
+                origin.name,
+                without_credentials(&origin.url)
             ))
         })?;
         validate_origin_url(&url).map_err(|m| at(format!("({}) {m}", origin.name)))?;
@@ -460,6 +540,38 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
         });
     }
     Ok(origins)
+}
+
+/// The operator token (`PURGE_TOKEN`) read on its own, for when the rest of
+/// the configuration is invalid: it still lets the operator read the details
+/// at the health endpoint. `None` when unset or itself invalid.
+pub fn operator_token(lookup: impl Fn(&str) -> Option<String>) -> Option<SecretToken> {
+    let raw = lookup(crate::purge::api::VAR_PURGE_TOKEN).filter(|v| !v.trim().is_empty())?;
+    crate::purge::api::secret(
+        crate::purge::api::VAR_PURGE_TOKEN,
+        raw,
+        crate::purge::api::MIN_TOKEN_LEN,
+    )
+    .ok()
+}
+
+/// `value` when it is at most `max` bytes; otherwise the error says why.
+fn within_isolate(var: &'static str, value: u64, max: u64) -> Result<u64, ConfigError> {
+    if value > max {
+        return Err(ConfigError::new(
+            var,
+            format_args!(
+                "is {value} bytes; at most {max} ({} MiB) is accepted, so that one \
+                 isolate (128 MB for everything) can hold it",
+                max / MIB
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn as_usize(var: &'static str, value: u64) -> Result<usize, ConfigError> {
+    usize::try_from(value).map_err(|_| ConfigError::new(var, "is too large"))
 }
 
 fn absolute_urls(var: &'static str, raw: &str) -> Result<Vec<String>, ConfigError> {
@@ -607,21 +719,36 @@ fn validate_name(name: &str) -> Result<(), String> {
 }
 
 fn validate_origin_url(url: &Url) -> Result<(), String> {
+    // Error messages reach logs and the operator's health answer: never the password.
+    let shown = without_credentials(url.as_str());
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url {url} must use http or https"));
+        return Err(format!("url {shown} must use http or https"));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("url {url} has no host"));
+        return Err(format!("url {shown} has no host"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("url {url} must not have a query or fragment"));
+        return Err(format!("url {shown} must not have a query or fragment"));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(format!(
-            "url {url} must not carry credentials; send them as origin headers"
+            "url {shown} must not carry credentials; send them as origin headers"
         ));
     }
     Ok(())
+}
+
+/// `raw` with the `user:password@` of its authority replaced by `***@`.
+fn without_credentials(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_owned();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &raw[..scheme_end], &rest[at + 1..]),
+        None => raw.to_owned(),
+    }
 }
 
 fn validate_namespace(ns: &str) -> Result<String, ConfigError> {
@@ -930,6 +1057,7 @@ mod tests {
         assert_eq!(tuned.forward_request_headers, ["x-tenant", "x-device"]);
         assert_eq!(tuned.bypass_cookies, ["session*", "wordpress_logged_in_*"]);
         assert!(defaults.bypass_cookies.is_empty());
+        assert!(!defaults.policy_settings().store_server_errors);
         assert_eq!(tuned.cache_ignore_query_params, ["ref", "utm_*"]);
         assert_eq!(tuned.cache_key_headers, ["x-forwarded-host"]);
         assert_eq!(tuned.policy_settings().default_swr_secs, 30);
@@ -946,9 +1074,102 @@ mod tests {
             (VAR_FORWARD_REQUEST_HEADERS, "bad header"),
             (VAR_BYPASS_COOKIES, "a=b"),
             (VAR_BYPASS_COOKIES, "sess;ion"),
+            (VAR_CACHE_SERVER_ERRORS, "on"),
         ] {
             let err = config_from(&[origins, (var, bad)]).expect_err(bad);
             assert_eq!(err.variable, var);
         }
+    }
+
+    #[test]
+    fn byte_sizes_an_isolate_cannot_hold_are_refused_naming_the_variable() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://127.0.0.1"}]"#);
+        for (var, max) in [
+            (VAR_MEMORY_CACHE_BYTES, MAX_MEMORY_CACHE_BYTES),
+            (VAR_STREAM_BODIES_ABOVE_BYTES, MAX_STREAM_BODIES_ABOVE_BYTES),
+            (VAR_HTML_REWRITE_MEMORY_BYTES, MAX_HTML_REWRITE_MEMORY_BYTES),
+            (VAR_EDGE_MINIFY_MAX_BYTES, MAX_EDGE_MINIFY_MAX_BYTES),
+            (VAR_CACHE_MAX_OBJECT_BYTES, MAX_CACHE_MAX_OBJECT_BYTES),
+        ] {
+            let at_cap = max.to_string();
+            config_from(&[origins, (var, &at_cap)])
+                .unwrap_or_else(|e| panic!("{var}={max} is accepted: {e}"));
+            let above = (max + 1).to_string();
+            let err = config_from(&[origins, (var, &above)]).expect_err(var);
+            assert_eq!(err.variable, var);
+            assert!(err.message.contains("at most"), "{var}: {}", err.message);
+            let huge = config_from(&[origins, (var, "18446744073709551615")]).expect_err(var);
+            assert_eq!(huge.variable, var);
+        }
+    }
+
+    #[test]
+    fn the_caps_fit_one_isolate_together() {
+        // Memory tier plus one body held whole (read and rewritten) plus the
+        // rewriter's buffers stay below the 128 MB of an isolate.
+        let held = MAX_MEMORY_CACHE_BYTES
+            + MAX_STREAM_BODIES_ABOVE_BYTES
+            + MAX_HTML_REWRITE_MEMORY_BYTES
+            + MAX_EDGE_MINIFY_MAX_BYTES;
+        assert!(held < 128 * 1000 * 1000, "{held}");
+    }
+
+    #[test]
+    fn origin_errors_never_show_a_password() {
+        for url in [
+            "http://admin:hunter2-secret@origin.example",
+            "ftp://admin:hunter2-secret@origin.example",
+            "http://admin:hunter2-secret@origin.example/?q=1",
+            "http://admin:hunter2-secret@:80",
+        ] {
+            let json = format!(r#"[{{"name":"a","url":"{url}"}}]"#);
+            let message = origins_error(&json);
+            assert!(!message.contains("hunter2"), "{message}");
+            assert!(message.contains("***@"), "{message}");
+        }
+    }
+
+    #[test]
+    fn state_token_falls_back_to_the_purge_token_and_is_validated() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://127.0.0.1"}]"#);
+        let purge = ("PURGE_TOKEN", "purge-token-0123456789");
+        let only_purge = config_from(&[origins, purge]).expect("valid");
+        assert_eq!(
+            only_purge.state_token().map(SecretToken::expose),
+            Some("purge-token-0123456789")
+        );
+        let both = config_from(&[origins, purge, (VAR_STATE_TOKEN, "state-token-0123456789")])
+            .expect("valid");
+        assert_eq!(
+            both.state_token().map(SecretToken::expose),
+            Some("state-token-0123456789")
+        );
+        let short = config_from(&[origins, (VAR_STATE_TOKEN, "short")]).expect_err("too short");
+        assert_eq!(short.variable, VAR_STATE_TOKEN);
+        assert!(
+            !short.message.contains("short\""),
+            "never the secret: {}",
+            short.message
+        );
+        assert!(config_from(&[origins])
+            .expect("valid")
+            .state_token()
+            .is_none());
+    }
+
+    #[test]
+    fn the_operator_token_is_read_even_when_the_rest_is_invalid() {
+        let vars = |name: &str| match name {
+            "PURGE_TOKEN" => Some("purge-token-0123456789".to_owned()),
+            VAR_ORIGINS => Some("not json".to_owned()),
+            _ => None,
+        };
+        assert!(Config::from_vars(vars).is_err());
+        assert_eq!(
+            operator_token(vars).map(|t| t.expose().to_owned()),
+            Some("purge-token-0123456789".to_owned())
+        );
+        assert_eq!(operator_token(|_| Some("short".to_owned())), None);
+        assert_eq!(operator_token(|_| None), None);
     }
 }

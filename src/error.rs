@@ -13,7 +13,9 @@ use crate::Body;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EdgeError {
-    /// The worker's configuration is invalid; every request gets this.
+    /// The worker's configuration is invalid; every request gets this. The
+    /// answer says only that ([`EdgeError::to_response`]); the details are
+    /// for the log and the operator ([`config_details_response`]).
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// Every origin attempt failed without a response (connection errors, timeouts).
@@ -26,14 +28,34 @@ pub enum EdgeError {
     #[error("no stored response can answer this only-if-cached request")]
     NotCached,
     /// An operator endpoint that is turned off (its token is not configured).
-    #[error("{0} is disabled: set the PURGE_TOKEN secret to enable it")]
-    Disabled(&'static str),
+    #[error("{endpoint} is disabled: it is enabled by the operator token secret {token_variable}")]
+    Disabled {
+        endpoint: &'static str,
+        token_variable: &'static str,
+    },
     /// A missing or wrong bearer token.
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
     /// The endpoint does not take this method.
     #[error("method not allowed; use {0}")]
     MethodNotAllowed(&'static str),
+}
+
+/// What the public is told while the configuration is invalid.
+pub const CONFIG_ERROR_PUBLIC_MESSAGE: &str =
+    "the edge is misconfigured; its operator finds the details in the worker's log";
+
+/// The configuration problem in full (variable and message), for the
+/// operator only: a 500 like the public answer, so monitoring sees it fail.
+pub fn config_details_response(err: &ConfigError) -> Response<Body> {
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &json!({
+            "error": "invalid_config",
+            "variable": err.variable,
+            "message": err.to_string(),
+        }),
+    )
 }
 
 /// One failed attempt to reach an origin.
@@ -77,7 +99,7 @@ impl EdgeError {
             Self::OriginsFailed { .. } => StatusCode::BAD_GATEWAY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotCached => StatusCode::GATEWAY_TIMEOUT,
-            Self::Disabled(_) => StatusCode::NOT_FOUND,
+            Self::Disabled { .. } => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -91,7 +113,7 @@ impl EdgeError {
             Self::OriginsFailed { .. } => "origin_unreachable",
             Self::BadRequest(_) => "bad_request",
             Self::NotCached => "only_if_cached",
-            Self::Disabled(_) => "disabled",
+            Self::Disabled { .. } => "disabled",
             Self::Unauthorized => "unauthorized",
             Self::MethodNotAllowed(_) => "method_not_allowed",
         }
@@ -101,8 +123,10 @@ impl EdgeError {
     pub fn to_response(&self) -> Response<Body> {
         let mut body = json!({ "error": self.code(), "message": self.to_string() });
         match self {
-            Self::Config(e) => {
-                body["variable"] = json!(e.variable);
+            Self::Config(_) => {
+                // Anyone can trigger this answer: it names no variable and no
+                // value (an ORIGINS error can quote an origin's URL).
+                body["message"] = json!(CONFIG_ERROR_PUBLIC_MESSAGE);
             }
             Self::OriginsFailed { attempts } => {
                 if let Some(last) = attempts.last() {
@@ -121,7 +145,7 @@ impl EdgeError {
             }
             Self::BadRequest(_)
             | Self::NotCached
-            | Self::Disabled(_)
+            | Self::Disabled { .. }
             | Self::Unauthorized
             | Self::MethodNotAllowed(_) => {}
         }
@@ -145,20 +169,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_error_is_a_500_naming_the_variable() {
-        let err = EdgeError::from(ConfigError {
+    fn config_error_is_a_generic_500_for_the_public_and_detailed_for_the_operator() {
+        let err = ConfigError {
             variable: "ORIGINS",
-            message: "must list at least one origin".into(),
-        });
-        let response = err.to_response();
-        assert_eq!(response.status(), 500);
-        assert_eq!(response.headers()["cache-control"], "no-store");
-        let body: serde_json::Value = serde_json::from_slice(response.body()).expect("json");
+            message: "origin #0: (a) url \"http://u:p@x\" is wrong".into(),
+        };
+        let public = EdgeError::from(err.clone()).to_response();
+        assert_eq!(public.status(), 500);
+        assert_eq!(public.headers()["cache-control"], "no-store");
+        let body: serde_json::Value = serde_json::from_slice(public.body()).expect("json");
         assert_eq!(body["error"], "invalid_config");
+        assert_eq!(body["message"], CONFIG_ERROR_PUBLIC_MESSAGE);
+        let text = String::from_utf8_lossy(public.body());
+        assert!(
+            !text.contains("ORIGINS") && !text.contains("u:p@"),
+            "{text}"
+        );
+
+        let operator = config_details_response(&err);
+        assert_eq!(operator.status(), 500);
+        let body: serde_json::Value = serde_json::from_slice(operator.body()).expect("json");
         assert_eq!(body["variable"], "ORIGINS");
         assert!(body["message"]
             .as_str()
-            .is_some_and(|m| m.contains("at least one origin")));
+            .is_some_and(|m| m.contains("is wrong")));
     }
 
     #[test]

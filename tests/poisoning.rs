@@ -468,3 +468,104 @@ fn remembered_non_asset_paths_stay_bounded() {
     assert!(entries > 0);
     assert!(bytes <= 512 * 1024, "{bytes} bytes");
 }
+
+#[test]
+fn a_withheld_vary_field_is_sent_once_the_origin_names_it() {
+    let h = Harness::new(|req, _| {
+        let seen = req
+            .headers()
+            .get("x-foo")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("default")
+            .to_owned();
+        reply(
+            200,
+            &[("cache-control", "public, max-age=600"), ("vary", "x-foo")],
+            &format!("variant {seen}"),
+        )
+    });
+    // X-Foo is not on the allow-list: the first answer is made without it, so
+    // the edge asks again with it rather than file that answer under "bar".
+    let first = h.get_with("/v", &[("x-foo", "bar")]);
+    assert_eq!(body(&first), "variant bar");
+    assert_eq!(h.origin_calls("/v"), 2);
+    let again = h.get_with("/v", &[("x-foo", "bar")]);
+    assert!(
+        status_of(&again).starts_with("cachefront; hit"),
+        "{}",
+        status_of(&again)
+    );
+    assert_eq!(body(&again), "variant bar");
+    let plain = h.get("/v");
+    assert_eq!(body(&plain), "variant default");
+    assert_eq!(
+        h.origin_calls("/v"),
+        3,
+        "no field to withhold, no second ask"
+    );
+}
+
+#[test]
+fn a_variant_is_filed_under_what_the_origin_saw() {
+    // The second answer names a field the first did not: it was made
+    // without X-Bar, so it must not be filed under the client's X-Bar.
+    let h = Harness::new(|req, n| {
+        let bar = req
+            .headers()
+            .get("x-bar")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let vary = if n == 1 { "x-foo" } else { "x-foo, x-bar" };
+        reply(
+            200,
+            &[("cache-control", "public, max-age=600"), ("vary", vary)],
+            &format!("bar {bar}"),
+        )
+    });
+    let headers = [("x-foo", "1"), ("x-bar", "2")];
+    assert_eq!(body(&h.get_with("/w", &headers)), "bar none");
+    let next = h.get_with("/w", &headers);
+    assert!(
+        status_of(&next).contains("fwd=vary-miss"),
+        "{}",
+        status_of(&next)
+    );
+    assert_eq!(body(&next), "bar 2");
+}
+
+#[test]
+fn a_revalidation_sends_the_fields_the_entry_varies_on() {
+    let h = Harness::new(|req, n| {
+        let seen = req
+            .headers()
+            .get("x-foo")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        if n > 2 && req.headers().contains_key("if-none-match") {
+            return reply(304, &[("etag", "\"e\"")], "");
+        }
+        reply(
+            200,
+            &[
+                ("cache-control", "max-age=1"),
+                ("vary", "x-foo"),
+                ("etag", "\"e\""),
+            ],
+            &format!("saw {seen}"),
+        )
+    });
+    h.get_with("/r", &[("x-foo", "1")]);
+    assert_eq!(body(&h.get_with("/r", &[("x-foo", "1")])), "saw 1");
+    h.advance(5);
+    let revalidated = h.get_with("/r", &[("x-foo", "1")]);
+    assert!(
+        status_of(&revalidated).contains("fwd-status=304"),
+        "{}",
+        status_of(&revalidated)
+    );
+    let last = h.origin().received().pop().expect("a request");
+    assert_eq!(last.2["x-foo"], "1");
+    assert!(last.2.contains_key("if-none-match"));
+}

@@ -1,5 +1,5 @@
 //! `cachefront edge-exporter`: the bridge from Workers Analytics Engine (where
-//! the worker writes one data point per request, `src/analytics.rs`) to
+//! the worker writes one data point per request, `src/telemetry/analytics.rs`) to
 //! Prometheus. It queries the Analytics Engine SQL API
 //! (`POST {api}/accounts/{account}/analytics_engine/sql`, bearer token, SQL
 //! body, `FORMAT JSON` answer) for consecutive time windows and adds each
@@ -11,7 +11,7 @@
 //! Counts honour sampling (`SUM(_sample_interval)`, as Cloudflare documents).
 //!
 //! The data point layout this module reads (keep in step with
-//! `src/analytics.rs`): `blob1` cache outcome, `blob2` tier, `blob3` origin,
+//! `src/telemetry/analytics.rs`): `blob1` cache outcome, `blob2` tier, `blob3` origin,
 //! `blob4` status class, `blob6` path, `double2` worker ms, `double3` origin ms.
 
 use std::collections::BTreeMap;

@@ -123,7 +123,7 @@ fn refused(what: &str, status: u16, body: &str) -> Failure {
     };
     let hint = match status {
         401 => format!(" (check {ENV_TOKEN})"),
-        404 => " (is PURGE_TOKEN set on the worker? without it the endpoint is disabled)".into(),
+        404 => " (is STATE_TOKEN or PURGE_TOKEN set on the worker? without one the endpoint is disabled)".into(),
         _ => String::new(),
     };
     fail(

@@ -1,5 +1,6 @@
-//! Bearer-token checks for the worker's operator endpoints (purge, health):
-//! one parser for `Authorization: Bearer <token>`, one constant-time compare.
+//! Bearer-token checks for the worker's operator endpoints (purge, state,
+//! health): one parser for `Authorization: Bearer <token>`, one
+//! constant-time compare, and one access decision ([`operator_access`]).
 //! Tokens are never echoed in responses or logs.
 
 use std::fmt;
@@ -28,6 +29,29 @@ pub enum TokenCheck {
     Malformed,
     /// A Bearer token that is not the configured one.
     Invalid,
+}
+
+/// Whether a request may use an operator endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAccess {
+    Granted,
+    /// No token is configured for the endpoint: it does not exist (404).
+    Disabled,
+    /// A token is configured and the request does not carry it (401).
+    Denied,
+}
+
+/// The access decision of every operator endpoint guarded by `token`
+/// (`None`: the endpoint is off). Decided before anything else about the
+/// request, so an unauthenticated caller learns nothing but "401".
+pub fn operator_access(headers: &HeaderMap, token: Option<&SecretToken>) -> OperatorAccess {
+    let Some(token) = token else {
+        return OperatorAccess::Disabled;
+    };
+    match check_bearer(headers, token.expose()) {
+        TokenCheck::Valid => OperatorAccess::Granted,
+        TokenCheck::Missing | TokenCheck::Malformed | TokenCheck::Invalid => OperatorAccess::Denied,
+    }
 }
 
 /// Checks `Authorization: Bearer <token>` (scheme case-insensitive, spaces
@@ -127,5 +151,26 @@ mod tests {
             HeaderValue::from_static("Bearer s3cret"),
         );
         assert_eq!(check_bearer(&two, "s3cret"), TokenCheck::Malformed);
+    }
+
+    #[test]
+    fn operator_access_is_off_without_a_token_and_needs_the_exact_one() {
+        let token = SecretToken::new("operator-token-0123");
+        assert_eq!(
+            operator_access(&auth("Bearer operator-token-0123"), None),
+            OperatorAccess::Disabled
+        );
+        assert_eq!(
+            operator_access(&auth("Bearer operator-token-0123"), Some(&token)),
+            OperatorAccess::Granted
+        );
+        assert_eq!(
+            operator_access(&auth("Bearer operator-token-012"), Some(&token)),
+            OperatorAccess::Denied
+        );
+        assert_eq!(
+            operator_access(&HeaderMap::new(), Some(&token)),
+            OperatorAccess::Denied
+        );
     }
 }

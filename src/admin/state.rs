@@ -9,16 +9,22 @@
 //! An import is validated whole before anything is written, and merges:
 //! purge times only move forward and a health result replaces another only
 //! when it is newer, so importing an old or repeated document never loses
-//! a later purge. The endpoints take the purge API's bearer token.
+//! a later purge. A time later than the worker's clock is never imported as
+//! such: up to [`MAX_FUTURE_MS`] ahead it is clamped to now (and counted in
+//! the receipt), further ahead the document is refused. An import body above
+//! `STREAM_BODIES_ABOVE_BYTES` arrives as a stream and is read through the
+//! platform up to [`MAX_IMPORT_BYTES`]. The endpoints take `STATE_TOKEN`, or
+//! the purge API's `PURGE_TOKEN` when that is not set.
 
 use std::collections::{BTreeMap, HashSet};
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use crate::admin::auth::{self, TokenCheck};
+use crate::admin::auth::{self, OperatorAccess, SecretToken};
 use crate::origin::health::SharedHealth;
-use crate::platform::HealthStore;
+use crate::platform::body;
+use crate::platform::{BodyStreams, HealthStore, StreamReadError};
 use crate::purge::api::PurgeConfig;
 use crate::purge::registry::{keys_by_shard, shard_of, RegistryEntry, TagRegistryStore};
 use crate::purge::tags::MAX_TAG_BYTES;
@@ -31,7 +37,7 @@ pub const STATE_PATH: &str = "/__cachefront/state";
 pub const FORMAT: &str = "cachefront-state";
 /// The document version this worker writes and reads.
 pub const VERSION: u32 = 1;
-/// Largest import body accepted.
+/// Largest import body accepted (read whole: it is parsed as one document).
 pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 /// Most registry keys one document may hold (export and import).
 pub const MAX_KEYS: usize = 250_000;
@@ -39,8 +45,10 @@ pub const MAX_KEYS: usize = 250_000;
 pub const MAX_ORIGINS: usize = 256;
 /// Registry keys asked for per shard call while exporting.
 pub const EXPORT_PAGE: usize = 1000;
-/// Times this far past the worker's clock are refused: a purge time in the
-/// future would make every entry with that key uncacheable until then.
+/// Times this far past the worker's clock are refused; nearer ones are
+/// clamped to now. Imported as such, a purge time in the future would make
+/// every entry with that key uncacheable until then, and a health result
+/// from the future would outrank every real check until then.
 pub const MAX_FUTURE_MS: u64 = 5 * 60 * 1000;
 /// Registry keys are tags, or tags with a short kind prefix (`url:`...).
 const MAX_KEY_BYTES: usize = MAX_TAG_BYTES + 64;
@@ -68,13 +76,24 @@ pub struct ImportReceipt {
     pub shards_written: usize,
     pub origin_health: usize,
     pub dry_run: bool,
+    /// Entries whose times lay ahead of the worker's clock, imported as now.
+    pub clamped_to_now: ClampedTimes,
+}
+
+/// How many entries had a time ahead of the worker's clock (set to now).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClampedTimes {
+    /// Registry keys with a hard or soft purge time ahead.
+    pub tags: usize,
+    /// Health results checked "later" than now.
+    pub origin_health: usize,
 }
 
 /// Why a state request was refused; mapped to a status in [`StateError::status`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StateError {
-    #[error("the state endpoint is disabled: no PURGE_TOKEN is configured")]
+    #[error("the state endpoint is disabled: set STATE_TOKEN (or PURGE_TOKEN) to enable it")]
     Disabled,
     #[error("a valid `Authorization: Bearer <token>` header is required")]
     Unauthorized,
@@ -82,6 +101,8 @@ pub enum StateError {
     MethodNotAllowed(String),
     #[error("the request body is larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
     #[error("the body is not a state document: {0}")]
     MalformedJson(String),
     #[error("format is {found:?}; expected {FORMAT:?}")]
@@ -114,6 +135,7 @@ impl StateError {
             Self::MalformedJson(_)
             | Self::WrongFormat { .. }
             | Self::InvalidField { .. }
+            | Self::UnreadableBody(_)
             | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedVersion { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ExportTooLarge { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,6 +150,7 @@ impl StateError {
             Self::Unauthorized => "unauthorized",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BodyTooLarge { .. } => "body_too_large",
+            Self::UnreadableBody(_) => "unreadable_body",
             Self::MalformedJson(_) => "malformed_json",
             Self::WrongFormat { .. } => "wrong_format",
             Self::UnsupportedVersion { .. } => "unsupported_version",
@@ -173,7 +196,10 @@ impl StateError {
 /// What a state request needs besides the stores.
 #[derive(Debug, Clone, Copy)]
 pub struct StateContext<'a> {
+    /// Its `shards` are where the registry keys live.
     pub config: &'a PurgeConfig,
+    /// The token guarding the endpoint (`STATE_TOKEN`, else `PURGE_TOKEN`).
+    pub token: Option<&'a SecretToken>,
     pub now_ms: u64,
 }
 
@@ -190,16 +216,12 @@ pub fn authorize(
     method: &Method,
     headers: &http::HeaderMap,
     query: Option<&str>,
-    config: &PurgeConfig,
+    token: Option<&SecretToken>,
 ) -> Result<StateOperation, StateError> {
-    let Some(token) = config.token.as_ref() else {
-        return Err(StateError::Disabled);
-    };
-    match auth::check_bearer(headers, token.expose()) {
-        TokenCheck::Valid => {}
-        TokenCheck::Missing | TokenCheck::Malformed | TokenCheck::Invalid => {
-            return Err(StateError::Unauthorized)
-        }
+    match auth::operator_access(headers, token) {
+        OperatorAccess::Granted => {}
+        OperatorAccess::Disabled => return Err(StateError::Disabled),
+        OperatorAccess::Denied => return Err(StateError::Unauthorized),
     }
     let dry_run = parse_query(query)?;
     match *method {
@@ -286,6 +308,26 @@ fn invalid(field: String, reason: impl Into<String>) -> StateError {
         field,
         reason: reason.into(),
     }
+}
+
+/// Sets every time ahead of `now_ms` to `now_ms` (validation has refused
+/// those more than [`MAX_FUTURE_MS`] ahead), and counts the entries changed.
+pub fn clamp_future_times(document: &mut StateDocument, now_ms: u64) -> ClampedTimes {
+    let mut clamped = ClampedTimes::default();
+    for entry in &mut document.tags {
+        if entry.hard_ms > now_ms || entry.soft_ms > now_ms {
+            entry.hard_ms = entry.hard_ms.min(now_ms);
+            entry.soft_ms = entry.soft_ms.min(now_ms);
+            clamped.tags += 1;
+        }
+    }
+    for result in &mut document.origin_health {
+        if result.checked_ms > now_ms {
+            result.checked_ms = now_ms;
+            clamped.origin_health += 1;
+        }
+    }
+    clamped
 }
 
 fn check_time(field: String, time_ms: u64, now_ms: u64) -> Result<(), StateError> {
@@ -460,57 +502,122 @@ pub async fn import<R: TagRegistryStore, H: HealthStore>(
         shards_written: grouped.len(),
         origin_health: document.origin_health.len(),
         dry_run,
+        clamped_to_now: ClampedTimes::default(),
     })
 }
 
-/// Serves `GET` / `PUT` [`STATE_PATH`]: every refusal is a JSON error.
-pub async fn serve_state<R: TagRegistryStore, H: HealthStore>(
+/// The stores a state request reads and writes, and the platform's streams
+/// (an import body above `STREAM_BODIES_ABOVE_BYTES` is one).
+pub struct StateStores<'a, R, H, S> {
+    pub registry: &'a R,
+    pub health: &'a H,
+    pub streams: &'a S,
+}
+
+/// Serves `GET` / `PUT` [`STATE_PATH`]: every refusal is a JSON error. A
+/// streamed body is read only for an authorized import, and is dropped
+/// unread otherwise.
+pub async fn serve_state<R: TagRegistryStore, H: HealthStore, S: BodyStreams>(
     request: &Request<Body>,
-    registry: &R,
-    health: &H,
+    stores: StateStores<'_, R, H, S>,
     ctx: StateContext<'_>,
 ) -> Response<Body> {
-    match run(request, registry, health, ctx).await {
+    match run(request, &stores, ctx).await {
         Ok(response) => response,
         Err(err) => err.to_response(),
     }
 }
 
-async fn run<R: TagRegistryStore, H: HealthStore>(
+async fn run<R: TagRegistryStore, H: HealthStore, S: BodyStreams>(
     request: &Request<Body>,
-    registry: &R,
-    health: &H,
+    stores: &StateStores<'_, R, H, S>,
     ctx: StateContext<'_>,
 ) -> Result<Response<Body>, StateError> {
+    let upload = body::streamed_request(request);
     let operation = authorize(
         request.method(),
         request.headers(),
         request.uri().query(),
-        ctx.config,
-    )?;
-    match operation {
-        StateOperation::Export => {
-            let document = export(registry, health, ctx.config.shards, ctx.now_ms).await?;
-            let body = serde_json::to_value(&document)
-                .map_err(|e| StateError::StoreUnavailable(e.to_string()))?;
-            Ok(json_response(StatusCode::OK, &body))
+        ctx.token,
+    );
+    let dry_run = match operation {
+        Ok(StateOperation::Import { dry_run }) => dry_run,
+        refused_or_export => {
+            // A streamed body is not wanted: dropped unread.
+            if let Some(stream) = upload {
+                stores.streams.cancel(stream);
+            }
+            refused_or_export?;
+            return export_response(stores, ctx).await;
         }
-        StateOperation::Import { dry_run } => {
-            let document = parse_document(request.body(), ctx.now_ms)?;
-            let receipt = import(registry, health, &document, ctx.config.shards, dry_run).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({ "ok": true, "imported": receipt }),
-            ))
-        }
-    }
+    };
+    let bytes = match upload {
+        Some(stream) => read_upload(stores.streams, stream).await?,
+        None => request.body().clone(),
+    };
+    import_body(bytes, stores, ctx, dry_run).await
+}
+
+async fn read_upload<S: BodyStreams>(
+    streams: &S,
+    stream: body::Streamed,
+) -> Result<Body, StateError> {
+    streams
+        .read_to_end(stream, MAX_IMPORT_BYTES as u64)
+        .await
+        .map_err(|e| match e {
+            StreamReadError::TooLarge { .. } => StateError::BodyTooLarge {
+                limit: MAX_IMPORT_BYTES,
+            },
+            StreamReadError::Failed(reason) => StateError::UnreadableBody(reason),
+        })
+}
+
+async fn import_body<R: TagRegistryStore, H: HealthStore, S>(
+    bytes: Body,
+    stores: &StateStores<'_, R, H, S>,
+    ctx: StateContext<'_>,
+    dry_run: bool,
+) -> Result<Response<Body>, StateError> {
+    let mut document = parse_document(&bytes, ctx.now_ms)?;
+    // The document is all that is needed from here: the body's bytes go.
+    drop(bytes);
+    let clamped = clamp_future_times(&mut document, ctx.now_ms);
+    let mut receipt = import(
+        stores.registry,
+        stores.health,
+        &document,
+        ctx.config.shards,
+        dry_run,
+    )
+    .await?;
+    receipt.clamped_to_now = clamped;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "ok": true, "imported": receipt }),
+    ))
+}
+
+async fn export_response<R: TagRegistryStore, H: HealthStore, S>(
+    stores: &StateStores<'_, R, H, S>,
+    ctx: StateContext<'_>,
+) -> Result<Response<Body>, StateError> {
+    let document = export(
+        stores.registry,
+        stores.health,
+        ctx.config.shards,
+        ctx.now_ms,
+    )
+    .await?;
+    let body =
+        serde_json::to_value(&document).map_err(|e| StateError::StoreUnavailable(e.to_string()))?;
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::auth::SecretToken;
-    use crate::platform::memory::MemoryHealthStore;
+    use crate::platform::memory::{MemoryHealthStore, MemoryStreams};
     use crate::purge::registry::{lookup_keys, purge_keys, MemoryTagRegistry};
     use futures::executor::block_on;
 
@@ -558,16 +665,51 @@ mod tests {
         shards: u32,
         req: Request<Body>,
     ) -> Response<Body> {
+        serve_streamed(registry, health, &MemoryStreams::default(), shards, req)
+    }
+
+    fn serve_streamed(
+        registry: &MemoryTagRegistry,
+        health: &MemoryHealthStore,
+        streams: &MemoryStreams,
+        shards: u32,
+        req: Request<Body>,
+    ) -> Response<Body> {
         let config = config(shards);
         block_on(serve_state(
             &req,
-            registry,
-            health,
+            StateStores {
+                registry,
+                health,
+                streams,
+            },
             StateContext {
                 config: &config,
+                token: config.token.as_ref(),
                 now_ms: NOW,
             },
         ))
+    }
+
+    /// A request whose body is a platform stream, as the adapter hands one
+    /// above `STREAM_BODIES_ABOVE_BYTES` (`announced`: its Content-Length).
+    fn streamed_request(
+        streams: &MemoryStreams,
+        method: Method,
+        token: &str,
+        body: Vec<u8>,
+        announced: Option<u64>,
+    ) -> Request<Body> {
+        let mut req = request(method, STATE_PATH, Some(token), "");
+        let stream = streams.start(body.into(), announced);
+        req.extensions_mut().insert(stream);
+        req
+    }
+
+    fn document_with(tags: &str, origin_health: &str) -> String {
+        format!(
+            r#"{{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{tags}],"origin_health":[{origin_health}]}}"#
+        )
     }
 
     #[test]
@@ -808,9 +950,8 @@ mod tests {
         );
         assert_eq!(json(&query)["error"]["code"], "bad_query");
 
-        let disabled = PurgeConfig::default();
         assert_eq!(
-            authorize(&Method::GET, &http::HeaderMap::new(), None, &disabled),
+            authorize(&Method::GET, &http::HeaderMap::new(), None, None),
             Err(StateError::Disabled)
         );
         assert!(
@@ -831,5 +972,97 @@ mod tests {
         );
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(json(&response)["error"]["code"], "store_unavailable");
+    }
+
+    #[test]
+    fn a_streamed_import_is_read_through_the_platform_and_imported() {
+        let registry = MemoryTagRegistry::new();
+        let store = MemoryHealthStore::default();
+        let streams = MemoryStreams::default();
+        // Padded past any streaming threshold; JSON whitespace is free.
+        let mut body = document_with(r#"{"key":"big","hard_ms":5,"soft_ms":0}"#, "").into_bytes();
+        body.splice(1..1, std::iter::repeat_n(b' ', 2 * 1024 * 1024));
+        let len = body.len() as u64;
+        for announced in [Some(len), None] {
+            let req = streamed_request(&streams, Method::PUT, TOKEN, body.clone(), announced);
+            let response = serve_streamed(&registry, &store, &streams, 4, req);
+            assert_eq!(response.status(), StatusCode::OK, "{:?}", json(&response));
+            assert_eq!(json(&response)["imported"]["tags"], 1);
+        }
+        let found = block_on(lookup_keys(&registry, &keys(&["big"]), 4)).expect("lookup");
+        assert_eq!(found["big"].hard_ms, 5);
+        assert_eq!(streams.open(), 0);
+    }
+
+    #[test]
+    fn a_streamed_import_above_the_maximum_is_a_413_and_writes_nothing() {
+        let registry = MemoryTagRegistry::new();
+        let store = MemoryHealthStore::default();
+        let streams = MemoryStreams::default();
+        let mut body = document_with(r#"{"key":"a","hard_ms":5,"soft_ms":0}"#, "").into_bytes();
+        body.splice(1..1, std::iter::repeat_n(b' ', MAX_IMPORT_BYTES));
+        // Refused from its announced length, and when only reading tells.
+        for announced in [Some(body.len() as u64), None] {
+            let req = streamed_request(&streams, Method::PUT, TOKEN, body.clone(), announced);
+            let response = serve_streamed(&registry, &store, &streams, 4, req);
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(json(&response)["error"]["code"], "body_too_large");
+            assert_eq!(streams.open(), 0, "the stream is dropped");
+        }
+        assert!(registry.calls().is_empty(), "nothing was written");
+    }
+
+    #[test]
+    fn a_streamed_body_without_the_token_or_on_export_is_dropped_unread() {
+        let registry = MemoryTagRegistry::new();
+        let store = MemoryHealthStore::default();
+        let streams = MemoryStreams::default();
+        let body = document_with(r#"{"key":"a","hard_ms":5,"soft_ms":0}"#, "").into_bytes();
+        let req = streamed_request(&streams, Method::PUT, "wrong-token", body.clone(), None);
+        let response = serve_streamed(&registry, &store, &streams, 4, req);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let req = streamed_request(&streams, Method::GET, TOKEN, body, None);
+        let response = serve_streamed(&registry, &store, &streams, 4, req);
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(streams.open(), 0);
+        assert!(registry.calls().iter().all(|(_, op)| *op != "merge"));
+    }
+
+    #[test]
+    fn times_ahead_of_the_clock_are_imported_as_now_and_counted() {
+        let registry = MemoryTagRegistry::new();
+        let store = MemoryHealthStore::default();
+        let ahead = NOW + MAX_FUTURE_MS;
+        let body = document_with(
+            &format!(
+                r#"{{"key":"a","hard_ms":{ahead},"soft_ms":0}},{{"key":"b","hard_ms":1,"soft_ms":{ahead}}},{{"key":"c","hard_ms":{NOW},"soft_ms":0}}"#
+            ),
+            &format!(
+                r#"{{"origin":"primary","up":false,"checked_ms":{ahead},"detail":"down"}},{{"origin":"backup","up":true,"checked_ms":1,"detail":"200"}}"#
+            ),
+        );
+        let response = serve(
+            &registry,
+            &store,
+            4,
+            request(Method::PUT, STATE_PATH, Some(TOKEN), &body),
+        );
+        assert_eq!(response.status(), StatusCode::OK, "{:?}", json(&response));
+        let clamped = &json(&response)["imported"]["clamped_to_now"];
+        assert_eq!(clamped["tags"], 2, "{clamped}");
+        assert_eq!(clamped["origin_health"], 1, "{clamped}");
+        let found = block_on(lookup_keys(&registry, &keys(&["a", "b", "c"]), 4)).expect("lookup");
+        assert_eq!((found["a"].hard_ms, found["a"].soft_ms), (NOW, 0));
+        assert_eq!((found["b"].hard_ms, found["b"].soft_ms), (1, NOW));
+        assert_eq!(found["c"].hard_ms, NOW);
+        let health = block_on(store.load()).expect("load");
+        let primary = health
+            .iter()
+            .find(|h| h.origin == "primary")
+            .expect("primary");
+        assert_eq!(primary.checked_ms, NOW);
+        // A later real check now replaces the imported result.
+        let merged = merge_health(&health, &[self::health("primary", true, NOW + 1)]);
+        assert!(merged.iter().any(|h| h.origin == "primary" && h.up));
     }
 }

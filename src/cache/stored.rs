@@ -48,6 +48,15 @@ pub struct EntryMeta {
 }
 
 impl EntryMeta {
+    /// The request fields a variant was chosen by (empty for a plain entry).
+    pub fn variant_fields(&self) -> Vec<String> {
+        self.variant
+            .iter()
+            .flatten()
+            .map(|(field, _)| field.clone())
+            .collect()
+    }
+
     pub fn new(times: ResponseTimes, initial_age_secs: u64) -> Self {
         Self {
             v: META_VERSION,

@@ -39,6 +39,32 @@ pub struct ForwardRules<'a> {
     pub keyed: &'a [String],
     /// `FORWARD_REQUEST_HEADERS`.
     pub extra: &'a [String],
+    /// Fields a stored answer for this URL varies on: the key holds their
+    /// values, so the origin may see them (RFC 9111 §4.3.1 wants them in a
+    /// revalidation).
+    pub varied: &'a [String],
+}
+
+impl ForwardRules<'_> {
+    /// Whether a client's request field reaches the origin.
+    pub fn forwards(&self, name: &str) -> bool {
+        !HOP_BY_HOP.contains(&name)
+            && (shaping::is_forwarded_field(name, self.extra)
+                || self.keyed.iter().any(|k| k == name)
+                || self.varied.iter().any(|v| v == name))
+    }
+}
+
+/// The client's request fields the origin will see (before the edge adds
+/// its own forwarding fields).
+pub fn forwarded_view(headers: &HeaderMap, rules: ForwardRules<'_>) -> HeaderMap {
+    let mut seen = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if rules.forwards(name.as_str()) {
+            seen.append(name.clone(), value.clone());
+        }
+    }
+    seen
 }
 
 /// Removes hop-by-hop fields, including any the `Connection` field nominates.
@@ -89,14 +115,12 @@ pub fn origin_request(
         .map_err(|e| EdgeError::BadRequest(format!("cannot forward this URL: {e}")))?;
 
     let keyed = |name: &str| rules.keyed.iter().any(|k| k == name);
-    let mut headers = HeaderMap::with_capacity(request.headers().len() + 4);
-    for (name, value) in request.headers() {
-        let name_str = name.as_str();
-        if HOP_BY_HOP.contains(&name_str) {
-            continue;
-        }
-        if shaping::is_forwarded_field(name_str, rules.extra) || keyed(name_str) {
-            headers.append(name.clone(), value.clone());
+    let mut headers = forwarded_view(request.headers(), rules);
+    // The key holds `Origin` normalised; the origin gets that same value, so
+    // a reflected `Access-Control-Allow-Origin` matches what browsers send.
+    if let Some(origin) = shaping::keyed_origin(request.headers()) {
+        if let Ok(value) = HeaderValue::from_str(&origin) {
+            headers.insert(header::ORIGIN, value);
         }
     }
     let forwarded_host = HeaderName::from_static("x-forwarded-host");
@@ -173,6 +197,7 @@ mod tests {
     const NONE: ForwardRules<'static> = ForwardRules {
         keyed: &[],
         extra: &[],
+        varied: &[],
     };
 
     fn origin(url: &str) -> OriginConfig {
@@ -262,6 +287,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-forwarded-host"], "tenant.example");
@@ -335,6 +361,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["accept-language"], "de");
@@ -349,8 +376,19 @@ mod tests {
         let rules = ForwardRules {
             keyed: &[],
             extra: &extra,
+            varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
         assert_eq!(out.headers()["x-device"], "mobile");
+    }
+
+    #[test]
+    fn origin_is_forwarded_as_it_is_keyed() {
+        let req = client_request(
+            "https://shop.example/",
+            &[("origin", "HTTPS://Good.Example")],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
+        assert_eq!(out.headers()["origin"], "https://good.example");
     }
 }

@@ -4,7 +4,7 @@
 
 use http::{Request, Response, StatusCode};
 
-use crate::admin::auth::{self, TokenCheck};
+use crate::admin::auth::{self, OperatorAccess};
 use crate::admin::state;
 use crate::cache::stored;
 use crate::error::EdgeError;
@@ -54,7 +54,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// `GET /__cachefront/health`: each origin as this isolate sees it.
     fn serve_health(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
         let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
-        match self.operator_check(request, "GET", "the health endpoint") {
+        match self.operator_check(request, "GET") {
             Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
             Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
         }
@@ -166,11 +166,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     async fn serve_state(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
         let context = state::StateContext {
             config: &self.config.purge,
+            token: self.config.state_token(),
             now_ms: self.now(),
         };
         let platform = &self.platform;
-        let response =
-            state::serve_state(request, platform.registry(), platform.health(), context).await;
+        let stores = state::StateStores {
+            registry: platform.registry(),
+            health: platform.health(),
+            streams: platform.streams(),
+        };
+        let response = state::serve_state(request, stores, context).await;
         let status = CacheStatus::forward(Forward::Bypass).with_detail("state");
         if response.status().is_success() {
             (response, status)
@@ -179,21 +184,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
-    /// Method and bearer-token checks of an operator endpoint.
+    /// Token, then method, checks of the health endpoint (guarded by the
+    /// operator token, `PURGE_TOKEN`).
     fn operator_check(
         &self,
         request: &Request<Body>,
         method: &'static str,
-        what: &'static str,
     ) -> Result<(), EdgeError> {
-        let Some(token) = self.config.purge.token.as_ref().map(|t| t.expose()) else {
-            return Err(EdgeError::Disabled(what));
-        };
-        match auth::check_bearer(request.headers(), token) {
-            TokenCheck::Valid => {}
-            TokenCheck::Missing | TokenCheck::Malformed | TokenCheck::Invalid => {
-                return Err(EdgeError::Unauthorized)
+        match auth::operator_access(request.headers(), self.config.purge.token.as_ref()) {
+            OperatorAccess::Granted => {}
+            OperatorAccess::Disabled => {
+                return Err(EdgeError::Disabled {
+                    endpoint: "the health endpoint",
+                    token_variable: purge::VAR_PURGE_TOKEN,
+                })
             }
+            OperatorAccess::Denied => return Err(EdgeError::Unauthorized),
         }
         if request.method().as_str() != method {
             return Err(EdgeError::MethodNotAllowed(method));

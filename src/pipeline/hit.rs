@@ -32,7 +32,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             EntryState::Live => {}
             EntryState::SoftPurged => freshness = freshness.soft_purged(),
             EntryState::HardPurged => {
-                let (response, status) = self.fill(request, key, Forward::Stale, None, trace).await;
+                let (response, status) = self
+                    .fill(
+                        request,
+                        key,
+                        Forward::Stale,
+                        None,
+                        entry.meta.variant_fields(),
+                        trace,
+                    )
+                    .await;
                 return (response, status.with_detail("purged"));
             }
         }
@@ -80,7 +89,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::Stale
                 };
-                self.fill(request, key, fwd, Some(entry), trace).await
+                self.fill(request, key, fwd, Some(entry), Vec::new(), trace)
+                    .await
             }
         }
     }
@@ -106,7 +116,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.platform.background().spawn(Box::pin(async move {
             let mut trace = Trace::default();
             let (mut refreshed, _) = this
-                .fill(refresh, key, Forward::Stale, entry, &mut trace)
+                .fill(refresh, key, Forward::Stale, entry, Vec::new(), &mut trace)
                 .await;
             // Only the cache write matters; the client's branch is dropped.
             this.drop_stream(&mut refreshed);

@@ -35,7 +35,8 @@ pub(super) enum Tiers {
 
 pub(super) enum Lookup {
     Found(Box<StoredEntry>),
-    VaryMiss,
+    /// The URL is stored, but not for this variant: the fields it varies on.
+    VaryMiss(Vec<String>),
     Miss,
 }
 
@@ -172,7 +173,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     tier,
                 }))
             }
-            _ => Lookup::VaryMiss,
+            _ => Lookup::VaryMiss(fields),
         }
     }
 

@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::cache::coalesce::{LeaderGuard, Role};
 use crate::cache::stored;
 use crate::error::EdgeError;
+use crate::origin::request::ForwardRules;
 use crate::platform::{Clock, Platform};
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::semantics::conditional;
@@ -46,14 +47,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Fills the cache from the origin for a cacheable request (revalidating
     /// `stale` when given), stores what may be stored, and shares the answer
     /// with requests for the same key that arrive meanwhile.
+    ///
+    /// `known_vary` names the fields this URL is known to vary on (besides
+    /// those of `stale`): they are forwarded to the origin, since the key
+    /// already holds them.
     pub(super) async fn fill(
         &self,
         request: Request<Body>,
         key: String,
         fwd: Forward,
         stale: Option<StoredEntry>,
+        known_vary: Vec<String>,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
+        let mut varied = known_vary;
+        if let Some(entry) = &stale {
+            varied.extend(entry.meta.variant_fields());
+        }
         let is_get = request.method() == Method::GET;
         let is_range = request.headers().contains_key(header::RANGE);
         // Range misses go through as they are; their 206 is never stored.
@@ -63,7 +73,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Coalesced::Leader(guard) => Some(guard),
             Coalesced::Alone => None,
         };
-        let (result, times) = self.ask_origin(&request, stale.as_ref(), trace).await;
+        let (result, times) = self
+            .ask_origin(&request, stale.as_ref(), &mut varied, trace)
+            .await;
         let response = match result {
             Ok(response) => response,
             Err(err) => return self.on_origin_unreachable(&request, err, stale, fwd, trace),
@@ -81,7 +93,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             },
         };
         let response = self.prepare_origin_body(&request, response, trace).await;
-        let (answer, encoded) = self.store_and_serve(&request, key, response, times, fwd, trace);
+        let (answer, encoded) =
+            self.store_and_serve(&request, key, response, times, fwd, &varied, trace);
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());
         }
@@ -123,31 +136,42 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Sends the request to the origins: with the stale entry's validators
-    /// when there is one, else without the client's own conditionals.
+    /// when there is one, else without the client's own conditionals; and
+    /// once more when the answer varies on a field the allow-list withheld
+    /// (`varied` then names it too).
     async fn ask_origin(
         &self,
         request: &Request<Body>,
         stale: Option<&StoredEntry>,
+        varied: &mut Vec<String>,
         trace: &mut Trace,
     ) -> (Result<Response<Body>, EdgeError>, ResponseTimes) {
         let is_get = request.method() == Method::GET;
         let is_range = request.headers().contains_key(header::RANGE);
         let stored_validators = stale.map(|e| e.response.headers().clone());
+        let adjust = |headers: &mut http::HeaderMap| match &stored_validators {
+            Some(validators) => {
+                conditional::add_revalidation_headers(headers, validators);
+                headers.remove(header::RANGE);
+            }
+            None if is_get && !is_range => conditional::strip_client_conditionals(headers),
+            None => {}
+        };
         let request_time = self.now();
-        let result = self
-            .send(
-                request,
-                |headers| match &stored_validators {
-                    Some(validators) => {
-                        conditional::add_revalidation_headers(headers, validators);
-                        headers.remove(header::RANGE);
-                    }
-                    None if is_get && !is_range => conditional::strip_client_conditionals(headers),
-                    None => {}
-                },
-                trace,
-            )
-            .await;
+        let mut result = self.send(request, adjust, varied, trace).await;
+        if let Ok(response) = &mut result {
+            // The answer varies on a field the client sent but the allow-list
+            // withheld: it was made without it. Now that the field is known
+            // to be keyed, ask again with it, once, so the answer filed under
+            // the client's value is the one the origin makes for that value.
+            let withheld =
+                withheld_vary_fields(request.headers(), response, self.forward_rules(varied));
+            if is_get && !withheld.is_empty() {
+                self.drop_stream(response);
+                varied.extend(withheld);
+                result = self.send(request, adjust, varied, trace).await;
+            }
+        }
         let times = ResponseTimes {
             request_time_ms: request_time,
             response_time_ms: self.now(),
@@ -265,4 +289,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             status,
         )
     }
+}
+
+/// Fields a response varies on that the request carries but the origin was
+/// not sent (none for a 304, which keeps the stored entry's `Vary`).
+fn withheld_vary_fields(
+    request: &http::HeaderMap,
+    response: &Response<Body>,
+    rules: ForwardRules<'_>,
+) -> Vec<String> {
+    if response.status() == StatusCode::NOT_MODIFIED {
+        return Vec::new();
+    }
+    policy::vary_fields(response.headers())
+        .into_iter()
+        .filter(|field| {
+            field != "*" && request.contains_key(field.as_str()) && !rules.forwards(field)
+        })
+        .collect()
 }

@@ -20,6 +20,7 @@ use std::rc::Rc;
 
 use http::{Method, Request, Response};
 
+use crate::admin::auth::{self, OperatorAccess, SecretToken};
 use crate::config::{Config, ConfigError};
 use crate::error::EdgeError;
 use crate::platform::{Clock, Platform};
@@ -73,10 +74,27 @@ fn strip_targeted_fields(headers: &mut http::HeaderMap) {
     }
 }
 
-/// The answer to every request while the configuration is invalid.
-pub fn config_error_response(err: &ConfigError, method: &Method, path: &str) -> Handled {
+/// The answer to every request while the configuration is invalid: a
+/// generic 500 that names nothing, except for `GET` [`HEALTH_PATH`] with the
+/// operator token (`PURGE_TOKEN`, read on its own by the adapter, see
+/// [`crate::config::operator_token`]), which gets the details. The details
+/// are always in the log line's warnings.
+pub fn config_error_response(
+    err: &ConfigError,
+    request: &Request<Body>,
+    operator_token: Option<&SecretToken>,
+) -> Handled {
+    let method = request.method();
+    let path = request.uri().path();
     let error = EdgeError::Config(err.clone());
-    let mut response = error.to_response();
+    let operator = path == HEALTH_PATH
+        && method == Method::GET
+        && auth::operator_access(request.headers(), operator_token) == OperatorAccess::Granted;
+    let mut response = if operator {
+        crate::error::config_details_response(err)
+    } else {
+        error.to_response()
+    };
     let status = CacheStatus::forward(Forward::Bypass)
         .with_outcome(Outcome::Error)
         .with_detail("config-error");

@@ -49,12 +49,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         fwd: Forward,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        match self.send(request, |_| {}, trace).await {
+        match self.send(request, |_| {}, &[], trace).await {
             Ok(response) => {
                 let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
                 (response, status)
             }
             Err(err) => error_answer(err, fwd, trace),
+        }
+    }
+
+    /// Which request fields reach the origin: the allow-list, the keyed ones,
+    /// and the fields this URL is known to vary on.
+    pub(super) fn forward_rules<'a>(&'a self, varied: &'a [String]) -> ForwardRules<'a> {
+        ForwardRules {
+            keyed: &self.config.cache_key_headers,
+            extra: &self.config.forward_request_headers,
+            varied,
         }
     }
 
@@ -110,6 +120,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         &self,
         request: &Request<Body>,
         adjust: impl FnOnce(&mut http::HeaderMap),
+        varied: &[String],
         trace: &mut Trace,
     ) -> Result<Response<Body>, EdgeError> {
         let mut base = Request::new(request.body().clone());
@@ -137,7 +148,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let origin = &self.config.origins[candidate.index];
             let sent_at = self.now();
             let result = self
-                .attempt(&base, origin, candidate, upload.as_ref(), elapsed)
+                .attempt(&base, origin, candidate, upload.as_ref(), elapsed, varied)
                 .await?;
             let ms = self.now().saturating_sub(sent_at);
             let what = match result {
@@ -193,6 +204,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         candidate: &Candidate,
         upload: Option<&Streamed>,
         elapsed: u64,
+        varied: &[String],
     ) -> Result<Attempt, EdgeError> {
         let policy = &self.config.retry;
         if candidate.availability == Availability::Probe {
@@ -206,10 +218,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .timeout_ms
             .min(policy.deadline_ms.saturating_sub(elapsed))
             .max(1);
-        let rules = ForwardRules {
-            keyed: &self.config.cache_key_headers,
-            extra: &self.config.forward_request_headers,
-        };
+        let rules = self.forward_rules(varied);
         let mut outgoing = origin_request::origin_request(base, origin, rules)?;
         if let Some(upload) = upload {
             outgoing.extensions_mut().insert(upload.clone());

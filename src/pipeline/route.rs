@@ -155,12 +155,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 self.serve_stored(request, key, *entry, directives, trace)
                     .await
             }
-            Lookup::VaryMiss | Lookup::Miss if directives.only_if_cached => (
+            Lookup::VaryMiss(_) | Lookup::Miss if directives.only_if_cached => (
                 EdgeError::NotCached.to_response(),
                 CacheStatus::forward(Forward::UriMiss).with_outcome(Outcome::Error),
             ),
-            Lookup::VaryMiss => {
-                self.fill(request, key, Forward::VaryMiss, None, trace)
+            Lookup::VaryMiss(fields) => {
+                self.fill(request, key, Forward::VaryMiss, None, fields, trace)
                     .await
             }
             Lookup::Miss => {
@@ -169,7 +169,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 } else {
                     Forward::UriMiss
                 };
-                self.fill(request, key, fwd, None, trace).await
+                self.fill(request, key, fwd, None, Vec::new(), trace).await
             }
         }
     }

@@ -6,7 +6,7 @@ use http::header::{self, HeaderName};
 use http::{Method, Request, Response, StatusCode, Uri};
 
 use crate::cache::stored::{self, EntryMeta};
-use crate::origin::request::request_host;
+use crate::origin::request::{forwarded_view, request_host};
 use crate::platform::body;
 use crate::platform::{Background, BodyStreams, CacheStore, GlobalStore, Platform};
 use crate::purge::tags;
@@ -131,13 +131,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             return Some(reason);
         }
         let vary_fields = policy::vary_fields(merged.headers());
-        let stored_fields: Vec<String> = meta
-            .variant
-            .iter()
-            .flatten()
-            .map(|(field, _)| field.clone())
-            .collect();
-        (vary_fields != stored_fields).then_some(NoStoreReason::VaryChanged)
+        (vary_fields != meta.variant_fields()).then_some(NoStoreReason::VaryChanged)
     }
 
     /// Drops an entry from every tier: the memory tier now, the others after
@@ -156,7 +150,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Stores a new origin response when allowed and serves it. Returns the
-    /// stored form too, for requests waiting on the same key.
+    /// stored form too, for requests waiting on the same key. `varied` names
+    /// the fields the origin was sent besides the allow-list.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn store_and_serve(
         &self,
         request: &Request<Body>,
@@ -164,6 +160,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         response: Response<Body>,
         times: ResponseTimes,
         fwd: Forward,
+        varied: &[String],
         trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
@@ -199,7 +196,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             policy::has_validators(response.headers()),
             self.config.revalidation_window_secs,
         );
-        let entry_key = self.entry_key(request, &response, key, &mut meta, times, retention);
+        let entry_key = self.entry_key(request, varied, &response, key, &mut meta, retention);
         let status = status.with_stored(true);
         let mut encoded = stored::encode(&stored_copy, meta, retention);
         if let Some(stream) = stream {
@@ -294,22 +291,27 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     fn entry_key(
         &self,
         request: &Request<Body>,
+        varied: &[String],
         response: &Response<Body>,
         key: String,
         meta: &mut EntryMeta,
-        times: ResponseTimes,
         retention: u64,
     ) -> String {
         let vary_fields = policy::vary_fields(response.headers());
         if vary_fields.is_empty() {
             return key;
         }
-        let values = vary::variant_values(request.headers(), &vary_fields);
+        // The variant is what the origin saw: a field it was not sent counts
+        // as absent, so its answer is never filed under a value it did not
+        // get (the next request with that value is a vary-miss, which
+        // forwards the field).
+        let seen = forwarded_view(request.headers(), self.forward_rules(varied));
+        let values = vary::variant_values(&seen, &vary_fields);
         let variant_key = vary::variant_key(&key, &values);
         meta.variant = Some(values);
         self.store(
             key,
-            stored::vary_index(vary_fields, times, retention),
+            stored::vary_index(vary_fields, meta.times(), retention),
             retention,
         );
         variant_key

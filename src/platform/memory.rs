@@ -17,7 +17,7 @@ use crate::origin::pool::OriginConfig;
 use crate::platform::body::{self, Streamed};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, CloudflareApi, GlobalStore,
-    HealthStore, OriginError, OriginFetch, Platform, StaticAssets, StoreError,
+    HealthStore, OriginError, OriginFetch, Platform, StaticAssets, StoreError, StreamReadError,
 };
 use crate::purge::cloudflare::ApiReply;
 use crate::purge::registry::MemoryTagRegistry;
@@ -106,6 +106,21 @@ impl BodyStreams for MemoryStreams {
 
     fn cancel(&self, stream: Streamed) {
         self.table.borrow_mut().open.remove(&stream.id);
+    }
+
+    async fn read_to_end(&self, stream: Streamed, limit: u64) -> Result<Body, StreamReadError> {
+        let too_large = StreamReadError::TooLarge { limit };
+        if stream.len.is_some_and(|len| len > limit) {
+            self.cancel(stream);
+            return Err(too_large);
+        }
+        let bytes = self
+            .read(&stream)
+            .ok_or_else(|| StreamReadError::Failed(format!("no open stream {}", stream.id)))?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large);
+        }
+        Ok(bytes)
     }
 }
 

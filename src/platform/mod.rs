@@ -15,7 +15,7 @@ pub use crate::purge::cloudflare::CloudflareApi;
 pub use crate::purge::registry::TagRegistryStore;
 pub use ports::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
-    OriginError, OriginFetch, StaticAssets, StoreError,
+    OriginError, OriginFetch, StaticAssets, StoreError, StreamReadError,
 };
 
 /// One platform: the set of implementations a pipeline runs on.

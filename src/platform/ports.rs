@@ -87,9 +87,19 @@ pub trait StaticAssets {
     ) -> Result<Response<Body>, StoreError>;
 }
 
-/// What the core may do with a streamed body (see [`crate::platform::body`]) without
-/// reading it. Every stream handed to the core ends in exactly one place: a
-/// response, a cache write, or one of these calls.
+/// Why a stream was not read whole ([`BodyStreams::read_to_end`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamReadError {
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("the body could not be read: {0}")]
+    Failed(String),
+}
+
+/// What the core may do with a streamed body (see [`crate::platform::body`]).
+/// Every stream handed to the core ends in exactly one place: a response, a
+/// cache write, or one of these calls.
+#[allow(async_fn_in_trait)] // Workers futures are !Send; callers are generic, not dyn.
 pub trait BodyStreams {
     /// Splits a stream into two that each yield every byte (client and store).
     fn tee(&self, stream: Streamed) -> (Streamed, Streamed);
@@ -97,6 +107,11 @@ pub trait BodyStreams {
     fn slice(&self, stream: Streamed, start: u64, end: u64) -> Streamed;
     /// Drops a stream that will not be read.
     fn cancel(&self, stream: Streamed);
+    /// Reads a stream whole, for a body the core must parse (a state
+    /// import). One longer than `limit` bytes is refused as soon as that is
+    /// known (from its announced length, or once more than `limit` bytes
+    /// came), and the rest of it is dropped unread.
+    async fn read_to_end(&self, stream: Streamed, limit: u64) -> Result<Body, StreamReadError>;
 }
 
 /// Wall-clock time, in milliseconds since the Unix epoch, and waiting.

@@ -27,7 +27,7 @@ use crate::platform::body::{self, BodyPlan, Streamed};
 use crate::platform::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
-    OriginError, OriginFetch, Platform, StaticAssets, StoreError,
+    OriginError, OriginFetch, Platform, StaticAssets, StoreError, StreamReadError,
 };
 use crate::purge::registry::TagRegistryStore;
 use crate::Body;
@@ -91,9 +91,10 @@ async fn handle(
     let config = match load_config(env) {
         Ok(config) => config,
         Err(err) => {
-            let path = request.uri().path();
+            // The operator token alone, so the operator can still read why.
+            let token = crate::config::operator_token(|name| read_var(env, name));
             return (
-                pipeline::config_error_response(&err, request.method(), path),
+                pipeline::config_error_response(&err, &request, token.as_ref()),
                 true,
             );
         }
@@ -504,6 +505,32 @@ impl BodyStreams for JsStreams {
             // The promise only reports the cancellation; nothing waits for it.
             let _ = raw.cancel();
         }
+    }
+    async fn read_to_end(&self, stream: Streamed, limit: u64) -> Result<Body, StreamReadError> {
+        if stream.len.is_some_and(|len| len > limit) {
+            self.cancel(stream);
+            return Err(StreamReadError::TooLarge { limit });
+        }
+        let Some(raw) = self.take(&stream) else {
+            return Err(StreamReadError::Failed(format!(
+                "no open stream {}",
+                stream.id
+            )));
+        };
+        let mut chunks = wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream();
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = as_bytes(chunk.map_err(|e| StreamReadError::Failed(js_error(e)))?);
+            let at = bytes.len();
+            let len = chunk.length() as usize;
+            if (at as u64).saturating_add(len as u64) > limit {
+                // Dropping `chunks` cancels the rest of the stream unread.
+                return Err(StreamReadError::TooLarge { limit });
+            }
+            bytes.resize(at + len, 0);
+            chunk.copy_to(&mut bytes[at..]);
+        }
+        Ok(Body::from(bytes))
     }
 }
 

@@ -207,7 +207,7 @@ impl PurgeConfig {
     }
 }
 
-fn secret(
+pub(crate) fn secret(
     variable: &'static str,
     raw: String,
     min_len: usize,

@@ -27,6 +27,8 @@ pub struct PolicySettings {
     /// How long past its freshness a response may stand in when no origin
     /// can be reached at all (RFC 9111 §4.2.4 "disconnected").
     pub disconnected_grace_secs: u64,
+    /// Store 5xx answers that carry explicit freshness (off by default).
+    pub store_server_errors: bool,
 }
 
 impl Default for PolicySettings {
@@ -37,6 +39,7 @@ impl Default for PolicySettings {
             default_sie_secs: 0,
             disconnected_grace_secs: 0,
             heuristic_max_secs: 86_400,
+            store_server_errors: false,
         }
     }
 }
@@ -177,8 +180,11 @@ pub fn store_decision(
     if vary_is_star(response_headers) {
         return Skip(NoStoreReason::VaryStar);
     }
-    // 5xx answers describe the origin's trouble, not the resource: never shared.
-    if status.is_server_error() {
+    // 5xx answers describe the origin's trouble, not the resource: not shared
+    // unless the operator asked for it, and then only with explicit freshness.
+    if status.is_server_error()
+        && !(settings.store_server_errors && has_explicit_lifetime(&rd, response_headers))
+    {
         return Skip(NoStoreReason::ErrorStatus);
     }
     if let Some(reason) = credentials(request.headers) {
@@ -239,10 +245,14 @@ pub fn credentials(request_headers: &HeaderMap) -> Option<NoStoreReason> {
 /// it, but nothing in it says the answer is the same for every user.
 fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
     let permitted = rd.targeted || rd.has("public") || rd.has("s-maxage");
-    let explicit_lifetime = rd.has("s-maxage")
+    permitted && has_explicit_lifetime(rd, response_headers)
+}
+
+/// `s-maxage`, `max-age`, or (outside targeted fields) `Expires`.
+fn has_explicit_lifetime(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
+    rd.has("s-maxage")
         || rd.has("max-age")
-        || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
-    permitted && explicit_lifetime
+        || (!rd.targeted && response_headers.contains_key(header::EXPIRES))
 }
 
 fn vary_is_star(headers: &HeaderMap) -> bool {

@@ -105,23 +105,39 @@ describe('worker with an unreachable origin', () => {
 
 describe('worker with an invalid ORIGINS', () => {
   let worker;
+  const token = 'e2e-operator-token-0001';
 
   before(async () => {
-    worker = await startWorker({ vars: { ORIGINS: '[{"name":"primary","url":"not a url"}]' } });
+    worker = await startWorker({
+      vars: { ORIGINS: '[{"name":"primary","url":"http://deploy:hunter2@not a url"}]', PURGE_TOKEN: token },
+    });
   });
 
   after(async () => worker?.stop());
 
-  test('answers every request with a JSON 500 naming the variable', async () => {
-    for (const path of ['/', '/api/products', '/css/site.css']) {
+  test('answers every public request with a generic JSON 500 that names nothing', async () => {
+    for (const path of ['/', '/api/products', '/css/site.css', '/__cachefront/health']) {
       const res = await fetch(`${worker.url}${path}`);
       assert.equal(res.status, 500, path);
       assert.equal(res.headers.get('content-type'), 'application/json');
       assert.equal(res.headers.get('cache-control'), 'no-store');
-      const json = await res.json();
+      const text = await res.text();
+      const json = JSON.parse(text);
       assert.equal(json.error, 'invalid_config');
-      assert.equal(json.variable, 'ORIGINS');
-      assert.match(json.message, /not an absolute http\(s\) URL/);
+      assert.equal(json.variable, undefined);
+      for (const secret of ['ORIGINS', 'hunter2', 'deploy', 'not a url']) {
+        assert.ok(!text.includes(secret), `${path}: ${text}`);
+      }
     }
+  });
+
+  test('shows the details at the health endpoint to the operator token only', async () => {
+    const res = await fetch(`${worker.url}/__cachefront/health`, { headers: { authorization: `Bearer ${token}` } });
+    assert.equal(res.status, 500);
+    const text = await res.text();
+    const json = JSON.parse(text);
+    assert.equal(json.variable, 'ORIGINS');
+    assert.match(json.message, /not an absolute http\(s\) URL/);
+    assert.ok(!text.includes('hunter2'), text);
   });
 });

@@ -211,7 +211,7 @@ fn anonymous_requests_keep_heuristic_freshness() {
 }
 
 #[test]
-fn server_errors_are_never_stored() {
+fn server_errors_are_not_stored_unless_the_operator_asks() {
     for status in [500, 502, 503, 504, 599] {
         assert_eq!(
             decide(&[], status, &[("cache-control", "public, max-age=60")]),
@@ -219,6 +219,28 @@ fn server_errors_are_never_stored() {
             "{status}"
         );
     }
+    let opted_in = PolicySettings {
+        store_server_errors: true,
+        ..settings()
+    };
+    let decide_opted = |resp: &[(&'static str, &str)]| {
+        store_decision(
+            RequestFacts {
+                method: &Method::GET,
+                headers: &HeaderMap::new(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers(resp),
+            Some(10),
+            &opted_in,
+        )
+    };
+    assert_eq!(decide_opted(&[("cache-control", "max-age=10")]), store());
+    assert_eq!(
+        decide_opted(&[("last-modified", &date(-100_000))]),
+        skip(NoStoreReason::ErrorStatus),
+        "never by heuristic freshness"
+    );
 }
 
 #[test]
