@@ -511,7 +511,7 @@ fn string_array(v: &serde_json::Value, key: &str) -> Result<usize, String> {
     Ok(arr.len())
 }
 
-/// The Cachefront edge purge API as the worker validates it (src/purge.rs):
+/// The Cachefront edge purge API as the worker validates it (src/purge/api.rs):
 /// `POST /__cachefront/purge`, `Authorization: Bearer edge-secret`, a JSON object of at
 /// most 64 KiB with tags / urls / prefixes / hosts (string arrays, at most 1000 items in
 /// all) and everything / soft (booleans); tags printable ASCII, at most 1024 bytes, not
