@@ -6,11 +6,12 @@
 
 use serde::Deserialize;
 
-use crate::health::HealthPolicy;
-use crate::origin_pool::RetryPolicy;
-use crate::policy::PolicySettings;
-use crate::purge::{PurgeConfig, SecretToken};
-use crate::warming::WarmSettings;
+use crate::admin::auth::SecretToken;
+use crate::origin::health::HealthPolicy;
+use crate::origin::pool::{OriginConfig, RetryPolicy};
+use crate::purge::api::PurgeConfig;
+use crate::purge::warming::WarmSettings;
+use crate::semantics::policy::PolicySettings;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -138,27 +139,6 @@ struct RawOrigin {
     host: Option<String>,
 }
 
-/// One origin server the worker can forward to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginConfig {
-    /// Short name shown in headers and logs (`[A-Za-z0-9._-]`, at most 64 bytes).
-    pub name: String,
-    /// Base URL: scheme, host, optional port and path prefix; no query or fragment.
-    pub url: Url,
-    /// Lower goes first; defaults to the origin's position in the list.
-    pub priority: u32,
-    /// Share of traffic among origins of equal priority (1–1000, default 1).
-    pub weight: u32,
-    /// Time allowed for one attempt (default 10 s).
-    pub timeout_ms: u64,
-    /// Path the scheduled health check requests; `None`: not actively checked.
-    pub health_path: Option<String>,
-    /// Status the health check expects (default 200).
-    pub health_status: u16,
-    /// `Host` sent to this origin instead of the URL's host.
-    pub host: Option<String>,
-}
-
 /// The whole, validated configuration of the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -168,7 +148,7 @@ pub struct Config {
     pub cache_namespace: String,
     /// Responses with a larger body are served but never stored.
     pub cache_max_object_bytes: u64,
-    /// Bodies above this size stay streams (see [`crate::body`]): never held
+    /// Bodies above this size stay streams (see [`crate::platform::body`]): never held
     /// whole in memory, stored (Cache API only) when their length is known.
     pub stream_bodies_above_bytes: u64,
     /// Query parameter names (or `prefix*` patterns) left out of cache keys.
@@ -177,7 +157,7 @@ pub struct Config {
     /// even when they are usually stripped as unkeyed overrides.
     pub cache_key_headers: Vec<String>,
     /// Lower-cased request headers forwarded to origins besides the built-in
-    /// allow-list ([`crate::shaping::FORWARDED_REQUEST_FIELDS`]) and the keyed ones.
+    /// allow-list ([`crate::origin::shaping::FORWARDED_REQUEST_FIELDS`]) and the keyed ones.
     pub forward_request_headers: Vec<String>,
     /// Cookie-name globs (`session*`): requests carrying such a cookie bypass
     /// the cache in both directions, as logged-in users do on Varnish setups.
@@ -418,7 +398,13 @@ impl Config {
             })?,
             state_token: lookup(VAR_STATE_TOKEN)
                 .filter(|v| !v.trim().is_empty())
-                .map(|raw| crate::purge::secret(VAR_STATE_TOKEN, raw, crate::purge::MIN_TOKEN_LEN))
+                .map(|raw| {
+                    crate::purge::api::secret(
+                        VAR_STATE_TOKEN,
+                        raw,
+                        crate::purge::api::MIN_TOKEN_LEN,
+                    )
+                })
                 .transpose()
                 .map_err(|e| ConfigError {
                     variable: e.variable,
@@ -560,11 +546,11 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
 /// the configuration is invalid: it still lets the operator read the details
 /// at the health endpoint. `None` when unset or itself invalid.
 pub fn operator_token(lookup: impl Fn(&str) -> Option<String>) -> Option<SecretToken> {
-    let raw = lookup(crate::purge::VAR_PURGE_TOKEN).filter(|v| !v.trim().is_empty())?;
-    crate::purge::secret(
-        crate::purge::VAR_PURGE_TOKEN,
+    let raw = lookup(crate::purge::api::VAR_PURGE_TOKEN).filter(|v| !v.trim().is_empty())?;
+    crate::purge::api::secret(
+        crate::purge::api::VAR_PURGE_TOKEN,
         raw,
-        crate::purge::MIN_TOKEN_LEN,
+        crate::purge::api::MIN_TOKEN_LEN,
     )
     .ok()
 }

@@ -3,44 +3,21 @@
 //! The crate is a runtime-free core (configuration, cache policy, keys, the
 //! request [`pipeline`]) plus one thin adapter over the Workers runtime that is
 //! compiled only for `wasm32`. The core runs natively against the in-memory
-//! platform in [`memory`] for tests and benches.
+//! platform in [`platform::memory`] for tests and benches.
 
-pub mod analytics;
+// From the bottom up: each layer imports only the ones listed before it.
+pub mod admin;
 pub mod assets;
-pub mod auth;
-pub mod body;
-pub mod cache_control;
-pub mod cache_key;
-pub mod cache_status;
-pub mod coalesce;
-pub mod conditional;
+pub mod cache;
 pub mod config;
-pub mod edge_assets;
 pub mod error;
-pub mod forward;
-pub mod health;
-pub mod hot_cache;
-pub mod http_date;
-pub mod memory;
-pub mod origin_pool;
+pub mod origin;
 pub mod pipeline;
 pub mod platform;
-pub mod policy;
 pub mod purge;
-pub mod range;
-pub mod registry;
-pub mod server_timing;
-pub mod shaping;
-pub mod state;
-pub mod stored;
-pub mod tags;
-pub mod vary;
-pub mod warming;
-
-#[cfg(target_arch = "wasm32")]
-mod workers;
-#[cfg(target_arch = "wasm32")]
-mod workers_registry;
+pub mod responses;
+pub mod semantics;
+pub mod telemetry;
 
 /// Bodies are whole byte buffers in this version of the pipeline.
 pub type Body = bytes::Bytes;

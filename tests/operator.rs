@@ -4,9 +4,9 @@
 
 mod common;
 
+use cachefront::admin::auth::SecretToken;
 use cachefront::config::{self, Config};
 use cachefront::pipeline::{self, Handled};
-use cachefront::purge::SecretToken;
 use cachefront::Body;
 use common::{reply, Harness};
 use futures::executor::block_on;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cachefront::body;
+use cachefront::platform::body;
 use common::{header, reply, status_of, Harness};
 use http::StatusCode;
 

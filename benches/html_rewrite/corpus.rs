@@ -134,7 +134,7 @@ pub fn demo_site() -> (Vec<(String, Vec<u8>)>, Manifest) {
     (pages, manifest)
 }
 
-/// What the worker runs on origin HTML (src/edge_assets.rs): no integrity,
+/// What the worker runs on origin HTML (src/assets/edge.rs): no integrity,
 /// no `style` attributes, no resizing unless configured.
 pub fn edge_settings(manifest: &Manifest, page_path: String) -> HtmlRewriteSettings<'_> {
     HtmlRewriteSettings {

@@ -1,5 +1,5 @@
 //! `cachefront edge-exporter`: the bridge from Workers Analytics Engine (where
-//! the worker writes one data point per request, `src/analytics.rs`) to
+//! the worker writes one data point per request, `src/telemetry/analytics.rs`) to
 //! Prometheus. It queries the Analytics Engine SQL API
 //! (`POST {api}/accounts/{account}/analytics_engine/sql`, bearer token, SQL
 //! body, `FORMAT JSON` answer) for consecutive time windows and adds each
@@ -11,14 +11,14 @@
 //! Counts honour sampling (`SUM(_sample_interval)`, as Cloudflare documents).
 //!
 //! The data point layout this module reads (keep in step with
-//! `src/analytics.rs`): `blob1` cache outcome, `blob2` tier, `blob3` origin,
+//! `src/telemetry/analytics.rs`): `blob1` cache outcome, `blob2` tier, `blob3` origin,
 //! `blob4` status class, `blob6` path, `double2` worker ms, `double3` origin ms.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// The purge API's path, as `blob6` holds it.
-pub const PURGE_PATH: &str = cachefront::purge::PURGE_PATH;
+pub const PURGE_PATH: &str = cachefront::purge::api::PURGE_PATH;
 /// Cache outcomes the worker writes (`blob1`); anything else is `other`.
 pub const CACHE_OUTCOMES: &[&str] = &[
     "hit",
@@ -479,7 +479,7 @@ mod tests {
     fn the_query_matches_the_data_point_layout_of_the_worker() {
         // The worker's own data point for a request: the columns the query
         // reads must hold what the metrics say they hold.
-        let log = cachefront::pipeline::RequestLog {
+        let log = cachefront::telemetry::request_log::RequestLog {
             method: "GET".into(),
             path: PURGE_PATH.into(),
             status: 502,
@@ -492,7 +492,7 @@ mod tests {
             warnings: vec![],
             purge: None,
         };
-        let point = cachefront::analytics::data_point("shop.example", &log);
+        let point = cachefront::telemetry::analytics::data_point("shop.example", &log);
         assert_eq!(point.blobs[0], "error", "blob1 = cache");
         assert_eq!(point.blobs[1], "origin", "blob2 = tier");
         assert_eq!(point.blobs[2], "eu", "blob3 = origin");

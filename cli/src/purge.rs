@@ -15,11 +15,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
+use cachefront::admin::auth::SecretToken;
 use cachefront::platform::Clock;
+use cachefront::purge::api::{parse_purge_body, PURGE_PATH};
+use cachefront::purge::cloudflare::CloudflareZone;
 use cachefront::purge::cloudflare::{
     self, ApiReply, CloudflareApi, ForwardReport, RetryPolicy, API_BASE,
 };
-use cachefront::purge::{parse_purge_body, CloudflareZone, SecretToken, PURGE_PATH};
 use clap::Args;
 
 /// Environment variable holding the purge API's bearer token.

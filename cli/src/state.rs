@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cachefront::state::{FORMAT, STATE_PATH};
+use cachefront::admin::state::{FORMAT, STATE_PATH};
 use clap::{Args, Subcommand};
 
 use crate::purge::{

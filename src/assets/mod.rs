@@ -9,6 +9,7 @@
 
 pub mod css_min;
 pub mod css_references;
+pub mod edge;
 pub mod html;
 pub mod manifest;
 #[cfg(feature = "js-minify")]

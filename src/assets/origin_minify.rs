@@ -22,7 +22,7 @@ pub const AVAILABLE: bool = cfg!(feature = "js-minify");
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::cache_control::Directives;
+use crate::semantics::cache_control::Directives;
 use crate::Body;
 
 /// Default for `EDGE_MINIFY_MAX_BYTES`: larger scripts cost more CPU time
@@ -243,8 +243,8 @@ pub fn skip_reason(
         return Some(MinifySkip::Encoded);
     }
     let body = response.body();
-    // A streamed body (crate::body) is above STREAM_BODIES_ABOVE_BYTES.
-    if body.len() > settings.max_bytes || crate::body::streamed(response).is_some() {
+    // A streamed body (crate::platform::body) is above STREAM_BODIES_ABOVE_BYTES.
+    if body.len() > settings.max_bytes || crate::platform::body::streamed(response).is_some() {
         return Some(MinifySkip::TooLarge);
     }
     if nesting_depth(body) > MAX_NESTING_DEPTH {

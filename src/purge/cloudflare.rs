@@ -22,8 +22,18 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request};
 use serde::Serialize;
 
-use super::{CloudflareZone, PurgeRequest};
-use crate::platform::Clock;
+use super::request::PurgeRequest;
+use crate::admin::auth::SecretToken;
+use crate::platform::ports::Clock;
+
+/// Where purges are forwarded on Cloudflare, when configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudflareZone {
+    pub zone_id: String,
+    pub api_token: SecretToken,
+    /// Items per API call (tags, hosts, prefixes or files).
+    pub batch_size: usize,
+}
 
 /// The API's base URL.
 pub const API_BASE: &str = "https://api.cloudflare.com/client/v4";
@@ -301,7 +311,7 @@ fn api_error_message(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::purge::{parse_purge_body, SecretToken};
+    use crate::purge::api::parse_purge_body;
     use futures::executor::block_on;
     use std::cell::RefCell;
 

@@ -7,10 +7,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use cachefront::config::{Config, OriginConfig};
-use cachefront::memory::{MemoryAssets, MemoryOrigin, MemoryPlatform};
+use cachefront::config::Config;
+use cachefront::origin::pool::OriginConfig;
 pub use cachefront::pipeline::Handled;
 use cachefront::pipeline::{IsolateState, Pipeline};
+use cachefront::platform::memory::{MemoryAssets, MemoryOrigin, MemoryPlatform};
 use cachefront::platform::OriginError;
 use cachefront::Body;
 use futures::executor::block_on;
@@ -122,7 +123,7 @@ impl Harness {
     }
 
     /// Like [`Self::send`], but a streamed body is left as a stream (see
-    /// `cachefront::body`) for the test to inspect and read.
+    /// `cachefront::platform::body`) for the test to inspect and read.
     pub fn send_streamed(
         &self,
         method: &str,

@@ -1,7 +1,7 @@
 // What operators see of each request: one JSON log line (Logpush / `wrangler
 // tail`) and one Analytics Engine data point when the ANALYTICS dataset is
 // bound. Local Analytics Engine (miniflare) accepts writes and keeps nothing,
-// so the data point's layout is tested natively (src/analytics.rs) and by the
+// so the data point's layout is tested natively (src/telemetry/analytics.rs) and by the
 // edge exporter's tests; here the binding is configured and every write must
 // succeed (a failed one is logged as `analytics_write_failed`).
 import assert from 'node:assert/strict';

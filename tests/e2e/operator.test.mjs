@@ -85,7 +85,7 @@ describe('state import of streamed bodies', () => {
 // ("Your worker restarted mid-request") and sometimes drops the refusal's
 // body (never its status), so each case gets a worker of its own and only
 // the status is checked here; the JSON of the refusal is checked natively
-// (src/state.rs tests).
+// (src/admin/state.rs tests).
 describe('state import above 32 MiB', () => {
   let origin;
 

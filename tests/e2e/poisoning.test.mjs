@@ -653,7 +653,7 @@ describe('a careless origin behind the worker', () => {
     // The local runtime drops a client's Connection header before the worker
     // runs (the nominated fields stay), so locally these three hold by
     // construction; they state the requirement for a runtime that passes
-    // Connection on (src/forward.rs must not strip keyed fields for it).
+    // Connection on (src/origin/request.rs must not strip keyed fields for it).
     test('Connection cannot hide a Vary field from the origin while it is keyed', async () => {
       await get('/vary/lang/conn', { 'accept-language': 'en', connection: 'keep-alive, Accept-Language' });
       const victim = await get('/vary/lang/conn', { 'accept-language': 'en' });

@@ -1,0 +1,5 @@
+//! The operator endpoints under `/__cachefront/`: bearer-token checks and
+//! the state export/import.
+
+pub mod auth;
+pub mod state;

@@ -1,0 +1,232 @@
+//! The per-isolate memory tier: a small LRU of stored entries, bounded by
+//! bytes, in front of the Cache API. It holds entries in their stored form,
+//! so every tier is read the same way, and keeps each one only for a short
+//! residence time, because it cannot see invalidations made by other isolates.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use http::Response;
+
+use crate::Body;
+
+struct HotEntry {
+    response: Response<Body>,
+    size: usize,
+    tick: u64,
+    inserted_ms: u64,
+}
+
+struct HotInner {
+    budget_bytes: usize,
+    max_residence_ms: u64,
+    used_bytes: usize,
+    tick: u64,
+    entries: HashMap<String, HotEntry>,
+    /// Use order: tick → key, oldest first.
+    order: BTreeMap<u64, String>,
+}
+
+/// A byte-bounded LRU shared by every request of one isolate (clones share it).
+#[derive(Clone)]
+pub struct HotCache {
+    inner: Rc<RefCell<HotInner>>,
+}
+
+fn entry_size(key: &str, response: &Response<Body>) -> usize {
+    let headers: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    key.len() + headers + response.body().len() + 64
+}
+
+impl HotCache {
+    /// `budget_bytes = 0` disables the tier.
+    pub fn new(budget_bytes: usize, max_residence_secs: u64) -> Self {
+        Self {
+            inner: Rc::new(RefCell::new(HotInner {
+                budget_bytes,
+                max_residence_ms: max_residence_secs.saturating_mul(1000),
+                used_bytes: 0,
+                tick: 0,
+                entries: HashMap::new(),
+                order: BTreeMap::new(),
+            })),
+        }
+    }
+
+    /// Whether this cache was built with these limits (the adapter rebuilds it when config changes).
+    /// The largest entry the tier takes (an eighth of the budget; 0 when off).
+    pub fn max_entry_bytes(&self) -> u64 {
+        (self.inner.borrow().budget_bytes / 8) as u64
+    }
+
+    pub fn has_limits(&self, budget_bytes: usize, max_residence_secs: u64) -> bool {
+        let inner = self.inner.borrow();
+        inner.budget_bytes == budget_bytes
+            && inner.max_residence_ms == max_residence_secs.saturating_mul(1000)
+    }
+
+    pub fn get(&self, key: &str, now_ms: u64) -> Option<Response<Body>> {
+        let mut inner = self.inner.borrow_mut();
+        let expired = {
+            let entry = inner.entries.get(key)?;
+            now_ms.saturating_sub(entry.inserted_ms) >= inner.max_residence_ms
+        };
+        if expired {
+            inner.remove(key);
+            return None;
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        let entry = inner.entries.get_mut(key)?;
+        let old_tick = std::mem::replace(&mut entry.tick, tick);
+        let response = crate::copy_response(&entry.response);
+        inner.order.remove(&old_tick);
+        inner.order.insert(tick, key.to_owned());
+        Some(response)
+    }
+
+    pub fn put(&self, key: &str, response: &Response<Body>, now_ms: u64) {
+        let mut inner = self.inner.borrow_mut();
+        let size = entry_size(key, response);
+        // Entries larger than an eighth of the budget would evict too much; a
+        // streamed body (crate::platform::body) is not in memory at all.
+        let streamed = response
+            .extensions()
+            .get::<crate::platform::body::Streamed>()
+            .is_some();
+        if streamed || inner.budget_bytes == 0 || size > inner.budget_bytes / 8 {
+            inner.remove(key);
+            return;
+        }
+        inner.remove(key);
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.used_bytes += size;
+        inner.order.insert(tick, key.to_owned());
+        inner.entries.insert(
+            key.to_owned(),
+            HotEntry {
+                response: crate::copy_response(response),
+                size,
+                tick,
+                inserted_ms: now_ms,
+            },
+        );
+        while inner.used_bytes > inner.budget_bytes {
+            let Some((_, oldest)) = inner.order.pop_first() else {
+                break;
+            };
+            if let Some(entry) = inner.entries.remove(&oldest) {
+                inner.used_bytes -= entry.size;
+            }
+        }
+    }
+
+    pub fn remove(&self, key: &str) -> bool {
+        self.inner.borrow_mut().remove(key)
+    }
+
+    /// Removes every entry whose key matches (e.g. a primary key and its variants).
+    pub fn remove_where(&self, matches: impl Fn(&str) -> bool) -> usize {
+        let mut inner = self.inner.borrow_mut();
+        let keys: Vec<String> = inner
+            .entries
+            .keys()
+            .filter(|k| matches(k))
+            .cloned()
+            .collect();
+        keys.iter().filter(|k| inner.remove(k)).count()
+    }
+
+    /// What `read` returns for each entry that gives something (read-only).
+    pub fn collect<T>(&self, read: impl Fn(&Response<Body>) -> Option<T>) -> Vec<T> {
+        self.inner
+            .borrow()
+            .entries
+            .values()
+            .filter_map(|e| read(&e.response))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.borrow().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.inner.borrow().used_bytes
+    }
+}
+
+impl HotInner {
+    fn remove(&mut self, key: &str) -> bool {
+        match self.entries.remove(key) {
+            Some(entry) => {
+                self.used_bytes -= entry.size;
+                self.order.remove(&entry.tick);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(len: usize) -> Response<Body> {
+        Response::new(Body::from(vec![b'x'; len]))
+    }
+
+    #[test]
+    fn entries_come_back_until_their_residence_ends() {
+        let hot = HotCache::new(1 << 20, 30);
+        hot.put("a", &response(10), 0);
+        assert!(hot.get("a", 29_999).is_some());
+        assert!(hot.get("a", 30_000).is_none());
+        assert!(hot.is_empty());
+    }
+
+    #[test]
+    fn least_recently_used_entries_are_evicted_by_bytes() {
+        let hot = HotCache::new(8_000, 60);
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            hot.put(key, &response(900), 0);
+        }
+        assert!(hot.get("a", 1).is_some(), "touch a so b is the oldest");
+        hot.put("i", &response(900), 1);
+        assert!(hot.used_bytes() <= 8_000);
+        assert!(hot.get("b", 1).is_none());
+        assert!(hot.get("a", 1).is_some());
+        assert!(hot.get("i", 1).is_some());
+    }
+
+    #[test]
+    fn large_entries_and_a_zero_budget_are_not_kept() {
+        let hot = HotCache::new(8_000, 60);
+        hot.put("big", &response(5_000), 0);
+        assert!(hot.get("big", 0).is_none());
+        let off = HotCache::new(0, 60);
+        off.put("a", &response(1), 0);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn removal_by_predicate_drops_a_key_and_its_variants() {
+        let hot = HotCache::new(1 << 20, 60);
+        hot.put("k/p", &response(1), 0);
+        hot.put("k/p?cachefront-variant=1", &response(1), 0);
+        hot.put("k/q", &response(1), 0);
+        assert_eq!(hot.remove_where(|k| k.starts_with("k/p")), 2);
+        assert_eq!(hot.len(), 1);
+    }
+}

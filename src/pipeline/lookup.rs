@@ -1,0 +1,213 @@
+//! Looking a request up: its primary key, the tiers (memory, Cache API,
+//! KV) read in order with promotion, the `Vary` index, freshness, and the
+//! tag registry's verdict on the entry.
+
+use http::header;
+use http::{HeaderValue, Response, Uri};
+
+use crate::cache::key::{self as cache_key, KeyRules};
+use crate::cache::stored::{self, EntryMeta};
+use crate::origin::shaping;
+use crate::platform::body;
+use crate::platform::{Background, CacheStore, GlobalStore, Platform};
+use crate::purge::registry::{self, EntryState};
+use crate::semantics::cache_status::Tier;
+use crate::semantics::policy::Freshness;
+use crate::semantics::vary;
+use crate::Body;
+
+use super::{Pipeline, Trace};
+
+/// A stored response found in one of the tiers.
+pub(super) struct StoredEntry {
+    pub(super) key: String,
+    pub(super) response: Response<Body>,
+    pub(super) meta: EntryMeta,
+    pub(super) tier: Tier,
+}
+
+/// Which tiers a lookup may read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Tiers {
+    Memory,
+    All,
+}
+
+pub(super) enum Lookup {
+    Found(Box<StoredEntry>),
+    /// The URL is stored, but not for this variant: the fields it varies on.
+    VaryMiss(Vec<String>),
+    Miss,
+}
+
+impl<P: Platform + Clone + 'static> Pipeline<P> {
+    /// Request fields in the key: `CACHE_KEY_HEADERS`, and `Origin` whenever a
+    /// request has one (origins reflect it into CORS answers without `Vary`).
+    pub(super) fn key_headers(&self, headers: &http::HeaderMap) -> Vec<(String, String)> {
+        let mut keyed: Vec<(String, String)> = self
+            .config
+            .cache_key_headers
+            .iter()
+            .map(|name| {
+                let value = headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (name.clone(), value)
+            })
+            .collect();
+        let origin = header::ORIGIN.as_str();
+        if !self.config.cache_key_headers.iter().any(|n| n == origin) {
+            if let Some(value) = shaping::keyed_origin(headers) {
+                keyed.push((origin.to_owned(), value));
+            }
+        }
+        keyed
+    }
+
+    pub(super) fn primary_key(&self, host: &str, uri: &Uri, headers: &http::HeaderMap) -> String {
+        let keyed = self.key_headers(headers);
+        let rules = KeyRules {
+            namespace: &self.config.cache_namespace,
+            ignored_params: &self.config.cache_ignore_query_params,
+            headers: &keyed,
+        };
+        cache_key::primary_key(rules, host, uri)
+    }
+
+    /// Reads a key from the memory tier, then the Cache API (promoting hits).
+    pub(super) async fn read_tiers(
+        &self,
+        key: &str,
+        tiers: Tiers,
+        trace: &mut Trace,
+    ) -> Option<(Response<Body>, EntryMeta, Tier)> {
+        let now = self.now();
+        if let Some(found) = self.isolate.hot.get(key, now) {
+            if let Some((response, meta)) = stored::decode(found) {
+                return Some((response, meta, Tier::Memory));
+            }
+        }
+        if tiers == Tiers::Memory {
+            return None;
+        }
+        // A body is read out of the Cache API only if the memory tier could
+        // keep it; any other is handed to the client as the store's stream.
+        let stream_above = self
+            .config
+            .stream_bodies_above_bytes
+            .min(self.isolate.hot.max_entry_bytes());
+        match self.platform.cache().get(key, stream_above).await {
+            Ok(Some(found)) => {
+                // A streamed body stays out of the memory tier (hot_cache skips it).
+                self.isolate.hot.put(key, &found, now);
+                let stream = body::streamed(&found);
+                let (mut response, meta) = stored::decode(found)?;
+                if let Some(mut stream) = stream {
+                    stream.len = stream.len.or(meta.body_len);
+                    if let Some(len) = stream.len {
+                        response
+                            .headers_mut()
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                    }
+                    response.extensions_mut().insert(stream);
+                }
+                return Some((response, meta, Tier::Edge));
+            }
+            Ok(None) => {}
+            Err(e) => trace.warnings.push(format!("cache read failed: {e}")),
+        }
+        if !self.kv_tier_on() {
+            return None;
+        }
+        let bytes = match self.platform.global().get(&stored::short_key(key)).await {
+            Ok(found) => found?,
+            Err(e) => {
+                trace.warnings.push(format!("KV tier read failed: {e}"));
+                return None;
+            }
+        };
+        let found = stored::from_bytes(key, &bytes)?;
+        // Promote: this data centre and this isolate keep it from now on.
+        self.isolate.hot.put(key, &found, now);
+        let cache = self.platform.cache().clone();
+        let (promoted_key, promoted) = (key.to_owned(), crate::copy_response(&found));
+        self.platform.background().spawn(Box::pin(async move {
+            let _ = cache.put(&promoted_key, promoted).await;
+        }));
+        stored::decode(found).map(|(response, meta)| (response, meta, Tier::Global))
+    }
+
+    pub(super) fn kv_tier_on(&self) -> bool {
+        self.config.kv_cache_max_object_bytes > 0 && self.platform.global().available()
+    }
+
+    pub(super) async fn lookup(
+        &self,
+        key: &str,
+        request_headers: &http::HeaderMap,
+        tiers: Tiers,
+        trace: &mut Trace,
+    ) -> Lookup {
+        let Some((response, meta, tier)) = self.read_tiers(key, tiers, trace).await else {
+            return Lookup::Miss;
+        };
+        let Some(fields) = meta.vary_index.clone() else {
+            return Lookup::Found(Box::new(StoredEntry {
+                key: key.to_owned(),
+                response,
+                meta,
+                tier,
+            }));
+        };
+        let values = vary::variant_values(request_headers, &fields);
+        let variant_key = vary::variant_key(key, &values);
+        match self.read_tiers(&variant_key, tiers, trace).await {
+            Some((response, meta, tier)) if meta.variant.as_ref() == Some(&values) => {
+                Lookup::Found(Box::new(StoredEntry {
+                    key: variant_key,
+                    response,
+                    meta,
+                    tier,
+                }))
+            }
+            _ => Lookup::VaryMiss(fields),
+        }
+    }
+
+    pub(super) fn freshness(&self, entry_headers: &http::HeaderMap, meta: &EntryMeta) -> Freshness {
+        Freshness::of(
+            entry_headers,
+            meta.initial_age_secs,
+            meta.times(),
+            self.now(),
+            &self.config.policy_settings(),
+        )
+    }
+
+    /// Whether an entry's tags (or its host, or everything) were purged after
+    /// it was fetched. The registry is asked only when this isolate's answers
+    /// are older than `PURGE_SYNC_MS`; if it cannot be reached, the memo says
+    /// how far its old answers may still be trusted.
+    pub(super) async fn purge_state(&self, meta: &EntryMeta, trace: &mut Trace) -> EntryState {
+        let keys = registry::registry_keys_for_entry(&meta.tags);
+        let now = self.now();
+        let refreshed = registry::refresh_memo(
+            &self.isolate.memo,
+            self.platform.registry(),
+            &keys,
+            self.config.purge.shards,
+            now,
+        )
+        .await;
+        if let Err(e) = refreshed {
+            trace
+                .warnings
+                .push(format!("tag registry unreachable: {e}"));
+        }
+        let memo = self.isolate.memo.borrow();
+        registry::entry_state(&keys, meta.request_time_ms, &memo.answers_at(now))
+    }
+}

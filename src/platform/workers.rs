@@ -1,0 +1,853 @@
+//! The Workers adapter: the only code that touches the Workers runtime. It
+//! converts between `worker`/`web_sys` values and `http` types, implements the
+//! platform traits over the Cache API, `fetch`, the ASSETS binding and
+//! `ctx.wait_until`, and hands each request to the core pipeline.
+//!
+//! Requests and responses are built through `web_sys` directly: the `worker`
+//! crate's `Method` maps unknown methods to GET, which a proxy must never do.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::pin::pin;
+use std::rc::Rc;
+
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{console_log, event, web_sys, Context, Env, Fetcher};
+
+use crate::config::Config;
+use crate::origin::health::SharedHealth;
+use crate::origin::pool::OriginConfig;
+use crate::pipeline::{self, Handled, IsolateState, Pipeline};
+use crate::platform::body::{self, BodyPlan, Streamed};
+use crate::platform::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
+use crate::platform::{
+    Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
+    OriginError, OriginFetch, Platform, StaticAssets, StoreError, StreamReadError,
+};
+use crate::purge::registry::TagRegistryStore;
+use crate::Body;
+
+#[event(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+#[event(fetch)]
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+    let host = req
+        .url()
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let streams = JsStreams::default();
+    // With a broken configuration the request is refused: its body is never read.
+    let stream_above = load_config(&env).map_or(0, |config| config.stream_bodies_above_bytes);
+    let (handled, log_requests) = match into_http_request(req, &streams, stream_above).await {
+        Ok(request) => handle(request, &env, ctx, &streams).await,
+        Err(err) => {
+            let response = crate::error::EdgeError::BadRequest(err).to_response();
+            return into_worker_response(response, &streams);
+        }
+    };
+    if log_requests {
+        if let Ok(line) = serde_json::to_string(&handled.log) {
+            console_log!("{line}");
+        }
+    }
+    // One data point per request when the dataset is bound; a no-op otherwise.
+    if let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) {
+        let point = crate::telemetry::analytics::data_point(&host, &handled.log);
+        let indexes: Vec<&str> = point.indexes.iter().map(String::as_str).collect();
+        let written = worker::AnalyticsEngineDataPointBuilder::new()
+            .indexes(indexes)
+            .blobs(point.blobs)
+            .doubles(point.doubles)
+            .write_to(&dataset);
+        if let Err(e) = written {
+            console_log!(
+                "{}",
+                serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()})
+            );
+        }
+    }
+    into_worker_response(handled.response, &streams)
+}
+
+/// Workers Analytics Engine dataset for per-request data points (optional).
+const ANALYTICS_BINDING: &str = "ANALYTICS";
+
+/// Serves a request; also says whether it should be logged.
+async fn handle(
+    request: Request<Body>,
+    env: &Env,
+    ctx: Context,
+    streams: &JsStreams,
+) -> (Handled, bool) {
+    let config = match load_config(env) {
+        Ok(config) => config,
+        Err(err) => {
+            // The operator token alone, so the operator can still read why.
+            let token = crate::config::operator_token(|name| read_var(env, name));
+            return (
+                pipeline::config_error_response(&err, &request, token.as_ref()),
+                true,
+            );
+        }
+    };
+    let log_requests = config.request_log;
+    let ctx = Rc::new(ctx);
+    let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
+    let platform = workers_platform(env, background, streams.clone());
+    let isolate = isolate_state(&config);
+    let handled = Pipeline::from_shared(config, platform, isolate)
+        .handle(request)
+        .await;
+    (handled, log_requests)
+}
+
+fn workers_platform(env: &Env, background: WaitUntil, streams: JsStreams) -> WorkersPlatform {
+    WorkersPlatform {
+        cache: EdgeCache(streams.clone()),
+        origin: FetchOrigin(streams.clone()),
+        assets: AssetsBinding(env.assets("ASSETS").ok(), streams.clone()),
+        clock: JsClock,
+        background,
+        health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
+        global: KvGlobalStore(env.kv(CACHE_KV_BINDING).ok()),
+        registry: RegistryBinding(DurableTagRegistry::from_env(env).ok()),
+        cloudflare: FetchCloudflareApi,
+        streams,
+    }
+}
+
+/// KV namespace of the optional global cache tier.
+const CACHE_KV_BINDING: &str = "CACHE_KV";
+
+/// KV namespace where the scheduled health check leaves its results.
+const HEALTH_BINDING: &str = "HEALTH";
+
+/// The cron trigger: probes every origin with a health path and shares the
+/// results with every isolate through KV.
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::ScheduleContext) {
+    let config = match Config::from_vars(|name| read_var(&env, name)) {
+        Ok(config) => config,
+        Err(err) => {
+            console_log!(
+                "{}",
+                serde_json::json!({"event": "health_check", "error": err.to_string()})
+            );
+            return;
+        }
+    };
+    let ctx = Rc::new(ctx);
+    let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
+    let platform = workers_platform(&env, background, JsStreams::default());
+    let isolate = isolate_state(&config);
+    let pipeline = Pipeline::new(config, platform, isolate);
+    let results = pipeline.check_origins().await;
+    console_log!(
+        "{}",
+        serde_json::json!({"event": "health_check", "results": results})
+    );
+    let warmed = pipeline.warm_configured().await;
+    if !warmed.is_empty() {
+        console_log!("{}", serde_json::json!({"event": "warm", "warmed": warmed}));
+    }
+}
+
+thread_local! {
+    /// The parsed configuration, the `env` object and the variable values it
+    /// was parsed from.
+    static CONFIG: RefCell<Option<ConfigMemo>> = const { RefCell::new(None) };
+}
+
+/// What a configuration was parsed from: the `env` object, the variables read
+/// (name, value), and the result.
+type ConfigMemo = (JsValue, Vec<(String, Option<String>)>, Rc<Config>);
+
+/// The configuration, parsed again only when a variable it read has changed
+/// (parsing and validating ORIGINS is not cheap). The same `env` object as
+/// last time needs no check at all; another one has each variable compared.
+fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
+    let env_value: &JsValue = env.as_ref();
+    if let Some((seen_env, seen, config)) = CONFIG.with(|memo| memo.borrow().clone()) {
+        if worker::js_sys::Object::is(&seen_env, env_value) {
+            return Ok(config);
+        }
+        if seen
+            .iter()
+            .all(|(name, value)| read_var(env, name) == *value)
+        {
+            CONFIG.with(|memo| {
+                *memo.borrow_mut() = Some((env_value.clone(), seen, Rc::clone(&config)));
+            });
+            return Ok(config);
+        }
+    }
+    let seen = RefCell::new(Vec::new());
+    let parsed = Config::from_vars(|name| {
+        let value = read_var(env, name);
+        seen.borrow_mut().push((name.to_owned(), value.clone()));
+        value
+    })?;
+    let config = Rc::new(parsed);
+    CONFIG.with(|memo| {
+        *memo.borrow_mut() = Some((env_value.clone(), seen.into_inner(), Rc::clone(&config)));
+    });
+    Ok(config)
+}
+
+thread_local! {
+    /// Lives as long as the isolate: the memory tier and in-flight fetches.
+    static ISOLATE: RefCell<Option<IsolateState>> = const { RefCell::new(None) };
+}
+
+fn isolate_state(config: &Config) -> IsolateState {
+    ISOLATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        match slot.as_ref() {
+            Some(state) if state.fits(config) => state.clone(),
+            _ => {
+                let state = IsolateState::new(config);
+                *slot = Some(state.clone());
+                state
+            }
+        }
+    })
+}
+
+/// Reads a variable whether it was declared as a string or as TOML/JSON data.
+fn read_var(env: &Env, name: &str) -> Option<String> {
+    let env_value: &JsValue = env.as_ref();
+    let value = worker::js_sys::Reflect::get(env_value, &JsValue::from_str(name)).ok()?;
+    if value.is_undefined() || value.is_null() {
+        return None;
+    }
+    if let Some(text) = value.as_string() {
+        return Some(text);
+    }
+    worker::js_sys::JSON::stringify(&value).ok()?.as_string()
+}
+
+fn js_error(e: impl std::fmt::Debug) -> String {
+    format!("{e:?}")
+}
+
+/// Converts the incoming request; an upload above `stream_above` bytes stays a
+/// stream (see [`crate::platform::body`]), a smaller one is read.
+async fn into_http_request(
+    req: worker::Request,
+    streams: &JsStreams,
+    stream_above: u64,
+) -> Result<Request<Body>, String> {
+    let method = Method::from_bytes(req.inner().method().as_bytes())
+        .map_err(|_| "the request method is not a valid HTTP method".to_owned())?;
+    let uri: Uri = req
+        .inner()
+        .url()
+        .parse()
+        .map_err(|e| format!("the request URL cannot be parsed: {e}"))?;
+    let headers = into_header_map(req.headers());
+    let raw: &web_sys::Request = req.inner();
+    let len = body::content_length(&headers);
+    let (body, upload) = match raw.body() {
+        None => (Body::new(), None),
+        Some(_) if method == Method::GET || method == Method::HEAD => (Body::new(), None),
+        Some(stream) => match body::plan(len, stream_above) {
+            BodyPlan::Buffer => (read_whole(raw.array_buffer()).await?, None),
+            BodyPlan::Stream => (Body::new(), Some(streams.keep(stream, len))),
+            BodyPlan::ReadUpTo(limit) => read_up_to(stream, limit, streams).await?,
+        },
+    };
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    if let Some(upload) = upload {
+        request.extensions_mut().insert(upload);
+    }
+    Ok(request)
+}
+
+fn into_header_map(headers: &worker::Headers) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers.entries() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+fn into_js_headers(map: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
+    let headers = web_sys::Headers::new()?;
+    for (name, value) in map {
+        if let Ok(value) = value.to_str() {
+            headers.append(name.as_str(), value)?;
+        }
+    }
+    Ok(headers)
+}
+
+fn into_js_request(
+    request: &Request<Body>,
+    streams: &JsStreams,
+) -> Result<web_sys::Request, JsValue> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(request.method().as_str());
+    init.set_headers(&into_js_headers(request.headers())?.into());
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    let upload = body::streamed_request(request).and_then(|upload| streams.take(&upload));
+    if let Some(upload) = upload {
+        init.set_body(&upload.into());
+    } else if !request.body().is_empty() {
+        init.set_body(&Uint8Array::from(request.body().as_ref()).into());
+    }
+    web_sys::Request::new_with_str_and_init(&request.uri().to_string(), &init)
+}
+
+fn into_js_response(
+    mut response: Response<Body>,
+    streams: &JsStreams,
+) -> Result<web_sys::Response, JsValue> {
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status().as_u16());
+    init.set_headers(&into_js_headers(response.headers())?.into());
+    let status = response.status();
+    // 1xx, 204, 205 and 304 responses must not carry a body (Fetch standard).
+    let null_body = status.is_informational()
+        || matches!(
+            status,
+            StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT | StatusCode::NOT_MODIFIED
+        );
+    if let Some(stream) = body::unmark(&mut response) {
+        if null_body {
+            streams.cancel(stream);
+        } else if let Some(stream) = streams.take(&stream) {
+            return web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init);
+        }
+    }
+    if null_body || response.body().is_empty() {
+        web_sys::Response::new_with_opt_str_and_init(None, &init)
+    } else {
+        let mut bytes = response.into_body().to_vec();
+        web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+    }
+}
+
+fn into_worker_response(
+    response: Response<Body>,
+    streams: &JsStreams,
+) -> worker::Result<worker::Response> {
+    into_js_response(response, streams)
+        .map(worker::Response::from)
+        .map_err(|e| worker::Error::JsError(js_error(e)))
+}
+
+/// Converts a runtime response; a body above `stream_above` bytes is left in
+/// the runtime as a stream (see [`crate::platform::body`]), a smaller one is read.
+async fn from_worker_response(
+    response: worker::Response,
+    stream_above: u64,
+    streams: &JsStreams,
+) -> Result<Response<Body>, String> {
+    let status = StatusCode::from_u16(response.status_code()).map_err(|e| e.to_string())?;
+    let headers = into_header_map(response.headers());
+    let len = body::content_length(&headers);
+    let raw: web_sys::Response = response.into();
+    let (bytes, stream) = match (raw.body(), body::plan(len, stream_above)) {
+        (None, _) => (Body::new(), None),
+        (Some(_), BodyPlan::Buffer) => (read_whole(raw.array_buffer()).await?, None),
+        (Some(stream), BodyPlan::Stream) => (Body::new(), Some(streams.keep(stream, len))),
+        (Some(stream), BodyPlan::ReadUpTo(limit)) => read_up_to(stream, limit, streams).await?,
+    };
+    let mut out = Response::new(bytes);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    if let Some(stream) = stream {
+        body::mark(&mut out, stream);
+    }
+    Ok(out)
+}
+
+/// Reads a body known to be small (the `arrayBuffer()` promise of a request
+/// or response) in one copy out of the runtime.
+async fn read_whole(
+    array_buffer: Result<worker::js_sys::Promise, JsValue>,
+) -> Result<Body, String> {
+    let buffer = worker::wasm_bindgen_futures::JsFuture::from(array_buffer.map_err(js_error)?)
+        .await
+        .map_err(js_error)?;
+    Ok(Body::from(Uint8Array::new(&buffer).to_vec()))
+}
+
+/// Reads a body of unknown length: whole if it ends within `limit` bytes,
+/// else a stream of what was read followed by the rest. Chunks stay in the
+/// runtime until the body is known to fit.
+async fn read_up_to(
+    stream: web_sys::ReadableStream,
+    limit: u64,
+    streams: &JsStreams,
+) -> Result<(Body, Option<Streamed>), String> {
+    let mut chunks = wasm_streams::ReadableStream::from_raw(stream.unchecked_into()).into_stream();
+    let mut held: Vec<Uint8Array> = Vec::new();
+    let mut total: u64 = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = as_bytes(chunk.map_err(js_error)?);
+        total += u64::from(chunk.length());
+        held.push(chunk);
+        if total > limit {
+            let read = futures_util::stream::iter(held.into_iter().map(|c| Ok(JsValue::from(c))));
+            let whole = wasm_streams::ReadableStream::from_stream(read.chain(chunks)).into_raw();
+            return Ok((
+                Body::new(),
+                Some(streams.keep(whole.unchecked_into(), None)),
+            ));
+        }
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for chunk in held {
+        let at = bytes.len();
+        bytes.resize(at + chunk.length() as usize, 0);
+        chunk.copy_to(&mut bytes[at..]);
+    }
+    Ok((Body::from(bytes), None))
+}
+
+/// A body chunk as bytes (streams from the runtime yield `Uint8Array`s).
+fn as_bytes(chunk: JsValue) -> Uint8Array {
+    match chunk.dyn_into::<Uint8Array>() {
+        Ok(array) => array,
+        Err(other) => Uint8Array::new(&other),
+    }
+}
+
+/// The streamed bodies of one request (see [`crate::platform::body`]): runtime streams
+/// the core routes by id. Dropped with the request's platform, so a stream
+/// the core forgot cannot outlive it.
+#[derive(Clone, Default)]
+pub struct JsStreams(Rc<RefCell<StreamSlots>>);
+
+#[derive(Default)]
+struct StreamSlots {
+    next_id: u64,
+    open: HashMap<u64, web_sys::ReadableStream>,
+}
+
+impl JsStreams {
+    fn keep(&self, stream: web_sys::ReadableStream, len: Option<u64>) -> Streamed {
+        let mut slots = self.0.borrow_mut();
+        slots.next_id += 1;
+        let id = slots.next_id;
+        slots.open.insert(id, stream);
+        Streamed { id, len }
+    }
+
+    fn take(&self, stream: &Streamed) -> Option<web_sys::ReadableStream> {
+        self.0.borrow_mut().open.remove(&stream.id)
+    }
+}
+
+impl BodyStreams for JsStreams {
+    fn tee(&self, stream: Streamed) -> (Streamed, Streamed) {
+        let Some(raw) = self.take(&stream) else {
+            return (stream.clone(), stream);
+        };
+        let branches = raw.tee();
+        let first: web_sys::ReadableStream = branches.get(0).unchecked_into();
+        let second: web_sys::ReadableStream = branches.get(1).unchecked_into();
+        (self.keep(first, stream.len), self.keep(second, stream.len))
+    }
+
+    fn slice(&self, stream: Streamed, start: u64, end: u64) -> Streamed {
+        let Some(raw) = self.take(&stream) else {
+            return stream;
+        };
+        let chunks = wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream();
+        let piece = chunks
+            .scan(0u64, move |offset, chunk| {
+                let next = match chunk {
+                    Err(e) => Some(Some(Err(e))),
+                    Ok(chunk) => {
+                        let chunk = as_bytes(chunk);
+                        let at = *offset;
+                        *offset += u64::from(chunk.length());
+                        if at >= end {
+                            None // past the range: stop reading
+                        } else {
+                            let part = body::window(at, u64::from(chunk.length()), start, end);
+                            Some(part.map(|(from, to)| {
+                                // Both bounds lie within the chunk, whose length is a u32.
+                                let sub = chunk.subarray(from as u32, to as u32);
+                                Ok(JsValue::from(sub))
+                            }))
+                        }
+                    }
+                };
+                futures_util::future::ready(next)
+            })
+            .filter_map(futures_util::future::ready);
+        let raw = wasm_streams::ReadableStream::from_stream(piece).into_raw();
+        self.keep(raw.unchecked_into(), Some(end.saturating_sub(start)))
+    }
+
+    fn cancel(&self, stream: Streamed) {
+        if let Some(raw) = self.take(&stream) {
+            // The promise only reports the cancellation; nothing waits for it.
+            let _ = raw.cancel();
+        }
+    }
+    async fn read_to_end(&self, stream: Streamed, limit: u64) -> Result<Body, StreamReadError> {
+        if stream.len.is_some_and(|len| len > limit) {
+            self.cancel(stream);
+            return Err(StreamReadError::TooLarge { limit });
+        }
+        let Some(raw) = self.take(&stream) else {
+            return Err(StreamReadError::Failed(format!(
+                "no open stream {}",
+                stream.id
+            )));
+        };
+        let mut chunks = wasm_streams::ReadableStream::from_raw(raw.unchecked_into()).into_stream();
+        let mut bytes: Vec<u8> = Vec::new();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = as_bytes(chunk.map_err(|e| StreamReadError::Failed(js_error(e)))?);
+            let at = bytes.len();
+            let len = chunk.length() as usize;
+            if (at as u64).saturating_add(len as u64) > limit {
+                // Dropping `chunks` cancels the rest of the stream unread.
+                return Err(StreamReadError::TooLarge { limit });
+            }
+            bytes.resize(at + len, 0);
+            chunk.copy_to(&mut bytes[at..]);
+        }
+        Ok(Body::from(bytes))
+    }
+}
+
+/// The data centre's Cache API (`caches.default`).
+#[derive(Clone)]
+pub struct EdgeCache(JsStreams);
+
+impl CacheStore for EdgeCache {
+    async fn get(
+        &self,
+        key: &str,
+        stream_above: u64,
+    ) -> Result<Option<Response<Body>>, StoreError> {
+        let found = worker::Cache::default()
+            .get(key, false)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        match found {
+            Some(response) => from_worker_response(response, stream_above, &self.0)
+                .await
+                .map(Some)
+                .map_err(StoreError),
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
+        let response =
+            into_worker_response(response, &self.0).map_err(|e| StoreError(e.to_string()))?;
+        worker::Cache::default()
+            .put(key, response)
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let outcome = worker::Cache::default()
+            .delete(key, false)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        Ok(matches!(outcome, worker::CacheDeletionOutcome::Success))
+    }
+}
+
+/// Origins reached with the runtime's `fetch`.
+#[derive(Clone)]
+pub struct FetchOrigin(JsStreams);
+
+impl OriginFetch for FetchOrigin {
+    async fn fetch(
+        &self,
+        _origin: &OriginConfig,
+        request: Request<Body>,
+        timeout_ms: u64,
+        stream_above: u64,
+    ) -> Result<Response<Body>, OriginError> {
+        let js_request =
+            into_js_request(&request, &self.0).map_err(|e| OriginError::Connect(js_error(e)))?;
+        let controller = worker::AbortController::default();
+        let signal = controller.signal();
+        let attempt = async {
+            let fetch = worker::Fetch::Request(worker::Request::from(js_request));
+            let response = fetch
+                .send_with_signal(&signal)
+                .await
+                .map_err(|e| OriginError::Connect(e.to_string()))?;
+            // A body read here is read inside the deadline too: a stalled body is
+            // a timeout. A streamed body is the client's to wait for.
+            from_worker_response(response, stream_above, &self.0)
+                .await
+                .map_err(OriginError::Connect)
+        };
+        let timer = worker::Delay::from(std::time::Duration::from_millis(timeout_ms));
+        let outcome = match select(pin!(attempt), pin!(timer)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(OriginError::Timeout(format!(
+                    "no answer within {timeout_ms} ms"
+                )))
+            }
+        };
+        outcome
+    }
+}
+
+/// The static assets binding (`[assets] binding = "ASSETS"`), if configured.
+#[derive(Clone)]
+pub struct AssetsBinding(Option<Fetcher>, JsStreams);
+
+impl StaticAssets for AssetsBinding {
+    async fn fetch(
+        &self,
+        request: &Request<Body>,
+        stream_above: u64,
+    ) -> Result<Response<Body>, StoreError> {
+        let Some(fetcher) = &self.0 else {
+            let mut none = Response::new(Body::new());
+            *none.status_mut() = StatusCode::NOT_FOUND;
+            return Ok(none);
+        };
+        let mut asset_request = Request::new(Body::new());
+        *asset_request.method_mut() = request.method().clone();
+        *asset_request.uri_mut() = request.uri().clone();
+        *asset_request.headers_mut() = request.headers().clone();
+        let js_request =
+            into_js_request(&asset_request, &self.1).map_err(|e| StoreError(js_error(e)))?;
+        let response = fetcher
+            .fetch_request(worker::Request::from(js_request))
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        from_worker_response(response, stream_above, &self.1)
+            .await
+            .map_err(StoreError)
+    }
+}
+
+/// `Date.now()`; it advances only across I/O inside the Workers runtime.
+#[derive(Clone, Copy)]
+pub struct JsClock;
+
+impl Clock for JsClock {
+    fn now_ms(&self) -> u64 {
+        worker::Date::now().as_millis()
+    }
+
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
+/// Background work kept alive with `waitUntil` of the fetch or scheduled event.
+#[derive(Clone)]
+pub struct WaitUntil(Rc<dyn Fn(BackgroundTask)>);
+
+impl Background for WaitUntil {
+    fn spawn(&self, task: BackgroundTask) {
+        (self.0)(task);
+    }
+}
+
+/// The tag registry's Durable Objects, if the `TAG_REGISTRY` binding exists.
+#[derive(Clone)]
+pub struct RegistryBinding(Option<DurableTagRegistry>);
+
+impl TagRegistryStore for RegistryBinding {
+    async fn purge(
+        &self,
+        shard: u32,
+        keys: &[String],
+        soft: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(registry) => registry.purge(shard, keys, soft, now_ms).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        shard: u32,
+        keys: &[String],
+    ) -> Result<std::collections::HashMap<String, crate::purge::registry::TagPurgeTimes>, StoreError>
+    {
+        match &self.0 {
+            Some(registry) => registry.lookup(shard, keys).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::purge::registry::RegistryEntry>, StoreError> {
+        match &self.0 {
+            Some(registry) => registry.entries(shard, after, limit).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+
+    async fn merge(
+        &self,
+        shard: u32,
+        entries: &[crate::purge::registry::RegistryEntry],
+    ) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(registry) => registry.merge(shard, entries).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
+}
+
+/// The global cache tier in the `CACHE_KV` namespace, if bound.
+#[derive(Clone)]
+pub struct KvGlobalStore(Option<worker::kv::KvStore>);
+
+impl GlobalStore for KvGlobalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(kv) = &self.0 else { return Ok(None) };
+        kv.get(key)
+            .bytes()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, ttl_secs: u64) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        kv.put_bytes(key, &value)
+            .map_err(|e| StoreError(e.to_string()))?
+            // KV refuses expirations under 60 s.
+            .expiration_ttl(ttl_secs.max(60))
+            .execute()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        kv.delete(key).await.map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn available(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+/// Active health check results in the `HEALTH` KV namespace, if bound: one
+/// JSON document, so a reader needs one KV read.
+#[derive(Clone)]
+pub struct KvHealthStore(Option<worker::kv::KvStore>);
+
+const HEALTH_KEY: &str = "origin-health";
+
+impl HealthStore for KvHealthStore {
+    async fn load(&self) -> Result<Vec<SharedHealth>, StoreError> {
+        let Some(kv) = &self.0 else {
+            return Ok(Vec::new());
+        };
+        let text = kv
+            .get(HEALTH_KEY)
+            .text()
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        match text {
+            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError(e.to_string())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn save(&self, results: &[SharedHealth]) -> Result<(), StoreError> {
+        let Some(kv) = &self.0 else { return Ok(()) };
+        let json = serde_json::to_string(results).map_err(|e| StoreError(e.to_string()))?;
+        kv.put(HEALTH_KEY, json)
+            .map_err(|e| StoreError(e.to_string()))?
+            .execute()
+            .await
+            .map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+#[derive(Clone)]
+pub struct WorkersPlatform {
+    cache: EdgeCache,
+    origin: FetchOrigin,
+    assets: AssetsBinding,
+    clock: JsClock,
+    background: WaitUntil,
+    health: KvHealthStore,
+    global: KvGlobalStore,
+    registry: RegistryBinding,
+    cloudflare: FetchCloudflareApi,
+    streams: JsStreams,
+}
+
+impl Platform for WorkersPlatform {
+    type Cache = EdgeCache;
+    type Origin = FetchOrigin;
+    type Assets = AssetsBinding;
+    type Clock = JsClock;
+    type Background = WaitUntil;
+    type Health = KvHealthStore;
+    type Global = KvGlobalStore;
+    type Registry = RegistryBinding;
+    type Cloudflare = FetchCloudflareApi;
+    type Streams = JsStreams;
+
+    fn cache(&self) -> &EdgeCache {
+        &self.cache
+    }
+    fn origin(&self) -> &FetchOrigin {
+        &self.origin
+    }
+    fn assets(&self) -> &AssetsBinding {
+        &self.assets
+    }
+    fn clock(&self) -> &JsClock {
+        &self.clock
+    }
+    fn background(&self) -> &WaitUntil {
+        &self.background
+    }
+    fn health(&self) -> &KvHealthStore {
+        &self.health
+    }
+    fn global(&self) -> &KvGlobalStore {
+        &self.global
+    }
+    fn registry(&self) -> &RegistryBinding {
+        &self.registry
+    }
+    fn cloudflare(&self) -> &FetchCloudflareApi {
+        &self.cloudflare
+    }
+    fn streams(&self) -> &JsStreams {
+        &self.streams
+    }
+}

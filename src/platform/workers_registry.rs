@@ -1,0 +1,341 @@
+//! The purge machinery on Workers (wasm32 only): the `TagRegistry` Durable
+//! Object class (SQLite-backed, one object per shard) that stores
+//! key → (hard_ms, soft_ms), the [`DurableTagRegistry`] store that reaches
+//! its shards through the `TAG_REGISTRY` binding, and [`FetchCloudflareApi`],
+//! the transport for forwarding purges to Cloudflare's API. The decisions
+//! live in `registry` and `purge`; this is only plumbing.
+//!
+//! The object speaks the JSON of `registry::PurgeMessage` / `LookupMessage`:
+//! `POST /purge {"tags":[..],"soft":false,"now_ms":..}` → `{"written":n}` and
+//! `POST /lookup {"tags":[..]}` → `{"<tag>":{"hard_ms":..,"soft_ms":..}}`
+//! (only tags that were ever purged). For export and import (`state`):
+//! `POST /entries {"after":"k","limit":n}` → `[{"key":..,"hard_ms":..,"soft_ms":..}]`
+//! (keys after `after`, in key order) and `POST /merge {"entries":[..]}` →
+//! `{"written":n}` (times only move forward).
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use worker::wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Headers, Method, ObjectNamespace, Request, RequestInit,
+    Response, SqlStorageValue, State,
+};
+
+use crate::platform::StoreError;
+use crate::purge::cloudflare::{ApiReply, CloudflareApi};
+use crate::purge::registry::{
+    shard_name, EntriesMessage, LookupAnswer, LookupMessage, MergeMessage, PurgeMessage,
+    RegistryEntry, TagPurgeTimes, TagRegistryStore, MAX_KEYS_PER_MESSAGE,
+};
+
+/// The Durable Object binding in `wrangler.toml`.
+pub const TAG_REGISTRY_BINDING: &str = "TAG_REGISTRY";
+
+/// SQLite limits bound parameters per statement; stay well under.
+const LOOKUP_CHUNK: usize = 50;
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tag_purges (\
+    tag TEXT PRIMARY KEY, \
+    hard_ms INTEGER NOT NULL DEFAULT 0, \
+    soft_ms INTEGER NOT NULL DEFAULT 0)";
+
+/// Times only move forward: a replayed or late purge cannot resurrect entries.
+const UPSERT: &str = "INSERT INTO tag_purges (tag, hard_ms, soft_ms) VALUES (?, ?, ?) \
+    ON CONFLICT(tag) DO UPDATE SET \
+    hard_ms = max(hard_ms, excluded.hard_ms), \
+    soft_ms = max(soft_ms, excluded.soft_ms)";
+
+/// One shard of the tag registry.
+#[durable_object(fetch)]
+pub struct TagRegistry {
+    state: State,
+}
+
+#[derive(Deserialize)]
+struct PurgeRow {
+    tag: String,
+    hard_ms: f64,
+    soft_ms: f64,
+}
+
+#[derive(Serialize)]
+struct PurgeWritten {
+    written: usize,
+}
+
+impl DurableObject for TagRegistry {
+    fn new(state: State, _env: Env) -> Self {
+        if let Err(err) = state.storage().sql().exec(CREATE_TABLE, None) {
+            worker::console_error!("tag registry: cannot create its table: {err}");
+        }
+        Self { state }
+    }
+
+    async fn fetch(&self, mut req: Request) -> worker::Result<Response> {
+        if req.method() != Method::Post {
+            return Response::error("use POST", 405);
+        }
+        match req.path().as_str() {
+            "/purge" => {
+                let message: PurgeMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad purge message: {err}"), 400),
+                };
+                if message.tags.len() > MAX_KEYS_PER_MESSAGE {
+                    return Response::error("too many tags in one message", 413);
+                }
+                let now = i64::try_from(message.now_ms).unwrap_or(i64::MAX);
+                let (hard, soft) = if message.soft { (0, now) } else { (now, 0) };
+                let sql = self.state.storage().sql();
+                // No await between the writes: the runtime commits them together.
+                for tag in &message.tags {
+                    sql.exec(
+                        UPSERT,
+                        vec![
+                            SqlStorageValue::from(tag.as_str()),
+                            SqlStorageValue::from(hard),
+                            SqlStorageValue::from(soft),
+                        ],
+                    )?;
+                }
+                Response::from_json(&PurgeWritten {
+                    written: message.tags.len(),
+                })
+            }
+            "/lookup" => {
+                let message: LookupMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad lookup message: {err}"), 400),
+                };
+                if message.tags.len() > MAX_KEYS_PER_MESSAGE {
+                    return Response::error("too many tags in one message", 413);
+                }
+                let sql = self.state.storage().sql();
+                let mut answer = LookupAnswer::new();
+                for chunk in message.tags.chunks(LOOKUP_CHUNK) {
+                    let placeholders = vec!["?"; chunk.len()].join(", ");
+                    let query = format!(
+                        "SELECT tag, hard_ms, soft_ms FROM tag_purges WHERE tag IN ({placeholders})"
+                    );
+                    let bindings = chunk
+                        .iter()
+                        .map(|t| SqlStorageValue::from(t.as_str()))
+                        .collect::<Vec<_>>();
+                    let rows: Vec<PurgeRow> = sql.exec(&query, bindings)?.to_array()?;
+                    for row in rows {
+                        answer.insert(
+                            row.tag,
+                            TagPurgeTimes {
+                                hard_ms: ms(row.hard_ms),
+                                soft_ms: ms(row.soft_ms),
+                            },
+                        );
+                    }
+                }
+                Response::from_json(&answer)
+            }
+            "/entries" => {
+                let message: EntriesMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad entries message: {err}"), 400),
+                };
+                let limit = i64::try_from(message.limit.min(MAX_KEYS_PER_MESSAGE)).unwrap_or(1);
+                let rows: Vec<PurgeRow> = self
+                    .state
+                    .storage()
+                    .sql()
+                    .exec(
+                        "SELECT tag, hard_ms, soft_ms FROM tag_purges WHERE tag > ? ORDER BY tag LIMIT ?",
+                        vec![
+                            SqlStorageValue::from(message.after.as_str()),
+                            SqlStorageValue::from(limit),
+                        ],
+                    )?
+                    .to_array()?;
+                let entries: Vec<RegistryEntry> = rows
+                    .into_iter()
+                    .map(|row| RegistryEntry {
+                        key: row.tag,
+                        hard_ms: ms(row.hard_ms),
+                        soft_ms: ms(row.soft_ms),
+                    })
+                    .collect();
+                Response::from_json(&entries)
+            }
+            "/merge" => {
+                let message: MergeMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad merge message: {err}"), 400),
+                };
+                if message.entries.len() > MAX_KEYS_PER_MESSAGE {
+                    return Response::error("too many entries in one message", 413);
+                }
+                let sql = self.state.storage().sql();
+                // No await between the writes: the runtime commits them together.
+                for entry in &message.entries {
+                    sql.exec(
+                        UPSERT,
+                        vec![
+                            SqlStorageValue::from(entry.key.as_str()),
+                            SqlStorageValue::from(i64::try_from(entry.hard_ms).unwrap_or(i64::MAX)),
+                            SqlStorageValue::from(i64::try_from(entry.soft_ms).unwrap_or(i64::MAX)),
+                        ],
+                    )?;
+                }
+                Response::from_json(&PurgeWritten {
+                    written: message.entries.len(),
+                })
+            }
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+/// SQLite integers come back as JS numbers; purge times are far below 2^53.
+fn ms(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 {
+        value as u64
+    } else {
+        0
+    }
+}
+
+/// The registry's shards, reached through the `TAG_REGISTRY` binding.
+#[derive(Clone)]
+pub struct DurableTagRegistry {
+    namespace: ObjectNamespace,
+}
+
+impl DurableTagRegistry {
+    pub fn from_env(env: &Env) -> Result<Self, StoreError> {
+        env.durable_object(TAG_REGISTRY_BINDING)
+            .map(|namespace| Self { namespace })
+            .map_err(|e| StoreError(format!("binding {TAG_REGISTRY_BINDING}: {e}")))
+    }
+
+    async fn call<M: Serialize, A: DeserializeOwned>(
+        &self,
+        shard: u32,
+        path: &str,
+        message: &M,
+    ) -> Result<A, StoreError> {
+        let failed = |e: worker::Error| StoreError(format!("tag registry shard {shard}: {e}"));
+        let stub = self
+            .namespace
+            .get_by_name(&shard_name(shard))
+            .map_err(failed)?;
+        let body = serde_json::to_string(message).map_err(|e| StoreError(e.to_string()))?;
+        let headers = Headers::new();
+        headers
+            .set("content-type", "application/json")
+            .map_err(failed)?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post)
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(&body)));
+        let request = Request::new_with_init(&format!("https://tag-registry{path}"), &init)
+            .map_err(failed)?;
+        let mut response = stub.fetch_with_request(request).await.map_err(failed)?;
+        if response.status_code() != 200 {
+            let text = response.text().await.unwrap_or_default();
+            return Err(StoreError(format!(
+                "tag registry shard {shard} answered {}: {text}",
+                response.status_code()
+            )));
+        }
+        response.json::<A>().await.map_err(failed)
+    }
+}
+
+impl TagRegistryStore for DurableTagRegistry {
+    async fn purge(
+        &self,
+        shard: u32,
+        keys: &[String],
+        soft: bool,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        for chunk in keys.chunks(MAX_KEYS_PER_MESSAGE) {
+            let message = PurgeMessage {
+                tags: chunk.to_vec(),
+                soft,
+                now_ms,
+            };
+            let _: serde_json::Value = self.call(shard, "/purge", &message).await?;
+        }
+        Ok(())
+    }
+
+    async fn lookup(
+        &self,
+        shard: u32,
+        keys: &[String],
+    ) -> Result<HashMap<String, TagPurgeTimes>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(MAX_KEYS_PER_MESSAGE) {
+            let message = LookupMessage {
+                tags: chunk.to_vec(),
+            };
+            let answer: LookupAnswer = self.call(shard, "/lookup", &message).await?;
+            found.extend(answer);
+        }
+        Ok(found)
+    }
+
+    async fn entries(
+        &self,
+        shard: u32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<RegistryEntry>, StoreError> {
+        let message = EntriesMessage {
+            after: after.to_owned(),
+            limit: limit.min(MAX_KEYS_PER_MESSAGE),
+        };
+        self.call(shard, "/entries", &message).await
+    }
+
+    async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
+        for chunk in entries.chunks(MAX_KEYS_PER_MESSAGE) {
+            let message = MergeMessage {
+                entries: chunk.to_vec(),
+            };
+            let _: serde_json::Value = self.call(shard, "/merge", &message).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Cloudflare's API reached with the runtime's `fetch`.
+#[derive(Clone, Copy, Default)]
+pub struct FetchCloudflareApi;
+
+impl CloudflareApi for FetchCloudflareApi {
+    async fn send(&self, request: http::Request<String>) -> Result<ApiReply, String> {
+        let headers = Headers::new();
+        for (name, value) in request.headers() {
+            let value = value.to_str().map_err(|e| e.to_string())?;
+            headers
+                .set(name.as_str(), value)
+                .map_err(|e| e.to_string())?;
+        }
+        let mut init = RequestInit::new();
+        init.with_method(Method::from(request.method().as_str().to_owned()))
+            .with_headers(headers)
+            .with_body(Some(JsValue::from_str(request.body())));
+        let js_request =
+            Request::new_with_init(&request.uri().to_string(), &init).map_err(|e| e.to_string())?;
+        let mut response = worker::Fetch::Request(js_request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let retry_after = response.headers().get("retry-after").ok().flatten();
+        Ok(ApiReply {
+            status: response.status_code(),
+            retry_after,
+            body: response.text().await.unwrap_or_default(),
+        })
+    }
+}

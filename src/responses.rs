@@ -1,0 +1,19 @@
+//! Answers the worker writes itself (operator endpoints, errors): JSON,
+//! and never stored anywhere.
+
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::Body;
+
+/// A JSON answer of the worker's own: `application/json`, never stored.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
