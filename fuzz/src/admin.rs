@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use cachefront::admin::state::{self, MAX_FUTURE_MS};
 use cachefront::config::Config;
-use cachefront::purge::{self, PurgeConfig};
-use cachefront::state::{self, MAX_FUTURE_MS};
+use cachefront::purge::api::{self as purge, PurgeConfig};
+use cachefront::purge::request::purge_hits_entry;
 
 use crate::input::Lines;
 
@@ -57,7 +58,7 @@ pub fn purge_json(data: &[u8]) {
             "accepted a non-http URL {url:?}"
         );
     }
-    assert!(purge::purge_hits_entry(&keys, &keys));
+    assert!(purge_hits_entry(&keys, &keys));
 }
 
 /// Input: a state import document (JSON).

@@ -3,12 +3,12 @@
 //! stylesheet is minified at all.
 
 use cachefront::assets::css_min::minify_css;
+use cachefront::assets::edge::{self as edge_assets, HtmlOutcome};
 use cachefront::assets::html::{rewrite_html, HtmlRewriteSettings, ResponsiveImages};
 use cachefront::assets::origin_minify::{self, MinifyOutcome, MinifySkip, OriginMinifySettings};
 use cachefront::assets::{Manifest, ManifestEntry};
-use cachefront::cache_control::Directives;
 use cachefront::config::AssetSettings;
-use cachefront::edge_assets::{self, HtmlOutcome};
+use cachefront::semantics::cache_control::Directives;
 use cachefront::Body;
 use http::header::{self, HeaderValue};
 use http::Response;

@@ -1,10 +1,10 @@
 //! Header-field parsing targets: `Cache-Control` and the targeted fields
 //! (RFC 9213), `Range`/`If-Range` and the conditional-request helpers.
 
-use cachefront::cache_control::{self, Directives, DELTA_SECONDS_CAP};
-use cachefront::conditional;
-use cachefront::policy::ResponseDirectives;
-use cachefront::range::{self, RangeAnswer};
+use cachefront::semantics::cache_control::{self, Directives, DELTA_SECONDS_CAP};
+use cachefront::semantics::conditional;
+use cachefront::semantics::policy::ResponseDirectives;
+use cachefront::semantics::range::{self, RangeAnswer};
 use cachefront::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};

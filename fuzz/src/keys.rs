@@ -5,8 +5,10 @@
 //! the keyed query and the normalised path; a variant key always belongs to
 //! its own primary key and to no other.
 
-use cachefront::cache_key::{self, KeyRules};
-use cachefront::{shaping, tags, vary};
+use cachefront::cache::key::{self as cache_key, KeyRules};
+use cachefront::origin::shaping;
+use cachefront::purge::tags;
+use cachefront::semantics::vary;
 use http::header::HeaderValue;
 use http::{HeaderMap, Uri};
 

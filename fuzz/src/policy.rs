@@ -3,8 +3,8 @@
 //! every decision. The oracle reuses the crate's directive parsers (fuzzed on
 //! their own by the `cache_control` target) but none of `store_decision`.
 
-use cachefront::cache_control::Directives;
-use cachefront::policy::{
+use cachefront::semantics::cache_control::Directives;
+use cachefront::semantics::policy::{
     self, Freshness, PolicySettings, RequestDirectives, RequestFacts, ResponseDirectives,
     ResponseTimes, StoreDecision,
 };
