@@ -26,6 +26,9 @@ cargo clippy -p cachefront --lib --target wasm32-unknown-unknown -- -D warnings
 section "worker core (native)"
 cargo test -p cachefront
 
+section "fuzz corpus replay (every committed fuzz input through its target's invariants)"
+cargo test -p cachefront-fuzz
+
 section "asset build CLI"
 cargo test -p cachefront-cli
 

@@ -154,17 +154,7 @@ pub fn rewrite_origin_html(
     };
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    if let Some(etag) = parts
-        .headers
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-    {
-        if !etag.starts_with("W/") {
-            if let Ok(weak) = HeaderValue::from_str(&format!("W/{etag}")) {
-                parts.headers.insert(header::ETAG, weak);
-            }
-        }
-    }
+    crate::assets::origin_minify::weaken_etag(&mut parts.headers);
     if let Some(link) =
         link_header(&rewritten.report.preload_hints).and_then(|l| HeaderValue::from_str(&l).ok())
     {

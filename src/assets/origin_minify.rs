@@ -322,13 +322,18 @@ fn minify_script(_source: &[u8]) -> Result<Vec<u8>, String> {
 
 /// `"x"` → `W/"x"`; weak tags stay as they are.
 pub fn weaken_etag(headers: &mut http::HeaderMap) {
-    let Some(etag) = headers.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+    // Bytes, not text: an entity-tag may hold obs-text (0x80-0xFF, RFC 9110
+    // §8.8.3), and such a tag must be weakened too.
+    let Some(etag) = headers.get(header::ETAG).map(HeaderValue::as_bytes) else {
         return;
     };
-    if etag.starts_with("W/") {
+    if etag.starts_with(b"W/") {
         return;
     }
-    if let Ok(weak) = HeaderValue::from_str(&format!("W/{etag}")) {
+    let mut weak = Vec::with_capacity(etag.len() + 2);
+    weak.extend_from_slice(b"W/");
+    weak.extend_from_slice(etag);
+    if let Ok(weak) = HeaderValue::from_bytes(&weak) {
         headers.insert(header::ETAG, weak);
     }
 }
@@ -336,6 +341,15 @@ pub fn weaken_etag(headers: &mut http::HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_strong_etag_with_obs_text_is_weakened_too() {
+        let mut headers = http::HeaderMap::new();
+        let tag = HeaderValue::from_bytes(b"\"caf\xe9\"").expect("obs-text is valid");
+        headers.insert(header::ETAG, tag);
+        weaken_etag(&mut headers);
+        assert_eq!(headers[header::ETAG].as_bytes(), b"W/\"caf\xe9\"");
+    }
 
     const SCRIPT: &str = "// greeting\nfunction greet(name) {\n  var message = 'hello, ' + name;\n  return message;\n}\n";
 
