@@ -51,10 +51,10 @@ const worker = await startWorker({
     // The worker forwards only allow-listed request headers (docs/caching.md,
     // security model); an operator names the others their origin reads, as
     // here: the suite's client numbers its requests in `Req-Num`, which its
-    // origin reads to pick the answer, and its origin varies on `Foo`, `Bar`
-    // and `Baz`. (Unlisted, a varied field is asked for again once the
+    // origin reads to pick the answer, and its origin varies on `Foo`, `Bar`,
+    // `Baz` and `Abc`. (Unlisted, a varied field is asked for again once the
     // origin names it, which the suite counts as a retry.)
-    FORWARD_REQUEST_HEADERS: 'req-num,foo,bar,baz',
+    FORWARD_REQUEST_HEADERS: 'req-num,foo,bar,baz,abc',
     ...extraVars,
   },
 });

@@ -42,7 +42,7 @@ trap cleanup EXIT
 
 start() { # name, extra env...
   local name="$1"; shift
-  env BIND=127.0.0.1:0 RUST_LOG=warn "$@" "$BIN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  env BIND=127.0.0.1:0 ADMIN_BIND=127.0.0.1:0 RUST_LOG=warn "$@" "$BIN" >"$WORK/$name.out" 2>"$WORK/$name.err" &
   PIDS+=("$!")
 }
 addr_of() {

@@ -6,12 +6,19 @@
 //!
 //! Environment:
 //! - `DATABASE_URL` (required): PostgreSQL; the schema is created and seeded on first start.
-//! - `BIND` (default `127.0.0.1:3000`).
+//! - `BIND` (default `127.0.0.1:3000`): the public listener the edge forwards to — the
+//!   catalogue pages and status-only probes, nothing else.
+//! - `ADMIN_BIND` (default `127.0.0.1:9091`): the admin listener — `/metrics`,
+//!   `/metrics.json`, `/readyz` with check names and errors, `/debug/*`.
+//! - `ADMIN_TOKEN` (optional, ≥ 32 characters): required as a bearer token on every
+//!   admin request (set it when `ADMIN_BIND` is not loopback).
 //! - `CACHEFRONT_EDGE_URL` + `CACHEFRONT_PURGE_TOKEN`: purge the edge when a product row
 //!   changes — through the write → purge loop, so any write counts (the price endpoint,
 //!   `psql`, a migration), not only the app's own.
-//! - `CATALOG_ADMIN_TOKEN`: enables `POST /api/products/{id}/price` (bearer token).
-//! - `CACHEFRONT_DEBUG_TOKEN`: enables `/debug/requests` and `/debug/pprof/profile`.
+//! - `CATALOG_ADMIN_TOKEN` (≥ 32 characters): enables `POST /api/products/{id}/price`
+//!   (bearer token).
+//! - `CACHEFRONT_DEBUG_TOKEN` (≥ 32 characters): enables `/debug/requests` and
+//!   `/debug/pprof/profile` on the admin listener.
 //! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet and image URLs.
 //! - `SLOW_REQUEST_MS` (500), `SERVER_TIMING_SAMPLE_RATE` (1.0),
 //!   `SHUTDOWN_DRAIN_MS` (0), `SHUTDOWN_DEADLINE_MS` (30000).
@@ -27,6 +34,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use cachefront_origin::admin::{AdminConfig, AdminRouter, BearerToken};
 use cachefront_origin::assets::{asset_url, AssetManifest};
 use cachefront_origin::cache_tags::{CacheTagLayer, CacheTags};
 use cachefront_origin::health::{FnCheck, GracefulShutdown, Health, PostgresCheck};
@@ -75,7 +83,7 @@ struct AppState {
     pool: PgPool,
     /// The edge is purged by the write → purge loop on every product change.
     purges_edge: bool,
-    admin_token: Option<String>,
+    admin_token: Option<BearerToken>,
     stylesheet: String,
 }
 
@@ -125,6 +133,9 @@ async fn run() -> Result<(), Error> {
     })?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let layers_on = std::env::var("CATALOG_LAYERS").map_or(true, |v| v != "off");
+    let admin_config = AdminConfig::from_env()?;
+    let admin_token = BearerToken::from_env("CATALOG_ADMIN_TOKEN")?;
+    let debug_token = BearerToken::from_env("CACHEFRONT_DEBUG_TOKEN")?;
 
     let pool = PgPoolOptions::new()
         .max_connections(env_or("DATABASE_MAX_CONNECTIONS", 10u32)?)
@@ -213,7 +224,7 @@ async fn run() -> Result<(), Error> {
         ProfilingConfig {
             slow_threshold: Duration::from_millis(env_or("SLOW_REQUEST_MS", 500u64)?),
             sample_rate: env_or("SERVER_TIMING_SAMPLE_RATE", 1.0f64)?,
-            debug_token: non_empty_env("CACHEFRONT_DEBUG_TOKEN"),
+            debug_token,
             ..ProfilingConfig::default()
         },
         &metrics,
@@ -221,7 +232,7 @@ async fn run() -> Result<(), Error> {
     let state = AppState {
         pool,
         purges_edge: purge.is_some(),
-        admin_token: non_empty_env("CATALOG_ADMIN_TOKEN"),
+        admin_token,
         stylesheet,
     };
     let pages = Router::new()
@@ -232,30 +243,42 @@ async fn run() -> Result<(), Error> {
         .fallback(not_found)
         .with_state(state);
 
+    // The public app is what the edge forwards to: pages and status-only probes. The
+    // operator routes (metrics, detailed readiness, debug) live on the admin listener.
     let app = if layers_on {
         pages
             .merge(health.router())
-            .merge(metrics.router())
-            .merge(profiler.router())
             .layer(CacheTagLayer::new().metrics(&metrics))
             .layer(profiler.layer())
             .layer(metrics.layer())
     } else {
         pages.merge(health.router())
     };
+    let admin = AdminRouter::new()
+        .metrics(&metrics)
+        .health(&health)
+        .profiler(&profiler)
+        .token(admin_config.token.clone())
+        .build();
 
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read this line to find the port when BIND ends in :0.
+    let admin_listener = tokio::net::TcpListener::bind(admin_config.bind).await?;
+    let admin_addr = admin_listener.local_addr()?;
+    if let Some(warning) = admin_config.exposure_warning() {
+        tracing::warn!("{warning}");
+    }
+    // Tests and scripts read these lines to find the ports when the binds end in :0.
     println!("catalog listening on http://{addr}");
-    tracing::info!(%addr, layers = layers_on, "catalog listening");
+    println!("catalog admin on http://{admin_addr}");
+    tracing::info!(%addr, %admin_addr, layers = layers_on, "catalog listening");
     GracefulShutdown::new(&health)
         .drain_delay(Duration::from_millis(env_or("SHUTDOWN_DRAIN_MS", 0u64)?))
         .deadline(Duration::from_millis(env_or(
             "SHUTDOWN_DEADLINE_MS",
             30_000u64,
         )?))
-        .serve(listener, app)
+        .serve_with_admin(listener, app, admin_listener, admin)
         .await?;
     let running_loop = purge_loop.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(handle) = running_loop {
@@ -567,14 +590,7 @@ async fn set_price(
             "price changes are disabled (set CATALOG_ADMIN_TOKEN)".to_owned(),
         ));
     };
-    let authorized = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()));
-    if !authorized {
-        return Err(Error::Unauthorized);
-    }
+    token.check(&headers)?;
     let id = parse_id(&raw)?;
     let change: PriceChange = serde_json::from_slice(&body).map_err(|e| {
         Error::BadRequest(format!("body must be {{\"price_cents\": <integer>}}: {e}"))
@@ -610,10 +626,6 @@ async fn set_price(
     res.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn not_found() -> Error {

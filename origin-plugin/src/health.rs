@@ -1,7 +1,9 @@
 //! Health probes and graceful shutdown: [`Health`] owns the process's readiness state,
 //! its dependency checks ([`HealthCheck`], with a built-in [`PostgresCheck`]) and the
-//! `/livez`, `/readyz`, `/startupz` router; [`GracefulShutdown`] serves an app until
-//! SIGTERM/SIGINT, flips readiness to 503 at once, drains, and stops within a deadline.
+//! `/livez`, `/readyz`, `/startupz` routers — a status-only one for the public listener,
+//! a detailed one (check names, errors) for the admin listener; [`GracefulShutdown`]
+//! serves an app (and its admin router) until SIGTERM/SIGINT, flips readiness to 503 at
+//! once, drains, and stops within a deadline.
 //!
 //! Startup semantics: `/readyz` and `/startupz` answer 503 until every startup check has
 //! passed once; after that startup checks are never run again.
@@ -356,7 +358,12 @@ impl Health {
         }
     }
 
-    /// `GET /livez`, `GET /readyz`, `GET /startupz`.
+    /// `GET /livez`, `GET /readyz`, `GET /startupz` for the public listener (load
+    /// balancers, the edge): a status and nothing else, `{"status":"ready"}` (200) or
+    /// `{"status":"unavailable"}` (503) — no check names, no error strings, which could
+    /// carry hostnames, users or driver messages. The details are on [`admin_router`].
+    ///
+    /// [`admin_router`]: Self::admin_router
     pub fn router<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
@@ -364,10 +371,43 @@ impl Health {
         let ready = self.clone();
         let startup = self.clone();
         Router::new()
+            .route("/livez", get(livez))
             .route(
-                "/livez",
-                get(|| async { no_store(Json(serde_json::json!({"status": "alive"}))) }),
+                "/readyz",
+                get(move || {
+                    let h = ready.clone();
+                    async move {
+                        let report = h.readiness().await;
+                        public_status(report.is_ready(), "ready", "unavailable")
+                    }
+                }),
             )
+            .route(
+                "/startupz",
+                get(move || {
+                    let h = startup.clone();
+                    async move {
+                        if !h.is_started() {
+                            // Runs the startup checks; flips `started` when they pass.
+                            h.readiness().await;
+                        }
+                        public_status(h.is_started(), "started", "starting")
+                    }
+                }),
+            )
+    }
+
+    /// `GET /livez`, `GET /readyz`, `GET /startupz` for the admin listener: the same
+    /// statuses, with every check's name, status, duration and error
+    /// ([`ReadinessReport`]).
+    pub fn admin_router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let ready = self.clone();
+        let startup = self.clone();
+        Router::new()
+            .route("/livez", get(livez))
             .route(
                 "/readyz",
                 get(move || {
@@ -402,6 +442,22 @@ impl Health {
                     }
                 }),
             )
+    }
+}
+
+async fn livez() -> Response {
+    no_store(Json(serde_json::json!({"status": "alive"})))
+}
+
+/// A probe answer that says only whether: 200 `{"status": yes}` or 503 `{"status": no}`.
+fn public_status(ok: bool, yes: &'static str, no: &'static str) -> Response {
+    if ok {
+        no_store((StatusCode::OK, Json(serde_json::json!({ "status": yes }))))
+    } else {
+        no_store((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": no })),
+        ))
     }
 }
 
@@ -488,6 +544,49 @@ impl GracefulShutdown {
         app: Router,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        self.run(listener, app, None, signal).await
+    }
+
+    /// Serve the public `app` on `listener` and the operator routes
+    /// ([`AdminRouter`](crate::admin::AdminRouter)) on `admin_listener` until SIGTERM or
+    /// SIGINT. The admin listener keeps answering through the drain (metrics and the
+    /// detailed `/readyz` show the shutdown) and stops with the public one.
+    pub async fn serve_with_admin(
+        self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        admin_listener: tokio::net::TcpListener,
+        admin: Router,
+    ) -> std::io::Result<()> {
+        self.run(
+            listener,
+            app,
+            Some((admin_listener, admin)),
+            terminate_signal(),
+        )
+        .await
+    }
+
+    /// [`serve_with_admin`](Self::serve_with_admin) until `signal` resolves.
+    pub async fn serve_with_admin_until(
+        self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        admin_listener: tokio::net::TcpListener,
+        admin: Router,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        self.run(listener, app, Some((admin_listener, admin)), signal)
+            .await
+    }
+
+    async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        app: Router,
+        admin: Option<(tokio::net::TcpListener, Router)>,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let health = self.health.clone();
         let drain = self.drain_delay;
@@ -498,16 +597,33 @@ impl GracefulShutdown {
             tracing::info!(target: "cachefront_origin::health", "no longer accepting connections; draining in-flight requests");
             let _ = stop_tx.send(true);
         });
-        let mut serve_rx = stop_rx.clone();
-        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = serve_rx.wait_for(|stop| *stop).await;
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let admin_task = admin.map(|(admin_listener, admin_app)| {
+            tokio::spawn(
+                axum::serve(admin_listener, admin_app)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .into_future(),
+            )
         });
-        let server = server.into_future();
-        tokio::pin!(server);
+        let admin_abort = admin_task
+            .as_ref()
+            .map(tokio::task::JoinHandle::abort_handle);
+        let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let both = async move {
+            let public = server.into_future().await;
+            let admin = match admin_task {
+                Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                None => Ok(()),
+            };
+            public.and(admin)
+        };
+        tokio::pin!(both);
         let mut deadline_rx = stop_rx;
         let deadline = self.deadline;
         tokio::select! {
-            res = &mut server => res,
+            res = &mut both => res,
             _ = async move {
                 if deadline_rx.wait_for(|stop| *stop).await.is_err() {
                     std::future::pending::<()>().await;
@@ -515,6 +631,9 @@ impl GracefulShutdown {
                 tokio::time::sleep(deadline).await;
             } => {
                 tracing::warn!(target: "cachefront_origin::health", deadline_ms = deadline.as_millis() as u64, "shutdown deadline passed; abandoning in-flight requests");
+                if let Some(abort) = admin_abort {
+                    abort.abort();
+                }
                 Ok(())
             }
         }

@@ -6,6 +6,7 @@
 //!
 //! | feature | module | what it gives |
 //! | --- | --- | --- |
+//! | — | [`admin`] | admin router for a separate listener, bearer-token guard |
 //! | `metrics` | [`metrics`] | RED metrics per route, process metrics, `/metrics`, `/metrics.json` |
 //! | `profiling` | [`profiling`] | `Server-Timing`, slow-request log, slowest-requests report |
 //! | `pprof` | [`profiling::pprof`] | on-demand CPU flamegraph / pprof profile |
@@ -19,36 +20,52 @@
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
 //!
+//! Operator routes (metrics, detailed health, `/debug/*`) never go on the public app the
+//! edge forwards to: [`admin::AdminRouter`] gathers them for a separate listener
+//! (`ADMIN_BIND`, loopback by default) or, behind an [`admin::BearerToken`], for nesting.
+//!
 //! ```no_run
 //! use axum::{routing::get, Router};
 //! use cachefront_origin::{
+//!     admin::{AdminConfig, AdminRouter},
 //!     cache_tags::{CacheTagLayer, CacheTags},
 //!     health::{GracefulShutdown, Health},
 //!     metrics::Metrics,
 //!     profiling::{Profiler, ProfilingConfig},
 //! };
 //!
-//! # async fn run() -> std::io::Result<()> {
+//! # async fn run() -> Result<(), cachefront_origin::Error> {
 //! let metrics = Metrics::new();
 //! let health = Health::builder().metrics(&metrics).build();
 //! let profiler = Profiler::with_metrics(ProfilingConfig::default(), &metrics);
 //!
 //! let app = Router::new()
 //!     .route("/", get(|| async { (CacheTags::new(["home"]), "hello") }))
-//!     .merge(health.router())
-//!     .merge(metrics.router())
-//!     .merge(profiler.router())
+//!     .merge(health.router()) // /livez /readyz /startupz: status only
 //!     .layer(CacheTagLayer::new().metrics(&metrics))
 //!     .layer(profiler.layer())
 //!     .layer(metrics.layer());
 //!
+//! let admin_config = AdminConfig::from_env()?; // ADMIN_BIND, ADMIN_TOKEN
+//! let admin = AdminRouter::new()
+//!     .metrics(&metrics)
+//!     .health(&health)
+//!     .profiler(&profiler)
+//!     .token(admin_config.token.clone())
+//!     .build();
+//!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! GracefulShutdown::new(&health).serve(listener, app).await
+//! let admin_listener = tokio::net::TcpListener::bind(admin_config.bind).await?;
+//! GracefulShutdown::new(&health)
+//!     .serve_with_admin(listener, app, admin_listener, admin)
+//!     .await?;
+//! # Ok(())
 //! # }
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+pub mod admin;
 pub mod error;
 #[cfg_attr(not(any(feature = "metrics", feature = "profiling")), allow(dead_code))]
 mod route;

@@ -50,26 +50,3 @@ pub(crate) fn status_class_index(status: StatusCode) -> usize {
         _ => 4,
     }
 }
-
-/// Constant-time comparison of a request's bearer token with the expected one.
-#[allow(dead_code)] // only used by features that protect endpoints
-pub(crate) fn bearer_matches(headers: &http::HeaderMap, expected: &str) -> bool {
-    let Some(value) = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(token) = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-    else {
-        return false;
-    };
-    let (a, b) = (token.trim().as_bytes(), expected.as_bytes());
-    // Length leaks, content does not.
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}

@@ -8,6 +8,18 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{edge_contract, http, spawn_example, PurgeStandIn};
 
+const ADMIN_TOKEN: &str = "catalog-price-token-0123456789abcdef";
+const DEBUG_TOKEN: &str = "catalog-debug-token-0123456789abcdef";
+
+/// Operator paths; none of them may answer on the public listener.
+const OPERATOR_PATHS: [&str; 5] = [
+    "/metrics",
+    "/metrics.json",
+    "/debug/requests",
+    "/debug/pprof/profile?seconds=1",
+    "/debug/queries",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     let Some(database_url) = support::database_url() else {
@@ -15,16 +27,18 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     };
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
     let edge_base = edge.base();
-    let (mut child, addr) = spawn_example(
+    let (mut child, addrs) = spawn_example(
         "catalog",
         &[
             ("DATABASE_URL", &database_url),
             ("CACHEFRONT_EDGE_URL", &edge_base),
             ("CACHEFRONT_PURGE_TOKEN", "edge-secret"),
-            ("CATALOG_ADMIN_TOKEN", "admin-secret"),
+            ("CATALOG_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("CACHEFRONT_DEBUG_TOKEN", DEBUG_TOKEN),
         ],
     );
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", addrs.public);
+    let admin = format!("http://{}", addrs.admin);
     let client = http();
 
     // Schema creation and seeding happen in the background; readiness waits for them.
@@ -36,9 +50,17 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
             .await
             .expect("readyz");
         if res.status() == 200 {
+            let body: serde_json::Value = res.json().await.expect("json");
+            assert_eq!(body, serde_json::json!({"status": "ready"}));
             break;
         }
         assert_eq!(res.status(), 503);
+        let body: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({"status": "unavailable"}),
+            "the public /readyz names no check and no error"
+        );
         assert!(Instant::now() < deadline, "catalog never became ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -121,7 +143,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     assert_eq!(res.status(), 401);
     let res = client
         .post(&url)
-        .bearer_auth("admin-secret")
+        .bearer_auth(ADMIN_TOKEN)
         .body("{oops")
         .send()
         .await
@@ -129,7 +151,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     assert_eq!(res.status(), 400);
     let res = client
         .post(&url)
-        .bearer_auth("admin-secret")
+        .bearer_auth(ADMIN_TOKEN)
         .json(&serde_json::json!({"price_cents": 4999}))
         .send()
         .await
@@ -156,9 +178,38 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         .expect("html");
     assert!(html.contains("$49.99"), "new price shown");
 
+    // The public listener (what the edge forwards to) has no operator route, even for a
+    // caller holding the debug token.
+    for path in OPERATOR_PATHS {
+        let res = client
+            .get(format!("{base}{path}"))
+            .bearer_auth(DEBUG_TOKEN)
+            .send()
+            .await
+            .expect("public operator path");
+        assert_eq!(res.status(), 404, "{path} answered on the public listener");
+        let text = res.text().await.expect("body");
+        assert!(!text.contains("cachefront_origin_"), "{path}: {text}");
+    }
+
+    // The admin listener has them: detailed readiness names the checks.
+    let readiness: serde_json::Value = client
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .expect("admin readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(readiness["status"], "ready", "{readiness}");
+    assert_eq!(
+        readiness["checks"]["postgres"]["status"], "ok",
+        "{readiness}"
+    );
+
     // Metrics: pool gauges, purge counters; promtool accepts the whole exposition.
     let text = client
-        .get(format!("{base}/metrics"))
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .expect("metrics")
@@ -183,13 +234,34 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         assert!(ok && output.trim().is_empty(), "{output}");
     }
 
-    // Debug endpoints are off unless a token is configured.
     let res = client
-        .get(format!("{base}/debug/requests"))
+        .get(format!("{admin}/metrics.json"))
+        .send()
+        .await
+        .expect("metrics.json");
+    assert_eq!(res.status(), 200);
+
+    // Debug endpoints on the admin listener still need their own token.
+    let res = client
+        .get(format!("{admin}/debug/requests"))
         .send()
         .await
         .expect("debug");
-    assert_eq!(res.status(), 404);
+    assert_eq!(res.status(), 401);
+    let res = client
+        .get(format!("{admin}/debug/requests?format=json"))
+        .bearer_auth(DEBUG_TOKEN)
+        .send()
+        .await
+        .expect("debug");
+    assert_eq!(res.status(), 200);
+    let report: serde_json::Value = res.json().await.expect("json");
+    assert!(
+        report["slowest"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r["route"] == "/products/{id}")),
+        "{report}"
+    );
 
     kill(Pid::from_raw(child.pid() as i32), Signal::SIGTERM).expect("SIGTERM");
     let status = child
@@ -214,7 +286,7 @@ async fn catalog_links_fingerprinted_assets_from_the_manifest() {
     )
     .expect("write manifest");
     let manifest_path = manifest.to_string_lossy().into_owned();
-    let (_child, addr) = spawn_example(
+    let (_child, addrs) = spawn_example(
         "catalog",
         &[
             ("DATABASE_URL", &database_url),
@@ -226,7 +298,7 @@ async fn catalog_links_fingerprinted_assets_from_the_manifest() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let html = loop {
         let res = client
-            .get(format!("http://{addr}/products/1"))
+            .get(format!("http://{}/products/1", addrs.public))
             .send()
             .await
             .expect("product");

@@ -14,6 +14,7 @@ use std::str::FromStr;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::Router;
+use cachefront_origin::admin::BearerToken;
 use cachefront_origin::db::analyze::plan::FindingKind;
 use cachefront_origin::db::analyze::sources::{fetch_app_snapshot, QuerySource};
 use cachefront_origin::db::analyze::{
@@ -23,6 +24,8 @@ use cachefront_origin::db::{DbCapture, DbCaptureConfig};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tracing_subscriber::layer::SubscriberExt;
+
+const APP_TOKEN: &str = "analyzer-test-token-0123456789abcdef";
 
 async fn customers(database_url: &str) -> (PgPool, String) {
     let schema = format!("db_report_{}_app", std::process::id());
@@ -70,7 +73,7 @@ async fn app_capture_feeds_hot_queries_and_pool_sizing() {
     let (setup, s) = customers(&url).await;
 
     let capture = DbCapture::new(DbCaptureConfig {
-        debug_token: Some("analyzer-secret".to_owned()),
+        debug_token: Some(BearerToken::new(APP_TOKEN).expect("long enough")),
         ..DbCaptureConfig::default()
     });
     // Before the first query of the app's pool (see tests/db.rs).
@@ -114,7 +117,7 @@ async fn app_capture_feeds_hot_queries_and_pool_sizing() {
         .await
         .expect("response");
     assert_eq!(unauthorized.status(), reqwest::StatusCode::UNAUTHORIZED);
-    let snapshot = fetch_app_snapshot(&server.url(""), Some("analyzer-secret"))
+    let snapshot = fetch_app_snapshot(&server.url(""), Some(APP_TOKEN))
         .await
         .expect("snapshot");
     let stat = snapshot

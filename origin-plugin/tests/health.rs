@@ -18,7 +18,8 @@ async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_flips_to_503_when_postgres_stops_and_back_when_it_returns() {
+async fn readyz_flips_to_503_when_postgres_stops_and_back_when_it_returns_naming_the_error_only_on_admin(
+) {
     if support::pg_bindir().is_none() {
         assert!(
             std::env::var_os("CACHEFRONT_TEST_STRICT").is_none(),
@@ -37,13 +38,19 @@ async fn readyz_flips_to_503_when_postgres_stops_and_back_when_it_returns() {
         .readiness_check(PostgresCheck::new(pool))
         .check_timeout(Duration::from_secs(5))
         .build();
-    let server = TestServer::start(Router::new().merge(health.router())).await;
+    let server = TestServer::start(Router::new().merge(health.admin_router())).await;
+    let public = TestServer::start(Router::new().merge(health.router())).await;
     let client = http();
 
     let (status, body) = get_json(&client, &server.url("/readyz")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ready");
     assert_eq!(body["checks"]["postgres"]["status"], "ok");
+    let (status, body) = get_json(&client, &public.url("/readyz")).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"status": "ready"}))
+    );
 
     cluster.stop_server();
     let (status, body) = get_json(&client, &server.url("/readyz")).await;
@@ -51,7 +58,29 @@ async fn readyz_flips_to_503_when_postgres_stops_and_back_when_it_returns() {
     assert_eq!(body["status"], "unready");
     assert_eq!(body["failing"], serde_json::json!(["postgres"]));
     assert_ne!(body["checks"]["postgres"]["status"], "ok");
+    let error = body["checks"]["postgres"]["error"]
+        .as_str()
+        .expect("the admin answer carries the driver's error");
+    assert!(!error.is_empty());
+
+    // The public answer says only that it is unavailable: no check name, no error text.
+    let res = client
+        .get(public.url("/readyz"))
+        .send()
+        .await
+        .expect("public readyz");
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let text = res.text().await.expect("body");
+    assert_eq!(text, r#"{"status":"unavailable"}"#);
+    assert!(
+        !text.contains("postgres") && !text.contains(error),
+        "{text}"
+    );
+
     let (status, _) = get_json(&client, &server.url("/livez")).await;
+    assert_eq!(status, 200, "liveness must not depend on the database");
+    let (status, _) = get_json(&client, &public.url("/livez")).await;
     assert_eq!(status, 200, "liveness must not depend on the database");
 
     cluster.start_server();
@@ -89,7 +118,8 @@ async fn not_ready_until_startup_checks_pass_once() {
             }
         }))
         .build();
-    let server = TestServer::start(health.router()).await;
+    let server = TestServer::start(health.admin_router()).await;
+    let public = TestServer::start(health.router()).await;
     let client = http();
 
     let (status, body) = get_json(&client, &server.url("/readyz")).await;
@@ -99,8 +129,19 @@ async fn not_ready_until_startup_checks_pass_once() {
         "{body}"
     );
     assert_eq!(body["failing"], serde_json::json!(["migrations"]));
-    let (status, _) = get_json(&client, &server.url("/startupz")).await;
+    let (status, body) = get_json(&client, &server.url("/startupz")).await;
     assert_eq!(status, 503);
+    assert_eq!(body["checks"]["migrations"]["error"], "pending");
+    let (status, body) = get_json(&client, &public.url("/startupz")).await;
+    assert_eq!(
+        (status, body),
+        (503, serde_json::json!({"status": "starting"}))
+    );
+    let (status, body) = get_json(&client, &public.url("/readyz")).await;
+    assert_eq!(
+        (status, body),
+        (503, serde_json::json!({"status": "unavailable"}))
+    );
     let (status, _) = get_json(&client, &server.url("/livez")).await;
     assert_eq!(status, 200);
 
@@ -109,6 +150,11 @@ async fn not_ready_until_startup_checks_pass_once() {
     assert_eq!(status, 200);
     let (status, _) = get_json(&client, &server.url("/readyz")).await;
     assert_eq!(status, 200);
+    let (status, body) = get_json(&client, &public.url("/startupz")).await;
+    assert_eq!(
+        (status, body),
+        (200, serde_json::json!({"status": "started"}))
+    );
 
     // Startup checks run until they pass once, never again.
     migrated.store(false, Ordering::SeqCst);
@@ -136,7 +182,7 @@ async fn a_hanging_check_times_out_and_is_named() {
 #[tokio::test]
 async fn shutdown_makes_readiness_503_but_not_liveness() {
     let health = Health::builder().build();
-    let server = TestServer::start(health.router()).await;
+    let server = TestServer::start(health.admin_router()).await;
     let client = http();
     assert_eq!(get_json(&client, &server.url("/readyz")).await.0, 200);
     health.begin_shutdown();

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
+use cachefront_origin::admin::BearerToken;
 use cachefront_origin::metrics::Metrics;
 use cachefront_origin::profiling::{Profiler, ProfilingConfig, RequestProfile};
 use support::{http, TestServer};
+
+const DEBUG_TOKEN: &str = "profiling-test-token-0123456789abcdef";
 
 /// Everything logged through `tracing` in this test binary.
 fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
@@ -211,7 +214,7 @@ async fn debug_endpoints_are_off_without_a_configured_token() {
 async fn slowest_requests_report_needs_the_token_and_lists_routes() {
     let metrics = Metrics::new();
     let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some("s3cret".into()),
+        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
         ..Default::default()
     });
     let server = TestServer::start(app(&profiler, &metrics)).await;
@@ -240,7 +243,7 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
 
     let res = client
         .get(server.url("/debug/requests"))
-        .bearer_auth("s3cret")
+        .bearer_auth(DEBUG_TOKEN)
         .send()
         .await
         .expect("report");
@@ -257,7 +260,7 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
 
     let json: serde_json::Value = client
         .get(server.url("/debug/requests?format=json"))
-        .bearer_auth("s3cret")
+        .bearer_auth(DEBUG_TOKEN)
         .send()
         .await
         .expect("report")
@@ -270,7 +273,7 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
 
     let res = client
         .get(server.url("/debug/requests?format=xml"))
-        .bearer_auth("s3cret")
+        .bearer_auth(DEBUG_TOKEN)
         .send()
         .await
         .expect("report");
@@ -282,7 +285,7 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
     let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some("s3cret".into()),
+        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
         ..Default::default()
     });
     let server = TestServer::start(app(&profiler, &metrics)).await;
@@ -299,7 +302,7 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
     for bad in ["seconds=0", "seconds=61", "seconds=ten", "format=gif"] {
         let res = client
             .get(server.url(&format!("/debug/pprof/profile?{bad}")))
-            .bearer_auth("s3cret")
+            .bearer_auth(DEBUG_TOKEN)
             .send()
             .await
             .expect("profile");
@@ -322,7 +325,7 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
     };
     let res = client
         .get(server.url("/debug/pprof/profile?seconds=1"))
-        .bearer_auth("s3cret")
+        .bearer_auth(DEBUG_TOKEN)
         .send()
         .await
         .expect("profile");
@@ -342,7 +345,7 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
 
     let res = client
         .get(server.url("/debug/pprof/profile?seconds=1&format=pprof"))
-        .bearer_auth("s3cret")
+        .bearer_auth(DEBUG_TOKEN)
         .send()
         .await
         .expect("profile");
@@ -361,7 +364,7 @@ async fn only_one_cpu_profile_runs_at_a_time() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
     let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some("s3cret".into()),
+        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
         ..Default::default()
     });
     let server = TestServer::start(app(&profiler, &metrics)).await;
@@ -369,7 +372,7 @@ async fn only_one_cpu_profile_runs_at_a_time() {
     let first = tokio::spawn(async move {
         http()
             .get(first_url)
-            .bearer_auth("s3cret")
+            .bearer_auth(DEBUG_TOKEN)
             .send()
             .await
             .expect("first")
@@ -380,7 +383,7 @@ async fn only_one_cpu_profile_runs_at_a_time() {
     while !first.is_finished() {
         let res = client
             .get(server.url("/debug/pprof/profile?seconds=1"))
-            .bearer_auth("s3cret")
+            .bearer_auth(DEBUG_TOKEN)
             .send()
             .await
             .expect("second");

@@ -12,9 +12,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::{http, spawn_example};
 
-async fn in_flight_sleeps(client: &reqwest::Client, base: &str) -> f64 {
+async fn in_flight_sleeps(client: &reqwest::Client, admin: &str) -> f64 {
     let text = client
-        .get(format!("{base}/metrics"))
+        .get(format!("{admin}/metrics"))
         .send()
         .await
         .expect("metrics")
@@ -34,14 +34,15 @@ async fn in_flight_sleeps(client: &reqwest::Client, base: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    let (mut child, addr) = spawn_example(
+    let (mut child, addrs) = spawn_example(
         "minimal",
         &[
             ("SHUTDOWN_DRAIN_MS", "3000"),
             ("SHUTDOWN_DEADLINE_MS", "30000"),
         ],
     );
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", addrs.public);
+    let admin = format!("http://{}", addrs.admin);
     let client = http();
 
     // Five slow requests, each on its own connection.
@@ -55,7 +56,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight_sleeps(&client, &base).await < 5.0 {
+    while in_flight_sleeps(&client, &admin).await < 5.0 {
         assert!(
             Instant::now() < deadline,
             "slow requests never got in flight"
@@ -76,13 +77,23 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             .expect("readyz during drain");
         if res.status() == 503 {
             let body: serde_json::Value = res.json().await.expect("json");
-            assert_eq!(body["status"], "shutting_down");
+            assert_eq!(body, serde_json::json!({"status": "unavailable"}));
             break;
         }
         assert_eq!(res.status(), 200);
         assert!(Instant::now() < deadline, "readiness never flipped to 503");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+
+    // The admin listener stays up through the drain and tells why.
+    let res = client
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .expect("admin readyz during drain");
+    assert_eq!(res.status(), 503);
+    let body: serde_json::Value = res.json().await.expect("json");
+    assert_eq!(body["status"], "shutting_down");
 
     // After the drain window, new connections are refused while the slow ones still run.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -116,18 +127,19 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_deadline_bounds_the_wait_for_stuck_requests() {
-    let (mut child, addr) = spawn_example(
+    let (mut child, addrs) = spawn_example(
         "minimal",
         &[("SHUTDOWN_DRAIN_MS", "0"), ("SHUTDOWN_DEADLINE_MS", "500")],
     );
-    let base = format!("http://{addr}");
+    let base = format!("http://{}", addrs.public);
+    let admin = format!("http://{}", addrs.admin);
     let client = http();
     let stuck = {
         let url = format!("{base}/sleep/30000");
         tokio::spawn(async move { http().get(url).send().await.map(|r| r.status().as_u16()) })
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while in_flight_sleeps(&client, &base).await < 1.0 {
+    while in_flight_sleeps(&client, &admin).await < 1.0 {
         assert!(Instant::now() < deadline, "request never got in flight");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -57,7 +57,8 @@ function psql(url, sql) {
 /** Starts the catalogue example; resolves with its URL once it says where it listens. */
 function startCatalog(env) {
   const child = spawn(catalogBin(), [], {
-    env: { ...process.env, BIND: '127.0.0.1:0', RUST_LOG: 'info', ...env },
+    // ADMIN_BIND :0 too: the default admin port (9091) may be taken by another origin.
+    env: { ...process.env, BIND: '127.0.0.1:0', ADMIN_BIND: '127.0.0.1:0', RUST_LOG: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

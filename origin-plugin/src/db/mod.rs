@@ -54,7 +54,7 @@ use axum::extract::MatchedPath;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use http::{header, HeaderMap, HeaderValue, Request};
+use http::{header, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::field::{Field, Visit};
@@ -63,8 +63,8 @@ use tracing::{Instrument, Subscriber};
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::error::Error;
-use crate::route::{bearer_matches, method_label, UNMATCHED};
+use crate::admin::{authorize_debug, BearerToken};
+use crate::route::{method_label, UNMATCHED};
 use stats::{CaptureSnapshot, CaptureStats};
 
 /// Name of the span [`DbCaptureLayer`] opens around each request (target `cachefront_origin::db`).
@@ -97,7 +97,7 @@ pub struct DbCaptureConfig {
     pub slow_query_threshold: Duration,
     /// Bearer token for `GET /debug/queries` ([`DbCapture::router`]); `None` (default)
     /// disables the endpoint (404).
-    pub debug_token: Option<String>,
+    pub debug_token: Option<BearerToken>,
 }
 
 impl Default for DbCaptureConfig {
@@ -357,7 +357,9 @@ impl DbCapture {
     }
 
     /// `GET /debug/queries`: [`snapshot`](Self::snapshot) as JSON. Needs
-    /// [`DbCaptureConfig::debug_token`] as a bearer token (404 without one configured).
+    /// [`DbCaptureConfig::debug_token`] as a bearer token (404 without one configured), or
+    /// the admin token when mounted behind [`AdminRouter::token`](crate::admin::AdminRouter::token).
+    /// Mount it on the admin listener ([`AdminRouter::db_capture`](crate::admin::AdminRouter::db_capture)).
     pub fn router<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
@@ -365,19 +367,19 @@ impl DbCapture {
         let capture = self.clone();
         Router::new().route(
             "/debug/queries",
-            get(move |headers: HeaderMap| {
+            get(move |req: axum::extract::Request| {
                 let capture = capture.clone();
-                async move { capture.snapshot_response(&headers) }
+                async move { capture.snapshot_response(&req) }
             }),
         )
     }
 
-    fn snapshot_response(&self, headers: &HeaderMap) -> Response {
-        let authorized = match &self.inner.config.debug_token {
-            None => Err(Error::NotFound("debug endpoints are disabled".to_owned())),
-            Some(token) if bearer_matches(headers, token) => Ok(()),
-            Some(_) => Err(Error::Unauthorized),
-        };
+    fn snapshot_response<B>(&self, req: &Request<B>) -> Response {
+        let authorized = authorize_debug(
+            self.inner.config.debug_token.as_ref(),
+            req.headers(),
+            req.extensions(),
+        );
         if let Err(e) = authorized {
             return e.into_response();
         }

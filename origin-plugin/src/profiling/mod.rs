@@ -24,12 +24,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use http::{header, HeaderName, HeaderValue, Request};
 use pin_project_lite::pin_project;
 use serde::Serialize;
 use tower::{Layer, Service};
 
-use crate::route::{bearer_matches, method_label, UNMATCHED};
+use crate::admin::{authorize_debug, BearerToken};
+use crate::route::{method_label, UNMATCHED};
 use crate::Error;
 
 /// `Server-Timing` header name.
@@ -49,7 +50,7 @@ pub struct ProfilingConfig {
     /// How many recent sampled requests the report keeps. Default: 500.
     pub report_capacity: usize,
     /// Bearer token for the debug endpoints; `None` (default) disables them (404).
-    pub debug_token: Option<String>,
+    pub debug_token: Option<BearerToken>,
     /// Longest CPU profile, in seconds. Default: 60.
     pub pprof_max_seconds: u64,
     /// CPU sampling frequency, in Hz. Default: 99.
@@ -218,9 +219,9 @@ impl Profiler {
         let report = self.clone();
         let router = Router::new().route(
             "/debug/requests",
-            get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
+            get(move |req: axum::extract::Request| {
                 let p = report.clone();
-                async move { p.report_response(&headers, query.0.as_deref()) }
+                async move { p.report_response(&req) }
             }),
         );
         #[cfg(feature = "pprof")]
@@ -228,11 +229,11 @@ impl Profiler {
             let cpu = self.clone();
             router.route(
                 "/debug/pprof/profile",
-                get(move |headers: HeaderMap, query: axum::extract::RawQuery| {
+                get(move |req: axum::extract::Request| {
                     let p = cpu.clone();
                     async move {
-                        match p.authorize(&headers) {
-                            Ok(()) => p.inner.cpu.serve(query.0.as_deref()).await,
+                        match p.authorize(&req) {
+                            Ok(()) => p.inner.cpu.serve(req.uri().query()).await,
                             Err(e) => e.into_response(),
                         }
                     }
@@ -243,18 +244,19 @@ impl Profiler {
     }
 
     /// Check the debug bearer token: 404 when debug endpoints are off, 401 when wrong.
-    pub(crate) fn authorize(&self, headers: &HeaderMap) -> Result<(), Error> {
-        match &self.inner.config.debug_token {
-            None => Err(Error::NotFound("debug endpoints are disabled".to_owned())),
-            Some(token) if bearer_matches(headers, token) => Ok(()),
-            Some(_) => Err(Error::Unauthorized),
-        }
+    pub(crate) fn authorize<B>(&self, req: &Request<B>) -> Result<(), Error> {
+        authorize_debug(
+            self.inner.config.debug_token.as_ref(),
+            req.headers(),
+            req.extensions(),
+        )
     }
 
-    fn report_response(&self, headers: &HeaderMap, query: Option<&str>) -> Response {
-        if let Err(e) = self.authorize(headers) {
+    fn report_response<B>(&self, req: &Request<B>) -> Response {
+        if let Err(e) = self.authorize(req) {
             return e.into_response();
         }
+        let query = req.uri().query();
         let slowest = self.slowest(50);
         let format = query_param(query, "format").unwrap_or("html");
         let mut res = match format {

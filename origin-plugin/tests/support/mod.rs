@@ -96,10 +96,21 @@ pub fn example_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// Start an example with `BIND=127.0.0.1:0` and wait for its "listening on" line.
-pub fn spawn_example(name: &str, envs: &[(&str, &str)]) -> (ChildGuard, SocketAddr) {
+/// Where a started example listens.
+#[derive(Debug, Clone, Copy)]
+pub struct ExampleAddrs {
+    /// The public listener (what the edge forwards to).
+    pub public: SocketAddr,
+    /// The admin listener (operator routes).
+    pub admin: SocketAddr,
+}
+
+/// Start an example with `BIND=127.0.0.1:0` and `ADMIN_BIND=127.0.0.1:0` and wait for its
+/// "listening on" and "admin on" lines.
+pub fn spawn_example(name: &str, envs: &[(&str, &str)]) -> (ChildGuard, ExampleAddrs) {
     let mut cmd = Command::new(example_bin(name));
     cmd.env("BIND", "127.0.0.1:0")
+        .env("ADMIN_BIND", "127.0.0.1:0")
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -120,15 +131,20 @@ pub fn spawn_example(name: &str, envs: &[(&str, &str)]) -> (ChildGuard, SocketAd
     });
     let guard = ChildGuard { child, lines: rx };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let (mut public, mut admin) = (None, None);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = guard
             .lines
             .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{name} did not report its address"));
+            .unwrap_or_else(|_| panic!("{name} did not report its addresses"));
         if let Some(addr) = line.split("listening on http://").nth(1) {
-            let addr: SocketAddr = addr.trim().parse().expect("address");
-            return (guard, addr);
+            public = Some(addr.trim().parse().expect("address"));
+        } else if let Some(addr) = line.split("admin on http://").nth(1) {
+            admin = Some(addr.trim().parse().expect("admin address"));
+        }
+        if let (Some(public), Some(admin)) = (public, admin) {
+            return (guard, ExampleAddrs { public, admin });
         }
     }
 }
