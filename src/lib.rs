@@ -17,6 +17,7 @@ pub mod platform;
 pub mod purge;
 pub mod responses;
 pub mod semantics;
+pub mod stable_hash;
 pub mod telemetry;
 
 /// Bodies are whole byte buffers in this version of the pipeline.

@@ -235,7 +235,7 @@ pub fn short_key(key: &str) -> String {
     if key.len() <= 480 {
         return key.to_owned();
     }
-    let hash = crate::purge::tags::stable_hash(key.as_bytes());
+    let hash = crate::stable_hash::stable_hash(key.as_bytes());
     let mut cut = 400;
     while !key.is_char_boundary(cut) {
         cut -= 1;

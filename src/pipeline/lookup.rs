@@ -137,7 +137,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         self.platform.background().spawn(Box::pin(async move {
             let _ = cache.put(&promoted_key, promoted).await;
         }));
-        stored::decode(found).map(|(response, meta)| (response, meta, Tier::Global))
+        stored::decode(found).map(|(response, meta)| (response, meta, Tier::Kv))
     }
 
     pub(super) fn kv_tier_on(&self) -> bool {

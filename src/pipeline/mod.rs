@@ -1,8 +1,16 @@
 //! The request pipeline: static assets, then the cache tiers, then the origin.
 //! Plain Rust over `http` types, generic over the [`Platform`]; it reads time
 //! only through the platform clock and does I/O only through platform traits.
-//! Every cache decision is delegated to the pure modules (`policy`,
-//! `conditional`, `range`, `vary`); this module only sequences them.
+//! Every cache decision is delegated to the pure modules in
+//! [`crate::semantics`]; the pipeline only sequences them.
+//!
+//! One `impl Pipeline` block per stage, in the order a request meets them:
+//! this module (entry and decoration: [`Pipeline::handle`]), `route`
+//! (admission and routing), `admin` (operator endpoints), `assets` (the
+//! asset store, origin bodies), `lookup` (keys and tiers), `hit` (serving a
+//! stored entry), `miss` (filling from the origin), `store` (writing and
+//! invalidating), `origin` (failover and health), `view` (what the client
+//! sees), `warm` (warming); `isolate` holds the state an isolate shares.
 
 mod admin;
 mod assets;

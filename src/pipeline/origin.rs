@@ -12,8 +12,8 @@ use crate::origin::pool::{self as origin_pool, Candidate};
 use crate::origin::request::{self as origin_request, ForwardRules};
 use crate::platform::body::{self, Streamed};
 use crate::platform::{HealthStore, OriginError, OriginFetch, Platform};
-use crate::purge::tags;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
+use crate::stable_hash::stable_hash;
 use crate::Body;
 
 use super::{FailedAttempt, Pipeline, Trace, ORIGIN_HEADER};
@@ -107,7 +107,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             now,
             &self.config.health,
         );
-        let seed = now ^ tags::stable_hash(path.as_bytes());
+        let seed = now ^ stable_hash(path.as_bytes());
         origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed)
     }
 

@@ -16,7 +16,8 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::platform::ports::StoreError;
-use crate::purge::tags::{stable_hash, EVERYTHING_KEY};
+use crate::purge::tags::EVERYTHING_KEY;
+use crate::stable_hash::stable_hash;
 
 /// When a key was last purged, in ms since the Unix epoch (0 = never).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

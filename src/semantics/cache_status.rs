@@ -98,8 +98,8 @@ pub enum Tier {
     Memory,
     /// The data centre's Cache API.
     Edge,
-    /// The global KV tier.
-    Global,
+    /// The global tier in Workers KV (`KV_CACHE_MAX_OBJECT_BYTES`).
+    Kv,
 }
 
 impl Tier {
@@ -107,7 +107,28 @@ impl Tier {
         match self {
             Self::Memory => "memory",
             Self::Edge => "edge",
-            Self::Global => "kv",
+            Self::Kv => "kv",
+        }
+    }
+}
+
+/// Where an answer came from, as logs and metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The edge's asset store.
+    Assets,
+    /// A stored response from one of the cache's tiers.
+    Stored(Tier),
+    /// An origin (or this worker, for its own answers).
+    Origin,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Assets => "assets",
+            Self::Stored(tier) => tier.as_str(),
+            Self::Origin => "origin",
         }
     }
 }
@@ -154,6 +175,8 @@ pub struct CacheStatus {
     pub stored: bool,
     pub collapsed: bool,
     pub detail: Option<&'static str>,
+    /// Where the answer came from (the log's `tier`).
+    pub source: Source,
 }
 
 impl CacheStatus {
@@ -167,22 +190,31 @@ impl CacheStatus {
             stored: false,
             collapsed: false,
             detail: None,
+            // A hit's tier is set by its constructor; stale hits are
+            // counted as edge answers.
+            source: if hit {
+                Source::Stored(Tier::Edge)
+            } else {
+                Source::Origin
+            },
         }
     }
 
     /// A static asset answered by the edge's asset store.
     pub fn asset() -> Self {
-        Self::new(Outcome::Asset, true, None).with_detail("assets")
+        let mut status = Self::new(Outcome::Asset, true, None).with_detail("assets");
+        status.source = Source::Assets;
+        status
     }
 
     /// A fresh stored response.
     pub fn hit(ttl: i64, tier: Tier) -> Self {
         let mut status = Self::new(Outcome::Hit, true, None);
         status.ttl = Some(ttl);
-        match tier {
-            Tier::Memory => status.detail = Some("memory"),
-            Tier::Global => status.detail = Some("kv"),
-            Tier::Edge => {}
+        status.source = Source::Stored(tier);
+        // The Cache API is the default tier: only the others are named.
+        if tier != Tier::Edge {
+            status.detail = Some(tier.as_str());
         }
         status
     }
@@ -240,15 +272,9 @@ impl CacheStatus {
         self.outcome.as_str()
     }
 
-    /// Which tier produced the answer: `memory`, `edge`, `assets` or `origin`.
+    /// Where the answer came from: `memory`, `edge`, `kv`, `assets` or `origin`.
     pub fn tier(&self) -> &'static str {
-        match (self.hit, self.detail) {
-            (true, Some("assets")) => "assets",
-            (true, Some("memory")) => "memory",
-            (true, Some("kv")) => "kv",
-            (true, _) => "edge",
-            (false, _) => "origin",
-        }
+        self.source.as_str()
     }
 
     /// The `Cache-Status` list member, e.g. `cachefront; fwd=uri-miss; fwd-status=200; stored`.
@@ -323,6 +349,15 @@ mod tests {
             CacheStatus::hit(42, Tier::Memory).member(),
             "cachefront; hit; ttl=42; detail=memory"
         );
+        assert_eq!(
+            CacheStatus::hit(42, Tier::Kv).member(),
+            "cachefront; hit; ttl=42; detail=kv"
+        );
+        assert_eq!(CacheStatus::hit(42, Tier::Kv).tier(), "kv");
+        assert_eq!(CacheStatus::hit(42, Tier::Memory).tier(), "memory");
+        assert_eq!(CacheStatus::hit(42, Tier::Edge).tier(), "edge");
+        assert_eq!(CacheStatus::asset().tier(), "assets");
+        assert_eq!(CacheStatus::forward(Forward::UriMiss).tier(), "origin");
     }
 
     #[test]

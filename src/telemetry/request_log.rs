@@ -12,7 +12,7 @@ pub struct RequestLog {
     /// Short outcome: `asset`, `hit`, `stale`, `revalidated`, `miss`, `expired`, `bypass`, `error`.
     pub cache: &'static str,
     pub cache_status: String,
-    /// Where the answer came from: `memory`, `edge`, `assets` or `origin`.
+    /// Where the answer came from: `memory`, `edge`, `kv`, `assets` or `origin`.
     pub tier: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
