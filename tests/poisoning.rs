@@ -12,6 +12,15 @@ use http::Request;
 
 const TOKEN: &str = "purge-token-0123456789";
 
+/// A request field as the stand-in origin reads it, or `default`.
+fn field(req: &Request<Body>, name: &str, default: &str) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(default)
+        .to_owned()
+}
+
 /// A careless origin: per-user answers with validators only, as framework
 /// defaults send them; the user is whatever the request's credentials say.
 fn per_user_origin() -> Harness {
@@ -53,12 +62,7 @@ fn cookie_answer_with_validators_only_is_never_served_to_anyone_else() {
 #[test]
 fn authorization_answer_with_must_revalidate_is_not_shared() {
     let h = Harness::new(|req, _| {
-        let user = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("anonymous")
-            .to_owned();
+        let user = field(req, "authorization", "anonymous");
         reply(
             200,
             &[("cache-control", "max-age=60, must-revalidate")],
@@ -73,12 +77,7 @@ fn authorization_answer_with_must_revalidate_is_not_shared() {
 #[test]
 fn a_private_answer_in_flight_is_not_handed_to_a_waiting_anonymous_request() {
     let h = Harness::new(|req, _| {
-        let user = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("anonymous")
-            .to_owned();
+        let user = field(req, "authorization", "anonymous");
         reply(
             200,
             &[("cache-control", "max-age=60, must-revalidate")],
@@ -343,12 +342,7 @@ fn unkeyed_client_headers_never_reach_the_origin() {
 #[test]
 fn origin_is_part_of_the_key() {
     let h = Harness::new(|req, _| {
-        let origin = req
-            .headers()
-            .get("origin")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+        let origin = field(req, "origin", "none");
         reply(
             200,
             &[
@@ -472,12 +466,7 @@ fn remembered_non_asset_paths_stay_bounded() {
 #[test]
 fn a_withheld_vary_field_is_sent_once_the_origin_names_it() {
     let h = Harness::new(|req, _| {
-        let seen = req
-            .headers()
-            .get("x-foo")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("default")
-            .to_owned();
+        let seen = field(req, "x-foo", "default");
         reply(
             200,
             &[("cache-control", "public, max-age=600"), ("vary", "x-foo")],
@@ -510,12 +499,7 @@ fn a_variant_is_filed_under_what_the_origin_saw() {
     // The second answer names a field the first did not: it was made
     // without X-Bar, so it must not be filed under the client's X-Bar.
     let h = Harness::new(|req, n| {
-        let bar = req
-            .headers()
-            .get("x-bar")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+        let bar = field(req, "x-bar", "none");
         let vary = if n == 1 { "x-foo" } else { "x-foo, x-bar" };
         reply(
             200,
@@ -537,12 +521,7 @@ fn a_variant_is_filed_under_what_the_origin_saw() {
 #[test]
 fn a_revalidation_sends_the_fields_the_entry_varies_on() {
     let h = Harness::new(|req, n| {
-        let seen = req
-            .headers()
-            .get("x-foo")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("none")
-            .to_owned();
+        let seen = field(req, "x-foo", "none");
         if n > 2 && req.headers().contains_key("if-none-match") {
             return reply(304, &[("etag", "\"e\"")], "");
         }
