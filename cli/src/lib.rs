@@ -7,7 +7,7 @@
 pub mod build;
 pub mod css_minify;
 pub mod dependency_order;
-pub mod edge_exporter;
+pub mod edge_metrics;
 pub mod error;
 pub mod fingerprint;
 pub mod guarded;

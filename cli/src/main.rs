@@ -25,9 +25,9 @@ use cachefront_cli::guarded::without_panics;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-mod edge;
-mod purge;
-mod state;
+mod commands;
+
+use commands::{edge_exporter, purge, state};
 
 #[derive(Parser)]
 #[command(name = "cachefront", version, about = "Cachefront build tools")]
@@ -79,7 +79,7 @@ enum Command {
     #[command(subcommand)]
     State(state::StateCommand),
     /// Serve the edge's Workers Analytics Engine data as Prometheus metrics.
-    EdgeExporter(edge::EdgeExporterArgs),
+    EdgeExporter(edge_exporter::EdgeExporterArgs),
     /// Minify one CSS file with lightningcss (as the build does), or with
     /// `--edge` the worker's own minifier (EDGE_MINIFY_CSS).
     MinifyCss {
@@ -101,7 +101,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Purge(args) => return purge::run(args),
         Command::State(command) => return state::run(command),
-        Command::EdgeExporter(args) => return edge::run(args),
+        Command::EdgeExporter(args) => return edge_exporter::run(args),
         Command::Build {
             src,
             out,

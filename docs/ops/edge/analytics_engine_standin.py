@@ -11,7 +11,7 @@ It checks every request the way Cloudflare documents the API
   - the SQL query as the request body,
 and answers in the documented `FORMAT JSON` shape: {"meta": [...], "data": [...], "rows": n}.
 The SQL must be exactly the query `cachefront edge-exporter` sends for a time window
-(cli/src/edge_exporter.rs `window_sql`), with whole-second bounds, start < end.
+(cli/src/edge_metrics.rs `window_sql`), with whole-second bounds, start < end.
 Anything else is refused (401 / 404 / 405 / 400, Cloudflare's error envelope) and counted;
 GET /__standin/stats answers {"accepted": n, "rejected": m, "last_rejection": "..."}.
 

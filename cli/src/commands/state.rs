@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use cachefront::admin::state::{FORMAT, STATE_PATH};
 use clap::{Args, Subcommand};
 
-use crate::purge::{
+use crate::commands::purge::{
     agent, fail, first_line, Failure, ENV_TOKEN, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED,
     EXIT_SERVER, EXIT_USAGE,
 };
@@ -66,7 +66,7 @@ pub fn run(command: StateCommand) -> ExitCode {
 }
 
 fn credentials(target: &Target) -> Result<(String, String), Failure> {
-    crate::purge::worker_target(target.endpoint.as_deref(), STATE_PATH)
+    crate::commands::purge::worker_target(target.endpoint.as_deref(), STATE_PATH)
 }
 
 /// Sends one request; returns status and body whatever the status.

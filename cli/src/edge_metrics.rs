@@ -1,9 +1,10 @@
-//! `cachefront edge-exporter`: the bridge from Workers Analytics Engine (where
+//! The pure core of `cachefront edge-exporter` (the command's I/O is in
+//! `commands/edge_exporter.rs`): the bridge from Workers Analytics Engine (where
 //! the worker writes one data point per request, `src/telemetry/analytics.rs`) to
-//! Prometheus. It queries the Analytics Engine SQL API
+//! Prometheus. It builds the Analytics Engine SQL API queries
 //! (`POST {api}/accounts/{account}/analytics_engine/sql`, bearer token, SQL
-//! body, `FORMAT JSON` answer) for consecutive time windows and adds each
-//! window's sums to counters served on `/metrics`.
+//! body, `FORMAT JSON` answer) for consecutive time windows, parses the answers
+//! and adds each window's sums to counters rendered for `/metrics`.
 //!
 //! Windows end `lag` seconds in the past (Analytics Engine ingests with a
 //! delay) and follow each other without gaps or overlap: a failed query leaves

@@ -1,4 +1,4 @@
-//! `cachefront edge-exporter`: the I/O around `cachefront_cli::edge_exporter`
+//! `cachefront edge-exporter`: the I/O around `cachefront_cli::edge_metrics`
 //! — the Analytics Engine SQL API calls (ureq), the poll loop, and a small
 //! HTTP server answering `GET /metrics`. Exit codes: 0 done (`--once`),
 //! 2 usage, 4 the first query failed with `--once`.
@@ -10,13 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachefront_cli::edge_exporter::{
+use cachefront_cli::edge_metrics::{
     check_account_id, check_dataset, next_window, parse_answer, render, sql_url, window_sql,
     EdgeCounters, ExporterStatus, Row, Window,
 };
 use clap::Args;
 
-use crate::purge::{env_var, first_line, EXIT_NETWORK, EXIT_USAGE};
+use crate::commands::purge::{env_var, first_line, EXIT_NETWORK, EXIT_USAGE};
 
 /// Default API base; `CACHEFRONT_CF_API_BASE` or `--api-base` override it.
 const API_BASE: &str = "https://api.cloudflare.com/client/v4";
