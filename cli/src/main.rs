@@ -26,6 +26,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 mod commands;
+mod exit;
+mod http;
 
 use commands::{edge_exporter, purge, state};
 

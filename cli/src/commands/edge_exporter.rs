@@ -16,7 +16,8 @@ use cachefront_cli::edge_metrics::{
 };
 use clap::Args;
 
-use crate::commands::purge::{env_var, first_line, EXIT_NETWORK, EXIT_USAGE};
+use crate::exit::{EXIT_NETWORK, EXIT_USAGE};
+use crate::http::{agent, env_var, first_line, ENV_CF_API_BASE};
 
 /// Default API base; `CACHEFRONT_CF_API_BASE` or `--api-base` override it.
 const API_BASE: &str = "https://api.cloudflare.com/client/v4";
@@ -91,7 +92,7 @@ pub fn run(args: EdgeExporterArgs) -> ExitCode {
     let base = args
         .api_base
         .clone()
-        .or_else(|| env_var("CACHEFRONT_CF_API_BASE"))
+        .or_else(|| env_var(ENV_CF_API_BASE))
         .unwrap_or_else(|| API_BASE.to_owned());
     let settings = Settings {
         url: sql_url(&base, account.trim()),
@@ -192,9 +193,7 @@ fn poll(settings: &Settings, shared: &Mutex<(EdgeCounters, ExporterStatus)>, lag
 
 /// `POST` the SQL as the body with the bearer token, as Cloudflare documents.
 fn query(settings: &Settings, window: Window) -> Result<Vec<Row>, String> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(settings.timeout.max(1)))
-        .build();
+    let agent = agent(settings.timeout);
     let sql = window_sql(&settings.dataset, window);
     let response = agent
         .post(&settings.url)

@@ -3,11 +3,8 @@
 //! with `--cloudflare`, purges the Cloudflare zone cache directly through the
 //! worker crate's planner and retry policy (`CF_ZONE_ID`, `CF_API_TOKEN`).
 //!
-//! Exit codes (documented in docs/purge.md):
-//! 0 done; 2 usage (bad flags, no token, no endpoint); 3 authentication
-//! refused (401/403); 4 network (connect, TLS, timeout); 5 server error (5xx,
-//! an answer that is not a receipt, or Cloudflare calls that failed);
-//! 6 request refused (400, 404 = API disabled, 405, 413, 429).
+//! Exit codes: `crate::exit` (documented in docs/purge.md); a Cloudflare call
+//! that failed is a server error.
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -24,18 +21,10 @@ use cachefront::purge::cloudflare::{
 };
 use clap::Args;
 
-/// Environment variable holding the purge API's bearer token.
-pub const ENV_TOKEN: &str = "CACHEFRONT_PURGE_TOKEN";
-/// Environment variable giving the default `--endpoint`.
-pub const ENV_ENDPOINT: &str = "CACHEFRONT_ENDPOINT";
-/// Cloudflare API base URL override (a proxy, or a stand-in in tests).
-pub const ENV_CF_API_BASE: &str = "CACHEFRONT_CF_API_BASE";
-
-pub const EXIT_USAGE: u8 = 2;
-pub const EXIT_AUTH: u8 = 3;
-pub const EXIT_NETWORK: u8 = 4;
-pub const EXIT_SERVER: u8 = 5;
-pub const EXIT_REFUSED: u8 = 6;
+use crate::exit::{
+    fail, report, Failure, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED, EXIT_SERVER, EXIT_USAGE,
+};
+use crate::http::{agent, env_var, first_line, post, worker_target, ENV_CF_API_BASE, ENV_TOKEN};
 
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
@@ -75,32 +64,13 @@ pub struct PurgeArgs {
     site_host: Option<String>,
 }
 
-/// A failure with its exit code and message.
-pub(crate) struct Failure {
-    pub(crate) code: u8,
-    pub(crate) message: String,
-}
-
-pub(crate) fn fail(code: u8, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: message.into(),
-    }
-}
-
 pub fn run(args: PurgeArgs) -> ExitCode {
     let outcome = if args.cloudflare {
         purge_zone(&args)
     } else {
         purge_edge(&args)
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
-    }
+    report(outcome)
 }
 
 fn request_body(args: &PurgeArgs) -> Result<serde_json::Value, Failure> {
@@ -136,92 +106,6 @@ fn request_body(args: &PurgeArgs) -> Result<serde_json::Value, Failure> {
         }
     }
     Ok(serde_json::Value::Object(body))
-}
-
-pub(crate) fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The URL of the worker's operator endpoint at `path` (from `--endpoint` or
-/// `$CACHEFRONT_ENDPOINT`) and the bearer token (`$CACHEFRONT_PURGE_TOKEN`,
-/// trimmed) that the purge and state commands send to it.
-pub(crate) fn worker_target(
-    endpoint: Option<&str>,
-    path: &str,
-) -> Result<(String, String), Failure> {
-    let token = env_var(ENV_TOKEN).ok_or_else(|| {
-        fail(
-            EXIT_USAGE,
-            format!("{ENV_TOKEN} is not set: export the purge API's bearer token (PURGE_TOKEN of the worker)"),
-        )
-    })?;
-    let endpoint = endpoint
-        .map(str::to_owned)
-        .or_else(|| env_var(ENV_ENDPOINT))
-        .ok_or_else(|| {
-            fail(
-                EXIT_USAGE,
-                format!("no endpoint: pass --endpoint https://your-site or set {ENV_ENDPOINT}"),
-            )
-        })?;
-    Ok((endpoint_url(&endpoint, path)?, token.trim().to_owned()))
-}
-
-/// The URL of the worker's endpoint at `path` under `endpoint`, given as the
-/// worker's base URL or already as the endpoint's own URL.
-pub(crate) fn endpoint_url(endpoint: &str, path: &str) -> Result<String, Failure> {
-    let url = url::Url::parse(endpoint.trim()).map_err(|e| {
-        fail(
-            EXIT_USAGE,
-            format!("--endpoint {endpoint:?} is not an absolute URL: {e}"),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(fail(
-            EXIT_USAGE,
-            format!("--endpoint {endpoint:?} must be an http(s) URL with a host"),
-        ));
-    }
-    let base = url.as_str().trim_end_matches('/');
-    if base.ends_with(path) {
-        Ok(base.to_owned())
-    } else {
-        Ok(format!("{base}{path}"))
-    }
-}
-
-pub(crate) fn agent(timeout_secs: u64) -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(timeout_secs.max(1)))
-        .build()
-}
-
-/// Status, `Retry-After` and body of an answer, whatever its status.
-fn post(
-    agent: &ureq::Agent,
-    url: &str,
-    headers: &[(&str, String)],
-    body: &str,
-) -> Result<ApiReply, String> {
-    let mut request = agent.post(url);
-    for (name, value) in headers {
-        request = request.set(name, value);
-    }
-    let response = match request.send_string(body) {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(ureq::Error::Transport(transport)) => return Err(transport.to_string()),
-    };
-    let status = response.status();
-    let retry_after = response.header("retry-after").map(str::to_owned);
-    let body = response
-        .into_string()
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    Ok(ApiReply {
-        status,
-        retry_after,
-        body,
-    })
 }
 
 fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
@@ -280,15 +164,6 @@ fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
         code,
         format!("purge refused: HTTP {}: {message}{hint}", reply.status),
     ))
-}
-
-pub(crate) fn first_line(body: &str) -> String {
-    body.lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect()
 }
 
 /// One line saying what the receipt says was done.

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use cachefront::admin::state::{FORMAT, STATE_PATH};
 use clap::{Args, Subcommand};
 
-use crate::commands::purge::{
-    agent, fail, first_line, Failure, ENV_TOKEN, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED,
-    EXIT_SERVER, EXIT_USAGE,
+use crate::exit::{
+    fail, report, Failure, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED, EXIT_SERVER, EXIT_USAGE,
 };
+use crate::http::{agent, first_line, worker_target, ENV_TOKEN};
 
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
@@ -56,17 +56,11 @@ pub fn run(command: StateCommand) -> ExitCode {
             target,
         } => import(&file, dry_run, &target),
     };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            eprintln!("error: {}", failure.message);
-            ExitCode::from(failure.code)
-        }
-    }
+    report(outcome)
 }
 
 fn credentials(target: &Target) -> Result<(String, String), Failure> {
-    crate::commands::purge::worker_target(target.endpoint.as_deref(), STATE_PATH)
+    worker_target(target.endpoint.as_deref(), STATE_PATH)
 }
 
 /// Sends one request; returns status and body whatever the status.
