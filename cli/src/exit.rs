@@ -8,6 +8,7 @@
 
 use std::process::ExitCode;
 
+pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_AUTH: u8 = 3;
 pub const EXIT_NETWORK: u8 = 4;

@@ -1,0 +1,122 @@
+//! `cachefront build`: minify, fingerprint and rewrite a static site through
+//! `cachefront_cli::build`, with a progress bar on a terminal and a size
+//! summary at the end.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cachefront_cli::build::{build, BuildOptions, BuildProgress, BuildReport, SizeTotals};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::exit::{fail, report, EXIT_FAILURE};
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Source directory.
+    #[arg(long, default_value = "www")]
+    src: PathBuf,
+    /// Output directory (replaced; must be empty or a previous build).
+    #[arg(long, default_value = "dist/www")]
+    out: PathBuf,
+    /// Copy CSS without minifying it.
+    #[arg(long)]
+    no_minify_css: bool,
+    /// Copy JavaScript without minifying it.
+    #[arg(long)]
+    no_minify_js: bool,
+    /// Leave <img> loading/decoding attributes alone.
+    #[arg(long)]
+    no_lazy_images: bool,
+}
+
+pub fn run(args: BuildArgs) -> ExitCode {
+    let options = BuildOptions {
+        source: args.src,
+        out: args.out,
+        minify_css: !args.no_minify_css,
+        minify_js: !args.no_minify_js,
+        lazy_images: !args.no_lazy_images,
+    };
+    report(run_build(options).map_err(|message| fail(EXIT_FAILURE, message)))
+}
+
+/// Draws a progress bar on stderr when it is a terminal; hidden otherwise so
+/// logs and CI output stay clean.
+struct TerminalProgress(ProgressBar);
+
+impl BuildProgress for TerminalProgress {
+    fn start(&self, total_files: u64) {
+        self.0.set_length(total_files);
+    }
+    fn file(&self, logical_path: &str) {
+        self.0.set_message(logical_path.to_owned());
+        self.0.inc(1);
+    }
+}
+
+fn run_build(options: BuildOptions) -> Result<(), String> {
+    let bar = if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{bar:32} {pos}/{len} {wide_msg}") {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let progress = TerminalProgress(bar);
+    let report = build(&options, &progress);
+    progress.0.finish_and_clear();
+    let report = report.map_err(|err| err.to_string())?;
+    print_summary(&options, &report);
+    Ok(())
+}
+
+fn print_summary(options: &BuildOptions, report: &BuildReport) {
+    let total = report.total();
+    println!(
+        "Built {} from {}: {} files, {} fingerprinted, manifest at {}",
+        options.out.display(),
+        options.source.display(),
+        total.files,
+        report.manifest.len(),
+        options
+            .out
+            .join(cachefront_cli::build::MANIFEST_FILE)
+            .display(),
+    );
+    let line = |label: &str, t: SizeTotals| {
+        if t.files > 0 {
+            println!(
+                "  {label:<11} {:>4} files  {:>10} -> {:>10}",
+                t.files,
+                human_bytes(t.bytes_in),
+                human_bytes(t.bytes_out)
+            );
+        }
+    };
+    line("JavaScript", report.scripts);
+    line("CSS", report.stylesheets);
+    line("HTML", report.pages);
+    line("other", report.other_assets);
+    line("fixed-name", report.fixed_name);
+    line("total", total);
+    if !report.warnings.is_empty() {
+        eprintln!("{} warning(s):", report.warnings.len());
+        for warning in &report.warnings {
+            eprintln!("  warning: {}: {}", warning.file.display(), warning.message);
+        }
+    }
+}
+
+fn human_bytes(bytes: u64) -> String {
+    if bytes < 1024 {
+        format!("{bytes} B")
+    } else if bytes < 1024 * 1024 {
+        format!("{:.1} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{:.2} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
