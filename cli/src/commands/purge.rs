@@ -6,10 +6,7 @@
 //! Exit codes: `crate::exit` (documented in docs/purge.md); a Cloudflare call
 //! that failed is a server error.
 
-use std::future::Future;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
 use std::time::Duration;
 
 use cachefront::admin::auth::SecretToken;
@@ -20,6 +17,7 @@ use cachefront::purge::cloudflare::{
     self, ApiReply, CloudflareApi, ForwardReport, RetryPolicy, API_BASE,
 };
 use clap::Args;
+use futures_executor::block_on;
 
 use crate::exit::{
     fail, report, Failure, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED, EXIT_SERVER, EXIT_USAGE,
@@ -333,23 +331,4 @@ fn zone_outcome(report: &ForwardReport, planned: usize) -> Result<(), Failure> {
             first.message
         ),
     ))
-}
-
-/// Runs a future to completion on this thread.
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct ThreadWaker(std::thread::Thread);
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let mut future = std::pin::pin!(future);
-    let waker = Arc::new(ThreadWaker(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }
