@@ -13,6 +13,8 @@ pub enum BuildError {
     },
     #[error("{}: file name is not valid UTF-8", path.display())]
     NonUtf8Path { path: PathBuf },
+    #[error("{}: symbolic link leads back to {}, which holds it; the site would never end", path.display(), ancestor.display())]
+    SymlinkLoop { path: PathBuf, ancestor: PathBuf },
     #[error("source directory {} does not exist or is not a directory", path.display())]
     MissingSource { path: PathBuf },
     #[error(

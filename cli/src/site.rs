@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use walkdir::{DirEntry, WalkDir};
+
 use crate::error::BuildError;
 
 /// What the build does with a file.
@@ -58,7 +60,9 @@ pub fn file_kind(logical_path: &str) -> FileKind {
 }
 
 /// Every file under `root`, sorted by URL path. Hidden entries are skipped
-/// (editor and VCS droppings), except `.well-known`.
+/// (editor and VCS droppings), except `.well-known`. Symbolic links are
+/// followed (a linked asset is still part of the site); one that leads back
+/// to a directory it sits in is refused instead of walked forever.
 pub fn scan(root: &Path) -> Result<Vec<SiteFile>, BuildError> {
     if !root.is_dir() {
         return Err(BuildError::MissingSource {
@@ -66,34 +70,68 @@ pub fn scan(root: &Path) -> Result<Vec<SiteFile>, BuildError> {
         });
     }
     let mut files = Vec::new();
-    let mut pending = vec![(root.to_owned(), String::new())];
-    while let Some((dir, url_prefix)) = pending.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(BuildError::io(&dir))?;
-        for entry in entries {
-            let entry = entry.map_err(BuildError::io(&dir))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                return Err(BuildError::NonUtf8Path { path });
-            };
-            if name.starts_with('.') && name != ".well-known" {
-                continue;
-            }
-            // Follow symlinks: a linked asset is still part of the site.
-            let metadata = std::fs::metadata(&path).map_err(BuildError::io(&path))?;
-            let logical_path = format!("{url_prefix}/{name}");
-            if metadata.is_dir() {
-                pending.push((path, logical_path));
-            } else if metadata.is_file() {
-                files.push(SiteFile {
-                    kind: file_kind(&logical_path),
-                    logical_path,
-                    path,
-                });
-            }
+    let walk = WalkDir::new(root)
+        .follow_links(true)
+        .into_iter()
+        .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry));
+    for entry in walk {
+        let entry = entry.map_err(|error| walk_error(root, error))?;
+        if entry.depth() == 0 {
+            continue;
         }
+        let path = entry.path();
+        if entry.file_name().to_str().is_none() {
+            return Err(BuildError::NonUtf8Path {
+                path: path.to_owned(),
+            });
+        }
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let mut logical_path = String::new();
+        for part in path.strip_prefix(root).unwrap_or(path).iter() {
+            let Some(part) = part.to_str() else {
+                return Err(BuildError::NonUtf8Path {
+                    path: path.to_owned(),
+                });
+            };
+            logical_path.push('/');
+            logical_path.push_str(part);
+        }
+        files.push(SiteFile {
+            kind: file_kind(&logical_path),
+            logical_path,
+            path: path.to_owned(),
+        });
     }
     files.sort_by(|a, b| a.logical_path.cmp(&b.logical_path));
     Ok(files)
+}
+
+/// Dot-names are skipped, `.well-known` is not; a name that is not UTF-8 is
+/// kept so that the scan can name it in its error.
+fn is_hidden(entry: &DirEntry) -> bool {
+    entry
+        .file_name()
+        .to_str()
+        .is_some_and(|name| name.starts_with('.') && name != ".well-known")
+}
+
+fn walk_error(root: &Path, error: walkdir::Error) -> BuildError {
+    let path = error.path().unwrap_or(root).to_owned();
+    if let Some(ancestor) = error.loop_ancestor() {
+        return BuildError::SymlinkLoop {
+            path,
+            ancestor: ancestor.to_owned(),
+        };
+    }
+    match error.into_io_error() {
+        Some(source) => BuildError::Io { path, source },
+        None => BuildError::Io {
+            path,
+            source: std::io::Error::other("cannot walk the directory"),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +152,51 @@ mod tests {
         assert_eq!(file_kind("/images/a.png"), FileKind::Other);
         assert_eq!(file_kind("/favicon.svg"), FileKind::Other);
         assert_eq!(file_kind("/LICENSE"), FileKind::Other);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_back_to_its_own_directory_is_refused_not_walked_forever() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let css = root.path().join("css");
+        std::fs::create_dir(&css).expect("mkdir");
+        std::fs::write(css.join("site.css"), "a{}").expect("write");
+        std::os::unix::fs::symlink(root.path(), css.join("again")).expect("symlink");
+
+        match scan(root.path()) {
+            Err(BuildError::SymlinkLoop { path, ancestor }) => {
+                assert_eq!(path, css.join("again"));
+                assert_eq!(ancestor, root.path());
+            }
+            other => panic!("expected a symlink loop error, got {other:?}"),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn linked_files_and_directories_are_part_of_the_site_and_dot_names_are_not() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        std::fs::write(elsewhere.path().join("logo.png"), "png").expect("write");
+        std::fs::create_dir(root.path().join(".git")).expect("mkdir");
+        std::fs::write(root.path().join(".git/HEAD"), "ref").expect("write");
+        std::fs::create_dir(root.path().join(".well-known")).expect("mkdir");
+        std::fs::write(root.path().join(".well-known/security.txt"), "x").expect("write");
+        std::fs::write(root.path().join("index.html"), "<p>").expect("write");
+        std::os::unix::fs::symlink(elsewhere.path(), root.path().join("images")).expect("symlink");
+
+        let paths: Vec<String> = scan(root.path())
+            .expect("scan")
+            .into_iter()
+            .map(|f| f.logical_path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/.well-known/security.txt",
+                "/images/logo.png",
+                "/index.html"
+            ]
+        );
     }
 }
