@@ -11,7 +11,7 @@ Checks:
      written, with Grafana's variables replaced by legal values, into a temporary rules
      file with one recording rule each, and `promtool check rules` parses them;
   3. every metric name the expressions reference is one the origin plugin exports: the
-     constants of `pub mod names` in origin-plugin/src/metrics.rs, plus the `process_*`
+     constants of `pub mod names` in origin-plugin/src/metrics/mod.rs, plus the `process_*`
      metrics, with `_bucket`/`_sum`/`_count` allowed on histograms, and the series
      Prometheus itself makes (`up`, `ALERTS`); and every `cachefront_edge_*` name is one
      the edge exporter really serves: FILE is a scrape of `cachefront edge-exporter`'s
@@ -36,12 +36,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-METRICS_RS = os.path.join(ROOT, "origin-plugin", "src", "metrics.rs")
+METRICS_RS = os.path.join(ROOT, "origin-plugin", "src", "metrics", "mod.rs")
 PLUGIN_DOC = os.path.join(ROOT, "docs", "origin-plugin.md")
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
-# Metrics of issue 8 (database query capture). While origin-plugin/src/metrics.rs does
+# Metrics of issue 8 (database query capture). While origin-plugin/src/metrics/mod.rs does
 # not list them yet, they are reported as PENDING notes instead of errors; once listed
 # they are checked like every other name (histogram suffixes included).
 PENDING = {
@@ -124,7 +124,7 @@ def check_name(name, names, histograms, pending=None, edge=None):
             return None
     if pending and name in pending:
         return f"PENDING {name}: {pending[name]}"
-    return f"unknown metric {name!r} (not in origin-plugin/src/metrics.rs names)"
+    return f"unknown metric {name!r} (not in origin-plugin/src/metrics/mod.rs names)"
 
 
 def walk_panels(panels):
