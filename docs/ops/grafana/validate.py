@@ -21,7 +21,7 @@ Checks:
      datasources / providers).
 Also checks the metric names used by the alerting rules (prometheus/rules/*.yml).
 The database-query metrics of issue 8 are allowed as PENDING (a note, not an error)
-while metrics.rs does not list them yet; see PENDING below.
+while metrics/mod.rs does not list them yet; see PENDING below.
 
 --self-test runs the checks on broken fixtures and fails unless each is caught.
 Exit status 0 when everything passes, 1 otherwise.
@@ -59,7 +59,7 @@ KEYWORDS = {
 
 
 def exported_names():
-    """Metric names from `pub mod names` in metrics.rs (and histograms, from the doc)."""
+    """Metric names from `pub mod names` in metrics/mod.rs (and histograms, from the doc)."""
     src = open(METRICS_RS, encoding="utf-8").read()
     m = re.search(r"pub mod names \{(.*?)\n\}", src, re.S)
     if not m:
