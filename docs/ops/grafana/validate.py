@@ -11,7 +11,7 @@ Checks:
      written, with Grafana's variables replaced by legal values, into a temporary rules
      file with one recording rule each, and `promtool check rules` parses them;
   3. every metric name the expressions reference is one the origin plugin exports: the
-     constants of `pub mod names` in origin-plugin/src/metrics.rs, plus the `process_*`
+     constants of `pub mod names` in origin-plugin/src/metrics/mod.rs, plus the `process_*`
      metrics, with `_bucket`/`_sum`/`_count` allowed on histograms, and the series
      Prometheus itself makes (`up`, `ALERTS`); and every `cachefront_edge_*` name is one
      the edge exporter really serves: FILE is a scrape of `cachefront edge-exporter`'s
@@ -21,7 +21,7 @@ Checks:
      datasources / providers).
 Also checks the metric names used by the alerting rules (prometheus/rules/*.yml).
 The database-query metrics of issue 8 are allowed as PENDING (a note, not an error)
-while metrics.rs does not list them yet; see PENDING below.
+while metrics/mod.rs does not list them yet; see PENDING below.
 
 --self-test runs the checks on broken fixtures and fails unless each is caught.
 Exit status 0 when everything passes, 1 otherwise.
@@ -36,12 +36,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
-METRICS_RS = os.path.join(ROOT, "origin-plugin", "src", "metrics.rs")
+METRICS_RS = os.path.join(ROOT, "origin-plugin", "src", "metrics", "mod.rs")
 PLUGIN_DOC = os.path.join(ROOT, "docs", "origin-plugin.md")
 
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 PROMETHEUS_SERIES = {"up", "ALERTS", "ALERTS_FOR_STATE"}
-# Metrics of issue 8 (database query capture). While origin-plugin/src/metrics.rs does
+# Metrics of issue 8 (database query capture). While origin-plugin/src/metrics/mod.rs does
 # not list them yet, they are reported as PENDING notes instead of errors; once listed
 # they are checked like every other name (histogram suffixes included).
 PENDING = {
@@ -59,7 +59,7 @@ KEYWORDS = {
 
 
 def exported_names():
-    """Metric names from `pub mod names` in metrics.rs (and histograms, from the doc)."""
+    """Metric names from `pub mod names` in metrics/mod.rs (and histograms, from the doc)."""
     src = open(METRICS_RS, encoding="utf-8").read()
     m = re.search(r"pub mod names \{(.*?)\n\}", src, re.S)
     if not m:
@@ -124,7 +124,7 @@ def check_name(name, names, histograms, pending=None, edge=None):
             return None
     if pending and name in pending:
         return f"PENDING {name}: {pending[name]}"
-    return f"unknown metric {name!r} (not in origin-plugin/src/metrics.rs names)"
+    return f"unknown metric {name!r} (not in origin-plugin/src/metrics/mod.rs names)"
 
 
 def walk_panels(panels):

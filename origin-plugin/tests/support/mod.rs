@@ -511,14 +511,18 @@ fn string_array(v: &serde_json::Value, key: &str) -> Result<usize, String> {
     Ok(arr.len())
 }
 
-/// The Cachefront edge purge API as the worker validates it (src/purge/api.rs):
-/// `POST /__cachefront/purge`, `Authorization: Bearer edge-secret`, a JSON object of at
-/// most 64 KiB with tags / urls / prefixes / hosts (string arrays, at most 1000 items in
-/// all) and everything / soft (booleans); tags printable ASCII, at most 1024 bytes, not
-/// reserved (`*`, `host:`, `url:`, `prefix:`); urls absolute http(s); prefixes among the
-/// configured ones (this stand-in is configured with `/products/`); hosts host names.
-/// One bad item makes the edge refuse the whole request.
+/// The Cachefront edge purge API: `POST /__cachefront/purge`,
+/// `Authorization: Bearer edge-secret`, a JSON body of at most
+/// [`MAX_BODY_BYTES`](cachefront::purge::api::MAX_BODY_BYTES), and the body through the
+/// edge's own parser ([`parse_purge_body`](cachefront::purge::api::parse_purge_body)),
+/// configured with the prefix `/products/`, so items are judged exactly as the worker judges
+/// them. One bad item makes the edge refuse the whole request.
+///
+/// On top of the edge, what the edge tolerates but the plugin must never send is refused
+/// too: an empty item array (the plugin skips empty kinds), `dry_run`, duplicates, and
+/// items the edge would still have to trim or lowercase (the plugin sends them normalized).
 pub fn edge_contract(r: &Received) -> Result<serde_json::Value, String> {
+    use cachefront::purge::api::{parse_purge_body, MAX_BODY_BYTES};
     if r.method != "POST" || r.path != "/__cachefront/purge" {
         return Err(format!("unexpected {} {}", r.method, r.path));
     }
@@ -528,59 +532,44 @@ pub fn edge_contract(r: &Received) -> Result<serde_json::Value, String> {
     if !header(r, "content-type").is_some_and(|c| c.starts_with("application/json")) {
         return Err("content-type must be application/json".into());
     }
-    if serde_json::to_vec(&r.body).map_or(0, |b| b.len()) > 64 * 1024 {
+    let body = serde_json::to_vec(&r.body).map_err(|e| e.to_string())?;
+    if body.len() > MAX_BODY_BYTES {
         return Err("body larger than 64 KiB".into());
     }
     let obj = r.body.as_object().ok_or("body must be a JSON object")?;
-    let mut items = 0;
-    let mut everything = false;
-    for (k, v) in obj {
-        match k.as_str() {
-            "tags" | "urls" | "prefixes" | "hosts" => {
-                items += string_array(&r.body, k)?;
-                for item in v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|x| x.as_str())
-                {
-                    let ok = match k.as_str() {
-                        "tags" => {
-                            item.len() <= 1024
-                                && item.bytes().all(|b| (0x21..=0x7e).contains(&b))
-                                && item != "*"
-                                && !["host:", "url:", "prefix:"]
-                                    .iter()
-                                    .any(|p| item.to_ascii_lowercase().starts_with(p))
-                        }
-                        "urls" => item.starts_with("https://") || item.starts_with("http://"),
-                        "prefixes" => item == "/products/",
-                        _ => item
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)),
-                    };
-                    if !ok {
-                        return Err(format!(
-                            "invalid item in {k}: {:?}",
-                            &item[..item.len().min(40)]
-                        ));
-                    }
-                }
-            }
-            "everything" | "soft" => {
-                if !v.is_boolean() {
-                    return Err(format!("{k} must be a boolean"));
-                }
-                everything |= k == "everything" && v == &serde_json::Value::Bool(true);
-            }
-            other => return Err(format!("unknown field {other}")),
+    for key in ["tags", "urls", "prefixes", "hosts"] {
+        if obj.contains_key(key) {
+            string_array(&r.body, key)?;
         }
     }
-    if items > 1000 {
-        return Err(format!("{items} items; at most 1000"));
+    if obj.contains_key("dry_run") {
+        return Err("the plugin never sends dry_run".into());
     }
-    if items == 0 && !everything {
-        return Err("nothing to purge".into());
+    let request = parse_purge_body(&body, &["/products/".to_owned()])
+        .map_err(|e| format!("edge refuses the body: {e}"))?;
+    // The plugin normalizes before sending: what the edge would store must be what was sent.
+    let sent = |key: &str| -> Vec<String> {
+        obj.get(key)
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect()
+    };
+    for (key, parsed) in [
+        ("tags", &request.tags),
+        ("prefixes", &request.prefixes),
+        ("hosts", &request.hosts),
+    ] {
+        if &sent(key) != parsed {
+            return Err(format!(
+                "{key} not sent as the edge normalizes them: {:?}",
+                sent(key)
+            ));
+        }
     }
-    Ok(serde_json::json!({"ok": true, "purged": items}))
+    if let Some(url) = sent("urls").iter().find(|u| u.trim() != u.as_str()) {
+        return Err(format!("url sent with surrounding whitespace: {url:?}"));
+    }
+    Ok(serde_json::json!({"ok": true, "purged": request.item_count()}))
 }

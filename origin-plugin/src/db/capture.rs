@@ -1,0 +1,536 @@
+//! [`DbCapture`]: the shared capture state (fingerprint cache, detections, lifetime
+//! statistics) and what happens to each statement and each finished request.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use http::{header, HeaderValue, Request};
+
+use super::findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
+use super::layer::DbCaptureLayer;
+use super::stats::{CaptureSnapshot, CaptureStats};
+use super::tracing_layer::QueryCaptureLayer;
+use super::visitors::SqlxStatement;
+use super::{SqlFingerprint, NO_REQUEST_ROUTE};
+use crate::admin::{authorize_debug, BearerToken};
+
+const SAMPLE_MAX_CHARS: usize = 2048;
+const FINGERPRINT_CACHE_CAPACITY: usize = 4096;
+const DETECTIONS_KEPT: usize = 1024;
+
+/// Options for [`DbCapture`].
+#[derive(Debug, Clone)]
+pub struct DbCaptureConfig {
+    /// A fingerprint executed at least this many times within one request is an N+1
+    /// pattern. Default: 5. `0` turns detection off.
+    pub n_plus_one_threshold: u32,
+    /// Fingerprints never reported as N+1, each given as its [`SqlFingerprint::id`] or its
+    /// [`SqlFingerprint::normalized`] text (or raw SQL, which is fingerprinted).
+    pub n_plus_one_allow: Vec<String>,
+    /// Strict mode, for test suites: a detected N+1 panics in the response future (after
+    /// the warning), so the test that made the request fails. Default: false.
+    pub strict: bool,
+    /// Queries at least this slow are logged (target `cachefront_origin::slow_query`).
+    /// Default: 100 ms.
+    pub slow_query_threshold: Duration,
+    /// Bearer token for `GET /debug/queries` ([`DbCapture::router`]); `None` (default)
+    /// disables the endpoint (404).
+    pub debug_token: Option<BearerToken>,
+}
+
+impl Default for DbCaptureConfig {
+    fn default() -> Self {
+        Self {
+            n_plus_one_threshold: 5,
+            n_plus_one_allow: Vec::new(),
+            strict: false,
+            slow_query_threshold: Duration::from_millis(100),
+            debug_token: None,
+        }
+    }
+}
+
+/// Shared capture state: configuration, fingerprint cache, detections. Cheap to clone.
+#[derive(Clone)]
+pub struct DbCapture {
+    pub(super) inner: Arc<CaptureInner>,
+}
+
+pub(super) struct CaptureInner {
+    pub(super) config: DbCaptureConfig,
+    pub(super) allow_ids: Vec<String>,
+    /// Requests whose span is being created right now, by capture id (see `on_new_span`).
+    pub(super) opening: Mutex<HashMap<u64, Arc<RequestQueries>>>,
+    pub(super) next_capture_id: AtomicU64,
+    pub(super) fingerprints: Mutex<HashMap<String, Arc<SqlFingerprint>>>,
+    pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
+    pub(super) detections_seen: AtomicU64,
+    pub(super) warned_span_disabled: AtomicBool,
+    pub(super) stats: CaptureStats,
+    #[cfg(feature = "postgres")]
+    pub(super) pool: Mutex<Option<sqlx::PgPool>>,
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: Option<crate::metrics::Metrics>,
+}
+
+impl fmt::Debug for DbCapture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCapture")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DbCapture {
+    fn default() -> Self {
+        Self::new(DbCaptureConfig::default())
+    }
+}
+
+impl DbCapture {
+    /// A capture with the given options.
+    pub fn new(config: DbCaptureConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A capture that also records query counts, durations and N+1 detections in `metrics`.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(config: DbCaptureConfig, metrics: &crate::metrics::Metrics) -> Self {
+        Self::build(config, Some(metrics.clone()))
+    }
+
+    #[allow(unused_variables)]
+    fn build(config: DbCaptureConfig, metrics: Option<MetricsOrNothing>) -> Self {
+        let allow_ids = config
+            .n_plus_one_allow
+            .iter()
+            .map(|entry| {
+                let is_id = entry.len() == 16 && entry.bytes().all(|b| b.is_ascii_hexdigit());
+                if is_id {
+                    entry.to_ascii_lowercase()
+                } else {
+                    SqlFingerprint::of(entry).id()
+                }
+            })
+            .collect();
+        Self {
+            inner: Arc::new(CaptureInner {
+                config,
+                allow_ids,
+                opening: Mutex::new(HashMap::new()),
+                next_capture_id: AtomicU64::new(1),
+                fingerprints: Mutex::new(HashMap::new()),
+                detections: Mutex::new(VecDeque::new()),
+                detections_seen: AtomicU64::new(0),
+                warned_span_disabled: AtomicBool::new(false),
+                stats: CaptureStats::new(Instant::now()),
+                #[cfg(feature = "postgres")]
+                pool: Mutex::new(None),
+                #[cfg(feature = "metrics")]
+                metrics,
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DbCaptureConfig {
+        &self.inner.config
+    }
+
+    /// The `tracing_subscriber` layer that collects sqlx's statement events. Add it to the
+    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`).
+    pub fn tracing_layer(&self) -> QueryCaptureLayer {
+        QueryCaptureLayer {
+            capture: self.clone(),
+        }
+    }
+
+    /// The tower layer that opens the per-request capture span. Add it with `Router::layer`
+    /// *before* (inside) the profiling layer, so the request's `RequestProfile` is visible.
+    pub fn layer(&self) -> DbCaptureLayer {
+        DbCaptureLayer {
+            capture: self.clone(),
+        }
+    }
+
+    /// The fingerprint of `sql`, from a bounded cache (statements repeat a lot).
+    pub fn fingerprint(&self, sql: &str) -> Arc<SqlFingerprint> {
+        if let Some(hit) = self.lock_fingerprints().get(sql) {
+            return hit.clone();
+        }
+        // Parse outside the lock; a concurrent miss on the same text just parses twice.
+        let fingerprint = Arc::new(SqlFingerprint::of(sql));
+        let mut cache = self.lock_fingerprints();
+        if cache.len() >= FINGERPRINT_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), fingerprint.clone());
+        fingerprint
+    }
+
+    /// Every N+1 pattern detected so far (the most recent 1024).
+    pub fn detections(&self) -> Vec<NPlusOne> {
+        self.lock_detections()
+            .iter()
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// A guard for tests: [`NPlusOneGuard::check`] fails with the N+1 patterns detected
+    /// after this call.
+    pub fn n_plus_one_guard(&self) -> NPlusOneGuard {
+        NPlusOneGuard {
+            capture: self.clone(),
+            after: self.inner.detections_seen.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Lifetime statistics: per-fingerprint calls and times (with a sample statement),
+    /// peak concurrency and pool acquire waits. What `GET /debug/queries` serves and
+    /// `cachefront-origin analyze --from-app` reads.
+    pub fn snapshot(&self) -> CaptureSnapshot {
+        #[cfg(feature = "postgres")]
+        let pool = self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|p| super::stats::PoolGauges {
+                size: p.size(),
+                idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                max_connections: p.options().get_max_connections(),
+            });
+        #[cfg(not(feature = "postgres"))]
+        let pool = None;
+        self.inner.stats.snapshot(Instant::now(), pool)
+    }
+
+    /// Include `pool`'s gauges (size, idle, max) in [`snapshot`](Self::snapshot), for
+    /// pool sizing.
+    #[cfg(feature = "postgres")]
+    pub fn watch_pg_pool(&self, pool: sqlx::PgPool) {
+        *self
+            .inner
+            .pool
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(pool);
+    }
+
+    /// `GET /debug/queries`: [`snapshot`](Self::snapshot) as JSON. Needs
+    /// [`DbCaptureConfig::debug_token`] as a bearer token (404 without one configured), or
+    /// the admin token when mounted behind [`AdminRouter::token`](crate::admin::AdminRouter::token).
+    /// Mount it on the admin listener ([`AdminRouter::db_capture`](crate::admin::AdminRouter::db_capture)).
+    pub fn router<S>(&self) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let capture = self.clone();
+        Router::new().route(
+            "/debug/queries",
+            get(move |req: axum::extract::Request| {
+                let capture = capture.clone();
+                async move { capture.snapshot_response(&req) }
+            }),
+        )
+    }
+
+    fn snapshot_response<B>(&self, req: &Request<B>) -> Response {
+        let authorized = authorize_debug(
+            self.inner.config.debug_token.as_ref(),
+            req.headers(),
+            req.extensions(),
+        );
+        if let Err(e) = authorized {
+            return e.into_response();
+        }
+        let mut res = axum::Json(self.snapshot()).into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    }
+
+    fn lock_fingerprints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SqlFingerprint>>> {
+        self.inner
+            .fingerprints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_detections(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, NPlusOne)>> {
+        self.inner
+            .detections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_allowed(&self, fingerprint: &SqlFingerprint) -> bool {
+        let id = fingerprint.id();
+        self.inner.allow_ids.contains(&id)
+    }
+
+    /// One statement event from sqlx.
+    pub(super) fn record_statement(
+        &self,
+        request: Option<&RequestQueries>,
+        statement: SqlxStatement,
+    ) {
+        let fingerprint = self.fingerprint(&statement.sql);
+        let route = request.map_or(NO_REQUEST_ROUTE, |r| r.route.as_str());
+
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.inner.metrics {
+            let labels = [("route", route)];
+            m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels)
+                .increment(1);
+            m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels)
+                .record(statement.elapsed.as_secs_f64());
+        }
+
+        if let Some(request) = request {
+            request.add(&fingerprint, &statement);
+        }
+        self.inner.stats.statement(
+            &fingerprint,
+            truncate_chars(&statement.sql, SAMPLE_MAX_CHARS),
+            statement.elapsed,
+            Instant::now(),
+        );
+
+        let threshold = self.inner.config.slow_query_threshold;
+        if statement.elapsed >= threshold {
+            tracing::warn!(
+                target: "cachefront_origin::slow_query",
+                route,
+                fingerprint = %fingerprint.id(),
+                duration_ms = statement.elapsed.as_secs_f64() * 1000.0,
+                threshold_ms = threshold.as_secs_f64() * 1000.0,
+                rows_returned = statement.rows_returned,
+                rows_affected = statement.rows_affected,
+                statement = %truncate_chars(&statement.sql, SAMPLE_MAX_CHARS),
+                "slow query"
+            );
+        }
+    }
+
+    /// The request is over: summarize, report N+1 patterns.
+    pub(super) fn finish_request(&self, request: &RequestQueries) -> CapturedQueries {
+        let tally = request.lock();
+        let mut by_fingerprint: Vec<(&FingerprintTally, FingerprintCount)> = tally
+            .by_fingerprint
+            .values()
+            .map(|t| {
+                (
+                    t,
+                    FingerprintCount {
+                        fingerprint: t.fingerprint.clone(),
+                        count: t.count,
+                        total_duration: t.total,
+                    },
+                )
+            })
+            .collect();
+        by_fingerprint.sort_by(|a, b| {
+            b.1.count.cmp(&a.1.count).then_with(|| {
+                a.1.fingerprint
+                    .normalized()
+                    .cmp(b.1.fingerprint.normalized())
+            })
+        });
+
+        let threshold = self.inner.config.n_plus_one_threshold;
+        let mut n_plus_one = Vec::new();
+        if threshold > 0 {
+            for (t, _) in &by_fingerprint {
+                if t.count < threshold || self.is_allowed(&t.fingerprint) {
+                    continue;
+                }
+                let detection = NPlusOne {
+                    method: request.method,
+                    route: request.route.clone(),
+                    fingerprint: t.fingerprint.id(),
+                    normalized: t.fingerprint.normalized().to_owned(),
+                    count: t.count,
+                    total_duration: t.total,
+                    sample: t.sample.clone(),
+                };
+                self.report(&detection);
+                n_plus_one.push(detection);
+            }
+        }
+
+        CapturedQueries {
+            queries: tally.queries,
+            db_time: tally.total,
+            by_fingerprint: by_fingerprint.into_iter().map(|(_, c)| c).collect(),
+            n_plus_one,
+        }
+    }
+
+    fn report(&self, detection: &NPlusOne) {
+        tracing::warn!(
+            target: "cachefront_origin::n_plus_one",
+            method = detection.method,
+            route = %detection.route,
+            fingerprint = %detection.fingerprint,
+            count = detection.count,
+            db_ms = detection.total_duration.as_secs_f64() * 1000.0,
+            normalized = %detection.normalized,
+            sample = %detection.sample,
+            "N+1 query: the same statement ran {} times in one request",
+            detection.count
+        );
+        #[cfg(feature = "metrics")]
+        if let Some(m) = &self.inner.metrics {
+            m.counter(
+                crate::metrics::names::DB_N_PLUS_ONE_TOTAL,
+                &[("route", detection.route.as_str())],
+            )
+            .increment(1);
+        }
+        let seq = self.inner.detections_seen.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut kept = self.lock_detections();
+        if kept.len() >= DETECTIONS_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((seq, detection.clone()));
+    }
+
+    pub(super) fn warn_span_disabled_once(&self) {
+        if !self
+            .inner
+            .warned_span_disabled
+            .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "cachefront_origin::db",
+                "the per-request capture span is disabled by the subscriber's filter; \
+                 queries are not attributed to requests (enable target cachefront_origin::db at INFO)"
+            );
+        }
+    }
+}
+
+/// Stand-in so `build` has one signature with and without the `metrics` feature.
+#[cfg(feature = "metrics")]
+type MetricsOrNothing = crate::metrics::Metrics;
+#[cfg(not(feature = "metrics"))]
+type MetricsOrNothing = ();
+
+/// Fails a test when N+1 patterns were detected since it was made.
+#[derive(Debug, Clone)]
+pub struct NPlusOneGuard {
+    capture: DbCapture,
+    after: u64,
+}
+
+impl NPlusOneGuard {
+    /// `Err` with the patterns detected since the guard was made (the 1024 most recent).
+    pub fn check(&self) -> Result<(), NPlusOneError> {
+        let detections: Vec<NPlusOne> = self
+            .capture
+            .lock_detections()
+            .iter()
+            .filter(|(seq, _)| *seq > self.after)
+            .map(|(_, d)| d.clone())
+            .collect();
+        if detections.is_empty() {
+            Ok(())
+        } else {
+            Err(NPlusOneError { detections })
+        }
+    }
+}
+
+/// Per-request state, stored in the request span's extensions.
+pub(super) struct RequestQueries {
+    pub(super) method: &'static str,
+    pub(super) route: String,
+    #[cfg(feature = "profiling")]
+    pub(super) profile: Option<crate::profiling::RequestProfile>,
+    pub(super) tally: Mutex<QueryTally>,
+}
+
+#[derive(Default)]
+pub(super) struct QueryTally {
+    pub(super) queries: u32,
+    pub(super) total: Duration,
+    pub(super) by_fingerprint: HashMap<u64, FingerprintTally>,
+}
+
+pub(super) struct FingerprintTally {
+    pub(super) fingerprint: Arc<SqlFingerprint>,
+    pub(super) count: u32,
+    pub(super) total: Duration,
+    pub(super) sample: String,
+}
+
+impl RequestQueries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueryTally> {
+        self.tally.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn add(&self, fingerprint: &Arc<SqlFingerprint>, statement: &SqlxStatement) {
+        #[cfg(feature = "profiling")]
+        if let Some(profile) = &self.profile {
+            profile.record_query(statement.elapsed);
+        }
+        let mut tally = self.lock();
+        tally.queries = tally.queries.saturating_add(1);
+        tally.total += statement.elapsed;
+        let entry = tally
+            .by_fingerprint
+            .entry(fingerprint.hash())
+            .or_insert_with(|| FingerprintTally {
+                fingerprint: fingerprint.clone(),
+                count: 0,
+                total: Duration::ZERO,
+                sample: truncate_chars(&statement.sql, SAMPLE_MAX_CHARS).to_owned(),
+            });
+        entry.count = entry.count.saturating_add(1);
+        entry.total += statement.elapsed;
+    }
+}
+
+/// The first `max` characters of `s`.
+fn truncate_chars(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((idx, _)) => &s[..idx],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_accepts_ids_and_sql() {
+        let sql = "SELECT * FROM settings WHERE key = $1";
+        let id = SqlFingerprint::of(sql).id();
+        let by_id = DbCapture::new(DbCaptureConfig {
+            n_plus_one_allow: vec![id.to_uppercase()],
+            ..Default::default()
+        });
+        let by_sql = DbCapture::new(DbCaptureConfig {
+            n_plus_one_allow: vec!["select * from settings where key = 'theme'".to_owned()],
+            ..Default::default()
+        });
+        let fp = SqlFingerprint::of(sql);
+        assert!(by_id.is_allowed(&fp));
+        assert!(by_sql.is_allowed(&fp));
+        assert!(!DbCapture::default().is_allowed(&fp));
+    }
+
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(truncate_chars("héllo", 2), "hé");
+        assert_eq!(truncate_chars("hi", 5), "hi");
+    }
+}

@@ -1,0 +1,155 @@
+//! The tower side: a layer that opens the per-request capture span and, when the response
+//! is ready, reports what the request ran.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use axum::extract::MatchedPath;
+use axum::response::Response;
+use http::Request;
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+use tracing::instrument::Instrumented;
+use tracing::Instrument;
+
+use super::capture::{DbCapture, QueryTally, RequestQueries};
+use super::findings::NPlusOneError;
+use crate::route::{method_label, UNMATCHED};
+
+/// Tower layer made by [`DbCapture::layer`].
+#[derive(Clone, Debug)]
+pub struct DbCaptureLayer {
+    pub(super) capture: DbCapture,
+}
+
+impl<S> Layer<S> for DbCaptureLayer {
+    type Service = DbCaptureService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        DbCaptureService {
+            inner,
+            capture: self.capture.clone(),
+        }
+    }
+}
+
+/// Service produced by [`DbCaptureLayer`].
+#[derive(Clone, Debug)]
+pub struct DbCaptureService<S> {
+    inner: S,
+    capture: DbCapture,
+}
+
+impl<S, B> Service<Request<B>> for DbCaptureService<S>
+where
+    S: Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = DbCaptureFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let request = Arc::new(RequestQueries {
+            method: method_label(req.method()),
+            route: req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or(UNMATCHED, MatchedPath::as_str)
+                .to_owned(),
+            #[cfg(feature = "profiling")]
+            profile: req
+                .extensions()
+                .get::<crate::profiling::RequestProfile>()
+                .cloned(),
+            tally: Mutex::new(QueryTally::default()),
+        });
+        let inner = &self.capture.inner;
+        let capture_id = inner.next_capture_id.fetch_add(1, Ordering::Relaxed);
+        inner
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(capture_id, request.clone());
+        // `on_new_span` runs synchronously inside `info_span!` and takes the state from `opening`.
+        let span = tracing::info_span!(
+            target: "cachefront_origin::db",
+            "cachefront_origin.db.request",
+            capture_id
+        );
+        inner
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&capture_id);
+        if span.is_disabled() {
+            self.capture.warn_span_disabled_once();
+        }
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(req)
+        };
+        DbCaptureFuture {
+            inner: future.instrument(span),
+            state: Some((self.capture.clone(), request)),
+            _in_flight: InFlight::start(&self.capture),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`DbCaptureService`].
+    pub struct DbCaptureFuture<F> {
+        #[pin]
+        inner: Instrumented<F>,
+        state: Option<(DbCapture, Arc<RequestQueries>)>,
+        _in_flight: InFlight,
+    }
+}
+
+/// Counts a request in flight from `call` until its future completes or is dropped.
+struct InFlight(DbCapture);
+
+impl InFlight {
+    fn start(capture: &DbCapture) -> Self {
+        capture.inner.stats.request_started();
+        Self(capture.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.inner.stats.request_finished();
+    }
+}
+
+impl<F, E> Future for DbCaptureFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        if let Some((capture, request)) = this.state.take() {
+            let captured = capture.finish_request(&request);
+            let strict_failure = capture.inner.config.strict && !captured.n_plus_one.is_empty();
+            if strict_failure {
+                let error = NPlusOneError {
+                    detections: captured.n_plus_one.clone(),
+                };
+                panic!("strict N+1 detection: {error}");
+            }
+            if let Ok(response) = &mut result {
+                response.extensions_mut().insert(captured);
+            }
+        }
+        Poll::Ready(result)
+    }
+}
