@@ -238,6 +238,34 @@ fn an_error_page_passed_on_after_failover_is_not_stored() {
 }
 
 #[test]
+fn the_only_origins_explicit_error_page_is_stored_only_when_the_operator_allows_it() {
+    let answer = |_: &Request<Body>, n: u32| {
+        reply(
+            503,
+            &[("cache-control", "public, max-age=600")],
+            &format!("down {n}"),
+        )
+    };
+    // Defaults: a 5xx is never stored.
+    let h = Harness::with_vars(&[], answer);
+    h.get("/down");
+    let again = h.get("/down");
+    assert!(
+        status_of(&again).contains("detail=error-status"),
+        "{}",
+        status_of(&again)
+    );
+    assert_eq!(h.origin_calls("/down"), 2);
+    // Allowed: one origin asked once, no failover, so its own explicitly
+    // fresh 503 is stored like the origin said.
+    let h = Harness::with_vars(&[("CACHE_SERVER_ERRORS", "explicit")], answer);
+    h.get("/down");
+    let again = h.get("/down");
+    assert!(status_of(&again).contains("hit"), "{}", status_of(&again));
+    assert_eq!(h.origin_calls("/down"), 1);
+}
+
+#[test]
 fn bypass_cookies_neither_read_nor_write_the_cache() {
     let h = Harness::with_vars(&[("BYPASS_COOKIES", "session*")], |req, n| {
         let who = if req.headers().contains_key("cookie") {

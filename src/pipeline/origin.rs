@@ -138,6 +138,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let plan = self.plan(started, request.uri().path());
         let mut failures = Vec::new();
         let mut failure_page: Option<FailurePage> = None;
+        let mut attempts = 0;
         for (attempt, candidate) in plan.iter().enumerate() {
             let elapsed = self.now().saturating_sub(started);
             if attempt > 0
@@ -146,6 +147,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 break;
             }
             let origin = &self.config.origins[candidate.index];
+            attempts += 1;
             let sent_at = self.now();
             let result = self
                 .attempt(&base, origin, candidate, upload.as_ref(), elapsed, varied)
@@ -191,7 +193,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             });
         }
         match failure_page {
-            Some(page) => Ok(pass_on_failure_page(page, trace)),
+            Some(page) => Ok(pass_on_failure_page(page, attempts, trace)),
             None => Err(EdgeError::OriginsFailed { attempts: failures }),
         }
     }
@@ -306,13 +308,19 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
 /// Every candidate failed, and the last answer was an origin's own error
 /// page: it is passed on rather than an invented one, never to be stored.
-fn pass_on_failure_page(page: FailurePage, trace: &mut Trace) -> Response<Body> {
+/// The last failure page as the answer. It is marked [`FailedOver`] (never
+/// stored) when more than one origin was asked: it may then come from a
+/// fallback that does not own the URL. The only attempt's error page is the
+/// origin's own answer, and the store decision judges it like any other 5xx.
+fn pass_on_failure_page(page: FailurePage, attempts: usize, trace: &mut Trace) -> Response<Body> {
     let FailurePage {
         mut response,
         origin,
         ms,
     } = page;
-    response.extensions_mut().insert(FailedOver);
+    if attempts > 1 {
+        response.extensions_mut().insert(FailedOver);
+    }
     trace
         .failed_attempts
         .retain(|failed| !(failed.origin == origin && failed.ms == ms));
