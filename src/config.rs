@@ -9,8 +9,11 @@ use serde::Deserialize;
 use crate::admin::auth::SecretToken;
 use crate::origin::health::HealthPolicy;
 use crate::origin::pool::{OriginConfig, RetryPolicy};
+use crate::origin::shaping::QueryFilter;
 use crate::purge::api::PurgeConfig;
+use crate::purge::tags::QueryKeying;
 use crate::purge::warming::WarmSettings;
+use crate::rules::{self, CacheRules, VAR_CACHE_RULES};
 use crate::semantics::policy::PolicySettings;
 use std::collections::HashSet;
 use std::fmt;
@@ -187,6 +190,8 @@ pub struct Config {
     pub assets: AssetSettings,
     pub warming: WarmSettings,
     pub retry: RetryPolicy,
+    /// `CACHE_RULES`, compiled ([`crate::rules`]).
+    pub rules: CacheRules,
 }
 
 /// How the edge treats assets and origin HTML.
@@ -255,6 +260,23 @@ impl Config {
         let bytes = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
             within_isolate(var, number(var, default)?, max)
         };
+        let cache_ignore_query_params = name_list(
+            VAR_CACHE_IGNORE_QUERY_PARAMS,
+            lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)
+                .as_deref()
+                .unwrap_or(DEFAULT_IGNORED_QUERY_PARAMS),
+            false,
+        )?;
+        let rules = match lookup(VAR_CACHE_RULES) {
+            None => CacheRules::default(),
+            Some(raw) => {
+                let names: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
+                rules::parse(&raw, &names, &cache_ignore_query_params).map_err(|problems| {
+                    let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                    ConfigError::new(VAR_CACHE_RULES, listed.join("; "))
+                })?
+            }
+        };
         let memory_cache_bytes = as_usize(
             VAR_MEMORY_CACHE_BYTES,
             bytes(
@@ -277,13 +299,7 @@ impl Config {
                 DEFAULT_STREAM_BODIES_ABOVE_BYTES,
                 MAX_STREAM_BODIES_ABOVE_BYTES,
             )?,
-            cache_ignore_query_params: name_list(
-                VAR_CACHE_IGNORE_QUERY_PARAMS,
-                lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)
-                    .as_deref()
-                    .unwrap_or(DEFAULT_IGNORED_QUERY_PARAMS),
-                false,
-            )?,
+            cache_ignore_query_params,
             cache_key_headers: name_list(
                 VAR_CACHE_KEY_HEADERS,
                 lookup(VAR_CACHE_KEY_HEADERS).as_deref().unwrap_or(""),
@@ -425,6 +441,7 @@ impl Config {
                     .unwrap_or(3),
                 deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000)?.max(1),
             },
+            rules,
             request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
                 None | Some("json") => true,
                 Some("off") => false,
@@ -436,6 +453,23 @@ impl Config {
                 }
             },
         })
+    }
+
+    /// The query filter of the rules a plain `GET` of `uri` on `host` meets
+    /// (no request fields: a purge has none), else `CACHE_IGNORE_QUERY_PARAMS`.
+    pub fn query_filter_for(&self, host: &str, uri: &http::Uri) -> QueryFilter<'_> {
+        let path = crate::origin::shaping::normalize_path(uri.path());
+        let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let headers = http::HeaderMap::new();
+        let request = rules::RuleRequest {
+            method: &http::Method::GET,
+            host: &host,
+            path: &path,
+            query: uri.query().unwrap_or(""),
+            headers: &headers,
+        };
+        self.rules
+            .query_filter_for(&request, &self.cache_ignore_query_params)
     }
 
     /// The token of the state endpoint: `STATE_TOKEN`, else `PURGE_TOKEN`.
@@ -459,6 +493,12 @@ impl Config {
     pub fn primary_origin(&self) -> &OriginConfig {
         // `parse_origins` guarantees at least one origin.
         &self.origins[0]
+    }
+}
+
+impl QueryKeying for Config {
+    fn query_filter_for(&self, host: &str, uri: &http::Uri) -> QueryFilter<'_> {
+        Config::query_filter_for(self, host, uri)
     }
 }
 
@@ -706,7 +746,7 @@ fn cookie_globs(raw: &str) -> Result<Vec<String>, ConfigError> {
     Ok(globs)
 }
 
-fn validate_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_name(name: &str) -> Result<(), String> {
     let ok_chars = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));

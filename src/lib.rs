@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod purge;
 pub mod responses;
+pub mod rules;
 pub mod semantics;
 pub mod stable_hash;
 pub mod telemetry;

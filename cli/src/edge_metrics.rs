@@ -492,6 +492,7 @@ mod tests {
             edge_ms: 43,
             warnings: vec![],
             purge: None,
+            rule: None,
         };
         let point = cachefront::telemetry::analytics::data_point("shop.example", &log);
         assert_eq!(point.blobs[0], "error", "blob1 = cache");

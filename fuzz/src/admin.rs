@@ -44,8 +44,8 @@ pub fn purge_json(data: &[u8]) {
     let Ok(request) = purge::parse_purge_body(data, &prefixes) else {
         return;
     };
-    let ignored = vec!["utm_*".to_owned()];
-    let keys = request.registry_keys(&ignored);
+    let keying = cachefront::purge::tags::IgnoredParams(vec!["utm_*".to_owned()]);
+    let keys = request.registry_keys(&keying);
     let unique: HashSet<&String> = keys.iter().collect();
     assert_eq!(unique.len(), keys.len(), "duplicate registry keys");
     assert!(

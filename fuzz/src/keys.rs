@@ -6,7 +6,7 @@
 //! its own primary key and to no other.
 
 use cachefront::cache::key::{self as cache_key, KeyRules};
-use cachefront::origin::shaping;
+use cachefront::origin::shaping::{self, QueryFilter};
 use cachefront::purge::tags;
 use cachefront::semantics::vary;
 use http::header::HeaderValue;
@@ -40,9 +40,18 @@ pub fn vary_key(data: &[u8]) {
         .and_then(|v| v.to_str().ok())
         .map(|v| vec![("x-device".to_owned(), v.to_owned())])
         .unwrap_or_default();
+    // A rule's query filter (issue #15) is picked by the input; the global
+    // ignore list (`utm_*` etc.) is the default. `utm_*` is dropped by every
+    // filter here, so the "ignored parameter" invariant below holds for all.
+    let kept = vec!["q".to_owned(), "id*".to_owned()];
+    let filter = match request.get("x-query-filter").map(|v| v.as_bytes()) {
+        Some(b"only") => QueryFilter::Only(&kept),
+        Some(b"none") => QueryFilter::Nothing,
+        _ => QueryFilter::Except(&ignored),
+    };
     let rules = KeyRules {
         namespace: "v1",
-        ignored_params: &ignored,
+        query: filter,
         headers: &keyed_headers,
     };
     let key = cache_key::primary_key(rules, HOST, &uri);
@@ -88,7 +97,7 @@ pub fn vary_key(data: &[u8]) {
         );
     }
 
-    shaping_invariants(rules, &uri, &ignored, &target, &key);
+    shaping_invariants(rules, &uri, filter, &target, &key);
 
     // Variants.
     let fields: Vec<String> = vary_line
@@ -128,7 +137,13 @@ pub fn vary_key(data: &[u8]) {
 }
 
 /// TRUST-SPEC rules 7, 11 and 12 on one request target.
-fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target: &str, key: &str) {
+fn shaping_invariants(
+    rules: KeyRules<'_>,
+    uri: &Uri,
+    filter: QueryFilter<'_>,
+    target: &str,
+    key: &str,
+) {
     let path = uri.path();
     let normal = shaping::normalize_path(path);
     assert_eq!(
@@ -138,7 +153,7 @@ fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target
     );
 
     // What the origin receives is what was keyed.
-    let sent = shaping::shaped_uri(uri, ignored).unwrap_or_else(|| uri.clone());
+    let sent = shaping::shaped_uri(uri, filter).unwrap_or_else(|| uri.clone());
     assert_eq!(
         sent.path(),
         normal,
@@ -146,7 +161,7 @@ fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target
     );
     assert_eq!(
         sent.query().map(str::to_owned),
-        uri.query().and_then(|q| shaping::keyed_query(q, ignored)),
+        uri.query().and_then(|q| shaping::keyed_query(q, filter)),
         "the origin got another query than the key"
     );
     assert_eq!(
@@ -168,7 +183,7 @@ fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target
     // Aliases of the path share the key and the URL purge tag.
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let doubled = path.replace('/', "//");
-    let tag = tags::url_tag(HOST, uri, ignored);
+    let tag = tags::url_tag(HOST, uri, filter);
     for alias in [Some(doubled), escaped_alias(path)].into_iter().flatten() {
         let Ok(alias_uri) = format!("https://shop.example.com{alias}{query}").parse::<Uri>() else {
             continue;
@@ -179,7 +194,7 @@ fn shaping_invariants(rules: KeyRules<'_>, uri: &Uri, ignored: &[String], target
             "{alias:?} and {path:?} have different keys"
         );
         assert_eq!(
-            tags::url_tag(HOST, &alias_uri, ignored),
+            tags::url_tag(HOST, &alias_uri, filter),
             tag,
             "a URL purge of {path:?} misses {alias:?}"
         );

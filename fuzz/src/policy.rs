@@ -5,8 +5,8 @@
 
 use cachefront::semantics::cache_control::Directives;
 use cachefront::semantics::policy::{
-    self, Freshness, PolicySettings, RequestDirectives, RequestFacts, ResponseDirectives,
-    ResponseTimes, StoreDecision,
+    self, EdgeTerms, Freshness, PolicySettings, RequestDirectives, RequestFacts,
+    ResponseDirectives, ResponseTimes, StoreDecision,
 };
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
@@ -18,7 +18,9 @@ const NOW_MS: u64 = 1_700_000_000_000;
 
 /// Input:
 /// ```text
-/// GET store-5xx        method; `store-5xx` turns on CACHE_SERVER_ERRORS=explicit
+/// GET store-5xx        method; `store-5xx` turns on CACHE_SERVER_ERRORS=explicit;
+///                      a cache rule's terms: `rule-ttl=N`, `rule-swr=N`,
+///                      `cookies-handled`, `override-private`
 /// cookie: a=1          request headers, then an empty line
 ///
 /// 200 1234             status and (optional) body length
@@ -29,10 +31,7 @@ pub fn run(data: &[u8]) {
     let method_line = lines.next_text();
     let mut words = method_line.split_ascii_whitespace();
     let method = Method::from_bytes(words.next().unwrap_or("").as_bytes()).unwrap_or(Method::GET);
-    let settings = PolicySettings {
-        store_server_errors: words.next() == Some("store-5xx"),
-        ..PolicySettings::default()
-    };
+    let (settings, terms) = settings_and_terms(words);
     let request = lines.headers();
     let status_line = lines.next_text();
     let mut words = status_line.split_ascii_whitespace();
@@ -48,7 +47,7 @@ pub fn run(data: &[u8]) {
         method: &method,
         headers: &request,
     };
-    let decision = policy::store_decision(facts, status, &response, body_len, &settings);
+    let decision = policy::store_decision(facts, status, &response, body_len, &settings, &terms);
     let case = Case {
         method: &method,
         request: &request,
@@ -56,6 +55,7 @@ pub fn run(data: &[u8]) {
         response: &response,
         body_len,
         settings: &settings,
+        terms: &terms,
     };
     if let Err(broken) = check_store(&case, &decision) {
         panic!("store invariant violated: {broken}; decision {decision:?}");
@@ -67,12 +67,39 @@ pub fn run(data: &[u8]) {
         response_time_ms: NOW_MS - 1_000,
     };
     let initial_age = policy::corrected_initial_age(&response, times);
-    let freshness = Freshness::of(&response, initial_age, times, NOW_MS, &settings);
+    let freshness =
+        Freshness::of(&response, initial_age, times, NOW_MS, &settings).under_terms(&terms);
     let request_directives = RequestDirectives::from_headers(&request);
     let _ = policy::reuse(&request_directives, &freshness);
     let _ = policy::may_serve_stale_on_error(&request_directives, &freshness);
     let _ = freshness.retention_secs(policy::has_validators(&response), 3_600);
     let _ = freshness.ttl_secs();
+}
+
+/// The settings and a cache rule's terms named on the method line.
+fn settings_and_terms<'a>(words: impl Iterator<Item = &'a str>) -> (PolicySettings, EdgeTerms) {
+    let mut settings = PolicySettings::default();
+    let mut terms = EdgeTerms::default();
+    for word in words {
+        let number = |prefix: &str| {
+            word.strip_prefix(prefix)
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        match word {
+            "store-5xx" => settings.store_server_errors = true,
+            "cookies-handled" => terms.cookies_handled = true,
+            "override-private" => terms.override_private = true,
+            _ => {
+                if let Some(secs) = number("rule-ttl=") {
+                    terms.lifetime_secs = Some(secs);
+                }
+                if let Some(secs) = number("rule-swr=") {
+                    terms.swr_secs = Some(secs);
+                }
+            }
+        }
+    }
+    (settings, terms)
 }
 
 /// Statuses whose caching rules this cache implements (RFC 9111 §5.2.2.3:
@@ -92,6 +119,8 @@ pub struct Case<'a> {
     pub response: &'a HeaderMap,
     pub body_len: Option<u64>,
     pub settings: &'a PolicySettings,
+    /// What a cache rule says (`EdgeTerms::default()`: no rule).
+    pub terms: &'a EdgeTerms,
 }
 
 /// The never-store rules; `Err` names the one a `Store` decision broke.
@@ -103,6 +132,7 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
         response,
         body_len,
         settings,
+        terms,
     } = *case;
     let StoreDecision::Store { strip_fields } = decision else {
         return Ok(());
@@ -112,12 +142,15 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     let request_cc = Directives::from_headers(request, &header::CACHE_CONTROL);
 
     // Rule 1: a credentialed request's answer needs explicit shared
-    // permission and an explicit lifetime.
+    // permission and an explicit lifetime; a cache rule may vouch for a
+    // request's cookies (it keyed or withheld them), never for
+    // `Authorization`.
     for (name, credential) in [
         (header::AUTHORIZATION, "authorization"),
         (header::COOKIE, "cookie"),
     ] {
-        if request.contains_key(&name) {
+        let vouched = credential == "cookie" && terms.cookies_handled;
+        if request.contains_key(&name) && !vouched {
             let permission = d.has("public") || d.has("s-maxage") || governing.targeted;
             let lifetime =
                 d.has("s-maxage") || d.has("max-age") || response.contains_key(header::EXPIRES);
@@ -136,7 +169,7 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     if d.has("no-store") && !(d.has("must-understand") && understood(status)) {
         return Err("rule 2: stored despite no-store in the governing directives".into());
     }
-    if d.iter().any(|x| x.name == "private" && x.value.is_none()) {
+    if d.iter().any(|x| x.name == "private" && x.value.is_none()) && !terms.override_private {
         return Err("rule 2: stored despite unqualified private".into());
     }
     let vary_star = response
@@ -148,7 +181,9 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     if vary_star {
         return Err("rule 2: stored despite Vary: *".into());
     }
-    if response.contains_key(header::SET_COOKIE) && !strip_fields.iter().any(|f| f == "set-cookie")
+    if response.contains_key(header::SET_COOKIE)
+        && !strip_fields.iter().any(|f| f == "set-cookie")
+        && !terms.override_private
     {
         return Err("rule 2: stored with Set-Cookie kept".into());
     }
@@ -157,11 +192,19 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     }
     let explicit_lifetime =
         d.has("s-maxage") || d.has("max-age") || response.contains_key(header::EXPIRES);
-    if status.is_server_error() && !(settings.store_server_errors && explicit_lifetime) {
+    let ruled_5xx = terms.lifetime_secs.is_some_and(|secs| secs > 0);
+    if status.is_server_error()
+        && !(settings.store_server_errors && explicit_lifetime)
+        && !ruled_5xx
+    {
         return Err(
-            "rule 2: stored a 5xx without CACHE_SERVER_ERRORS=explicit and an explicit lifetime"
+            "rule 2: stored a 5xx without CACHE_SERVER_ERRORS=explicit and an explicit lifetime, \
+             or a rule naming its status"
                 .into(),
         );
+    }
+    if terms.lifetime_secs == Some(0) {
+        return Err("stored what a rule gives an edge TTL of 0".into());
     }
     if status == StatusCode::NOT_MODIFIED || status.is_informational() {
         return Err("stored a 304 or 1xx as an entry of its own".into());
@@ -185,10 +228,7 @@ mod tests {
         let mut words = method_line.split_ascii_whitespace();
         let method =
             Method::from_bytes(words.next().unwrap_or("").as_bytes()).unwrap_or(Method::GET);
-        let settings = PolicySettings {
-            store_server_errors: words.next() == Some("store-5xx"),
-            ..PolicySettings::default()
-        };
+        let (settings, terms) = settings_and_terms(words);
         let request = lines.headers();
         let status = StatusCode::from_u16(lines.next_text().parse().unwrap_or(200))
             .unwrap_or(StatusCode::OK);
@@ -200,6 +240,7 @@ mod tests {
             response: &response,
             body_len: None,
             settings: &settings,
+            terms: &terms,
         };
         let store = StoreDecision::Store {
             strip_fields: Vec::new(),
@@ -213,6 +254,21 @@ mod tests {
         assert!(broken.is_err_and(|e| e.starts_with("rule 1")));
         assert!(decide("GET\ncookie: s=1\n\n200\ncache-control: public, max-age=60\n").is_ok());
         assert!(decide("GET\ncookie: s=1\n\n200\ncdn-cache-control: max-age=60\n").is_ok());
+    }
+
+    #[test]
+    fn a_rule_may_vouch_for_cookies_but_never_for_authorization() {
+        let cookie = "GET cookies-handled rule-ttl=60\ncookie: lang=de\n\n200\n";
+        assert!(decide(cookie).is_ok());
+        let auth = "GET cookies-handled rule-ttl=60\nauthorization: Bearer x\n\n200\n";
+        assert!(decide(auth).is_err_and(|e| e.starts_with("rule 1")));
+        let no_store = "GET override-private rule-ttl=60\n\n200\ncache-control: no-store\n";
+        assert!(decide(no_store).is_err_and(|e| e.starts_with("rule 2")));
+        assert!(
+            decide("GET rule-ttl=10\n\n503\n").is_ok(),
+            "a rule naming the 5xx"
+        );
+        assert!(decide("GET rule-ttl=0\n\n200\n").is_err());
     }
 
     #[test]

@@ -252,7 +252,7 @@ mod tests {
             uri: &uri,
             rules: AutoTagRules {
                 path_prefixes: &prefixes,
-                ignored_query_params: &[],
+                query: crate::origin::shaping::QueryFilter::Except(&[]),
             },
         };
         let page = html("<p>x</p>", &[("cache-tag", "docs")]);
@@ -268,7 +268,11 @@ mod tests {
             "docs, host:www.example.com, url:www.example.com/docs/about.html?a=1&b=2, prefix:/docs/"
         );
         let purge_tags = [
-            tags::url_tag("www.example.com", &uri, &[]),
+            tags::url_tag(
+                "www.example.com",
+                &uri,
+                crate::origin::shaping::QueryFilter::Except(&[]),
+            ),
             tags::prefix_tag("/docs/"),
             tags::host_tag("www.example.com"),
         ];

@@ -14,8 +14,8 @@ const KEY_PREFIX: &str = "/.cachefront/";
 #[derive(Debug, Clone, Copy)]
 pub struct KeyRules<'a> {
     pub namespace: &'a str,
-    /// Query parameter names left out (`prefix*` matches by prefix).
-    pub ignored_params: &'a [String],
+    /// Which query parameters are keyed.
+    pub query: shaping::QueryFilter<'a>,
     /// Request header fields added to the key, with their values.
     pub headers: &'a [(String, String)],
 }
@@ -34,7 +34,7 @@ pub fn primary_key(rules: KeyRules<'_>, host: &str, uri: &Uri) -> String {
     key.push('/');
     key.push_str(&scheme.to_ascii_lowercase());
     key.push_str(&path);
-    let mut query = shaping::keyed_query(uri.query().unwrap_or(""), rules.ignored_params);
+    let mut query = shaping::keyed_query(uri.query().unwrap_or(""), rules.query);
     for (name, value) in rules.headers {
         let member = format!("cachefront-h-{name}={}", percent_encode(value));
         query = Some(match query {
@@ -68,7 +68,7 @@ mod tests {
     fn rules<'a>(ignored: &'a [String], headers: &'a [(String, String)]) -> KeyRules<'a> {
         KeyRules {
             namespace: "v1",
-            ignored_params: ignored,
+            query: shaping::QueryFilter::Except(ignored),
             headers,
         }
     }

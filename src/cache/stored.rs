@@ -45,6 +45,28 @@ pub struct EntryMeta {
     /// The body's length, for a body stored from a stream (ranges need it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_len: Option<u64>,
+    /// What a cache rule gave the entry when it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleTerms>,
+}
+
+/// The lifetime and stale windows a cache rule (`CACHE_RULES`) gave an
+/// entry, and its adaptive TTL state; the entry is judged by them until it
+/// is replaced, whatever the rules say later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleTerms {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swr: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sie: Option<u64>,
+    /// `adaptive_ttl`: revalidations in a row that found the entry unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streak: Option<u32>,
+    /// `adaptive_ttl`: a hash of the body, to tell an unchanged 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hash: Option<u64>,
 }
 
 impl EntryMeta {
@@ -69,6 +91,7 @@ impl EntryMeta {
             vary_index: None,
             tags: Vec::new(),
             body_len: None,
+            rule: None,
         }
     }
 

@@ -39,6 +39,9 @@ pub struct ForwardRules<'a> {
     pub keyed: &'a [String],
     /// `FORWARD_REQUEST_HEADERS`.
     pub extra: &'a [String],
+    /// Fields the request's cache rule keys (`cache_key.headers`, the
+    /// device class): forwarded as the edge set them.
+    pub rule_keyed: &'a [String],
     /// Fields a stored answer for this URL varies on: the key holds their
     /// values, so the origin may see them (RFC 9111 §4.3.1 wants them in a
     /// revalidation).
@@ -51,6 +54,7 @@ impl ForwardRules<'_> {
         !HOP_BY_HOP.contains(&name)
             && (shaping::is_forwarded_field(name, self.extra)
                 || self.keyed.iter().any(|k| k == name)
+                || self.rule_keyed.iter().any(|k| k == name)
                 || self.varied.iter().any(|v| v == name))
     }
 }
@@ -197,6 +201,7 @@ mod tests {
     const NONE: ForwardRules<'static> = ForwardRules {
         keyed: &[],
         extra: &[],
+        rule_keyed: &[],
         varied: &[],
     };
 
@@ -287,6 +292,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            rule_keyed: &[],
             varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
@@ -361,6 +367,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &keyed,
             extra: &[],
+            rule_keyed: &[],
             varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
@@ -376,6 +383,7 @@ mod tests {
         let rules = ForwardRules {
             keyed: &[],
             extra: &extra,
+            rule_keyed: &[],
             varied: &[],
         };
         let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");

@@ -143,6 +143,37 @@ fn is_normal(path: &str) -> bool {
         .any(|segment| segment == "." || segment == "..")
 }
 
+/// Which query parameters are keyed (and so reach the origin). Names may be
+/// `prefix*` patterns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryFilter<'a> {
+    /// Every parameter except these (`CACHE_IGNORE_QUERY_PARAMS`, a rule's
+    /// `exclude`, or none at all for a rule's `"all"`).
+    Except(&'a [String]),
+    /// Only these (a rule's `include`).
+    Only(&'a [String]),
+    /// No query at all (a rule's `"none"`).
+    Nothing,
+}
+
+impl Default for QueryFilter<'_> {
+    /// Every parameter.
+    fn default() -> Self {
+        Self::Except(&[])
+    }
+}
+
+impl QueryFilter<'_> {
+    /// Whether a query member (`name=value`) is left out.
+    pub fn drops(&self, member: &str) -> bool {
+        match self {
+            Self::Except(ignored) => is_ignored_param(member, ignored),
+            Self::Only(kept) => !is_ignored_param(member, kept),
+            Self::Nothing => true,
+        }
+    }
+}
+
 /// Whether a query member is one of the ignored parameters (`prefix*` matches
 /// by prefix).
 pub fn is_ignored_param(member: &str, ignored: &[String]) -> bool {
@@ -159,13 +190,13 @@ fn member_name(member: &str) -> &str {
     member.split_once('=').map_or(member, |(name, _)| name)
 }
 
-/// The keyed query: members split on `&`, empty and ignored ones dropped, the
-/// rest sorted by name (stable, so repeated names keep the client's order).
-/// `None` when nothing is left.
-pub fn keyed_query(query: &str, ignored: &[String]) -> Option<String> {
+/// The keyed query: members split on `&`, empty and dropped ones left out,
+/// the rest sorted by name (stable, so repeated names keep the client's
+/// order). `None` when nothing is left.
+pub fn keyed_query(query: &str, filter: QueryFilter<'_>) -> Option<String> {
     let mut members: Vec<&str> = query
         .split('&')
-        .filter(|m| !m.is_empty() && !is_ignored_param(m, ignored))
+        .filter(|m| !m.is_empty() && !filter.drops(m))
         .collect();
     if members.is_empty() {
         return None;
@@ -175,12 +206,12 @@ pub fn keyed_query(query: &str, ignored: &[String]) -> Option<String> {
 }
 
 /// Whether `query` is already what [`keyed_query`] would make of it: no empty
-/// or ignored member, names in order. Checked without allocating.
-fn is_keyed_query(query: &str, ignored: &[String]) -> bool {
+/// or dropped member, names in order. Checked without allocating.
+fn is_keyed_query(query: &str, filter: QueryFilter<'_>) -> bool {
     let mut previous = "";
     for member in query.split('&') {
         let name = member_name(member);
-        if member.is_empty() || is_ignored_param(member, ignored) || name < previous {
+        if member.is_empty() || filter.drops(member) || name < previous {
             return false;
         }
         previous = name;
@@ -190,14 +221,14 @@ fn is_keyed_query(query: &str, ignored: &[String]) -> bool {
 
 /// The URI the cache keys and the origin receives: normalised path, keyed
 /// query, the client's scheme and authority. `None` when nothing changes.
-pub fn shaped_uri(uri: &Uri, ignored: &[String]) -> Option<Uri> {
+pub fn shaped_uri(uri: &Uri, filter: QueryFilter<'_>) -> Option<Uri> {
     let path = normalize_path(uri.path());
-    let query_keyed = uri.query().is_none_or(|q| is_keyed_query(q, ignored));
+    let query_keyed = uri.query().is_none_or(|q| is_keyed_query(q, filter));
     if matches!(path, Cow::Borrowed(_)) && query_keyed {
         // The common case on the hit path: nothing to build.
         return None;
     }
-    let query = uri.query().and_then(|q| keyed_query(q, ignored));
+    let query = uri.query().and_then(|q| keyed_query(q, filter));
     let unchanged = matches!(path, Cow::Borrowed(_)) && query.as_deref() == uri.query();
     if unchanged {
         return None;
@@ -314,12 +345,19 @@ mod tests {
     fn ignored_members_are_dropped_whole_even_with_semicolons() {
         let ignored = vec!["utm_*".to_owned()];
         assert_eq!(
-            keyed_query("callback=ok&utm_content=x;callback=EVIL", &ignored).as_deref(),
+            keyed_query(
+                "callback=ok&utm_content=x;callback=EVIL",
+                QueryFilter::Except(&ignored)
+            )
+            .as_deref(),
             Some("callback=ok")
         );
-        assert_eq!(keyed_query("utm_source=a&&", &ignored), None);
         assert_eq!(
-            keyed_query("b=2&a=1&a=0", &[]).as_deref(),
+            keyed_query("utm_source=a&&", QueryFilter::Except(&ignored)),
+            None
+        );
+        assert_eq!(
+            keyed_query("b=2&a=1&a=0", QueryFilter::Except(&[])).as_deref(),
             Some("a=1&a=0&b=2"),
             "sorted by name, repeated names in client order"
         );
@@ -331,9 +369,12 @@ mod tests {
         let uri: Uri = "https://shop.example/a%62c//d?z=1&utm_source=x&a=2"
             .parse()
             .expect("uri");
-        let shaped = shaped_uri(&uri, &ignored).expect("changed");
+        let shaped = shaped_uri(&uri, QueryFilter::Except(&ignored)).expect("changed");
         assert_eq!(shaped.to_string(), "https://shop.example/abc/d?a=2&z=1");
-        assert!(shaped_uri(&shaped, &ignored).is_none(), "already shaped");
+        assert!(
+            shaped_uri(&shaped, QueryFilter::Except(&ignored)).is_none(),
+            "already shaped"
+        );
     }
 
     #[test]
@@ -351,8 +392,8 @@ mod tests {
             "a=1&",
         ] {
             assert_eq!(
-                is_keyed_query(query, &ignored),
-                keyed_query(query, &ignored).as_deref() == Some(query),
+                is_keyed_query(query, QueryFilter::Except(&ignored)),
+                keyed_query(query, QueryFilter::Except(&ignored)).as_deref() == Some(query),
                 "{query}"
             );
         }

@@ -72,7 +72,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let now = self.now();
         let context = PurgeContext {
             config: &self.config.purge,
-            ignored_query_params: &self.config.cache_ignore_query_params,
+            keying: &*self.config,
             site_host: &host,
             now_ms: now,
         };
@@ -108,9 +108,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// the purge would reach.
     fn dry_run_receipt(&self, outcome: PurgeOutcome) -> purge::PurgeReceipt {
         let mut receipt = outcome.receipt;
-        let keys = receipt
-            .purged
-            .registry_keys(&self.config.cache_ignore_query_params);
+        let keys = receipt.purged.registry_keys(&*self.config);
         let affected = self
             .isolate
             .hot

@@ -37,7 +37,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 let rules = self
                     .config
                     .purge
-                    .auto_tag_rules(&self.config.cache_ignore_query_params);
+                    .auto_tag_rules(self.query_filter(super::rules::rule_of(request)));
                 let tagging = host.map(|host| PageTagging {
                     host,
                     uri: request.uri(),

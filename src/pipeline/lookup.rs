@@ -3,7 +3,7 @@
 //! tag registry's verdict on the entry.
 
 use http::header;
-use http::{HeaderValue, Response, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 
 use crate::cache::key::{self as cache_key, KeyRules};
 use crate::cache::stored::{self, EntryMeta};
@@ -16,6 +16,7 @@ use crate::semantics::policy::Freshness;
 use crate::semantics::vary;
 use crate::Body;
 
+use super::rules::{rule_of, stored_terms, ClientCountry};
 use super::{Pipeline, Trace};
 
 /// A stored response found in one of the tiers.
@@ -41,9 +42,12 @@ pub(super) enum Lookup {
 }
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
-    /// Request fields in the key: `CACHE_KEY_HEADERS`, and `Origin` whenever a
-    /// request has one (origins reflect it into CORS answers without `Vary`).
-    pub(super) fn key_headers(&self, headers: &http::HeaderMap) -> Vec<(String, String)> {
+    /// Request fields in the key: `CACHE_KEY_HEADERS`, `Origin` whenever a
+    /// request has one (origins reflect it into CORS answers without `Vary`),
+    /// and what the request's cache rule keys (fields, cookies, device
+    /// class, country).
+    pub(super) fn key_headers(&self, request: &Request<Body>) -> Vec<(String, String)> {
+        let headers = request.headers();
         let mut keyed: Vec<(String, String)> = self
             .config
             .cache_key_headers
@@ -64,14 +68,23 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 keyed.push((origin.to_owned(), value));
             }
         }
+        if let Some(rule) = rule_of(request) {
+            let country = request
+                .extensions()
+                .get::<ClientCountry>()
+                .map(|c| c.0.as_str());
+            keyed.extend(rule.key_members(headers, country));
+        }
         keyed
     }
 
-    pub(super) fn primary_key(&self, host: &str, uri: &Uri, headers: &http::HeaderMap) -> String {
-        let keyed = self.key_headers(headers);
+    /// The primary key of `uri` on `host` for `request` (its fields and
+    /// rules decide what else is keyed).
+    pub(super) fn primary_key(&self, host: &str, uri: &Uri, request: &Request<Body>) -> String {
+        let keyed = self.key_headers(request);
         let rules = KeyRules {
             namespace: &self.config.cache_namespace,
-            ignored_params: &self.config.cache_ignore_query_params,
+            query: self.query_filter(rule_of(request)),
             headers: &keyed,
         };
         cache_key::primary_key(rules, host, uri)
@@ -177,14 +190,20 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
+    /// How fresh an entry is now: by its headers, under the terms a cache
+    /// rule gave it when it was stored.
     pub(super) fn freshness(&self, entry_headers: &http::HeaderMap, meta: &EntryMeta) -> Freshness {
-        Freshness::of(
+        let freshness = Freshness::of(
             entry_headers,
             meta.initial_age_secs,
             meta.times(),
             self.now(),
             &self.config.policy_settings(),
-        )
+        );
+        match stored_terms(meta.rule.as_ref()) {
+            Some(terms) => freshness.under_terms(&terms),
+            None => freshness,
+        }
     }
 
     /// Whether an entry's tags (or its host, or everything) were purged after

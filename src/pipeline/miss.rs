@@ -18,6 +18,7 @@ use crate::Body;
 
 use super::lookup::StoredEntry;
 use super::origin::error_answer;
+use super::rules::PreviousEntry;
 use super::{Pipeline, Trace};
 
 /// How often a coalesced request checks whether the leader has finished.
@@ -39,8 +40,9 @@ enum Coalesced {
 enum AgainstStale {
     /// The entry answered (revalidated, or stood in for an error).
     Answered((Response<Body>, CacheStatus), Option<Response<Body>>),
-    /// The origin's answer replaces the entry.
-    Replaced(Response<Body>),
+    /// The origin's answer replaces the entry (which leaves its adaptive
+    /// TTL state to the new one).
+    Replaced(Response<Body>, Option<PreviousEntry>),
 }
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
@@ -80,10 +82,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Ok(response) => response,
             Err(err) => return self.on_origin_unreachable(&request, err, stale, fwd, trace),
         };
-        let response = match stale {
-            None => response,
+        let (response, previous) = match stale {
+            None => (response, None),
             Some(entry) => match self.against_stale(&request, entry, response, times, fwd) {
-                AgainstStale::Replaced(response) => response,
+                AgainstStale::Replaced(response, previous) => (response, previous),
                 AgainstStale::Answered(answer, encoded) => {
                     if let Some(guard) = leader {
                         guard.finish(encoded.as_ref());
@@ -93,8 +95,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             },
         };
         let response = self.prepare_origin_body(&request, response, trace).await;
-        let (answer, encoded) =
-            self.store_and_serve(&request, key, response, times, fwd, &varied, trace);
+        let (answer, encoded) = self.store_and_serve(
+            &request, key, response, times, fwd, &varied, previous, trace,
+        );
         if let Some(guard) = leader {
             guard.finish(encoded.as_ref());
         }
@@ -164,8 +167,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             // withheld: it was made without it. Now that the field is known
             // to be keyed, ask again with it, once, so the answer filed under
             // the client's value is the one the origin makes for that value.
-            let withheld =
-                withheld_vary_fields(request.headers(), response, self.forward_rules(varied));
+            let withheld = withheld_vary_fields(
+                request.headers(),
+                response,
+                self.forward_rules(request, varied),
+            );
             if is_get && !withheld.is_empty() {
                 self.drop_stream(response);
                 varied.extend(withheld);
@@ -234,9 +240,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
         // A new full response replaces the entry; its stream is not needed.
+        let previous = entry.meta.rule.map(|terms| PreviousEntry {
+            terms,
+            etag: entry.response.headers().get(header::ETAG).cloned(),
+        });
         let mut old = entry.response;
         self.drop_stream(&mut old);
-        AgainstStale::Replaced(response)
+        AgainstStale::Replaced(response, previous)
     }
 
     /// A follower's answer from the leader's stored-form response, if it fits this request.

@@ -20,6 +20,7 @@ mod lookup;
 mod miss;
 mod origin;
 mod route;
+mod rules;
 mod store;
 mod view;
 mod warm;
@@ -40,6 +41,7 @@ use crate::telemetry::server_timing::{self, Metric};
 use crate::Body;
 
 pub use isolate::{BoundedPathSet, IsolateState};
+pub use rules::ClientCountry;
 pub use warm::WarmResult;
 
 /// The operator endpoint reporting origin health.
@@ -73,6 +75,8 @@ struct Trace {
     /// Failed attempts before the answer.
     failed_attempts: Vec<FailedAttempt>,
     warnings: Vec<String>,
+    /// The cache rules matched at entry.
+    rule: Option<crate::rules::Matched>,
 }
 
 /// Fields of RFC 9213 meant for this cache only: never sent downstream.
@@ -120,6 +124,7 @@ pub fn config_error_response(
             edge_ms: 0,
             warnings: vec![error.to_string()],
             purge: None,
+            rule: None,
         },
         response,
     }
@@ -199,7 +204,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if self.config.purge.strip_tag_headers {
             tags::strip_tag_headers(headers);
         }
-        status.apply(headers);
+        let rule = trace.rule.take();
+        if let Some(matched) = &rule {
+            matched.action.edit_client_headers(headers);
+        }
+        let rule_label = rule.as_ref().map(|m| &*m.label);
+        status.apply_with_rule(headers, rule_label);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
         for failed in &trace.failed_attempts {
             let desc = format!("{}: {}", failed.origin, failed.what);
@@ -216,13 +226,14 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 path,
                 status: response.status().as_u16(),
                 cache: status.outcome(),
-                cache_status: status.member(),
+                cache_status: status.member_with_rule(rule_label),
                 tier: status.tier(),
                 origin: trace.origin,
                 origin_ms: trace.origin_ms,
                 edge_ms,
                 warnings: trace.warnings,
                 purge: trace.purge,
+                rule: rule_label.map(str::to_owned),
             },
             response,
         }

@@ -12,10 +12,12 @@ use crate::origin::pool::{self as origin_pool, Candidate};
 use crate::origin::request::{self as origin_request, ForwardRules};
 use crate::platform::body::{self, Streamed};
 use crate::platform::{HealthStore, OriginError, OriginFetch, Platform};
+use crate::rules::Matched;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::stable_hash::stable_hash;
 use crate::Body;
 
+use super::rules::rule_of;
 use super::{FailedAttempt, Pipeline, Trace, ORIGIN_HEADER};
 
 /// Marks an origin's failure answer passed on after every candidate failed:
@@ -60,10 +62,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     /// Which request fields reach the origin: the allow-list, the keyed ones,
     /// and the fields this URL is known to vary on.
-    pub(super) fn forward_rules<'a>(&'a self, varied: &'a [String]) -> ForwardRules<'a> {
+    pub(super) fn forward_rules<'a>(
+        &'a self,
+        request: &'a Request<Body>,
+        varied: &'a [String],
+    ) -> ForwardRules<'a> {
         ForwardRules {
             keyed: &self.config.cache_key_headers,
             extra: &self.config.forward_request_headers,
+            rule_keyed: rule_of(request).map_or(&[], |rule| rule.forwarded_fields()),
             varied,
         }
     }
@@ -100,15 +107,21 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .record(origin, healthy, now, &self.config.health);
     }
 
-    /// The candidates for one request, in the order they will be tried.
-    fn plan(&self, now: u64, path: &str) -> Vec<Candidate> {
+    /// The candidates for one request, in the order they will be tried:
+    /// the whole pool, or the origins its cache rule routes it to.
+    fn plan(&self, now: u64, path: &str, routed: Option<&[usize]>) -> Vec<Candidate> {
         let (availability, last_failures) = self.isolate.origins.borrow_mut().availability(
             &self.config.origins,
             now,
             &self.config.health,
         );
         let seed = now ^ stable_hash(path.as_bytes());
-        origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed)
+        let mut plan =
+            origin_pool::candidates(&self.config.origins, &availability, &last_failures, seed);
+        if let Some(routed) = routed {
+            plan.retain(|candidate| routed.contains(&candidate.index));
+        }
+        plan
     }
 
     /// Sends `request` (after `adjust` edits its headers) to the origins in
@@ -127,6 +140,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         *base.method_mut() = request.method().clone();
         *base.uri_mut() = request.uri().clone();
         *base.headers_mut() = request.headers().clone();
+        if let Some(matched) = request.extensions().get::<Matched>() {
+            base.extensions_mut().insert(matched.clone());
+        }
         adjust(base.headers_mut());
         // A streamed upload can be sent once: it is not there for a retry.
         let upload = body::streamed_request(request);
@@ -135,7 +151,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let policy = &self.config.retry;
         let retryable = policy.may_retry(request.method()) && upload.is_none();
         let started = self.now();
-        let plan = self.plan(started, request.uri().path());
+        let routed = rule_of(request).and_then(|rule| rule.origins.as_deref());
+        let plan = self.plan(started, request.uri().path(), routed);
         let mut failures = Vec::new();
         let mut failure_page: Option<FailurePage> = None;
         let mut attempts = 0;
@@ -220,7 +237,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .timeout_ms
             .min(policy.deadline_ms.saturating_sub(elapsed))
             .max(1);
-        let rules = self.forward_rules(varied);
+        let rules = self.forward_rules(base, varied);
         let mut outgoing = origin_request::origin_request(base, origin, rules)?;
         if let Some(upload) = upload {
             outgoing.extensions_mut().insert(upload.clone());

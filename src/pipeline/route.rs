@@ -15,7 +15,9 @@ use crate::semantics::policy::RequestDirectives;
 use crate::Body;
 
 use super::lookup::{Lookup, Tiers};
+use super::rules::rule_of;
 use super::{Pipeline, Trace};
+use crate::rules::CacheMode;
 
 fn is_unsafe(method: &Method) -> bool {
     !matches!(
@@ -29,8 +31,10 @@ struct Admission {
     host: Option<String>,
     /// GET or HEAD: the only methods a stored response may answer.
     readable: bool,
-    /// A `BYPASS_COOKIES` cookie: neither read from nor written to the cache.
-    bypass_cookie: bool,
+    /// Neither read from nor written to the cache, and why: a
+    /// `BYPASS_COOKIES` or rule `bypass_cookies` cookie (`bypass-cookie`), or
+    /// a rule's `cache = "bypass"` (`rule`).
+    bypass: Option<&'static str>,
     /// The primary key, when the cache may read and write this request.
     key: Option<String>,
 }
@@ -44,14 +48,19 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if let Some(answer) = self.serve_operator(&request, trace).await {
             return answer;
         }
-        // From here on the key, the asset store and the origin all see the
-        // shaped URI: normalised path, keyed query (see `shaping`).
-        if let Some(shaped) =
-            shaping::shaped_uri(request.uri(), &self.config.cache_ignore_query_params)
-        {
+        // The rules see the normalised path and the query as sent; from here
+        // on the key, the asset store and the origin all see the shaped URI:
+        // normalised path, the query the rule (or the global list) keys.
+        let matched = self.match_rules(&mut request);
+        let rule = matched.as_ref().map(|m| &*m.action);
+        if let Some(shaped) = shaping::shaped_uri(request.uri(), self.query_filter(rule)) {
             *request.uri_mut() = shaped;
         }
+        trace.rule = matched.clone();
         let admission = self.admit(&request);
+        if admission.key.is_some() {
+            self.shape_for_rule(&mut request);
+        }
         let directives = RequestDirectives::from_headers(request.headers());
 
         // A memory-tier entry was stored moments ago by this isolate, after the
@@ -80,10 +89,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 CacheStatus::forward(Forward::Bypass).with_outcome(Outcome::Error),
             );
         };
-        if admission.bypass_cookie {
-            // A logged-in user's request: neither read nor written (BYPASS_COOKIES).
+        if let Some(why) = admission.bypass {
+            // A logged-in user's request (BYPASS_COOKIES or a rule's
+            // bypass_cookies), or a rule's `cache = "bypass"`: neither read
+            // nor written.
             let (response, status) = self.pass_through(&request, Forward::Bypass, trace).await;
-            return (response, status.with_detail("bypass-cookie"));
+            return (response, status.with_detail(why));
         }
         if !admission.readable {
             return self.serve_other_method(&request, &host, trace).await;
@@ -101,23 +112,32 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let method = request.method();
         let readable = method == Method::GET || method == Method::HEAD;
         let host = request_host(request);
-        let bypass_cookie = readable
-            && shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies);
+        let rule = rule_of(request);
+        let bypass = if readable && rule.is_some_and(|r| r.cache_mode() == CacheMode::Bypass) {
+            Some("rule")
+        } else if readable
+            && (shaping::has_matching_cookie(request.headers(), &self.config.bypass_cookies)
+                || rule.is_some_and(|r| r.bypass_cookie(request.headers())))
+        {
+            Some("bypass-cookie")
+        } else {
+            None
+        };
         let key = match &host {
             Some(host)
                 if readable
-                    && !bypass_cookie
+                    && bypass.is_none()
                     && request.body().is_empty()
                     && body::streamed_request(request).is_none() =>
             {
-                Some(self.primary_key(host, request.uri(), request.headers()))
+                Some(self.primary_key(host, request.uri(), request))
             }
             _ => None,
         };
         Admission {
             host,
             readable,
-            bypass_cookie,
+            bypass,
             key,
         }
     }

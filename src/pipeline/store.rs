@@ -12,12 +12,13 @@ use crate::platform::{Background, BodyStreams, CacheStore, GlobalStore, Platform
 use crate::purge::tags;
 use crate::semantics::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome};
 use crate::semantics::conditional;
-use crate::semantics::policy::{self, RequestFacts, ResponseTimes, StoreDecision};
+use crate::semantics::policy::{self, EdgeTerms, RequestFacts, ResponseTimes, StoreDecision};
 use crate::semantics::vary;
 use crate::Body;
 
 use super::lookup::StoredEntry;
 use super::origin::FailedOver;
+use super::rules::{rule_of, PreviousEntry};
 use super::{Pipeline, Trace};
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
@@ -67,12 +68,26 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         meta.variant = entry.meta.variant;
         meta.tags = entry.meta.tags;
         meta.body_len = entry.meta.body_len;
+        // A 304 says the entry is unchanged: an adaptive TTL grows.
+        let previous = entry
+            .meta
+            .rule
+            .map(|terms| PreviousEntry { terms, etag: None });
+        let (terms, kept) = self.edge_terms(
+            request,
+            response.status(),
+            response.headers(),
+            None,
+            previous.as_ref(),
+            true,
+        );
+        meta.rule = kept;
         let freshness = self.freshness(response.headers(), &meta);
         let status = CacheStatus::forward(fwd)
             .with_outcome(Outcome::Revalidated)
             .with_fwd_status(304)
             .with_ttl(freshness.ttl_secs());
-        if let Some(reason) = self.merged_not_storable(request, &response, &meta) {
+        if let Some(reason) = self.merged_not_storable(request, &response, &meta, &terms) {
             // A response that says no more (`no-store`, `private`, new `Vary`)
             // takes the old entry with it; a credentialed request only leaves
             // it as it was (its 304 may carry per-user fields).
@@ -115,6 +130,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         request: &Request<Body>,
         merged: &Response<Body>,
         meta: &EntryMeta,
+        terms: &EdgeTerms,
     ) -> Option<NoStoreReason> {
         let facts = RequestFacts {
             method: &Method::GET,
@@ -126,6 +142,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             merged.headers(),
             meta.body_len,
             &self.config.policy_settings(),
+            terms,
         );
         if let StoreDecision::Skip(reason) = decision {
             return Some(reason);
@@ -161,6 +178,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         times: ResponseTimes,
         fwd: Forward,
         varied: &[String],
+        previous: Option<PreviousEntry>,
         trace: &mut Trace,
     ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let status = CacheStatus::forward(fwd).with_fwd_status(response.status().as_u16());
@@ -173,7 +191,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Some(stream) => stream.len,
             None => u64::try_from(response.body().len()).ok(),
         };
-        let strip_fields = match self.store_decision(request, &response, body_len) {
+        let body = stream.is_none().then(|| response.body().as_ref());
+        let (terms, kept) = self.edge_terms(
+            request,
+            response.status(),
+            response.headers(),
+            body,
+            previous.as_ref(),
+            false,
+        );
+        let strip_fields = match self.store_decision(request, &response, body_len, &terms) {
             StoreDecision::Store { strip_fields } => strip_fields,
             StoreDecision::Skip(reason) => {
                 let status = if reason == NoStoreReason::Method {
@@ -191,6 +218,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
         let mut meta = self.new_entry_meta(request, &response, times, body_len, trace);
+        meta.rule = kept;
         let freshness = self.freshness(stored_copy.headers(), &meta);
         let retention = freshness.retention_secs(
             policy::has_validators(response.headers()),
@@ -216,13 +244,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         )
     }
 
-    /// The policy's store decision, refused outright for an error page passed
-    /// on after failover and for a stream of unknown length.
+    /// The policy's store decision under the request's rules, refused
+    /// outright for an error page passed on after failover, for a stream of
+    /// unknown length, and by deception armor.
     fn store_decision(
         &self,
         request: &Request<Body>,
         response: &Response<Body>,
         body_len: Option<u64>,
+        terms: &EdgeTerms,
     ) -> StoreDecision {
         let facts = RequestFacts {
             method: request.method(),
@@ -231,12 +261,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if response.extensions().get::<FailedOver>().is_some() {
             return StoreDecision::Skip(NoStoreReason::ErrorStatus);
         }
+        if self.armor_refuses(request, response) {
+            return StoreDecision::Skip(NoStoreReason::DeceptionArmor);
+        }
         match policy::store_decision(
             facts,
             response.status(),
             response.headers(),
             body_len,
             &self.config.policy_settings(),
+            terms,
         ) {
             // A stream of unknown length might outgrow CACHE_MAX_OBJECT_BYTES.
             StoreDecision::Store { .. }
@@ -266,7 +300,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let rules = self
             .config
             .purge
-            .auto_tag_rules(&self.config.cache_ignore_query_params);
+            .auto_tag_rules(self.query_filter(rule_of(request)));
         let tagged = tags::entry_tags(response.headers(), &host, request.uri(), rules);
         if tagged.dropped_total > 0 {
             let dropped: Vec<String> = tagged
@@ -281,6 +315,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             ));
         }
         meta.tags = tagged.tags;
+        if let Some(rule) = rule_of(request) {
+            for tag in &rule.tags {
+                if !meta.tags.contains(tag) {
+                    meta.tags.push(tag.clone());
+                }
+            }
+        }
         meta.body_len = body_len;
         meta
     }
@@ -305,7 +346,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         // as absent, so its answer is never filed under a value it did not
         // get (the next request with that value is a vary-miss, which
         // forwards the field).
-        let seen = forwarded_view(request.headers(), self.forward_rules(varied));
+        let seen = forwarded_view(request.headers(), self.forward_rules(request, varied));
         let values = vary::variant_values(&seen, &vary_fields);
         let variant_key = vary::variant_key(&key, &values);
         meta.variant = Some(values);
@@ -346,7 +387,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
         for uri in targets {
-            let key = self.primary_key(host, &uri, request.headers());
+            let key = self.primary_key(host, &uri, request);
             self.isolate
                 .hot
                 .remove_where(|k| vary::is_key_or_variant(k, &key));

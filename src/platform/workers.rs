@@ -46,14 +46,20 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         .unwrap_or_default();
     let streams = JsStreams::default();
     // With a broken configuration the request is refused: its body is never read.
-    let stream_above = load_config(&env).map_or(0, |config| config.stream_bodies_above_bytes);
-    let (handled, log_requests) = match into_http_request(req, &streams, stream_above).await {
-        Ok(request) => handle(request, &env, ctx, &streams).await,
-        Err(err) => {
-            let response = crate::error::EdgeError::BadRequest(err).to_response();
-            return into_worker_response(response, &streams);
-        }
-    };
+    let config = load_config(&env);
+    let stream_above = config
+        .as_ref()
+        .map_or(0, |config| config.stream_bodies_above_bytes);
+    // The country is read from `request.cf` only when a rule keys on it.
+    let wants_country = config.is_ok_and(|config| config.rules.keys_country());
+    let (handled, log_requests) =
+        match into_http_request(req, &streams, stream_above, wants_country).await {
+            Ok(request) => handle(request, &env, ctx, &streams).await,
+            Err(err) => {
+                let response = crate::error::EdgeError::BadRequest(err).to_response();
+                return into_worker_response(response, &streams);
+            }
+        };
     if log_requests {
         if let Ok(line) = serde_json::to_string(&handled.log) {
             console_log!("{line}");
@@ -245,7 +251,13 @@ async fn into_http_request(
     req: worker::Request,
     streams: &JsStreams,
     stream_above: u64,
+    wants_country: bool,
 ) -> Result<Request<Body>, String> {
+    let country = if wants_country {
+        req.cf().and_then(|cf| cf.country())
+    } else {
+        None
+    };
     let method = Method::from_bytes(req.inner().method().as_bytes())
         .map_err(|_| "the request method is not a valid HTTP method".to_owned())?;
     let uri: Uri = req
@@ -271,6 +283,11 @@ async fn into_http_request(
     *request.headers_mut() = headers;
     if let Some(upload) = upload {
         request.extensions_mut().insert(upload);
+    }
+    if let Some(country) = country {
+        request
+            .extensions_mut()
+            .insert(crate::pipeline::ClientCountry(country));
     }
     Ok(request)
 }

@@ -198,11 +198,11 @@ impl PurgeConfig {
     /// The rules that give entries their automatic tags.
     pub fn auto_tag_rules<'a>(
         &'a self,
-        ignored_query_params: &'a [String],
+        query: crate::origin::shaping::QueryFilter<'a>,
     ) -> tags::AutoTagRules<'a> {
         tags::AutoTagRules {
             path_prefixes: &self.prefix_tags,
-            ignored_query_params,
+            query,
         }
     }
 }
@@ -670,8 +670,8 @@ pub struct PurgeOutcome {
 #[derive(Debug, Clone, Copy)]
 pub struct PurgeContext<'a> {
     pub config: &'a PurgeConfig,
-    /// `CACHE_IGNORE_QUERY_PARAMS`, as used for cache keys.
-    pub ignored_query_params: &'a [String],
+    /// How cache keys hold a URL's query (`CACHE_IGNORE_QUERY_PARAMS`, cache rules).
+    pub keying: &'a dyn tags::QueryKeying,
     /// The host the purge API was called on: forwarded prefixes are qualified with it.
     pub site_host: &'a str,
     pub now_ms: u64,
@@ -738,7 +738,7 @@ pub async fn execute_purge<S: TagRegistryStore>(
     request: &PurgeRequest,
     ctx: PurgeContext<'_>,
 ) -> Result<PurgeOutcome, PurgeError> {
-    let keys = request.registry_keys(ctx.ignored_query_params);
+    let keys = request.registry_keys(ctx.keying);
     let shards_written = if request.dry_run {
         0
     } else {

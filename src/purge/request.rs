@@ -29,13 +29,17 @@ pub struct PurgeRequest {
 
 impl PurgeRequest {
     /// The registry keys this purge writes: tags as given, `url:`, `prefix:`
-    /// and `host:` tags, and `*` for everything. `ignored_query_params` must
-    /// be the cache key's (`CACHE_IGNORE_QUERY_PARAMS`), as when entries are tagged.
-    pub fn registry_keys(&self, ignored_query_params: &[String]) -> Vec<String> {
+    /// and `host:` tags, and `*` for everything. `keying` must be the cache
+    /// key's, as when entries are tagged.
+    pub fn registry_keys(&self, keying: &dyn tags::QueryKeying) -> Vec<String> {
         let mut keys: Vec<String> = self.tags.clone();
         for url in &self.urls {
             if let Some((host, uri)) = url_parts(url) {
-                keys.push(tags::url_tag(&host, &uri, ignored_query_params));
+                keys.push(tags::url_tag(
+                    &host,
+                    &uri,
+                    keying.query_filter_for(&host, &uri),
+                ));
             }
         }
         keys.extend(self.prefixes.iter().map(|p| tags::prefix_tag(p)));

@@ -13,6 +13,7 @@ use http::header::HeaderName;
 use http::{HeaderMap, Uri};
 use serde::{Serialize, Serializer};
 
+use crate::origin::shaping::QueryFilter;
 use crate::stable_hash::stable_hash;
 
 /// `Cache-Tag`: comma-separated tags (Cloudflare, Akamai).
@@ -112,9 +113,27 @@ impl EntryTags {
 pub struct AutoTagRules<'a> {
     /// Configured path prefixes (`PURGE_PREFIX_TAGS`), lower-cased, each starting with `/`.
     pub path_prefixes: &'a [String],
-    /// Query parameters left out of cache keys (`CACHE_IGNORE_QUERY_PARAMS`):
-    /// left out of `url:` tags too, so a URL purge reaches every key it shares.
-    pub ignored_query_params: &'a [String],
+    /// The query parameters the cache key holds (`CACHE_IGNORE_QUERY_PARAMS`
+    /// or the request's cache rule): the others are left out of `url:` tags
+    /// too, so a URL purge reaches every key it shares.
+    pub query: QueryFilter<'a>,
+}
+
+/// How the cache keys the query of a URL: what a URL purge needs to name
+/// the `url:` tag its entries were given.
+pub trait QueryKeying: std::fmt::Debug {
+    fn query_filter_for(&self, host: &str, uri: &Uri) -> QueryFilter<'_>;
+}
+
+/// Keying by an ignore list alone (`CACHE_IGNORE_QUERY_PARAMS` without
+/// cache rules).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IgnoredParams(pub Vec<String>);
+
+impl QueryKeying for IgnoredParams {
+    fn query_filter_for(&self, _host: &str, _uri: &Uri) -> QueryFilter<'_> {
+        QueryFilter::Except(&self.0)
+    }
 }
 
 /// Checks and normalizes one tag (trimmed, lower-cased). Reserved names are
@@ -183,10 +202,7 @@ pub fn origin_tags(headers: &HeaderMap) -> EntryTags {
 /// `url:<host><path>[?<sorted query>]`, and `prefix:<p>` for every configured
 /// prefix the path starts with (compared case-insensitively).
 pub fn auto_tags(host: &str, uri: &Uri, rules: AutoTagRules<'_>) -> Vec<String> {
-    let mut tags = vec![
-        host_tag(host),
-        url_tag(host, uri, rules.ignored_query_params),
-    ];
+    let mut tags = vec![host_tag(host), url_tag(host, uri, rules.query)];
     let path = uri.path().to_ascii_lowercase();
     for prefix in rules.path_prefixes {
         if path.starts_with(prefix.as_str()) {
@@ -233,14 +249,12 @@ pub fn prefix_tag(prefix: &str) -> String {
 /// of one alias of a URL (`/a%62c`, `//abc`) reaches what the others stored. The scheme is left out,
 /// so one purge reaches http and https. A URL longer than a tag may be is
 /// named by a stable hash of it instead: the same on both sides.
-pub fn url_tag(host: &str, uri: &Uri, ignored_query_params: &[String]) -> String {
+pub fn url_tag(host: &str, uri: &Uri, query: QueryFilter<'_>) -> String {
     let host_part = host_tag(host);
     let host_part = &host_part[HOST_TAG_PREFIX.len()..];
     let path = crate::origin::shaping::normalize_path(uri.path());
     let mut url = format!("{URL_TAG_PREFIX}{host_part}{path}");
-    if let Some(query) =
-        crate::origin::shaping::keyed_query(uri.query().unwrap_or(""), ignored_query_params)
-    {
+    if let Some(query) = crate::origin::shaping::keyed_query(uri.query().unwrap_or(""), query) {
         url.push('?');
         url.push_str(&query);
     }
@@ -359,7 +373,7 @@ mod tests {
         let ignored = ["utm_*".to_owned()];
         let rules = AutoTagRules {
             path_prefixes: &prefixes,
-            ignored_query_params: &ignored,
+            query: QueryFilter::Except(&ignored),
         };
         let tags = auto_tags(
             "Shop.Example.com:443",
@@ -380,7 +394,7 @@ mod tests {
 
     #[test]
     fn url_tag_is_the_same_for_every_alias_of_a_path() {
-        let tag = |p: &str| url_tag("example.com", &uri(p), &[]);
+        let tag = |p: &str| url_tag("example.com", &uri(p), QueryFilter::Except(&[]));
         assert_eq!(tag("/a%62c"), tag("/abc"));
         assert_eq!(tag("//abc"), tag("/abc"));
         assert_eq!(tag("/x/./../abc"), tag("/abc"));
@@ -392,9 +406,13 @@ mod tests {
         let a = url_tag(
             "example.com",
             &uri("https://example.com/p?x=1&y=2"),
-            &ignored,
+            QueryFilter::Except(&ignored),
         );
-        let b = url_tag("EXAMPLE.com", &uri("/p?y=2&fbclid=abc&x=1"), &ignored);
+        let b = url_tag(
+            "EXAMPLE.com",
+            &uri("/p?y=2&fbclid=abc&x=1"),
+            QueryFilter::Except(&ignored),
+        );
         assert_eq!(a, b);
         assert_eq!(a, "url:example.com/p?x=1&y=2");
     }
@@ -402,9 +420,12 @@ mod tests {
     #[test]
     fn over_long_urls_get_a_stable_hashed_tag() {
         let path = format!("/{}", "p".repeat(2000));
-        let tag = url_tag("example.com", &uri(&path), &[]);
+        let tag = url_tag("example.com", &uri(&path), QueryFilter::Except(&[]));
         assert!(tag.starts_with("url:#") && tag.len() == 4 + 1 + 16, "{tag}");
-        assert_eq!(tag, url_tag("example.com", &uri(&path), &[]));
+        assert_eq!(
+            tag,
+            url_tag("example.com", &uri(&path), QueryFilter::Except(&[]))
+        );
     }
 
     #[test]

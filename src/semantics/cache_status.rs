@@ -61,6 +61,10 @@ pub enum NoStoreReason {
     ErrorStatus,
     /// A 304 brought a `Vary` that differs from the stored entry's.
     VaryChanged,
+    /// A rule gives this status an edge TTL of 0.
+    RuleTtl,
+    /// Deception armor: the `Content-Type` does not fit the path's extension.
+    DeceptionArmor,
     NoFreshness,
     TooLarge,
     /// A streamed body whose length the origin did not say.
@@ -83,6 +87,8 @@ impl NoStoreReason {
             Self::Cookie => "cookie",
             Self::ErrorStatus => "error-status",
             Self::VaryChanged => "vary-changed",
+            Self::RuleTtl => "rule-ttl",
+            Self::DeceptionArmor => "deception-armor",
             Self::NoFreshness => "no-freshness",
             Self::TooLarge => "too-large",
             Self::UnknownLength => "unknown-length",
@@ -279,6 +285,12 @@ impl CacheStatus {
 
     /// The `Cache-Status` list member, e.g. `cachefront; fwd=uri-miss; fwd-status=200; stored`.
     pub fn member(&self) -> String {
+        self.member_with_rule(None)
+    }
+
+    /// Our member, naming the cache rules that applied (`rule="blog"`, an
+    /// extension parameter, RFC 9211 §2).
+    pub fn member_with_rule(&self, rule: Option<&str>) -> String {
         let mut out = String::from(CACHE_NAME);
         if self.hit {
             out.push_str("; hit");
@@ -303,12 +315,24 @@ impl CacheStatus {
             out.push_str("; detail=");
             out.push_str(detail);
         }
+        if let Some(rule) = rule {
+            // Rule labels are names (letters, digits, `.`, `_`, `-`), `#3`
+            // and commas: nothing a quoted string must escape.
+            out.push_str("; rule=\"");
+            out.push_str(rule);
+            out.push('"');
+        }
         out
     }
 
     /// Appends our member to any `Cache-Status` an upstream cache already set
     /// (RFC 9211 §2: members are ordered from the origin towards the client).
     pub fn apply(&self, headers: &mut HeaderMap) {
+        self.apply_with_rule(headers, None);
+    }
+
+    /// [`Self::apply`], naming the cache rules that applied.
+    pub fn apply_with_rule(&self, headers: &mut HeaderMap, rule: Option<&str>) {
         let mut members: Vec<String> = headers
             .get_all(&CACHE_STATUS)
             .iter()
@@ -316,7 +340,7 @@ impl CacheStatus {
             .filter(|v| !v.trim().is_empty())
             .map(str::to_owned)
             .collect();
-        members.push(self.member());
+        members.push(self.member_with_rule(rule));
         if let Ok(value) = HeaderValue::from_str(&members.join(", ")) {
             headers.insert(CACHE_STATUS.clone(), value);
         }

@@ -44,6 +44,23 @@ impl Default for PolicySettings {
     }
 }
 
+/// What an edge rule (`CACHE_RULES`, [`crate::rules`]) says about one
+/// response. `Default` is "no rule": the origin's headers alone decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EdgeTerms {
+    /// `override_private`: unqualified `private` and `Set-Cookie` no longer
+    /// prevent storing (the stored copy never keeps a `Set-Cookie`).
+    pub override_private: bool,
+    /// The rule names the request's cookies that matter and the origin saw
+    /// only those: `Cookie` does not make the request credentialed.
+    pub cookies_handled: bool,
+    /// The edge lifetime the rule gives this response; `None`: the origin's.
+    pub lifetime_secs: Option<u64>,
+    /// stale-while-revalidate / stale-if-error windows replacing the origin's.
+    pub swr_secs: Option<u64>,
+    pub sie_secs: Option<u64>,
+}
+
 /// The directives that govern this cache for one response: the first
 /// targeted field present, else `Cache-Control` (RFC 9213 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +163,7 @@ pub fn store_decision(
     response_headers: &HeaderMap,
     body_len: Option<u64>,
     settings: &PolicySettings,
+    terms: &EdgeTerms,
 ) -> StoreDecision {
     use StoreDecision::Skip;
     if request.method != Method::GET {
@@ -174,7 +192,7 @@ pub fn store_decision(
     if rd.has("no-store") && !must_understand {
         return Skip(NoStoreReason::ResponseNoStore);
     }
-    if rd.has_unqualified("private") {
+    if rd.has_unqualified("private") && !terms.override_private {
         return Skip(NoStoreReason::Private);
     }
     if vary_is_star(response_headers) {
@@ -182,13 +200,19 @@ pub fn store_decision(
     }
     // 5xx answers describe the origin's trouble, not the resource: not shared
     // unless the operator asked for it, and then only with explicit freshness.
+    // A rule stores a 5xx only when it names the status (`edge_ttl.status`).
+    let ruled_server_error = terms.lifetime_secs.is_some_and(|secs| secs > 0);
     if status.is_server_error()
+        && !ruled_server_error
         && !(settings.store_server_errors && has_explicit_lifetime(&rd, response_headers))
     {
         return Skip(NoStoreReason::ErrorStatus);
     }
     if let Some(reason) = credentials(request.headers) {
-        if !shared_permission(&rd, response_headers) {
+        // `Authorization` always needs the origin's permission; a `Cookie`
+        // does unless a rule keyed or withheld the request's cookies.
+        let handled = reason == NoStoreReason::Cookie && terms.cookies_handled;
+        if !handled && !shared_permission(&rd, response_headers) {
             return Skip(reason);
         }
     }
@@ -196,30 +220,33 @@ pub fn store_decision(
     strip_fields.extend(rd.qualified_fields("no-cache"));
     if response_headers.contains_key(header::SET_COOKIE)
         && !strip_fields.iter().any(|f| f == "set-cookie")
+        && !terms.override_private
     {
         return Skip(NoStoreReason::SetCookie);
     }
+    if terms.lifetime_secs == Some(0) {
+        return Skip(NoStoreReason::RuleTtl);
+    }
+    let ruled = terms.lifetime_secs.is_some();
     let explicit = rd.has("public")
         || rd.has("max-age")
         || rd.has("s-maxage")
         || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
-    if !explicit && !heuristically_cacheable(status) {
+    if !ruled && !explicit && !heuristically_cacheable(status) {
         return Skip(NoStoreReason::NoFreshness);
     }
-    if rd.has_unqualified("no-cache") && !has_validators(response_headers) {
+    if !ruled && rd.has_unqualified("no-cache") && !has_validators(response_headers) {
         // Every reuse would need a full fetch: storing it buys nothing.
         return Skip(NoStoreReason::NoCache);
     }
     if body_len.is_some_and(|len| len > settings.max_object_bytes) {
         return Skip(NoStoreReason::TooLarge);
     }
-    let lifetime = freshness_lifetime(response_headers, None, settings);
-    let usable_stale = stale_windows(&rd, settings);
-    if lifetime == 0
-        && !has_validators(response_headers)
-        && usable_stale.0 == 0
-        && usable_stale.1 == 0
-    {
+    let lifetime = terms
+        .lifetime_secs
+        .unwrap_or_else(|| freshness_lifetime(response_headers, None, settings));
+    let usable_stale = stale_windows(&rd, settings).with_terms(terms);
+    if lifetime == 0 && !has_validators(response_headers) && usable_stale == StaleWindows(0, 0) {
         // Born stale and impossible to revalidate: never reusable.
         return Skip(NoStoreReason::NoFreshness);
     }
@@ -246,6 +273,15 @@ pub fn credentials(request_headers: &HeaderMap) -> Option<NoStoreReason> {
 fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
     let permitted = rd.targeted || rd.has("public") || rd.has("s-maxage");
     permitted && has_explicit_lifetime(rd, response_headers)
+}
+
+/// Whether the governing directives give an explicit lifetime (not a
+/// heuristic one).
+pub fn explicit_lifetime(response_headers: &HeaderMap) -> bool {
+    has_explicit_lifetime(
+        &ResponseDirectives::from_headers(response_headers),
+        response_headers,
+    )
 }
 
 /// `s-maxage`, `max-age`, or (outside targeted fields) `Expires`.
@@ -376,11 +412,24 @@ pub fn current_age_secs(initial_age_secs: u64, response_time_ms: u64, now_ms: u6
 }
 
 /// (stale-while-revalidate, stale-if-error) windows in seconds.
-fn stale_windows(rd: &ResponseDirectives, settings: &PolicySettings) -> (u64, u64) {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct StaleWindows(u64, u64);
+
+impl StaleWindows {
+    /// A rule's windows replace the origin's.
+    fn with_terms(self, terms: &EdgeTerms) -> Self {
+        Self(
+            terms.swr_secs.unwrap_or(self.0),
+            terms.sie_secs.unwrap_or(self.1),
+        )
+    }
+}
+
+fn stale_windows(rd: &ResponseDirectives, settings: &PolicySettings) -> StaleWindows {
     let explicit_revalidate =
         rd.has("must-revalidate") || rd.has("proxy-revalidate") || rd.has_unqualified("no-cache");
     if explicit_revalidate {
-        return (0, 0);
+        return StaleWindows(0, 0);
     }
     let swr = rd
         .directives
@@ -390,7 +439,7 @@ fn stale_windows(rd: &ResponseDirectives, settings: &PolicySettings) -> (u64, u6
         .directives
         .seconds("stale-if-error")
         .unwrap_or(settings.default_sie_secs);
-    (swr, sie)
+    StaleWindows(swr, sie)
 }
 
 /// Everything the cache knows about the freshness of one stored response now.
@@ -418,7 +467,7 @@ impl Freshness {
         settings: &PolicySettings,
     ) -> Self {
         let rd = ResponseDirectives::from_headers(headers);
-        let (swr_secs, sie_secs) = stale_windows(&rd, settings);
+        let StaleWindows(swr_secs, sie_secs) = stale_windows(&rd, settings);
         let must_revalidate =
             rd.has("must-revalidate") || rd.has("proxy-revalidate") || rd.has("s-maxage");
         let no_cache = rd.has_unqualified("no-cache");
@@ -438,6 +487,22 @@ impl Freshness {
             } else {
                 settings.disconnected_grace_secs
             },
+        }
+    }
+
+    /// The same entry under the terms a rule gave it when it was stored: the
+    /// rule's lifetime replaces the origin's (and with it the origin's
+    /// `no-cache` and revalidation demands, as an edge TTL override does),
+    /// the rule's stale windows replace the origin's.
+    pub fn under_terms(self, terms: &EdgeTerms) -> Self {
+        let ruled = terms.lifetime_secs.is_some();
+        Self {
+            lifetime_secs: terms.lifetime_secs.unwrap_or(self.lifetime_secs),
+            must_revalidate: self.must_revalidate && !ruled,
+            no_cache: self.no_cache && !ruled,
+            swr_secs: terms.swr_secs.unwrap_or(self.swr_secs),
+            sie_secs: terms.sie_secs.unwrap_or(self.sie_secs),
+            ..self
         }
     }
 

@@ -80,6 +80,7 @@ mod tests {
             edge_ms: 43,
             warnings: vec![],
             purge: None,
+            rule: None,
         };
         let point = data_point("shop.example", &log);
         assert_eq!(point.indexes, ["shop.example"]);

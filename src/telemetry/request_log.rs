@@ -24,4 +24,7 @@ pub struct RequestLog {
     /// For purge requests: what was purged (never the token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purge: Option<serde_json::Value>,
+    /// The cache rules that applied (`CACHE_RULES` names, `#i` unnamed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }

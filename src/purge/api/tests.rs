@@ -389,7 +389,7 @@ fn purge_kinds_become_registry_keys() {
            "prefixes":["/products/"],"hosts":["example.com"],"everything":true}"#,
     )
     .expect("valid");
-    let keys = request.registry_keys(&["utm_*".to_owned()]);
+    let keys = request.registry_keys(&tags::IgnoredParams(vec!["utm_*".to_owned()]));
     assert_eq!(
         keys,
         [
@@ -412,10 +412,10 @@ fn url_purge_key_matches_the_tag_of_the_cached_entry() {
         &"/a?x=1&fbclid=z&y=2".parse().expect("uri"),
         tags::AutoTagRules {
             path_prefixes: &[],
-            ignored_query_params: &ignored,
+            query: crate::origin::shaping::QueryFilter::Except(&ignored),
         },
     );
-    let keys = request.registry_keys(&ignored);
+    let keys = request.registry_keys(&tags::IgnoredParams(ignored.to_vec()));
     assert!(purge_hits_entry(&keys, &entry), "{keys:?} vs {entry:?}");
 }
 
@@ -426,7 +426,7 @@ fn execute_writes_the_registry_and_receipts_what_it_did() {
     let request = parse_purge_body(br#"{"tags":["a","b"],"hosts":["x.com"]}"#, &[]).expect("valid");
     let ctx = PurgeContext {
         config: &config,
-        ignored_query_params: &[],
+        keying: &tags::IgnoredParams::default(),
         site_host: "x.com",
         now_ms: 9_000,
     };
@@ -457,7 +457,7 @@ fn dry_run_writes_nothing() {
     let request = parse_purge_body(br#"{"tags":["a"],"dry_run":true}"#, &[]).expect("valid");
     let ctx = PurgeContext {
         config: &config,
-        ignored_query_params: &[],
+        keying: &tags::IgnoredParams::default(),
         site_host: "x.com",
         now_ms: 9_000,
     };
@@ -474,7 +474,7 @@ fn serve_purge_answers_receipts_and_errors_and_writes_only_valid_purges() {
     let limiter = RefCell::new(PurgeRateLimiter::new(config.rate_per_min, 0));
     let ctx = PurgeContext {
         config: &config,
-        ignored_query_params: &[],
+        keying: &tags::IgnoredParams::default(),
         site_host: "x.com",
         now_ms: 5_000,
     };
@@ -517,7 +517,7 @@ fn registry_failure_is_a_503_not_a_receipt() {
     let request = parse_purge_body(br#"{"tags":["a"]}"#, &[]).expect("valid");
     let ctx = PurgeContext {
         config: &config,
-        ignored_query_params: &[],
+        keying: &tags::IgnoredParams::default(),
         site_host: "x.com",
         now_ms: 1,
     };

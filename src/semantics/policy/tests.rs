@@ -31,6 +31,7 @@ fn decide_with(
         &headers(resp),
         Some(10),
         &settings(),
+        &EdgeTerms::default(),
     )
 }
 
@@ -233,6 +234,7 @@ fn server_errors_are_not_stored_unless_the_operator_asks() {
             &headers(resp),
             Some(10),
             &opted_in,
+            &EdgeTerms::default(),
         )
     };
     assert_eq!(decide_opted(&[("cache-control", "max-age=10")]), store());
@@ -416,6 +418,7 @@ fn oversized_bodies_are_not_stored() {
         &h,
         Some(1 << 40),
         &settings(),
+        &EdgeTerms::default(),
     );
     assert_eq!(d, skip(NoStoreReason::TooLarge));
 }
