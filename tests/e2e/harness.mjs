@@ -201,3 +201,34 @@ export async function eventually(request, accept, { attempts = 20, delayMs = 100
   }
   return last;
 }
+
+/**
+ * One HTTP/1.1 request with exactly these headers (no implicit Host when one
+ * is given), path sent as written, optional body (fixed length or chunked).
+ */
+export function raw(base, { method = 'GET', path, headers = {}, body, chunked = false }) {
+  const { hostname, port } = new URL(base);
+  const hasHost = Object.keys(headers).some((h) => h.toLowerCase() === 'host');
+  const sent = { ...headers };
+  if (body !== undefined && !chunked) sent['content-length'] = String(Buffer.byteLength(body));
+  if (body !== undefined && chunked) sent['transfer-encoding'] = 'chunked';
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: hostname, port, method, path, headers: sent, setHost: !hasHost, agent: false },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => (data += c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: data }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (body !== undefined && chunked) {
+      req.write(body.slice(0, 3));
+      req.end(body.slice(3));
+    } else {
+      req.end(body);
+    }
+  });
+}

@@ -15,10 +15,9 @@
 // Concurrency is ordered by gates (promises the test resolves), never by
 // timers; no outcome depends on a wall-clock window.
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import path from 'node:path';
-import { eventually, originsVar, repoRoot, startOrigin, startWorker } from './harness.mjs';
+import { eventually, originsVar, raw, repoRoot, startOrigin, startWorker } from './harness.mjs';
 
 const PURGE_TOKEN = 'e2e-poisoning-purge-token-0123456789';
 const BYPASS_COOKIES = 'session*,wordpress_logged_in_*';
@@ -28,36 +27,6 @@ const LONG_AGO = 'Mon, 01 Jan 2024 00:00:00 GMT';
 const PUBLIC = 'public, max-age=300';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * One HTTP/1.1 request with exactly these headers (no implicit Host when one
- * is given), path sent as written, optional body (fixed length or chunked).
- */
-function raw(base, { method = 'GET', path, headers = {}, body, chunked = false }) {
-  const { hostname, port } = new URL(base);
-  const hasHost = Object.keys(headers).some((h) => h.toLowerCase() === 'host');
-  const sent = { ...headers };
-  if (body !== undefined && !chunked) sent['content-length'] = String(Buffer.byteLength(body));
-  if (body !== undefined && chunked) sent['transfer-encoding'] = 'chunked';
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: hostname, port, method, path, headers: sent, setHost: !hasHost, agent: false },
-      (res) => {
-        let data = '';
-        res.setEncoding('utf8');
-        res.on('data', (c) => (data += c));
-        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: data }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    if (body !== undefined && chunked) {
-      req.write(body.slice(0, 3));
-      req.end(body.slice(3));
-    } else {
-      req.end(body);
-    }
-  });
-}
 
 /** A promise and the function that resolves it. */
 function gate() {
