@@ -482,3 +482,27 @@ fn continue_layers_site_defaults_under_a_path_rule() {
         status_of(&other)
     );
 }
+
+#[test]
+fn a_background_refresh_is_stored_under_the_same_rule() {
+    let rules = r#"[{"match":{"path":"/**"},"cache":"everything","edge_ttl":{"mode":"override","seconds":60},"stale_while_revalidate":600}]"#;
+    let h = with_rules(rules, |_, n| {
+        reply(200, &[("content-type", "text/plain")], &format!("v{n}"))
+    });
+    h.get("/p");
+    h.advance(61);
+    let stale = h.get("/p");
+    assert!(
+        status_of(&stale).contains("stale-while-revalidate"),
+        "{}",
+        status_of(&stale)
+    );
+    assert_eq!(h.origin_calls("/p"), 2, "refreshed in the background");
+    let fresh = h.get("/p");
+    assert!(
+        status_of(&fresh).contains("hit; ttl=60"),
+        "{}",
+        status_of(&fresh)
+    );
+    assert_eq!(body(&fresh), "v2");
+}

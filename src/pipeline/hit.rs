@@ -110,6 +110,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         *refresh.method_mut() = Method::GET;
         *refresh.uri_mut() = request.uri().clone();
         *refresh.headers_mut() = request.headers().clone();
+        // The refresh is stored under the same cache rules (and country).
+        *refresh.extensions_mut() = request.extensions().clone();
         conditional::strip_client_conditionals(refresh.headers_mut());
         refresh.headers_mut().remove(header::RANGE);
         let this = self.clone();
