@@ -506,3 +506,24 @@ fn a_background_refresh_is_stored_under_the_same_rule() {
     );
     assert_eq!(body(&fresh), "v2");
 }
+
+#[test]
+fn an_unsafe_request_invalidates_the_entry_its_get_rule_keyed() {
+    let rules = r#"[{"match":{"path":"/items/**","methods":["GET"]},"cache":"everything","cache_key":{"device":true}}]"#;
+    let h = with_rules(rules, |req, n| {
+        reply(
+            200,
+            &[("content-type", "text/plain")],
+            &format!("{} {n}", req.method()),
+        )
+    });
+    h.get("/items/1");
+    assert!(status_of(&h.get("/items/1")).contains("hit"));
+    h.send("POST", "/items/1", &[], "x");
+    let after = h.get("/items/1");
+    assert!(
+        !status_of(&after).contains("; hit"),
+        "{}",
+        status_of(&after)
+    );
+}

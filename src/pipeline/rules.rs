@@ -66,6 +66,25 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         Some(matched)
     }
 
+    /// The primary key a `GET` of `uri` with `request`'s fields would have:
+    /// what an unsafe request invalidates, under the rules that `GET` meets
+    /// (a rule for `GET` only does not apply to the `POST` itself).
+    pub(super) fn key_of_get(
+        &self,
+        host: &str,
+        uri: &http::Uri,
+        request: &Request<Body>,
+    ) -> String {
+        let mut probe = Request::new(Body::new());
+        *probe.uri_mut() = uri.clone();
+        *probe.headers_mut() = request.headers().clone();
+        if let Some(country) = request.extensions().get::<ClientCountry>() {
+            probe.extensions_mut().insert(country.clone());
+        }
+        self.match_rules(&mut probe);
+        self.primary_key(host, uri, &probe)
+    }
+
     /// The query parameters keyed and forwarded for a request.
     pub(super) fn query_filter<'a>(&'a self, rule: Option<&'a RuleAction>) -> QueryFilter<'a> {
         match rule {

@@ -387,7 +387,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
         for uri in targets {
-            let key = self.primary_key(host, &uri, request);
+            let key = self.key_of_get(host, &uri, request);
             self.isolate
                 .hot
                 .remove_where(|k| vary::is_key_or_variant(k, &key));
