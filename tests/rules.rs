@@ -527,3 +527,37 @@ fn an_unsafe_request_invalidates_the_entry_its_get_rule_keyed() {
         status_of(&after)
     );
 }
+
+#[test]
+fn a_client_cannot_choose_the_rule_an_entry_is_stored_under_for_others() {
+    // The shell rule applies to requests that accept HTML; an attacker sends
+    // `Accept: text/html` for a JSON URL to have it stored under that rule.
+    let rules = r#"[{"name":"shell","match":{"header":{"accept":"*text/html*"}},"cache":"everything","edge_ttl":{"mode":"override","seconds":3600}}]"#;
+    let h = with_rules(rules, |req, n| {
+        let accept = req
+            .headers()
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_owned();
+        reply(
+            200,
+            &[
+                ("content-type", "application/json"),
+                ("cache-control", "no-cache"),
+                ("etag", "\"1\""),
+            ],
+            &format!("{n} for {accept}"),
+        )
+    });
+    h.get_with("/data", &[("accept", "text/html")]);
+    let victim = h.get_with("/data", &[("accept", "application/json")]);
+    assert!(
+        !status_of(&victim).contains("; hit"),
+        "{}",
+        status_of(&victim)
+    );
+    assert_eq!(body(&victim), "2 for application/json");
+    // The rule's own requests still share their entry.
+    assert!(status_of(&h.get_with("/data", &[("accept", "text/html")])).contains("hit"));
+}

@@ -18,6 +18,7 @@ use crate::Body;
 
 use super::rules::{rule_of, stored_terms, ClientCountry};
 use super::{Pipeline, Trace};
+use crate::rules::Matched;
 
 /// A stored response found in one of the tiers.
 pub(super) struct StoredEntry {
@@ -68,12 +69,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 keyed.push((origin.to_owned(), value));
             }
         }
-        if let Some(rule) = rule_of(request) {
+        if let Some(matched) = request.extensions().get::<Matched>() {
             let country = request
                 .extensions()
                 .get::<ClientCountry>()
                 .map(|c| c.0.as_str());
-            keyed.extend(rule.key_members(headers, country));
+            keyed.extend(matched.action.key_members(headers, country));
+            if matched.chosen_by_fields {
+                keyed.push((":rule".to_owned(), matched.label.to_string()));
+            }
         }
         keyed
     }

@@ -191,6 +191,11 @@ pub struct Matched {
     pub action: Arc<RuleAction>,
     /// The rules' labels joined by `,` (`Cache-Status: …; rule="…"`).
     pub label: Arc<str>,
+    /// Whether a request field (`match.header`, `match.cookie`) chose these
+    /// rules. The key then holds the label: what one set of rules stored is
+    /// never served to a request that other rules (or none) apply to, so a
+    /// client cannot pick the rules an entry is stored under for others.
+    pub chosen_by_fields: bool,
 }
 
 impl CacheRules {
@@ -222,10 +227,12 @@ impl CacheRules {
                 None => Matched {
                     action: Arc::clone(&rule.action),
                     label: Arc::clone(&rule.label),
+                    chosen_by_fields: rule.conditions.reads_fields(),
                 },
                 Some(below) => Matched {
                     action: Arc::new((*below.action).clone().layered(&rule.action)),
                     label: format!("{},{}", below.label, rule.label).into(),
+                    chosen_by_fields: below.chosen_by_fields || rule.conditions.reads_fields(),
                 },
             });
             if !rule.layered {
@@ -291,6 +298,12 @@ impl Conditions {
             && (self.cookies.is_empty()
                 || cookie_pairs(request.headers)
                     .any(|(name, _)| self.cookies.iter().any(|c| c == name)))
+    }
+
+    /// Whether matching reads request fields (headers, cookies) that are
+    /// not otherwise part of the key.
+    fn reads_fields(&self) -> bool {
+        !self.headers.is_empty() || !self.cookies.is_empty()
     }
 
     /// No condition at all: every request matches.
