@@ -8,11 +8,16 @@
 # CACHEFRONT_WORKER_FEATURES picks the crate features of the wasm; the default,
 # js-minify, carries oxc for EDGE_MINIFY_JS (+~520 KB gzip). Set it empty for
 # a slim worker that refuses EDGE_MINIFY_JS=on (docs/assets.md).
+#
+# First of all the configuration is checked (scripts/check-config.sh): a bad
+# variable or cache rule fails here, before anything is built or deployed.
+# CACHEFRONT_CHECK_ENV=NAME checks [env.NAME.vars] instead of [vars].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${CACHEFRONT_SKIP_BUILD:-0}" = 1 ] && [ -f build/index.js ] && [ -f dist/www/manifest.json ]; then
   exit 0
 fi
+bash scripts/check-config.sh ${CACHEFRONT_CHECK_ENV:+--env "$CACHEFRONT_CHECK_ENV"}
 bash scripts/build-site.sh
 features=${CACHEFRONT_WORKER_FEATURES-js-minify}
 stamp=build/.cachefront-features

@@ -13,8 +13,9 @@ use crate::origin::shaping::QueryFilter;
 use crate::purge::api::PurgeConfig;
 use crate::purge::tags::QueryKeying;
 use crate::purge::warming::WarmSettings;
-use crate::rules::{self, CacheRules, VAR_CACHE_RULES};
+use crate::rules::{self, CacheRules, RuleProblem, VAR_CACHE_RULES};
 use crate::semantics::policy::PolicySettings;
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use url::Url;
@@ -231,228 +232,328 @@ impl ConfigError {
 
 impl Config {
     /// Builds the configuration from a variable lookup (`None` = not set).
+    /// The error is the first of the problems [`check`] lists.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let raw_origins = lookup(VAR_ORIGINS).ok_or_else(|| {
-            ConfigError::new(
-                VAR_ORIGINS,
-                "is not set; expected a JSON array like [{\"name\":\"primary\",\"url\":\"http://127.0.0.1:3000\"}]",
-            )
-        })?;
-        let origins = parse_origins(&raw_origins)?;
+        let found = Found::default();
+        let config = Self::build(&lookup, &found);
+        match found.errors.into_inner().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(config),
+        }
+    }
+
+    /// Reads every variable. A bad one is noted in `found` and its default
+    /// stands in for it, so that the variables after it are still checked;
+    /// the result means nothing unless `found` stays empty.
+    fn build(lookup: &impl Fn(&str) -> Option<String>, found: &Found) -> Self {
+        let raw_origins = lookup(VAR_ORIGINS);
+        let origins = match raw_origins.as_deref() {
+            None => {
+                found.note(ConfigError::new(
+                    VAR_ORIGINS,
+                    "is not set; expected a JSON array like [{\"name\":\"primary\",\"url\":\"http://127.0.0.1:3000\"}]",
+                ));
+                Vec::new()
+            }
+            Some(raw) => parse_origins(raw).unwrap_or_else(|errors| {
+                for error in errors {
+                    found.note(error);
+                }
+                Vec::new()
+            }),
+        };
 
         let cache_namespace = match lookup(VAR_CACHE_NAMESPACE) {
             None => DEFAULT_NAMESPACE.to_owned(),
-            Some(ns) => validate_namespace(ns.trim())?,
+            Some(ns) => found.or(validate_namespace(ns.trim()), DEFAULT_NAMESPACE.to_owned()),
         };
 
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let number = |var: &'static str, default: u64| -> u64 {
             match lookup(var) {
-                None => Ok(default),
-                Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
-                    ConfigError::new(
-                        var,
-                        format_args!("expected a whole non-negative number, got {raw:?}"),
-                    )
-                }),
+                None => default,
+                Some(raw) => found.or(
+                    raw.trim().parse::<u64>().map_err(|_| {
+                        ConfigError::new(
+                            var,
+                            format_args!("expected a whole non-negative number, got {raw:?}"),
+                        )
+                    }),
+                    default,
+                ),
             }
         };
         // A value the isolate cannot hold is refused, naming the variable.
-        let bytes = |var: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            within_isolate(var, number(var, default)?, max)
+        let bytes = |var: &'static str, default: u64, max: u64| -> u64 {
+            found.or(within_isolate(var, number(var, default), max), default)
         };
-        let cache_ignore_query_params = name_list(
-            VAR_CACHE_IGNORE_QUERY_PARAMS,
-            lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)
-                .as_deref()
-                .unwrap_or(DEFAULT_IGNORED_QUERY_PARAMS),
-            false,
-        )?;
+        let cache_ignore_query_params = found.or(
+            name_list(
+                VAR_CACHE_IGNORE_QUERY_PARAMS,
+                lookup(VAR_CACHE_IGNORE_QUERY_PARAMS)
+                    .as_deref()
+                    .unwrap_or(DEFAULT_IGNORED_QUERY_PARAMS),
+                false,
+            ),
+            Vec::new(),
+        );
         let rules = match lookup(VAR_CACHE_RULES) {
             None => CacheRules::default(),
             Some(raw) => {
-                let names: Vec<&str> = origins.iter().map(|o| o.name.as_str()).collect();
-                rules::parse(&raw, &names, &cache_ignore_query_params).map_err(|problems| {
-                    let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-                    ConfigError::new(VAR_CACHE_RULES, listed.join("; "))
-                })?
+                // With ORIGINS invalid, the names it would have are still
+                // known when it is a JSON list; when it is not even that, a
+                // rule's `origin` cannot be judged and is left alone.
+                let fallback = if origins.is_empty() {
+                    raw_origins.as_deref().and_then(origin_names)
+                } else {
+                    None
+                };
+                let judged = !origins.is_empty() || fallback.is_some();
+                let names: Vec<&str> = if origins.is_empty() {
+                    fallback.iter().flatten().map(String::as_str).collect()
+                } else {
+                    origins.iter().map(|o| o.name.as_str()).collect()
+                };
+                match rules::parse(&raw, &names, &cache_ignore_query_params) {
+                    Ok(rules) => rules,
+                    Err(mut problems) => {
+                        if !judged {
+                            problems.retain(|p| !p.path.ends_with(".origin"));
+                        }
+                        if !problems.is_empty() {
+                            let listed: Vec<String> =
+                                problems.iter().map(ToString::to_string).collect();
+                            found.note(ConfigError::new(VAR_CACHE_RULES, listed.join("; ")));
+                            found.rule_problems.replace(problems);
+                        }
+                        CacheRules::default()
+                    }
+                }
             }
         };
-        let memory_cache_bytes = as_usize(
-            VAR_MEMORY_CACHE_BYTES,
-            bytes(
+        let memory_cache_bytes = found.or(
+            as_usize(
                 VAR_MEMORY_CACHE_BYTES,
-                DEFAULT_MEMORY_CACHE_BYTES,
-                MAX_MEMORY_CACHE_BYTES,
-            )?,
-        )?;
+                bytes(
+                    VAR_MEMORY_CACHE_BYTES,
+                    DEFAULT_MEMORY_CACHE_BYTES,
+                    MAX_MEMORY_CACHE_BYTES,
+                ),
+            ),
+            0,
+        );
 
-        Ok(Self {
+        Self {
             origins,
             cache_namespace,
             cache_max_object_bytes: bytes(
                 VAR_CACHE_MAX_OBJECT_BYTES,
                 DEFAULT_MAX_OBJECT_BYTES,
                 MAX_CACHE_MAX_OBJECT_BYTES,
-            )?,
+            ),
             stream_bodies_above_bytes: bytes(
                 VAR_STREAM_BODIES_ABOVE_BYTES,
                 DEFAULT_STREAM_BODIES_ABOVE_BYTES,
                 MAX_STREAM_BODIES_ABOVE_BYTES,
-            )?,
+            ),
             cache_ignore_query_params,
-            cache_key_headers: name_list(
-                VAR_CACHE_KEY_HEADERS,
-                lookup(VAR_CACHE_KEY_HEADERS).as_deref().unwrap_or(""),
-                true,
-            )?,
-            forward_request_headers: name_list(
-                VAR_FORWARD_REQUEST_HEADERS,
-                lookup(VAR_FORWARD_REQUEST_HEADERS).as_deref().unwrap_or(""),
-                true,
-            )?,
-            bypass_cookies: cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or(""))?,
+            cache_key_headers: found.or(
+                name_list(
+                    VAR_CACHE_KEY_HEADERS,
+                    lookup(VAR_CACHE_KEY_HEADERS).as_deref().unwrap_or(""),
+                    true,
+                ),
+                Vec::new(),
+            ),
+            forward_request_headers: found.or(
+                name_list(
+                    VAR_FORWARD_REQUEST_HEADERS,
+                    lookup(VAR_FORWARD_REQUEST_HEADERS).as_deref().unwrap_or(""),
+                    true,
+                ),
+                Vec::new(),
+            ),
+            bypass_cookies: found.or(
+                cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or("")),
+                Vec::new(),
+            ),
             cache_server_errors: match lookup(VAR_CACHE_SERVER_ERRORS).as_deref().map(str::trim) {
                 None | Some("off") => false,
                 Some("explicit") => true,
                 Some(other) => {
-                    return Err(ConfigError::new(
+                    found.note(ConfigError::new(
                         VAR_CACHE_SERVER_ERRORS,
                         format_args!("expected off or explicit, got {other:?}"),
-                    ))
+                    ));
+                    false
                 }
             },
-            stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0)?,
-            stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0)?,
-            stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600)?,
-            heuristic_max_secs: number(VAR_CACHE_HEURISTIC_MAX_SECS, 86_400)?,
-            revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400)?,
+            stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0),
+            stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0),
+            stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600),
+            heuristic_max_secs: number(VAR_CACHE_HEURISTIC_MAX_SECS, 86_400),
+            revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400),
             memory_cache_bytes,
-            memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30)?,
-            kv_cache_max_object_bytes: number(VAR_KV_CACHE_MAX_OBJECT_BYTES, 0)?
-                .min(KV_VALUE_LIMIT),
+            memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30),
+            kv_cache_max_object_bytes: number(VAR_KV_CACHE_MAX_OBJECT_BYTES, 0).min(KV_VALUE_LIMIT),
             health: HealthPolicy {
-                failure_threshold: u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3)?.max(1))
-                    .map_err(|_| {
-                    ConfigError::new(VAR_HEALTH_FAILURE_THRESHOLD, "is too large")
-                })?,
-                cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30)?.saturating_mul(1000),
+                failure_threshold: found.or(
+                    u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3).max(1)).map_err(|_| {
+                        ConfigError::new(VAR_HEALTH_FAILURE_THRESHOLD, "is too large")
+                    }),
+                    3,
+                ),
+                cooldown_ms: number(VAR_HEALTH_COOLDOWN_SECS, 30).saturating_mul(1000),
             },
-            health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10)?,
+            health_sync_secs: number(VAR_HEALTH_SYNC_SECS, 10),
             warming: WarmSettings {
-                after_purge: switch(
-                    VAR_WARM_AFTER_PURGE,
-                    lookup(VAR_WARM_AFTER_PURGE).as_deref(),
+                after_purge: found.or(
+                    switch(
+                        VAR_WARM_AFTER_PURGE,
+                        lookup(VAR_WARM_AFTER_PURGE).as_deref(),
+                        false,
+                    ),
                     false,
-                )?,
-                max_urls: usize::try_from(number(VAR_WARM_MAX_URLS, 20)?.min(1000)).unwrap_or(20),
-                interval_ms: number(VAR_WARM_INTERVAL_MS, 200)?,
-                urls: absolute_urls(
-                    VAR_WARM_URLS,
-                    lookup(VAR_WARM_URLS).as_deref().unwrap_or(""),
-                )?,
-                sitemap: absolute_urls(
-                    VAR_WARM_SITEMAP,
-                    lookup(VAR_WARM_SITEMAP).as_deref().unwrap_or(""),
-                )?
-                .into_iter()
-                .next(),
+                ),
+                max_urls: usize::try_from(number(VAR_WARM_MAX_URLS, 20).min(1000)).unwrap_or(20),
+                interval_ms: number(VAR_WARM_INTERVAL_MS, 200),
+                urls: found.or(
+                    absolute_urls(
+                        VAR_WARM_URLS,
+                        lookup(VAR_WARM_URLS).as_deref().unwrap_or(""),
+                    ),
+                    Vec::new(),
+                ),
+                sitemap: found
+                    .or(
+                        absolute_urls(
+                            VAR_WARM_SITEMAP,
+                            lookup(VAR_WARM_SITEMAP).as_deref().unwrap_or(""),
+                        ),
+                        Vec::new(),
+                    )
+                    .into_iter()
+                    .next(),
             },
             assets: AssetSettings {
-                html_rewrite: switch(VAR_HTML_REWRITE, lookup(VAR_HTML_REWRITE).as_deref(), true)?,
-                image_widths: image_widths(lookup(VAR_IMAGE_RESIZING).as_deref())?,
-                html_rewrite_memory_bytes: as_usize(
-                    VAR_HTML_REWRITE_MEMORY_BYTES,
-                    bytes(
+                html_rewrite: found.or(
+                    switch(VAR_HTML_REWRITE, lookup(VAR_HTML_REWRITE).as_deref(), true),
+                    true,
+                ),
+                image_widths: found.or(image_widths(lookup(VAR_IMAGE_RESIZING).as_deref()), None),
+                html_rewrite_memory_bytes: found.or(
+                    as_usize(
                         VAR_HTML_REWRITE_MEMORY_BYTES,
-                        4 * MIB,
-                        MAX_HTML_REWRITE_MEMORY_BYTES,
-                    )?,
-                )?,
-                minify_js: edge_minify_js(
-                    lookup(VAR_EDGE_MINIFY_JS).as_deref(),
-                    crate::assets::origin_minify::AVAILABLE,
-                )?,
-                minify_css: switch(
-                    VAR_EDGE_MINIFY_CSS,
-                    lookup(VAR_EDGE_MINIFY_CSS).as_deref(),
+                        bytes(
+                            VAR_HTML_REWRITE_MEMORY_BYTES,
+                            4 * MIB,
+                            MAX_HTML_REWRITE_MEMORY_BYTES,
+                        ),
+                    ),
+                    0,
+                ),
+                minify_js: found.or(
+                    edge_minify_js(
+                        lookup(VAR_EDGE_MINIFY_JS).as_deref(),
+                        crate::assets::origin_minify::AVAILABLE,
+                    ),
                     false,
-                )?,
-                minify_max_bytes: as_usize(
-                    VAR_EDGE_MINIFY_MAX_BYTES,
-                    bytes(
+                ),
+                minify_css: found.or(
+                    switch(
+                        VAR_EDGE_MINIFY_CSS,
+                        lookup(VAR_EDGE_MINIFY_CSS).as_deref(),
+                        false,
+                    ),
+                    false,
+                ),
+                minify_max_bytes: found.or(
+                    as_usize(
                         VAR_EDGE_MINIFY_MAX_BYTES,
-                        crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,
-                        MAX_EDGE_MINIFY_MAX_BYTES,
-                    )?,
-                )?,
+                        bytes(
+                            VAR_EDGE_MINIFY_MAX_BYTES,
+                            crate::assets::origin_minify::DEFAULT_MAX_BYTES as u64,
+                            MAX_EDGE_MINIFY_MAX_BYTES,
+                        ),
+                    ),
+                    0,
+                ),
                 manifest_path: match lookup(VAR_ASSET_MANIFEST) {
                     None => "/manifest.json".to_owned(),
                     Some(path) if path.starts_with('/') && path.parse::<http::Uri>().is_ok() => {
                         path
                     }
                     Some(path) => {
-                        return Err(ConfigError::new(
+                        found.note(ConfigError::new(
                             VAR_ASSET_MANIFEST,
                             format_args!("{path:?} must be a path starting with '/'"),
-                        ))
+                        ));
+                        "/manifest.json".to_owned()
                     }
                 },
                 html_cache_control: match lookup(VAR_HTML_CACHE_CONTROL) {
                     None => "public, max-age=60, stale-while-revalidate=300".to_owned(),
                     Some(v) if http::HeaderValue::from_str(&v).is_ok() && !v.trim().is_empty() => v,
                     Some(v) => {
-                        return Err(ConfigError::new(
+                        found.note(ConfigError::new(
                             VAR_HTML_CACHE_CONTROL,
                             format_args!("{v:?} is not a valid header value"),
-                        ))
+                        ));
+                        String::new()
                     }
                 },
             },
-            purge: PurgeConfig::from_vars(&lookup).map_err(|e| ConfigError {
-                variable: e.variable,
-                message: e.message,
-            })?,
-            state_token: lookup(VAR_STATE_TOKEN)
-                .filter(|v| !v.trim().is_empty())
-                .map(|raw| {
-                    crate::purge::api::secret(
-                        VAR_STATE_TOKEN,
-                        raw,
-                        crate::purge::api::MIN_TOKEN_LEN,
-                    )
-                })
-                .transpose()
-                .map_err(|e| ConfigError {
-                    variable: e.variable,
-                    message: e.message,
-                })?,
+            purge: purge_settings(lookup, found),
+            state_token: found.or(
+                lookup(VAR_STATE_TOKEN)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|raw| {
+                        crate::purge::api::secret(
+                            VAR_STATE_TOKEN,
+                            raw,
+                            crate::purge::api::MIN_TOKEN_LEN,
+                        )
+                    })
+                    .transpose()
+                    .map_err(|e| ConfigError {
+                        variable: e.variable,
+                        message: e.message,
+                    }),
+                None,
+            ),
             retry: RetryPolicy {
-                failure_statuses: status_list(
-                    VAR_ORIGIN_FAILURE_STATUSES,
-                    lookup(VAR_ORIGIN_FAILURE_STATUSES)
-                        .as_deref()
-                        .unwrap_or("502,503,504"),
-                )?,
-                extra_methods: method_list(
-                    VAR_RETRY_METHODS,
-                    lookup(VAR_RETRY_METHODS).as_deref().unwrap_or(""),
-                )?,
-                max_attempts: usize::try_from(number(VAR_ORIGIN_MAX_ATTEMPTS, 3)?.clamp(1, 10))
+                failure_statuses: found.or(
+                    status_list(
+                        VAR_ORIGIN_FAILURE_STATUSES,
+                        lookup(VAR_ORIGIN_FAILURE_STATUSES)
+                            .as_deref()
+                            .unwrap_or("502,503,504"),
+                    ),
+                    Vec::new(),
+                ),
+                extra_methods: found.or(
+                    method_list(
+                        VAR_RETRY_METHODS,
+                        lookup(VAR_RETRY_METHODS).as_deref().unwrap_or(""),
+                    ),
+                    Vec::new(),
+                ),
+                max_attempts: usize::try_from(number(VAR_ORIGIN_MAX_ATTEMPTS, 3).clamp(1, 10))
                     .unwrap_or(3),
-                deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000)?.max(1),
+                deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000).max(1),
             },
             rules,
             request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
                 None | Some("json") => true,
                 Some("off") => false,
                 Some(other) => {
-                    return Err(ConfigError::new(
+                    found.note(ConfigError::new(
                         VAR_REQUEST_LOG,
                         format_args!("expected \"json\" or \"off\", got {other:?}"),
-                    ))
+                    ));
+                    true
                 }
             },
-        })
+        }
     }
 
     /// The query filter of the rules a plain `GET` of `uri` on `host` meets
@@ -502,84 +603,223 @@ impl QueryKeying for Config {
     }
 }
 
-fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, ConfigError> {
+/// `ORIGINS`: every bad entry is reported, each under its index.
+fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, Vec<ConfigError>> {
     let raw_origins: Vec<RawOrigin> = serde_json::from_str(raw).map_err(|e| {
-        ConfigError::new(VAR_ORIGINS, format_args!("is not a valid origin list: {e}"))
+        vec![ConfigError::new(
+            VAR_ORIGINS,
+            format_args!("is not a valid origin list: {e}"),
+        )]
     })?;
     if raw_origins.is_empty() {
-        return Err(ConfigError::new(
+        return Err(vec![ConfigError::new(
             VAR_ORIGINS,
             "must list at least one origin",
-        ));
+        )]);
     }
     let mut seen = HashSet::new();
     let mut origins = Vec::with_capacity(raw_origins.len());
+    let mut errors = Vec::new();
     for (index, origin) in raw_origins.into_iter().enumerate() {
-        let at =
-            |msg: String| ConfigError::new(VAR_ORIGINS, format_args!("origin #{index}: {msg}"));
-        validate_name(&origin.name).map_err(at)?;
-        if !seen.insert(origin.name.clone()) {
-            return Err(at(format!("name {:?} is used twice", origin.name)));
+        match origin_config(index, origin, &mut seen) {
+            Ok(origin) => origins.push(origin),
+            Err(error) => errors.push(error),
         }
-        let url = Url::parse(&origin.url).map_err(|e| {
-            at(format!(
-                "({}) url {:?} is not an absolute http(s) URL: {e}",
-                origin.name,
-                without_credentials(&origin.url)
-            ))
-        })?;
-        validate_origin_url(&url).map_err(|m| at(format!("({}) {m}", origin.name)))?;
-        let name = origin.name.clone();
-        let weight = origin.weight.unwrap_or(1);
-        if !(1..=1000).contains(&weight) {
-            return Err(at(format!(
-                "({name}) weight {weight} must be between 1 and 1000"
-            )));
-        }
-        let timeout_ms = origin.timeout_ms.unwrap_or(DEFAULT_ORIGIN_TIMEOUT_MS);
-        if !(1..=600_000).contains(&timeout_ms) {
-            return Err(at(format!(
-                "({name}) timeout_ms {timeout_ms} must be between 1 and 600000"
-            )));
-        }
-        if let Some(path) = &origin.health_path {
-            if !path.starts_with('/') || path.parse::<http::Uri>().is_err() {
-                return Err(at(format!(
-                    "({name}) health_path {path:?} must be a path starting with '/'"
-                )));
-            }
-        }
-        let health_status = origin.health_status.unwrap_or(200);
-        if !(100..=599).contains(&health_status) {
-            return Err(at(format!(
-                "({name}) health_status {health_status} is not an HTTP status"
-            )));
-        }
-        if let Some(host) = &origin.host {
-            if host.is_empty()
-                || http::HeaderValue::from_str(host).is_err()
-                || host.contains(['/', ' '])
-            {
-                return Err(at(format!(
-                    "({name}) host {host:?} is not a valid Host value"
-                )));
-            }
-        }
-        let priority = origin
-            .priority
-            .unwrap_or(u32::try_from(index).unwrap_or(u32::MAX));
-        origins.push(OriginConfig {
-            name: origin.name,
-            url,
-            priority,
-            weight,
-            timeout_ms,
-            health_path: origin.health_path,
-            health_status,
-            host: origin.host,
-        });
     }
-    Ok(origins)
+    if errors.is_empty() {
+        Ok(origins)
+    } else {
+        Err(errors)
+    }
+}
+
+/// The names a bad `ORIGINS` still gives, when it is a JSON list at all.
+fn origin_names(raw: &str) -> Option<Vec<String>> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(raw).ok()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|item| item.get("name")?.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+fn origin_config(
+    index: usize,
+    origin: RawOrigin,
+    seen: &mut HashSet<String>,
+) -> Result<OriginConfig, ConfigError> {
+    let at = |msg: String| ConfigError::new(VAR_ORIGINS, format_args!("origin #{index}: {msg}"));
+    validate_name(&origin.name).map_err(at)?;
+    if !seen.insert(origin.name.clone()) {
+        return Err(at(format!("name {:?} is used twice", origin.name)));
+    }
+    let url = Url::parse(&origin.url).map_err(|e| {
+        at(format!(
+            "({}) url {:?} is not an absolute http(s) URL: {e}",
+            origin.name,
+            without_credentials(&origin.url)
+        ))
+    })?;
+    validate_origin_url(&url).map_err(|m| at(format!("({}) {m}", origin.name)))?;
+    let name = origin.name.clone();
+    let weight = origin.weight.unwrap_or(1);
+    if !(1..=1000).contains(&weight) {
+        return Err(at(format!(
+            "({name}) weight {weight} must be between 1 and 1000"
+        )));
+    }
+    let timeout_ms = origin.timeout_ms.unwrap_or(DEFAULT_ORIGIN_TIMEOUT_MS);
+    if !(1..=600_000).contains(&timeout_ms) {
+        return Err(at(format!(
+            "({name}) timeout_ms {timeout_ms} must be between 1 and 600000"
+        )));
+    }
+    if let Some(path) = &origin.health_path {
+        if !path.starts_with('/') || path.parse::<http::Uri>().is_err() {
+            return Err(at(format!(
+                "({name}) health_path {path:?} must be a path starting with '/'"
+            )));
+        }
+    }
+    let health_status = origin.health_status.unwrap_or(200);
+    if !(100..=599).contains(&health_status) {
+        return Err(at(format!(
+            "({name}) health_status {health_status} is not an HTTP status"
+        )));
+    }
+    if let Some(host) = &origin.host {
+        if host.is_empty()
+            || http::HeaderValue::from_str(host).is_err()
+            || host.contains(['/', ' '])
+        {
+            return Err(at(format!(
+                "({name}) host {host:?} is not a valid Host value"
+            )));
+        }
+    }
+    let priority = origin
+        .priority
+        .unwrap_or(u32::try_from(index).unwrap_or(u32::MAX));
+    Ok(OriginConfig {
+        name: origin.name,
+        url,
+        priority,
+        weight,
+        timeout_ms,
+        health_path: origin.health_path,
+        health_status,
+        host: origin.host,
+    })
+}
+
+/// The purge group's settings. [`PurgeConfig::from_vars`] stops at its
+/// first problem; each one found is noted and its variable read as unset,
+/// so that the next is found too.
+fn purge_settings(lookup: &impl Fn(&str) -> Option<String>, found: &Found) -> PurgeConfig {
+    let mut unset: Vec<&'static str> = Vec::new();
+    loop {
+        let read = PurgeConfig::from_vars(|name| {
+            if unset.contains(&name) {
+                None
+            } else {
+                lookup(name)
+            }
+        });
+        match read {
+            Ok(purge) => return purge,
+            // Unsetting it changed nothing (CF_API_TOKEN missing beside
+            // CF_ZONE_ID): already noted.
+            Err(e) if unset.contains(&e.variable) => return PurgeConfig::default(),
+            Err(e) => {
+                unset.push(e.variable);
+                found.note(ConfigError {
+                    variable: e.variable,
+                    message: e.message,
+                });
+            }
+        }
+    }
+}
+
+/// What [`Config::build`] found wrong, in the order it read the variables.
+#[derive(Default)]
+struct Found {
+    errors: RefCell<Vec<ConfigError>>,
+    /// `CACHE_RULES`'s own problems, each with its path (noted together as
+    /// one error above).
+    rule_problems: RefCell<Vec<RuleProblem>>,
+}
+
+impl Found {
+    fn note(&self, error: ConfigError) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// The value, or with its problem noted, `fallback`.
+    fn or<T>(&self, result: Result<T, ConfigError>, fallback: T) -> T {
+        result.unwrap_or_else(|error| {
+            self.note(error);
+            fallback
+        })
+    }
+}
+
+/// How much a [`ConfigProblem`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The worker refuses this configuration.
+    Error,
+    /// Valid, but surely not what was meant.
+    Warning,
+}
+
+/// One problem [`check`] found: where (a variable, or a place in
+/// `CACHE_RULES` such as `CACHE_RULES[3] (blog).edge_ttl.mode`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub severity: Severity,
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem of a configuration, not only the first: each variable is
+/// validated on its own by the code [`Config::from_vars`] runs, a bad one
+/// read as its default so that the rest are still judged. Errors come in
+/// the order the worker reads the variables, then the warnings of valid
+/// `CACHE_RULES` ([`rules::warnings`]). Empty: the worker starts with it.
+pub fn check(lookup: impl Fn(&str) -> Option<String>) -> Vec<ConfigProblem> {
+    let found = Found::default();
+    let config = Config::build(&lookup, &found);
+    let mut rule_problems = Some(found.rule_problems.into_inner());
+    let mut problems = Vec::new();
+    for error in found.errors.into_inner() {
+        let each_rule = (error.variable == VAR_CACHE_RULES)
+            .then(|| rule_problems.take())
+            .flatten();
+        match each_rule {
+            Some(listed) => problems.extend(listed.into_iter().map(|p| ConfigProblem {
+                severity: Severity::Error,
+                path: p.path,
+                message: p.message,
+            })),
+            None => problems.push(ConfigProblem {
+                severity: Severity::Error,
+                path: error.variable.to_owned(),
+                message: error.message,
+            }),
+        }
+    }
+    problems.extend(
+        rules::warnings(&config.rules)
+            .into_iter()
+            .map(|p| ConfigProblem {
+                severity: Severity::Warning,
+                path: p.path,
+                message: p.message,
+            }),
+    );
+    problems
 }
 
 /// The operator token (`PURGE_TOKEN`) read on its own, for when the rest of
@@ -1211,5 +1451,110 @@ mod tests {
         );
         assert_eq!(operator_token(|_| Some("short".to_owned())), None);
         assert_eq!(operator_token(|_| None), None);
+    }
+
+    fn check_of(pairs: &[(&str, &str)]) -> Vec<ConfigProblem> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        check(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn check_lists_every_bad_variable_and_from_vars_reports_the_first() {
+        let pairs = [
+            (
+                VAR_ORIGINS,
+                r#"[{"name":"a","url":"http://x"},{"name":"a","url":"http://y"},{"name":"b","url":"ftp://z"}]"#,
+            ),
+            (VAR_CACHE_NAMESPACE, "a/b"),
+            (VAR_MEMORY_CACHE_BYTES, "lots"),
+            (VAR_REQUEST_LOG, "verbose"),
+            ("PURGE_SHARDS", "0"),
+            ("PURGE_RATE_PER_MIN", "fast"),
+            (VAR_STATE_TOKEN, "short"),
+        ];
+        let found = check_of(&pairs);
+        let paths: Vec<&str> = found.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                VAR_ORIGINS,
+                VAR_ORIGINS,
+                VAR_CACHE_NAMESPACE,
+                VAR_MEMORY_CACHE_BYTES,
+                "PURGE_SHARDS",
+                "PURGE_RATE_PER_MIN",
+                VAR_STATE_TOKEN,
+                VAR_REQUEST_LOG,
+            ],
+            "{found:#?}"
+        );
+        assert!(found.iter().all(|p| p.severity == Severity::Error));
+        assert!(found[0].message.contains("origin #1"), "{found:#?}");
+        assert!(found[1].message.contains("origin #2"), "{found:#?}");
+        let first = config_from(&pairs).expect_err("invalid");
+        assert_eq!(
+            (first.variable, first.message.as_str()),
+            (VAR_ORIGINS, found[0].message.as_str())
+        );
+    }
+
+    #[test]
+    fn check_names_each_rule_problem_by_its_path_and_adds_rule_warnings() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"web","url":"http://x"}]"#);
+        let bad = check_of(&[
+            origins,
+            (
+                VAR_CACHE_RULES,
+                r#"[{"name":"blog","edge_ttl":{"mode":"forever"}},{"origin":"nowhere"}]"#,
+            ),
+            (VAR_REQUEST_LOG, "verbose"),
+        ]);
+        let paths: Vec<&str> = bad.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "CACHE_RULES[0] (blog).edge_ttl.mode",
+                "CACHE_RULES[1].origin",
+                VAR_REQUEST_LOG
+            ],
+            "{bad:#?}"
+        );
+        let shadowed = check_of(&[
+            origins,
+            (
+                VAR_CACHE_RULES,
+                r#"[{"name":"all"},{"name":"late","match":{"path":"/x"}}]"#,
+            ),
+        ]);
+        assert_eq!(shadowed.len(), 1, "{shadowed:#?}");
+        assert_eq!(shadowed[0].severity, Severity::Warning);
+        assert_eq!(shadowed[0].path, "CACHE_RULES[1] (late)");
+        assert!(check_of(&[origins]).is_empty());
+    }
+
+    #[test]
+    fn rule_origins_are_judged_against_the_names_of_a_bad_origin_list() {
+        let rules = (VAR_CACHE_RULES, r#"[{"origin":"api"}]"#);
+        // ORIGINS is a list with one bad entry: its names still count.
+        let named = check_of(&[
+            (
+                VAR_ORIGINS,
+                r#"[{"name":"api","url":"ftp://x"},{"name":"web","url":"http://y"}]"#,
+            ),
+            rules,
+        ]);
+        assert_eq!(named.len(), 1, "{named:#?}");
+        assert_eq!(named[0].path, VAR_ORIGINS);
+        // ORIGINS is no list at all: a rule's origin cannot be judged.
+        let unreadable = check_of(&[(VAR_ORIGINS, "nope"), rules]);
+        assert_eq!(unreadable.len(), 1, "{unreadable:#?}");
+        let wrong = check_of(&[(VAR_ORIGINS, r#"[{"name":"web","url":"ftp://y"}]"#), rules]);
+        assert!(
+            wrong.iter().any(|p| p.path == "CACHE_RULES[0].origin"),
+            "{wrong:#?}"
+        );
     }
 }

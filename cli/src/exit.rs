@@ -1,7 +1,8 @@
 //! The CLI's exit codes and the failure that carries one (documented in
 //! docs/purge.md): every network command ends through [`report`].
 //!
-//! 0 done; 1 any other failure (build, minify); 2 usage (bad flags, no token,
+//! 0 done; 1 any other failure (build, minify; `check` found an error in
+//! the configuration); 2 usage (bad flags, no token,
 //! no endpoint); 3 authentication refused (401/403); 4 network (connect, TLS,
 //! timeout); 5 server error (5xx, an answer that is not what was asked for);
 //! 6 request refused (400, 404 = API disabled, 405, 413, 429).

@@ -11,6 +11,8 @@
 //!   `/metrics` (docs/ops/README.md).
 //! - `cachefront state export|import` — save and restore the worker's tag
 //!   registry and origin health (docs/ops/disaster-recovery.md).
+//! - `cachefront check [--config wrangler.toml] [--env NAME]` — validate the
+//!   worker's configuration offline (docs/configuration.md).
 //!
 //! This file only parses the command line and hands it to the subcommand's
 //! module in `commands/`.
@@ -23,7 +25,7 @@ mod commands;
 mod exit;
 mod http;
 
-use commands::{build, edge_exporter, minify_css, minify_js, purge, state};
+use commands::{build, check, edge_exporter, minify_css, minify_js, purge, state};
 
 #[derive(Parser)]
 #[command(name = "cachefront", version, about = "Cachefront build tools")]
@@ -49,6 +51,9 @@ enum Command {
     /// Minify one CSS file with lightningcss (as the build does), or with
     /// `--edge` the worker's own minifier (EDGE_MINIFY_CSS).
     MinifyCss(minify_css::MinifyCssArgs),
+    /// Validate the worker's configuration (wrangler.toml vars, .dev.vars)
+    /// offline with the worker's own code; every problem with its path.
+    Check(check::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +64,6 @@ fn main() -> ExitCode {
         Command::State(command) => state::run(command),
         Command::EdgeExporter(args) => edge_exporter::run(args),
         Command::MinifyCss(args) => minify_css::run(args),
+        Command::Check(args) => check::run(args),
     }
 }

@@ -2,6 +2,7 @@
 //! `minify_file` is what the two minifier commands share.
 
 pub mod build;
+pub mod check;
 pub mod edge_exporter;
 pub mod minify_css;
 pub mod minify_file;
