@@ -96,9 +96,9 @@ fi
 
 started=""
 for attempt in 1 2 3 4 5; do
-  PORT="$(free_port)"
+  pg_port="$(free_port)"
   if "${RUNAS[@]}" "$PG_BINDIR/pg_ctl" -D "$PGDATA_DIR" -l "$PGTMP/server.log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $PORT -k $PGTMP -c fsync=off -c synchronous_commit=off -c full_page_writes=off $PRELOAD" \
+      -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $PGTMP -c fsync=off -c synchronous_commit=off -c full_page_writes=off $PRELOAD" \
       start >/dev/null 2>&1; then
     started=1
     break
@@ -110,10 +110,10 @@ if [[ -z "$started" ]]; then
   exit 1
 fi
 
-"$PG_BINDIR/createdb" -h 127.0.0.1 -p "$PORT" -U cachefront cachefront
+"$PG_BINDIR/createdb" -h 127.0.0.1 -p "$pg_port" -U cachefront cachefront
 
-export PGHOST=127.0.0.1 PGPORT="$PORT" PGUSER=cachefront PGDATABASE=cachefront
-export DATABASE_URL="postgres://cachefront@127.0.0.1:$PORT/cachefront"
+export PGHOST=127.0.0.1 PGPORT="$pg_port" PGUSER=cachefront PGDATABASE=cachefront
+export DATABASE_URL="postgres://cachefront@127.0.0.1:$pg_port/cachefront"
 echo "with-postgres: PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}') at $DATABASE_URL" >&2
 
 set +e
