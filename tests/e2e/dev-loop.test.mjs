@@ -121,7 +121,13 @@ describe('./scripts/dev.sh runs the whole loop', { skip: missing ?? false }, () 
     for (const [name, p] of [['worker', port], ['catalog', catalogPort], ['postgres', pgPort]]) {
       assert.equal(await listening(p), false, `${name} still listens on ${p} after Ctrl-C:\n${output}`);
     }
-    const left = execFileSync('bash', ['-c', `pgrep -f -- '--port ${port}|127.0.0.1:${catalogPort}|-p ${pgPort} ' || true`], { encoding: 'utf8' }).trim();
+    let left = '';
+    try {
+      // pgrep leaves itself out; it exits 1 when nothing matches.
+      left = execFileSync('pgrep', ['-af', `--port ${port}|127.0.0.1:${catalogPort}|-p ${pgPort} `], { encoding: 'utf8' }).trim();
+    } catch {
+      left = '';
+    }
     assert.equal(left, '', `processes left behind:\n${left}`);
   });
 });
