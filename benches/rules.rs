@@ -51,10 +51,27 @@ fn bench(c: &mut Criterion) {
     group.bench_function("no_rules", |b| {
         b.iter(|| plain.get("/bench/hit").response.status())
     });
+    group.bench_function("1_rule", |b| {
+        b.iter(|| one.get("/bench/hit").response.status())
+    });
     group.bench_function("50_rules", |b| {
         b.iter(|| ruled.get("/bench/hit").response.status())
     });
     group.finish();
+
+    // Matching alone, without the pipeline around it.
+    let compiled = cachefront::rules::parse(&rules50, &["primary"], &[]).expect("valid rules");
+    let headers = http::HeaderMap::new();
+    let request = cachefront::rules::RuleRequest {
+        method: &http::Method::GET,
+        host: "shop.example",
+        path: "/bench/hit",
+        query: "",
+        headers: &headers,
+    };
+    c.bench_function("evaluate_50_rules", |b| {
+        b.iter(|| compiled.evaluate(std::hint::black_box(&request)).is_some())
+    });
 }
 
 criterion_group!(benches, bench);

@@ -54,7 +54,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             return None;
         }
         let path = shaping::normalize_path(request.uri().path());
-        let host = rule_host(request);
+        // The host is read (and lower-cased) only when a rule asks for it.
+        let host = if self.config.rules.matches_hosts() {
+            rule_host(request)
+        } else {
+            String::new()
+        };
         let matched = self.config.rules.evaluate(&RuleRequest {
             method: request.method(),
             host: &host,
@@ -156,7 +161,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         kept.ttl = terms.lifetime_secs;
         kept.swr = terms.swr_secs;
         kept.sie = terms.sie_secs;
-        (terms, Some(kept))
+        // An entry the rule gave nothing to keeps no rule terms (a smaller
+        // entry, less to read on every hit).
+        let kept = (kept != RuleTerms::default()).then_some(kept);
+        (terms, kept)
     }
 
     /// Deception armor: a response its rule (not its origin) makes cacheable

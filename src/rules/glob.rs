@@ -88,6 +88,20 @@ impl Glob {
         self.patterns.iter().any(|p| p.matches(text.as_bytes()))
     }
 
+    /// The literal bytes every match starts with.
+    pub fn literal_prefix(&self) -> &[u8] {
+        let mut prefix: &[u8] = self.patterns.first().map_or(&[], |p| p.prefix.as_slice());
+        for pattern in &self.patterns[1..] {
+            let common = prefix
+                .iter()
+                .zip(&pattern.prefix)
+                .take_while(|(a, b)| a == b)
+                .count();
+            prefix = &prefix[..common];
+        }
+        prefix
+    }
+
     /// Whether the glob matches every text (`**` alone).
     pub fn matches_everything(&self) -> bool {
         self.patterns

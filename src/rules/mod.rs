@@ -34,6 +34,22 @@ pub const VAR_CACHE_RULES: &str = "CACHE_RULES";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheRules {
     rules: Vec<Rule>,
+    /// Some rule matches on the host (else requests skip reading it).
+    hosts_matter: bool,
+    /// Some rule keys on the client's country.
+    country_keyed: bool,
+}
+
+impl CacheRules {
+    fn new(rules: Vec<Rule>) -> Self {
+        Self {
+            hosts_matter: rules.iter().any(|r| !r.conditions.hosts.is_empty()),
+            country_keyed: rules
+                .iter()
+                .any(|r| r.action.cache_key.as_ref().is_some_and(|k| k.country)),
+            rules,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +66,11 @@ struct Rule {
 /// must hold; a list holds when any member does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Conditions {
+    /// Up to 8 literal bytes every matching path starts with, kept inline:
+    /// most rules do not apply to a request, and this says so without
+    /// following a pointer.
+    path_lead: [u8; 8],
+    path_lead_len: u8,
     paths: Vec<Glob>,
     hosts: Vec<Glob>,
     methods: Vec<Method>,
@@ -207,11 +228,14 @@ impl CacheRules {
         self.rules.len()
     }
 
+    /// Whether any rule matches on the host.
+    pub fn matches_hosts(&self) -> bool {
+        self.hosts_matter
+    }
+
     /// Whether any rule keys on the client's country (`cache_key.country`).
     pub fn keys_country(&self) -> bool {
-        self.rules
-            .iter()
-            .any(|r| r.action.cache_key.as_ref().is_some_and(|k| k.country))
+        self.country_keyed
     }
 
     /// The rules that apply to a request: the first matching rule without
@@ -272,7 +296,28 @@ impl CacheRules {
 }
 
 impl Conditions {
+    /// Fills in the inline path lead from the path globs.
+    fn with_path_lead(mut self) -> Self {
+        let mut lead: Option<&[u8]> = None;
+        for glob in &self.paths {
+            let prefix = glob.literal_prefix();
+            lead = Some(match lead {
+                None => prefix,
+                Some(l) => &l[..l.iter().zip(prefix).take_while(|(a, b)| a == b).count()],
+            });
+        }
+        let lead = lead.unwrap_or(&[]);
+        let len = lead.len().min(self.path_lead.len());
+        self.path_lead[..len].copy_from_slice(&lead[..len]);
+        self.path_lead_len = len as u8;
+        self
+    }
+
     fn hold(&self, request: &RuleRequest<'_>) -> bool {
+        let lead = &self.path_lead[..usize::from(self.path_lead_len)];
+        if !request.path.as_bytes().starts_with(lead) {
+            return false;
+        }
         (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(request.path)))
             && (self.methods.is_empty() || self.methods.contains(request.method))
             && (self.hosts.is_empty() || self.hosts.iter().any(|g| g.matches(request.host)))

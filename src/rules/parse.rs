@@ -280,7 +280,7 @@ pub fn parse(
         }
     }
     if problems.is_empty() {
-        Ok(CacheRules { rules })
+        Ok(CacheRules::new(rules))
     } else {
         Err(problems)
     }
@@ -569,6 +569,8 @@ fn conditions(raw: RawConditions, found: &mut Problems<'_>) -> Conditions {
         }
     }
     Conditions {
+        path_lead: [0; 8],
+        path_lead_len: 0,
         paths,
         hosts,
         methods,
@@ -578,6 +580,7 @@ fn conditions(raw: RawConditions, found: &mut Problems<'_>) -> Conditions {
         headers,
         cookies,
     }
+    .with_path_lead()
 }
 
 fn edge_ttl(raw: RawEdgeTtl, found: &mut Problems<'_>) -> EdgeTtl {
