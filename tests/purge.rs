@@ -235,6 +235,40 @@ fn warming_after_a_purge_refetches_the_purged_pages_in_the_background() {
 }
 
 #[test]
+fn warming_refetches_the_exact_url_a_client_asked_for_port_and_case_included() {
+    let h = Harness::with_vars(
+        &[
+            ("PURGE_TOKEN", TOKEN),
+            ("WARM_AFTER_PURGE", "on"),
+            ("WARM_INTERVAL_MS", "0"),
+        ],
+        |req, n| {
+            reply(
+                200,
+                &[("cache-control", "max-age=600"), ("cache-tag", "products")],
+                &format!("{} v{n}", req.uri().path()),
+            )
+        },
+    );
+    // The harness prefixes `https://shop.example`: this is port 8787.
+    h.get(":8787/Products/One?b=2&a=1");
+    h.advance(1);
+    purge(&h, r#"{"tags":["products"]}"#);
+    assert_eq!(
+        h.origin_calls("/Products/One?a=1&b=2"),
+        2,
+        "warmed: the same path, case kept"
+    );
+    let next = h.get(":8787/Products/One?a=1&b=2");
+    assert!(
+        status_of(&next).starts_with("cachefront; hit"),
+        "the warmed entry has the client's key: {}",
+        status_of(&next)
+    );
+    assert_eq!(body(&next), "/Products/One v2");
+}
+
+#[test]
 fn the_cron_warms_configured_urls_and_sitemap_pages() {
     let h = Harness::with_vars(
         &[

@@ -48,6 +48,12 @@ pub struct EntryMeta {
     /// What a cache rule gave the entry when it was stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleTerms>,
+    /// The URL the entry answers (scheme, host with port, shaped path and
+    /// query): what warming asks for again, so that its request has the
+    /// same key as the clients'. The `url:` tag cannot stand in: it drops
+    /// the port, lower-cases the path and hashes long URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// The lifetime and stale windows a cache rule (`CACHE_RULES`) gave an
@@ -92,6 +98,7 @@ impl EntryMeta {
             tags: Vec::new(),
             body_len: None,
             rule: None,
+            url: None,
         }
     }
 

@@ -323,6 +323,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
         }
         meta.body_len = body_len;
+        let scheme = request.uri().scheme_str().unwrap_or("https");
+        let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        meta.url = Some(format!("{scheme}://{host}{path}"));
         meta
     }
 

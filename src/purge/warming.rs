@@ -21,9 +21,17 @@ pub struct WarmSettings {
     pub sitemap: Option<String>,
 }
 
-/// The page URL an entry was stored for, from its automatic `url:` tag.
+/// The page URL an entry was stored for: the one it remembers, else (an
+/// entry stored before it remembered one) its automatic `url:` tag.
 pub fn entry_url(meta: &EntryMeta, scheme: &str) -> Option<String> {
-    let host_and_path = meta.tags.iter().find_map(|t| t.strip_prefix("url:"))?;
+    if let Some(url) = &meta.url {
+        return Some(url.clone());
+    }
+    let host_and_path = meta
+        .tags
+        .iter()
+        .find_map(|t| t.strip_prefix("url:"))
+        .filter(|t| !t.starts_with('#'))?;
     Some(format!("{scheme}://{host_and_path}"))
 }
 

@@ -149,4 +149,42 @@ describe('warming', () => {
       await origin.close();
     }
   });
+
+  test('after a purge, the purged page is fetched again and the next client gets a hit (Host with a port)', async () => {
+    let n = 0;
+    const origin = await startOrigin((req, res) => {
+      if (req.url.startsWith('/Shop/')) n += 1;
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600', 'cache-tag': 'shop' });
+      res.end(`${req.url} v${n}`);
+    });
+    const worker = await startWorker({
+      vars: {
+        ORIGINS: originsVar([{ name: 'primary', origin }]),
+        PURGE_TOKEN: TOKEN,
+        WARM_AFTER_PURGE: 'on',
+        WARM_INTERVAL_MS: '0',
+      },
+    });
+    try {
+      // worker.url is http://127.0.0.1:<port>: the Host carries a port, and
+      // the path has capitals.
+      const page = `${worker.url}/Shop/Item?b=2&a=1`;
+      await (await fetch(page)).text();
+      await eventually(() => fetch(page), (r) => /^cachefront; hit/.test(r.headers.get('cache-status')));
+      await sleep(1100); // past PURGE_SYNC_MS, so the purge counts as after the fetch
+      const purge = await fetch(`${worker.url}/__cachefront/purge`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify({ tags: ['shop'] }),
+      });
+      assert.equal(purge.status, 200, await purge.text());
+      await eventually(async () => n, (count) => count === 2, { attempts: 50, delayMs: 100 });
+      const next = await fetch(page);
+      assert.match(next.headers.get('cache-status'), /^cachefront; hit/, 'the warmed entry has the client key');
+      assert.equal(await next.text(), '/Shop/Item?a=1&b=2 v2');
+    } finally {
+      await worker.stop();
+      await origin.close();
+    }
+  });
 });
