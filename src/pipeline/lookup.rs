@@ -53,15 +53,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             .config
             .cache_key_headers
             .iter()
-            .map(|name| {
-                let value = headers
-                    .get_all(name.as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                (name.clone(), value)
-            })
+            .map(|name| (name.clone(), vary::field_value(headers, name)))
             .collect();
         let origin = header::ORIGIN.as_str();
         if !self.config.cache_key_headers.iter().any(|n| n == origin) {

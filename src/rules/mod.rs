@@ -26,6 +26,7 @@ pub use parse::{parse, warnings, RuleProblem, MAX_RULES, MAX_SECONDS};
 
 use crate::origin::shaping::{self, QueryFilter};
 use crate::semantics::policy::EdgeTerms;
+use crate::semantics::vary;
 
 /// Variable holding the rules.
 pub const VAR_CACHE_RULES: &str = "CACHE_RULES";
@@ -513,13 +514,7 @@ impl RuleAction {
         };
         let mut members = Vec::new();
         for name in &spec.headers {
-            let value = headers
-                .get_all(name.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(",");
-            members.push((name.clone(), value));
+            members.push((name.clone(), vary::field_value(headers, name)));
         }
         for name in &spec.cookies {
             let value = cookie_pairs(headers)

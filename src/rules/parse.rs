@@ -531,16 +531,8 @@ fn conditions(raw: RawConditions, found: &mut Problems<'_>) -> Conditions {
     let (query_present, query_absent) = match raw.query {
         None => (Vec::new(), Vec::new()),
         Some(q) => {
-            for (list, field) in [(&q.present, "present"), (&q.absent, "absent")] {
-                for (i, name) in list.iter().enumerate() {
-                    if name.is_empty() || name.contains(['&', '=']) {
-                        found.add(
-                            &format!("match.query.{field}[{i}]"),
-                            format!("{name:?} is not a parameter name"),
-                        );
-                    }
-                }
-            }
+            param_names(found, "match.query.present", &q.present);
+            param_names(found, "match.query.absent", &q.absent);
             (q.present, q.absent)
         }
     };
@@ -560,14 +552,7 @@ fn conditions(raw: RawConditions, found: &mut Problems<'_>) -> Conditions {
         })
         .collect();
     let cookies = raw.cookie.map(OneOrMany::into_vec).unwrap_or_default();
-    for (i, name) in cookies.iter().enumerate() {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            found.add(
-                &format!("match.cookie[{i}]"),
-                format!("{name:?} is not a cookie name"),
-            );
-        }
-    }
+    cookie_names(found, "match.cookie", &cookies);
     Conditions {
         path_lead: [0; 8],
         path_lead_len: 0,
@@ -666,6 +651,18 @@ fn browser_ttl(raw: RawBrowserTtl, found: &mut Problems<'_>) -> BrowserTtl {
     }
 }
 
+fn cookie_names(found: &mut Problems<'_>, field: &str, names: &[String]) {
+    check_len(found, field, names.len());
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            found.add(
+                &format!("{field}[{i}]"),
+                format!("{name:?} is not a cookie name"),
+            );
+        }
+    }
+}
+
 fn param_names(found: &mut Problems<'_>, field: &str, names: &[String]) {
     check_len(found, field, names.len());
     for (i, name) in names.iter().enumerate() {
@@ -721,15 +718,7 @@ fn key_spec(raw: RawKey, global_ignored: &[String], found: &mut Problems<'_>) ->
             }
         })
         .collect();
-    check_len(found, "cache_key.cookies", raw.cookies.len());
-    for (i, name) in raw.cookies.iter().enumerate() {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            found.add(
-                &format!("cache_key.cookies[{i}]"),
-                format!("{name:?} is not a cookie name"),
-            );
-        }
-    }
+    cookie_names(found, "cache_key.cookies", &raw.cookies);
     let mut forwarded: Vec<String> = headers.clone();
     if raw.device {
         forwarded.push(super::DEVICE_TYPE_FIELD.to_owned());

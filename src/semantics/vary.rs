@@ -8,18 +8,24 @@ use http::HeaderMap;
 /// A normalized (field, value) pair of the request, as a variant is keyed.
 pub type VariantValues = Vec<(String, String)>;
 
+/// A field's lines as one value, joined by commas (RFC 9110 §5.3); lines
+/// that are not visible ASCII are left out.
+pub fn field_value(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Normalizes the request's values for the nominated fields, so requests that
 /// must get the same response share one variant.
 pub fn variant_values(request: &HeaderMap, fields: &[String]) -> VariantValues {
     fields
         .iter()
         .map(|field| {
-            let joined = request
-                .get_all(field.as_str())
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect::<Vec<_>>()
-                .join(",");
+            let joined = field_value(request, field);
             (field.clone(), normalize(field, &joined))
         })
         .collect()
