@@ -561,3 +561,25 @@ fn a_client_cannot_choose_the_rule_an_entry_is_stored_under_for_others() {
     // The rule's own requests still share their entry.
     assert!(status_of(&h.get_with("/data", &[("accept", "text/html")])).contains("hit"));
 }
+
+#[test]
+fn a_rule_stale_window_never_overrides_an_origin_that_demands_revalidation() {
+    let rules = r#"[{"match":{"path":"/**"},"stale_while_revalidate":600,"stale_if_error":600}]"#;
+    let h = with_rules(rules, |_, n| {
+        let cc = if n == 1 {
+            "public, max-age=10, must-revalidate"
+        } else {
+            "public, max-age=10"
+        };
+        reply(
+            if n == 1 { 200 } else { 503 },
+            &[("cache-control", cc)],
+            &format!("v{n}"),
+        )
+    });
+    h.get("/p");
+    h.advance(20);
+    let answer = h.get("/p");
+    assert_eq!(answer.response.status(), 503, "{}", status_of(&answer));
+    assert_eq!(h.origin_calls("/p"), 2, "revalidated, not served stale");
+}

@@ -493,15 +493,23 @@ impl Freshness {
     /// The same entry under the terms a rule gave it when it was stored: the
     /// rule's lifetime replaces the origin's (and with it the origin's
     /// `no-cache` and revalidation demands, as an edge TTL override does),
-    /// the rule's stale windows replace the origin's.
+    /// the rule's stale windows replace the origin's. Without a lifetime of
+    /// its own, a rule's stale windows never override an origin that demands
+    /// revalidation (`must-revalidate`, `proxy-revalidate`, `s-maxage`,
+    /// `no-cache`): it stays unusable stale.
     pub fn under_terms(self, terms: &EdgeTerms) -> Self {
         let ruled = terms.lifetime_secs.is_some();
+        let origin_demands = !ruled && (self.must_revalidate || self.no_cache);
+        let window = |rule: Option<u64>, own: u64| match rule {
+            Some(secs) if !origin_demands => secs,
+            _ => own,
+        };
         Self {
             lifetime_secs: terms.lifetime_secs.unwrap_or(self.lifetime_secs),
             must_revalidate: self.must_revalidate && !ruled,
             no_cache: self.no_cache && !ruled,
-            swr_secs: terms.swr_secs.unwrap_or(self.swr_secs),
-            sie_secs: terms.sie_secs.unwrap_or(self.sie_secs),
+            swr_secs: window(terms.swr_secs, self.swr_secs),
+            sie_secs: window(terms.sie_secs, self.sie_secs),
             ..self
         }
     }
