@@ -66,7 +66,35 @@ pub struct StateDocument {
     /// Every registry key that was ever purged, in key order.
     pub tags: Vec<RegistryEntry>,
     /// The active health check's last results, one per origin.
+    #[serde(deserialize_with = "strict_health")]
     pub origin_health: Vec<SharedHealth>,
+}
+
+/// A health result as a document must spell it: unlike the `HEALTH` store,
+/// which tolerates fields from another worker version, an import refuses
+/// any field it would silently drop.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictHealth {
+    origin: String,
+    up: bool,
+    checked_ms: u64,
+    detail: String,
+}
+
+fn strict_health<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SharedHealth>, D::Error> {
+    let results = Vec::<StrictHealth>::deserialize(deserializer)?;
+    Ok(results
+        .into_iter()
+        .map(|h| SharedHealth {
+            origin: h.origin,
+            up: h.up,
+            checked_ms: h.checked_ms,
+            detail: h.detail,
+        })
+        .collect())
 }
 
 /// What an import wrote (or, for a dry run, would write).
@@ -882,6 +910,7 @@ mod tests {
             (r#"{"format":"cachefront-state","version":2}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_version", None),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[],"extra":1}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("extra")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0,"colour":"red"}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].colour")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[{"origin":"a","up":true,"checked_ms":1,"detail":"ok","note":1}]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("origin_health[0].note")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":-1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].hard_ms")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[]} trailing"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"","hard_ms":1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1].key")),
