@@ -186,6 +186,55 @@ fn bad_purge_requests_get_their_status_and_change_nothing() {
 }
 
 #[test]
+fn several_authorization_headers_are_malformed_authorization_whether_separate_or_joined() {
+    let h = tagged_origin();
+    let separate: &[(&str, &str)] = &[
+        ("authorization", "Bearer purge-token-0123456789"),
+        ("authorization", "Bearer purge-token-0123456789"),
+    ];
+    // What the Workers runtime makes of two headers: one comma-joined value.
+    let joined: &[(&str, &str)] = &[(
+        "authorization",
+        "Bearer purge-token-0123456789, Bearer purge-token-0123456789",
+    )];
+    let mixed: &[(&str, &str)] = &[(
+        "authorization",
+        "Bearer wrong-token-000000000, Bearer purge-token-0123456789",
+    )];
+    for headers in [separate, joined, mixed] {
+        let r = h.send(
+            "POST",
+            "/__cachefront/purge",
+            headers,
+            r#"{"tags":["products"]}"#,
+        );
+        assert_eq!(r.response.status(), 401, "{headers:?}");
+        let json: serde_json::Value =
+            serde_json::from_slice(r.response.body()).expect("json error");
+        assert_eq!(
+            json["error"]["code"], "malformed_authorization",
+            "{headers:?}: {json}"
+        );
+    }
+}
+
+#[test]
+fn purge_receipt_lower_cases_scheme_and_host_of_urls_and_keeps_the_path_as_given() {
+    let h = tagged_origin();
+    let r = purge(
+        &h,
+        r#"{"urls":["HTTPS://Shop.EXAMPLE/Products/Red-Shoe?Size=9#reviews"],"tags":["Products"],"dry_run":true}"#,
+    );
+    assert_eq!(r.response.status(), 200, "{}", body(&r));
+    let receipt: serde_json::Value = serde_json::from_slice(r.response.body()).expect("receipt");
+    assert_eq!(
+        receipt["purged"]["urls"][0], "https://shop.example/Products/Red-Shoe?Size=9",
+        "{receipt}"
+    );
+    assert_eq!(receipt["purged"]["tags"][0], "products", "{receipt}");
+}
+
+#[test]
 fn purge_api_is_off_without_a_token() {
     let h = Harness::new(|_, _| reply(200, &[], "x"));
     let r = h.send("POST", "/__cachefront/purge", &[], r#"{"everything":true}"#);

@@ -59,7 +59,7 @@ fn export_gets_the_document_with_the_token_and_writes_it_to_the_file() {
 #[test]
 fn import_puts_the_file_unchanged_and_dry_run_asks_for_validation_only() {
     let receipt =
-        r#"{"ok":true,"imported":{"tags":1,"shards_written":1,"origin_health":1,"dry_run":true}}"#;
+        r#"{"ok":true,"imported":{"tags":1,"shards_written":0,"origin_health":1,"dry_run":true}}"#;
     let StandIn { base, seen } = stand_in(vec![(200, Vec::new(), receipt.to_owned())]);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("state.json");

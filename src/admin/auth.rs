@@ -25,7 +25,9 @@ pub enum TokenCheck {
     Valid,
     /// No `Authorization` header.
     Missing,
-    /// Several `Authorization` headers, or not the Bearer scheme.
+    /// Several `Authorization` headers (also as the one comma-joined value
+    /// the Workers runtime makes of them), not the Bearer scheme, or a
+    /// credential with spaces inside, which no token can be.
     Malformed,
     /// A Bearer token that is not the configured one.
     Invalid,
@@ -68,7 +70,14 @@ pub fn check_bearer(headers: &HeaderMap, expected: &str) -> TokenCheck {
     if value.len() <= 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
         return TokenCheck::Malformed;
     }
-    if tokens_match(value[7..].trim_ascii(), expected.as_bytes()) {
+    let presented = value[7..].trim_ascii();
+    // Configured tokens are printable ASCII without spaces, so whitespace
+    // inside the credential means it is not one token: `Bearer a b`, or two
+    // headers joined by the runtime into `Bearer a, Bearer b`.
+    if presented.iter().any(u8::is_ascii_whitespace) {
+        return TokenCheck::Malformed;
+    }
+    if tokens_match(presented, expected.as_bytes()) {
         TokenCheck::Valid
     } else {
         TokenCheck::Invalid
@@ -151,6 +160,29 @@ mod tests {
             HeaderValue::from_static("Bearer s3cret"),
         );
         assert_eq!(check_bearer(&two, "s3cret"), TokenCheck::Malformed);
+    }
+
+    #[test]
+    fn several_authorization_headers_joined_into_one_value_are_malformed_not_a_bad_token() {
+        // The Workers runtime hands the worker repeated headers as one
+        // value joined with ", ".
+        for joined in [
+            "Bearer s3cret, Bearer s3cret",
+            "Bearer wrong, Bearer s3cret",
+            "Bearer s3cret, Basic czNjcmV0",
+            "Bearer s3cret other",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(joined).expect("valid header"),
+            );
+            assert_eq!(
+                check_bearer(&headers, "s3cret"),
+                TokenCheck::Malformed,
+                "{joined}"
+            );
+        }
     }
 
     #[test]

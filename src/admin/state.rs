@@ -66,7 +66,35 @@ pub struct StateDocument {
     /// Every registry key that was ever purged, in key order.
     pub tags: Vec<RegistryEntry>,
     /// The active health check's last results, one per origin.
+    #[serde(deserialize_with = "strict_health")]
     pub origin_health: Vec<SharedHealth>,
+}
+
+/// A health result as a document must spell it: unlike the `HEALTH` store,
+/// which tolerates fields from another worker version, an import refuses
+/// any field it would silently drop.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictHealth {
+    origin: String,
+    up: bool,
+    checked_ms: u64,
+    detail: String,
+}
+
+fn strict_health<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<SharedHealth>, D::Error> {
+    let results = Vec::<StrictHealth>::deserialize(deserializer)?;
+    Ok(results
+        .into_iter()
+        .map(|h| SharedHealth {
+            origin: h.origin,
+            up: h.up,
+            checked_ms: h.checked_ms,
+            detail: h.detail,
+        })
+        .collect())
 }
 
 /// What an import wrote (or, for a dry run, would write).
@@ -297,10 +325,38 @@ pub fn parse_document(body: &[u8], now_ms: u64) -> Result<StateDocument, StateEr
             found: u32::try_from(version).unwrap_or(u32::MAX),
         });
     }
-    let document: StateDocument =
-        serde_json::from_slice(body).map_err(|e| StateError::MalformedJson(e.to_string()))?;
+    let document = deserialize_document(body)?;
     validate(&document, now_ms)?;
     Ok(document)
+}
+
+/// Deserializes a document whose header is known to be good. A field that
+/// is unknown or of the wrong type is named by its path (`tags[3].extra`),
+/// as every other refusal of a field is; only text that is not JSON at all
+/// stays `malformed_json`.
+fn deserialize_document(body: &[u8]) -> Result<StateDocument, StateError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let document: StateDocument = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_data() && path != "." {
+            invalid(path, data_error_reason(&inner))
+        } else {
+            StateError::MalformedJson(inner.to_string())
+        }
+    })?;
+    json.end()
+        .map_err(|e| StateError::MalformedJson(e.to_string()))?;
+    Ok(document)
+}
+
+/// serde's message without its position suffix: the field is named apart.
+fn data_error_reason(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message,
+    }
 }
 
 fn invalid(field: String, reason: impl Into<String>) -> StateError {
@@ -499,7 +555,8 @@ pub async fn import<R: TagRegistryStore, H: HealthStore>(
     }
     Ok(ImportReceipt {
         tags: document.tags.len(),
-        shards_written: grouped.len(),
+        // A dry run writes nothing; the receipt says what was written.
+        shards_written: if dry_run { 0 } else { grouped.len() },
         origin_health: document.origin_health.len(),
         dry_run,
         clamped_to_now: ClampedTimes::default(),
@@ -851,8 +908,11 @@ mod tests {
             (r#"{"format":"other","version":1}"#.into(), StatusCode::BAD_REQUEST, "wrong_format", None),
             (r#"{"version":1,"tags":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("format")),
             (r#"{"format":"cachefront-state","version":2}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "unsupported_version", None),
-            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[],"extra":1}"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
-            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":-1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[],"extra":1}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("extra")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0,"colour":"red"}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].colour")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[{"origin":"a","up":true,"checked_ms":1,"detail":"ok","note":1}]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("origin_health[0].note")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":-1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].hard_ms")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[]} trailing"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"","hard_ms":1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1].key")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"a","hard_ms":2,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1].key")),
             (format!(r#"{{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{{"key":"a","hard_ms":1,"soft_ms":{future}}}],"origin_health":[]}}"#), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].soft_ms")),
@@ -912,6 +972,11 @@ mod tests {
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(json(&response)["imported"]["dry_run"], true);
         assert_eq!(json(&response)["imported"]["tags"], 1);
+        assert_eq!(
+            json(&response)["imported"]["shards_written"],
+            0,
+            "a dry run writes no shard"
+        );
         assert!(registry.calls().iter().all(|(_, op)| *op != "merge"));
     }
 

@@ -10,111 +10,96 @@ pub const CACHE_NAME: &str = "cachefront";
 
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// Why the request went forward to the origin (RFC 9211 §2.2 `fwd`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Forward {
-    /// The cache was not consulted (e.g. a GET with a body).
-    Bypass,
-    /// The request method is never served from cache.
-    Method,
-    /// No entry for this URI.
-    UriMiss,
-    /// An entry for the URI, but not for this variant.
-    VaryMiss,
-    /// An entry existed but was stale.
-    Stale,
-    /// The request asked for a fresh answer (`no-cache`, `max-age`, `min-fresh`).
-    Request,
-    /// A range request that was not served from a stored full response.
-    Partial,
+/// A fieldless enum whose variants each have one word in `Cache-Status`,
+/// logs and metrics: declares it with `as_str()` and `ALL`, which lists every
+/// variant by construction (the docs test reads it to check the reference).
+macro_rules! header_words {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident => $word:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$variant_meta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [Self] = &[$( Self::$variant, )+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( Self::$variant => $word, )+
+                }
+            }
+        }
+    };
 }
 
-impl Forward {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Bypass => "bypass",
-            Self::Method => "method",
-            Self::UriMiss => "uri-miss",
-            Self::VaryMiss => "vary-miss",
-            Self::Stale => "stale",
-            Self::Request => "request",
-            Self::Partial => "partial",
-        }
+header_words! {
+    /// Why the request went forward to the origin (RFC 9211 §2.2 `fwd`).
+    pub enum Forward {
+        /// The cache was not consulted (e.g. a GET with a body).
+        Bypass => "bypass",
+        /// The request method is never served from cache.
+        Method => "method",
+        /// No entry for this URI.
+        UriMiss => "uri-miss",
+        /// An entry for the URI, but not for this variant.
+        VaryMiss => "vary-miss",
+        /// An entry existed but was stale.
+        Stale => "stale",
+        /// The request asked for a fresh answer (`no-cache`, `max-age`, `min-fresh`).
+        Request => "request",
+        /// A range request that was not served from a stored full response.
+        Partial => "partial",
     }
 }
 
-/// Why a response was not stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoStoreReason {
-    Method,
-    Status,
-    RequestNoStore,
-    ResponseNoStore,
-    Private,
-    NoCache,
-    SetCookie,
-    VaryStar,
-    Authorization,
-    /// A request with a `Cookie` whose response did not allow shared storage.
-    Cookie,
-    /// A 5xx, or an origin's error page passed on after failover.
-    ErrorStatus,
-    /// A 304 brought a `Vary` that differs from the stored entry's.
-    VaryChanged,
-    /// A rule gives this status an edge TTL of 0.
-    RuleTtl,
-    /// Deception armor: the `Content-Type` does not fit the path's extension.
-    DeceptionArmor,
-    NoFreshness,
-    TooLarge,
-    /// A streamed body whose length the origin did not say.
-    UnknownLength,
-    Partial,
-}
-
-impl NoStoreReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Method => "method",
-            Self::Status => "status",
-            Self::RequestNoStore => "request-no-store",
-            Self::ResponseNoStore => "no-store",
-            Self::Private => "private",
-            Self::NoCache => "no-cache",
-            Self::SetCookie => "set-cookie",
-            Self::VaryStar => "vary-star",
-            Self::Authorization => "authorization",
-            Self::Cookie => "cookie",
-            Self::ErrorStatus => "error-status",
-            Self::VaryChanged => "vary-changed",
-            Self::RuleTtl => "rule-ttl",
-            Self::DeceptionArmor => "deception-armor",
-            Self::NoFreshness => "no-freshness",
-            Self::TooLarge => "too-large",
-            Self::UnknownLength => "unknown-length",
-            Self::Partial => "partial",
-        }
+header_words! {
+    /// Why a response was not stored.
+    pub enum NoStoreReason {
+        Method => "method",
+        /// A status never stored as an entry of its own (1xx, 206, 304), or
+        /// a code this cache does not know under `must-understand`.
+        Status => "status",
+        RequestNoStore => "request-no-store",
+        ResponseNoStore => "no-store",
+        Private => "private",
+        NoCache => "no-cache",
+        SetCookie => "set-cookie",
+        VaryStar => "vary-star",
+        Authorization => "authorization",
+        /// A request with a `Cookie` whose response did not allow shared storage.
+        Cookie => "cookie",
+        /// A 5xx, or an origin's error page passed on after failover.
+        ErrorStatus => "error-status",
+        /// A 304 brought a `Vary` that differs from the stored entry's.
+        VaryChanged => "vary-changed",
+        /// A rule gives this status an edge TTL of 0.
+        RuleTtl => "rule-ttl",
+        /// Deception armor: the `Content-Type` does not fit the path's extension.
+        DeceptionArmor => "deception-armor",
+        NoFreshness => "no-freshness",
+        TooLarge => "too-large",
+        /// A streamed body whose length the origin did not say.
+        UnknownLength => "unknown-length",
+        Partial => "partial",
     }
 }
 
-/// Which tier answered a hit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    /// The per-isolate memory tier.
-    Memory,
-    /// The data centre's Cache API.
-    Edge,
-    /// The global tier in Workers KV (`KV_CACHE_MAX_OBJECT_BYTES`).
-    Kv,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::Edge => "edge",
-            Self::Kv => "kv",
-        }
+header_words! {
+    /// Which tier answered a hit.
+    pub enum Tier {
+        /// The per-isolate memory tier.
+        Memory => "memory",
+        /// The data centre's Cache API.
+        Edge => "edge",
+        /// The global tier in Workers KV (`KV_CACHE_MAX_OBJECT_BYTES`).
+        Kv => "kv",
     }
 }
 

@@ -689,6 +689,9 @@ pub enum StaleOnFailure {
 }
 
 impl StaleOnFailure {
+    /// Every variant (the docs test checks each word is documented).
+    pub const ALL: &'static [Self] = &[Self::IfError, Self::IfDisconnected];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::IfError => "stale-if-error",

@@ -217,13 +217,18 @@ fn import(file: &Path, dry_run: bool, target: &Target) -> Result<(), Failure> {
         .filter(|r: &serde_json::Value| r.get("ok") == Some(&serde_json::Value::Bool(true)))
         .ok_or_else(|| fail(EXIT_SERVER, format!("{url} answered 200 without a receipt")))?;
     let imported = &receipt["imported"];
-    eprintln!(
-        "{} {} registry keys into {} shards and {} origin health results",
-        if dry_run { "would import" } else { "imported" },
-        imported["tags"],
-        imported["shards_written"],
-        imported["origin_health"]
-    );
+    if dry_run {
+        // A dry run writes no shard: the receipt's shards_written is 0.
+        eprintln!(
+            "would import {} registry keys and {} origin health results (dry run: nothing written)",
+            imported["tags"], imported["origin_health"]
+        );
+    } else {
+        eprintln!(
+            "imported {} registry keys into {} shards and {} origin health results",
+            imported["tags"], imported["shards_written"], imported["origin_health"]
+        );
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&receipt).unwrap_or_default()
