@@ -182,19 +182,25 @@ type ConfigMemo = (JsValue, Vec<(String, Option<String>)>, Rc<Config>);
 /// last time needs no check at all; another one has each variable compared.
 fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
     let env_value: &JsValue = env.as_ref();
-    if let Some((seen_env, seen, config)) = CONFIG.with(|memo| memo.borrow().clone()) {
-        if worker::js_sys::Object::is(&seen_env, env_value) {
-            return Ok(config);
+    // Checked in place: cloning the memo would copy every variable's value
+    // (CACHE_RULES can be kilobytes) on every request.
+    let remembered = CONFIG.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let (seen_env, seen, config) = memo.as_mut()?;
+        if worker::js_sys::Object::is(seen_env, env_value) {
+            return Some(Rc::clone(config));
         }
         if seen
             .iter()
             .all(|(name, value)| read_var(env, name) == *value)
         {
-            CONFIG.with(|memo| {
-                *memo.borrow_mut() = Some((env_value.clone(), seen, Rc::clone(&config)));
-            });
-            return Ok(config);
+            *seen_env = env_value.clone();
+            return Some(Rc::clone(config));
         }
+        None
+    });
+    if let Some(config) = remembered {
+        return Ok(config);
     }
     let seen = RefCell::new(Vec::new());
     let parsed = Config::from_vars(|name| {
