@@ -179,9 +179,15 @@ describe('warming', () => {
       });
       assert.equal(purge.status, 200, await purge.text());
       await eventually(async () => n, (count) => count === 2, { attempts: 50, delayMs: 100 });
+      // The warm request is at the origin: a client now either waits for it
+      // (collapsed) or finds its entry (hit); either way the origin is not
+      // asked again, which it would be if the warmed entry had another key.
       const next = await fetch(page);
-      assert.match(next.headers.get('cache-status'), /^cachefront; hit/, 'the warmed entry has the client key');
+      assert.match(next.headers.get('cache-status'), /^cachefront; hit|; collapsed/);
       assert.equal(await next.text(), '/Shop/Item?a=1&b=2 v2');
+      const after = await fetch(page);
+      assert.match(after.headers.get('cache-status'), /^cachefront; hit/, 'the warmed entry has the client key');
+      assert.equal(n, 2, 'no client request reached the origin after the purge');
     } finally {
       await worker.stop();
       await origin.close();
