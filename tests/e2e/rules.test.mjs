@@ -75,6 +75,8 @@ describe('every rule field, on one worker', () => {
       { name: 'headers', match: { path: '/headers/**' }, browser_ttl: { mode: 'override', seconds: 30 }, response_headers: { remove: ['x-powered-by'] } },
       { name: 'adaptive', match: { path: '/adaptive/**' }, cache: 'everything', adaptive_ttl: { min: 1, max: 8 } },
       { name: 'sie', match: { path: '/sie/**' }, cache: 'everything', edge_ttl: { mode: 'override', seconds: 1 }, stale_if_error: 3600 },
+      { name: 'swr', match: { path: '/swr/**' }, cache: 'everything', edge_ttl: { mode: 'override', seconds: 1 }, stale_while_revalidate: 600 },
+      { name: 'all', match: { path: '/all/**' }, cache: 'everything', cache_key: { query: 'all' } },
       { name: 'private', match: { path: '/private/**' }, cache: 'everything', override_private: true },
       { name: 'nostore', match: { path: '/nostore/**' }, cache: 'everything', override_private: true },
       { name: 'cond', match: { path: '/cond/**', methods: ['GET'], query: { present: ['v'], absent: ['debug'] }, header: { accept: '*html*' }, cookie: ['ab'] }, cache: 'everything' },
@@ -214,6 +216,25 @@ describe('every rule field, on one worker', () => {
     assert.equal(res.status, 200);
     assert.match(res.body, /n=1/);
     assert.match(status(res), /stale-if-error/);
+  });
+
+  test('stale_while_revalidate: past the edge TTL the stale copy answers and a refresh is stored', async () => {
+    await get('/swr/p');
+    await eventually(() => get('/swr/p'), isHit);
+    await sleep(1100);
+    const stale = await get('/swr/p');
+    assert.match(status(stale), /stale-while-revalidate/);
+    assert.match(stale.body, /n=1/);
+    const refreshed = await eventually(() => get('/swr/p'), (r) => /n=2/.test(r.body) && isHit(r));
+    assert.match(status(refreshed), /rule="site,swr"/);
+  });
+
+  test('cache_key.query "all" keys and forwards even the globally ignored parameters', async () => {
+    const first = await get('/all/p?utm_source=mail&id=1');
+    assert.match(first.body, /^\/all\/p\?id=1&utm_source=mail n=1/);
+    const other = await get('/all/p?id=1&utm_source=web');
+    assert.match(other.body, /n=2/, 'another utm_source: another entry');
+    assert.ok(isHit(await eventually(() => get('/all/p?utm_source=mail&id=1'), isHit)));
   });
 
   test('override_private stores a private answer without its cookie, never a no-store one', async () => {
