@@ -98,37 +98,44 @@ describe('state import above 32 MiB', () => {
 
   after(async () => origin?.close());
 
-  const refusedBy = async (body, init = {}) => {
-    const worker = await startWorker({
-      vars: {
-        ORIGINS: originsVar([{ name: 'primary', origin }]),
-        STATE_TOKEN,
-        STREAM_BODIES_ABOVE_BYTES: '1024',
-      },
-    });
-    try {
-      const response = await fetch(`${worker.url}/__cachefront/state`, {
-        method: 'PUT',
-        headers: { authorization: `Bearer ${STATE_TOKEN}` },
-        body,
-        ...init,
+  // `makeBody` gives a fresh body per attempt. Under load the local
+  // runtime now and then answers a first large upload with its own 503 (no
+  // worker JSON); that attempt is repeated, at most twice, on a new worker.
+  const refusedBy = async (makeBody, init = {}) => {
+    for (let attempt = 1; ; attempt++) {
+      const worker = await startWorker({
+        vars: {
+          ORIGINS: originsVar([{ name: 'primary', origin }]),
+          STATE_TOKEN,
+          STREAM_BODIES_ABOVE_BYTES: '1024',
+        },
       });
-      await response.arrayBuffer().catch(() => {});
-      return response.status;
-    } finally {
-      await worker.stop();
+      try {
+        const response = await fetch(`${worker.url}/__cachefront/state`, {
+          method: 'PUT',
+          headers: { authorization: `Bearer ${STATE_TOKEN}` },
+          body: makeBody(),
+          ...init,
+        });
+        const text = await response.text().catch(() => '');
+        const fromWorker = /"error"/.test(text);
+        if (response.status === 503 && !fromWorker && attempt < 3) continue;
+        return response.status;
+      } finally {
+        await worker.stop();
+      }
     }
   };
 
   test('with its length announced, it is a 413 before any of it is read', async () => {
-    assert.equal(await refusedBy(Buffer.alloc(MAX_IMPORT_BYTES + 1, 0x20)), 413);
+    assert.equal(await refusedBy(() => Buffer.alloc(MAX_IMPORT_BYTES + 1, 0x20)), 413);
   });
 
   test('with its length unknown, it is a 413 once 32 MiB were read', async () => {
-    const chunks = (async function* () {
+    const chunks = async function* () {
       const chunk = Buffer.alloc(1024 * 1024, 0x20);
       for (let i = 0; i <= 32; i++) yield chunk;
-    })();
-    assert.equal(await refusedBy(ReadableStream.from(chunks), { duplex: 'half' }), 413);
+    };
+    assert.equal(await refusedBy(() => ReadableStream.from(chunks()), { duplex: 'half' }), 413);
   });
 });
