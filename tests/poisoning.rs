@@ -576,3 +576,95 @@ fn a_revalidation_sends_the_fields_the_entry_varies_on() {
     assert_eq!(last.2["x-foo"], "1");
     assert!(last.2.contains_key("if-none-match"));
 }
+
+/// An origin that writes request fields into public pages without `Vary`.
+fn reflecting_origin() -> Harness {
+    Harness::new(|req, _| {
+        let shown = [
+            "user-agent",
+            "referer",
+            "accept",
+            "x-requested-with",
+            "cookie",
+        ]
+        .iter()
+        .map(|name| format!("{name}: {}", field(req, name, "-")))
+        .collect::<Vec<_>>()
+        .join("<br>");
+        reply(
+            200,
+            &[
+                ("cache-control", "public, max-age=600"),
+                ("content-type", "text/html"),
+            ],
+            &format!("<p>{shown}</p>"),
+        )
+    })
+}
+
+#[test]
+fn a_page_showing_an_unkeyed_request_value_is_not_stored() {
+    let h = reflecting_origin();
+    for (n, (name, value)) in [
+        ("user-agent", "EVIL-agent"),
+        ("referer", "https://EVIL-referer.example/"),
+        ("accept", "EVIL/accept"),
+        ("x-requested-with", "EVIL-xhr"),
+        ("cookie", "lang=EVIL-cookie"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = format!("/shown/{n}");
+        let first = h.get_with(&path, &[(name, value)]);
+        assert!(
+            status_of(&first).contains("detail=reflected"),
+            "{name}: {}",
+            status_of(&first)
+        );
+        let victim = h.get_with(&path, &[(name, "ordinary")]);
+        assert!(!body(&victim).contains("EVIL"), "{name}: {}", body(&victim));
+    }
+}
+
+#[test]
+fn a_page_not_showing_request_values_is_stored_as_before() {
+    let h = reflecting_origin();
+    // Short values and a same-site plain referer are not reflections.
+    let headers = [
+        ("user-agent", "curl"),
+        ("referer", "https://shop.example/from"),
+    ];
+    let first = h.get_with("/plain", &headers);
+    assert!(
+        !status_of(&first).contains("reflected"),
+        "{}",
+        status_of(&first)
+    );
+    let second = h.get_with("/plain", &headers);
+    assert!(status_of(&second).contains("hit"), "{}", status_of(&second));
+}
+
+#[test]
+fn a_reflected_field_the_origin_varies_on_is_keyed_and_stored() {
+    let h = Harness::new(|req, _| {
+        reply(
+            200,
+            &[
+                ("cache-control", "public, max-age=600"),
+                ("vary", "User-Agent"),
+            ],
+            &format!("agent {}", field(req, "user-agent", "-")),
+        )
+    });
+    let first = h.get_with("/varied", &[("user-agent", "Agent-one/1.0")]);
+    assert!(
+        status_of(&first).contains("stored"),
+        "{}",
+        status_of(&first)
+    );
+    let other = h.get_with("/varied", &[("user-agent", "Agent-two/2.0")]);
+    assert_eq!(body(&other), "agent Agent-two/2.0");
+    let again = h.get_with("/varied", &[("user-agent", "Agent-one/1.0")]);
+    assert!(status_of(&again).contains("hit"), "{}", status_of(&again));
+}

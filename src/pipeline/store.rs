@@ -13,6 +13,7 @@ use crate::purge::tags;
 use crate::semantics::cache_status::{CacheStatus, Forward, NoStoreReason, Outcome};
 use crate::semantics::conditional;
 use crate::semantics::policy::{self, EdgeTerms, RequestFacts, ResponseTimes, StoreDecision};
+use crate::semantics::reflection;
 use crate::semantics::vary;
 use crate::Body;
 
@@ -211,6 +212,13 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 return ((self.client_view(request, response, None), status), None);
             }
         };
+        if let Some(field) = self.reflected_field(request, &response, varied) {
+            trace.warnings.push(format!(
+                "not stored: the body shows the request's {field} value, which the key does not hold (send Vary: {field}, or key it in a rule)"
+            ));
+            let status = status.with_detail(NoStoreReason::Reflected.as_str());
+            return ((self.client_view(request, response, None), status), None);
+        }
         let mut stored_copy = crate::copy_response(&response);
         for field in &strip_fields {
             if let Ok(name) = HeaderName::from_bytes(field.as_bytes()) {
@@ -242,6 +250,40 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             (self.client_view(request, response, None), status),
             Some(encoded),
         )
+    }
+
+    /// The reflection guard ([`reflection`]): the unkeyed request field
+    /// whose value a buffered text body shows, if any. A streamed body (above
+    /// `STREAM_BODIES_ABOVE_BYTES`) goes to the store as it arrives and is
+    /// not scanned.
+    fn reflected_field(
+        &self,
+        request: &Request<Body>,
+        response: &Response<Body>,
+        varied: &[String],
+    ) -> Option<String> {
+        if body::streamed(response).is_some() {
+            return None;
+        }
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if !reflection::scannable(content_type) {
+            return None;
+        }
+        let forwarded = forwarded_view(request.headers(), self.forward_rules(request, varied));
+        let vary = policy::vary_fields(response.headers());
+        let rule = rule_of(request);
+        let keyed = |name: &str| {
+            self.config.cache_key_headers.iter().any(|k| k == name)
+                || rule.is_some_and(|r| r.forwarded_fields().iter().any(|f| f == name))
+                || vary.iter().any(|v| v == name)
+        };
+        let keyed_cookies = rule.is_some_and(|r| !r.keyed_cookies().is_empty());
+        let host = request_host(request);
+        let probes = reflection::probes(&forwarded, keyed, keyed_cookies, host.as_deref());
+        reflection::reflected(&probes, response.body()).map(str::to_owned)
     }
 
     /// The policy's store decision under the request's rules, refused

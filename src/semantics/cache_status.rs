@@ -83,6 +83,8 @@ header_words! {
         RuleTtl => "rule-ttl",
         /// Deception armor: the `Content-Type` does not fit the path's extension.
         DeceptionArmor => "deception-armor",
+        /// The body shows, verbatim, a value of an unkeyed request field.
+        Reflected => "reflected",
         NoFreshness => "no-freshness",
         TooLarge => "too-large",
         /// A streamed body whose length the origin did not say.

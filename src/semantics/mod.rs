@@ -10,4 +10,5 @@ pub mod conditional;
 pub mod http_date;
 pub mod policy;
 pub mod range;
+pub mod reflection;
 pub mod vary;

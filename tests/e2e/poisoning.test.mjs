@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { eventually, originsVar, raw, repoRoot, startOrigin, startWorker } from './harness.mjs';
 
 const PURGE_TOKEN = 'e2e-poisoning-purge-token-0123456789';
@@ -843,26 +844,57 @@ describe('a careless origin behind the worker', () => {
     });
   });
 
-  describe('residual risks an edge cannot see (documented, not defended)', () => {
-    // The origin varies on an allow-listed header without saying so in Vary.
+  describe('values an origin shows without Vary (the reflection guard)', () => {
+    // The origin writes an allow-listed request field into a public page
+    // without naming it in Vary: the edge sees its own request's value in
+    // the body and does not share the page.
     for (const [name, value] of [
       ['user-agent', 'EVIL-agent'],
       ['referer', 'https://EVIL-referer.example/'],
       ['accept', 'EVIL/accept'],
       ['x-requested-with', 'EVIL-xhr'],
     ]) {
-      test(`${name} reflected into a public page without Vary`, { todo: 'forwarded (allow-list) but not keyed: the origin must send Vary' }, async () => {
+      test(`${name} reflected into a public page without Vary is not stored`, async () => {
         const path = `/reflect/residual/${name}`;
-        await get(path, { [name]: value });
+        const attacker = await get(path, { [name]: value });
+        assert.match(attacker.headers['cache-status'], /detail=reflected/);
         const victim = await get(path, { [name]: 'ordinary' });
-        assert.ok(!hasMarker(visible(victim)));
+        assert.ok(!hasMarker(visible(victim)), visible(victim));
       });
     }
 
-    test('a cookie reflected into a page the origin marks public', { todo: 'public on a cookie request is explicit permission (TRUST-SPEC rule 1)' }, async () => {
+    test('a cookie reflected into a page the origin marks public is not stored', async () => {
       await get('/reflect/residual/cookie', { cookie: 'lang=EVIL-cookie' });
       const victim = await get('/reflect/residual/cookie');
-      assert.ok(!hasMarker(visible(victim)));
+      assert.ok(!hasMarker(visible(victim)), visible(victim));
+    });
+
+    test('a reflection in a compressed or JSON answer is found too', async () => {
+      // The runtime hands the worker the decoded body of a gzip answer.
+      route('/reflect/gzip/', (req) => ({
+        headers: { 'cache-control': PUBLIC, 'content-type': 'text/html', 'content-encoding': 'gzip' },
+        body: gzipSync(`<p>agent: ${req.headers['user-agent'] ?? '-'}</p>`),
+      }));
+      route('/reflect/json/', (req) => ({
+        headers: { 'cache-control': PUBLIC, 'content-type': 'application/json' },
+        body: JSON.stringify({ referer: req.headers.referer ?? null }),
+      }));
+      // The attacker's own answer says why it was not stored: the marker was
+      // found in the decoded body (a victim's body could be compressed bytes).
+      const gzipAttacker = await get('/reflect/gzip/page', { 'user-agent': 'EVIL-agent/gz', 'accept-encoding': 'gzip' });
+      assert.match(gzipAttacker.headers['cache-status'], /detail=reflected/);
+      const jsonAttacker = await get('/reflect/json/data', { referer: 'https://EVIL.example/"quoted"' });
+      assert.match(jsonAttacker.headers['cache-status'], /detail=reflected/);
+      const jsonVictim = await get('/reflect/json/data');
+      assert.ok(!hasMarker(jsonVictim.body), jsonVictim.body);
+    });
+
+    test('a page that shows no request value is still stored and hit', async () => {
+      route('/reflect/plain/', () => ({ headers: { 'cache-control': PUBLIC, 'content-type': 'text/html' }, body: '<p>same for all</p>' }));
+      const first = await get('/reflect/plain/page', { 'user-agent': 'Agent-one/1.0' });
+      assert.doesNotMatch(first.headers['cache-status'], /reflected/);
+      const second = await get('/reflect/plain/page', { 'user-agent': 'Agent-two/2.0' });
+      assert.match(second.headers['cache-status'], /hit/);
     });
   });
 });
