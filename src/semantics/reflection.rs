@@ -234,7 +234,10 @@ mod tests {
     fn headers(fields: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in fields {
-            map.append(*name, HeaderValue::from_str(value).unwrap());
+            map.append(
+                *name,
+                HeaderValue::from_str(value).expect("test header value"),
+            );
         }
         map
     }
