@@ -560,7 +560,7 @@ impl Config {
     /// (no request fields: a purge has none), else `CACHE_IGNORE_QUERY_PARAMS`.
     pub fn query_filter_for(&self, host: &str, uri: &http::Uri) -> QueryFilter<'_> {
         let path = crate::origin::shaping::normalize_path(uri.path());
-        let host = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+        let host = crate::origin::shaping::host_without_port(host);
         let headers = http::HeaderMap::new();
         let request = rules::RuleRequest {
             method: &http::Method::GET,

@@ -43,6 +43,24 @@ pub const FORWARDED_REQUEST_FIELDS: &[&str] = &[
     "x-requested-with",
 ];
 
+/// A `Host` value lower-cased and without its port: `Shop.Example:8787` →
+/// `shop.example`, `[::1]:8787` → `[::1]` (an IPv6 literal stays whole).
+/// Rules, `host:` tags and URL purge all name hosts this way.
+pub fn host_without_port(host: &str) -> String {
+    let host = host.trim();
+    let bare = match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!name.starts_with('[') || name.ends_with(']')) =>
+        {
+            name
+        }
+        _ => host,
+    };
+    bare.to_ascii_lowercase()
+}
+
 /// Whether a request field may be forwarded to an origin.
 pub fn is_forwarded_field(name: &str, extra: &[String]) -> bool {
     FORWARDED_REQUEST_FIELDS.contains(&name) || extra.iter().any(|e| e == name)
@@ -293,6 +311,19 @@ pub fn glob_matches(glob: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_lose_their_port_but_ipv6_literals_stay_whole() {
+        for (host, bare) in [
+            ("Shop.Example:8787", "shop.example"),
+            ("shop.example", "shop.example"),
+            ("[::1]:8787", "[::1]"),
+            ("[2001:DB8::1]", "[2001:db8::1]"),
+            ("shop.example:", "shop.example:"),
+        ] {
+            assert_eq!(host_without_port(host), bare, "{host}");
+        }
+    }
 
     #[test]
     fn aliases_of_one_path_normalise_to_it() {

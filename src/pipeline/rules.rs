@@ -29,14 +29,7 @@ pub(super) fn rule_of(request: &Request<Body>) -> Option<&RuleAction> {
 
 /// The lower-cased host without its port, as rules match it.
 fn rule_host(request: &Request<Body>) -> String {
-    let host = request_host(request).unwrap_or_default();
-    let without_port = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(']') => {
-            name
-        }
-        _ => host.as_str(),
-    };
-    without_port.to_ascii_lowercase()
+    crate::origin::shaping::host_without_port(&request_host(request).unwrap_or_default())
 }
 
 /// What a stale entry being replaced leaves to its successor (adaptive TTL).

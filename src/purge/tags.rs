@@ -228,15 +228,10 @@ pub fn entry_tags(
 
 /// `host:<host>` (lower-cased, without a port).
 pub fn host_tag(host: &str) -> String {
-    let host = host.trim().to_ascii_lowercase();
-    let bare = match host.rsplit_once(':') {
-        // Keep IPv6 literals (`[::1]`) whole; drop a trailing `:port`.
-        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
-            name.to_owned()
-        }
-        _ => host,
-    };
-    format!("{HOST_TAG_PREFIX}{bare}")
+    format!(
+        "{HOST_TAG_PREFIX}{}",
+        crate::origin::shaping::host_without_port(host)
+    )
 }
 
 /// `prefix:<path prefix>` (lower-cased).

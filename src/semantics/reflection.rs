@@ -14,9 +14,11 @@
 //! value separately; the credential of `Authorization`. A value counts when
 //! its raw bytes, or its HTML- or JSON-escaped form, occur in the body.
 //! Values shorter than [`MIN_PROBE_LEN`] bytes are skipped (they occur by
-//! chance), as is a same-site `Referer` made only of URL-safe characters (a
-//! page linking to the page it was reached from, common with absolute links,
-//! can only point to this site). Binary types are not scanned.
+//! chance), as are values made only of the protocol's standard vocabulary
+//! (`Accept: text/html`, which `<meta content="text/html">` shows anyway)
+//! and a same-site `Referer` made only of URL-safe characters (a page
+//! linking to the page it was reached from, common with absolute links, can
+//! only point to this site). Binary types are not scanned.
 
 use http::header::{self, HeaderMap};
 
@@ -115,6 +117,9 @@ pub fn probes(
         if name == header::REFERER.as_str() && same_site_plain_link(text, host) {
             continue;
         }
+        if standard_value(name, text) {
+            continue;
+        }
         if name == header::AUTHORIZATION.as_str() {
             if let Some((_, credential)) = text.trim().split_once(' ') {
                 push(Probe::new(name, credential));
@@ -171,6 +176,55 @@ pub fn reflected<'a>(probes: &'a [Probe], body: &[u8]) -> Option<&'a str> {
                 .any(|needle| memchr::memmem::find(body, needle).is_some())
         })
         .map(|probe| probe.field.as_str())
+}
+
+/// Media ranges every client sends; a page naming them (`<meta
+/// content="text/html">`) is not showing anything a client chose.
+const STANDARD_MEDIA_RANGES: &[&str] = &[
+    "*/*",
+    "text/*",
+    "text/html",
+    "text/plain",
+    "text/css",
+    "text/javascript",
+    "text/event-stream",
+    "application/xhtml+xml",
+    "application/xml",
+    "application/json",
+    "application/ld+json",
+    "application/javascript",
+    "application/signed-exchange",
+    "image/*",
+    "image/avif",
+    "image/webp",
+    "image/apng",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/svg+xml",
+];
+
+/// A value made only of the protocol's standard vocabulary (an `Accept`
+/// list of common media ranges, `X-Requested-With: XMLHttpRequest`): a
+/// client choosing it can make a page say nothing it would not say anyway.
+fn standard_value(name: &str, value: &str) -> bool {
+    match name {
+        "accept" => value.split(',').all(|member| {
+            let mut parts = member.split(';');
+            let range = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            STANDARD_MEDIA_RANGES.contains(&range.as_str())
+                && parts.all(|param| {
+                    param.split_once('=').is_some_and(|(k, v)| {
+                        matches!(k.trim(), "q" | "v" | "charset")
+                            && v.trim()
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                    })
+                })
+        }),
+        "x-requested-with" => value.trim().eq_ignore_ascii_case("xmlhttprequest"),
+        _ => false,
+    }
 }
 
 /// A `Referer` to a page of the request's own host, made only of characters
@@ -325,6 +379,36 @@ mod tests {
         assert_eq!(
             found(&[("referer", quoted)], quoted).as_deref(),
             Some("referer")
+        );
+    }
+
+    #[test]
+    fn standard_accept_lists_and_xhr_markers_are_not_reflections() {
+        let page = r#"<meta content="text/html"> xhr.setRequestHeader('X-Requested-With', 'XMLHttpRequest')"#;
+        let browser =
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8";
+        for fields in [
+            [("accept", "text/html")],
+            [("accept", browser)],
+            [("x-requested-with", "XMLHttpRequest")],
+        ] {
+            assert_eq!(
+                found(&fields, &format!("{page} {browser}")),
+                None,
+                "{fields:?}"
+            );
+        }
+        assert_eq!(
+            found(&[("accept", "text/EVIL-type")], "text/EVIL-type").as_deref(),
+            Some("accept")
+        );
+        assert_eq!(
+            found(
+                &[("accept", "text/html;x=EVIL-param")],
+                "text/html;x=EVIL-param"
+            )
+            .as_deref(),
+            Some("accept")
         );
     }
 
