@@ -394,7 +394,8 @@ impl Config {
             revalidation_window_secs: number(VAR_CACHE_REVALIDATION_WINDOW_SECS, 86_400),
             memory_cache_bytes,
             memory_cache_max_secs: number(VAR_MEMORY_CACHE_MAX_SECS, 30),
-            kv_cache_max_object_bytes: number(VAR_KV_CACHE_MAX_OBJECT_BYTES, 0).min(KV_VALUE_LIMIT),
+            kv_cache_max_object_bytes: found
+                .or(kv_value_size(number(VAR_KV_CACHE_MAX_OBJECT_BYTES, 0)), 0),
             health: HealthPolicy {
                 failure_threshold: found.or(
                     u32::try_from(number(VAR_HEALTH_FAILURE_THRESHOLD, 3).max(1)).map_err(|_| {
@@ -850,6 +851,20 @@ fn within_isolate(var: &'static str, value: u64, max: u64) -> Result<u64, Config
     Ok(value)
 }
 
+/// Workers KV refuses values above 25 MiB: a larger limit would only turn
+/// into failed writes, so it is refused here, naming the variable.
+fn kv_value_size(value: u64) -> Result<u64, ConfigError> {
+    if value > KV_VALUE_LIMIT {
+        return Err(ConfigError::new(
+            VAR_KV_CACHE_MAX_OBJECT_BYTES,
+            format_args!(
+                "is {value} bytes; Workers KV stores values of at most {KV_VALUE_LIMIT} (25 MiB)"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
 fn as_usize(var: &'static str, value: u64) -> Result<usize, ConfigError> {
     usize::try_from(value).map_err(|_| ConfigError::new(var, "is too large"))
 }
@@ -1243,6 +1258,21 @@ mod tests {
                 var
             );
         }
+    }
+
+    #[test]
+    fn a_kv_object_limit_above_what_kv_stores_is_refused_by_name() {
+        let limit = 25 * 1024 * 1024;
+        let at_limit = limit.to_string();
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let config =
+            config_from(&[origins, (VAR_KV_CACHE_MAX_OBJECT_BYTES, &at_limit)]).expect("25 MiB");
+        assert_eq!(config.kv_cache_max_object_bytes, limit);
+        let above = (limit + 1).to_string();
+        let err = config_from(&[origins, (VAR_KV_CACHE_MAX_OBJECT_BYTES, &above)])
+            .expect_err("above 25 MiB");
+        assert_eq!(err.variable, VAR_KV_CACHE_MAX_OBJECT_BYTES);
+        assert!(err.message.contains("25 MiB"), "{}", err.message);
     }
 
     #[test]
