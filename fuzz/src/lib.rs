@@ -11,6 +11,7 @@ pub mod headers;
 pub mod input;
 pub mod keys;
 pub mod policy;
+pub mod reflection;
 
 pub use admin::{config, purge_json, state_json};
 pub use assets::{css_min, html_rewrite, origin_minify};
@@ -20,6 +21,11 @@ pub use keys::vary_key;
 /// The storage decision with the never-store invariants.
 pub fn policy(data: &[u8]) {
     policy::run(data);
+}
+
+/// The reflection guard: no panic; a shown `User-Agent` is always found.
+pub fn reflection(data: &[u8]) {
+    reflection::run(data);
 }
 
 /// A fuzz entry function: any bytes in, a panic when an invariant breaks.
@@ -38,4 +44,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("html_rewrite", html_rewrite),
     ("css_min", css_min),
     ("origin_minify", origin_minify),
+    ("reflection", reflection),
 ];

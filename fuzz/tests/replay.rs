@@ -65,6 +65,7 @@ replay_tests! {
     html_rewrite_corpus_replays_without_panics => "html_rewrite",
     css_min_corpus_never_grows_and_accepts_its_own_output => "css_min",
     origin_minify_corpus_respects_no_transform_and_weakens_etags => "origin_minify",
+    reflection_corpus_finds_every_shown_user_agent => "reflection",
 }
 
 #[test]
