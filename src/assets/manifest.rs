@@ -14,7 +14,6 @@ pub const DEFAULT_HTML_CACHE_CONTROL: &str = "public, max-age=60, stale-while-re
 
 /// `Cache-Control` for a fingerprinted file: its name changes whenever its
 /// bytes do, so a copy never needs revalidating.
-
 pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// Manifest file format version; bumped on incompatible changes.
