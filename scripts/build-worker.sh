@@ -5,9 +5,11 @@
 # last build, and both under CACHEFRONT_SKIP_BUILD=1 (tests build once, then
 # start many wrangler instances from that build).
 #
-# CACHEFRONT_WORKER_FEATURES picks the crate features of the wasm; the default,
-# js-minify, carries oxc for EDGE_MINIFY_JS (+~520 KB gzip). Set it empty for
-# a slim worker that refuses EDGE_MINIFY_JS=on (docs/assets.md).
+# CACHEFRONT_WORKER_FEATURES picks the crate features of the wasm. The default
+# (empty) is the slim worker, which refuses EDGE_MINIFY_JS=on; set it to
+# js-minify for oxc and EDGE_MINIFY_JS (+~440 KB gzip, a slower cold start:
+# docs/assets.md). The wasm's function-name section is dropped
+# (scripts/strip-wasm-names.mjs) unless CACHEFRONT_WASM_NAMES=keep.
 #
 # First of all the configuration is checked (scripts/check-config.sh): a bad
 # variable or cache rule fails here, before anything is built or deployed.
@@ -19,9 +21,10 @@ if [ "${CACHEFRONT_SKIP_BUILD:-0}" = 1 ] && [ -f build/index.js ] && [ -f dist/w
 fi
 bash scripts/check-config.sh ${CACHEFRONT_CHECK_ENV:+--env "$CACHEFRONT_CHECK_ENV"}
 bash scripts/build-site.sh
-features=${CACHEFRONT_WORKER_FEATURES-js-minify}
+features=${CACHEFRONT_WORKER_FEATURES-}
+names=${CACHEFRONT_WASM_NAMES:-strip}
 stamp=build/.cachefront-features
-if [ -f build/index.js ] && [ "$(cat "$stamp" 2>/dev/null)" = "features=$features" ]; then
+if [ -f build/index.js ] && [ "$(cat "$stamp" 2>/dev/null)" = "features=$features names=$names" ]; then
   if [ -z "$(find src Cargo.toml Cargo.lock -newer build/index.js -print -quit)" ]; then
     echo "build-worker: build/ is up to date" >&2
     exit 0
@@ -30,4 +33,7 @@ fi
 source scripts/toolchain-env.sh
 rm -f "$stamp"
 worker-build --release ${features:+--features "$features"}
-echo "features=$features" > "$stamp"
+if [ "$names" != keep ]; then
+  node scripts/strip-wasm-names.mjs build/index_bg.wasm
+fi
+echo "features=$features names=$names" > "$stamp"

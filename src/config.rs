@@ -492,7 +492,7 @@ impl Config {
                     }
                 },
                 html_cache_control: match lookup(VAR_HTML_CACHE_CONTROL) {
-                    None => "public, max-age=60, stale-while-revalidate=300".to_owned(),
+                    None => crate::assets::DEFAULT_HTML_CACHE_CONTROL.to_owned(),
                     Some(v) if http::HeaderValue::from_str(&v).is_ok() && !v.trim().is_empty() => v,
                     Some(v) => {
                         found.note(ConfigError::new(

@@ -12,7 +12,8 @@
 //
 // Usage: node benches/edge-minify/run.mjs [requests per file and side]
 // (Linux: reads /proc; CPU ticks are 10 ms, so use 20+ requests.)
-// Needs build/ (bash scripts/build-worker.sh, default features) and npm ci.
+// Needs build/ with oxc (CACHEFRONT_WORKER_FEATURES=js-minify bash
+// scripts/build-worker.sh) and npm ci.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

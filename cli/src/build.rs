@@ -21,10 +21,14 @@ use crate::dependency_order::dependency_order;
 use crate::error::BuildError;
 use crate::fingerprint::{content_hash, fingerprinted_path, integrity};
 use crate::guarded::without_panics;
+use crate::headers_file::headers_file;
 use crate::site::{scan, FileKind, SiteFile};
 
 /// Name of the manifest in the output directory's root.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The asset store's header rules, written at the output's root.
+pub const HEADERS_FILE: &str = "/_headers";
 
 /// What to build and how.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub struct BuildOptions {
     pub minify_js: bool,
     /// `loading="lazy"` / `decoding="async"` on all but the first image.
     pub lazy_images: bool,
+    /// The `Cache-Control` the written `_headers` gives pages (the worker's
+    /// `HTML_CACHE_CONTROL`, so pages carry it whichever of the two answers).
+    pub html_cache_control: String,
 }
 
 /// Something the build worked around; the file named still made it out.
@@ -280,8 +287,32 @@ pub fn build(
         format!("/{MANIFEST_FILE}"),
         report.manifest.to_json_pretty().into_bytes(),
     );
+    write_headers_file(options, &mut outputs, &mut report);
     write_output(&options.out, &outputs)?;
     Ok(report)
+}
+
+/// Replaces the site's `_headers` (kept, after ours) with the generated
+/// one, so the asset store serves the output with the edge's caching.
+fn write_headers_file(options: &BuildOptions, outputs: &mut Outputs, report: &mut BuildReport) {
+    let user = outputs
+        .remove(HEADERS_FILE)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+    let mut paths: BTreeSet<String> = outputs.keys().cloned().collect();
+    paths.insert(HEADERS_FILE.to_owned());
+    let written = headers_file(
+        &paths,
+        &report.manifest,
+        &options.html_cache_control,
+        user.as_deref(),
+    );
+    report
+        .warnings
+        .extend(written.warnings.into_iter().map(|message| BuildWarning {
+            file: options.source.join("_headers"),
+            message,
+        }));
+    outputs.insert(HEADERS_FILE.to_owned(), written.text.into_bytes());
 }
 
 fn minified_script(

@@ -18,6 +18,8 @@ use crate::purge::tags::{self, AutoTagRules};
 use crate::semantics::cache_control::Directives;
 use crate::Body;
 
+const CACHE_STATUS: &str = "cache-status";
+
 pub fn is_html(headers: &http::HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -75,6 +77,10 @@ pub fn decorate_asset(
     settings: &AssetSettings,
     tagging: Option<PageTagging<'_>>,
 ) -> Response<Body> {
+    // The asset store is no cache of its own: a `Cache-Status` on its answer
+    // is ours, from the build's `_headers` (for answers given without the
+    // worker), and the worker adds the same member itself.
+    response.headers_mut().remove(CACHE_STATUS);
     if response.status() == StatusCode::OK || response.status() == StatusCode::NOT_MODIFIED {
         if let Some(value) = asset_cache_control(path, response.headers(), manifest, settings) {
             response.headers_mut().insert(header::CACHE_CONTROL, value);
@@ -212,6 +218,17 @@ mod tests {
         }
         b.body(Body::from_static(body.as_bytes()))
             .expect("response")
+    }
+
+    #[test]
+    fn the_cache_status_the_build_gave_the_asset_store_is_dropped_so_the_worker_adds_it_once() {
+        let css = Response::builder()
+            .header("content-type", "text/css")
+            .header("cache-status", "cachefront; hit; detail=assets")
+            .body(Body::new())
+            .expect("r");
+        let out = decorate_asset("/css/site.0123abcd.css", css, None, &settings(), None);
+        assert!(out.headers().get("cache-status").is_none());
     }
 
     #[test]

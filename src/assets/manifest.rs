@@ -8,6 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+/// `Cache-Control` of HTML pages from the asset store unless
+/// `HTML_CACHE_CONTROL` says otherwise.
+pub const DEFAULT_HTML_CACHE_CONTROL: &str = "public, max-age=60, stale-while-revalidate=300";
+
 /// `Cache-Control` for a fingerprinted file: its name changes whenever its
 /// bytes do, so a copy never needs revalidating.
 pub const IMMUTABLE_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";

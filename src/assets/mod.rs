@@ -22,6 +22,8 @@ pub use html::{
     link_header, rewrite_html, HtmlAssetRewriter, HtmlRewriteError, HtmlRewriteReport,
     HtmlRewriteSettings, PreloadHint, PreloadKind, ResponsiveImages, RewrittenHtml,
 };
-pub use manifest::{Manifest, ManifestEntry, ManifestError, IMMUTABLE_CACHE_CONTROL};
+pub use manifest::{
+    Manifest, ManifestEntry, ManifestError, DEFAULT_HTML_CACHE_CONTROL, IMMUTABLE_CACHE_CONTROL,
+};
 #[cfg(feature = "js-minify")]
 pub use minify::{minify_js, JsKind, JsMinifyError};

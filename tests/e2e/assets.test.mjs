@@ -2,10 +2,10 @@
 // fingerprinted, immutable files, and origin HTML rewritten on the way
 // through (asset URLs from the build manifest, lazy images, preload hints).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { originsVar, repoRoot, startOrigin, startWorker } from './harness.mjs';
+import { eventually, originsVar, repoRoot, startOrigin, startWorker } from './harness.mjs';
 
 const manifest = JSON.parse(readFileSync(path.join(repoRoot, 'dist/www/manifest.json'), 'utf8')).assets;
 const fingerprinted = (logical) => manifest[logical].path;
@@ -46,6 +46,9 @@ describe('assets and origin HTML at the edge', () => {
   let origin;
   let worker;
   let resizing;
+  // The second worker runs first for every request (the documented
+  // worker-first mode), the first one uses wrangler.toml's assets-first default.
+  const workerFirst = path.join(repoRoot, `.wrangler-e2e-assets-${process.pid}.toml`);
 
   before(async () => {
     origin = await startOrigin((req, res) => {
@@ -78,7 +81,10 @@ describe('assets and origin HTML at the edge', () => {
     const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]) };
     worker = await startWorker({ vars });
     // A second worker with the options that are off by default.
+    const base = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8');
+    writeFileSync(workerFirst, base.replace(/^run_worker_first = .*$/m, 'run_worker_first = true'));
     resizing = await startWorker({
+      config: workerFirst,
       vars: {
         ...vars,
         IMAGE_RESIZING: '320,640',
@@ -93,6 +99,7 @@ describe('assets and origin HTML at the edge', () => {
     await worker?.stop();
     await resizing?.stop();
     await origin?.close();
+    rmSync(workerFirst, { force: true });
   });
 
   test('the built site references fingerprinted files, which are immutable', async () => {
@@ -108,6 +115,33 @@ describe('assets and origin HTML at the edge', () => {
     assert.match(asset.headers.get('content-type'), /text\/css/);
     assert.ok(asset.headers.get('etag'), 'the asset store gives an ETag');
     await asset.text();
+  });
+
+  test('by default the asset store answers a fingerprinted file without running the worker', async () => {
+    const css = fingerprinted('/css/site.css');
+    const asset = await fetch(`${worker.url}${css}`);
+    assert.equal(asset.status, 200);
+    await asset.text();
+    assert.equal(asset.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(asset.headers.get('cache-status'), 'cachefront; hit; detail=assets');
+    assert.equal(asset.headers.get('server-timing'), null, 'the worker did not time it: it did not run');
+    // An origin path in the same instance runs the worker, which logs it
+    // (REQUEST_LOG is json by default): the log is there, just not for the asset.
+    const page = await fetch(`${worker.url}/shop/log-control`);
+    await page.text();
+    assert.match(page.headers.get('server-timing'), /cachefront;dur=/);
+    await eventually(
+      async () => worker.logs(),
+      (logs) => logs.includes('"path":"/shop/log-control"'),
+      { attempts: 30, delayMs: 200 },
+    );
+    assert.ok(!worker.logs().includes(`"path":"${css}"`), 'no request-log line for the asset');
+    // In worker-first mode the same file runs the worker, which says so.
+    const viaWorker = await fetch(`${resizing.url}${css}`);
+    await viaWorker.text();
+    assert.equal(viaWorker.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal(viaWorker.headers.get('cache-status'), 'cachefront; hit; detail=assets');
+    assert.match(viaWorker.headers.get('server-timing'), /cachefront;dur=/);
   });
 
   test('origin HTML gets manifest URLs, lazy images and preload hints', async () => {

@@ -30,7 +30,10 @@ describe('per-request observability', () => {
       res.writeHead(200, { 'cache-control': 'max-age=600', 'content-type': 'text/plain' });
       res.end('observed');
     });
-    const base = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8');
+    // Worker first, so that an asset request runs the worker and is logged
+    // (in the default, assets-first mode the asset store answers it alone).
+    const base = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8')
+      .replace(/^run_worker_first = .*$/m, 'run_worker_first = true');
     writeFileSync(config, `${base}\n[[analytics_engine_datasets]]\nbinding = "ANALYTICS"\ndataset = "cachefront_requests"\n`);
     worker = await startWorker({
       config,

@@ -29,6 +29,10 @@ pub struct BuildArgs {
     /// Leave <img> loading/decoding attributes alone.
     #[arg(long)]
     no_lazy_images: bool,
+    /// Cache-Control that the written _headers gives pages (set it to the
+    /// worker's HTML_CACHE_CONTROL; scripts/build-site.sh does).
+    #[arg(long, default_value = cachefront::assets::DEFAULT_HTML_CACHE_CONTROL)]
+    html_cache_control: String,
 }
 
 pub fn run(args: BuildArgs) -> ExitCode {
@@ -38,6 +42,7 @@ pub fn run(args: BuildArgs) -> ExitCode {
         minify_css: !args.no_minify_css,
         minify_js: !args.no_minify_js,
         lazy_images: !args.no_lazy_images,
+        html_cache_control: args.html_cache_control,
     };
     report(run_build(options).map_err(|message| fail(EXIT_FAILURE, message)))
 }
