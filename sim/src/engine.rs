@@ -4,8 +4,8 @@
 //! API of a purging isolate near the origin, retried while a shard is down),
 //! outages, and the measurements of [`crate::report::Report`].
 //!
-//! Sampling: only `sim_dcs` data centres (an even stride of the
-//! region-interleaved list) and `sim_isolates_per_dc` isolates in each run;
+//! Sampling: only `sim_dcs` data centres (a prefix of the list, which is a
+//! proportional sample of the regions) and `sim_isolates_per_dc` isolates in each run;
 //! each simulated isolate receives exactly the request rate a real isolate of
 //! its data centre receives, and every count it causes (registry calls, KV
 //! operations, origin fetches) is multiplied by its weight,
@@ -127,8 +127,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
     // The network and the sample.
     let dcs: Vec<DataCentre> = world::data_centres(scenario.dcs, scenario.mean_isolates);
     let all_isolates: usize = dcs.iter().map(|d| d.isolates).sum();
-    let stride = (dcs.len() / scenario.sim_dcs.max(1)).max(1);
-    let chosen: Vec<&DataCentre> = dcs.iter().step_by(stride).take(scenario.sim_dcs).collect();
+    let chosen: Vec<&DataCentre> = dcs.iter().take(scenario.sim_dcs.max(1)).collect();
     let norm: f64 = dcs
         .iter()
         .map(|d| d.traffic * world::diurnal(&REGIONS[d.region], scenario.start_utc_hour))
@@ -180,11 +179,9 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
         let hour = scenario.start_utc_hour + t_ms / 3_600_000.0;
         iso.base_rate_per_ms * world::diurnal(&REGIONS[iso.region], hour)
     };
-    for i in 0..isolates.len() {
-        let wait = {
-            let rate = rate_at(&isolates[i], 0.0);
-            isolates[i].rng.exp_ms(rate)
-        };
+    for (i, iso) in isolates.iter_mut().enumerate() {
+        let rate = rate_at(iso, 0.0);
+        let wait = iso.rng.exp_ms(rate);
         push(&mut queue, (wait * 1000.0) as u64, Event::Request(i));
     }
     if scenario.purges_per_s > 0.0 {

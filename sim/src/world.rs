@@ -119,8 +119,8 @@ pub struct DataCentre {
 }
 
 /// `count` data centres spread over the regions in proportion to
-/// [`Region::dcs`], interleaved so that every prefix and every stride of the
-/// list covers the regions evenly (a stratified sample).
+/// [`Region::dcs`], ordered so that every prefix of the list covers the
+/// regions in proportion (the simulator runs a prefix).
 pub fn data_centres(count: usize, mean_isolates: usize) -> Vec<DataCentre> {
     let total_dcs: usize = REGIONS.iter().map(|r| r.dcs).sum();
     let mut per_region: Vec<usize> = REGIONS
@@ -134,19 +134,29 @@ pub fn data_centres(count: usize, mean_isolates: usize) -> Vec<DataCentre> {
             .unwrap_or(0);
         per_region[largest] -= 1;
     }
-    let mut order: Vec<(f64, usize)> = Vec::new();
-    for (region, n) in per_region.iter().enumerate() {
-        for k in 0..*n {
-            order.push(((k as f64 + 0.5) / *n as f64, region));
-        }
+    // Proportional round robin: each next data centre comes from the region
+    // furthest behind its share, so every prefix of the list is a
+    // proportional (stratified) sample of the regions.
+    let total: usize = per_region.iter().sum();
+    let mut placed = vec![0usize; per_region.len()];
+    let mut order: Vec<usize> = Vec::with_capacity(total);
+    for position in 0..total {
+        let behind = |r: usize| {
+            per_region[r] as f64 * (position + 1) as f64 / total as f64 - placed[r] as f64
+        };
+        let region = (0..per_region.len())
+            .filter(|r| placed[*r] < per_region[*r])
+            .max_by(|a, b| behind(*a).total_cmp(&behind(*b)).then(b.cmp(a)))
+            .unwrap_or(0);
+        placed[region] += 1;
+        order.push(region);
     }
-    order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     let n = order.len();
     let mean_traffic = 1.0 / n as f64;
     order
         .into_iter()
         .enumerate()
-        .map(|(index, (_, region))| {
+        .map(|(index, region)| {
             let traffic = REGIONS[region].traffic / per_region[region] as f64;
             let isolates = ((mean_isolates as f64 * traffic / mean_traffic).round() as usize)
                 .clamp(2, mean_isolates * 4);
@@ -180,11 +190,12 @@ mod tests {
         for region in 0..REGIONS.len() {
             assert!(dcs.iter().any(|d| d.region == region));
         }
-        // A stride of the list is a stratified sample.
-        let every_tenth: Vec<usize> = dcs.iter().step_by(10).map(|d| d.region).collect();
-        assert!(every_tenth.len() == 30);
-        let regions: std::collections::HashSet<usize> = every_tenth.into_iter().collect();
-        assert!(regions.len() >= 8);
+        // A prefix of the list is a stratified sample.
+        let first: std::collections::HashSet<usize> =
+            dcs.iter().take(20).map(|d| d.region).collect();
+        assert_eq!(first.len(), 10, "the first twenty data centres cover the ten regions");
+        let europe_west = dcs.iter().take(30).filter(|d| d.region == 3).count();
+        assert_eq!(europe_west, 5, "50 of 300 data centres: 5 of the first 30");
     }
 
     #[test]
