@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo build -q --profile native -p cachefront-sim
 exec "${CARGO_TARGET_DIR:-target}/native/cachefront-sim" \
-  --scenario steady --duration-s 120 --sim-dcs 6 --sim-isolates 1000 "$@"
+  --scenario steady --duration-s 60 --sim-dcs 6 --sim-isolates 1000 "$@"

@@ -193,7 +193,11 @@ mod tests {
         // A prefix of the list is a stratified sample.
         let first: std::collections::HashSet<usize> =
             dcs.iter().take(20).map(|d| d.region).collect();
-        assert_eq!(first.len(), 10, "the first twenty data centres cover the ten regions");
+        assert_eq!(
+            first.len(),
+            10,
+            "the first twenty data centres cover the ten regions"
+        );
         let europe_west = dcs.iter().take(30).filter(|d| d.region == 3).count();
         assert_eq!(europe_west, 5, "50 of 300 data centres: 5 of the first 30");
     }
