@@ -29,6 +29,9 @@ cargo test -p cachefront
 section "fuzz corpus replay (every committed fuzz input through its target's invariants)"
 cargo test -p cachefront-fuzz
 
+section "network simulator (smoke: consistency invariants under storms and outages)"
+cargo test -p cachefront-sim
+
 section "asset build CLI"
 cargo test -p cachefront-cli
 

@@ -358,3 +358,92 @@ fn the_cron_warms_configured_urls_and_sitemap_pages() {
         );
     }
 }
+
+fn get_from(
+    pipeline: &cachefront::pipeline::Pipeline<cachefront::platform::memory::MemoryPlatform>,
+    path: &str,
+) -> common::Handled {
+    let request = http::Request::builder()
+        .uri(format!("https://shop.example{path}"))
+        .body(cachefront::Body::new())
+        .expect("request");
+    let handled = futures::executor::block_on(pipeline.handle(request));
+    futures::executor::block_on(pipeline.platform().tasks.run_all());
+    handled
+}
+
+fn cached_page(vars: &[(&str, &str)]) -> Harness {
+    Harness::with_vars(vars, |req, n| {
+        reply(
+            200,
+            &[("cache-control", "max-age=600"), ("cache-tag", "pages")],
+            &format!("{} v{n}", req.uri().path()),
+        )
+    })
+}
+
+#[test]
+fn with_dc_memo_another_isolate_of_the_data_centre_reuses_the_registry_answer() {
+    for (dc_memo, expected_new_lookups) in [("on", 0), ("off", 1)] {
+        let h = cached_page(&[("PURGE_DC_MEMO", dc_memo)]);
+        h.get("/x");
+        h.advance(5);
+        assert!(status_of(&h.get("/x")).contains("hit"));
+        let registry = &h.pipeline.platform().registry;
+        let before = registry.calls().len();
+        let other = h.pipeline.with_fresh_isolate();
+        let second = get_from(&other, "/x");
+        assert!(status_of(&second).contains("hit"), "{}", status_of(&second));
+        let lookups = registry.calls().len() - before;
+        assert_eq!(
+            lookups.min(1),
+            expected_new_lookups,
+            "PURGE_DC_MEMO={dc_memo}: registry lookups by the second isolate"
+        );
+    }
+}
+
+#[test]
+fn with_dc_memo_a_purge_is_still_seen_once_the_shared_answer_is_older_than_the_window() {
+    let h = cached_page(&[("PURGE_DC_MEMO", "on"), ("PURGE_TOKEN", TOKEN)]);
+    h.get("/x");
+    h.advance(5);
+    h.get("/x");
+    let other = h.pipeline.with_fresh_isolate();
+    purge(&h, r#"{"tags":["pages"]}"#);
+    // The shared answer predates the purge; once it is older than the
+    // window, the other isolate asks the registry and sees the purge.
+    h.advance(2);
+    let after = get_from(&other, "/x");
+    assert!(
+        !status_of(&after).contains("hit"),
+        "purged entry not served: {}",
+        status_of(&after)
+    );
+}
+
+#[test]
+fn refresh_ahead_renews_an_answer_in_the_background_before_it_expires() {
+    for (ahead, renewed) in [("on", true), ("off", false)] {
+        let h = cached_page(&[("PURGE_REFRESH_AHEAD", ahead)]);
+        h.get("/x");
+        h.advance(5);
+        h.get("/x"); // asks the registry (answer checked now)
+        let clock = &h.pipeline.platform().clock;
+        futures::executor::block_on(cachefront::platform::Clock::sleep(clock, 700));
+        let calls = h.pipeline.platform().registry.calls().len();
+        assert!(status_of(&h.get("/x")).contains("hit"));
+        let refreshed = h.pipeline.platform().registry.calls().len() > calls;
+        assert_eq!(refreshed, renewed, "PURGE_REFRESH_AHEAD={ahead}");
+        // 1.2 s after the first check: within the renewed answer's window,
+        // so with refresh ahead this request asks nothing.
+        futures::executor::block_on(cachefront::platform::Clock::sleep(clock, 500));
+        let calls = h.pipeline.platform().registry.calls().len();
+        h.get("/x");
+        let waited = h.pipeline.platform().registry.calls().len() > calls;
+        assert_eq!(
+            waited, !renewed,
+            "PURGE_REFRESH_AHEAD={ahead}: request path lookup"
+        );
+    }
+}

@@ -2,6 +2,9 @@
 //! KV) read in order with promotion, the `Vary` index, freshness, and the
 //! tag registry's verdict on the entry.
 
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
 use http::header;
 use http::{HeaderValue, Request, Response, Uri};
 
@@ -9,7 +12,7 @@ use crate::cache::key::{self as cache_key, KeyRules};
 use crate::cache::stored::{self, EntryMeta};
 use crate::origin::shaping;
 use crate::platform::body;
-use crate::platform::{Background, CacheStore, GlobalStore, Platform};
+use crate::platform::{Background, CacheStore, GlobalStore, Platform, StoreError};
 use crate::purge::registry::{self, EntryState};
 use crate::semantics::cache_status::Tier;
 use crate::semantics::policy::Freshness;
@@ -205,24 +208,101 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Whether an entry's tags (or its host, or everything) were purged after
     /// it was fetched. The registry is asked only when this isolate's answers
     /// are older than `PURGE_SYNC_MS`; if it cannot be reached, the memo says
-    /// how far its old answers may still be trusted.
+    /// how far its old answers may still be trusted. With
+    /// `PURGE_REFRESH_AHEAD`, answers in the second half of their window are
+    /// renewed in the background, so a key in steady use never waits.
     pub(super) async fn purge_state(&self, meta: &EntryMeta, trace: &mut Trace) -> EntryState {
         let keys = registry::registry_keys_for_entry(&meta.tags);
         let now = self.now();
-        let refreshed = registry::refresh_memo(
-            &self.isolate.memo,
-            self.platform.registry(),
-            &keys,
-            self.config.purge.shards,
-            now,
-        )
-        .await;
-        if let Err(e) = refreshed {
+        if self.config.purge.refresh_ahead {
+            let ahead = self
+                .isolate
+                .memo
+                .borrow_mut()
+                .claim_refresh_ahead(&keys, now);
+            if !ahead.is_empty() {
+                let this = self.clone();
+                self.platform.background().spawn(Box::pin(async move {
+                    let _ = this.refresh_registry_keys(&ahead, now).await;
+                }));
+            }
+        }
+        let stale = self.isolate.memo.borrow_mut().claim_refresh(&keys, now);
+        if let Err(e) = self.refresh_registry_keys(&stale, now).await {
             trace
                 .warnings
                 .push(format!("tag registry unreachable: {e}"));
         }
         let memo = self.isolate.memo.borrow();
         registry::entry_state(&keys, meta.request_time_ms, &memo.answers_at(now))
+    }
+
+    /// Refreshes claimed keys: from the data centre's memo in the Cache API
+    /// when `PURGE_DC_MEMO` is on and it holds an answer checked less than
+    /// the window ago (kept with *its* check time, so the window still runs
+    /// from the registry lookup), else from the registry, whose answers are
+    /// then left in the data centre's memo for the other isolates.
+    async fn refresh_registry_keys(&self, claimed: &[String], now: u64) -> Result<(), StoreError> {
+        if claimed.is_empty() {
+            return Ok(());
+        }
+        let window = self.config.purge.sync_ms;
+        let mut remaining: Vec<String> = claimed.to_vec();
+        if self.config.purge.dc_memo {
+            let cache = self.platform.cache();
+            let reads = claimed.iter().map(|key| {
+                let url = registry::dc_memo_url(&self.config.cache_namespace, key);
+                async move { cache.get(&url, u64::MAX).await }
+            });
+            let found = join_all(reads).await;
+            let mut memo = self.isolate.memo.borrow_mut();
+            remaining.clear();
+            for (key, read) in claimed.iter().zip(found) {
+                let shared = read
+                    .ok()
+                    .flatten()
+                    .and_then(|r| registry::DcMemoAnswer::from_body(r.body()))
+                    .filter(|a| now.saturating_sub(a.checked_at_ms) < window);
+                match shared {
+                    Some(answer) => {
+                        memo.release(std::slice::from_ref(key));
+                        memo.record(
+                            HashMap::from([(key.clone(), answer.times())]),
+                            answer.checked_at_ms,
+                        );
+                    }
+                    None => remaining.push(key.clone()),
+                }
+            }
+        }
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        let (found, error) = registry::lookup_keys_partial(
+            self.platform.registry(),
+            &remaining,
+            self.config.purge.shards,
+        )
+        .await;
+        {
+            let mut memo = self.isolate.memo.borrow_mut();
+            memo.release(&remaining);
+            memo.record(found.clone(), now);
+        }
+        if self.config.purge.dc_memo && !found.is_empty() {
+            let cache = self.platform.cache().clone();
+            let namespace = self.config.cache_namespace.clone();
+            self.platform.background().spawn(Box::pin(async move {
+                for (key, times) in found {
+                    let answer = registry::DcMemoAnswer::new(times, now);
+                    let url = registry::dc_memo_url(&namespace, &key);
+                    let _ = cache.put(&url, answer.to_response(window)).await;
+                }
+            }));
+        }
+        match error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }

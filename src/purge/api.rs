@@ -46,6 +46,12 @@ pub const VAR_PURGE_PREFIX_TAGS: &str = "PURGE_PREFIX_TAGS";
 pub const VAR_PURGE_RATE_PER_MIN: &str = "PURGE_RATE_PER_MIN";
 /// `true` (default) / `false`: remove `Cache-Tag` / `Surrogate-Key` from client responses.
 pub const VAR_PURGE_STRIP_TAG_HEADERS: &str = "PURGE_STRIP_TAG_HEADERS";
+/// `on` (default) / `off`: refresh registry answers in the background in
+/// the second half of their window, so hot tags never wait on a lookup.
+pub const VAR_PURGE_REFRESH_AHEAD: &str = "PURGE_REFRESH_AHEAD";
+/// `on` / `off` (default): share registry answers between the isolates of a
+/// data centre through the Cache API (one lookup per data centre per window).
+pub const VAR_PURGE_DC_MEMO: &str = "PURGE_DC_MEMO";
 /// Cloudflare zone whose cache purges are forwarded to.
 pub const VAR_CF_ZONE_ID: &str = "CF_ZONE_ID";
 /// API token with the zone's Cache Purge permission (a secret).
@@ -72,6 +78,10 @@ pub struct PurgeConfig {
     pub prefix_tags: Vec<String>,
     pub rate_per_min: u32,
     pub strip_tag_headers: bool,
+    /// Refresh answers in the background before they expire.
+    pub refresh_ahead: bool,
+    /// Share answers through the data centre's Cache API.
+    pub dc_memo: bool,
     pub cloudflare: Option<CloudflareZone>,
 }
 
@@ -82,6 +92,23 @@ pub struct PurgeConfig {
 pub struct PurgeConfigError {
     pub variable: &'static str,
     pub message: String,
+}
+
+/// An `on` / `off` variable (`default` when unset).
+fn on_off(
+    variable: &'static str,
+    raw: Option<String>,
+    default: bool,
+) -> Result<bool, PurgeConfigError> {
+    match raw.as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(other) => Err(config_error(
+            variable,
+            format_args!("expected \"on\" or \"off\", got {other:?}"),
+        )),
+    }
 }
 
 fn config_error(variable: &'static str, message: impl fmt::Display) -> PurgeConfigError {
@@ -100,6 +127,8 @@ impl Default for PurgeConfig {
             prefix_tags: Vec::new(),
             rate_per_min: DEFAULT_RATE_PER_MIN,
             strip_tag_headers: true,
+            refresh_ahead: true,
+            dc_memo: false,
             cloudflare: None,
         }
     }
@@ -191,6 +220,8 @@ impl PurgeConfig {
             prefix_tags,
             rate_per_min: u32::try_from(rate).unwrap_or(DEFAULT_RATE_PER_MIN),
             strip_tag_headers,
+            refresh_ahead: on_off(VAR_PURGE_REFRESH_AHEAD, set(VAR_PURGE_REFRESH_AHEAD), true)?,
+            dc_memo: on_off(VAR_PURGE_DC_MEMO, set(VAR_PURGE_DC_MEMO), false)?,
             cloudflare,
         })
     }

@@ -220,10 +220,42 @@ pub async fn lookup_keys<S: TagRegistryStore>(
     Ok(answers)
 }
 
+/// Asks every shard concerned about `keys`, concurrently, and keeps what
+/// the shards that answered said: one unreachable shard must not stop the
+/// others' purges from being seen. Returns those answers (keys of answering
+/// shards that were never purged get zero times) and the first error.
+pub async fn lookup_keys_partial<S: TagRegistryStore>(
+    store: &S,
+    keys: &[String],
+    shards: u32,
+) -> (HashMap<String, TagPurgeTimes>, Option<StoreError>) {
+    let grouped = keys_by_shard(keys.iter().map(String::as_str), shards);
+    let reads = grouped
+        .iter()
+        .map(|(shard, keys)| store.lookup(*shard, keys));
+    let mut answers: HashMap<String, TagPurgeTimes> = HashMap::new();
+    let mut error = None;
+    for ((_, asked), outcome) in grouped.iter().zip(join_all(reads).await) {
+        match outcome {
+            Ok(found) => {
+                for key in asked {
+                    answers.insert(key.clone(), TagPurgeTimes::default());
+                }
+                answers.extend(found);
+            }
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    (answers, error)
+}
+
 /// Brings the memo's answers for `keys` up to date: asks the registry about
 /// the keys whose answer is missing or older than the window (none, most of
 /// the time) and records the answers as of `now_ms`, the time the lookup is
-/// sent. The memo is borrowed only around the lookup, never across it.
+/// sent. The memo is borrowed only around the lookup, never across it. When
+/// some shards cannot be reached, the others' answers are still recorded.
 pub async fn refresh_memo<S: TagRegistryStore>(
     memo: &RefCell<RegistryMemo>,
     store: &S,
@@ -232,14 +264,86 @@ pub async fn refresh_memo<S: TagRegistryStore>(
     now_ms: u64,
 ) -> Result<(), StoreError> {
     let stale = memo.borrow_mut().claim_refresh(keys, now_ms);
-    if stale.is_empty() {
+    refresh_claimed(memo, store, &stale, shards, now_ms).await
+}
+
+/// Looks up keys already claimed (by [`RegistryMemo::claim_refresh`] or
+/// [`RegistryMemo::claim_refresh_ahead`]), records the answers as of
+/// `sent_ms` and releases the claims.
+pub async fn refresh_claimed<S: TagRegistryStore>(
+    memo: &RefCell<RegistryMemo>,
+    store: &S,
+    claimed: &[String],
+    shards: u32,
+    sent_ms: u64,
+) -> Result<(), StoreError> {
+    if claimed.is_empty() {
         return Ok(());
     }
-    let found = lookup_keys(store, &stale, shards).await;
+    let (found, error) = lookup_keys_partial(store, claimed, shards).await;
     let mut memo = memo.borrow_mut();
-    memo.release(&stale);
-    memo.record(found?, now_ms);
-    Ok(())
+    memo.release(claimed);
+    memo.record(found, sent_ms);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// A registry answer shared by the isolates of one data centre through its
+/// Cache API (`PURGE_DC_MEMO`): the times and when the registry was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DcMemoAnswer {
+    pub hard_ms: u64,
+    pub soft_ms: u64,
+    pub checked_at_ms: u64,
+}
+
+impl DcMemoAnswer {
+    pub fn new(times: TagPurgeTimes, checked_at_ms: u64) -> Self {
+        Self {
+            hard_ms: times.hard_ms,
+            soft_ms: times.soft_ms,
+            checked_at_ms,
+        }
+    }
+
+    pub fn times(&self) -> TagPurgeTimes {
+        TagPurgeTimes {
+            hard_ms: self.hard_ms,
+            soft_ms: self.soft_ms,
+        }
+    }
+
+    /// `None` for anything that is not such an answer (never trusted).
+    pub fn from_body(body: &[u8]) -> Option<Self> {
+        serde_json::from_slice(body).ok()
+    }
+
+    /// The Cache API entry: kept for the window (rounded up to a second).
+    pub fn to_response(&self, window_ms: u64) -> http::Response<crate::Body> {
+        let mut response = http::Response::new(crate::Body::from(
+            serde_json::to_vec(self).unwrap_or_default(),
+        ));
+        let secs = window_ms.div_ceil(1000).max(1);
+        if let Ok(value) = http::HeaderValue::from_str(&format!("max-age={secs}")) {
+            response
+                .headers_mut()
+                .insert(http::header::CACHE_CONTROL, value);
+        }
+        response
+    }
+}
+
+/// The Cache API key of a registry key's shared answer: on a reserved host
+/// (`.invalid` never resolves, so no client URL can have it), the key in hex
+/// (tags may hold any printable character).
+pub fn dc_memo_url(namespace: &str, key: &str) -> String {
+    let mut url = format!("https://cachefront-registry.invalid/{namespace}/");
+    for byte in key.as_bytes() {
+        url.push_str(&format!("{byte:02x}"));
+    }
+    url
 }
 
 /// Per-isolate memo of registry answers, so the hit path normally makes no
@@ -327,6 +431,32 @@ impl RegistryMemo {
         claimed
     }
 
+    /// Keys whose answer is still inside the window but in its second half,
+    /// and that no request is refreshing: the caller refreshes them in the
+    /// background (never on the request path) so that, while a key is in
+    /// use, its answer is renewed before it expires and no request waits.
+    /// Claimed like [`Self::claim_refresh`]; release with [`Self::release`].
+    pub fn claim_refresh_ahead(&mut self, keys: &[String], now_ms: u64) -> Vec<String> {
+        let claim_ms = self.window_ms.saturating_mul(2).max(2_000);
+        let half = self.window_ms / 2;
+        let mut claimed: Vec<String> = Vec::new();
+        for key in keys {
+            let aging = self.known.get(key).is_some_and(|e| {
+                let age = now_ms.saturating_sub(e.checked_at_ms);
+                e.checked_at_ms != 0 && age >= half && age < self.window_ms
+            });
+            let taken = self
+                .refreshing
+                .get(key)
+                .is_some_and(|since| now_ms.saturating_sub(*since) < claim_ms);
+            if aging && !taken && !claimed.contains(key) {
+                self.refreshing.insert(key.clone(), now_ms);
+                claimed.push(key.clone());
+            }
+        }
+        claimed
+    }
+
     /// Ends the claims of [`Self::claim_refresh`], whatever the lookup gave.
     pub fn release(&mut self, keys: &[String]) {
         for key in keys {
@@ -371,19 +501,25 @@ impl RegistryMemo {
             }
         }
         for (key, times) in answers {
-            let times = match self.known.get(&key) {
-                // Keep a local purge the registry may not show yet.
-                Some(old) => TagPurgeTimes {
-                    hard_ms: old.times.hard_ms.max(times.hard_ms),
-                    soft_ms: old.times.soft_ms.max(times.soft_ms),
-                },
-                None => times,
+            let (times, checked_at_ms) = match self.known.get(&key) {
+                // Keep a local purge the registry may not show yet, and the
+                // later check: times only move forward, so an answer checked
+                // earlier (from a slower lookup, or the data centre's memo)
+                // never makes a later one look older.
+                Some(old) => (
+                    TagPurgeTimes {
+                        hard_ms: old.times.hard_ms.max(times.hard_ms),
+                        soft_ms: old.times.soft_ms.max(times.soft_ms),
+                    },
+                    old.checked_at_ms.max(now_ms),
+                ),
+                None => (times, now_ms),
             };
             self.known.insert(
                 key,
                 MemoEntry {
                     times,
-                    checked_at_ms: now_ms,
+                    checked_at_ms,
                 },
             );
         }
@@ -898,5 +1034,118 @@ mod tests {
         // Past the usable age, every request asks again.
         assert_eq!(memo.claim_refresh(&keys, 20_000), keys);
         assert_eq!(memo.claim_refresh(&keys, 20_000), keys);
+    }
+
+    #[test]
+    fn answers_in_the_second_half_of_their_window_are_claimed_once_for_a_background_refresh() {
+        let mut memo = RegistryMemo::new(1_000, 100);
+        let keys = tags(&["a"]);
+        assert!(
+            memo.claim_refresh_ahead(&keys, 0).is_empty(),
+            "no answer yet"
+        );
+        memo.record(answers(&[("a", 0, 0)]), 10_000);
+        assert!(
+            memo.claim_refresh_ahead(&keys, 10_499).is_empty(),
+            "first half"
+        );
+        assert_eq!(memo.claim_refresh_ahead(&keys, 10_500), keys);
+        assert!(
+            memo.claim_refresh_ahead(&keys, 10_600).is_empty(),
+            "one refresh at a time"
+        );
+        // The request path does not wait meanwhile: the answer is still fresh.
+        assert!(memo.keys_to_refresh(&keys, 10_600).is_empty());
+        memo.release(&keys);
+        memo.record(answers(&[("a", 0, 0)]), 10_600);
+        assert!(
+            memo.keys_to_refresh(&keys, 11_500).is_empty(),
+            "renewed in time"
+        );
+        assert!(
+            memo.claim_refresh_ahead(&keys, 11_700).is_empty(),
+            "expired answers are the request path's, not refreshed ahead"
+        );
+    }
+
+    #[test]
+    fn an_earlier_answer_never_makes_a_later_one_look_older() {
+        let mut memo = RegistryMemo::new(1_000, 100);
+        memo.record(answers(&[("a", 0, 0)]), 10_000);
+        memo.record(answers(&[("a", 0, 0)]), 9_200);
+        assert!(memo.keys_to_refresh(&tags(&["a"]), 10_900).is_empty());
+    }
+
+    /// One shard down: the registry answers of the others are kept.
+    struct OneShardDown(MemoryTagRegistry, u32);
+
+    impl TagRegistryStore for OneShardDown {
+        async fn purge(
+            &self,
+            shard: u32,
+            keys: &[String],
+            soft: bool,
+            now_ms: u64,
+        ) -> Result<(), StoreError> {
+            self.0.purge(shard, keys, soft, now_ms).await
+        }
+        async fn lookup(
+            &self,
+            shard: u32,
+            keys: &[String],
+        ) -> Result<HashMap<String, TagPurgeTimes>, StoreError> {
+            if shard == self.1 {
+                return Err(StoreError("down".to_owned()));
+            }
+            self.0.lookup(shard, keys).await
+        }
+        async fn entries(
+            &self,
+            shard: u32,
+            after: &str,
+            limit: usize,
+        ) -> Result<Vec<RegistryEntry>, StoreError> {
+            self.0.entries(shard, after, limit).await
+        }
+        async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
+            self.0.merge(shard, entries).await
+        }
+    }
+
+    #[test]
+    fn a_purge_on_a_reachable_shard_is_seen_while_another_shard_is_down() {
+        let keys = tags(&["a", "b", "c", "d", "e", "f"]);
+        let grouped = keys_by_shard(keys.iter().map(String::as_str), 4);
+        let (down, _) = grouped.iter().next().expect("a shard");
+        let (up, up_keys) = grouped.iter().last().expect("another shard");
+        assert_ne!(down, up);
+        let store = OneShardDown(MemoryTagRegistry::new(), *down);
+        block_on(purge_keys(&store.0, &up_keys[..1], 4, false, 5_000)).expect("purge");
+        let memo = RefCell::new(RegistryMemo::new(1_000, 100));
+        let outcome = block_on(refresh_memo(&memo, &store, &keys, 4, 6_000));
+        assert!(outcome.is_err(), "the failure is reported");
+        assert_eq!(
+            entry_state(&up_keys[..1], 4_000, &memo.borrow().answers_at(6_000)),
+            EntryState::HardPurged
+        );
+    }
+
+    #[test]
+    fn dc_memo_answers_round_trip_and_anything_else_is_ignored() {
+        let answer = DcMemoAnswer::new(
+            TagPurgeTimes {
+                hard_ms: 5,
+                soft_ms: 6,
+            },
+            7,
+        );
+        let response = answer.to_response(1_500);
+        assert_eq!(DcMemoAnswer::from_body(response.body()), Some(answer));
+        assert_eq!(response.headers()["cache-control"], "max-age=2");
+        assert_eq!(DcMemoAnswer::from_body(b"<html>"), None);
+        assert_eq!(
+            dc_memo_url("v1", "p:1"),
+            "https://cachefront-registry.invalid/v1/703a31"
+        );
     }
 }
