@@ -436,15 +436,21 @@ impl GlobalStore for MemoryGlobalStore {
     }
 }
 
-/// Cloudflare's API as a recorder: every call succeeds and is kept for the test.
+/// Cloudflare's API as a recorder: every call is kept for the test and
+/// answered with the next of `replies` (`Err`: no answer), or a success once
+/// they run out.
 #[derive(Clone, Default)]
 pub struct MemoryCloudflareApi {
     pub calls: Rc<RefCell<Vec<Request<String>>>>,
+    pub replies: Rc<RefCell<std::collections::VecDeque<Result<ApiReply, String>>>>,
 }
 
 impl CloudflareApi for MemoryCloudflareApi {
     async fn send(&self, request: Request<String>) -> Result<ApiReply, String> {
         self.calls.borrow_mut().push(request);
+        if let Some(reply) = self.replies.borrow_mut().pop_front() {
+            return reply;
+        }
         Ok(ApiReply {
             status: 200,
             retry_after: None,
