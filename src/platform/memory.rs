@@ -177,6 +177,7 @@ pub struct MemoryOrigin {
     received: Rc<RefCell<Vec<Request<Body>>>>,
     gate: Rc<RefCell<Option<Shared<oneshot::Receiver<()>>>>>,
     streams: MemoryStreams,
+    timeouts: Rc<RefCell<Vec<u64>>>,
 }
 
 impl MemoryOrigin {
@@ -188,7 +189,13 @@ impl MemoryOrigin {
             received: Rc::default(),
             gate: Rc::default(),
             streams: MemoryStreams::default(),
+            timeouts: Rc::default(),
         }
+    }
+
+    /// The timeout each request was given, oldest first.
+    pub fn timeouts(&self) -> Vec<u64> {
+        self.timeouts.borrow().clone()
     }
 
     /// Holds every request that reaches the origin until the returned sender
@@ -221,9 +228,10 @@ impl OriginFetch for MemoryOrigin {
         &self,
         origin: &OriginConfig,
         request: Request<Body>,
-        _timeout_ms: u64,
+        timeout_ms: u64,
         stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
+        self.timeouts.borrow_mut().push(timeout_ms);
         let gate = self.gate.borrow().clone();
         // A streamed upload arrives whole at this origin.
         let mut request = request;
