@@ -60,7 +60,10 @@ fn one_documented_sql_request_becomes_prometheus_counters() {
     let sql = &request.body;
     // Judged by the documented grammar, not compared with the exporter's text.
     assert_eq!(ae_sql::check(sql, "cachefront"), Ok(()), "{sql}");
-    assert!(sql.ends_with("FORMAT JSON"), "the answer is read as JSON: {sql}");
+    assert!(
+        sql.ends_with("FORMAT JSON"),
+        "the answer is read as JSON: {sql}"
+    );
     // The window is one backfill long and ends now (lag 0).
     let bounds: Vec<u64> = sql
         .match_indices("toDateTime(")

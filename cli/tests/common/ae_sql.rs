@@ -10,14 +10,36 @@
 use std::collections::BTreeSet;
 
 const FUNCTIONS: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "quantileweighted", "quantileexactweighted",
-    "if", "todatetime", "tostartofinterval", "now", "intdiv", "tounixtimestamp",
-    "tostartofminute", "tostartofhour", "tostartofday", "position", "lower", "upper",
-    "length", "substring", "concat", "round", "floor", "ceil", "abs",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "quantileweighted",
+    "quantileexactweighted",
+    "if",
+    "todatetime",
+    "tostartofinterval",
+    "now",
+    "intdiv",
+    "tounixtimestamp",
+    "tostartofminute",
+    "tostartofhour",
+    "tostartofday",
+    "position",
+    "lower",
+    "upper",
+    "length",
+    "substring",
+    "concat",
+    "round",
+    "floor",
+    "ceil",
+    "abs",
 ];
 const KEYWORDS: &[&str] = &[
-    "select", "from", "where", "group", "by", "order", "limit", "format", "as", "and", "or",
-    "not", "in", "asc", "desc", "interval", "second", "minute", "hour", "day", "is", "null",
+    "select", "from", "where", "group", "by", "order", "limit", "format", "as", "and", "or", "not",
+    "in", "asc", "desc", "interval", "second", "minute", "hour", "day", "is", "null",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +123,11 @@ pub fn check(sql: &str, dataset: &str) -> Result<(), String> {
     let from = clause_at("from").ok_or("no FROM")?;
     match toks.get(from + 1) {
         Some(Token::Word(table)) if table == dataset => {}
-        other => return Err(format!("FROM must name the dataset {dataset}, got {other:?}")),
+        other => {
+            return Err(format!(
+                "FROM must name the dataset {dataset}, got {other:?}"
+            ))
+        }
     }
     // Clause order as documented.
     let order: Vec<usize> = ["where", "group", "order", "limit", "format"]
@@ -148,7 +174,9 @@ pub fn check(sql: &str, dataset: &str) -> Result<(), String> {
                     || lower == "jsoneachrow"
                     || lower == "tabseparated")
                 {
-                    return Err(format!("{w} is neither a column of the dataset nor an alias"));
+                    return Err(format!(
+                        "{w} is neither a column of the dataset nor an alias"
+                    ));
                 }
             }
             _ => {}
