@@ -4,7 +4,9 @@
 # origin plugin's tests against a throwaway PostgreSQL, one release build of
 # the worker, and the end-to-end tests in the real Workers runtime (workerd,
 # via wrangler) against stand-in origins on loopback and, for the write → purge
-# loop, the catalogue example origin on a throwaway PostgreSQL.
+# loop, the catalogue example origin on a throwaway PostgreSQL; a smoke run of
+# the slim worker (no js-minify); and the public HTTP cache test suite as a
+# gate against benches/conformance/baseline.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -48,6 +50,13 @@ fi
 section "operations (prometheus, alertmanager, grafana, restore drill)"
 bash scripts/with-postgres.sh bash scripts/test-ops.sh
 
+section "slim worker (no js-minify): build and smoke run in workerd"
+# Built first and copied aside (build-slim/), so the shipped build below is
+# what build/ holds for the end-to-end tests.
+CACHEFRONT_WORKER_FEATURES= bash scripts/build-worker.sh
+rm -rf build-slim && cp -r build build-slim
+node --test tests/slim/
+
 section "worker build (wasm32, release)"
 # With oxc (js-minify): the e2e tests cover EDGE_MINIFY_JS too. The shipped
 # default is the slim worker (no features), which they would refuse.
@@ -59,3 +68,9 @@ section "end-to-end (workerd)"
 # or CACHEFRONT_TEST_STRICT=1.
 cargo build -q -p cachefront-origin --example catalog
 CACHEFRONT_TEST_STRICT=1 bash scripts/with-postgres.sh node --test --test-concurrency=2 tests/e2e/
+
+section "HTTP cache conformance gate (public suite, against the committed baseline)"
+# Fails when a test id that passed in the baseline no longer passes (each such
+# id is run once more on its own first: the suite's client is load-sensitive).
+# After an intended change: node benches/conformance/run.mjs --write-baseline benches/conformance/baseline.json
+node benches/conformance/run.mjs --baseline benches/conformance/baseline.json

@@ -89,7 +89,7 @@ fn traffic_returns_to_the_primary_after_the_cooldown_probe() {
 }
 
 #[test]
-fn timed_out_primary_fails_over_within_the_deadline() {
+fn timed_out_primary_fails_over_to_the_backup() {
     let h = Harness::with_origins(TWO, &[], |origin, _, _| {
         if origin.name == "primary" {
             Err(OriginError::Timeout("no answer within 10000 ms".into()))

@@ -7,6 +7,14 @@
 //
 // Usage: node benches/conformance/run.mjs [--suite DIR] [--json results.json]
 //          [--var NAME=VALUE]...   (extra worker variables, e.g. CACHE_SERVER_ERRORS=explicit)
+//          [--baseline FILE | --write-baseline FILE]
+//
+// As a gate (scripts/test.sh): `--baseline benches/conformance/baseline.json`
+// fails the run when a test id that passed in the committed baseline does not
+// pass now. The suite's client is load-sensitive (its own timeouts), so each
+// such id is first run once more on its own against the same worker; only an
+// id that fails that too is a regression. `--write-baseline` records the
+// current result of every test id (commit it when a change is meant).
 // Without --suite, the npm release (0.4.5, 2021; installed into
 // benches/conformance/node_modules on first use). The suite has moved on
 // since: to measure against its current tests, pass --suite with a checkout
@@ -21,6 +29,8 @@ import { freePort, startWorker } from '../../tests/e2e/harness.mjs';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const option = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : null);
 const jsonOut = option('--json');
+const baselineFile = option('--baseline');
+const writeBaselineFile = option('--write-baseline');
 const extraVars = Object.fromEntries(
   process.argv.flatMap((arg, i) => (arg === '--var' ? [process.argv[i + 1].split(/=(.*)/s).slice(0, 2)] : [])),
 );
@@ -58,15 +68,39 @@ const worker = await startWorker({
     ...extraVars,
   },
 });
+/** Runs the suite's client: every test (id ''), or one test id on its own. */
+const runClient = (id) => spawnSync(process.execPath, ['--no-warnings', path.join(suiteDir, engine, 'cli.mjs')], {
+  env: { ...process.env, npm_config_base: worker.url, npm_config_id: id, npm_package_config_id: id },
+  encoding: 'utf8',
+  maxBuffer: 64 * 1024 * 1024,
+});
+// The symbol the client prints for one test run on its own (after "==== Results").
+const soloKind = (stdout) => {
+  const after = stdout.slice(stdout.lastIndexOf('==== Results'));
+  const line = after.split('\n')[1] ?? '';
+  return line.split(' - ')[0].trim();
+};
 let results;
+const retried = new Map();
 try {
-  const client = spawnSync(process.execPath, ['--no-warnings', path.join(suiteDir, engine, 'cli.mjs')], {
-    env: { ...process.env, npm_config_base: worker.url, npm_config_id: '', npm_package_config_id: '' },
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const client = runClient('');
   if (client.status !== 0) throw new Error(`suite client failed: ${client.stderr}`);
   results = JSON.parse(client.stdout.slice(client.stdout.indexOf('{')));
+  if (baselineFile) {
+    // Ids that passed in the baseline and not now: each gets one more run, alone.
+    const baseline = JSON.parse(readFileSync(baselineFile, 'utf8')).results;
+    const importSuite = async (p) => (await import(pathToFileURL(path.join(suiteDir, p)).href)).default;
+    // A copy: the index module's array is extended below for the report.
+    const allSuites = [...(await importSuite('tests/index.mjs'))];
+    if (engine === '.') allSuites.push(await importSuite('tests/surrogate-control.mjs'));
+    const displayLib = await import(pathToFileURL(path.join(suiteDir, engine === '.' ? 'lib/display.mjs' : 'test-engine/lib/results.mjs')).href);
+    for (const [id, kind] of Object.entries(baseline)) {
+      if (kind !== 'pass') continue;
+      const now = displayLib.determineTestResult(allSuites, id, results)[2];
+      if (now === '✅') continue;
+      retried.set(id, soloKind(runClient(id).stdout));
+    }
+  }
 } finally {
   await worker.stop();
   try { process.kill(-server.pid, 'SIGTERM'); } catch { /* gone */ }
@@ -104,3 +138,35 @@ console.log(`all results by kind: ${JSON.stringify(Object.fromEntries(byType))}`
 console.log(`failed, harness-failed or dependency-failed required tests (${failedRequired.length}):`);
 for (const line of failedRequired) console.log(`  ${line}`);
 process.exitCode = count('harness_fail') > 0 ? 1 : 0;
+
+const current = {};
+for (const suite of suites) {
+  for (const t of suite.tests) current[t.id] = kinds[display.determineTestResult(suites, t.id, results)[2]] ?? 'unknown';
+}
+if (writeBaselineFile) {
+  const sorted = Object.fromEntries(Object.entries(current).sort(([a], [b]) => a.localeCompare(b)));
+  writeFileSync(writeBaselineFile, `${JSON.stringify({ suite: `http-cache-tests ${version}`, vars: extraVars, results: sorted }, null, 1)}\n`);
+  console.log(`baseline written to ${writeBaselineFile}`);
+}
+if (baselineFile) {
+  const baseline = JSON.parse(readFileSync(baselineFile, 'utf8')).results;
+  const regressions = [];
+  for (const [id, kind] of Object.entries(baseline)) {
+    if (kind !== 'pass' || current[id] === 'pass') continue;
+    const alone = kinds[retried.get(id)] ?? 'unknown';
+    if (alone === 'pass') {
+      console.log(`gate: ${id} was ${current[id]} in the full run, passed when run again on its own (load-sensitive)`);
+    } else {
+      regressions.push(`${id}: ${current[id]} in the full run, ${alone} on its own`);
+    }
+  }
+  const gained = Object.keys(current).filter((id) => current[id] === 'pass' && baseline[id] !== 'pass');
+  if (gained.length) console.log(`gate: passing now, not in the baseline (update it with --write-baseline): ${gained.join(', ')}`);
+  if (regressions.length) {
+    console.log(`gate: ${regressions.length} test(s) that passed in ${baselineFile} no longer pass:`);
+    for (const line of regressions) console.log(`  ${line}`);
+    process.exitCode = 1;
+  } else {
+    console.log(`gate: every test that passed in ${baselineFile} passes`);
+  }
+}

@@ -320,9 +320,28 @@ fn cloudflare_contract(r: &Received) -> Result<Value, String> {
     match k.as_str() {
         "purge_everything" if v == &Value::Bool(true) => {}
         "tags" | "files" | "prefixes" | "hosts" => {
-            let n = v.as_array().ok_or("must be an array")?.len();
+            let items = v.as_array().ok_or("must be an array")?;
+            let n = items.len();
             if n == 0 || n > 30 {
                 return Err(format!("{k}: {n} items (1..=30 allowed)"));
+            }
+            for item in items {
+                let item = item.as_str().ok_or(format!("{k}: items must be strings"))?;
+                match k.as_str() {
+                    // `files` are full URLs, scheme included.
+                    "files" if !(item.starts_with("https://") || item.starts_with("http://")) => {
+                        return Err(format!("files: {item:?} is not an absolute http(s) URL"));
+                    }
+                    // `prefixes` are `host/path`, without a scheme.
+                    "prefixes"
+                        if item.contains("://") || !item.contains('/') || item.starts_with('/') =>
+                    {
+                        return Err(format!(
+                            "prefixes: {item:?} must be host/path without a scheme"
+                        ));
+                    }
+                    _ => {}
+                }
             }
         }
         other => return Err(format!("unknown field {other}")),
@@ -384,6 +403,14 @@ fn fastly_contract(r: &Received) -> Result<Value, String> {
     }
     match r.path.as_str() {
         "/service/svc-1/purge" => {
+            if !r
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.starts_with("application/json"))
+            {
+                return Err("a surrogate-key purge is JSON: content-type application/json".into());
+            }
             let keys = r.body["surrogate_keys"]
                 .as_array()
                 .ok_or("surrogate_keys must be an array")?;
@@ -398,7 +425,20 @@ fn fastly_contract(r: &Received) -> Result<Value, String> {
             ))
         }
         "/service/svc-1/purge_all" => Ok(json!({"status": "ok"})),
-        p if p.starts_with("/purge/") => Ok(json!({"status": "ok", "id": "purge-id"})),
+        // A single URL: `/purge/{host}/{path}`, the host without a scheme,
+        // the path as cached (never empty, never a second slash after the host).
+        p if p.starts_with("/purge/") => {
+            let rest = &p["/purge/".len()..];
+            let (host, path) = rest.split_once('/').ok_or(format!("no path in {p}"))?;
+            let host_ok = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+            if !host_ok || path.starts_with('/') {
+                return Err(format!("not /purge/{{host}}/{{path}}: {p}"));
+            }
+            Ok(json!({"status": "ok", "id": "purge-id"}))
+        }
         p => Err(format!("unexpected path {p}")),
     }
 }

@@ -136,19 +136,29 @@ async fn an_update_purges_the_row_and_table_tags_at_the_edge() {
         .await
         .expect("update");
     tx.rollback().await.expect("rollback");
+    // A barrier: notifications arrive in commit order, so once this later
+    // write's purge is in, a notification of the two writes above would have
+    // arrived too (and, batched with it, would show in its body).
+    fx.exec("UPDATE items SET name = 'sentinel' WHERE id = 9")
+        .await;
+    assert_eq!(
+        fx.purge_body(1).await,
+        json!({"tags": ["items", "items:9"]}),
+        "only the sentinel's tags: the no-op and the rolled-back write sent nothing"
+    );
 
     let stats = handle.stats();
     let text = metrics.render();
     let bodies = fx.finish(handle).await;
-    assert_eq!(bodies.len(), 1, "{bodies:?}");
-    assert_eq!(stats.notifications, 1);
-    assert_eq!(stats.purges, 1);
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert_eq!(stats.notifications, 2);
+    assert_eq!(stats.purges, 2);
     assert!(
-        text.contains(r#"cachefront_origin_db_change_notifications_total{kind="row"} 1"#),
+        text.contains(r#"cachefront_origin_db_change_notifications_total{kind="row"} 2"#),
         "{text}"
     );
     assert!(
-        text.contains(r#"cachefront_origin_db_change_purges_total{reason="changes"} 1"#),
+        text.contains(r#"cachefront_origin_db_change_purges_total{reason="changes"} 2"#),
         "{text}"
     );
 }

@@ -10,8 +10,8 @@ use crate::cache::stored;
 use crate::error::EdgeError;
 use crate::origin::request::request_host;
 use crate::platform::body;
-use crate::platform::{Background, BodyStreams, Platform};
-use crate::purge::api::{self as purge, PurgeContext, PurgeOutcome};
+use crate::platform::{Background, BodyStreams, Clock, Platform};
+use crate::purge::api::{self as purge, CloudflareForwarding, PurgeContext, PurgeOutcome};
 use crate::purge::cloudflare::{self, ApiCall};
 use crate::purge::request::purge_hits_entry;
 use crate::purge::warming;
@@ -100,8 +100,22 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let scheme = request.uri().scheme_str().unwrap_or("https");
             self.warm_purged(&outcome.registry_keys, scheme);
         }
-        self.forward_purge_to_cloudflare(outcome.cloudflare_calls);
-        (response, status)
+        let Some(forwarding) = self
+            .forward_purge_to_cloudflare(outcome.cloudflare_calls)
+            .await
+        else {
+            return (response, status);
+        };
+        let fields = trace
+            .purge
+            .as_mut()
+            .and_then(serde_json::Value::as_object_mut);
+        if let (Some(fields), Ok(value)) = (fields, serde_json::to_value(&forwarding)) {
+            fields.insert("cloudflare".to_owned(), value);
+        }
+        let mut receipt = outcome.receipt;
+        receipt.cloudflare = forwarding;
+        (receipt.to_response(), status)
     }
 
     /// A dry run's receipt, with what this isolate's memory tier holds that
@@ -133,31 +147,54 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }));
     }
 
-    /// Sends a purge's zone calls to Cloudflare after the response, when a
-    /// zone is configured.
-    fn forward_purge_to_cloudflare(&self, calls: Vec<ApiCall>) {
-        let Some(zone) = self.config.purge.cloudflare.clone() else {
-            return;
-        };
+    /// Sends a purge's zone calls to Cloudflare, when a zone is configured:
+    /// each call once before the answer, so the receipt and the request log
+    /// say what the API answered; calls that failed with a retryable answer
+    /// are tried again (the rest of the retry policy) in the background.
+    async fn forward_purge_to_cloudflare(
+        &self,
+        calls: Vec<ApiCall>,
+    ) -> Option<CloudflareForwarding> {
+        let zone = self.config.purge.cloudflare.clone()?;
         if calls.is_empty() {
-            return;
+            return None;
         }
         let api = self.platform.cloudflare().clone();
         let clock = self.platform.clock().clone();
-        self.platform.background().spawn(Box::pin(async move {
-            // The report is not surfaced yet: background work has no log
-            // sink in the core (a failed call leaves the zone's copies to
-            // expire by their TTL).
-            let _report = cloudflare::forward(
-                &api,
-                &clock,
-                &zone,
-                cloudflare::API_BASE,
-                &calls,
-                cloudflare::RetryPolicy::default(),
-            )
-            .await;
-        }));
+        let base = self.config.purge.cloudflare_api_base.clone();
+        let policy = cloudflare::RetryPolicy::default();
+        let once = cloudflare::RetryPolicy {
+            max_attempts: 1,
+            ..policy
+        };
+        let report = cloudflare::forward(&api, &clock, &zone, &base, &calls, once).await;
+        let again: Vec<ApiCall> = report
+            .failed
+            .iter()
+            .filter(|failed| cloudflare::is_retryable(failed.status))
+            .filter_map(|failed| calls.get(failed.index).cloned())
+            .collect();
+        let forwarding = CloudflareForwarding::Sent {
+            calls: calls.len(),
+            ok: report.failed.is_empty(),
+            succeeded: report.succeeded,
+            failed: report.failed,
+            retrying: again.len(),
+        };
+        if !again.is_empty() {
+            let rest = cloudflare::RetryPolicy {
+                max_attempts: policy.max_attempts.saturating_sub(1).max(1),
+                ..policy
+            };
+            self.platform.background().spawn(Box::pin(async move {
+                // Wait as the policy would have after the first failure.
+                clock.sleep(policy.base_delay_ms).await;
+                // A call that still fails leaves the zone's copies to expire
+                // by their TTL; the first attempt's answer is in the receipt.
+                let _report = cloudflare::forward(&api, &clock, &zone, &base, &again, rest).await;
+            }));
+        }
+        Some(forwarding)
     }
 
     /// `GET` / `PUT /__cachefront/state`: export and import (see `state`).

@@ -177,6 +177,7 @@ pub struct MemoryOrigin {
     received: Rc<RefCell<Vec<Request<Body>>>>,
     gate: Rc<RefCell<Option<Shared<oneshot::Receiver<()>>>>>,
     streams: MemoryStreams,
+    timeouts: Rc<RefCell<Vec<u64>>>,
 }
 
 impl MemoryOrigin {
@@ -188,7 +189,13 @@ impl MemoryOrigin {
             received: Rc::default(),
             gate: Rc::default(),
             streams: MemoryStreams::default(),
+            timeouts: Rc::default(),
         }
+    }
+
+    /// The timeout each request was given, oldest first.
+    pub fn timeouts(&self) -> Vec<u64> {
+        self.timeouts.borrow().clone()
     }
 
     /// Holds every request that reaches the origin until the returned sender
@@ -221,9 +228,10 @@ impl OriginFetch for MemoryOrigin {
         &self,
         origin: &OriginConfig,
         request: Request<Body>,
-        _timeout_ms: u64,
+        timeout_ms: u64,
         stream_above: u64,
     ) -> Result<Response<Body>, OriginError> {
+        self.timeouts.borrow_mut().push(timeout_ms);
         let gate = self.gate.borrow().clone();
         // A streamed upload arrives whole at this origin.
         let mut request = request;
@@ -436,15 +444,21 @@ impl GlobalStore for MemoryGlobalStore {
     }
 }
 
-/// Cloudflare's API as a recorder: every call succeeds and is kept for the test.
+/// Cloudflare's API as a recorder: every call is kept for the test and
+/// answered with the next of `replies` (`Err`: no answer), or a success once
+/// they run out.
 #[derive(Clone, Default)]
 pub struct MemoryCloudflareApi {
     pub calls: Rc<RefCell<Vec<Request<String>>>>,
+    pub replies: Rc<RefCell<std::collections::VecDeque<Result<ApiReply, String>>>>,
 }
 
 impl CloudflareApi for MemoryCloudflareApi {
     async fn send(&self, request: Request<String>) -> Result<ApiReply, String> {
         self.calls.borrow_mut().push(request);
+        if let Some(reply) = self.replies.borrow_mut().pop_front() {
+            return reply;
+        }
         Ok(ApiReply {
             status: 200,
             retry_after: None,

@@ -60,25 +60,35 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
                 return into_worker_response(response, &streams);
             }
         };
-    if log_requests {
-        if let Ok(line) = serde_json::to_string(&handled.log) {
-            console_log!("{line}");
-        }
-    }
     // One data point per request when the dataset is bound; a no-op otherwise.
-    if let Ok(dataset) = env.analytics_engine(ANALYTICS_BINDING) {
+    let analytics = env.analytics_engine(ANALYTICS_BINDING).ok().map(|dataset| {
         let point = crate::telemetry::analytics::data_point(&host, &handled.log);
         let indexes: Vec<&str> = point.indexes.iter().map(String::as_str).collect();
-        let written = worker::AnalyticsEngineDataPointBuilder::new()
+        worker::AnalyticsEngineDataPointBuilder::new()
             .indexes(indexes)
             .blobs(point.blobs)
             .doubles(point.doubles)
-            .write_to(&dataset);
-        if let Err(e) = written {
-            console_log!(
-                "{}",
-                serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()})
-            );
+            .write_to(&dataset)
+    });
+    if let Some(Err(e)) = &analytics {
+        console_log!(
+            "{}",
+            serde_json::json!({"event": "analytics_write_failed", "error": e.to_string()})
+        );
+    }
+    if log_requests {
+        // The line says whether this request's data point was written, so
+        // a binding that silently stops writing shows in the logs.
+        // (Appended to the serialized line: a JSON map would reorder the keys.)
+        if let Ok(mut line) = serde_json::to_string(&handled.log) {
+            if let Some(written) = &analytics {
+                let outcome = if written.is_ok() { "written" } else { "failed" };
+                if line.ends_with('}') {
+                    line.pop();
+                    line.push_str(&format!(",\"analytics\":\"{outcome}\"}}"));
+                }
+            }
+            console_log!("{line}");
         }
     }
     into_worker_response(handled.response, &streams)

@@ -58,6 +58,9 @@ pub const VAR_CF_ZONE_ID: &str = "CF_ZONE_ID";
 pub const VAR_CF_API_TOKEN: &str = "CF_API_TOKEN";
 /// Items per Cloudflare purge call.
 pub const VAR_CF_PURGE_BATCH: &str = "CF_PURGE_BATCH";
+/// Where Cloudflare's API is reached: its public base unless set (an
+/// `https://` URL, or `http://` on a loopback address for a local stand-in).
+pub const VAR_CF_API_BASE: &str = "CF_API_BASE";
 
 const DEFAULT_SYNC_MS: u64 = 1000;
 const MAX_SYNC_MS: u64 = 60_000;
@@ -83,6 +86,8 @@ pub struct PurgeConfig {
     /// Share answers through the data centre's Cache API.
     pub dc_memo: bool,
     pub cloudflare: Option<CloudflareZone>,
+    /// The API base forwarded purges go to (`CF_API_BASE`, default [`cloudflare::API_BASE`]).
+    pub cloudflare_api_base: String,
 }
 
 /// A configuration problem: which variable is wrong and why (never its value
@@ -130,6 +135,7 @@ impl Default for PurgeConfig {
             refresh_ahead: true,
             dc_memo: false,
             cloudflare: None,
+            cloudflare_api_base: cloudflare::API_BASE.to_owned(),
         }
     }
 }
@@ -213,6 +219,12 @@ impl PurgeConfig {
             }
         };
 
+        let cloudflare_api_base = match set(VAR_CF_API_BASE) {
+            None => cloudflare::API_BASE.to_owned(),
+            Some(raw) => cloudflare::parse_api_base(&raw)
+                .map_err(|reason| config_error(VAR_CF_API_BASE, reason))?,
+        };
+
         Ok(Self {
             token,
             sync_ms,
@@ -223,6 +235,7 @@ impl PurgeConfig {
             refresh_ahead: on_off(VAR_PURGE_REFRESH_AHEAD, set(VAR_PURGE_REFRESH_AHEAD), true)?,
             dc_memo: on_off(VAR_PURGE_DC_MEMO, set(VAR_PURGE_DC_MEMO), false)?,
             cloudflare,
+            cloudflare_api_base,
         })
     }
 
@@ -684,6 +697,17 @@ pub enum CloudflareForwarding {
     Queued { calls: usize },
     /// Dry run: the calls that would be made.
     WouldSend { calls: usize },
+    /// Each call was tried once before the answer: what the API said. Calls
+    /// that failed with a retryable answer (429, 5xx, no answer) are
+    /// `retrying` in the background; `ok` is true only when every call
+    /// succeeded at once.
+    Sent {
+        calls: usize,
+        ok: bool,
+        succeeded: usize,
+        failed: Vec<cloudflare::FailedCall>,
+        retrying: usize,
+    },
 }
 
 /// A purge carried out: the answer, plus what the caller does next.

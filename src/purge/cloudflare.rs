@@ -160,12 +160,10 @@ impl RetryPolicy {
         retry_after: Option<&str>,
         now_ms: u64,
     ) -> NextStep {
-        let retryable = match status {
-            Some(code) if (200..300).contains(&code) => return NextStep::Done,
-            Some(429) | None => true,
-            Some(code) => code >= 500,
-        };
-        if !retryable || attempt >= self.max_attempts {
+        if status.is_some_and(|code| (200..300).contains(&code)) {
+            return NextStep::Done;
+        }
+        if !is_retryable(status) || attempt >= self.max_attempts {
             return NextStep::GiveUp;
         }
         let backoff = self
@@ -177,6 +175,39 @@ impl RetryPolicy {
         };
         NextStep::RetryAfterMs(wait.min(self.max_delay_ms))
     }
+}
+
+/// Whether a failed attempt (`None`: no answer) is worth another: a 429, a
+/// 5xx, or no answer at all. Other 4xx will not get better.
+pub fn is_retryable(status: Option<u16>) -> bool {
+    match status {
+        Some(429) | None => true,
+        Some(code) => code >= 500,
+    }
+}
+
+/// Checks `CF_API_BASE`: an `https://` URL, or `http://` on a loopback
+/// address (a local stand-in of the API), without credentials, query or
+/// fragment. The API token is sent there, so nothing else is accepted.
+pub fn parse_api_base(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw.trim()).map_err(|e| format!("not an absolute URL ({e})"))?;
+    let loopback = matches!(
+        url.host(),
+        Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+    ) || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost");
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => return Err("must be an https:// URL (http:// only on a loopback address)".to_owned()),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain credentials".to_owned());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a query or fragment".to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date, in ms from `now_ms`.

@@ -202,12 +202,24 @@ impl Harness {
     }
 }
 
+/// The value of a header the response must carry: a missing one fails the
+/// test here (an empty value is returned as ""), so "absent" and "empty"
+/// cannot be confused. Check absence with [`absent`].
 pub fn header<'a>(h: &'a Handled, name: &str) -> &'a str {
-    h.response
-        .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+    match h.response.headers().get(name) {
+        Some(value) => value
+            .to_str()
+            .unwrap_or_else(|_| panic!("header {name} is not visible ASCII: {value:?}")),
+        None => panic!(
+            "the response has no {name} header; it has {:?}",
+            h.response.headers().keys().collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Whether the response carries no `name` header at all.
+pub fn absent(h: &Handled, name: &str) -> bool {
+    !h.response.headers().contains_key(name)
 }
 
 pub fn status_of(h: &Handled) -> &str {

@@ -167,6 +167,7 @@ describe('write → purge loop behind the edge', { skip: missing ?? false }, () 
 
     // The new page is cached again.
     const again = await eventually(() => fetch(page), (r) => /^cachefront; hit/.test(r.headers.get('cache-status')));
+    assert.match(again.headers.get('cache-status'), /^cachefront; hit/, 'the new page is a hit again');
     assert.match(await again.text(), /\$123\.45/);
   });
 });

@@ -67,7 +67,9 @@ describe('./scripts/dev.sh runs the whole loop', { skip: missing ?? false }, () 
     child.stderr.on('data', (d) => (output += d));
     exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     const started = await Promise.race([
-      eventually(async () => output, (o) => o.includes('Ctrl-C stops everything.'), { attempts: 900, delayMs: 200 }),
+      // dev.sh builds the catalogue first: on a busy machine cargo may wait
+      // minutes for its lock. The bound only guards against a hang.
+      eventually(async () => output, (o) => o.includes('Ctrl-C stops everything.'), { attempts: 4500, delayMs: 200 }),
       exited.then(() => null),
     ]);
     assert.ok(started?.includes('Ctrl-C stops everything.'), `dev.sh did not start:\n${output}`);

@@ -78,15 +78,14 @@ describe('a primary that hangs', () => {
     await backup?.close();
   });
 
-  test('the attempt times out and the backup serves within the timeout', async () => {
-    const started = Date.now();
+  test('the attempt times out and the backup serves', async () => {
+    // No wall-clock bound here (load decides it): the timeout is proven by
+    // the worker's own account of the failed attempt.
     const res = await fetch(`${worker.url}/slow`);
-    const elapsed = Date.now() - started;
     assert.equal(res.status, 200);
     assert.equal(res.headers.get('cachefront-origin'), 'backup');
     assert.match(res.headers.get('server-timing'), /primary: timeout/);
     assert.equal(await res.text(), 'backup served GET /slow');
-    assert.ok(elapsed < 5_000, `took ${elapsed} ms`);
   });
 });
 
@@ -197,9 +196,9 @@ describe('recovery and active health checks', () => {
     try {
       for (let i = 0; i < 2; i++) await (await fetch(`${worker.url}/p`)).text();
       primaryUp = true;
-      const during = await fetch(`${worker.url}/p`);
-      assert.equal(during.headers.get('cachefront-origin'), 'backup', 'still cooling down');
-      await during.text();
+      // Only the safe direction of time is checked here (waiting longer than
+      // the cool-down changes nothing); "skipped while cooling down" is
+      // tested with a manual clock (tests/failover.rs).
       await sleep(1_200);
       const after = await fetch(`${worker.url}/p`);
       assert.equal(after.headers.get('cachefront-origin'), 'primary');

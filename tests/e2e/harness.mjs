@@ -42,6 +42,7 @@ export async function freePort() {
  */
 export async function startOrigin(handler) {
   const requests = [];
+  const errors = [];
   const sockets = new Set();
   const server = http.createServer((req, res) => {
     const chunks = [];
@@ -49,10 +50,20 @@ export async function startOrigin(handler) {
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString();
       requests.push({ method: req.method, url: req.url, headers: req.headers, body });
-      Promise.resolve(handler(req, res, body)).catch((err) => {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        res.end(String(err));
-      });
+      Promise.resolve()
+        .then(() => handler(req, res, body))
+        .catch((err) => {
+          // An assertion inside a stand-in fails the test itself: rethrown
+          // outside the request, it is an uncaught exception, which node:test
+          // reports as a failure of the test running (the worker still gets
+          // an answer, so nothing hangs).
+          errors.push(err);
+          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(String(err));
+          setImmediate(() => {
+            throw err;
+          });
+        });
     });
   });
   server.on('connection', (s) => {
@@ -65,6 +76,8 @@ export async function startOrigin(handler) {
     url: `http://127.0.0.1:${port}`,
     port,
     requests,
+    /** Exceptions thrown by `handler` (each also failed the running test). */
+    errors,
     hits: (pathname) => requests.filter((r) => r.url === pathname).length,
     close: () =>
       new Promise((resolve) => {
@@ -102,7 +115,22 @@ export function originsVar(list) {
  * Starts the worker under `wrangler dev --local` with the given vars (which
  * override wrangler.toml). Resolves once it answers HTTP.
  */
-export async function startWorker({ vars = {}, timeoutMs = 90_000, port: wantedPort, config } = {}) {
+export async function startWorker(options = {}) {
+  // freePort() gives a port up before wrangler binds it: another process can
+  // take it in between. A port taken that way makes wrangler exit before it
+  // is ready; then the worker starts again on another port (only when the
+  // test did not ask for a port of its own).
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startWorkerOnce(options);
+    } catch (err) {
+      const taken = /EADDRINUSE|address already in use/i.test(String(err?.message));
+      if (!taken || options.port !== undefined || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startWorkerOnce({ vars = {}, timeoutMs = 90_000, port: wantedPort, config } = {}) {
   if (!existsSync(path.join(repoRoot, 'build', 'index.js'))) {
     throw new Error('build/index.js is missing: run scripts/build-worker.sh (scripts/test.sh does) first');
   }

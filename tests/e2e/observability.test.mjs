@@ -3,7 +3,8 @@
 // bound. Local Analytics Engine (miniflare) accepts writes and keeps nothing,
 // so the data point's layout is tested natively (src/telemetry/analytics.rs) and by the
 // edge exporter's tests; here the binding is configured and every write must
-// succeed (a failed one is logged as `analytics_write_failed`).
+// succeed: each request line says `"analytics":"written"` (a failed one
+// says `"failed"` and is logged as `analytics_write_failed`).
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -74,12 +75,19 @@ describe('per-request observability', () => {
 
   test('with the ANALYTICS dataset bound, every data point is written', async () => {
     for (let i = 0; i < 5; i += 1) await (await fetch(`${worker.url}/observed/${i}`)).text();
-    await eventually(
+    const lines = await eventually(
       async () => requestLines(worker),
       (found) => found.some((l) => l.path === '/observed/4'),
       { attempts: 30, delayMs: 200 },
     );
     assert.match(worker.logs(), /env\.ANALYTICS\b.*Analytics Engine/, 'wrangler bound the dataset');
+    // Each request line says its data point was written: a binding the
+    // worker cannot reach (or a write that fails) leaves no "written".
+    for (let i = 0; i < 5; i += 1) {
+      const line = lines.find((l) => l.path === `/observed/${i}`);
+      assert.ok(line, `a request line for /observed/${i}`);
+      assert.equal(line.analytics, 'written', JSON.stringify(line));
+    }
     assert.doesNotMatch(worker.logs(), /analytics_write_failed/);
   });
 });

@@ -87,6 +87,11 @@ for (const c of CASES) {
     assert.deepEqual(run(c.source, `${name}-orig`), { value: c.value }, "original behaves as stated");
     const out = minify(c.source, name);
     assert.equal(out.status, 0, out.error);
+    // A minifier that copies its input would pass the behaviour check alone.
+    assert.ok(
+      Buffer.byteLength(out.code) < Buffer.byteLength(c.source),
+      `the output shrank (${Buffer.byteLength(c.source)} -> ${Buffer.byteLength(out.code)} bytes): ${out.code}`,
+    );
     assert.deepEqual(run(out.code, `${name}-min`), { value: c.value });
   });
 }
@@ -95,6 +100,7 @@ test("a classic script's top-level functions stay callable by other scripts", ()
   const library = "function formatPrice(cents) { var euros = cents / 100; return euros.toFixed(2) + ' EUR'; }\nvar unusedHere = 1;\n";
   const out = minify(library, "globals");
   assert.equal(out.status, 0, out.error);
+  assert.ok(Buffer.byteLength(out.code) < Buffer.byteLength(library), out.code);
   const context = vm.createContext({});
   vm.runInContext(out.code, context);
   assert.equal(vm.runInContext("formatPrice(1999) + unusedHere", context), "19.99 EUR1");

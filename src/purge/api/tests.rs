@@ -315,7 +315,7 @@ fn token_never_appears_in_errors_or_debug_output() {
 }
 
 #[test]
-fn token_comparison_is_constant_time_over_the_expected_length() {
+fn tokens_match_only_the_exact_token_and_the_bearer_scheme_is_case_insensitive() {
     assert!(crate::admin::auth::tokens_match(b"abcdef", b"abcdef"));
     assert!(!crate::admin::auth::tokens_match(b"abcdeg", b"abcdef"));
     assert!(
