@@ -435,9 +435,10 @@ fn refresh_ahead_renews_an_answer_in_the_background_before_it_expires() {
         assert!(status_of(&h.get("/x")).contains("hit"));
         let refreshed = h.pipeline.platform().registry.calls().len() > calls;
         assert_eq!(refreshed, renewed, "PURGE_REFRESH_AHEAD={ahead}");
-        // 1.2 s after the first check: within the renewed answer's window,
-        // so with refresh ahead this request asks nothing.
-        futures::executor::block_on(cachefront::platform::Clock::sleep(clock, 500));
+        // 1.1 s after the first check: past that answer's window but only
+        // 0.4 s into the renewed one (before its own refresh-ahead half), so
+        // with refresh ahead this request asks nothing.
+        futures::executor::block_on(cachefront::platform::Clock::sleep(clock, 400));
         let calls = h.pipeline.platform().registry.calls().len();
         h.get("/x");
         let waited = h.pipeline.platform().registry.calls().len() > calls;

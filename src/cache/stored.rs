@@ -39,6 +39,10 @@ pub struct EntryMeta {
     /// For a Vary index at a primary key: the fields that select the variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vary_index: Option<Vec<String>>,
+    /// For a Vary index and its variants: the index generation in the
+    /// variants' keys ([`crate::semantics::vary::variant_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vary_generation: Option<u64>,
     /// Cache tags (origin and automatic) a purge can reach this entry by.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -99,6 +103,7 @@ impl EntryMeta {
             body_len: None,
             rule: None,
             url: None,
+            vary_generation: None,
         }
     }
 
@@ -114,11 +119,13 @@ impl EntryMeta {
 /// request fields that pick the variant.
 pub fn vary_index(
     fields: Vec<String>,
+    generation: u64,
     times: ResponseTimes,
     retention_secs: u64,
 ) -> Response<Body> {
     let mut meta = EntryMeta::new(times, 0);
     meta.vary_index = Some(fields);
+    meta.vary_generation = Some(generation);
     encode(&Response::new(Body::new()), meta, retention_secs)
 }
 

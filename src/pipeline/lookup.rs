@@ -40,8 +40,9 @@ pub(super) enum Tiers {
 
 pub(super) enum Lookup {
     Found(Box<StoredEntry>),
-    /// The URL is stored, but not for this variant: the fields it varies on.
-    VaryMiss(Vec<String>),
+    /// The URL is stored, but not for this variant: the fields it varies on,
+    /// and the index generation a new variant joins.
+    VaryMiss(Vec<String>, Option<u64>),
     Miss,
 }
 
@@ -175,7 +176,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }));
         };
         let values = vary::variant_values(request_headers, &fields);
-        let variant_key = vary::variant_key(key, &values);
+        let generation = meta.vary_generation;
+        let variant_key = vary::variant_key(key, &values, generation);
         match self.read_tiers(&variant_key, tiers, trace).await {
             Some((response, meta, tier)) if meta.variant.as_ref() == Some(&values) => {
                 Lookup::Found(Box::new(StoredEntry {
@@ -185,7 +187,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     tier,
                 }))
             }
-            _ => Lookup::VaryMiss(fields),
+            _ => Lookup::VaryMiss(fields, generation),
         }
     }
 

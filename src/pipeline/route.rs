@@ -16,6 +16,7 @@ use crate::Body;
 
 use super::lookup::{Lookup, Tiers};
 use super::rules::rule_of;
+use super::store::VaryGeneration;
 use super::{Pipeline, Trace};
 use crate::rules::CacheMode;
 
@@ -175,11 +176,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 self.serve_stored(request, key, *entry, directives, trace)
                     .await
             }
-            Lookup::VaryMiss(_) | Lookup::Miss if directives.only_if_cached => (
+            Lookup::VaryMiss(..) | Lookup::Miss if directives.only_if_cached => (
                 EdgeError::NotCached.to_response(),
                 CacheStatus::forward(Forward::UriMiss).with_outcome(Outcome::Error),
             ),
-            Lookup::VaryMiss(fields) => {
+            Lookup::VaryMiss(fields, generation) => {
+                let mut request = request;
+                if let Some(generation) = generation {
+                    request.extensions_mut().insert(VaryGeneration(generation));
+                }
                 self.fill(request, key, Forward::VaryMiss, None, fields, trace)
                     .await
             }

@@ -22,6 +22,11 @@ use super::origin::FailedOver;
 use super::rules::{rule_of, PreviousEntry};
 use super::{Pipeline, Trace};
 
+/// The Vary index generation a request's new variant joins (set when the
+/// lookup found an index, or from the stale variant being refreshed).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct VaryGeneration(pub(super) u64);
+
 impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Keeps an entry in the memory tier now, and in the Cache API (and, when
     /// small, the KV tier) after the response, for `retention_secs`.
@@ -393,11 +398,19 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         // forwards the field).
         let seen = forwarded_view(request.headers(), self.forward_rules(request, varied));
         let values = vary::variant_values(&seen, &vary_fields);
-        let variant_key = vary::variant_key(&key, &values);
+        // The generation of the index this variant was looked up under, or a
+        // new one when there was none (first variant, or after an unsafe
+        // request dropped the index and with it every older variant).
+        let generation = request
+            .extensions()
+            .get::<VaryGeneration>()
+            .map_or_else(|| self.now(), |g| g.0);
+        let variant_key = vary::variant_key(&key, &values, Some(generation));
         meta.variant = Some(values);
+        meta.vary_generation = Some(generation);
         self.store(
             key,
-            stored::vary_index(vary_fields, meta.times(), retention),
+            stored::vary_index(vary_fields, generation, meta.times(), retention),
             retention,
         );
         variant_key
@@ -436,7 +449,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             self.isolate
                 .hot
                 .remove_where(|k| vary::is_key_or_variant(k, &key));
-            // Variants hang off the primary key's Vary index: removing it is enough.
+            // Variants hang off the primary key's Vary index: without it they
+            // are unreachable, and the next index starts a new generation.
             let _ = self.platform.cache().delete(&key).await;
             if self.kv_tier_on() {
                 let _ = self

@@ -88,13 +88,17 @@ pub fn is_key_or_variant(key: &str, primary: &str) -> bool {
     }
 }
 
-/// The key of one variant under a primary key.
-pub fn variant_key(primary: &str, values: &VariantValues) -> String {
+/// The key of one variant under a primary key, in the index generation
+/// `generation` (the time its Vary index was first written). An unsafe
+/// request drops the index; the next index starts a new generation, so the
+/// variants stored before it, which cannot be listed, are never read again.
+pub fn variant_key(primary: &str, values: &VariantValues, generation: Option<u64>) -> String {
     let separator = if primary.contains('?') { '&' } else { '?' };
-    format!(
-        "{primary}{separator}cachefront-variant={}",
-        variant_hash(values)
-    )
+    let hash = variant_hash(values);
+    match generation {
+        Some(generation) => format!("{primary}{separator}cachefront-variant={hash}.{generation}"),
+        None => format!("{primary}{separator}cachefront-variant={hash}"),
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +124,7 @@ mod tests {
         let a = variant_values(&req(&[("accept-language", "en-GB,  fr;q=0.5")]), &f);
         let b = variant_values(&req(&[("accept-language", "EN-gb, fr;q=0.5")]), &f);
         assert_eq!(a, b);
-        assert_eq!(variant_key("k", &a), variant_key("k", &b));
+        assert_eq!(variant_key("k", &a, None), variant_key("k", &b, None));
     }
 
     #[test]
@@ -128,7 +132,7 @@ mod tests {
         let f = fields(&["accept-language"]);
         let en = variant_values(&req(&[("accept-language", "en")]), &f);
         let de = variant_values(&req(&[("accept-language", "de")]), &f);
-        assert_ne!(variant_key("k", &en), variant_key("k", &de));
+        assert_ne!(variant_key("k", &en, None), variant_key("k", &de, None));
     }
 
     #[test]
@@ -168,16 +172,19 @@ mod tests {
     fn variants_are_recognised_under_their_primary_key_only() {
         let values = vec![("accept".to_owned(), "x".to_owned())];
         assert!(is_key_or_variant("k/p", "k/p"));
-        assert!(is_key_or_variant(&variant_key("k/p", &values), "k/p"));
+        assert!(is_key_or_variant(
+            &variant_key("k/p", &values, Some(7)),
+            "k/p"
+        ));
         assert!(!is_key_or_variant("k/products", "k/p"));
     }
 
     #[test]
     fn variant_key_extends_the_primary_key() {
         let values = vec![("accept".to_owned(), "text/html".to_owned())];
-        assert!(variant_key("https://h/.cachefront/v1/p", &values)
+        assert!(variant_key("https://h/.cachefront/v1/p", &values, None)
             .starts_with("https://h/.cachefront/v1/p?cachefront-variant="));
-        assert!(variant_key("https://h/.cachefront/v1/p?a=1", &values)
+        assert!(variant_key("https://h/.cachefront/v1/p?a=1", &values, None)
             .starts_with("https://h/.cachefront/v1/p?a=1&cachefront-variant="));
     }
 }

@@ -36,7 +36,7 @@ describe('the slim worker (no js-minify)', () => {
   });
 
   test('was built without features', () => {
-    assert.equal(stamp, 'features=');
+    assert.match(stamp, /^features= /);
     assert.match(readFileSync(config, 'utf8'), /^main = "build-slim\/index\.js"$/m);
   });
 
