@@ -16,6 +16,7 @@ use crate::Body;
 
 use super::isolate::RefreshClaim;
 use super::lookup::StoredEntry;
+use super::store::VaryGeneration;
 use super::{Pipeline, Trace};
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
@@ -32,6 +33,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             EntryState::Live => {}
             EntryState::SoftPurged => freshness = freshness.soft_purged(),
             EntryState::HardPurged => {
+                // The refetched variant joins its index's generation, so the
+                // other variants stay reachable (and are judged by their tags).
+                let mut request = request;
+                if let Some(generation) = entry.meta.vary_generation {
+                    request.extensions_mut().insert(VaryGeneration(generation));
+                }
                 let (response, status) = self
                     .fill(
                         request,

@@ -31,6 +31,8 @@ pub struct IsolateState {
     /// Paths the asset store answered 404 for. Assets change only with a
     /// deploy, which starts new isolates, so the answer holds for this one.
     pub(super) not_assets: Rc<RefCell<BoundedPathSet>>,
+    /// Vary index generations started by this isolate.
+    pub(super) generations: Rc<std::cell::Cell<u64>>,
 }
 
 /// Paths remembered as "not an asset" per isolate: entries and bytes are both
@@ -124,7 +126,17 @@ impl IsolateState {
                 0,
             ))),
             not_assets: Rc::default(),
+            generations: Rc::default(),
         }
+    }
+
+    /// A new Vary index generation: the time with a per-isolate sequence
+    /// number, so an index written again in the millisecond of an unsafe
+    /// request still differs from the one that request dropped.
+    pub(super) fn new_vary_generation(&self, now_ms: u64) -> u64 {
+        let seq = self.generations.get().wrapping_add(1);
+        self.generations.set(seq);
+        now_ms.saturating_mul(1000).saturating_add(seq % 1000)
     }
 
     /// Whether the asset store already said `path` is not an asset.

@@ -404,7 +404,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let generation = request
             .extensions()
             .get::<VaryGeneration>()
-            .map_or_else(|| self.now(), |g| g.0);
+            .map_or_else(|| self.isolate.new_vary_generation(self.now()), |g| g.0);
         let variant_key = vary::variant_key(&key, &values, Some(generation));
         meta.variant = Some(values);
         meta.vary_generation = Some(generation);
