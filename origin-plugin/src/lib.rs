@@ -13,7 +13,8 @@
 //! | `health` | [`health`] | `/livez`, `/readyz`, `/startupz`, graceful shutdown |
 //! | `postgres` | [`health::PostgresCheck`], [`metrics::Metrics::observe_pg_pool`] | PostgreSQL ping and pool gauges |
 //! | `cache-tags` | [`cache_tags`] | `CacheTags` response part, `Cache-Tag` / `Surrogate-Key` writer |
-//! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs |
+//! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs; fan-out over several |
+//! | `cloudfront` | [`purge::CloudFrontPurge`] | CloudFront invalidations, SigV4-signed |
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
 //! | `db-purge` | [`purge_on_write`] | write → purge loop: `NOTIFY` triggers, change listener, tags to the purge client |
