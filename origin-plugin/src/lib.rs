@@ -7,6 +7,7 @@
 //! | feature | module | what it gives |
 //! | --- | --- | --- |
 //! | — | [`admin`] | admin router for a separate listener, bearer-token guard |
+//! | — | [`hygiene`] | `no-store` on every error answer, `x-request-id` layer |
 //! | `metrics` | [`metrics`] | RED metrics per route, process metrics, `/metrics`, `/metrics.json` |
 //! | `profiling` | [`profiling`] | `Server-Timing`, slow-request log, slowest-requests report |
 //! | `pprof` | [`profiling::pprof`] | on-demand CPU flamegraph / pprof profile |
@@ -90,3 +91,11 @@ pub mod purge;
 pub mod purge_on_write;
 
 pub use error::{Error, Result};
+
+// First-hour hygiene (issue #17 item 6): error answers never storable, request ids, and the
+// exact sqlx this crate is built against (0.8), so `cachefront_origin::sqlx::PgPool` is
+// the pool type its APIs take — no "found a different `Pool<Postgres>`" after
+// `cargo add sqlx` picks another major version.
+pub mod hygiene;
+#[cfg(feature = "postgres")]
+pub use sqlx;
