@@ -377,7 +377,7 @@ pub async fn read_db_health(
             ratio,
         );
     }
-    bloat.sort_by(|a, b| b.wasted_bytes.cmp(&a.wasted_bytes));
+    bloat.sort_by_key(|b| std::cmp::Reverse(b.wasted_bytes));
 
     let settings = sqlx::query(
         "SELECT current_setting('autovacuum_vacuum_threshold')::int8, \
