@@ -7,6 +7,13 @@
 //!
 //! Startup semantics: `/readyz` and `/startupz` answer 503 until every startup check has
 //! passed once; after that startup checks are never run again.
+//!
+//! Checks are critical (a failure makes the process unready) or warn-only (reported, never
+//! failing readiness), each with its own timeout ([`CheckOptions`]). The public `/readyz`
+//! reuses the last result for [`HealthBuilder::cache_ttl`] (one run at a time however many
+//! probes arrive), so a load balancer's probes never reach the database on every request;
+//! the admin `/readyz` always runs the checks. Built-in disk and memory checks are in
+//! [`builtin`]; the admin listener's `/status` is an HTML page of the same report.
 
 use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
@@ -14,6 +21,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "health_builtin.rs"]
+pub mod builtin;
+#[path = "health_page.rs"]
+mod page;
 
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -110,16 +122,58 @@ impl HealthCheck for PostgresCheck {
 /// Options for [`Health`].
 #[derive(Debug, Clone)]
 pub struct HealthConfig {
-    /// Per-check timeout; a check that takes longer fails with `timeout`. Default: 2 s.
+    /// Default per-check timeout; a check that takes longer fails with `timeout`. Default: 2 s.
     pub check_timeout: Duration,
+    /// How long the public `/readyz` (and `/status`) reuse a result. Default: 2 s.
+    pub cache_ttl: Duration,
 }
 
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
             check_timeout: Duration::from_secs(2),
+            cache_ttl: Duration::from_secs(2),
         }
     }
+}
+
+/// How one check is run: its own timeout, and whether a failure only warns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Overrides [`HealthConfig::check_timeout`] for this check.
+    pub timeout: Option<Duration>,
+    /// Reported (in `warnings`, `/status`, the metric), never failing readiness.
+    pub warn_only: bool,
+}
+
+impl CheckOptions {
+    /// A critical check with the default timeout.
+    pub fn critical() -> Self {
+        Self::default()
+    }
+    /// A warn-only check with the default timeout.
+    pub fn warn_only() -> Self {
+        Self {
+            warn_only: true,
+            ..Self::default()
+        }
+    }
+    /// This check's own timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+#[derive(Clone)]
+struct Registered {
+    check: Arc<dyn HealthCheck>,
+    options: CheckOptions,
+}
+
+/// Whether a result computed at `computed_at` may still be served at `now`.
+fn still_fresh(computed_at: Instant, now: Instant, ttl: Duration) -> bool {
+    !ttl.is_zero() && now.saturating_duration_since(computed_at) < ttl
 }
 
 /// Readiness state of the process. Cheap to clone; all clones share state.
@@ -130,8 +184,11 @@ pub struct Health {
 
 struct HealthInner {
     config: HealthConfig,
-    readiness: Vec<Arc<dyn HealthCheck>>,
-    startup: Vec<Arc<dyn HealthCheck>>,
+    readiness: Vec<Registered>,
+    startup: Vec<Registered>,
+    /// Last readiness result and when it was computed; the lock also makes concurrent
+    /// cached probes wait for one run instead of each running the checks.
+    cache: tokio::sync::Mutex<Option<(Instant, ReadinessReport)>>,
     started: AtomicBool,
     shutting_down: AtomicBool,
     #[cfg(feature = "metrics")]
@@ -151,26 +208,45 @@ impl std::fmt::Debug for Health {
 #[derive(Default)]
 pub struct HealthBuilder {
     config: HealthConfig,
-    readiness: Vec<Arc<dyn HealthCheck>>,
-    startup: Vec<Arc<dyn HealthCheck>>,
+    readiness: Vec<Registered>,
+    startup: Vec<Registered>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
 }
 
 impl HealthBuilder {
     /// Add a check run by every `/readyz`.
-    pub fn readiness_check(mut self, check: impl HealthCheck) -> Self {
-        self.readiness.push(Arc::new(check));
+    pub fn readiness_check(self, check: impl HealthCheck) -> Self {
+        self.readiness_check_with(check, CheckOptions::critical())
+    }
+    /// Add a readiness check with its own options (timeout, warn-only).
+    pub fn readiness_check_with(mut self, check: impl HealthCheck, options: CheckOptions) -> Self {
+        self.readiness.push(Registered {
+            check: Arc::new(check),
+            options,
+        });
         self
+    }
+    /// Add a warn-only check: run with the others, reported, never failing readiness.
+    pub fn warn_check(self, check: impl HealthCheck) -> Self {
+        self.readiness_check_with(check, CheckOptions::warn_only())
     }
     /// Add a check that must pass once before the process is ready.
     pub fn startup_check(mut self, check: impl HealthCheck) -> Self {
-        self.startup.push(Arc::new(check));
+        self.startup.push(Registered {
+            check: Arc::new(check),
+            options: CheckOptions::critical(),
+        });
         self
     }
-    /// Per-check timeout.
+    /// Default per-check timeout.
     pub fn check_timeout(mut self, timeout: Duration) -> Self {
         self.config.check_timeout = timeout;
+        self
+    }
+    /// How long the public `/readyz` reuses a result (zero: run the checks every time).
+    pub fn cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config.cache_ttl = ttl;
         self
     }
     /// Export `cachefront_origin_ready` and `cachefront_origin_health_check_up{check}`.
@@ -187,6 +263,7 @@ impl HealthBuilder {
                 config: self.config,
                 readiness: self.readiness,
                 startup: self.startup,
+                cache: tokio::sync::Mutex::new(None),
                 started: AtomicBool::new(started),
                 shutting_down: AtomicBool::new(false),
                 #[cfg(feature = "metrics")]
@@ -201,6 +278,8 @@ impl HealthBuilder {
 pub struct CheckReport {
     /// `ok`, `failed` or `timeout`.
     pub status: &'static str,
+    /// `critical` (fails readiness) or `warn` (reported only).
+    pub severity: &'static str,
     /// How long the check took, in milliseconds.
     pub duration_ms: f64,
     /// Why it failed.
@@ -213,8 +292,10 @@ pub struct CheckReport {
 pub struct ReadinessReport {
     /// `ready`, `starting`, `unready` or `shutting_down`.
     pub status: &'static str,
-    /// Names of the checks that failed.
+    /// Names of the critical checks that failed.
     pub failing: Vec<String>,
+    /// Names of the warn-only checks that failed (readiness unaffected).
+    pub warnings: Vec<String>,
     /// Every check that ran, by name.
     pub checks: BTreeMap<String, CheckReport>,
 }
@@ -250,33 +331,53 @@ impl Health {
         }
     }
 
-    /// Run the startup checks (until they have passed once) and the readiness checks.
+    /// Run the startup checks (until they have passed once) and the readiness checks now;
+    /// the result also refreshes the cache [`readiness_cached`](Self::readiness_cached) uses.
     pub async fn readiness(&self) -> ReadinessReport {
+        let report = self.compute().await;
+        *self.inner.cache.lock().await = Some((Instant::now(), report.clone()));
+        report
+    }
+
+    async fn compute(&self) -> ReadinessReport {
         if self.is_shutting_down() {
             return ReadinessReport {
                 status: "shutting_down",
                 failing: Vec::new(),
+                warnings: Vec::new(),
                 checks: BTreeMap::new(),
             };
         }
         let mut checks = BTreeMap::new();
         let mut failing = Vec::new();
+        let mut warnings = Vec::new();
         if !self.is_started() {
-            self.run_checks(&self.inner.startup, &mut checks, &mut failing)
-                .await;
+            self.run_checks(
+                &self.inner.startup,
+                &mut checks,
+                &mut failing,
+                &mut warnings,
+            )
+            .await;
             if !failing.is_empty() {
                 self.set_ready_gauge(false);
                 return ReadinessReport {
                     status: "starting",
                     failing,
+                    warnings,
                     checks,
                 };
             }
             self.inner.started.store(true, Ordering::Release);
             tracing::info!(target: "cachefront_origin::health", "startup checks passed");
         }
-        self.run_checks(&self.inner.readiness, &mut checks, &mut failing)
-            .await;
+        self.run_checks(
+            &self.inner.readiness,
+            &mut checks,
+            &mut failing,
+            &mut warnings,
+        )
+        .await;
         let ready = failing.is_empty() && !self.is_shutting_down();
         self.set_ready_gauge(ready);
         let status = if self.is_shutting_down() {
@@ -289,52 +390,78 @@ impl Health {
         ReadinessReport {
             status,
             failing,
+            warnings,
             checks,
         }
     }
 
+    /// The last readiness result if it is younger than the cache TTL, else a fresh one.
+    /// Concurrent callers during a refresh wait for that one run. Shutdown is seen at once.
+    pub async fn readiness_cached(&self) -> ReadinessReport {
+        let ttl = self.inner.config.cache_ttl;
+        // Held through the run: probes arriving meanwhile wait for it, then reuse it.
+        let mut cache = self.inner.cache.lock().await;
+        if let Some((at, report)) = cache.as_ref() {
+            if !self.is_shutting_down() && still_fresh(*at, Instant::now(), ttl) {
+                return report.clone();
+            }
+        }
+        let report = self.compute().await;
+        *cache = Some((Instant::now(), report.clone()));
+        report
+    }
+
     async fn run_checks(
         &self,
-        list: &[Arc<dyn HealthCheck>],
+        list: &[Registered],
         checks: &mut BTreeMap<String, CheckReport>,
         failing: &mut Vec<String>,
+        warnings: &mut Vec<String>,
     ) {
-        let timeout = self.inner.config.check_timeout;
-        let runs = list.iter().map(|check| async move {
-            let start = Instant::now();
-            let outcome = tokio::time::timeout(timeout, check.check()).await;
-            let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
-            let report = match outcome {
-                Ok(Ok(())) => CheckReport {
-                    status: "ok",
-                    duration_ms,
-                    error: None,
-                },
-                Ok(Err(e)) => CheckReport {
-                    status: "failed",
-                    duration_ms,
-                    error: Some(e),
-                },
-                Err(_) => CheckReport {
-                    status: "timeout",
-                    duration_ms,
-                    error: Some(format!("no answer within {} ms", timeout.as_millis())),
-                },
+        let default_timeout = self.inner.config.check_timeout;
+        let runs = list.iter().map(|r| async move {
+            let timeout = r.options.timeout.unwrap_or(default_timeout);
+            let severity = if r.options.warn_only {
+                "warn"
+            } else {
+                "critical"
             };
-            (check.name().to_owned(), report)
+            let start = Instant::now();
+            let outcome = tokio::time::timeout(timeout, r.check.check()).await;
+            let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
+            let (status, error) = match outcome {
+                Ok(Ok(())) => ("ok", None),
+                Ok(Err(e)) => ("failed", Some(e)),
+                Err(_) => (
+                    "timeout",
+                    Some(format!("no answer within {} ms", timeout.as_millis())),
+                ),
+            };
+            let report = CheckReport {
+                status,
+                severity,
+                duration_ms,
+                error,
+            };
+            (r.check.name().to_owned(), r.options.warn_only, report)
         });
-        for (name, report) in join_all(runs).await {
+        for (name, warn_only, report) in join_all(runs).await {
             let ok = report.status == "ok";
             self.set_check_gauge(&name, ok);
             if !ok {
                 tracing::warn!(
                     target: "cachefront_origin::health",
                     check = %name,
+                    severity = report.severity,
                     status = report.status,
                     error = report.error.as_deref().unwrap_or(""),
                     "health check failing"
                 );
-                failing.push(name.clone());
+                if warn_only {
+                    warnings.push(name.clone());
+                } else {
+                    failing.push(name.clone());
+                }
             }
             checks.insert(name, report);
         }
@@ -377,7 +504,7 @@ impl Health {
                 get(move || {
                     let h = ready.clone();
                     async move {
-                        let report = h.readiness().await;
+                        let report = h.readiness_cached().await;
                         public_status(report.is_ready(), "ready", "unavailable")
                     }
                 }),
@@ -398,16 +525,37 @@ impl Health {
     }
 
     /// `GET /livez`, `GET /readyz`, `GET /startupz` for the admin listener: the same
-    /// statuses, with every check's name, status, duration and error
-    /// ([`ReadinessReport`]).
+    /// statuses, with every check's name, severity, status, duration and error
+    /// ([`ReadinessReport`]); `/readyz` here always runs the checks. `GET /status`: the
+    /// cached report as a small HTML page for humans.
     pub fn admin_router<S>(&self) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
         let ready = self.clone();
         let startup = self.clone();
+        let status_page = self.clone();
         Router::new()
             .route("/livez", get(livez))
+            .route(
+                "/status",
+                get(move || {
+                    let h = status_page.clone();
+                    async move {
+                        let report = h.readiness_cached().await;
+                        let code = if report.is_ready() {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        };
+                        no_store((
+                            code,
+                            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                            page::render(&report),
+                        ))
+                    }
+                }),
+            )
             .route(
                 "/readyz",
                 get(move || {
@@ -659,5 +807,22 @@ pub async fn terminate_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!(target: "cachefront_origin::health", "SIGINT received"),
         _ = term => tracing::info!(target: "cachefront_origin::health", "SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn a_result_is_fresh_only_within_the_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(2);
+        assert!(still_fresh(t0, t0 + Duration::from_millis(1999), ttl));
+        assert!(!still_fresh(t0, t0 + ttl, ttl));
+        assert!(
+            !still_fresh(t0, t0, Duration::ZERO),
+            "zero TTL: never reuse"
+        );
     }
 }

@@ -7,13 +7,15 @@
 //! | feature | module | what it gives |
 //! | --- | --- | --- |
 //! | — | [`admin`] | admin router for a separate listener, bearer-token guard |
+//! | — | [`hygiene`] | `no-store` on every error answer, `x-request-id` layer |
 //! | `metrics` | [`metrics`] | RED metrics per route, process metrics, `/metrics`, `/metrics.json` |
 //! | `profiling` | [`profiling`] | `Server-Timing`, slow-request log, slowest-requests report |
 //! | `pprof` | [`profiling::pprof`] | on-demand CPU flamegraph / pprof profile |
 //! | `health` | [`health`] | `/livez`, `/readyz`, `/startupz`, graceful shutdown |
 //! | `postgres` | [`health::PostgresCheck`], [`metrics::Metrics::observe_pg_pool`] | PostgreSQL ping and pool gauges |
 //! | `cache-tags` | [`cache_tags`] | `CacheTags` response part, `Cache-Tag` / `Surrogate-Key` writer |
-//! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs |
+//! | `purge` | [`purge`] | purge client for the edge, Cloudflare and Fastly APIs; fan-out over several |
+//! | `cloudfront` | [`purge::CloudFrontPurge`] | CloudFront invalidations, SigV4-signed |
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
 //! | `db-purge` | [`purge_on_write`] | write → purge loop: `NOTIFY` triggers, change listener, tags to the purge client |
@@ -89,3 +91,11 @@ pub mod purge;
 pub mod purge_on_write;
 
 pub use error::{Error, Result};
+
+// First-hour hygiene (issue #17 item 6): error answers never storable, request ids, and the
+// exact sqlx this crate is built against (0.8), so `cachefront_origin::sqlx::PgPool` is
+// the pool type its APIs take — no "found a different `Pool<Postgres>`" after
+// `cargo add sqlx` picks another major version.
+pub mod hygiene;
+#[cfg(feature = "postgres")]
+pub use sqlx;

@@ -452,3 +452,37 @@ async fn queries_outside_a_request_are_counted_without_a_route() {
 
     catalog.drop_schema().await;
 }
+
+#[tokio::test]
+async fn repeated_n_plus_one_warns_once_per_interval_but_counts_every_time() {
+    let Some(url) = support::database_url() else {
+        return;
+    };
+    let app = app(DbCaptureConfig {
+        n_plus_one_warn_interval: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    });
+    let logs = LogLines::default();
+    let _subscriber = install_subscriber(&app.capture, &logs);
+    let catalog = Catalog::create(&url, "ratelimit").await;
+    let router = app.router(catalog.pool.clone());
+    let guard = app.capture.n_plus_one_guard();
+    for _ in 0..6 {
+        assert_eq!(
+            get_route(&router, N_PLUS_ONE_ROUTE).await.status(),
+            StatusCode::OK
+        );
+    }
+    let warnings = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("cachefront_origin::n_plus_one"))
+        .count();
+    assert_eq!(warnings, 1, "{}", logs.text());
+    assert!(app.metrics.render().contains(&format!(
+        "cachefront_origin_db_n_plus_one_total{{route=\"{N_PLUS_ONE_ROUTE}\"}} 6"
+    )));
+    let detections = guard.check().err().map_or(0, |e| e.detections.len());
+    assert_eq!(detections, 6);
+    catalog.drop_schema().await;
+}

@@ -42,6 +42,10 @@ pub struct DbCaptureConfig {
     /// Bearer token for `GET /debug/queries` ([`DbCapture::router`]); `None` (default)
     /// disables the endpoint (404).
     pub debug_token: Option<BearerToken>,
+    /// At most one N+1 warning per route and fingerprint in this interval; the next one
+    /// says how many were suppressed (the metric and `/debug/queries` still count every
+    /// detection). Default: 60 s. Zero warns every time.
+    pub n_plus_one_warn_interval: Duration,
 }
 
 impl Default for DbCaptureConfig {
@@ -52,7 +56,20 @@ impl Default for DbCaptureConfig {
             strict: false,
             slow_query_threshold: Duration::from_millis(100),
             debug_token: None,
+            n_plus_one_warn_interval: Duration::from_secs(60),
         }
+    }
+}
+
+/// Most (route, fingerprint) pairs remembered for N+1 warning rate limiting; past it the
+/// memory is cleared (a burst of new pairs then warns once more each, never grows memory).
+const WARNED_PAIRS_KEPT: usize = 4096;
+
+/// Whether an N+1 detection at `now` is logged, given when its pair was last logged.
+pub(crate) fn n_plus_one_warn_due(last: Option<Instant>, now: Instant, interval: Duration) -> bool {
+    match last {
+        None => true,
+        Some(at) => interval.is_zero() || now.saturating_duration_since(at) >= interval,
     }
 }
 
@@ -72,6 +89,8 @@ pub(super) struct CaptureInner {
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
     pub(super) warned_span_disabled: AtomicBool,
+    /// Last N+1 warning per (route, fingerprint) and the detections suppressed since.
+    pub(super) warned_n_plus_one: Mutex<HashMap<(String, String), (Instant, u64)>>,
     pub(super) stats: CaptureStats,
     #[cfg(feature = "postgres")]
     pub(super) pool: Mutex<Option<sqlx::PgPool>>,
@@ -129,6 +148,7 @@ impl DbCapture {
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 warned_span_disabled: AtomicBool::new(false),
+                warned_n_plus_one: Mutex::new(HashMap::new()),
                 stats: CaptureStats::new(Instant::now()),
                 #[cfg(feature = "postgres")]
                 pool: Mutex::new(None),
@@ -374,8 +394,42 @@ impl DbCapture {
     }
 
     fn report(&self, detection: &NPlusOne) {
+        let now = Instant::now();
+        let key = (detection.route.clone(), detection.fingerprint.clone());
+        let suppressed = {
+            let mut warned = self
+                .inner
+                .warned_n_plus_one
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = warned.get(&key).copied();
+            if n_plus_one_warn_due(
+                entry.map(|e| e.0),
+                now,
+                self.inner.config.n_plus_one_warn_interval,
+            ) {
+                if warned.len() >= WARNED_PAIRS_KEPT {
+                    warned.clear();
+                }
+                warned.insert(key, (now, 0));
+                Some(entry.map_or(0, |e| e.1))
+            } else {
+                if let Some(e) = warned.get_mut(&key) {
+                    e.1 += 1;
+                }
+                None
+            }
+        };
+        if let Some(suppressed) = suppressed {
+            self.warn_n_plus_one(detection, suppressed);
+        }
+        self.count_detection(detection);
+    }
+
+    fn warn_n_plus_one(&self, detection: &NPlusOne, suppressed: u64) {
         tracing::warn!(
             target: "cachefront_origin::n_plus_one",
+            suppressed,
             method = detection.method,
             route = %detection.route,
             fingerprint = %detection.fingerprint,
@@ -386,6 +440,9 @@ impl DbCapture {
             "N+1 query: the same statement ran {} times in one request",
             detection.count
         );
+    }
+
+    fn count_detection(&self, detection: &NPlusOne) {
         #[cfg(feature = "metrics")]
         if let Some(m) = &self.inner.metrics {
             m.counter(
@@ -509,6 +566,20 @@ fn truncate_chars(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn n_plus_one_warnings_are_limited_per_interval() {
+        let t0 = Instant::now();
+        let minute = Duration::from_secs(60);
+        assert!(n_plus_one_warn_due(None, t0, minute));
+        assert!(!n_plus_one_warn_due(
+            Some(t0),
+            t0 + Duration::from_secs(59),
+            minute
+        ));
+        assert!(n_plus_one_warn_due(Some(t0), t0 + minute, minute));
+        assert!(n_plus_one_warn_due(Some(t0), t0, Duration::ZERO));
+    }
 
     #[test]
     fn allow_list_accepts_ids_and_sql() {

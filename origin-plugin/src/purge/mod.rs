@@ -10,10 +10,13 @@
 //!
 //! One file per concern: `request` is the batch shape and its splitting, `providers` the
 //! CDN APIs, `item` the per-item check the edge would make, `client` the non-blocking
-//! handle callers hold, `sender` the batching and retrying task, `counters` their metrics.
+//! handle callers hold, `sender` the batching and retrying task, `counters` their metrics,
+//! `fanout` the awaited call over several providers with a receipt each ([`FanoutPurge`];
+//! with the `cloudfront` feature also [`CloudFrontPurge`]).
 
 mod client;
 mod counters;
+mod fanout;
 mod item;
 mod providers;
 mod request;
@@ -24,3 +27,7 @@ pub use providers::{
     BoxFuture, CloudflarePurge, EdgePurge, FastlyPurge, PurgeError, PurgeProvider,
 };
 pub use request::PurgeRequest;
+
+pub use fanout::{FanoutPurge, FanoutReceipt, Outcome, ProviderReceipt};
+#[cfg(feature = "cloudfront")]
+pub use providers::{AwsCredentials, CloudFrontPurge};

@@ -136,35 +136,73 @@ impl Sender {
 
     async fn send_with_retries(&self, req: &PurgeRequest) {
         let provider = self.provider.name();
-        let mut backoff = self.config.initial_backoff;
-        let attempts = self.config.max_attempts.max(1);
-        for attempt in 1..=attempts {
-            match self.provider.send(&self.http, req).await {
-                Ok(()) => {
-                    self.counters.ok.increment(1);
-                    tracing::debug!(target: "cachefront_origin::purge", provider, items = req.len(), attempt, "purge sent");
-                    return;
-                }
-                Err(PurgeError::Retryable {
-                    status,
-                    retry_after,
-                    message,
-                }) if attempt < attempts => {
-                    self.counters.retry.increment(1);
-                    let wait = retry_after.unwrap_or(backoff).min(self.config.max_backoff);
-                    tracing::warn!(target: "cachefront_origin::purge", provider, ?status, attempt, wait_ms = wait.as_millis() as u64, %message, "purge failed; retrying");
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2).min(self.config.max_backoff);
-                }
-                Err(e @ PurgeError::Retryable { .. }) => {
-                    self.counters.failed.increment(1);
-                    tracing::error!(target: "cachefront_origin::purge", provider, attempts, error = %e, items = req.len(), "purge failed; giving up");
-                    return;
-                }
-                Err(e) => {
-                    self.counters.rejected.increment(1);
-                    tracing::error!(target: "cachefront_origin::purge", provider, error = %e, items = req.len(), "purge rejected");
-                    return;
+        let tried = send_with_retries(
+            self.provider.as_ref(),
+            &self.http,
+            &self.config,
+            req,
+            || self.counters.retry.increment(1),
+        )
+        .await;
+        match tried.result {
+            Ok(()) => self.counters.ok.increment(1),
+            Err(e @ PurgeError::Retryable { .. }) => {
+                self.counters.failed.increment(1);
+                tracing::error!(target: "cachefront_origin::purge", provider, attempts = tried.attempts, error = %e, items = req.len(), "purge failed; giving up");
+            }
+            Err(e) => {
+                self.counters.rejected.increment(1);
+                tracing::error!(target: "cachefront_origin::purge", provider, error = %e, items = req.len(), "purge rejected");
+            }
+        }
+    }
+}
+
+/// What one provider call with its retries came to.
+pub(super) struct Tried {
+    pub(super) result: Result<(), PurgeError>,
+    pub(super) attempts: u32,
+}
+
+/// One provider call, retried with backoff on retryable failures (honouring `Retry-After`,
+/// capped by `max_backoff`) up to `max_attempts`; `on_retry` runs before each wait. Shared
+/// by the queueing client and the fan-out so both retry the same way.
+pub(super) async fn send_with_retries(
+    provider: &dyn PurgeProvider,
+    http: &reqwest::Client,
+    config: &PurgeConfig,
+    req: &PurgeRequest,
+    mut on_retry: impl FnMut(),
+) -> Tried {
+    let name = provider.name();
+    let mut backoff = config.initial_backoff;
+    let attempts = config.max_attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match provider.send(http, req).await {
+            Ok(()) => {
+                tracing::debug!(target: "cachefront_origin::purge", provider = name, items = req.len(), attempt, "purge sent");
+                return Tried {
+                    result: Ok(()),
+                    attempts: attempt,
+                };
+            }
+            Err(PurgeError::Retryable {
+                status,
+                retry_after,
+                message,
+            }) if attempt < attempts => {
+                on_retry();
+                let wait = retry_after.unwrap_or(backoff).min(config.max_backoff);
+                tracing::warn!(target: "cachefront_origin::purge", provider = name, ?status, attempt, wait_ms = wait.as_millis() as u64, %message, "purge failed; retrying");
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(config.max_backoff);
+                attempt += 1;
+            }
+            Err(e) => {
+                return Tried {
+                    result: Err(e),
+                    attempts: attempt,
                 }
             }
         }

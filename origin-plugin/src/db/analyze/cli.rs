@@ -39,6 +39,11 @@ index health (from the catalog, with or without queries):
 
 pool sizing:
   --no-pool                   skip it
+database health (bloat, long-running/idle-in-transaction sessions, lock chains,
+cache hit ratio, vacuum/analyze overdue):
+  --no-db-health              skip it
+  --long-running-secs S       report active queries older than this (default 60)
+  --idle-in-transaction-secs S  report idle-in-transaction sessions older than this (default 30)
   --app-instances N           application instances sharing the server (default 1)
   --other-connections N       connections to leave for other clients (default 0)
   --pool-max N                the pool's current max_connections (else from --from-app)
@@ -146,6 +151,19 @@ fn parse(args: &[String]) -> Result<Option<Command>, String> {
             "--seq-scan-share" => health(c).seq_scan_share = args.parsed(arg)?,
             "--unused-max-scans" => health(c).unused_max_scans = args.parsed(arg)?,
             "--no-pool" => c.pool = None,
+            "--no-db-health" => c.db_health = None,
+            "--long-running-secs" => {
+                let v = args.parsed(arg)?;
+                if let Some(h) = c.db_health.as_mut() {
+                    h.long_running_secs = v;
+                }
+            }
+            "--idle-in-transaction-secs" => {
+                let v = args.parsed(arg)?;
+                if let Some(h) = c.db_health.as_mut() {
+                    h.idle_in_transaction_secs = v;
+                }
+            }
             "--app-instances" | "--other-connections" | "--pool-max" => {
                 let n: u32 = args.parsed(arg)?;
                 let mut pool = c.pool.take().unwrap_or_else(|| PoolSizingConfig {

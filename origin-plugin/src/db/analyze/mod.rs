@@ -19,9 +19,13 @@
 //!   for any values (PostgreSQL 12+). They are never run with `ANALYZE` (there are no
 //!   values to run them with); the report says so.
 //! * **index health** ([`index_health`]), from the catalog, no query needed.
+//! * **database health** ([`db_health`]): bloat estimates, long-running and
+//!   idle-in-transaction sessions, blocking lock chains, cache-hit ratio, tables overdue
+//!   for vacuum/analyze — from the statistics views.
 //! * **pool sizing** ([`crate::db::pool_sizing`]) from `max_connections` and what the
 //!   app observed.
 
+pub mod db_health;
 pub mod index_health;
 pub mod plan;
 pub mod sources;
@@ -173,6 +177,8 @@ pub struct AnalyzerConfig {
     pub index_health: Option<IndexHealthOptions>,
     /// The pool sizing section (`None`: skipped).
     pub pool: Option<PoolSizingConfig>,
+    /// The database health section (`None`: skipped).
+    pub db_health: Option<db_health::DbHealthOptions>,
 }
 
 impl Default for AnalyzerConfig {
@@ -186,6 +192,7 @@ impl Default for AnalyzerConfig {
             query_options: AnalyzeOptions::default(),
             index_health: Some(IndexHealthOptions::default()),
             pool: Some(PoolSizingConfig::default()),
+            db_health: Some(db_health::DbHealthOptions::default()),
         }
     }
 }
@@ -216,6 +223,8 @@ pub struct AnalyzerReport {
     pub index_health: Option<IndexHealth>,
     /// Pool size recommendation.
     pub pool: Option<PoolSizing>,
+    /// Database health.
+    pub db_health: Option<db_health::DbHealth>,
 }
 
 /// Analyze `queries` on one connection to `database_url` (queries only: no catalog
@@ -231,6 +240,7 @@ pub async fn analyze_queries(
         query_options: options.clone(),
         index_health: None,
         pool: None,
+        db_health: None,
         ..AnalyzerConfig::default()
     };
     Ok(run_analyzer(database_url, &config).await?.queries)
@@ -314,8 +324,13 @@ pub async fn run_analyzer(
         Some(pool) => Some(pool_sizing(&mut conn, pool, config.app.as_ref()).await?),
         None => None,
     };
+    let db_health = match &config.db_health {
+        Some(options) => Some(db_health::read_db_health(&mut conn, options).await?),
+        None => None,
+    };
     let _ = conn.close().await;
     Ok(AnalyzerReport {
+        db_health,
         server_version,
         sources: notes,
         queries,

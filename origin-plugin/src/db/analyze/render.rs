@@ -22,6 +22,81 @@ pub fn render_text(report: &AnalyzerReport) -> String {
     if let Some(pool) = &report.pool {
         out.push_str(&render_pool(pool));
     }
+    if let Some(health) = &report.db_health {
+        out.push_str(&render_db_health(health));
+    }
+    out
+}
+
+/// The database health part of the report.
+pub fn render_db_health(h: &super::db_health::DbHealth) -> String {
+    let mut out = String::from("\n== database health\n");
+    let pct =
+        |r: Option<f64>| r.map_or_else(|| "n/a".to_owned(), |r| format!("{:.2} %", r * 100.0));
+    let _ = writeln!(
+        out,
+        "cache hit: tables {}, indexes {}{}",
+        pct(h.cache_hit.table_ratio),
+        pct(h.cache_hit.index_ratio),
+        if h.cache_hit.below_target {
+            " (below target)"
+        } else {
+            ""
+        }
+    );
+    for s in &h.long_running {
+        let _ = writeln!(
+            out,
+            "long-running: pid {} ({}) active {:.0} s: {}",
+            s.pid, s.user, s.query_secs, s.query
+        );
+    }
+    for s in &h.idle_in_transaction {
+        let _ = writeln!(
+            out,
+            "idle in transaction: pid {} ({}) for {:.0} s, last: {}",
+            s.pid, s.user, s.state_secs, s.query
+        );
+    }
+    for c in &h.blocking {
+        let _ = writeln!(
+            out,
+            "blocking: pid {} ({}, {}) blocks {} session(s): {}",
+            c.blocker.pid,
+            c.blocker.state,
+            c.blocker.user,
+            c.waiting.len(),
+            c.blocker.query
+        );
+        for w in &c.waiting {
+            let _ = writeln!(
+                out,
+                "  waiting: pid {} for {:.0} s (on {:?}): {}",
+                w.pid, w.query_secs, w.blocked_by, w.query
+            );
+        }
+    }
+    for b in &h.bloat {
+        let _ = writeln!(
+            out,
+            "bloat: {} {} ~{} KiB wasted of {} KiB ({:.0} %)",
+            b.kind,
+            b.name,
+            b.wasted_bytes / 1024,
+            b.actual_bytes / 1024,
+            b.ratio * 100.0
+        );
+    }
+    for m in &h.maintenance {
+        let last = m
+            .last_secs
+            .map_or_else(|| "never".to_owned(), |s| format!("{s:.0} s ago"));
+        let _ = writeln!(
+            out,
+            "{} overdue: {} ({} rows vs trigger {}; last {})",
+            m.due, m.table, m.count, m.trigger, last
+        );
+    }
     out
 }
 

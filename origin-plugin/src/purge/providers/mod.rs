@@ -8,10 +8,14 @@ use std::time::Duration;
 use super::PurgeRequest;
 
 mod cloudflare;
+#[cfg(feature = "cloudfront")]
+mod cloudfront;
 mod edge;
 mod fastly;
 
 pub use cloudflare::CloudflarePurge;
+#[cfg(feature = "cloudfront")]
+pub use cloudfront::{AwsCredentials, CloudFrontPurge};
 pub use edge::EdgePurge;
 pub use fastly::FastlyPurge;
 

@@ -1,0 +1,122 @@
+//! No error answer is storable — axum's own rejections and the fallback included — and
+//! every request carries an id, kept from the client when sane.
+mod support;
+
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cachefront_origin::hygiene::{NoStoreOnErrorLayer, RequestId, RequestIdLayer};
+use support::{http, TestServer};
+
+fn app() -> Router {
+    Router::new()
+        .route(
+            "/products/{id}",
+            get(|Path(id): Path<i64>| async move { format!("product {id}") }),
+        )
+        .route(
+            "/orders",
+            post(|Json(v): Json<serde_json::Value>| async move { Json(v) }),
+        )
+        .route(
+            "/cached-error",
+            get(|| async {
+                (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    [(http::header::CACHE_CONTROL, "public, max-age=600")],
+                    "boom",
+                )
+            }),
+        )
+        .route(
+            "/whoami",
+            get(|axum::Extension(id): axum::Extension<RequestId>| async move { id.0 }),
+        )
+        .layer(NoStoreOnErrorLayer::new())
+        .layer(RequestIdLayer::new())
+}
+
+#[tokio::test]
+async fn every_error_answer_is_no_store_including_axum_rejections_and_the_fallback() {
+    let server = TestServer::start(app()).await;
+    let client = http();
+    let cases = [
+        (client.get(server.url("/products/not-a-number")), 400),
+        (client.post(server.url("/orders")).body("{}"), 415),
+        (
+            client
+                .post(server.url("/orders"))
+                .header("content-type", "application/json")
+                .body("{not json"),
+            400,
+        ),
+        (client.delete(server.url("/products/1")), 405),
+        (client.get(server.url("/no-such-page")), 404),
+        (client.get(server.url("/cached-error")), 500),
+    ];
+    for (req, want) in cases {
+        let res = req.send().await.expect("send");
+        let url = res.url().clone();
+        assert_eq!(res.status().as_u16(), want, "{url}");
+        assert_eq!(
+            res.headers()
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok()),
+            Some("no-store"),
+            "{url}"
+        );
+    }
+    let ok = client
+        .get(server.url("/products/1"))
+        .send()
+        .await
+        .expect("ok");
+    assert_eq!(ok.status(), 200);
+    assert!(
+        ok.headers().get("cache-control").is_none(),
+        "successes are left alone"
+    );
+}
+
+#[tokio::test]
+async fn request_id_is_kept_when_sane_replaced_when_not_and_echoed() {
+    let server = TestServer::start(app()).await;
+    let client = http();
+    let res = client
+        .get(server.url("/whoami"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    assert_eq!(res.text().await.expect("body"), "abc-123");
+
+    let res = client
+        .get(server.url("/whoami"))
+        .header("x-request-id", "evil value\twith tabs")
+        .send()
+        .await
+        .expect("send");
+    let echoed = res.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
+    assert_ne!(echoed, "evil value\twith tabs");
+    assert_eq!(res.text().await.expect("body"), echoed);
+
+    let a = client
+        .get(server.url("/no-such-page"))
+        .send()
+        .await
+        .expect("a");
+    let b = client
+        .get(server.url("/no-such-page"))
+        .send()
+        .await
+        .expect("b");
+    assert_ne!(
+        a.headers()["x-request-id"],
+        b.headers()["x-request-id"],
+        "errors get ids too"
+    );
+}
