@@ -88,4 +88,9 @@ pub mod purge;
 #[cfg(feature = "db-purge")]
 pub mod purge_on_write;
 
+// Feature `memory`: allocator statistics, per-route bytes, leak detector, heap profile.
+#[cfg(feature = "memory")]
+pub mod memory;
+
+
 pub use error::{Error, Result};
