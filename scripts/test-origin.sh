@@ -25,7 +25,7 @@ export CACHEFRONT_TEST_STRICT=1
 
 # Each feature must build on its own (one module per feature, like tower-http).
 for features in "" metrics profiling pprof health postgres cache-tags purge assets db analyze db-purge \
-    memory; do
+    memory otlp; do
   cargo check -q -p cachefront-origin --lib --no-default-features ${features:+--features "$features"}
 done
 

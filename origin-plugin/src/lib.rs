@@ -92,5 +92,8 @@ pub mod purge_on_write;
 #[cfg(feature = "memory")]
 pub mod memory;
 
+// Feature `otlp`: the metrics registry exported over OTLP/HTTP.
+#[cfg(feature = "otlp")]
+pub mod otlp;
 
 pub use error::{Error, Result};
