@@ -17,6 +17,8 @@
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
 //! | `db-purge` | [`purge_on_write`] | write → purge loop: `NOTIFY` triggers, change listener, tags to the purge client |
+//! | `memory` | `memory` | jemalloc statistics, bytes per route, leak detector, heap profile (not in `full`) |
+//! | `otlp` | `otlp` | the metrics registry pushed over OTLP/HTTP (not in `full`) |
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
 //!

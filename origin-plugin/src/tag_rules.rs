@@ -69,20 +69,19 @@ pub(crate) fn check_tag<'a>(tag: &'a str, limits: &TagLimits) -> Result<&'a str,
     if tag.len() > limits.max_tag_bytes {
         return Err(TagRejection::TooLong);
     }
-    let reserved = tag == "*"
-        || ["host:", "url:", "prefix:"].iter().any(|p| {
-            tag.len() >= p.len() && tag.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
-        });
+    // Dispatch on the first byte: this runs for every tag of every tagged response.
+    let starts = |p: &str| {
+        tag.len() >= p.len() && tag.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+    };
+    let reserved = match tag.as_bytes()[0].to_ascii_lowercase() {
+        b'*' => tag.len() == 1,
+        b'h' => starts("host:"),
+        b'u' => starts("url:"),
+        b'p' => starts("prefix:"),
+        _ => false,
+    };
     if reserved {
         return Err(TagRejection::Reserved);
     }
     Ok(tag)
-}
-
-/// Whether a (lowercase) tag is one of the edge's own names.
-pub fn is_reserved(tag: &str) -> bool {
-    tag == "*"
-        || ["host:", "url:", "prefix:"]
-            .iter()
-            .any(|p| tag.starts_with(p))
 }

@@ -18,8 +18,11 @@ use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Metric}
 use prost::Message;
 use tower::ServiceExt;
 
+/// One export as received: path, headers, body.
+type Export = (String, HeaderMap, Vec<u8>);
+
 #[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<(String, HeaderMap, Vec<u8>)>>>);
+struct Received(Arc<Mutex<Vec<Export>>>);
 
 /// The receiver on its own thread and runtime: the SDK's export blocks its caller.
 fn start_receiver(received: Received) -> std::net::SocketAddr {

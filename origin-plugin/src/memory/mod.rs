@@ -273,7 +273,7 @@ impl MemoryMonitor {
             .iter()
             .map(|(k, (_, n))| (k.clone(), n.load(Ordering::Relaxed)))
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1));
+        v.sort_by_key(|r| std::cmp::Reverse(r.1));
         v
     }
 
