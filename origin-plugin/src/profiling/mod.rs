@@ -575,6 +575,8 @@ impl RequestProfile {
         }
     }
 
+    /// Used by `Timer` (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     pub(crate) fn innermost_open_span(&self) -> Option<usize> {
         self.lock().spans.iter().rposition(|n| n.duration.is_none())
     }
