@@ -24,7 +24,8 @@ fi
 export CACHEFRONT_TEST_STRICT=1
 
 # Each feature must build on its own (one module per feature, like tower-http).
-for features in "" metrics profiling pprof health postgres cache-tags purge assets db analyze db-purge cloudfront; do
+for features in "" metrics profiling pprof health postgres cache-tags purge assets db analyze db-purge \
+    cloudfront memory otlp; do
   cargo check -q -p cachefront-origin --lib --no-default-features ${features:+--features "$features"}
 done
 

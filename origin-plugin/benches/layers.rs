@@ -2,6 +2,10 @@
 //! the same axum router with all layers and with none, driven through `tower::ServiceExt`.
 //!
 //! `cargo bench -p cachefront-origin --bench layers`
+//!
+//! With `--features memory` the process runs on jemalloc (every case alike) and two more
+//! cases measure the memory layer: `memory` (request counting for the leak windows) and
+//! `memory_per_route` (plus allocated bytes per route).
 
 use axum::body::Body;
 use axum::routing::get;
@@ -12,6 +16,23 @@ use cachefront_origin::profiling::{Profiler, ProfilingConfig, RequestProfile};
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::Request;
 use tower::ServiceExt;
+
+#[cfg(feature = "memory")]
+#[global_allocator]
+static GLOBAL: cachefront_origin::memory::Jemalloc = cachefront_origin::memory::Jemalloc;
+
+#[cfg(feature = "memory")]
+fn memory(per_route: bool) -> Router {
+    use cachefront_origin::memory::{MemoryConfig, MemoryMonitor};
+    let monitor = MemoryMonitor::new(
+        MemoryConfig {
+            per_route,
+            ..Default::default()
+        },
+        &Metrics::new(),
+    );
+    routes().layer(monitor.layer())
+}
 
 fn routes() -> Router {
     Router::new().route("/hello", get(|| async { "ok" })).route(
@@ -51,13 +72,19 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("request");
-    let apps = [
+    #[allow(unused_mut)]
+    let mut apps = vec![
         ("bare", routes()),
         ("metrics", metrics_only()),
         ("profiling", profiling_only()),
         ("cache_tags", tags_only()),
         ("all_layers", layered()),
     ];
+    #[cfg(feature = "memory")]
+    apps.extend([
+        ("memory", memory(false)),
+        ("memory_per_route", memory(true)),
+    ]);
     for (name, app) in apps {
         for path in ["/hello", "/products/1"] {
             let app = app.clone();

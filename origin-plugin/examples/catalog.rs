@@ -246,11 +246,14 @@ async fn run() -> Result<(), Error> {
     // The public app is what the edge forwards to: pages and status-only probes. The
     // operator routes (metrics, detailed readiness, debug) live on the admin listener.
     let app = if layers_on {
-        pages
-            .merge(health.router())
-            .layer(CacheTagLayer::new().metrics(&metrics))
-            .layer(profiler.layer())
-            .layer(metrics.layer())
+        // One `layer` call for the whole stack (outermost first): each `Router::layer`
+        // boxes every route's service and future once more per request.
+        pages.merge(health.router()).layer(
+            tower::ServiceBuilder::new()
+                .layer(metrics.layer())
+                .layer(profiler.layer())
+                .layer(CacheTagLayer::new().metrics(&metrics)),
+        )
     } else {
         pages.merge(health.router())
     };

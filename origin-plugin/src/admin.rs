@@ -128,7 +128,10 @@ pub struct OperatorAuthorized(());
 /// The gate of a debug endpoint that has its own optional token: 404 when the endpoint
 /// has none (it is off); otherwise the request must carry that token, or have passed the
 /// admin guard already — one `Authorization` header cannot carry two tokens.
-#[cfg_attr(not(any(feature = "profiling", feature = "db")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "profiling", feature = "db", feature = "memory")),
+    allow(dead_code)
+)]
 pub(crate) fn authorize_debug(
     token: Option<&BearerToken>,
     headers: &HeaderMap,
@@ -303,6 +306,15 @@ impl AdminRouter {
     #[cfg(feature = "db")]
     pub fn db_capture(mut self, capture: &crate::db::DbCapture) -> Self {
         self.router = self.router.merge(capture.router());
+        self
+    }
+
+    /// `GET /debug/memory` and `GET /debug/pprof/heap`, gated like
+    /// [`profiler`](Self::profiler) by
+    /// [`MemoryConfig::debug_token`](crate::memory::MemoryConfig::debug_token).
+    #[cfg(feature = "memory")]
+    pub fn memory(mut self, monitor: &crate::memory::MemoryMonitor) -> Self {
+        self.router = self.router.merge(monitor.router());
         self
     }
 

@@ -67,6 +67,7 @@ impl IntoResponseParts for CacheTags {
     }
 }
 
+use crate::tag_rules::check_tag;
 pub use crate::tag_rules::{normalize_tag, TagLimits, TagRejection};
 
 /// Tags ready to write, and the ones dropped with their reasons.
@@ -187,16 +188,23 @@ impl CacheTagLayer {
         self
     }
 
+    /// Writes the final headers in one pass, lowercasing each accepted tag straight into
+    /// the header value: no per-tag copies (this runs on every tagged response). Same
+    /// result as [`encode_tags`].
     fn apply(&self, res: &mut Response) {
         let from_ext = res.extensions_mut().remove::<CacheTags>();
-        let from_header: Vec<String> = res
-            .headers()
-            .get_all(CACHE_TAG)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::to_owned)
-            .collect();
+        let had_header = res.headers().contains_key(CACHE_TAG);
+        let from_header: Vec<String> = if had_header {
+            res.headers()
+                .get_all(CACHE_TAG)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::to_owned)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if from_ext.is_none() && from_header.is_empty() {
             return;
         }
@@ -205,26 +213,53 @@ impl CacheTagLayer {
             .map(String::as_str)
             .chain(from_ext.iter().flat_map(|t| t.0.iter().map(String::as_str)))
             .chain(self.config.default_tags.iter().map(String::as_str));
-        let encoded = encode_tags(all, &self.config.limits);
-        for (tag, reason) in &encoded.dropped {
-            self.counters.dropped(*reason).increment(1);
-            tracing::debug!(target: "cachefront_origin::cache_tags", tag = %tag.escape_debug(), reason = reason.as_str(), "cache tag dropped");
+        let limits = &self.config.limits;
+        let mut value = String::with_capacity(64);
+        let mut size = 0usize;
+        let mut kept = 0u64;
+        for raw in all {
+            let reason = match check_tag(raw, limits) {
+                Ok(tag) => {
+                    if value.split(',').any(|t| t.eq_ignore_ascii_case(tag)) {
+                        continue;
+                    }
+                    // Counted as the edge counts: every tag costs its bytes plus a separator.
+                    let extra = tag.len() + 1;
+                    if size + extra <= limits.max_header_bytes {
+                        size += extra;
+                        if !value.is_empty() {
+                            value.push(',');
+                        }
+                        let start = value.len();
+                        value.push_str(tag);
+                        value[start..].make_ascii_lowercase();
+                        kept += 1;
+                        continue;
+                    }
+                    TagRejection::HeaderFull
+                }
+                Err(reason) => reason,
+            };
+            self.counters.dropped(reason).increment(1);
+            tracing::debug!(target: "cachefront_origin::cache_tags", tag = %raw.escape_debug(), reason = reason.as_str(), "cache tag dropped");
         }
         let headers = res.headers_mut();
-        headers.remove(CACHE_TAG);
+        if had_header {
+            headers.remove(CACHE_TAG);
+        }
         headers.remove(SURROGATE_KEY);
-        if encoded.kept.is_empty() {
+        if kept == 0 {
             return;
         }
-        self.counters.emitted.increment(encoded.kept.len() as u64);
-        // Kept tags are printable ASCII, so these conversions cannot fail.
-        if let Ok(v) = HeaderValue::try_from(encoded.kept.join(",")) {
-            headers.insert(CACHE_TAG, v);
-        }
+        self.counters.emitted.increment(kept);
+        // Kept tags are printable ASCII without spaces or commas: these cannot fail.
         if self.config.surrogate_key {
-            if let Ok(v) = HeaderValue::try_from(encoded.kept.join(" ")) {
+            if let Ok(v) = HeaderValue::try_from(value.replace(',', " ")) {
                 headers.insert(SURROGATE_KEY, v);
             }
+        }
+        if let Ok(v) = HeaderValue::try_from(value) {
+            headers.insert(CACHE_TAG, v);
         }
     }
 }

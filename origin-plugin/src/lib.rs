@@ -19,6 +19,8 @@
 //! | `assets` | [`assets`] | `asset_url()` over the asset build's `manifest.json` |
 //! | `db` | [`db`] | query capture from sqlx's tracing events, SQL fingerprints, N+1 detection |
 //! | `db-purge` | [`purge_on_write`] | write → purge loop: `NOTIFY` triggers, change listener, tags to the purge client |
+//! | `memory` | `memory` | jemalloc statistics, bytes per route, leak detector, heap profile (not in `full`) |
+//! | `otlp` | `otlp` | the metrics registry pushed over OTLP/HTTP (not in `full`) |
 //!
 //! See `docs/origin-plugin.md` for a guide and every option.
 //!
@@ -89,6 +91,14 @@ pub mod profiling;
 pub mod purge;
 #[cfg(feature = "db-purge")]
 pub mod purge_on_write;
+
+// Feature `memory`: allocator statistics, per-route bytes, leak detector, heap profile.
+#[cfg(feature = "memory")]
+pub mod memory;
+
+// Feature `otlp`: the metrics registry exported over OTLP/HTTP.
+#[cfg(feature = "otlp")]
+pub mod otlp;
 
 pub use error::{Error, Result};
 

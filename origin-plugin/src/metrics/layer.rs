@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -32,15 +32,29 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             metrics: self.metrics.clone(),
+            last_route: Arc::default(),
         }
     }
 }
 
 /// Service produced by [`MetricsLayer`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct MetricsService<S> {
     inner: S,
     metrics: Metrics,
+    /// `Router::layer` wraps each route's service on its own, so a service nearly always
+    /// sees one route: its handles, found without the registry's lock and hash (shared
+    /// by the clones axum makes per request).
+    last_route: Arc<OnceLock<(Box<str>, Arc<RouteHandles>)>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for MetricsService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsService")
+            .field("inner", &self.inner)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, B> Service<Request<B>> for MetricsService<S>
@@ -61,16 +75,20 @@ where
             .extensions()
             .get::<MatchedPath>()
             .map_or(UNMATCHED, MatchedPath::as_str);
-        let handles = self
-            .metrics
-            .route_handles(route)
-            .method(&self.metrics, route, method_index(req.method()))
-            .clone();
+        let method = method_index(req.method());
+        let handles = match self.last_route.get() {
+            Some((r, h)) if **r == *route => h.method(&self.metrics, route, method).clone(),
+            _ => {
+                let h = self.metrics.route_handles(route);
+                let m = h.method(&self.metrics, route, method).clone();
+                let _ = self.last_route.set((route.into(), h));
+                m
+            }
+        };
         handles.in_flight.increment(1.0);
         MetricsFuture {
             inner: self.inner.call(req),
             state: Some(Pending {
-                metrics: self.metrics.clone(),
                 in_flight: InFlight(handles),
                 start: Instant::now(),
             }),
@@ -86,6 +104,9 @@ pub(super) struct RouteHandles {
 }
 
 struct MethodHandles {
+    /// Weak: the registry owns these handles; only a first response of a status class
+    /// needs it.
+    metrics: Weak<super::registry::MetricsInner>,
     route: String,
     method: &'static str,
     in_flight: Gauge,
@@ -97,6 +118,7 @@ impl RouteHandles {
         self.methods[idx].get_or_init(|| {
             let method = METHODS[idx];
             Arc::new(MethodHandles {
+                metrics: Arc::downgrade(&metrics.inner),
                 route: route.to_owned(),
                 method,
                 in_flight: metrics.gauge(
@@ -110,8 +132,12 @@ impl RouteHandles {
 }
 
 impl MethodHandles {
-    fn class(&self, metrics: &Metrics, idx: usize) -> &(Counter, Histogram) {
+    fn class(&self, idx: usize) -> &(Counter, Histogram) {
         self.classes[idx].get_or_init(|| {
+            let Some(inner) = self.metrics.upgrade() else {
+                return (Counter::noop(), Histogram::noop());
+            };
+            let metrics = Metrics { inner };
             let labels = [
                 ("method", self.method),
                 ("route", self.route.as_str()),
@@ -148,7 +174,6 @@ impl Metrics {
 }
 
 struct Pending {
-    metrics: Metrics,
     in_flight: InFlight,
     start: Instant,
 }
@@ -185,7 +210,7 @@ where
                 Ok(res) => status_class_index(res.status()),
                 Err(_) => 4,
             };
-            let (counter, histogram) = p.in_flight.0.class(&p.metrics, class);
+            let (counter, histogram) = p.in_flight.0.class(class);
             counter.increment(1);
             histogram.record(p.start.elapsed().as_secs_f64());
         }

@@ -55,6 +55,10 @@ pub(super) struct MetricsInner {
     pub(super) routes: RwLock<HashMap<String, Arc<RouteHandles>>>,
     pub(super) upkeep_started: AtomicBool,
     pub(super) upkeep_interval: Duration,
+    #[cfg(feature = "otlp")]
+    pub(super) buckets: Vec<f64>,
+    #[cfg(feature = "otlp")]
+    pub(super) otlp: std::sync::OnceLock<crate::otlp::OtlpBridge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -103,6 +107,10 @@ impl Metrics {
                 routes: RwLock::new(HashMap::new()),
                 upkeep_started: AtomicBool::new(false),
                 upkeep_interval: config.upkeep_interval,
+                #[cfg(feature = "otlp")]
+                buckets: buckets.clone(),
+                #[cfg(feature = "otlp")]
+                otlp: std::sync::OnceLock::new(),
             }),
         };
         metrics.describe_all();
@@ -111,23 +119,41 @@ impl Metrics {
 
     /// A counter in this registry. `labels` must come from a bounded set.
     pub fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.inner
+        let c = self
+            .inner
             .recorder
-            .register_counter(&key(name, labels), &METADATA)
+            .register_counter(&key(name, labels), &METADATA);
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = self.inner.otlp.get() {
+            return otlp.counter(name, labels, c);
+        }
+        c
     }
 
     /// A gauge in this registry. `labels` must come from a bounded set.
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
-        self.inner
+        let g = self
+            .inner
             .recorder
-            .register_gauge(&key(name, labels), &METADATA)
+            .register_gauge(&key(name, labels), &METADATA);
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = self.inner.otlp.get() {
+            return otlp.gauge(name, labels, g);
+        }
+        g
     }
 
     /// A histogram in this registry. Names ending in `_seconds` get the configured buckets.
     pub fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.inner
+        let h = self
+            .inner
             .recorder
-            .register_histogram(&key(name, labels), &METADATA)
+            .register_histogram(&key(name, labels), &METADATA);
+        #[cfg(feature = "otlp")]
+        if let Some(otlp) = self.inner.otlp.get() {
+            return otlp.histogram(name, labels, h);
+        }
+        h
     }
 
     /// Describe one of your own metrics so `/metrics` carries its `# HELP`.
@@ -233,4 +259,34 @@ fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
         .map(|(k, v)| Label::new(*k, (*v).to_owned()))
         .collect();
     Key::from_parts(name, labels)
+}
+
+/// Feature `otlp`: the hooks `crate::otlp` needs, kept apart from the rest.
+#[cfg(feature = "otlp")]
+impl Metrics {
+    /// Send every handle given out from now on to OpenTelemetry too. False if already set.
+    pub(crate) fn attach_otlp(&self, bridge: crate::otlp::OtlpBridge) -> bool {
+        self.inner.otlp.set(bridge).is_ok()
+    }
+
+    /// Histogram buckets (seconds) in force.
+    pub(crate) fn buckets(&self) -> &[f64] {
+        &self.inner.buckets
+    }
+
+    /// A handle that does not keep the registry alive.
+    pub(crate) fn downgrade(&self) -> WeakMetrics {
+        WeakMetrics(Arc::downgrade(&self.inner))
+    }
+}
+
+/// A [`Metrics`] held weakly, for background tasks that must end with the registry.
+#[cfg(feature = "otlp")]
+pub(crate) struct WeakMetrics(std::sync::Weak<MetricsInner>);
+
+#[cfg(feature = "otlp")]
+impl WeakMetrics {
+    pub(crate) fn upgrade(&self) -> Option<Metrics> {
+        self.0.upgrade().map(|inner| Metrics { inner })
+    }
 }

@@ -9,6 +9,11 @@
 
 #[cfg(feature = "pprof")]
 pub mod pprof;
+pub mod spans;
+
+#[cfg(feature = "metrics")]
+pub use spans::Timer;
+pub use spans::{current_profile, SpanProfileLayer};
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -55,6 +60,12 @@ pub struct ProfilingConfig {
     pub pprof_max_seconds: u64,
     /// CPU sampling frequency, in Hz. Default: 99.
     pub pprof_frequency: i32,
+    /// Most spans ([`SpanProfileLayer`], [`Timer`]) kept per sampled request; later
+    /// ones are counted, not kept. Default: 64.
+    pub max_spans: usize,
+    /// Most top-level spans written into `Server-Timing` (same-named ones summed).
+    /// Default: 5.
+    pub server_timing_spans: usize,
 }
 
 impl Default for ProfilingConfig {
@@ -67,6 +78,8 @@ impl Default for ProfilingConfig {
             debug_token: None,
             pprof_max_seconds: 60,
             pprof_frequency: 99,
+            max_spans: 64,
+            server_timing_spans: 5,
         }
     }
 }
@@ -88,6 +101,29 @@ pub struct RequestSample {
     pub db_ms: f64,
     /// When it finished, in milliseconds since the Unix epoch.
     pub finished_at_ms: u64,
+    /// The request's span tree, depth-first (empty without a [`SpanProfileLayer`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<SpanSample>,
+    /// Spans past [`ProfilingConfig::max_spans`], counted but not kept.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub spans_dropped: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// One node of a request's span tree.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SpanSample {
+    /// Span name (the function name for `#[instrument]`, the block for [`Timer`]).
+    pub name: &'static str,
+    /// 0 for a top-level span of the request.
+    pub depth: usize,
+    /// Start, in milliseconds after the request started.
+    pub start_ms: f64,
+    /// Duration in milliseconds (until the response if the span was still open).
+    pub duration_ms: f64,
 }
 
 /// What the layer keeps per request: the route as axum's (shared) `MatchedPath`, so the
@@ -100,6 +136,9 @@ struct Recorded {
     queries: u32,
     db_ms: f64,
     finished_at_ms: u64,
+    started: Instant,
+    spans: Vec<spans::SpanNode>,
+    spans_dropped: u32,
 }
 
 impl Recorded {
@@ -116,8 +155,50 @@ impl Recorded {
             queries: self.queries,
             db_ms: self.db_ms,
             finished_at_ms: self.finished_at_ms,
+            spans: span_tree(&self.spans, self.started, self.duration_ms),
+            spans_dropped: self.spans_dropped,
         }
     }
+}
+
+/// Depth-first order of `nodes` (which arrive in opening order, parents first).
+fn span_tree(nodes: &[spans::SpanNode], started: Instant, request_ms: f64) -> Vec<SpanSample> {
+    fn visit(
+        nodes: &[spans::SpanNode],
+        parent: Option<usize>,
+        depth: usize,
+        started: Instant,
+        request_ms: f64,
+        out: &mut Vec<SpanSample>,
+    ) {
+        for (i, n) in nodes.iter().enumerate().filter(|(_, n)| n.parent == parent) {
+            let start_ms = n.start.saturating_duration_since(started).as_secs_f64() * 1000.0;
+            out.push(SpanSample {
+                name: n.name,
+                depth,
+                start_ms,
+                duration_ms: n
+                    .duration
+                    .map_or(request_ms - start_ms, |d| d.as_secs_f64() * 1000.0),
+            });
+            visit(nodes, Some(i), depth + 1, started, request_ms, out);
+        }
+    }
+    let mut out = Vec::with_capacity(nodes.len());
+    visit(nodes, None, 0, started, request_ms, &mut out);
+    out
+}
+
+/// `name 1.234ms > child 0.500ms; other 0.100ms`: the tree on one log line.
+fn span_line(tree: &[SpanSample]) -> String {
+    let mut out = String::new();
+    for s in tree {
+        if !out.is_empty() {
+            out.push_str(if s.depth > 0 { " > " } else { "; " });
+        }
+        let _ = write!(out, "{} {:.3}ms", s.name, s.duration_ms);
+    }
+    out
 }
 
 /// Shared profiling state: configuration, recent requests, debug endpoints. Cheap to clone.
@@ -284,6 +365,11 @@ impl Profiler {
     fn finish(&self, sample: Recorded, sampled: bool) {
         let cfg = &self.inner.config;
         if Duration::from_secs_f64(sample.duration_ms / 1000.0) >= cfg.slow_threshold {
+            let spans = span_line(&span_tree(
+                &sample.spans,
+                sample.started,
+                sample.duration_ms,
+            ));
             tracing::warn!(
                 target: "cachefront_origin::slow_request",
                 method = sample.method,
@@ -292,6 +378,7 @@ impl Profiler {
                 duration_ms = sample.duration_ms,
                 queries = sample.queries,
                 db_ms = sample.db_ms,
+                spans = %spans,
                 threshold_ms = cfg.slow_threshold.as_secs_f64() * 1000.0,
                 "slow request"
             );
@@ -350,6 +437,19 @@ fn html_escape(s: &str) -> String {
 fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
     let mut rows = String::new();
     for s in slowest {
+        let spans = s
+            .spans
+            .iter()
+            .map(|n| {
+                format!(
+                    "<li style=\"margin-left:{}rem\"><code>{}</code> {:.3} ms <small>(+{:.3} ms)</small></li>",
+                    n.depth,
+                    html_escape(n.name),
+                    n.duration_ms,
+                    n.start_ms
+                )
+            })
+            .collect::<String>();
         let _ = write!(
             rows,
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{:.2}</td></tr>",
@@ -360,6 +460,12 @@ fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
             s.queries,
             s.db_ms
         );
+        if !spans.is_empty() {
+            let _ = write!(
+                rows,
+                "<tr><td></td><td colspan=5><ul class=spans>{spans}</ul></td></tr>"
+            );
+        }
     }
     if rows.is_empty() {
         rows.push_str("<tr><td colspan=6>No requests recorded yet.</td></tr>");
@@ -391,6 +497,11 @@ struct ProfileData {
     entries: Vec<(String, Duration, Option<String>)>,
     queries: u32,
     db: Duration,
+    spans: Vec<spans::SpanNode>,
+    spans_dropped: u32,
+    /// 0 for a profile outside the layer: spans are then not kept.
+    max_spans: usize,
+    server_timing_spans: usize,
 }
 
 impl RequestProfile {
@@ -430,6 +541,51 @@ impl RequestProfile {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn for_request(config: &ProfilingConfig) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(ProfileData {
+                max_spans: config.max_spans,
+                server_timing_spans: config.server_timing_spans,
+                ..ProfileData::default()
+            })),
+        }
+    }
+
+    /// Open a span node; `None` past the per-request bound.
+    pub(crate) fn open_span(&self, name: &'static str, parent: Option<usize>) -> Option<usize> {
+        let mut d = self.lock();
+        if d.spans.len() >= d.max_spans {
+            if d.max_spans > 0 {
+                d.spans_dropped = d.spans_dropped.saturating_add(1);
+            }
+            return None;
+        }
+        d.spans.push(spans::SpanNode {
+            name,
+            parent,
+            start: Instant::now(),
+            duration: None,
+        });
+        Some(d.spans.len() - 1)
+    }
+
+    pub(crate) fn close_span(&self, index: usize, now: Instant) {
+        if let Some(n) = self.lock().spans.get_mut(index) {
+            n.duration = Some(now.saturating_duration_since(n.start));
+        }
+    }
+
+    /// Used by `Timer` (feature `metrics`).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn innermost_open_span(&self) -> Option<usize> {
+        self.lock().spans.iter().rposition(|n| n.duration.is_none())
+    }
+
+    fn take_spans(&self) -> (Vec<spans::SpanNode>, u32) {
+        let mut d = self.lock();
+        (std::mem::take(&mut d.spans), d.spans_dropped)
+    }
+
     fn server_timing(&self, app: Duration) -> String {
         let d = self.lock();
         let mut out = String::with_capacity(64);
@@ -438,18 +594,47 @@ impl RequestProfile {
         if d.queries > 0 {
             out.push_str(", db;dur=");
             push_millis(&mut out, d.db);
-            let _ = write!(
-                out,
-                ";desc=\"{} quer{}\"",
-                d.queries,
-                if d.queries == 1 { "y" } else { "ies" }
-            );
+            out.push_str(";desc=\"");
+            push_u64(&mut out, u64::from(d.queries));
+            out.push_str(if d.queries == 1 {
+                " query\""
+            } else {
+                " queries\""
+            });
         }
         for (name, dur, desc) in &d.entries {
             let _ = write!(out, ", {name};dur=");
             push_millis(&mut out, *dur);
             if let Some(desc) = desc {
                 let _ = write!(out, ";desc=\"{desc}\"");
+            }
+        }
+        if !d.spans.is_empty() && d.server_timing_spans > 0 {
+            // Top-level spans, same names summed, in first-seen order, at most N names.
+            let mut top: Vec<(&'static str, Duration, u32)> = Vec::new();
+            for n in d.spans.iter().filter(|n| n.parent.is_none()) {
+                let Some(dur) = n.duration else { continue };
+                if let Some(t) = top.iter_mut().find(|(name, _, _)| *name == n.name) {
+                    t.1 += dur;
+                    t.2 += 1;
+                } else if top.len() < d.server_timing_spans {
+                    top.push((n.name, dur, 1));
+                }
+            }
+            for (name, dur, calls) in top {
+                let name: String = name
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .take(64)
+                    .collect();
+                if name.is_empty() {
+                    continue;
+                }
+                let _ = write!(out, ", {name};dur=");
+                push_millis(&mut out, dur);
+                if calls > 1 {
+                    let _ = write!(out, ";desc=\"{calls} calls\"");
+                }
             }
         }
         out
@@ -461,7 +646,27 @@ impl RequestProfile {
 fn push_millis(out: &mut String, d: Duration) {
     // u64 microseconds last 584 000 years; u128 formatting is slower.
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    let _ = write!(out, "{}.{:03}", micros / 1000, micros % 1000);
+    push_u64(out, micros / 1000);
+    let frac = micros % 1000;
+    out.push('.');
+    for digit in [frac / 100, frac / 10 % 10, frac % 10] {
+        out.push(char::from(b'0' + digit as u8));
+    }
+}
+
+/// Decimal digits of `n`, without `core::fmt` (several times its cost per header).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestProfile {
@@ -511,18 +716,29 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let profile = RequestProfile::default();
+        let sampled = self.profiler.sampled();
+        let profile = if sampled {
+            RequestProfile::for_request(&self.profiler.inner.config)
+        } else {
+            RequestProfile::default()
+        };
         req.extensions_mut().insert(profile.clone());
-        let state = InFlight {
+        let mut state = InFlight {
             profiler: self.profiler.clone(),
-            profile,
+            profile: Some(profile),
             route: req.extensions().get::<MatchedPath>().cloned(),
             method: method_label(req.method()),
             start: Instant::now(),
-            sampled: self.profiler.sampled(),
+            sampled,
+        };
+        // axum builds the handler's future in `call`: spans opened there count too.
+        let inner = if sampled {
+            spans::with_current(&mut state.profile, || self.inner.call(req))
+        } else {
+            self.inner.call(req)
         };
         ProfilingFuture {
-            inner: self.inner.call(req),
+            inner,
             state: Some(state),
         }
     }
@@ -530,7 +746,9 @@ where
 
 struct InFlight {
     profiler: Profiler,
-    profile: RequestProfile,
+    /// Always `Some` between polls; moved into the thread-local while a sampled request
+    /// is polled.
+    profile: Option<RequestProfile>,
     route: Option<MatchedPath>,
     method: &'static str,
     start: Instant,
@@ -553,14 +771,20 @@ where
     type Output = Result<Response, E>;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = std::task::ready!(this.inner.poll(cx));
+        let inner = this.inner;
+        let poll = match this.state {
+            Some(s) if s.sampled => spans::with_current(&mut s.profile, || inner.poll(cx)),
+            _ => inner.poll(cx),
+        };
+        let mut result = std::task::ready!(poll);
         if let Some(s) = this.state.take() {
             let elapsed = s.start.elapsed();
+            let profile = s.profile.unwrap_or_default();
             let status = match &mut result {
                 Ok(res) => {
                     if s.sampled && s.profiler.inner.config.server_timing {
                         // From the String itself: no copy of the value.
-                        if let Ok(v) = HeaderValue::try_from(s.profile.server_timing(elapsed)) {
+                        if let Ok(v) = HeaderValue::try_from(profile.server_timing(elapsed)) {
                             res.headers_mut().append(SERVER_TIMING, v);
                         }
                     }
@@ -568,7 +792,12 @@ where
                 }
                 Err(_) => 500,
             };
-            let (queries, db) = s.profile.queries();
+            let (queries, db) = profile.queries();
+            let (spans, spans_dropped) = if s.sampled {
+                profile.take_spans()
+            } else {
+                (Vec::new(), 0)
+            };
             let finished_at_ms = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
@@ -582,6 +811,9 @@ where
                     queries,
                     db_ms: db.as_secs_f64() * 1000.0,
                     finished_at_ms,
+                    started: s.start,
+                    spans,
+                    spans_dropped,
                 },
                 s.sampled,
             );
@@ -605,6 +837,7 @@ mod tests {
         assert_eq!(ms(Duration::from_nanos(1_234_567)), "1.234");
         assert_eq!(ms(Duration::from_micros(5)), "0.005");
         assert_eq!(ms(Duration::from_secs(12)), "12000.000");
+        assert_eq!(ms(Duration::from_micros(u64::MAX)), "18446744073709551.615");
     }
 
     #[test]
@@ -618,6 +851,55 @@ mod tests {
             v,
             "app;dur=10.000, db;dur=5.000;desc=\"2 queries\", rendertpl;dur=1.000;desc=\"say hi\""
         );
+    }
+
+    #[test]
+    fn server_timing_adds_top_level_spans_summed_by_name_within_the_bound() {
+        let p = RequestProfile::for_request(&ProfilingConfig {
+            server_timing_spans: 2,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let close = |i: Option<usize>, ms: u64| {
+            if let Some(i) = i {
+                let start = p.lock().spans[i].start;
+                p.close_span(i, start + Duration::from_millis(ms));
+            }
+        };
+        let a = p.open_span("load", None);
+        close(p.open_span("query", a), 1);
+        close(a, 2);
+        close(p.open_span("load", None), 3);
+        close(p.open_span("render", None), 4);
+        close(p.open_span("third", None), 5);
+        let v = p.server_timing(Duration::from_millis(20));
+        assert_eq!(
+            v,
+            "app;dur=20.000, load;dur=5.000;desc=\"2 calls\", render;dur=4.000"
+        );
+        let (nodes, dropped) = p.take_spans();
+        assert_eq!(dropped, 0);
+        let tree: Vec<(&str, usize)> = span_tree(&nodes, t0, 20.0)
+            .iter()
+            .map(|s| (s.name, s.depth))
+            .collect();
+        assert_eq!(
+            tree,
+            [
+                ("load", 0),
+                ("query", 1),
+                ("load", 0),
+                ("render", 0),
+                ("third", 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_detached_profile_keeps_no_spans() {
+        let p = RequestProfile::default();
+        assert_eq!(p.open_span("x", None), None);
+        assert_eq!(p.take_spans().1, 0);
     }
 
     #[test]

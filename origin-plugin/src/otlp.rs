@@ -1,0 +1,315 @@
+//! OTLP export: the [`Metrics`] registry's counters, gauges and histograms pushed to an
+//! OpenTelemetry collector (or a vendor's OTLP endpoint) over OTLP/HTTP with protobuf,
+//! through the OpenTelemetry SDK. Configured by the standard variables the SDK reads:
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`),
+//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_METRIC_EXPORT_INTERVAL`,
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`.
+//!
+//! Every handle the registry gives out after [`OtlpExporter::install`] writes to both
+//! Prometheus and OpenTelemetry; attach the exporter right after creating the registry.
+//! Names map as the OpenTelemetry Prometheus convention reads back: counters lose
+//! `_total`; a `_seconds` / `_bytes` suffix becomes the unit `s` / `By`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn};
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::Resource;
+
+use crate::metrics::Metrics;
+use crate::Error;
+
+/// The OpenTelemetry side of the registry: one instrument per metric name.
+pub(crate) struct OtlpBridge {
+    meter: Meter,
+    buckets: Vec<f64>,
+    counters: Mutex<HashMap<&'static str, opentelemetry::metrics::Counter<u64>>>,
+    gauges: Mutex<HashMap<&'static str, opentelemetry::metrics::Gauge<f64>>>,
+    histograms: Mutex<HashMap<&'static str, opentelemetry::metrics::Histogram<f64>>>,
+}
+
+/// The OpenTelemetry name and unit of a Prometheus-style metric name.
+pub fn otel_name_and_unit(name: &str) -> (&str, &'static str) {
+    let base = name.strip_suffix("_total").unwrap_or(name);
+    let unit = if base.ends_with("_seconds") {
+        "s"
+    } else if base.ends_with("_bytes") {
+        "By"
+    } else {
+        "1"
+    };
+    (base, unit)
+}
+
+fn attributes(labels: &[(&'static str, &str)]) -> Vec<KeyValue> {
+    labels
+        .iter()
+        .map(|(k, v)| KeyValue::new(*k, (*v).to_owned()))
+        .collect()
+}
+
+impl OtlpBridge {
+    pub(crate) fn counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        prometheus: Counter,
+    ) -> Counter {
+        let otel = self
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name)
+            .or_insert_with(|| {
+                let (n, unit) = otel_name_and_unit(name);
+                self.meter.u64_counter(n.to_owned()).with_unit(unit).build()
+            })
+            .clone();
+        Counter::from_arc(Arc::new(BothCounter {
+            prometheus,
+            otel,
+            attributes: attributes(labels),
+            last_absolute: AtomicU64::new(0),
+        }))
+    }
+
+    pub(crate) fn gauge(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        prometheus: Gauge,
+    ) -> Gauge {
+        let otel = self
+            .gauges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name)
+            .or_insert_with(|| {
+                let (n, unit) = otel_name_and_unit(name);
+                self.meter.f64_gauge(n.to_owned()).with_unit(unit).build()
+            })
+            .clone();
+        Gauge::from_arc(Arc::new(BothGauge {
+            prometheus,
+            otel,
+            attributes: attributes(labels),
+            value: AtomicU64::new(0f64.to_bits()),
+        }))
+    }
+
+    pub(crate) fn histogram(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &str)],
+        prometheus: Histogram,
+    ) -> Histogram {
+        let otel = self
+            .histograms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name)
+            .or_insert_with(|| {
+                let (n, unit) = otel_name_and_unit(name);
+                let b = self.meter.f64_histogram(n.to_owned()).with_unit(unit);
+                // Seconds histograms get the registry's buckets, not OpenTelemetry's
+                // millisecond-sized defaults.
+                if unit == "s" {
+                    b.with_boundaries(self.buckets.clone()).build()
+                } else {
+                    b.build()
+                }
+            })
+            .clone();
+        Histogram::from_arc(Arc::new(BothHistogram {
+            prometheus,
+            otel,
+            attributes: attributes(labels),
+        }))
+    }
+}
+
+struct BothCounter {
+    prometheus: Counter,
+    otel: opentelemetry::metrics::Counter<u64>,
+    attributes: Vec<KeyValue>,
+    last_absolute: AtomicU64,
+}
+
+impl CounterFn for BothCounter {
+    fn increment(&self, value: u64) {
+        self.prometheus.increment(value);
+        self.otel.add(value, &self.attributes);
+    }
+
+    fn absolute(&self, value: u64) {
+        self.prometheus.absolute(value);
+        // OpenTelemetry counters only add: send the step since the last absolute value.
+        let last = self.last_absolute.fetch_max(value, Ordering::Relaxed);
+        if value > last {
+            self.otel.add(value - last, &self.attributes);
+        }
+    }
+}
+
+struct BothGauge {
+    prometheus: Gauge,
+    otel: opentelemetry::metrics::Gauge<f64>,
+    attributes: Vec<KeyValue>,
+    value: AtomicU64,
+}
+
+impl BothGauge {
+    fn update(&self, f: impl Fn(f64) -> f64) {
+        let mut new = 0.0;
+        let _ = self
+            .value
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |bits| {
+                new = f(f64::from_bits(bits));
+                Some(new.to_bits())
+            });
+        self.otel.record(new, &self.attributes);
+    }
+}
+
+impl GaugeFn for BothGauge {
+    fn increment(&self, value: f64) {
+        self.prometheus.increment(value);
+        self.update(|v| v + value);
+    }
+    fn decrement(&self, value: f64) {
+        self.prometheus.decrement(value);
+        self.update(|v| v - value);
+    }
+    fn set(&self, value: f64) {
+        self.prometheus.set(value);
+        self.update(|_| value);
+    }
+}
+
+struct BothHistogram {
+    prometheus: Histogram,
+    otel: opentelemetry::metrics::Histogram<f64>,
+    attributes: Vec<KeyValue>,
+}
+
+impl HistogramFn for BothHistogram {
+    fn record(&self, value: f64) {
+        self.prometheus.record(value);
+        self.otel.record(value, &self.attributes);
+    }
+}
+
+/// The running export: a periodic reader on its own thread pushing to the endpoint.
+/// Call [`shutdown`](Self::shutdown) at exit to send the last interval.
+#[derive(Debug, Clone)]
+pub struct OtlpExporter {
+    provider: SdkMeterProvider,
+    metrics: Metrics,
+}
+
+impl OtlpExporter {
+    /// Export `metrics` to the endpoint the `OTEL_EXPORTER_OTLP_*` variables name
+    /// (default `http://localhost:4318/v1/metrics`), every `OTEL_METRIC_EXPORT_INTERVAL`
+    /// milliseconds (default 60 000). Fails if the registry already exports.
+    pub fn install(metrics: &Metrics) -> Result<Self, Error> {
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .build()
+            .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
+        let reader = PeriodicReader::builder(exporter).build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(Resource::builder().build())
+            .build();
+        let bridge = OtlpBridge {
+            meter: provider.meter("cachefront_origin"),
+            buckets: metrics.buckets().to_vec(),
+            counters: Mutex::default(),
+            gauges: Mutex::default(),
+            histograms: Mutex::default(),
+        };
+        if !metrics.attach_otlp(bridge) {
+            let _ = provider.shutdown();
+            return Err(Error::Config(
+                "this Metrics registry already exports over OTLP".to_owned(),
+            ));
+        }
+        let exporter = Self {
+            provider,
+            metrics: metrics.clone(),
+        };
+        exporter.refresh_on_interval();
+        Ok(exporter)
+    }
+
+    /// Gauges read at scrape time (pool sizes, allocator statistics) are refreshed on
+    /// the export interval even when nothing scrapes `/metrics`.
+    fn refresh_on_interval(&self) {
+        let every = std::env::var("OTEL_METRIC_EXPORT_INTERVAL")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map_or(Duration::from_secs(60), Duration::from_millis);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = self.metrics.downgrade();
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(metrics) => {
+                        let _ = metrics.render();
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+
+    /// Export now (blocks until the endpoint answered or timed out). Scrape hooks run
+    /// first, so gauges read at scrape time are current.
+    pub fn force_flush(&self) -> Result<(), Error> {
+        let _ = self.metrics.render();
+        self.provider
+            .force_flush()
+            .map_err(|e| Error::Unavailable(format!("OTLP export: {e}")))
+    }
+
+    /// Send what is left and stop the reader thread.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        let _ = self.metrics.render();
+        self.provider
+            .shutdown()
+            .map_err(|e| Error::Unavailable(format!("OTLP export: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_names_map_to_opentelemetry_names_and_units() {
+        assert_eq!(
+            otel_name_and_unit("cachefront_origin_http_requests_total"),
+            ("cachefront_origin_http_requests", "1")
+        );
+        assert_eq!(
+            otel_name_and_unit("cachefront_origin_http_request_duration_seconds"),
+            ("cachefront_origin_http_request_duration_seconds", "s")
+        );
+        assert_eq!(
+            otel_name_and_unit("cachefront_origin_http_allocated_bytes_total"),
+            ("cachefront_origin_http_allocated_bytes", "By")
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Method-level profiling: [`SpanProfileLayer`], a `tracing_subscriber` layer that puts
+//! the spans a handler opens (`#[instrument]`, `info_span!`) into the profile of the
+//! request being polled, and [`Timer`], which times a block into a histogram (and into
+//! the request's profile).
+//!
+//! The request is found through a thread-local the profiling layer sets only while it
+//! polls a *sampled* request, so unsampled requests, background tasks and spawned tasks
+//! cost one thread-local read per span and record nothing.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::Subscriber;
+use tracing_subscriber::layer::Context as LayerContext;
+use tracing_subscriber::registry::LookupSpan;
+
+use super::RequestProfile;
+
+thread_local! {
+    static CURRENT: RefCell<Option<RequestProfile>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `profile` as the thread's current request profile. The profile is moved
+/// in and out, not cloned: a poll costs two thread-local swaps.
+pub(super) fn with_current<T>(profile: &mut Option<RequestProfile>, f: impl FnOnce() -> T) -> T {
+    /// Puts the previous profile back even if `f` panics, so a panicking handler cannot
+    /// leave its profile current for whatever this thread runs next.
+    struct Restore<'a> {
+        profile: &'a mut Option<RequestProfile>,
+        previous: Option<RequestProfile>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            *self.profile = CURRENT.with(|c| c.replace(previous));
+        }
+    }
+    let previous = CURRENT.with(|c| c.replace(profile.take()));
+    let _restore = Restore { profile, previous };
+    f()
+}
+
+/// The profile of the sampled request being polled on this thread, if any.
+pub fn current_profile() -> Option<RequestProfile> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// One timed span of a request: what the report's tree is built from.
+#[derive(Debug, Clone)]
+pub(super) struct SpanNode {
+    pub(super) name: &'static str,
+    pub(super) parent: Option<usize>,
+    pub(super) start: Instant,
+    pub(super) duration: Option<Duration>,
+}
+
+/// `tracing_subscriber` layer collecting spans into the current request's profile. Add it
+/// to the subscriber next to your formatter:
+///
+/// ```
+/// use tracing_subscriber::prelude::*;
+/// use cachefront_origin::profiling::SpanProfileLayer;
+///
+/// tracing_subscriber::registry()
+///     .with(SpanProfileLayer::new())
+///     .with(tracing_subscriber::fmt::layer())
+///     .init();
+/// ```
+///
+/// Spans are recorded whatever their level, as long as the subscriber enables them: a
+/// global `EnvFilter` that drops a span's level drops it here too (use per-layer filters).
+#[derive(Debug, Clone, Default)]
+pub struct SpanProfileLayer {
+    _private: (),
+}
+
+impl SpanProfileLayer {
+    /// The layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What the layer keeps in a span's extensions.
+struct SpanSlot {
+    profile: RequestProfile,
+    index: usize,
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanProfileLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: LayerContext<'_, S>,
+    ) {
+        let Some(profile) = current_profile() else {
+            return;
+        };
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        // The parent in the tree is the nearest enclosing span of the same request.
+        let parent = span.parent().and_then(|p| {
+            p.extensions()
+                .get::<SpanSlot>()
+                .filter(|s| Arc::ptr_eq(&s.profile.inner, &profile.inner))
+                .map(|s| s.index)
+        });
+        if let Some(index) = profile.open_span(attrs.metadata().name(), parent) {
+            span.extensions_mut().insert(SpanSlot { profile, index });
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: LayerContext<'_, S>) {
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        let slot = span.extensions_mut().remove::<SpanSlot>();
+        if let Some(slot) = slot {
+            slot.profile.close_span(slot.index, Instant::now());
+        }
+    }
+}
+
+/// Times a block: on drop (or [`Timer::stop`]) records the duration in the histogram
+/// `cachefront_origin_block_duration_seconds{block}` and, inside a sampled request, as a
+/// node of the request's span tree (under the innermost span still open).
+///
+/// ```
+/// # let metrics = cachefront_origin::metrics::Metrics::new();
+/// use cachefront_origin::profiling::Timer;
+/// let html = {
+///     let _t = Timer::start(&metrics, "render_product");
+///     "<h1>…</h1>".to_owned()
+/// };
+/// ```
+#[cfg(feature = "metrics")]
+#[derive(Debug)]
+#[must_use = "a Timer measures until it is dropped"]
+pub struct Timer {
+    histogram: metrics::Histogram,
+    start: Instant,
+    node: Option<(RequestProfile, usize)>,
+}
+
+#[cfg(feature = "metrics")]
+impl Timer {
+    /// Start timing `block` (a name from a bounded set: it becomes a label).
+    pub fn start(metrics: &crate::metrics::Metrics, block: &'static str) -> Self {
+        Self::with_histogram(
+            metrics.histogram(BLOCK_DURATION_SECONDS, &[("block", block)]),
+            block,
+        )
+    }
+
+    /// Start timing into a histogram you registered once (skips the registry lookup).
+    pub fn with_histogram(histogram: metrics::Histogram, block: &'static str) -> Self {
+        let node = current_profile().and_then(|p| {
+            let parent = p.innermost_open_span();
+            p.open_span(block, parent).map(|i| (p, i))
+        });
+        Self {
+            histogram,
+            start: Instant::now(),
+            node,
+        }
+    }
+
+    /// Time `f`.
+    pub fn time<T>(
+        metrics: &crate::metrics::Metrics,
+        block: &'static str,
+        f: impl FnOnce() -> T,
+    ) -> T {
+        let _t = Self::start(metrics, block);
+        f()
+    }
+
+    /// Stop now and return the duration.
+    pub fn stop(mut self) -> Duration {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> Duration {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.start);
+        self.histogram.record(elapsed.as_secs_f64());
+        if let Some((p, i)) = self.node.take() {
+            p.close_span(i, now);
+        }
+        // A second call (drop after stop) records nothing: the histogram is spent.
+        self.histogram = metrics::Histogram::noop();
+        elapsed
+    }
+}
+
+#[cfg(feature = "metrics")]
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+/// Histogram (seconds) `{block}`: durations of blocks timed with [`Timer`].
+pub const BLOCK_DURATION_SECONDS: &str = "cachefront_origin_block_duration_seconds";
