@@ -11,4 +11,5 @@ pub mod edge_metrics;
 pub mod error;
 pub mod fingerprint;
 pub mod guarded;
+pub mod images;
 pub mod site;
