@@ -68,7 +68,7 @@ pub fn plan_picture(
     }
     // Where two images have a variant of the same width, the one scaled
     // down from the larger original is sharper.
-    images.sort_by(|a, b| b.width.cmp(&a.width));
+    images.sort_by_key(|i| std::cmp::Reverse(i.width));
 
     let declared_width = positive(img.width);
     let declared_height = positive(img.height);
@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(html.matches("<picture>").count(), 2, "{html}");
         // No variants: resizing still applies.
         assert!(
-            html.contains("/cdn-cgi/image/width=320,format=auto/img/plain.png"),
+            html.contains("/cdn-cgi/image/width=320,format=auto/img/plain.cccccccc.png"),
             "{html}"
         );
         assert_eq!(out.report.images_picture, 1);

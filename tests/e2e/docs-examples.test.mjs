@@ -13,7 +13,7 @@
 // CACHEFRONT_PURGE_TOKEN to its token; the block's own placeholder
 // assignments of those (`EDGE=https://www.example.com`, `...`) are skipped,
 // and http://127.0.0.1:8787 (the local default) becomes the worker's URL.
-// `cachefront` is the CLI of this checkout (cargo run).
+// `cachefront` is the CLI of this checkout (cargo run, or CACHEFRONT_BIN).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -81,7 +81,9 @@ function runBlock(block, edge, cwd) {
     'set -eo pipefail',
     // Each response's status goes to stderr, so piping the body (| jq .) still works.
     "curl() { command curl -w '%{stderr}__STATUS__ %{http_code}\\n' \"$@\"; }",
-    `cachefront() { cargo run -q --manifest-path '${path.join(repoRoot, 'Cargo.toml')}' -p cachefront-cli -- "$@"; }`,
+    process.env.CACHEFRONT_BIN
+      ? `cachefront() { '${process.env.CACHEFRONT_BIN}' "$@"; }`
+      : `cachefront() { cargo run -q --manifest-path '${path.join(repoRoot, 'Cargo.toml')}' -p cachefront-cli -- "$@"; }`,
     code,
   ].join('\n');
   return spawnSync('bash', ['-c', script], {
