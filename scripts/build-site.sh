@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -f dist/www/manifest.json ] \
-  && [ -z "$(find www cli/src src/assets cli/Cargo.toml wrangler.toml -newer dist/www/manifest.json -print -quit)" ]; then
+  && [ -z "$(find www cli/src cli/image-codecs src/assets cli/Cargo.toml wrangler.toml -newer dist/www/manifest.json -print -quit)" ]; then
   echo "build-site: dist/www is up to date" >&2
   exit 0
 fi

@@ -4,8 +4,10 @@
 //! Order matters. Scripts and other assets are fingerprinted first; then
 //! stylesheets, dependencies first, because a stylesheet's bytes (and so its
 //! hash) include the fingerprinted names of what it imports; then pages,
-//! which reference everything. A minifier that fails on a file is a warning:
-//! that file keeps its original bytes and the build goes on.
+//! which reference everything. Raster images are encoded first of all, in
+//! parallel ([`crate::images`]); pages then get `<picture>` elements for them.
+//! A minifier or encoder that fails on a file is a warning: that file keeps
+//! its original bytes and the build goes on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +15,8 @@ use std::path::{Path, PathBuf};
 use cachefront::assets::css_references::{css_references, rewrite_css_references};
 use cachefront::assets::reference::{local_url, map_reference, resolve};
 use cachefront::assets::{
-    minify_js, rewrite_html, HtmlRewriteSettings, JsKind, Manifest, ManifestEntry,
+    minify_js, rewrite_html, HtmlRewriteSettings, ImageInfo, ImageVariant, JsKind, Manifest,
+    ManifestEntry,
 };
 
 use crate::css_minify::minify_css;
@@ -22,6 +25,10 @@ use crate::error::BuildError;
 use crate::fingerprint::{content_hash, fingerprinted_path, integrity};
 use crate::guarded::without_panics;
 use crate::headers_file::headers_file;
+use crate::images::{
+    process_images, svg::minify_svg, EncodedImage, ImageInput, ImageOutcome, ImageSettings,
+    RasterKind, VariantFormat,
+};
 use crate::site::{scan, FileKind, SiteFile};
 
 /// Name of the manifest in the output directory's root.
@@ -45,6 +52,12 @@ pub struct BuildOptions {
     /// The `Cache-Control` the written `_headers` gives pages (the worker's
     /// `HTML_CACHE_CONTROL`, so pages carry it whichever of the two answers).
     pub html_cache_control: String,
+    /// The image pipeline (optimised originals, AVIF/WebP variants,
+    /// `<picture>` in pages, SVG minification); `None` copies images as-is.
+    pub images: Option<ImageSettings>,
+    /// Where encoded images are kept between builds; `None` encodes every
+    /// image on every build.
+    pub image_cache: Option<PathBuf>,
 }
 
 /// Something the build worked around; the file named still made it out.
@@ -78,8 +91,16 @@ pub struct BuildReport {
     pub scripts: SizeTotals,
     pub stylesheets: SizeTotals,
     pub pages: SizeTotals,
-    /// Images and other files fingerprinted as-is.
+    /// Files fingerprinted as-is (fonts, PDFs; images when the pipeline is off).
     pub other_assets: SizeTotals,
+    /// Image pipeline, per format: originals by input format (`PNG`, `JPEG`,
+    /// `SVG`: bytes in → served), and variants (`AVIF`, `WebP`: files are
+    /// all widths; bytes in = the originals' source bytes, out = the
+    /// full-width variants).
+    pub images: BTreeMap<&'static str, SizeTotals>,
+    /// Raster images encoded by this build, and read from the cache.
+    pub images_encoded: usize,
+    pub images_cached: usize,
     /// Files copied under their own name.
     pub fixed_name: SizeTotals,
     pub warnings: Vec<BuildWarning>,
@@ -95,6 +116,12 @@ impl BuildReport {
             self.fixed_name,
         ]
         .iter()
+        .chain(
+            self.images
+                .iter()
+                .filter(|(format, _)| !is_variant_label(format))
+                .map(|(_, totals)| totals),
+        )
         .fold(SizeTotals::default(), |mut sum, t| {
             sum.files += t.files;
             sum.bytes_in += t.bytes_in;
@@ -104,8 +131,13 @@ impl BuildReport {
     }
 }
 
-/// Told about each file as the build reaches it (drives the progress bar).
-pub trait BuildProgress {
+fn is_variant_label(label: &str) -> bool {
+    VariantFormat::ALL.iter().any(|f| f.label() == label)
+}
+
+/// Told about each file as the build reaches it (drives the progress bar);
+/// images report from the encoding threads, hence `Sync`.
+pub trait BuildProgress: Sync {
     fn start(&self, total_files: u64);
     fn file(&self, logical_path: &str);
 }
@@ -152,9 +184,38 @@ pub fn build(
     };
     let known_paths: BTreeSet<&str> = files.iter().map(|f| f.logical_path.as_str()).collect();
 
+    // 0. Raster images, in parallel: the slow part of a first build.
+    let mut encoded: BTreeMap<&str, ImageOutcome> = BTreeMap::new();
+    if let Some(settings) = &options.images {
+        let inputs: Vec<ImageInput<'_>> = files
+            .iter()
+            .filter(|f| f.kind == FileKind::Other)
+            .filter_map(|f| {
+                Some(ImageInput {
+                    logical_path: &f.logical_path,
+                    bytes: source_of(f),
+                    kind: RasterKind::of_path(&f.logical_path)?,
+                })
+            })
+            .collect();
+        let outcomes = process_images(
+            &inputs,
+            settings,
+            options.image_cache.as_deref(),
+            &|logical| progress.file(logical),
+        );
+        for (input, outcome) in inputs.iter().zip(outcomes) {
+            encoded.insert(input.logical_path, outcome);
+        }
+    }
+
     // 1. Scripts and opaque assets: nothing they contain is rewritten.
     for file in &files {
         let bytes = source_of(file);
+        if let Some(outcome) = encoded.remove(file.logical_path.as_str()) {
+            add_image(&mut report, &mut outputs, file, bytes, outcome);
+            continue;
+        }
         let output = match file.kind {
             FileKind::Script { module } => {
                 progress.file(&file.logical_path);
@@ -164,6 +225,18 @@ pub fn build(
                     bytes.to_vec()
                 };
                 report.scripts.add(bytes.len(), out.len());
+                out
+            }
+            FileKind::Other if options.images.is_some() && is_svg(&file.logical_path) => {
+                progress.file(&file.logical_path);
+                let out = minify_svg(bytes)
+                    .filter(|m| m.len() < bytes.len())
+                    .unwrap_or_else(|| bytes.to_vec());
+                report
+                    .images
+                    .entry("SVG")
+                    .or_default()
+                    .add(bytes.len(), out.len());
                 out
             }
             FileKind::Other => {
@@ -259,6 +332,7 @@ pub fn build(
                     // Resizing URLs only work on a zone with Image Resizing;
                     // the edge adds them when configured to.
                     responsive_images: None,
+                    pictures: options.images.is_some(),
                     ..HtmlRewriteSettings::default()
                 };
                 let output = match rewrite_html(bytes, &settings) {
@@ -313,6 +387,101 @@ fn write_headers_file(options: &BuildOptions, outputs: &mut Outputs, report: &mu
             message,
         }));
     outputs.insert(HEADERS_FILE.to_owned(), written.text.into_bytes());
+}
+
+fn is_svg(logical_path: &str) -> bool {
+    logical_path.to_ascii_lowercase().ends_with(".svg")
+}
+
+/// Fingerprints an encoded image's original and variants and records them
+/// in the manifest; an image that failed to encode is copied as it was,
+/// with a warning.
+fn add_image(
+    report: &mut BuildReport,
+    outputs: &mut Outputs,
+    file: &SiteFile,
+    source: &[u8],
+    outcome: ImageOutcome,
+) {
+    let kind = RasterKind::of_path(&file.logical_path).map_or("image", RasterKind::label);
+    let image: EncodedImage = match outcome.result {
+        Ok(image) => image,
+        Err(message) => {
+            report.warnings.push(BuildWarning {
+                file: file.path.clone(),
+                message: format!("{message}; copied unchanged"),
+            });
+            report.other_assets.add(source.len(), source.len());
+            fingerprint_into(
+                &mut report.manifest,
+                outputs,
+                &file.logical_path,
+                source.to_vec(),
+            );
+            return;
+        }
+    };
+    if outcome.cached {
+        report.images_cached += 1;
+    } else {
+        report.images_encoded += 1;
+    }
+    if let Some(note) = &image.note {
+        report.warnings.push(BuildWarning {
+            file: file.path.clone(),
+            message: note.clone(),
+        });
+    }
+    report
+        .images
+        .entry(kind)
+        .or_default()
+        .add(source.len(), image.original.len());
+    fingerprint_into(
+        &mut report.manifest,
+        outputs,
+        &file.logical_path,
+        image.original,
+    );
+    let stem = file
+        .logical_path
+        .rsplit_once('.')
+        .map_or(file.logical_path.as_str(), |(stem, _)| stem);
+    let mut variants = Vec::with_capacity(image.variants.len());
+    for format in VariantFormat::ALL {
+        let of_format: Vec<_> = image
+            .variants
+            .iter()
+            .filter(|v| v.format == format)
+            .collect();
+        let full_width = of_format
+            .iter()
+            .find(|v| v.width == image.width)
+            .map_or(0, |v| v.bytes.len());
+        let totals = report.images.entry(format.label()).or_default();
+        totals.files += of_format.len();
+        totals.bytes_in += source.len() as u64;
+        totals.bytes_out += full_width as u64;
+        for variant in of_format {
+            let logical = format!("{stem}.{}.{}", variant.width, format.extension());
+            let path = fingerprinted_path(&logical, &content_hash(&variant.bytes));
+            variants.push(ImageVariant {
+                path: path.clone(),
+                mime: format.mime().to_owned(),
+                width: variant.width,
+                height: variant.height,
+                size: variant.bytes.len() as u64,
+            });
+            outputs.insert(path, variant.bytes.clone());
+        }
+    }
+    let info = ImageInfo {
+        width: image.width,
+        height: image.height,
+        variants,
+    };
+    // The original was inserted just above, so the image has its asset.
+    let _ = report.manifest.insert_image(&file.logical_path, info);
 }
 
 fn minified_script(

@@ -12,4 +12,5 @@ pub mod error;
 pub mod fingerprint;
 pub mod guarded;
 pub mod headers_file;
+pub mod images;
 pub mod site;

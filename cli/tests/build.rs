@@ -64,7 +64,14 @@ fn build(src: &Path, out: &Path) -> Output {
     build_with(src, out, &[])
 }
 
+/// One image cache for every test: keyed by content and settings, so sharing
+/// it is safe, and the demo's images are encoded once per test run.
+fn shared_image_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-cache")
+}
+
 fn build_with(src: &Path, out: &Path, extra: &[&str]) -> Output {
+    let cache = shared_image_cache();
     let mut args = vec![
         "build",
         "--src",
@@ -72,6 +79,9 @@ fn build_with(src: &Path, out: &Path, extra: &[&str]) -> Output {
         "--out",
         out.to_str().expect("utf-8 path"),
     ];
+    if !extra.iter().any(|a| a.starts_with("--image-cache")) {
+        args.extend(["--image-cache", cache.to_str().expect("utf-8 path")]);
+    }
     args.extend_from_slice(extra);
     cachefront(&args)
 }
@@ -293,8 +303,18 @@ fn manifest_lists_every_fingerprinted_file_sorted_with_size_and_integrity() {
             "{logical} also written unfingerprinted"
         );
     }
+    let mut variants = 0;
+    for (logical, image) in manifest.images() {
+        for variant in &image.variants {
+            let bytes = files
+                .get(&variant.path)
+                .unwrap_or_else(|| panic!("{logical}: {} missing", variant.path));
+            assert_eq!(variant.size, bytes.len() as u64, "{}", variant.path);
+            variants += 1;
+        }
+    }
     let fingerprinted = files.keys().filter(|p| is_fingerprinted(p)).count();
-    assert_eq!(fingerprinted, manifest.len());
+    assert_eq!(fingerprinted, manifest.len() + variants);
     for kept in [
         "/index.html",
         "/products/index.html",
@@ -455,4 +475,153 @@ fn refuses_to_replace_a_directory_that_is_not_a_build() {
     let missing = build(&site.root.join("nope"), &site.root.join("out"));
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
+}
+
+/// `(width, height)` of an `<img>` tag's attributes, if both are there.
+fn declared_size(img_tag: &str) -> Option<(u32, u32)> {
+    let attribute = |name: &str| {
+        let start = img_tag.find(&format!(" {name}=\""))? + name.len() + 3;
+        img_tag[start..].split('"').next()?.parse::<u32>().ok()
+    };
+    Some((attribute("width")?, attribute("height")?))
+}
+
+#[test]
+fn raster_images_get_avif_and_webp_variants_in_a_picture_with_their_size() {
+    let (_site, out, output) = built_demo();
+    let files = read_tree(&out);
+    let manifest = Manifest::from_json(&files["/manifest.json"]).expect("manifest");
+    let hero = manifest.image("/images/hero.png").expect("hero encoded");
+    assert_eq!((hero.width, hero.height), (1200, 500));
+    for variant in &hero.variants {
+        assert!(variant.width <= hero.width, "never upscaled");
+        let bytes = &files[&variant.path];
+        match variant.mime.as_str() {
+            "image/avif" => assert_eq!(&bytes[4..12], b"ftypavif", "{}", variant.path),
+            "image/webp" => assert_eq!(&bytes[8..12], b"WEBP", "{}", variant.path),
+            other => panic!("unexpected type {other}"),
+        }
+    }
+    let widths = |mime: &str| -> Vec<u32> {
+        hero.variants
+            .iter()
+            .filter(|v| v.mime == mime)
+            .map(|v| v.width)
+            .collect()
+    };
+    assert_eq!(widths("image/avif"), vec![400, 800, 1200]);
+    assert_eq!(widths("image/webp"), vec![400, 800, 1200]);
+    // Lossless: the served PNG is no larger than the source.
+    let source_png = std::fs::read(repo_www().join("images/hero.png")).expect("source");
+    let served = manifest.get("/images/hero.png").expect("entry");
+    assert!(served.size <= source_png.len() as u64);
+
+    let index = std::str::from_utf8(&files["/index.html"]).expect("utf-8");
+    assert!(
+        index.contains("<picture><source type=\"image/avif\" srcset=\""),
+        "{index}"
+    );
+    // Every raster <img> of every page is inside a <picture> and has its box.
+    let mut pictures = 0;
+    for (path, bytes) in files.iter().filter(|(p, _)| p.ends_with(".html")) {
+        let html = std::str::from_utf8(bytes).expect("utf-8");
+        for tag in html.split("<img").skip(1) {
+            let tag = &tag[..tag.find('>').expect("tag ends")];
+            assert!(
+                declared_size(tag).is_some(),
+                "{path}: <img{tag}> has no size"
+            );
+        }
+        pictures += html.matches("<picture><source type=\"image/avif\"").count();
+        assert_eq!(
+            html.matches("<picture>").count(),
+            html.matches("</picture>").count(),
+            "{path}"
+        );
+    }
+    assert!(pictures >= 20, "only {pictures} pictures");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for format in ["PNG", "AVIF", "WebP", "SVG"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(format)),
+            "no {format} line in the summary: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn svgs_are_minified_keeping_viewbox_and_ids() {
+    let (_site, out, _) = built_demo();
+    let files = read_tree(&out);
+    let manifest = Manifest::from_json(&files["/manifest.json"]).expect("manifest");
+    let logo = &files[&manifest.get("/images/logo.svg").expect("logo").path];
+    let source = std::fs::read(repo_www().join("images/logo.svg")).expect("source");
+    assert!(logo.len() < source.len());
+    let logo = std::str::from_utf8(logo).expect("utf-8");
+    assert!(logo.contains("viewBox=\"0 0 180 40\""), "{logo}");
+    assert!(
+        logo.contains("aria-labelledby=\"t\"") && logo.contains("id=\"t\""),
+        "{logo}"
+    );
+    assert!(!logo.contains("<!--"), "{logo}");
+}
+
+#[test]
+fn a_rebuild_with_unchanged_images_encodes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("site");
+    std::fs::create_dir_all(src.join("img")).expect("mkdir");
+    let products = repo_www().join("images/products");
+    for name in ["camp-stove-thumb.png", "summit-headlamp-thumb.png"] {
+        std::fs::copy(products.join(name), src.join("img").join(name)).expect("copy");
+    }
+    std::fs::write(
+        src.join("index.html"),
+        r#"<!doctype html><title>t</title><img src="img/camp-stove-thumb.png" alt=""><img src="img/summit-headlamp-thumb.png" alt="">"#,
+    )
+    .expect("page");
+    let cache = dir.path().join("cache");
+    let cache_arg = format!("--image-cache={}", cache.display());
+    let out = dir.path().join("out");
+    let summary = |output: Output| {
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = summary(build_with(&src, &out, &[&cache_arg]));
+    assert!(first.contains("2 encoded, 0 from the cache"), "{first}");
+    let first_tree = read_tree(&out);
+
+    let second = summary(build_with(&src, &out, &[&cache_arg]));
+    assert!(second.contains("0 encoded, 2 from the cache"), "{second}");
+    assert_eq!(read_tree(&out), first_tree, "same outputs from the cache");
+
+    // One changed image is encoded again; the other still comes from the cache.
+    std::fs::copy(
+        products.join("alpine-tent-thumb.png"),
+        src.join("img/camp-stove-thumb.png"),
+    )
+    .expect("replace");
+    let third = summary(build_with(&src, &out, &[&cache_arg]));
+    assert!(third.contains("1 encoded, 1 from the cache"), "{third}");
+    // Other settings are other outputs: nothing reused.
+    let fourth = summary(build_with(&src, &out, &[&cache_arg, "--avif-quality=50"]));
+    assert!(fourth.contains("2 encoded, 0 from the cache"), "{fourth}");
+}
+
+#[test]
+fn no_images_copies_images_as_they_are_without_pictures() {
+    let site = demo_site();
+    let out = site.root.join("out");
+    let output = build_with(&site.src, &out, &["--no-images"]);
+    assert!(output.status.success());
+    let files = read_tree(&out);
+    let manifest = Manifest::from_json(&files["/manifest.json"]).expect("manifest");
+    assert_eq!(manifest.images().count(), 0);
+    let hero = &files[&manifest.get("/images/hero.png").expect("hero").path];
+    assert_eq!(
+        hero,
+        &std::fs::read(repo_www().join("images/hero.png")).expect("source")
+    );
+    let index = String::from_utf8_lossy(&files["/index.html"]);
+    assert!(!index.contains("<picture>"));
 }

@@ -150,6 +150,9 @@ pub fn rewrite_origin_html(
                 widths: widths.clone(),
                 ..ResponsiveImages::default()
             }),
+        // The build's AVIF/WebP variants for images in the manifest (the
+        // same markup as the build writes); resizing for the rest.
+        pictures: true,
         preload_hints: true,
         style_attributes: false,
         memory_limit: settings.html_rewrite_memory_bytes,

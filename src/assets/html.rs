@@ -1,7 +1,8 @@
 //! Streaming HTML rewriting over `lol_html`, shared by the build and the edge:
 //! asset URLs mapped through the [`Manifest`], Subresource Integrity on
 //! scripts and stylesheets, lazy images (never the first, hero image),
-//! optional responsive `srcset` through Cloudflare image resizing, and
+//! optional responsive `srcset` through Cloudflare image resizing,
+//! `<picture>` for images the build encoded ([`super::picture`]), and
 //! preload hints for the stylesheets and scripts in `<head>`.
 //!
 //! Two ways in: [`rewrite_html`] for a whole buffer, and
@@ -12,11 +13,12 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use lol_html::html_content::{Element, TextChunk};
+use lol_html::html_content::{ContentType, Element, TextChunk};
 use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, Settings};
 
 use super::css_references::rewrite_css_references;
 use super::manifest::Manifest;
+use super::picture::{plan_picture, ImgAttributes, PicturePlan};
 use super::reference::{fingerprinted_entry, local_url, map_reference, resolve};
 use super::srcset::rewrite_srcset;
 
@@ -87,6 +89,12 @@ pub struct HtmlRewriteSettings<'m> {
     pub lazy_images: bool,
     /// Add `srcset`/`sizes` with `/cdn-cgi/image/...` URLs to images without one.
     pub responsive_images: Option<ResponsiveImages>,
+    /// Wrap each `<img>` whose image has variants in the manifest (AVIF,
+    /// WebP made by the build) in a `<picture>` offering them, and give it
+    /// the image's `width`/`height`; such images get no resizing `srcset`.
+    /// Needs a manifest; an `<img>` already inside a `<picture>` is left
+    /// to its author.
+    pub pictures: bool,
     /// Collect [`PreloadHint`]s for stylesheets and scripts in `<head>`.
     pub preload_hints: bool,
     /// Map `url(...)` in `style="..."` attributes. Matching an attribute on
@@ -107,6 +115,7 @@ impl Default for HtmlRewriteSettings<'_> {
             subresource_integrity: true,
             lazy_images: true,
             responsive_images: None,
+            pictures: true,
             preload_hints: true,
             style_attributes: true,
             memory_limit: DEFAULT_MEMORY_LIMIT,
@@ -164,6 +173,8 @@ pub struct HtmlRewriteReport {
     pub images_lazy: usize,
     /// Images that got a resizing `srcset`.
     pub images_responsive: usize,
+    /// Images wrapped in a `<picture>` with the build's variants.
+    pub images_picture: usize,
 }
 
 /// A whole rewritten page.
@@ -217,6 +228,9 @@ struct DocumentState<'m> {
     /// Inside `<head>` (preload hints come from there only). Shared with the
     /// `</head>` handler, which lol_html needs to be `'static`.
     in_head: Rc<Cell<bool>>,
+    /// Open `<picture>` elements around the current one (shared with their
+    /// end-tag handlers, like `in_head`).
+    picture_depth: Rc<Cell<usize>>,
     inline_style: RefCell<String>,
     inline_style_passthrough: Cell<bool>,
     report: RefCell<HtmlRewriteReport>,
@@ -284,7 +298,56 @@ impl DocumentState<'_> {
         Ok(())
     }
 
-    fn image(&self, element: &mut Element<'_, '_>) -> HandlerResult {
+    /// The `<picture>` plan for an `<img>`, read before its URLs are mapped
+    /// (the plan looks its `src` up by logical path).
+    fn picture_plan(&self, element: &Element<'_, '_>) -> Option<PicturePlan> {
+        let manifest = self.settings.manifest.filter(|_| self.settings.pictures)?;
+        if self.picture_depth.get() > 0 {
+            return None;
+        }
+        let base = self.base_path.borrow();
+        let attribute = |name| element.get_attribute(name);
+        let (src, srcset, sizes, width, height) = (
+            attribute("src"),
+            attribute("srcset"),
+            attribute("sizes"),
+            attribute("width"),
+            attribute("height"),
+        );
+        plan_picture(
+            manifest,
+            base.as_deref()?,
+            ImgAttributes {
+                src: src.as_deref(),
+                srcset: srcset.as_deref(),
+                sizes: sizes.as_deref(),
+                width: width.as_deref(),
+                height: height.as_deref(),
+            },
+        )
+    }
+
+    fn apply_picture(&self, element: &mut Element<'_, '_>, plan: &PicturePlan) -> HandlerResult {
+        element.before(&plan.open, ContentType::Html);
+        element.after(plan.close, ContentType::Html);
+        if let Some((width, height)) = plan.dimensions {
+            element.set_attribute("width", &width.to_string())?;
+            element.set_attribute("height", &height.to_string())?;
+        }
+        self.report.borrow_mut().images_picture += 1;
+        Ok(())
+    }
+
+    fn picture(&self, element: &mut Element<'_, '_>) -> HandlerResult {
+        let depth = Rc::clone(&self.picture_depth);
+        depth.set(depth.get() + 1);
+        element.on_end_tag(Box::new(move |_| {
+            depth.set(depth.get().saturating_sub(1));
+            Ok(())
+        }))
+    }
+
+    fn image(&self, element: &mut Element<'_, '_>, in_picture: bool) -> HandlerResult {
         let index = self.images_seen.get();
         self.images_seen.set(index + 1);
         // The first image is usually the hero (the LCP element): lazy-loading
@@ -298,7 +361,12 @@ impl DocumentState<'_> {
                 element.set_attribute("decoding", "async")?;
             }
         }
-        if let Some(responsive) = &self.settings.responsive_images {
+        if let Some(responsive) = self
+            .settings
+            .responsive_images
+            .as_ref()
+            .filter(|_| !in_picture)
+        {
             self.add_responsive_srcset(element, responsive)?;
         }
         Ok(())
@@ -389,6 +457,11 @@ impl DocumentState<'_> {
         srcset_attribute: Option<&str>,
     ) -> HandlerResult {
         let mapping = self.settings.manifest.is_some();
+        let picture = if name == "img" {
+            self.picture_plan(element)
+        } else {
+            None
+        };
         if mapping {
             for attribute in url_attributes {
                 self.map_attribute(element, attribute)?;
@@ -397,11 +470,14 @@ impl DocumentState<'_> {
                 self.map_srcset_attribute(element, attribute)?;
             }
         }
+        if let Some(plan) = &picture {
+            self.apply_picture(element, plan)?;
+        }
         let integrity = mapping && self.settings.subresource_integrity;
         let preload = self.settings.preload_hints && self.in_head.get();
         match name {
             "img" if self.settings.lazy_images || self.settings.responsive_images.is_some() => {
-                self.image(element)
+                self.image(element, picture.is_some())
             }
             "script" if element.has_attribute("src") => {
                 if integrity {
@@ -493,6 +569,7 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             base_path: RefCell::new(Some(settings.page_path.clone())),
             images_seen: Cell::new(0),
             in_head: Rc::new(Cell::new(false)),
+            picture_depth: Rc::new(Cell::new(0)),
             inline_style: RefCell::new(String::new()),
             inline_style_passthrough: Cell::new(false),
             report: RefCell::new(HtmlRewriteReport::default()),
@@ -508,6 +585,10 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
                 s.base(el);
                 Ok(())
             }));
+        }
+        if mapping && settings.pictures {
+            let s = Rc::clone(&state);
+            handlers.push(on_element("picture", move |el| s.picture(el)));
         }
         if settings.preload_hints {
             let s = Rc::clone(&state);

@@ -2,7 +2,9 @@
 //! (`/css/site.css`), the fingerprinted path it is served at
 //! (`/css/site.3f2a9c1b.css`), its size and its SRI integrity. Written by
 //! `cachefront build` as `manifest.json`, read by the edge to rewrite origin
-//! HTML and to recognise immutable files.
+//! HTML and to recognise immutable files. Raster images also carry their
+//! intrinsic size and encoded variants ([`ImageInfo`]), from which the build
+//! and the edge write `<picture>` elements ([`super::picture`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -30,11 +32,37 @@ pub struct ManifestEntry {
     pub integrity: String,
 }
 
+/// A raster image's intrinsic size and the encodings the build made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub width: u32,
+    pub height: u32,
+    /// Modern-format encodings at one or more widths, never wider than the
+    /// original; ordered by type, then width.
+    pub variants: Vec<ImageVariant>,
+}
+
+/// One encoding of an image: a fingerprinted file of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageVariant {
+    /// URL path it is served at, e.g. `/images/hero.1a2b3c4d.800.avif`.
+    pub path: String,
+    /// MIME type for `<source type>`: `image/avif` or `image/webp`.
+    #[serde(rename = "type")]
+    pub mime: String,
+    pub width: u32,
+    pub height: u32,
+    pub size: u64,
+}
+
 /// The on-disk shape; a separate type so the lookup index is never serialized.
+/// `images` is optional so manifests of earlier builds still read.
 #[derive(Serialize, Deserialize)]
 struct ManifestFile {
     version: u32,
     assets: BTreeMap<String, ManifestEntry>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    images: BTreeMap<String, ImageInfo>,
 }
 
 /// Why a manifest could not be read.
@@ -46,6 +74,8 @@ pub enum ManifestError {
     Version { found: u32 },
     #[error("manifest key {0:?} is not an absolute URL path")]
     NotAbsolute(String),
+    #[error("manifest image {0:?} is not an asset of the manifest")]
+    ImageWithoutAsset(String),
 }
 
 /// Logical path → fingerprinted asset, with the reverse index the edge needs
@@ -53,6 +83,7 @@ pub enum ManifestError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
     assets: BTreeMap<String, ManifestEntry>,
+    images: BTreeMap<String, ImageInfo>,
     by_fingerprinted_path: HashMap<String, String>,
 }
 
@@ -70,6 +101,40 @@ impl Manifest {
         self.by_fingerprinted_path
             .insert(entry.path.clone(), logical_path.clone());
         self.assets.insert(logical_path, entry);
+    }
+
+    /// Records the size and variants of the image at `logical_path`, which
+    /// must already be an asset; its variants' paths become fingerprinted
+    /// paths of that asset.
+    pub fn insert_image(
+        &mut self,
+        logical_path: &str,
+        image: ImageInfo,
+    ) -> Result<(), ManifestError> {
+        if !self.assets.contains_key(logical_path) {
+            return Err(ManifestError::ImageWithoutAsset(logical_path.to_owned()));
+        }
+        if let Some(previous) = self.images.get(logical_path) {
+            for variant in &previous.variants {
+                self.by_fingerprinted_path.remove(&variant.path);
+            }
+        }
+        for variant in &image.variants {
+            self.by_fingerprinted_path
+                .insert(variant.path.clone(), logical_path.to_owned());
+        }
+        self.images.insert(logical_path.to_owned(), image);
+        Ok(())
+    }
+
+    /// Size and variants of the image at a logical path, if the build made any.
+    pub fn image(&self, logical_path: &str) -> Option<&ImageInfo> {
+        self.images.get(logical_path)
+    }
+
+    /// Images with variants, in logical-path order.
+    pub fn images(&self) -> impl Iterator<Item = (&str, &ImageInfo)> {
+        self.images.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// The entry for a logical path such as `/css/site.css`.
@@ -118,6 +183,12 @@ impl Manifest {
             }
             manifest.insert(logical, entry);
         }
+        for (logical, image) in file.images {
+            if image.variants.iter().any(|v| !v.path.starts_with('/')) {
+                return Err(ManifestError::NotAbsolute(logical));
+            }
+            manifest.insert_image(&logical, image)?;
+        }
         Ok(manifest)
     }
 
@@ -127,6 +198,7 @@ impl Manifest {
         let file = ManifestFile {
             version: MANIFEST_VERSION,
             assets: self.assets.clone(),
+            images: self.images.clone(),
         };
         // Serializing strings, integers and maps cannot fail.
         let mut json = serde_json::to_string_pretty(&file).unwrap_or_default();
@@ -171,6 +243,35 @@ mod tests {
         manifest.insert("/a.js", entry("/a.22222222.js"));
         assert!(!manifest.is_fingerprinted("/a.11111111.js"));
         assert!(manifest.is_fingerprinted("/a.22222222.js"));
+    }
+
+    #[test]
+    fn image_variants_round_trip_and_are_fingerprinted_paths_of_their_image() {
+        let mut manifest = Manifest::new();
+        manifest.insert("/hero.png", entry("/hero.0badc0de.png"));
+        let image = ImageInfo {
+            width: 800,
+            height: 600,
+            variants: vec![ImageVariant {
+                path: "/hero.11111111.400.avif".into(),
+                mime: "image/avif".into(),
+                width: 400,
+                height: 300,
+                size: 10,
+            }],
+        };
+        manifest
+            .insert_image("/hero.png", image.clone())
+            .expect("asset exists");
+        let parsed = Manifest::from_json(manifest.to_json_pretty().as_bytes()).expect("valid");
+        assert_eq!(parsed.image("/hero.png"), Some(&image));
+        assert!(parsed.is_fingerprinted("/hero.11111111.400.avif"));
+        assert!(matches!(
+            manifest.insert_image("/missing.png", image),
+            Err(ManifestError::ImageWithoutAsset(_))
+        ));
+        // A manifest without images writes no `images` member at all.
+        assert!(!Manifest::new().to_json_pretty().contains("images"));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 // Assets at the edge, end to end in workerd: the built site (dist/www) with
 // fingerprinted, immutable files, and origin HTML rewritten on the way
-// through (asset URLs from the build manifest, lazy images, preload hints).
+// through (asset URLs from the build manifest, lazy images, preload hints,
+// <picture> with the build's AVIF/WebP variants for images it encoded).
 import assert from 'node:assert/strict';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eventually, originsVar, repoRoot, startOrigin, startWorker } from './harness.mjs';
 
-const manifest = JSON.parse(readFileSync(path.join(repoRoot, 'dist/www/manifest.json'), 'utf8')).assets;
+const manifestFile = JSON.parse(readFileSync(path.join(repoRoot, 'dist/www/manifest.json'), 'utf8'));
+const manifest = manifestFile.assets;
+const images = manifestFile.images ?? {};
 const fingerprinted = (logical) => manifest[logical].path;
 
 const ORIGIN_PAGE = `<!doctype html><html><head>
@@ -16,6 +19,7 @@ const ORIGIN_PAGE = `<!doctype html><html><head>
 </head><body>
 <img src="/images/hero.png" width="1200" height="500" alt="hero">
 <img src="/images/products/alpine-tent.png" width="800" height="600" alt="tent">
+<img src="/uploads/visitor-photo.png" width="640" alt="upload">
 </body></html>`;
 
 // Hand-written origin JavaScript: comments, long names, whitespace.
@@ -159,16 +163,51 @@ describe('assets and origin HTML at the edge', () => {
     assert.equal(await hit.text(), html, 'the rewritten page is what is cached');
   });
 
+  test('origin HTML gets the build\'s <picture> for images in the manifest, the same markup as the built site', async () => {
+    assert.ok(images['/images/hero.png']?.variants?.length, 'the build encoded the hero (cachefront build with images on)');
+    const res = await fetch(`${worker.url}/shop/picture-page`);
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    const pictureOf = (page, logical) => {
+      const img = page.indexOf(`src="${fingerprinted(logical)}"`);
+      const open = page.lastIndexOf('<picture>', img);
+      assert.ok(img > 0 && open >= 0, `no <picture> around ${logical}: ${page}`);
+      return page.slice(open, page.indexOf('>', img) + 1);
+    };
+    const hero = pictureOf(html, '/images/hero.png');
+    for (const variant of images['/images/hero.png'].variants) {
+      assert.ok(hero.includes(`${variant.path} ${variant.width}w`), `${variant.path} offered: ${hero}`);
+    }
+    assert.match(hero, /^<picture><source type="image\/avif" srcset="[^"]+" sizes="\(max-width: 1200px\) 100vw, 1200px"><source type="image\/webp"/);
+    // The build wrote the same <picture> into its own home page.
+    const built = readFileSync(path.join(repoRoot, 'dist/www/index.html'), 'utf8');
+    const sourcesOf = (picture) => picture.slice(0, picture.indexOf('<img'));
+    assert.equal(sourcesOf(hero), sourcesOf(pictureOf(built, '/images/hero.png')));
+    // A variant is a fingerprinted file of the asset store: immutable, typed.
+    const avif = images['/images/hero.png'].variants.find((v) => v.type === 'image/avif');
+    const file = await fetch(`${worker.url}${avif.path}`);
+    assert.equal(file.status, 200);
+    assert.equal(file.headers.get('content-type'), 'image/avif');
+    assert.equal(file.headers.get('cache-control'), 'public, max-age=31536000, immutable');
+    assert.equal((await file.arrayBuffer()).byteLength, avif.size);
+    // An image the build never saw is left alone.
+    assert.match(html, /<img src="\/uploads\/visitor-photo.png" width="640" alt="upload"/);
+    assert.ok(!html.includes('<picture><source type="image/avif" srcset="/uploads'), html);
+  });
+
   test('no-transform pages are served exactly as the origin sent them', async () => {
     const res = await fetch(`${worker.url}/raw/page`);
     assert.equal(await res.text(), ORIGIN_PAGE);
     assert.equal(res.headers.get('link'), null);
   });
 
-  test('IMAGE_RESIZING adds srcset through Cloudflare image resizing', async () => {
+  test('IMAGE_RESIZING adds srcset through Cloudflare image resizing to images not in the manifest', async () => {
     const res = await fetch(`${resizing.url}/products/tent-with-resizing`);
     const html = await res.text();
-    assert.match(html, /srcset="\/cdn-cgi\/image\/width=320,format=auto\/[^"]*alpine-tent[^"]* 320w, \/cdn-cgi\/image\/width=640,format=auto\//, html);
+    assert.match(html, /<img src="\/uploads\/visitor-photo.png" width="640" alt="upload" loading="lazy" decoding="async" srcset="\/cdn-cgi\/image\/width=320,format=auto\/uploads\/visitor-photo.png 320w, \/cdn-cgi\/image\/width=640,format=auto\//, html);
+    // Images the build encoded keep their <picture> and get no resizing URLs.
+    assert.ok(!html.includes('cdn-cgi/image/width=320,format=auto/images/'), html);
+    assert.ok(html.includes('<picture><source type="image/avif"'), html);
   });
 
   test('asset pages carry the automatic tags a URL, prefix or host purge names', async () => {

@@ -150,7 +150,10 @@
     const template = document.getElementById("cart-thumbnails");
     const source = template && template.content.querySelector(`[data-thumb="${slug}"]`);
     if (source) {
-      return source.cloneNode(true);
+      // The build wraps images it encoded in a <picture> (AVIF/WebP
+      // sources): clone that, so the cart gets the small formats too.
+      const picture = source.parentElement;
+      return (picture && picture.tagName === "PICTURE" ? picture : source).cloneNode(true);
     }
     const placeholder = document.createElement("div");
     placeholder.className = "thumb-placeholder";

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cachefront_cli::build::{build, BuildOptions, BuildProgress, BuildReport, SizeTotals};
+use cachefront_cli::images::ImageSettings;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -33,9 +34,57 @@ pub struct BuildArgs {
     /// worker's HTML_CACHE_CONTROL; scripts/build-site.sh does).
     #[arg(long, default_value = cachefront::assets::DEFAULT_HTML_CACHE_CONTROL)]
     html_cache_control: String,
+    /// Copy images as they are: no optimisation, no AVIF/WebP, no <picture>.
+    #[arg(long)]
+    no_images: bool,
+    /// Widths (pixels, comma-separated) to encode AVIF/WebP variants at;
+    /// each image also gets its own width and never a wider one.
+    #[arg(long, value_delimiter = ',', value_name = "PX,...")]
+    image_widths: Option<Vec<u32>>,
+    /// AVIF quality, 1-100.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    avif_quality: Option<u8>,
+    /// AVIF encoder speed, 1 (slowest, smallest) to 10.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=10))]
+    avif_speed: Option<u8>,
+    /// WebP quality, 0-100.
+    #[arg(long)]
+    webp_quality: Option<f32>,
+    /// Lossless WebP variants instead of lossy (larger; for comparison).
+    #[arg(long)]
+    webp_lossless: bool,
+    /// Encoded images are kept here between builds [default: .cachefront-image-cache
+    /// beside the output directory].
+    #[arg(long, value_name = "DIR")]
+    image_cache: Option<PathBuf>,
+    /// Encode every image again, reading and writing no cache.
+    #[arg(long)]
+    no_image_cache: bool,
 }
 
 pub fn run(args: BuildArgs) -> ExitCode {
+    let defaults = ImageSettings::default();
+    let images = ImageSettings {
+        widths: args.image_widths.unwrap_or(defaults.widths),
+        avif_quality: args.avif_quality.unwrap_or(defaults.avif_quality),
+        avif_speed: args.avif_speed.unwrap_or(defaults.avif_speed),
+        webp_quality: args
+            .webp_quality
+            .unwrap_or(defaults.webp_quality)
+            .clamp(0.0, 100.0),
+        webp_lossless: args.webp_lossless,
+        png_level: defaults.png_level,
+    };
+    let image_cache = if args.no_image_cache {
+        None
+    } else {
+        Some(args.image_cache.unwrap_or_else(|| {
+            args.out
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join(".cachefront-image-cache")
+        }))
+    };
     let options = BuildOptions {
         source: args.src,
         out: args.out,
@@ -43,6 +92,8 @@ pub fn run(args: BuildArgs) -> ExitCode {
         minify_js: !args.no_minify_js,
         lazy_images: !args.no_lazy_images,
         html_cache_control: args.html_cache_control,
+        images: (!args.no_images).then_some(images),
+        image_cache,
     };
     report(run_build(options).map_err(|message| fail(EXIT_FAILURE, message)))
 }
@@ -105,6 +156,15 @@ fn print_summary(options: &BuildOptions, report: &BuildReport) {
     line("JavaScript", report.scripts);
     line("CSS", report.stylesheets);
     line("HTML", report.pages);
+    for (format, totals) in &report.images {
+        line(format, *totals);
+    }
+    if report.images_encoded + report.images_cached > 0 {
+        println!(
+            "  images: {} encoded, {} from the cache (AVIF/WebP: bytes of the full-width variants)",
+            report.images_encoded, report.images_cached
+        );
+    }
     line("other", report.other_assets);
     line("fixed-name", report.fixed_name);
     line("total", total);
