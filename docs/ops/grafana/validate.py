@@ -59,12 +59,20 @@ KEYWORDS = {
 
 
 def exported_names():
-    """Metric names from `pub mod names` in metrics/mod.rs (and histograms, from the doc)."""
+    """Metric names from `pub mod names` in metrics/mod.rs and in every other
+    plugin module that exports its own (memory/mod.rs), and histograms, from the doc."""
     src = open(METRICS_RS, encoding="utf-8").read()
     m = re.search(r"pub mod names \{(.*?)\n\}", src, re.S)
     if not m:
         raise SystemExit(f"validate: no `pub mod names` block in {METRICS_RS}")
     names = set(re.findall(r'pub const \w+: &str =\s*"([^"]+)"', m.group(1)))
+    plugin_src = os.path.join(ROOT, "origin-plugin", "src")
+    for path in glob.glob(os.path.join(plugin_src, "**", "*.rs"), recursive=True):
+        if os.path.samefile(path, METRICS_RS):
+            continue
+        other = re.search(r"pub mod names \{(.*?)\n\}", open(path, encoding="utf-8").read(), re.S)
+        if other:
+            names |= set(re.findall(r'pub const \w+: &str =\s*"([^"]+)"', other.group(1)))
     if not names:
         raise SystemExit(f"validate: no names found in {METRICS_RS}")
     histograms = {n for n in names if n.endswith("_seconds")}
@@ -124,7 +132,7 @@ def check_name(name, names, histograms, pending=None, edge=None):
             return None
     if pending and name in pending:
         return f"PENDING {name}: {pending[name]}"
-    return f"unknown metric {name!r} (not in origin-plugin/src/metrics/mod.rs names)"
+    return f"unknown metric {name!r} (not in any `pub mod names` of origin-plugin/src)"
 
 
 def walk_panels(panels):
