@@ -41,7 +41,15 @@ pub fn headers_file(
     user: Option<&str>,
 ) -> HeadersFile {
     let mut warnings = Vec::new();
-    let fingerprinted: BTreeSet<&str> = manifest.iter().map(|(_, e)| e.path.as_str()).collect();
+    // Assets and the AVIF/WebP variants of images: each is named by its content.
+    let variants = manifest
+        .images()
+        .flat_map(|(_, image)| image.variants.iter().map(|v| v.path.as_str()));
+    let fingerprinted: BTreeSet<&str> = manifest
+        .iter()
+        .map(|(_, e)| e.path.as_str())
+        .chain(variants)
+        .collect();
     // Every request path the store answers for something not fingerprinted:
     // the files themselves and the extension-less paths pages are served at.
     let mut plain: BTreeSet<String> = BTreeSet::new();
@@ -293,6 +301,46 @@ mod tests {
         assert!(rules.contains(&"/*.js".to_owned()), "{rules:?}");
         assert!(rules.contains(&"/img/*.ico".to_owned()), "{rules:?}");
         assert!(rules.contains(&"/data/*.json".to_owned()), "{rules:?}");
+    }
+
+    #[test]
+    fn image_variants_are_immutable_like_their_originals() {
+        let mut m = manifest(&[("/img/a.png", "/img/a.0123abcd.png")]);
+        let variant = |path: &str, mime: &str| cachefront::assets::ImageVariant {
+            path: path.to_owned(),
+            mime: mime.to_owned(),
+            width: 400,
+            height: 300,
+            size: 1,
+        };
+        let image = cachefront::assets::ImageInfo {
+            width: 800,
+            height: 600,
+            variants: vec![
+                variant("/img/a.0123abcd.400.avif", "image/avif"),
+                variant("/img/a.0123abcd.400.webp", "image/webp"),
+            ],
+        };
+        m.insert_image("/img/a.png", image).expect("asset exists");
+        let out = headers_file(
+            &paths(&[
+                "/img/a.0123abcd.png",
+                "/img/a.0123abcd.400.avif",
+                "/img/a.0123abcd.400.webp",
+                "/index.html",
+            ]),
+            &m,
+            HTML,
+            None,
+        );
+        for path in ["/img/a.0123abcd.400.avif", "/img/a.0123abcd.400.webp"] {
+            assert!(
+                headers_for(&out.text, path)
+                    .contains(&format!("Cache-Control: {IMMUTABLE_CACHE_CONTROL}")),
+                "{path}: {}",
+                out.text
+            );
+        }
     }
 
     #[test]
