@@ -16,7 +16,7 @@ use crate::Body;
 
 use super::isolate::RefreshClaim;
 use super::lookup::StoredEntry;
-use super::store::VaryGeneration;
+use super::store::join_vary_generation;
 use super::{Pipeline, Trace};
 
 impl<P: Platform + Clone + 'static> Pipeline<P> {
@@ -36,9 +36,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 // The refetched variant joins its index's generation, so the
                 // other variants stay reachable (and are judged by their tags).
                 let mut request = request;
-                if let Some(generation) = entry.meta.vary_generation {
-                    request.extensions_mut().insert(VaryGeneration(generation));
-                }
+                join_vary_generation(&mut request, entry.meta.vary_generation);
                 let (response, status) = self
                     .fill(
                         request,

@@ -19,7 +19,7 @@ use crate::Body;
 use super::lookup::StoredEntry;
 use super::origin::error_answer;
 use super::rules::PreviousEntry;
-use super::store::VaryGeneration;
+use super::store::join_vary_generation;
 use super::{Pipeline, Trace};
 
 /// How often a coalesced request checks whether the leader has finished.
@@ -67,9 +67,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let mut request = request;
         if let Some(entry) = &stale {
             varied.extend(entry.meta.variant_fields());
-            if let Some(generation) = entry.meta.vary_generation {
-                request.extensions_mut().insert(VaryGeneration(generation));
-            }
+            join_vary_generation(&mut request, entry.meta.vary_generation);
         }
         let is_get = request.method() == Method::GET;
         let is_range = request.headers().contains_key(header::RANGE);

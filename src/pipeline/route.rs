@@ -16,7 +16,7 @@ use crate::Body;
 
 use super::lookup::{Lookup, Tiers};
 use super::rules::rule_of;
-use super::store::VaryGeneration;
+use super::store::join_vary_generation;
 use super::{Pipeline, Trace};
 use crate::rules::CacheMode;
 
@@ -182,9 +182,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             ),
             Lookup::VaryMiss(fields, generation) => {
                 let mut request = request;
-                if let Some(generation) = generation {
-                    request.extensions_mut().insert(VaryGeneration(generation));
-                }
+                join_vary_generation(&mut request, generation);
                 self.fill(request, key, Forward::VaryMiss, None, fields, trace)
                     .await
             }

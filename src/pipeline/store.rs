@@ -27,6 +27,13 @@ use super::{Pipeline, Trace};
 #[derive(Debug, Clone, Copy)]
 pub(super) struct VaryGeneration(pub(super) u64);
 
+/// Files the variant a request stores under `generation`, when its index has one.
+pub(super) fn join_vary_generation(request: &mut Request<Body>, generation: Option<u64>) {
+    if let Some(generation) = generation {
+        request.extensions_mut().insert(VaryGeneration(generation));
+    }
+}
+
 impl<P: Platform + Clone + 'static> Pipeline<P> {
     /// Keeps an entry in the memory tier now, and in the Cache API (and, when
     /// small, the KV tier) after the response, for `retention_secs`.
@@ -277,15 +284,15 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         if !reflection::scannable(content_type) {
             return None;
         }
-        let forwarded = forwarded_view(request.headers(), self.forward_rules(request, varied));
+        let rules = self.forward_rules(request, varied);
+        let forwarded = forwarded_view(request.headers(), rules);
         let vary = policy::vary_fields(response.headers());
-        let rule = rule_of(request);
         let keyed = |name: &str| {
-            self.config.cache_key_headers.iter().any(|k| k == name)
-                || rule.is_some_and(|r| r.forwarded_fields().iter().any(|f| f == name))
+            rules.keyed.iter().any(|k| k == name)
+                || rules.rule_keyed.iter().any(|f| f == name)
                 || vary.iter().any(|v| v == name)
         };
-        let keyed_cookies = rule.is_some_and(|r| !r.keyed_cookies().is_empty());
+        let keyed_cookies = rule_of(request).is_some_and(|r| !r.keyed_cookies().is_empty());
         let host = request_host(request);
         let probes = reflection::probes(&forwarded, keyed, keyed_cookies, host.as_deref());
         reflection::reflected(&probes, response.body()).map(str::to_owned)
