@@ -35,7 +35,8 @@ section "network simulator (smoke: consistency invariants under storms and outag
 cargo test -p cachefront-sim
 
 section "asset build CLI"
-cargo test -p cachefront-cli
+# One invocation: the image codecs' own tests build with the same features.
+cargo test -p cachefront-cli -p cachefront-image-codecs
 
 section "minified libraries behave like the originals (node)"
 node --test tests/minify/

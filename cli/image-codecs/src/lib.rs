@@ -1,21 +1,23 @@
 //! The encoders of `cachefront build`'s image pipeline, in a crate of their
 //! own: one raster image in, its build outputs out: the losslessly optimised
-//! original (oxipng for PNG; JPEG bytes as given) and AVIF (rav1e through
-//! `image`/ravif) and lossy WebP (libwebp) variants at the configured widths
-//! that are not wider than the image. Pure apart from CPU time: same bytes and
-//! settings, same outputs.
+//! original (oxipng for PNG; libjpeg-turbo's lossless re-encoding for JPEG)
+//! and AVIF (libavif) and lossy WebP (libwebp) variants at the configured
+//! widths that are not wider than the image. Pure apart from CPU time: same
+//! bytes and settings, same outputs.
 //!
-//! Why a crate: ravif's entry points are `#[inline]` and generic inside, so
-//! rav1e's whole encoder is compiled into whichever crate calls it. Called
-//! from the CLI crate (opt-level 0 in dev and test builds) AVIF took ~50x
-//! longer; called from here, which the workspace builds at opt-level 3 even in
-//! dev (root Cargo.toml), it runs at release speed. Tests: `cli/src/images`.
+//! AVIF, WebP and JPEG come from the system's libraries through `sys` (the
+//! only unsafe code of the workspace; `src/shim.c` holds the C side), so a
+//! clean build compiles a few hundred lines of C instead of rav1e and libwebp
+//! (docs/assets.md, "Encoders: why these"). The crate is built at opt-level 3
+//! even in dev (root Cargo.toml): `image`'s resizing is generic and compiled
+//! here. Tests: `cli/src/images`, and `tests/` below.
 
-use std::io::Cursor;
+mod sys;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ExtendedColorType, ImageEncoder, ImageFormat, RgbaImage};
+use image::{DynamicImage, ImageFormat, RgbaImage};
 use serde::{Deserialize, Serialize};
+pub use sys::{avif_codec_versions, decode_rgba};
 
 /// The encodings and widths the build makes. Part of the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,10 +25,12 @@ pub struct ImageSettings {
     /// Candidate widths in pixels; each image gets those not wider than
     /// itself, plus its own width (never upscaled).
     pub widths: Vec<u32>,
-    /// AVIF quality, 1–100 (ravif's scale).
+    /// AVIF quality, 1–100, libavif's scale: quantizer `(100 − q) × 63 / 100`.
     pub avif_quality: u8,
-    /// rav1e speed, 1 (slowest, smallest) – 10.
+    /// libavif speed, 0 (slowest, smallest) – 10.
     pub avif_speed: u8,
+    /// Full-resolution chroma (4:4:4) in AVIF instead of 4:2:0.
+    pub avif_yuv444: bool,
     /// libwebp quality, 0–100.
     pub webp_quality: f32,
     /// Lossless WebP instead (larger here; kept for comparison).
@@ -40,8 +44,9 @@ impl Default for ImageSettings {
         // Figures behind these in docs/assets.md ("Images").
         Self {
             widths: vec![400, 800, 1200, 1600],
-            avif_quality: 60,
-            avif_speed: 8,
+            avif_quality: 55,
+            avif_speed: 7,
+            avif_yuv444: true,
             webp_quality: 78.0,
             webp_lossless: false,
             png_level: 2,
@@ -162,10 +167,7 @@ pub fn encode_image(
     }
     let (original, note) = match kind {
         RasterKind::Png => (optimise_png(bytes, settings.png_level)?, None),
-        RasterKind::Jpeg => (
-            bytes.to_vec(),
-            Some("JPEG kept byte for byte (no lossless JPEG optimiser in the build)".into()),
-        ),
+        RasterKind::Jpeg => optimise_jpeg(bytes)?,
     };
     let rgba = decoded.to_rgba8();
     let opaque = rgba.pixels().all(|p| p.0[3] == u8::MAX);
@@ -203,6 +205,20 @@ pub fn encode_image(
     })
 }
 
+/// libjpeg-turbo's lossless re-encoding (what `jpegtran -optimize
+/// -progressive -copy icc` does, keeping an Exif orientation too); the input
+/// bytes when they are already smaller or the decoder warned.
+fn optimise_jpeg(bytes: &[u8]) -> Result<(Vec<u8>, Option<String>), String> {
+    match sys::jpeg_optimise(bytes)? {
+        Some(optimised) if optimised.len() < bytes.len() => Ok((optimised, None)),
+        Some(_) => Ok((bytes.to_vec(), None)),
+        None => Ok((
+            bytes.to_vec(),
+            Some("JPEG kept byte for byte (the decoder reports damaged data)".into()),
+        )),
+    }
+}
+
 /// oxipng at `level`, metadata that does not affect rendering stripped; the
 /// input bytes when they are already smaller.
 fn optimise_png(bytes: &[u8], level: u8) -> Result<Vec<u8>, String> {
@@ -229,6 +245,12 @@ fn scale(rgba: &RgbaImage, decoded: &DynamicImage, target_width: u32) -> RgbaIma
     image::imageops::resize(rgba, target_width, target_height, FilterType::Lanczos3)
 }
 
+/// libavif's quality scale (1.0 and later) on the quantizer 0.11 takes.
+fn avif_quantizer(quality: u8) -> u8 {
+    let quality = u32::from(quality.clamp(1, 100));
+    u8::try_from(((100 - quality) * 63 + 50) / 100).unwrap_or(63)
+}
+
 fn encode_avif(
     pixels: &[u8],
     width: u32,
@@ -236,23 +258,18 @@ fn encode_avif(
     opaque: bool,
     settings: &ImageSettings,
 ) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    // One thread per encode: the build already encodes images in parallel.
-    let encoder = image::codecs::avif::AvifEncoder::new_with_speed_quality(
-        Cursor::new(&mut out),
-        settings.avif_speed.clamp(1, 10),
-        settings.avif_quality.clamp(1, 100),
+    // One thread per encode (in the shim): the build already encodes images
+    // in parallel.
+    sys::avif_encode(
+        pixels,
+        width,
+        height,
+        if opaque { 3 } else { 4 },
+        avif_quantizer(settings.avif_quality),
+        settings.avif_speed.min(10),
+        settings.avif_yuv444,
     )
-    .with_num_threads(Some(1));
-    let color = if opaque {
-        ExtendedColorType::Rgb8
-    } else {
-        ExtendedColorType::Rgba8
-    };
-    encoder
-        .write_image(pixels, width, height, color)
-        .map_err(|err| format!("AVIF: {err}"))?;
-    Ok(out)
+    .map_err(|err| format!("AVIF: {err}"))
 }
 
 fn encode_webp(
@@ -262,16 +279,215 @@ fn encode_webp(
     opaque: bool,
     settings: &ImageSettings,
 ) -> Result<Vec<u8>, String> {
-    let encoder = if opaque {
-        webp::Encoder::from_rgb(pixels, width, height)
-    } else {
-        webp::Encoder::from_rgba(pixels, width, height)
+    sys::webp_encode(
+        pixels,
+        width,
+        height,
+        if opaque { 3 } else { 4 },
+        settings.webp_quality,
+        settings.webp_lossless,
+    )
+    .map_err(|err| format!("WebP: {err}"))
+}
+
+/// The source image decoded and scaled to `width` as the build scales it for
+/// a variant (RGBA8): what a variant is compared against.
+pub fn reference_rgba(bytes: &[u8], width: u32) -> Result<Vec<u8>, String> {
+    let decoded = image::load_from_memory(bytes).map_err(|err| format!("cannot decode: {err}"))?;
+    let rgba = decoded.to_rgba8();
+    Ok(scale(&rgba, &decoded, width).into_raw())
+}
+
+/// Peak signal-to-noise ratio (dB) of two RGBA8 buffers of one size, over
+/// the colour channels composited onto white (so fully transparent pixels
+/// whose colour is invisible do not count); `None` when the sizes differ.
+/// 99 dB for identical images.
+pub fn psnr_rgba(reference: &[u8], candidate: &[u8]) -> Option<f64> {
+    if reference.len() != candidate.len() || reference.len() % 4 != 0 || reference.is_empty() {
+        return None;
+    }
+    let on_white = |p: &[u8], c: usize| {
+        let alpha = f64::from(p[3]) / 255.0;
+        f64::from(p[c]) * alpha + 255.0 * (1.0 - alpha)
     };
-    encoder
-        .encode_simple(
-            settings.webp_lossless,
-            settings.webp_quality.clamp(0.0, 100.0),
+    let mut squared = 0.0;
+    for (a, b) in reference.chunks_exact(4).zip(candidate.chunks_exact(4)) {
+        for c in 0..3 {
+            let d = on_white(a, c) - on_white(b, c);
+            squared += d * d;
+        }
+    }
+    let mse = squared / (reference.len() / 4 * 3) as f64;
+    Some(if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ImageEncoder;
+
+    fn hero() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../www/images/hero.png");
+        std::fs::read(path).expect("www/images/hero.png")
+    }
+
+    /// Full width only: what the quality figures in docs/assets.md compare.
+    fn full_width_only() -> ImageSettings {
+        ImageSettings {
+            widths: Vec::new(),
+            ..ImageSettings::default()
+        }
+    }
+
+    /// PSNR (dB) and size of the hero encoded at full width in `format`.
+    fn hero_variant(format: VariantFormat, settings: &ImageSettings) -> (f64, usize) {
+        let png = hero();
+        let rgb = image::load_from_memory(&png).expect("hero").to_rgb8();
+        let (width, height) = rgb.dimensions();
+        let bytes = match format {
+            VariantFormat::Avif => encode_avif(rgb.as_raw(), width, height, true, settings),
+            VariantFormat::Webp => encode_webp(rgb.as_raw(), width, height, true, settings),
+        }
+        .expect("encoded");
+        let (w, h, pixels) = decode_rgba(&bytes).expect("decodes");
+        assert_eq!((w, h), (width, height));
+        let reference = reference_rgba(&png, width).expect("source");
+        (
+            psnr_rgba(&reference, &pixels).expect("same size"),
+            bytes.len(),
         )
-        .map(|memory| memory.to_vec())
-        .map_err(|err| format!("WebP: {err:?}"))
+    }
+
+    #[test]
+    fn default_avif_and_webp_are_a_fraction_of_the_png_and_stay_close_to_it() {
+        let png_bytes = hero().len();
+        let settings = ImageSettings::default();
+        for (format, min_db) in [(VariantFormat::Avif, 42.0), (VariantFormat::Webp, 38.0)] {
+            let (db, bytes) = hero_variant(format, &settings);
+            assert!(
+                bytes * 4 < png_bytes,
+                "{format:?}: {bytes} bytes of {png_bytes}"
+            );
+            assert!(db >= min_db, "{format:?}: {db:.2} dB");
+        }
+    }
+
+    #[test]
+    fn a_higher_avif_quality_is_closer_to_the_source_and_larger() {
+        let at = |avif_quality| {
+            hero_variant(
+                VariantFormat::Avif,
+                &ImageSettings {
+                    avif_quality,
+                    ..ImageSettings::default()
+                },
+            )
+        };
+        let (low_db, low_bytes) = at(30);
+        let (high_db, high_bytes) = at(80);
+        assert!(high_bytes > low_bytes && high_db > low_db + 3.0);
+    }
+
+    /// A baseline JPEG as simple encoders write it (standard Huffman tables),
+    /// with `segments` inserted after SOI.
+    fn jpeg_with(segments: &[(u8, &[u8])]) -> (Vec<u8>, Vec<u8>) {
+        // A corner of the hero: `image`'s JPEG encoder is slow unoptimised.
+        let decoded = image::load_from_memory(&hero()).expect("hero").to_rgb8();
+        let corner = image::imageops::crop_imm(&decoded, 0, 0, 320, 200).to_image();
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+            .write_image(corner.as_raw(), 320, 200, image::ExtendedColorType::Rgb8)
+            .expect("jpeg");
+        let mut with = jpeg[..2].to_vec();
+        for (marker, payload) in segments {
+            with.extend_from_slice(&[0xFF, *marker]);
+            with.extend_from_slice(
+                &u16::try_from(payload.len() + 2)
+                    .expect("short")
+                    .to_be_bytes(),
+            );
+            with.extend_from_slice(payload);
+        }
+        with.extend_from_slice(&jpeg[2..]);
+        let pixels = image::load_from_memory(&with)
+            .expect("decodes")
+            .to_rgb8()
+            .into_raw();
+        (with, pixels)
+    }
+
+    /// The markers before the first scan, with their payloads.
+    fn header_segments(jpeg: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut segments = Vec::new();
+        let mut at = 2;
+        while at + 4 <= jpeg.len() && jpeg[at] == 0xFF && jpeg[at + 1] != 0xDA {
+            let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+            segments.push((jpeg[at + 1], jpeg[at + 4..at + 2 + len].to_vec()));
+            at += 2 + len;
+        }
+        segments
+    }
+
+    /// A big-endian Exif block with one tag: Orientation = `orientation`.
+    fn exif(orientation: u8) -> Vec<u8> {
+        let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        exif.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0]);
+        exif.extend_from_slice(&[0, 0, 0, 0]);
+        exif
+    }
+
+    #[test]
+    fn jpeg_originals_are_re_encoded_losslessly_smaller_without_invisible_metadata() {
+        let icc = b"ICC_PROFILE\0\x01\x01not a real profile".as_slice();
+        let xmp = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>".as_slice();
+        let comment = b"made by a camera".as_slice();
+        let (jpeg, pixels) = jpeg_with(&[(0xE2, icc), (0xE1, xmp), (0xFE, comment)]);
+        let encoded = encode_image(&jpeg, RasterKind::Jpeg, &full_width_only()).expect("encoded");
+        assert_eq!(encoded.note, None);
+        assert!(
+            encoded.original.len() < jpeg.len(),
+            "{} of {}",
+            encoded.original.len(),
+            jpeg.len()
+        );
+        let again = image::load_from_memory(&encoded.original).expect("decodes");
+        assert!(again.to_rgb8().into_raw() == pixels, "pixels changed");
+        let kept = header_segments(&encoded.original);
+        assert!(kept.iter().any(|(m, p)| *m == 0xE2 && p == icc), "ICC kept");
+        assert!(
+            !kept.iter().any(|(m, _)| *m == 0xE1 || *m == 0xFE),
+            "XMP and comment dropped"
+        );
+        // Progressive (SOF2) with the same coefficients.
+        assert!(kept.iter().any(|(m, _)| *m == 0xC2));
+    }
+
+    #[test]
+    fn a_jpeg_keeps_its_exif_only_when_it_rotates_the_image() {
+        let rotated = exif(6);
+        let (jpeg, _) = jpeg_with(&[(0xE1, &rotated)]);
+        let encoded = encode_image(&jpeg, RasterKind::Jpeg, &full_width_only()).expect("encoded");
+        let kept = header_segments(&encoded.original);
+        assert!(kept.iter().any(|(m, p)| *m == 0xE1 && *p == rotated));
+
+        let (jpeg, _) = jpeg_with(&[(0xE1, &exif(1))]);
+        let encoded = encode_image(&jpeg, RasterKind::Jpeg, &full_width_only()).expect("encoded");
+        assert!(!header_segments(&encoded.original)
+            .iter()
+            .any(|(m, _)| *m == 0xE1));
+    }
+
+    #[test]
+    fn a_damaged_jpeg_is_not_re_encoded() {
+        let (jpeg, _) = jpeg_with(&[]);
+        // Cut inside the scan: decoders warn (premature end of data).
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        let encoded = encode_image(cut, RasterKind::Jpeg, &full_width_only()).expect("decodes");
+        assert_eq!(encoded.original, cut);
+        assert!(encoded.note.is_some_and(|n| n.contains("damaged")));
+    }
 }

@@ -41,11 +41,11 @@ pub struct BuildArgs {
     /// each image also gets its own width and never a wider one.
     #[arg(long, value_delimiter = ',', value_name = "PX,...")]
     image_widths: Option<Vec<u32>>,
-    /// AVIF quality, 1-100.
+    /// AVIF quality, 1-100 (libavif's scale).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
     avif_quality: Option<u8>,
-    /// AVIF encoder speed, 1 (slowest, smallest) to 10.
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=10))]
+    /// AVIF encoder speed, 0 (slowest, smallest) to 10.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
     avif_speed: Option<u8>,
     /// WebP quality, 0-100.
     #[arg(long)]
@@ -73,6 +73,7 @@ pub fn run(args: BuildArgs) -> ExitCode {
             .unwrap_or(defaults.webp_quality)
             .clamp(0.0, 100.0),
         webp_lossless: args.webp_lossless,
+        avif_yuv444: defaults.avif_yuv444,
         png_level: defaults.png_level,
     };
     let image_cache = if args.no_image_cache {

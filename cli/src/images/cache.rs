@@ -14,7 +14,7 @@ use super::encode::{EncodedImage, EncodedVariant, ImageSettings, RasterKind, Var
 
 /// Bumped whenever the encoders or how they are driven change, so old
 /// entries stop matching.
-const PIPELINE_VERSION: &str = "cachefront-images-1";
+const PIPELINE_VERSION: &str = "cachefront-images-2";
 
 /// The cache key: hex SHA-256 over everything the outputs depend on.
 pub fn cache_key(bytes: &[u8], kind: RasterKind, settings: &ImageSettings) -> String {
