@@ -18,7 +18,7 @@ use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, S
 
 use super::css_references::rewrite_css_references;
 use super::manifest::Manifest;
-use super::picture::{plan_picture, ImgAttributes, PicturePlan};
+use super::picture::{has_variants, plan_picture, ImgAttributes, PicturePlan};
 use super::reference::{fingerprinted_entry, local_url, map_reference, resolve};
 use super::srcset::rewrite_srcset;
 
@@ -280,17 +280,15 @@ impl DocumentState<'_> {
         changed.then_some(rewritten)
     }
 
-    fn add_integrity(&self, element: &mut Element<'_, '_>, url_attribute: &str) -> HandlerResult {
-        let (Some(manifest), Some(url)) =
-            (self.settings.manifest, element.get_attribute(url_attribute))
-        else {
+    fn add_integrity(&self, element: &mut Element<'_, '_>, url: &str) -> HandlerResult {
+        let Some(manifest) = self.settings.manifest else {
             return Ok(());
         };
         let base = self.base_path.borrow();
         let Some(base) = base.as_deref() else {
             return Ok(());
         };
-        if let Some(entry) = fingerprinted_entry(manifest, base, &url) {
+        if let Some(entry) = fingerprinted_entry(manifest, base, url) {
             // The served bytes are the ones the manifest hashed, so its value
             // replaces any integrity written for the unminified source.
             element.set_attribute("integrity", &entry.integrity)?;
@@ -300,15 +298,20 @@ impl DocumentState<'_> {
 
     /// The `<picture>` plan for an `<img>`, read before its URLs are mapped
     /// (the plan looks its `src` up by logical path).
-    fn picture_plan(&self, element: &Element<'_, '_>) -> Option<PicturePlan> {
+    fn picture_plan(&self, element: &Element<'_, '_>, src: Option<&str>) -> Option<PicturePlan> {
         let manifest = self.settings.manifest.filter(|_| self.settings.pictures)?;
         if self.picture_depth.get() > 0 {
             return None;
         }
         let base = self.base_path.borrow();
+        let base = base.as_deref()?;
+        // Most images have no variants: settle that from `src` alone before
+        // reading four more attributes (each read allocates in lol_html).
+        if !has_variants(manifest, base, src?) {
+            return None;
+        }
         let attribute = |name| element.get_attribute(name);
-        let (src, srcset, sizes, width, height) = (
-            attribute("src"),
+        let (srcset, sizes, width, height) = (
             attribute("srcset"),
             attribute("sizes"),
             attribute("width"),
@@ -316,9 +319,9 @@ impl DocumentState<'_> {
         );
         plan_picture(
             manifest,
-            base.as_deref()?,
+            base,
             ImgAttributes {
-                src: src.as_deref(),
+                src,
                 srcset: srcset.as_deref(),
                 sizes: sizes.as_deref(),
                 width: width.as_deref(),
@@ -347,7 +350,12 @@ impl DocumentState<'_> {
         }))
     }
 
-    fn image(&self, element: &mut Element<'_, '_>, in_picture: bool) -> HandlerResult {
+    fn image(
+        &self,
+        element: &mut Element<'_, '_>,
+        in_picture: bool,
+        src: Option<&str>,
+    ) -> HandlerResult {
         let index = self.images_seen.get();
         self.images_seen.set(index + 1);
         // The first image is usually the hero (the LCP element): lazy-loading
@@ -367,7 +375,7 @@ impl DocumentState<'_> {
             .as_ref()
             .filter(|_| !in_picture)
         {
-            self.add_responsive_srcset(element, responsive)?;
+            self.add_responsive_srcset(element, responsive, src)?;
         }
         Ok(())
     }
@@ -376,14 +384,12 @@ impl DocumentState<'_> {
         &self,
         element: &mut Element<'_, '_>,
         responsive: &ResponsiveImages,
+        src: Option<&str>,
     ) -> HandlerResult {
         if element.has_attribute("srcset") {
             return Ok(());
         }
-        let Some(src) = element.get_attribute("src") else {
-            return Ok(());
-        };
-        let Some(local) = local_url(&src) else {
+        let Some(local) = src.and_then(local_url) else {
             return Ok(());
         };
         let base = self.base_path.borrow();
@@ -432,18 +438,15 @@ impl DocumentState<'_> {
         Ok(())
     }
 
-    fn preload(&self, element: &mut Element<'_, '_>, url_attribute: &str, kind: PreloadKind) {
-        let Some(url) = element.get_attribute(url_attribute) else {
-            return;
-        };
+    fn preload(&self, url: &str, kind: PreloadKind) {
         // Cross-origin hints would need a matching `crossorigin` to be reused.
-        if local_url(&url).is_none() {
+        if local_url(url).is_none() {
             return;
         }
-        self.report
-            .borrow_mut()
-            .preload_hints
-            .push(PreloadHint { url, kind });
+        self.report.borrow_mut().preload_hints.push(PreloadHint {
+            url: url.to_owned(),
+            kind,
+        });
     }
 
     /// Everything done to one element that may reference an asset, in the
@@ -457,13 +460,28 @@ impl DocumentState<'_> {
         srcset_attribute: Option<&str>,
     ) -> HandlerResult {
         let mapping = self.settings.manifest.is_some();
+        // The main URL (`src`/`href`) is read once: the picture plan, the
+        // mapping, integrity and preload hints all need it, and every read
+        // through lol_html allocates twice.
+        let (main_attribute, other_url_attributes) = match url_attributes.split_first() {
+            Some((main, others)) => (Some(*main), others),
+            None => (None, url_attributes),
+        };
+        let mut url = main_attribute.and_then(|attribute| element.get_attribute(attribute));
         let picture = if name == "img" {
-            self.picture_plan(element)
+            self.picture_plan(element, url.as_deref())
         } else {
             None
         };
         if mapping {
-            for attribute in url_attributes {
+            if let (Some(attribute), Some(mapped)) = (
+                main_attribute,
+                url.as_deref().and_then(|u| self.mapped_url(u)),
+            ) {
+                element.set_attribute(attribute, &mapped)?;
+                url = Some(mapped);
+            }
+            for attribute in other_url_attributes {
                 self.map_attribute(element, attribute)?;
             }
             if let Some(attribute) = srcset_attribute {
@@ -475,13 +493,15 @@ impl DocumentState<'_> {
         }
         let integrity = mapping && self.settings.subresource_integrity;
         let preload = self.settings.preload_hints && self.in_head.get();
-        match name {
-            "img" if self.settings.lazy_images || self.settings.responsive_images.is_some() => {
-                self.image(element, picture.is_some())
+        match (name, url.as_deref()) {
+            ("img", _)
+                if self.settings.lazy_images || self.settings.responsive_images.is_some() =>
+            {
+                self.image(element, picture.is_some(), url.as_deref())
             }
-            "script" if element.has_attribute("src") => {
+            ("script", Some(src)) => {
                 if integrity {
-                    self.add_integrity(element, "src")?;
+                    self.add_integrity(element, src)?;
                 }
                 if preload && !element.has_attribute("nomodule") {
                     let module = element
@@ -492,18 +512,18 @@ impl DocumentState<'_> {
                     } else {
                         PreloadKind::Script
                     };
-                    self.preload(element, "src", kind);
+                    self.preload(src, kind);
                 }
                 Ok(())
             }
-            "link" if element.has_attribute("href") && (integrity || preload) => {
+            ("link", Some(href)) if integrity || preload => {
                 let rel = element.get_attribute("rel").unwrap_or_default();
                 let stylesheet = has_token(&rel, "stylesheet");
                 if integrity && (stylesheet || carries_integrity(element, &rel)) {
-                    self.add_integrity(element, "href")?;
+                    self.add_integrity(element, href)?;
                 }
                 if preload && stylesheet {
-                    self.preload(element, "href", PreloadKind::Style);
+                    self.preload(href, PreloadKind::Style);
                 }
                 Ok(())
             }
@@ -575,60 +595,42 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             report: RefCell::new(HtmlRewriteReport::default()),
         });
         let mut handlers: Vec<(Cow<'static, Selector>, ElementContentHandlers<'m>)> = Vec::new();
-        let mapping = settings.manifest.is_some();
-        let images = settings.lazy_images || settings.responsive_images.is_some();
-        // Order matters: lol_html runs an element's handlers in the order they
-        // were added, so `<base>` comes first.
-        if mapping {
+        for (selector, target) in registered_selectors(settings) {
             let s = Rc::clone(&state);
-            handlers.push(on_element("base", move |el| {
-                s.base(el);
-                Ok(())
-            }));
-        }
-        if mapping && settings.pictures {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("picture", move |el| s.picture(el)));
-        }
-        if settings.preload_hints {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("head", move |el| s.head(el)));
-            let s = Rc::clone(&state);
-            // An implied `</head>`: lol_html runs no end-tag handler for it.
-            handlers.push(on_element("body", move |_| {
-                s.in_head.set(false);
-                Ok(())
-            }));
-        }
-        for (name, url_attributes, srcset_attribute) in ASSET_ELEMENTS {
-            let needed = mapping
-                || (name == "img" && images)
-                || (settings.preload_hints && matches!(name, "script" | "link"));
-            if !needed {
-                continue;
-            }
-            let s = Rc::clone(&state);
-            handlers.push(on_element(name, move |el| {
-                s.asset_element(el, name, url_attributes, srcset_attribute)
-            }));
-        }
-        if mapping {
-            if settings.style_attributes {
-                let s = Rc::clone(&state);
-                handlers.push(on_element("[style]", move |el| {
+            handlers.push(match (selector, target) {
+                (_, HandlerTarget::Text) => on_text(selector, move |chunk| {
+                    s.style_text(chunk);
+                    Ok(())
+                }),
+                ("base", _) => on_element(selector, move |el| {
+                    s.base(el);
+                    Ok(())
+                }),
+                ("picture", _) => on_element(selector, move |el| s.picture(el)),
+                ("head", _) => on_element(selector, move |el| s.head(el)),
+                // An implied `</head>`: lol_html runs no end-tag handler for it.
+                ("body", _) => on_element(selector, move |_| {
+                    s.in_head.set(false);
+                    Ok(())
+                }),
+                ("[style]", _) => on_element(selector, move |el| {
                     if let Some(style) = el.get_attribute("style") {
                         if let Some(mapped) = s.map_css(&style) {
                             el.set_attribute("style", &mapped)?;
                         }
                     }
                     Ok(())
-                }));
-            }
-            let s = Rc::clone(&state);
-            handlers.push(on_text("style", move |chunk| {
-                s.style_text(chunk);
-                Ok(())
-            }));
+                }),
+                (name, _) => {
+                    let (url_attributes, srcset_attribute) = ASSET_ELEMENTS
+                        .iter()
+                        .find(|(element, _, _)| *element == name)
+                        .map_or((&[][..], None), |(_, urls, srcset)| (*urls, *srcset));
+                    on_element(name, move |el| {
+                        s.asset_element(el, name, url_attributes, srcset_attribute)
+                    })
+                }
+            });
         }
 
         let lol_settings = handlers.into_iter().fold(
@@ -659,6 +661,53 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
         let report = self.state.report.take();
         Ok(report)
     }
+}
+
+/// What a registered lol_html handler receives.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerTarget {
+    Element,
+    Text,
+}
+
+/// The selectors the rewriter registers for `settings`, in registration
+/// order (lol_html runs an element's handlers in that order, so `<base>`
+/// comes first). Public for the benchmarks' baseline: lol_html with these
+/// same selectors and no-op handlers, which costs what the selector matching
+/// alone costs.
+#[doc(hidden)]
+pub fn registered_selectors(
+    settings: &HtmlRewriteSettings<'_>,
+) -> Vec<(&'static str, HandlerTarget)> {
+    let mapping = settings.manifest.is_some();
+    let images = settings.lazy_images || settings.responsive_images.is_some();
+    let mut selectors = Vec::new();
+    if mapping {
+        selectors.push(("base", HandlerTarget::Element));
+    }
+    if mapping && settings.pictures {
+        selectors.push(("picture", HandlerTarget::Element));
+    }
+    if settings.preload_hints {
+        selectors.push(("head", HandlerTarget::Element));
+        selectors.push(("body", HandlerTarget::Element));
+    }
+    for (name, _, _) in ASSET_ELEMENTS {
+        let needed = mapping
+            || (name == "img" && images)
+            || (settings.preload_hints && matches!(name, "script" | "link"));
+        if needed {
+            selectors.push((name, HandlerTarget::Element));
+        }
+    }
+    if mapping {
+        if settings.style_attributes {
+            selectors.push(("[style]", HandlerTarget::Element));
+        }
+        selectors.push(("style", HandlerTarget::Text));
+    }
+    selectors
 }
 
 /// Whether a whitespace-separated attribute value (`rel`) holds `token`,
