@@ -210,7 +210,7 @@ pub fn rewrite_html(
     settings: &HtmlRewriteSettings<'_>,
 ) -> Result<RewrittenHtml, HtmlRewriteError> {
     let mut html = Vec::with_capacity(input.len() + input.len() / 8);
-    let mut rewriter = HtmlAssetRewriter::new(settings, |chunk: &[u8]| {
+    let mut rewriter = HtmlAssetRewriter::with_source(settings, Some(input), |chunk: &[u8]| {
         html.extend_from_slice(chunk);
     });
     rewriter.write(input)?;
@@ -234,9 +234,35 @@ struct DocumentState<'m> {
     inline_style: RefCell<String>,
     inline_style_passthrough: Cell<bool>,
     report: RefCell<HtmlRewriteReport>,
+    /// The whole document, when it is rewritten in one piece: attribute
+    /// values are then borrowed from it through lol_html's source locations
+    /// instead of read through `get_attribute`, which allocates the
+    /// lowercased name and the value on every call.
+    source: Option<&'m [u8]>,
 }
 
-impl DocumentState<'_> {
+impl<'m> DocumentState<'m> {
+    /// The value of attribute `name` (lowercase), as `get_attribute` gives it.
+    fn attribute(&self, element: &Element<'_, '_>, name: &str) -> Option<Cow<'m, str>> {
+        match self
+            .source
+            .and_then(|source| source_attribute(source, element, name))
+        {
+            Some(found) => found,
+            None => element.get_attribute(name).map(Cow::Owned),
+        }
+    }
+
+    fn has_attribute(&self, element: &Element<'_, '_>, name: &str) -> bool {
+        match self
+            .source
+            .and_then(|source| source_attribute(source, element, name))
+        {
+            Some(found) => found.is_some(),
+            None => element.has_attribute(name),
+        }
+    }
+
     /// `url` mapped to its fingerprinted form, if the manifest knows it.
     fn mapped_url(&self, url: &str) -> Option<String> {
         let manifest = self.settings.manifest?;
@@ -247,7 +273,7 @@ impl DocumentState<'_> {
     }
 
     fn map_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        if let Some(value) = element.get_attribute(name) {
+        if let Some(value) = self.attribute(element, name) {
             if let Some(mapped) = self.mapped_url(&value) {
                 element.set_attribute(name, &mapped)?;
             }
@@ -256,7 +282,7 @@ impl DocumentState<'_> {
     }
 
     fn map_srcset_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        if let Some(value) = element.get_attribute(name) {
+        if let Some(value) = self.attribute(element, name) {
             let mut changed = false;
             let rewritten = rewrite_srcset(&value, |url| {
                 let mapped = self.mapped_url(url);
@@ -310,7 +336,7 @@ impl DocumentState<'_> {
         if !has_variants(manifest, base, src?) {
             return None;
         }
-        let attribute = |name| element.get_attribute(name);
+        let attribute = |name| self.attribute(element, name);
         let (srcset, sizes, width, height) = (
             attribute("srcset"),
             attribute("sizes"),
@@ -355,17 +381,24 @@ impl DocumentState<'_> {
         element: &mut Element<'_, '_>,
         in_picture: bool,
         src: Option<&str>,
+        loading_decoding: Option<(bool, bool)>,
     ) -> HandlerResult {
         let index = self.images_seen.get();
         self.images_seen.set(index + 1);
         // The first image is usually the hero (the LCP element): lazy-loading
         // it would delay the most important paint on the page.
         if self.settings.lazy_images && index > 0 {
-            if !element.has_attribute("loading") {
+            let (has_loading, has_decoding) = loading_decoding.unwrap_or_else(|| {
+                (
+                    self.has_attribute(element, "loading"),
+                    self.has_attribute(element, "decoding"),
+                )
+            });
+            if !has_loading {
                 element.set_attribute("loading", "lazy")?;
                 self.report.borrow_mut().images_lazy += 1;
             }
-            if !element.has_attribute("decoding") {
+            if !has_decoding {
                 element.set_attribute("decoding", "async")?;
             }
         }
@@ -386,7 +419,7 @@ impl DocumentState<'_> {
         responsive: &ResponsiveImages,
         src: Option<&str>,
     ) -> HandlerResult {
-        if element.has_attribute("srcset") {
+        if self.has_attribute(element, "srcset") {
             return Ok(());
         }
         let Some(local) = src.and_then(local_url) else {
@@ -401,8 +434,8 @@ impl DocumentState<'_> {
         if lower.ends_with(".svg") || lower.ends_with(".gif") {
             return Ok(());
         }
-        let declared_width = element
-            .get_attribute("width")
+        let declared_width = self
+            .attribute(element, "width")
             .and_then(|w| w.trim().parse::<u32>().ok())
             .filter(|w| *w > 0);
         // Past twice the layout width only 3x screens gain, at a large byte cost.
@@ -427,7 +460,7 @@ impl DocumentState<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         element.set_attribute("srcset", &srcset)?;
-        if !element.has_attribute("sizes") {
+        if !self.has_attribute(element, "sizes") {
             let sizes = match declared_width {
                 Some(w) => format!("(max-width: {w}px) 100vw, {w}px"),
                 None => responsive.sizes.clone(),
@@ -467,19 +500,29 @@ impl DocumentState<'_> {
             Some((main, others)) => (Some(*main), others),
             None => (None, url_attributes),
         };
-        let mut url = main_attribute.and_then(|attribute| element.get_attribute(attribute));
+        let mut url = main_attribute.and_then(|attribute| self.attribute(element, attribute));
         let picture = if name == "img" {
             self.picture_plan(element, url.as_deref())
         } else {
             None
         };
+        // Read before any attribute is set: from then on they are read
+        // through lol_html, which allocates. (Mapping and pictures never set
+        // `loading` or `decoding`.)
+        let loading_decoding =
+            (name == "img" && self.settings.lazy_images && self.images_seen.get() > 0).then(|| {
+                (
+                    self.has_attribute(element, "loading"),
+                    self.has_attribute(element, "decoding"),
+                )
+            });
         if mapping {
             if let (Some(attribute), Some(mapped)) = (
                 main_attribute,
                 url.as_deref().and_then(|u| self.mapped_url(u)),
             ) {
                 element.set_attribute(attribute, &mapped)?;
-                url = Some(mapped);
+                url = Some(Cow::Owned(mapped));
             }
             for attribute in other_url_attributes {
                 self.map_attribute(element, attribute)?;
@@ -497,15 +540,15 @@ impl DocumentState<'_> {
             ("img", _)
                 if self.settings.lazy_images || self.settings.responsive_images.is_some() =>
             {
-                self.image(element, picture.is_some(), url.as_deref())
+                self.image(element, picture.is_some(), url.as_deref(), loading_decoding)
             }
             ("script", Some(src)) => {
                 if integrity {
                     self.add_integrity(element, src)?;
                 }
-                if preload && !element.has_attribute("nomodule") {
-                    let module = element
-                        .get_attribute("type")
+                if preload && !self.has_attribute(element, "nomodule") {
+                    let module = self
+                        .attribute(element, "type")
                         .is_some_and(|t| t.trim().eq_ignore_ascii_case("module"));
                     let kind = if module {
                         PreloadKind::ModuleScript
@@ -517,9 +560,9 @@ impl DocumentState<'_> {
                 Ok(())
             }
             ("link", Some(href)) if integrity || preload => {
-                let rel = element.get_attribute("rel").unwrap_or_default();
+                let rel = self.attribute(element, "rel").unwrap_or_default();
                 let stylesheet = has_token(&rel, "stylesheet");
-                if integrity && (stylesheet || carries_integrity(element, &rel)) {
+                if integrity && (stylesheet || self.carries_integrity(element, &rel)) {
                     self.add_integrity(element, href)?;
                 }
                 if preload && stylesheet {
@@ -529,6 +572,18 @@ impl DocumentState<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// `<link rel=modulepreload>` and `<link rel=preload as=script|style>`:
+    /// links that fetch a script or stylesheet, and so take `integrity`.
+    fn carries_integrity(&self, element: &Element<'_, '_>, rel: &str) -> bool {
+        if has_token(rel, "modulepreload") {
+            return true;
+        }
+        has_token(rel, "preload")
+            && self
+                .attribute(element, "as")
+                .is_some_and(|r#as| matches!(&*r#as, "script" | "style"))
     }
 
     fn head(&self, element: &mut Element<'_, '_>) -> HandlerResult {
@@ -541,7 +596,7 @@ impl DocumentState<'_> {
     }
 
     fn base(&self, element: &mut Element<'_, '_>) {
-        let Some(href) = element.get_attribute("href") else {
+        let Some(href) = self.attribute(element, "href") else {
             return;
         };
         let mut base = self.base_path.borrow_mut();
@@ -584,6 +639,11 @@ pub struct HtmlAssetRewriter<'m, O: FnMut(&[u8])> {
 
 impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
     pub fn new(settings: &HtmlRewriteSettings<'m>, sink: O) -> Self {
+        Self::with_source(settings, None, sink)
+    }
+
+    /// `source` is the whole document when it is written in one piece.
+    fn with_source(settings: &HtmlRewriteSettings<'m>, source: Option<&'m [u8]>, sink: O) -> Self {
         let state = Rc::new(DocumentState {
             settings: settings.clone(),
             base_path: RefCell::new(Some(settings.page_path.clone())),
@@ -593,6 +653,7 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             inline_style: RefCell::new(String::new()),
             inline_style_passthrough: Cell::new(false),
             report: RefCell::new(HtmlRewriteReport::default()),
+            source,
         });
         let mut handlers: Vec<(Cow<'static, Selector>, ElementContentHandlers<'m>)> = Vec::new();
         for (selector, target) in registered_selectors(settings) {
@@ -614,7 +675,7 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
                     Ok(())
                 }),
                 ("[style]", _) => on_element(selector, move |el| {
-                    if let Some(style) = el.get_attribute("style") {
+                    if let Some(style) = s.attribute(el, "style") {
                         if let Some(mapped) = s.map_css(&style) {
                             el.set_attribute("style", &mapped)?;
                         }
@@ -718,16 +779,43 @@ fn has_token(value: &str, token: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(token))
 }
 
-/// `<link rel=modulepreload>` and `<link rel=preload as=script|style>`: links
-/// that fetch a script or stylesheet, and so take `integrity`.
-fn carries_integrity(element: &Element<'_, '_>, rel: &str) -> bool {
-    if has_token(rel, "modulepreload") {
-        return true;
+/// An attribute read from the document's bytes: `Some(value)` (`None`
+/// inside when the element has no such attribute), or `None` when the bytes
+/// cannot stand for what `get_attribute` would return, and it must be asked:
+/// lol_html decodes values that start with a byte-order mark or are not
+/// UTF-8 differently. An attribute a handler set has no source location; it
+/// is read through lol_html.
+fn source_attribute<'s>(
+    source: &'s [u8],
+    element: &Element<'_, '_>,
+    name: &str,
+) -> Option<Option<Cow<'s, str>>> {
+    for attribute in element.attributes() {
+        let Some(name_at) = attribute.name_source_location() else {
+            if attribute.name() == name {
+                return Some(Some(Cow::Owned(attribute.value())));
+            }
+            continue;
+        };
+        if !source
+            .get(name_at.bytes())?
+            .eq_ignore_ascii_case(name.as_bytes())
+        {
+            continue;
+        }
+        // lol_html, too, returns the first of duplicate attributes.
+        let value = match attribute.value_source_location() {
+            Some(at) => source.get(at.bytes())?,
+            None => b"",
+        };
+        if matches!(value.first(), Some(0xEF | 0xFE | 0xFF)) {
+            return None;
+        }
+        return std::str::from_utf8(value)
+            .ok()
+            .map(|value| Some(Cow::Borrowed(value)));
     }
-    has_token(rel, "preload")
-        && element
-            .get_attribute("as")
-            .is_some_and(|r#as| matches!(r#as.as_str(), "script" | "style"))
+    Some(None)
 }
 
 /// Selectors here are string constants checked by the tests below; a typo is

@@ -17,47 +17,38 @@ pub struct LocalUrl<'a> {
 /// Returns `None` for anything else: other schemes (`https:`, `data:`),
 /// protocol-relative `//host/...`, bare fragments and empty values.
 pub fn local_url(url: &str) -> Option<LocalUrl<'_>> {
-    let url = url.trim();
+    // `trim` only when an end could be whitespace: this runs for every URL
+    // attribute on a page, and most need none.
+    let needs_trim = |b: Option<&u8>| b.is_some_and(|b| !b.is_ascii_graphic());
+    let url = if needs_trim(url.as_bytes().first()) || needs_trim(url.as_bytes().last()) {
+        url.trim()
+    } else {
+        url
+    };
     if url.is_empty() || url.starts_with('#') || url.starts_with("//") || url.starts_with('\\') {
         return None;
     }
-    // One byte scan finds both the end of the path and whether it starts
-    // with a scheme: this runs for every URL attribute on a page, and `str`
-    // searches with char patterns cost several times more.
+    // Byte scans: `str` searches with char patterns cost several times more.
     let bytes = url.as_bytes();
-    let mut split = bytes.len();
-    let mut scheme = Scheme::Undecided;
-    for (i, &b) in bytes.iter().enumerate() {
-        match b {
-            b'?' | b'#' => {
-                split = i;
-                break;
-            }
-            b':' if scheme == Scheme::Undecided => {
-                scheme = if is_scheme(&bytes[..i]) {
-                    Scheme::Present
-                } else {
-                    Scheme::Absent
-                };
-            }
-            b'/' if scheme == Scheme::Undecided => scheme = Scheme::Absent,
-            _ => {}
-        }
-    }
+    let split = bytes
+        .iter()
+        .position(|&b| b == b'?' || b == b'#')
+        .unwrap_or(bytes.len());
     let (path, suffix) = url.split_at(split);
-    if path.is_empty() || scheme == Scheme::Present {
+    if path.is_empty() || has_scheme(path) {
         return None;
     }
     Some(LocalUrl { path, suffix })
 }
 
-/// Whether the path before its first `:` reads as a scheme, decided at the
-/// first `:` or `/` of the path (a colon after a slash is part of the path).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Scheme {
-    Undecided,
-    Present,
-    Absent,
+/// `scheme:` per RFC 3986: a letter, then letters, digits, `+`, `-`, `.`,
+/// before the first `:` and before any `/`.
+fn has_scheme(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    match bytes.iter().position(|&b| b == b':' || b == b'/') {
+        Some(colon) if bytes[colon] == b':' => is_scheme(&bytes[..colon]),
+        _ => false,
+    }
 }
 
 /// `scheme` per RFC 3986: a letter, then letters, digits, `+`, `-`, `.`.
@@ -123,6 +114,9 @@ pub fn map_reference<'m>(
     url: &str,
 ) -> Option<MappedReference<'m>> {
     let local = local_url(url)?;
+    if !manifest.may_have_path_like(local.path) {
+        return None;
+    }
     let logical_path = logical_path(base_path, local.path)?;
     let entry = manifest.get(&logical_path)?;
     let same_directory = parent(&logical_path) == parent(&entry.path);
