@@ -128,9 +128,8 @@ fn image_with_variants<'m>(
     base_path: &str,
     url: &str,
 ) -> Option<&'m ImageInfo> {
-    if manifest.images().next().is_none() {
-        return None;
-    }
+    // A manifest without images (the edge's, often) needs no resolving.
+    manifest.images().next()?;
     let local = local_url(url)?;
     let logical = logical_path(base_path, local.path)?;
     manifest.image(&logical).filter(|i| !i.variants.is_empty())
