@@ -3,16 +3,23 @@
 //! busy machine where wall time does not:
 //!
 //! ```sh
-//! cargo bench -p cachefront --bench html_rewrite_instructions --no-run
+//! cargo bench --profile native -p cachefront --bench html_rewrite_instructions --no-run
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
-//!     target/release/deps/html_rewrite_instructions-* edge large
+//!     $CARGO_TARGET_DIR/native/deps/html_rewrite_instructions-* edge large
 //! ```
 //!
 //! Variants: `bare` (lol_html, no handlers), `img_handler` (one no-op `img`
-//! handler), `edge` (the worker's settings), `build` (every feature, as the
-//! build runs it). Pages: `large` (~1 MiB) or `demo`. The ratio of two runs'
-//! `Ir` totals is the throughput ratio, minus the ~fixed cost of reading the
-//! corpus (subtract a `none` run).
+//! handler), `17_handlers` (17 no-op element handlers), `edge_noop` and
+//! `build_noop` (exactly the selectors the rewriter registers for the edge's
+//! or the build's settings, with no-op handlers: the baseline for the
+//! handlers' own cost), `edge` (the worker's settings), `build` (every
+//! feature, as the build runs it). Pages: `large` (~1 MiB) or `demo`. The
+//! ratio of two runs' `Ir` totals is the throughput ratio, minus the ~fixed
+//! cost of reading the corpus (subtract a `none` run).
+//!
+//! `HTML_REWRITE_DUMP=<file>` appends the `edge`/`build` output and report to
+//! `<file>`: compare two builds' dumps to check that a change to the
+//! rewriter leaves its output byte for byte the same.
 
 use cachefront::assets::{rewrite_html, HtmlRewriteSettings, Manifest};
 
