@@ -119,15 +119,21 @@ pub fn map_reference<'m>(
     }
     let logical_path = logical_path(base_path, local.path)?;
     let entry = manifest.get(&logical_path)?;
-    let same_directory = parent(&logical_path) == parent(&entry.path);
+    // Each `/` is looked up once: this runs for every mapped reference.
+    let entry_slash = last_slash(&entry.path);
+    let logical_slash = last_slash(&logical_path);
+    fn dir(path: &str, slash: Option<usize>) -> &str {
+        slash.map_or("", |slash| &path[..slash])
+    }
     let mut url = String::with_capacity(local.path.len() + entry.path.len() + local.suffix.len());
-    if same_directory {
-        let original_dir = match last_slash(local.path) {
-            Some(slash) => &local.path[..=slash],
-            None => "",
+    if dir(&logical_path, logical_slash) == dir(&entry.path, entry_slash) {
+        let original_slash = if local.path == logical_path {
+            logical_slash
+        } else {
+            last_slash(local.path)
         };
-        url.push_str(original_dir);
-        url.push_str(file_name(&entry.path));
+        url.push_str(original_slash.map_or("", |slash| &local.path[..=slash]));
+        url.push_str(entry_slash.map_or(entry.path.as_str(), |slash| &entry.path[slash + 1..]));
     } else {
         url.push_str(&entry.path);
     }
@@ -184,14 +190,6 @@ fn is_normalised_absolute(path: &str) -> bool {
 /// is several times slower, and this runs for every reference on a page).
 fn last_slash(path: &str) -> Option<usize> {
     path.bytes().rposition(|b| b == b'/')
-}
-
-fn parent(path: &str) -> &str {
-    last_slash(path).map_or("", |slash| &path[..slash])
-}
-
-fn file_name(path: &str) -> &str {
-    last_slash(path).map_or(path, |slash| &path[slash + 1..])
 }
 
 #[cfg(test)]
