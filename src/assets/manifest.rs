@@ -263,6 +263,7 @@ mod tests {
             "../x/other.css",
             "a.b/c.css",
             "/README",
+            "/v1.2/README",
             "dir/",
             "/a/..",
         ] {
