@@ -67,6 +67,10 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| rewrite_html(&large, &lazy_only).map_or(0, |r| r.html.len())),
     );
     group.bench_function(
+        BenchmarkId::new("lol_html_edge_selectors_noop", "large_page"),
+        |b| b.iter(|| corpus::lol_html_same_selectors(&large, &edge)),
+    );
+    group.bench_function(
         BenchmarkId::new("lol_html_img_handler", "large_page"),
         |b| b.iter(|| lol_html_img_handler(&large)),
     );

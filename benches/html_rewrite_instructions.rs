@@ -3,18 +3,25 @@
 //! busy machine where wall time does not:
 //!
 //! ```sh
-//! cargo bench -p cachefront --bench html_rewrite_instructions --no-run
+//! cargo bench --profile native -p cachefront --bench html_rewrite_instructions --no-run
 //! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
-//!     target/release/deps/html_rewrite_instructions-* edge large
+//!     $CARGO_TARGET_DIR/native/deps/html_rewrite_instructions-* edge large
 //! ```
 //!
 //! Variants: `bare` (lol_html, no handlers), `img_handler` (one no-op `img`
-//! handler), `edge` (the worker's settings), `build` (every feature, as the
-//! build runs it). Pages: `large` (~1 MiB) or `demo`. The ratio of two runs'
-//! `Ir` totals is the throughput ratio, minus the ~fixed cost of reading the
-//! corpus (subtract a `none` run).
+//! handler), `17_handlers` (17 no-op element handlers), `edge_noop` and
+//! `build_noop` (exactly the selectors the rewriter registers for the edge's
+//! or the build's settings, with no-op handlers: the baseline for the
+//! handlers' own cost), `edge` (the worker's settings), `build` (every
+//! feature, as the build runs it). Pages: `large` (~1 MiB) or `demo`. The
+//! ratio of two runs' `Ir` totals is the throughput ratio, minus the ~fixed
+//! cost of reading the corpus (subtract a `none` run).
+//!
+//! `HTML_REWRITE_DUMP=<file>` appends the `edge`/`build` output and report to
+//! `<file>`: compare two builds' dumps to check that a change to the
+//! rewriter leaves its output byte for byte the same.
 
-use cachefront::assets::{rewrite_html, Manifest};
+use cachefront::assets::{rewrite_html, HtmlRewriteSettings, Manifest};
 
 #[path = "html_rewrite/corpus.rs"]
 mod corpus;
@@ -34,12 +41,40 @@ fn run(variant: &str, manifest: &Manifest, name: &str, page: &[u8]) -> usize {
                 "track", "embed", "input", "iframe", "a", "area", "use", "image",
             ],
         ),
-        "edge" => rewrite_html(page, &corpus::edge_settings(manifest, page_path))
-            .map_or(0, |r| r.html.len()),
-        "build" => rewrite_html(page, &corpus::build_settings(manifest, page_path))
-            .map_or(0, |r| r.html.len()),
+        "edge_noop" => {
+            corpus::lol_html_same_selectors(page, &corpus::edge_settings(manifest, page_path))
+        }
+        "build_noop" => {
+            corpus::lol_html_same_selectors(page, &corpus::build_settings(manifest, page_path))
+        }
+        "edge" => rewritten(page, &corpus::edge_settings(manifest, page_path)),
+        "build" => rewritten(page, &corpus::build_settings(manifest, page_path)),
         _ => 0,
     }
+}
+
+/// The rewritten length; with `HTML_REWRITE_DUMP=<file>` set, the output and
+/// report are appended to that file too, to check that a change to the
+/// rewriter leaves its output byte for byte the same.
+fn rewritten(page: &[u8], settings: &HtmlRewriteSettings<'_>) -> usize {
+    let Ok(out) = rewrite_html(page, settings) else {
+        return 0;
+    };
+    if let Some(path) = std::env::var_os("HTML_REWRITE_DUMP") {
+        use std::io::Write;
+        let dumped = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| {
+                file.write_all(&out.html)?;
+                writeln!(file, "\n{:?}", out.report)
+            });
+        if let Err(err) = dumped {
+            eprintln!("HTML_REWRITE_DUMP: {err}");
+        }
+    }
+    out.html.len()
 }
 
 fn main() {

@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use cachefront::assets::html::{registered_selectors, HandlerTarget};
 use cachefront::assets::{HtmlRewriteSettings, Manifest, ManifestEntry, ResponsiveImages};
-use lol_html::{HtmlRewriter, Settings};
+use lol_html::{HtmlRewriter, MemorySettings, Settings};
 
 pub fn www() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("www")
@@ -169,4 +170,32 @@ pub fn lol_html_noop_handlers(input: &[u8], names: &[&str]) -> usize {
         return 0;
     }
     written
+}
+
+/// lol_html with exactly the selectors the rewriter registers for
+/// `settings` (element and text handlers alike) and no-op handlers: the
+/// baseline that isolates what the handlers' own work costs.
+pub fn lol_html_same_selectors(input: &[u8], settings: &HtmlRewriteSettings<'_>) -> usize {
+    let mut lol_settings = Settings::new().with_memory_settings(
+        MemorySettings::new().with_max_allowed_memory_usage(settings.memory_limit),
+    );
+    for (selector, target) in registered_selectors(settings) {
+        lol_settings = match target {
+            HandlerTarget::Element => lol_settings
+                .append_element_content_handler(lol_html::element!(selector, |_el| Ok(()))),
+            HandlerTarget::Text => {
+                lol_settings.append_element_content_handler(lol_html::text!(selector, |_t| Ok(())))
+            }
+        };
+    }
+    // The output is collected as `rewrite_html` collects it, so that copying
+    // the page out counts on both sides of the ratio.
+    let mut html = Vec::with_capacity(input.len() + input.len() / 8);
+    let mut rewriter = HtmlRewriter::new(lol_settings, |chunk: &[u8]| {
+        html.extend_from_slice(chunk);
+    });
+    if rewriter.write(input).is_err() || rewriter.end().is_err() {
+        return 0;
+    }
+    html.len()
 }

@@ -18,7 +18,7 @@ use lol_html::{ElementContentHandlers, HtmlRewriter, MemorySettings, Selector, S
 
 use super::css_references::rewrite_css_references;
 use super::manifest::Manifest;
-use super::picture::{plan_picture, ImgAttributes, PicturePlan};
+use super::picture::{has_variants, plan_picture, ImgAttributes, PicturePlan};
 use super::reference::{fingerprinted_entry, local_url, map_reference, resolve};
 use super::srcset::rewrite_srcset;
 
@@ -210,7 +210,7 @@ pub fn rewrite_html(
     settings: &HtmlRewriteSettings<'_>,
 ) -> Result<RewrittenHtml, HtmlRewriteError> {
     let mut html = Vec::with_capacity(input.len() + input.len() / 8);
-    let mut rewriter = HtmlAssetRewriter::new(settings, |chunk: &[u8]| {
+    let mut rewriter = HtmlAssetRewriter::with_source(settings, Some(input), |chunk: &[u8]| {
         html.extend_from_slice(chunk);
     });
     rewriter.write(input)?;
@@ -234,9 +234,35 @@ struct DocumentState<'m> {
     inline_style: RefCell<String>,
     inline_style_passthrough: Cell<bool>,
     report: RefCell<HtmlRewriteReport>,
+    /// The whole document, when it is rewritten in one piece: attribute
+    /// values are then borrowed from it through lol_html's source locations
+    /// instead of read through `get_attribute`, which allocates the
+    /// lowercased name and the value on every call.
+    source: Option<&'m [u8]>,
 }
 
-impl DocumentState<'_> {
+impl<'m> DocumentState<'m> {
+    /// The value of attribute `name` (lowercase), as `get_attribute` gives it.
+    fn attribute(&self, element: &Element<'_, '_>, name: &str) -> Option<Cow<'m, str>> {
+        match self
+            .source
+            .and_then(|source| source_attribute(source, element, name))
+        {
+            Some(found) => found,
+            None => element.get_attribute(name).map(Cow::Owned),
+        }
+    }
+
+    fn has_attribute(&self, element: &Element<'_, '_>, name: &str) -> bool {
+        match self
+            .source
+            .and_then(|source| source_attribute(source, element, name))
+        {
+            Some(found) => found.is_some(),
+            None => element.has_attribute(name),
+        }
+    }
+
     /// `url` mapped to its fingerprinted form, if the manifest knows it.
     fn mapped_url(&self, url: &str) -> Option<String> {
         let manifest = self.settings.manifest?;
@@ -247,7 +273,7 @@ impl DocumentState<'_> {
     }
 
     fn map_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        if let Some(value) = element.get_attribute(name) {
+        if let Some(value) = self.attribute(element, name) {
             if let Some(mapped) = self.mapped_url(&value) {
                 element.set_attribute(name, &mapped)?;
             }
@@ -256,7 +282,7 @@ impl DocumentState<'_> {
     }
 
     fn map_srcset_attribute(&self, element: &mut Element<'_, '_>, name: &str) -> HandlerResult {
-        if let Some(value) = element.get_attribute(name) {
+        if let Some(value) = self.attribute(element, name) {
             let mut changed = false;
             let rewritten = rewrite_srcset(&value, |url| {
                 let mapped = self.mapped_url(url);
@@ -280,17 +306,15 @@ impl DocumentState<'_> {
         changed.then_some(rewritten)
     }
 
-    fn add_integrity(&self, element: &mut Element<'_, '_>, url_attribute: &str) -> HandlerResult {
-        let (Some(manifest), Some(url)) =
-            (self.settings.manifest, element.get_attribute(url_attribute))
-        else {
+    fn add_integrity(&self, element: &mut Element<'_, '_>, url: &str) -> HandlerResult {
+        let Some(manifest) = self.settings.manifest else {
             return Ok(());
         };
         let base = self.base_path.borrow();
         let Some(base) = base.as_deref() else {
             return Ok(());
         };
-        if let Some(entry) = fingerprinted_entry(manifest, base, &url) {
+        if let Some(entry) = fingerprinted_entry(manifest, base, url) {
             // The served bytes are the ones the manifest hashed, so its value
             // replaces any integrity written for the unminified source.
             element.set_attribute("integrity", &entry.integrity)?;
@@ -300,15 +324,20 @@ impl DocumentState<'_> {
 
     /// The `<picture>` plan for an `<img>`, read before its URLs are mapped
     /// (the plan looks its `src` up by logical path).
-    fn picture_plan(&self, element: &Element<'_, '_>) -> Option<PicturePlan> {
+    fn picture_plan(&self, element: &Element<'_, '_>, src: Option<&str>) -> Option<PicturePlan> {
         let manifest = self.settings.manifest.filter(|_| self.settings.pictures)?;
         if self.picture_depth.get() > 0 {
             return None;
         }
         let base = self.base_path.borrow();
-        let attribute = |name| element.get_attribute(name);
-        let (src, srcset, sizes, width, height) = (
-            attribute("src"),
+        let base = base.as_deref()?;
+        // Most images have no variants: settle that from `src` alone before
+        // reading four more attributes (each read allocates in lol_html).
+        if !has_variants(manifest, base, src?) {
+            return None;
+        }
+        let attribute = |name| self.attribute(element, name);
+        let (srcset, sizes, width, height) = (
             attribute("srcset"),
             attribute("sizes"),
             attribute("width"),
@@ -316,9 +345,9 @@ impl DocumentState<'_> {
         );
         plan_picture(
             manifest,
-            base.as_deref()?,
+            base,
             ImgAttributes {
-                src: src.as_deref(),
+                src,
                 srcset: srcset.as_deref(),
                 sizes: sizes.as_deref(),
                 width: width.as_deref(),
@@ -347,17 +376,29 @@ impl DocumentState<'_> {
         }))
     }
 
-    fn image(&self, element: &mut Element<'_, '_>, in_picture: bool) -> HandlerResult {
+    fn image(
+        &self,
+        element: &mut Element<'_, '_>,
+        in_picture: bool,
+        src: Option<&str>,
+        loading_decoding: Option<(bool, bool)>,
+    ) -> HandlerResult {
         let index = self.images_seen.get();
         self.images_seen.set(index + 1);
         // The first image is usually the hero (the LCP element): lazy-loading
         // it would delay the most important paint on the page.
         if self.settings.lazy_images && index > 0 {
-            if !element.has_attribute("loading") {
+            let (has_loading, has_decoding) = loading_decoding.unwrap_or_else(|| {
+                (
+                    self.has_attribute(element, "loading"),
+                    self.has_attribute(element, "decoding"),
+                )
+            });
+            if !has_loading {
                 element.set_attribute("loading", "lazy")?;
                 self.report.borrow_mut().images_lazy += 1;
             }
-            if !element.has_attribute("decoding") {
+            if !has_decoding {
                 element.set_attribute("decoding", "async")?;
             }
         }
@@ -367,7 +408,7 @@ impl DocumentState<'_> {
             .as_ref()
             .filter(|_| !in_picture)
         {
-            self.add_responsive_srcset(element, responsive)?;
+            self.add_responsive_srcset(element, responsive, src)?;
         }
         Ok(())
     }
@@ -376,14 +417,12 @@ impl DocumentState<'_> {
         &self,
         element: &mut Element<'_, '_>,
         responsive: &ResponsiveImages,
+        src: Option<&str>,
     ) -> HandlerResult {
-        if element.has_attribute("srcset") {
+        if self.has_attribute(element, "srcset") {
             return Ok(());
         }
-        let Some(src) = element.get_attribute("src") else {
-            return Ok(());
-        };
-        let Some(local) = local_url(&src) else {
+        let Some(local) = src.and_then(local_url) else {
             return Ok(());
         };
         let base = self.base_path.borrow();
@@ -395,8 +434,8 @@ impl DocumentState<'_> {
         if lower.ends_with(".svg") || lower.ends_with(".gif") {
             return Ok(());
         }
-        let declared_width = element
-            .get_attribute("width")
+        let declared_width = self
+            .attribute(element, "width")
             .and_then(|w| w.trim().parse::<u32>().ok())
             .filter(|w| *w > 0);
         // Past twice the layout width only 3x screens gain, at a large byte cost.
@@ -421,7 +460,7 @@ impl DocumentState<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         element.set_attribute("srcset", &srcset)?;
-        if !element.has_attribute("sizes") {
+        if !self.has_attribute(element, "sizes") {
             let sizes = match declared_width {
                 Some(w) => format!("(max-width: {w}px) 100vw, {w}px"),
                 None => responsive.sizes.clone(),
@@ -432,18 +471,15 @@ impl DocumentState<'_> {
         Ok(())
     }
 
-    fn preload(&self, element: &mut Element<'_, '_>, url_attribute: &str, kind: PreloadKind) {
-        let Some(url) = element.get_attribute(url_attribute) else {
-            return;
-        };
+    fn preload(&self, url: &str, kind: PreloadKind) {
         // Cross-origin hints would need a matching `crossorigin` to be reused.
-        if local_url(&url).is_none() {
+        if local_url(url).is_none() {
             return;
         }
-        self.report
-            .borrow_mut()
-            .preload_hints
-            .push(PreloadHint { url, kind });
+        self.report.borrow_mut().preload_hints.push(PreloadHint {
+            url: url.to_owned(),
+            kind,
+        });
     }
 
     /// Everything done to one element that may reference an asset, in the
@@ -457,13 +493,38 @@ impl DocumentState<'_> {
         srcset_attribute: Option<&str>,
     ) -> HandlerResult {
         let mapping = self.settings.manifest.is_some();
+        // The main URL (`src`/`href`) is read once: the picture plan, the
+        // mapping, integrity and preload hints all need it, and every read
+        // through lol_html allocates twice.
+        let (main_attribute, other_url_attributes) = match url_attributes.split_first() {
+            Some((main, others)) => (Some(*main), others),
+            None => (None, url_attributes),
+        };
+        let mut url = main_attribute.and_then(|attribute| self.attribute(element, attribute));
         let picture = if name == "img" {
-            self.picture_plan(element)
+            self.picture_plan(element, url.as_deref())
         } else {
             None
         };
+        // Read before any attribute is set: from then on they are read
+        // through lol_html, which allocates. (Mapping and pictures never set
+        // `loading` or `decoding`.)
+        let loading_decoding =
+            (name == "img" && self.settings.lazy_images && self.images_seen.get() > 0).then(|| {
+                (
+                    self.has_attribute(element, "loading"),
+                    self.has_attribute(element, "decoding"),
+                )
+            });
         if mapping {
-            for attribute in url_attributes {
+            if let (Some(attribute), Some(mapped)) = (
+                main_attribute,
+                url.as_deref().and_then(|u| self.mapped_url(u)),
+            ) {
+                element.set_attribute(attribute, &mapped)?;
+                url = Some(Cow::Owned(mapped));
+            }
+            for attribute in other_url_attributes {
                 self.map_attribute(element, attribute)?;
             }
             if let Some(attribute) = srcset_attribute {
@@ -475,40 +536,54 @@ impl DocumentState<'_> {
         }
         let integrity = mapping && self.settings.subresource_integrity;
         let preload = self.settings.preload_hints && self.in_head.get();
-        match name {
-            "img" if self.settings.lazy_images || self.settings.responsive_images.is_some() => {
-                self.image(element, picture.is_some())
+        match (name, url.as_deref()) {
+            ("img", _)
+                if self.settings.lazy_images || self.settings.responsive_images.is_some() =>
+            {
+                self.image(element, picture.is_some(), url.as_deref(), loading_decoding)
             }
-            "script" if element.has_attribute("src") => {
+            ("script", Some(src)) => {
                 if integrity {
-                    self.add_integrity(element, "src")?;
+                    self.add_integrity(element, src)?;
                 }
-                if preload && !element.has_attribute("nomodule") {
-                    let module = element
-                        .get_attribute("type")
+                if preload && !self.has_attribute(element, "nomodule") {
+                    let module = self
+                        .attribute(element, "type")
                         .is_some_and(|t| t.trim().eq_ignore_ascii_case("module"));
                     let kind = if module {
                         PreloadKind::ModuleScript
                     } else {
                         PreloadKind::Script
                     };
-                    self.preload(element, "src", kind);
+                    self.preload(src, kind);
                 }
                 Ok(())
             }
-            "link" if element.has_attribute("href") && (integrity || preload) => {
-                let rel = element.get_attribute("rel").unwrap_or_default();
+            ("link", Some(href)) if integrity || preload => {
+                let rel = self.attribute(element, "rel").unwrap_or_default();
                 let stylesheet = has_token(&rel, "stylesheet");
-                if integrity && (stylesheet || carries_integrity(element, &rel)) {
-                    self.add_integrity(element, "href")?;
+                if integrity && (stylesheet || self.carries_integrity(element, &rel)) {
+                    self.add_integrity(element, href)?;
                 }
                 if preload && stylesheet {
-                    self.preload(element, "href", PreloadKind::Style);
+                    self.preload(href, PreloadKind::Style);
                 }
                 Ok(())
             }
             _ => Ok(()),
         }
+    }
+
+    /// `<link rel=modulepreload>` and `<link rel=preload as=script|style>`:
+    /// links that fetch a script or stylesheet, and so take `integrity`.
+    fn carries_integrity(&self, element: &Element<'_, '_>, rel: &str) -> bool {
+        if has_token(rel, "modulepreload") {
+            return true;
+        }
+        has_token(rel, "preload")
+            && self
+                .attribute(element, "as")
+                .is_some_and(|r#as| matches!(&*r#as, "script" | "style"))
     }
 
     fn head(&self, element: &mut Element<'_, '_>) -> HandlerResult {
@@ -521,7 +596,7 @@ impl DocumentState<'_> {
     }
 
     fn base(&self, element: &mut Element<'_, '_>) {
-        let Some(href) = element.get_attribute("href") else {
+        let Some(href) = self.attribute(element, "href") else {
             return;
         };
         let mut base = self.base_path.borrow_mut();
@@ -564,6 +639,11 @@ pub struct HtmlAssetRewriter<'m, O: FnMut(&[u8])> {
 
 impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
     pub fn new(settings: &HtmlRewriteSettings<'m>, sink: O) -> Self {
+        Self::with_source(settings, None, sink)
+    }
+
+    /// `source` is the whole document when it is written in one piece.
+    fn with_source(settings: &HtmlRewriteSettings<'m>, source: Option<&'m [u8]>, sink: O) -> Self {
         let state = Rc::new(DocumentState {
             settings: settings.clone(),
             base_path: RefCell::new(Some(settings.page_path.clone())),
@@ -573,62 +653,45 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
             inline_style: RefCell::new(String::new()),
             inline_style_passthrough: Cell::new(false),
             report: RefCell::new(HtmlRewriteReport::default()),
+            source,
         });
         let mut handlers: Vec<(Cow<'static, Selector>, ElementContentHandlers<'m>)> = Vec::new();
-        let mapping = settings.manifest.is_some();
-        let images = settings.lazy_images || settings.responsive_images.is_some();
-        // Order matters: lol_html runs an element's handlers in the order they
-        // were added, so `<base>` comes first.
-        if mapping {
+        for (selector, target) in registered_selectors(settings) {
             let s = Rc::clone(&state);
-            handlers.push(on_element("base", move |el| {
-                s.base(el);
-                Ok(())
-            }));
-        }
-        if mapping && settings.pictures {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("picture", move |el| s.picture(el)));
-        }
-        if settings.preload_hints {
-            let s = Rc::clone(&state);
-            handlers.push(on_element("head", move |el| s.head(el)));
-            let s = Rc::clone(&state);
-            // An implied `</head>`: lol_html runs no end-tag handler for it.
-            handlers.push(on_element("body", move |_| {
-                s.in_head.set(false);
-                Ok(())
-            }));
-        }
-        for (name, url_attributes, srcset_attribute) in ASSET_ELEMENTS {
-            let needed = mapping
-                || (name == "img" && images)
-                || (settings.preload_hints && matches!(name, "script" | "link"));
-            if !needed {
-                continue;
-            }
-            let s = Rc::clone(&state);
-            handlers.push(on_element(name, move |el| {
-                s.asset_element(el, name, url_attributes, srcset_attribute)
-            }));
-        }
-        if mapping {
-            if settings.style_attributes {
-                let s = Rc::clone(&state);
-                handlers.push(on_element("[style]", move |el| {
-                    if let Some(style) = el.get_attribute("style") {
+            handlers.push(match (selector, target) {
+                (_, HandlerTarget::Text) => on_text(selector, move |chunk| {
+                    s.style_text(chunk);
+                    Ok(())
+                }),
+                ("base", _) => on_element(selector, move |el| {
+                    s.base(el);
+                    Ok(())
+                }),
+                ("picture", _) => on_element(selector, move |el| s.picture(el)),
+                ("head", _) => on_element(selector, move |el| s.head(el)),
+                // An implied `</head>`: lol_html runs no end-tag handler for it.
+                ("body", _) => on_element(selector, move |_| {
+                    s.in_head.set(false);
+                    Ok(())
+                }),
+                ("[style]", _) => on_element(selector, move |el| {
+                    if let Some(style) = s.attribute(el, "style") {
                         if let Some(mapped) = s.map_css(&style) {
                             el.set_attribute("style", &mapped)?;
                         }
                     }
                     Ok(())
-                }));
-            }
-            let s = Rc::clone(&state);
-            handlers.push(on_text("style", move |chunk| {
-                s.style_text(chunk);
-                Ok(())
-            }));
+                }),
+                (name, _) => {
+                    let (url_attributes, srcset_attribute) = ASSET_ELEMENTS
+                        .iter()
+                        .find(|(element, _, _)| *element == name)
+                        .map_or((&[][..], None), |(_, urls, srcset)| (*urls, *srcset));
+                    on_element(name, move |el| {
+                        s.asset_element(el, name, url_attributes, srcset_attribute)
+                    })
+                }
+            });
         }
 
         let lol_settings = handlers.into_iter().fold(
@@ -661,6 +724,53 @@ impl<'m, O: FnMut(&[u8])> HtmlAssetRewriter<'m, O> {
     }
 }
 
+/// What a registered lol_html handler receives.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlerTarget {
+    Element,
+    Text,
+}
+
+/// The selectors the rewriter registers for `settings`, in registration
+/// order (lol_html runs an element's handlers in that order, so `<base>`
+/// comes first). Public for the benchmarks' baseline: lol_html with these
+/// same selectors and no-op handlers, which costs what the selector matching
+/// alone costs.
+#[doc(hidden)]
+pub fn registered_selectors(
+    settings: &HtmlRewriteSettings<'_>,
+) -> Vec<(&'static str, HandlerTarget)> {
+    let mapping = settings.manifest.is_some();
+    let images = settings.lazy_images || settings.responsive_images.is_some();
+    let mut selectors = Vec::new();
+    if mapping {
+        selectors.push(("base", HandlerTarget::Element));
+    }
+    if mapping && settings.pictures {
+        selectors.push(("picture", HandlerTarget::Element));
+    }
+    if settings.preload_hints {
+        selectors.push(("head", HandlerTarget::Element));
+        selectors.push(("body", HandlerTarget::Element));
+    }
+    for (name, _, _) in ASSET_ELEMENTS {
+        let needed = mapping
+            || (name == "img" && images)
+            || (settings.preload_hints && matches!(name, "script" | "link"));
+        if needed {
+            selectors.push((name, HandlerTarget::Element));
+        }
+    }
+    if mapping {
+        if settings.style_attributes {
+            selectors.push(("[style]", HandlerTarget::Element));
+        }
+        selectors.push(("style", HandlerTarget::Text));
+    }
+    selectors
+}
+
 /// Whether a whitespace-separated attribute value (`rel`) holds `token`,
 /// compared ASCII case-insensitively as HTML does.
 fn has_token(value: &str, token: &str) -> bool {
@@ -669,16 +779,43 @@ fn has_token(value: &str, token: &str) -> bool {
         .any(|t| t.eq_ignore_ascii_case(token))
 }
 
-/// `<link rel=modulepreload>` and `<link rel=preload as=script|style>`: links
-/// that fetch a script or stylesheet, and so take `integrity`.
-fn carries_integrity(element: &Element<'_, '_>, rel: &str) -> bool {
-    if has_token(rel, "modulepreload") {
-        return true;
+/// An attribute read from the document's bytes: `Some(value)` (`None`
+/// inside when the element has no such attribute), or `None` when the bytes
+/// cannot stand for what `get_attribute` would return, and it must be asked:
+/// lol_html decodes values that start with a byte-order mark or are not
+/// UTF-8 differently. An attribute a handler set has no source location; it
+/// is read through lol_html.
+fn source_attribute<'s>(
+    source: &'s [u8],
+    element: &Element<'_, '_>,
+    name: &str,
+) -> Option<Option<Cow<'s, str>>> {
+    for attribute in element.attributes() {
+        let Some(name_at) = attribute.name_source_location() else {
+            if attribute.name() == name {
+                return Some(Some(Cow::Owned(attribute.value())));
+            }
+            continue;
+        };
+        if !source
+            .get(name_at.bytes())?
+            .eq_ignore_ascii_case(name.as_bytes())
+        {
+            continue;
+        }
+        // lol_html, too, returns the first of duplicate attributes.
+        let value = match attribute.value_source_location() {
+            Some(at) => source.get(at.bytes())?,
+            None => b"",
+        };
+        if matches!(value.first(), Some(0xEF | 0xFE | 0xFF)) {
+            return None;
+        }
+        return std::str::from_utf8(value)
+            .ok()
+            .map(|value| Some(Cow::Borrowed(value)));
     }
-    has_token(rel, "preload")
-        && element
-            .get_attribute("as")
-            .is_some_and(|r#as| matches!(r#as.as_str(), "script" | "style"))
+    Some(None)
 }
 
 /// Selectors here are string constants checked by the tests below; a typo is

@@ -85,6 +85,10 @@ pub struct Manifest {
     assets: BTreeMap<String, ManifestEntry>,
     images: BTreeMap<String, ImageInfo>,
     by_fingerprinted_path: HashMap<String, String>,
+    /// File extensions of the logical paths, sorted: most references on a
+    /// page (links to pages and directories) are ruled out by their
+    /// extension without a map lookup.
+    extensions: Vec<String>,
 }
 
 impl Manifest {
@@ -100,6 +104,13 @@ impl Manifest {
         }
         self.by_fingerprinted_path
             .insert(entry.path.clone(), logical_path.clone());
+        let extension = extension(&logical_path);
+        if let Err(at) = self
+            .extensions
+            .binary_search_by(|e| e.as_str().cmp(extension))
+        {
+            self.extensions.insert(at, extension.to_owned());
+        }
         self.assets.insert(logical_path, entry);
     }
 
@@ -135,6 +146,16 @@ impl Manifest {
     /// Images with variants, in logical-path order.
     pub fn images(&self) -> impl Iterator<Item = (&str, &ImageInfo)> {
         self.images.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// False when no logical path has the file extension of `path` (what
+    /// follows the last `.` of its last segment; empty without one), so
+    /// [`get`](Self::get) would find nothing. Resolving a reference keeps its
+    /// last segment (or makes the path end in `/`, whose extension is empty,
+    /// as that of `.` and `..` is), so this can be asked before resolving.
+    pub fn may_have_path_like(&self, path: &str) -> bool {
+        let extension = extension(path);
+        self.extensions.iter().any(|e| e == extension)
     }
 
     /// The entry for a logical path such as `/css/site.css`.
@@ -207,6 +228,19 @@ impl Manifest {
     }
 }
 
+/// What follows the last `.` of the last `/`-segment of `path`.
+fn extension(path: &str) -> &str {
+    let bytes = path.as_bytes();
+    for (i, &b) in bytes.iter().enumerate().rev() {
+        match b {
+            b'.' => return &path[i + 1..],
+            b'/' => return "",
+            _ => {}
+        }
+    }
+    ""
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,6 +251,31 @@ mod tests {
             size: 3,
             integrity: "sha384-abc".into(),
         }
+    }
+
+    #[test]
+    fn paths_are_ruled_out_by_extension_only_when_no_asset_has_it() {
+        let mut manifest = Manifest::new();
+        manifest.insert("/css/site.css", entry("/css/site.1.css"));
+        manifest.insert("/LICENSE", entry("/LICENSE.1"));
+        for path in [
+            "/css/site.css",
+            "../x/other.css",
+            "a.b/c.css",
+            "/README",
+            "/v1.2/README",
+            "dir/",
+            "/a/..",
+        ] {
+            assert!(manifest.may_have_path_like(path), "{path}");
+        }
+        for path in ["/index.html", "page.htm", "/css/site.CSS", "/a.css.map"] {
+            assert!(!manifest.may_have_path_like(path), "{path}");
+        }
+        let mut only_css = Manifest::new();
+        only_css.insert("/css/site.css", entry("/css/site.1.css"));
+        assert!(!only_css.may_have_path_like("/products/"));
+        assert!(!only_css.may_have_path_like("/"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! returns, at build time and at the edge alike.
 
 use super::manifest::{ImageInfo, ImageVariant, Manifest};
-use super::reference::{local_url, resolve};
+use super::reference::{local_url, logical_path};
 
 /// Formats offered in `<source>` order: the browser takes the first it
 /// supports, so the smallest format goes first.
@@ -41,11 +41,7 @@ pub fn plan_picture(
     base_path: &str,
     img: ImgAttributes<'_>,
 ) -> Option<PicturePlan> {
-    let image_at = |url: &str| {
-        let local = local_url(url)?;
-        let logical = resolve(base_path, local.path)?;
-        manifest.image(&logical).filter(|i| !i.variants.is_empty())
-    };
+    let image_at = |url: &str| image_with_variants(manifest, base_path, url);
     let main = image_at(img.src?)?;
     // `w` candidates of the page's own srcset are the same picture at other
     // sizes (the author said so by listing them together); their variants
@@ -119,6 +115,24 @@ pub fn plan_picture(
         close: "</picture>",
         dimensions,
     })
+}
+
+/// Whether `src` (in a document at `base_path`) is an image the build made
+/// variants of: the one test every `<img>` needs, before the others.
+pub fn has_variants(manifest: &Manifest, base_path: &str, src: &str) -> bool {
+    image_with_variants(manifest, base_path, src).is_some()
+}
+
+fn image_with_variants<'m>(
+    manifest: &'m Manifest,
+    base_path: &str,
+    url: &str,
+) -> Option<&'m ImageInfo> {
+    // A manifest without images (the edge's, often) needs no resolving.
+    manifest.images().next()?;
+    let local = local_url(url)?;
+    let logical = logical_path(base_path, local.path)?;
+    manifest.image(&logical).filter(|i| !i.variants.is_empty())
 }
 
 fn positive(value: Option<&str>) -> Option<u32> {
