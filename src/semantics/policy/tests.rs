@@ -495,6 +495,21 @@ fn s_maxage_beats_max_age_beats_expires() {
 }
 
 #[test]
+fn a_targeted_field_without_directives_leaves_cache_control_in_charge() {
+    // Empty is a valid (empty) dictionary, but says nothing to obey.
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[("cdn-cache-control", ""), ("cache-control", "no-store")]
+        ),
+        skip(NoStoreReason::ResponseNoStore)
+    );
+    let h = headers(&[("cdn-cache-control", ""), ("cache-control", "max-age=10")]);
+    assert_eq!(freshness_lifetime(&h, None, &settings()), 10);
+}
+
+#[test]
 fn targeted_freshness_ignores_cache_control_and_expires() {
     let s = settings();
     let h = headers(&[
