@@ -1084,9 +1084,25 @@ fn each_revalidation_directive_closes_the_stale_windows_and_the_grace() {
         );
         assert_eq!((f.swr_secs, f.sie_secs), (0, 0), "{cc}");
     }
-    for cc in ["must-revalidate", "no-cache"] {
-        let f = freshness(&[("cache-control", &format!("max-age=10, {cc}"))], 0, 0);
-        assert_eq!(f.disconnected_secs, 0, "{cc}");
+    let graced = PolicySettings {
+        disconnected_grace_secs: 300,
+        ..settings()
+    };
+    let times = ResponseTimes {
+        request_time_ms: NOW_MS,
+        response_time_ms: NOW_MS,
+    };
+    let grace = |cc: &str| {
+        let h = headers(&[("cache-control", cc)]);
+        Freshness::of(&h, 0, times, NOW_MS, &graced).disconnected_secs
+    };
+    assert_eq!(grace("max-age=10"), 300);
+    for cc in [
+        "max-age=10, must-revalidate",
+        "max-age=10, no-cache",
+        "s-maxage=10",
+    ] {
+        assert_eq!(grace(cc), 0, "{cc}");
     }
 }
 
