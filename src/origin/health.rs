@@ -276,6 +276,29 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_result_as_recent_as_the_isolates_own_applies() {
+        // Only a newer local result wins; one from the same millisecond
+        // is not newer.
+        let mut h = OriginHealth::default();
+        h.record_success(5_000);
+        h.apply_shared(&SharedHealth {
+            origin: "a".into(),
+            up: false,
+            checked_ms: 5_000,
+            detail: "connection refused".into(),
+        });
+        assert_eq!(h.availability(5_001, &POLICY), Availability::Down);
+    }
+
+    #[test]
+    fn availability_names_are_the_health_reports_states() {
+        // The `state` words of GET /__cachefront/health (docs/origins.md).
+        assert_eq!(Availability::Up.as_str(), "up");
+        assert_eq!(Availability::Probe.as_str(), "probe");
+        assert_eq!(Availability::Down.as_str(), "down");
+    }
+
+    #[test]
     fn shared_up_result_lets_an_open_circuit_probe() {
         let mut h = OriginHealth::default();
         for t in 0..3 {

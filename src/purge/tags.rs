@@ -349,6 +349,44 @@ mod tests {
     }
 
     #[test]
+    fn tags_that_fill_the_header_budget_exactly_are_all_kept() {
+        // 16 tags of 1023 bytes cost 16 × 1024 = 16 KiB with separators:
+        // all fit, and nothing, not even one byte, fits after them.
+        let mut many: Vec<String> = (0..16)
+            .map(|i| format!("{i:04}{}", "x".repeat(1019)))
+            .collect();
+        many.push("a".into());
+        let tags = origin_tags(&headers(&[(&CACHE_TAG, &many.join(","))]));
+        assert_eq!(tags.tags.len(), 16);
+        assert_eq!(tags.dropped_total, 1);
+        assert_eq!(tags.dropped[0].reason, DropReason::HeaderOverLimit);
+    }
+
+    #[test]
+    fn only_the_first_drops_are_reported_but_all_are_counted() {
+        let bad: Vec<String> = (0..MAX_REPORTED_DROPS + 4)
+            .map(|i| format!("url:{i}"))
+            .collect();
+        let tags = origin_tags(&headers(&[(&CACHE_TAG, &bad.join(","))]));
+        assert_eq!(tags.dropped.len(), MAX_REPORTED_DROPS);
+        assert_eq!(tags.dropped_total, MAX_REPORTED_DROPS + 4);
+    }
+
+    #[test]
+    fn a_purge_tag_is_trimmed_lower_cased_and_checked() {
+        assert_eq!(normalize_tag("  Product:7 "), Ok("product:7".to_owned()));
+        assert_eq!(
+            normalize_tag(&"x".repeat(MAX_TAG_BYTES + 1)),
+            Err(DropReason::TooLong)
+        );
+        assert_eq!(
+            normalize_tag("caf\u{e9}"),
+            Err(DropReason::NotPrintableAscii)
+        );
+        assert_eq!(normalize_tag("a b"), Err(DropReason::NotPrintableAscii));
+    }
+
+    #[test]
     fn origin_cannot_use_reserved_edge_tag_names() {
         let tags = origin_tags(&headers(&[(
             &CACHE_TAG,
@@ -410,6 +448,26 @@ mod tests {
         );
         assert_eq!(a, b);
         assert_eq!(a, "url:example.com/p?x=1&y=2");
+    }
+
+    #[test]
+    fn the_ignore_list_keys_url_tags_as_it_keys_the_cache() {
+        let keying = IgnoredParams(vec!["fbclid".to_owned()]);
+        let u = uri("/p?x=1&fbclid=abc");
+        let filter = keying.query_filter_for("example.com", &u);
+        assert_eq!(url_tag("example.com", &u, filter), "url:example.com/p?x=1");
+    }
+
+    #[test]
+    fn a_url_tag_of_exactly_the_tag_limit_is_kept_as_it_is() {
+        // "url:" + "example.com" + "/" + 1008 bytes = 1024.
+        let path = format!("/{}", "p".repeat(1008));
+        let tag = url_tag("example.com", &uri(&path), QueryFilter::Except(&[]));
+        assert_eq!(tag.len(), MAX_TAG_BYTES);
+        assert!(tag.starts_with("url:example.com/p"), "{tag}");
+        let longer = format!("{path}p");
+        let hashed = url_tag("example.com", &uri(&longer), QueryFilter::Except(&[]));
+        assert!(hashed.starts_with("url:#"), "{hashed}");
     }
 
     #[test]

@@ -339,6 +339,20 @@ mod tests {
     }
 
     #[test]
+    fn a_quoted_value_keeps_escaped_characters_and_ends_at_its_closing_quote() {
+        // A backslash quotes the next character (RFC 9110 §5.6.4), so an
+        // escaped quote does not end the value; the next directive starts
+        // after the closing quote, even when a comma precedes it.
+        let d = Directives::parse(r#"no-cache="a\"b\\c", private="x-a,", max-age=5"#);
+        let names: Vec<&str> = d.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["no-cache", "private", "max-age"]);
+        let value = |name: &str| d.iter().find(|x| x.name == name)?.value.clone();
+        assert_eq!(value("no-cache").as_deref(), Some(r#"a"b\c"#));
+        assert_eq!(value("private").as_deref(), Some("x-a,"));
+        assert_eq!(d.seconds("max-age"), Some(5));
+    }
+
+    #[test]
     fn first_occurrence_of_a_duplicated_directive_wins() {
         let d = Directives::parse("max-age=10, max-age=1000");
         assert_eq!(d.seconds("max-age"), Some(10));
@@ -409,6 +423,34 @@ mod tests {
             "max-age=60 no-store",
             "max-age=\"unterminated",
             "max-age=1234567890123456",
+        ] {
+            assert!(!targeted_field_is_valid(invalid), "{invalid}");
+        }
+    }
+
+    #[test]
+    fn targeted_field_items_follow_the_structured_field_grammar() {
+        // RFC 8941 §3.3: a field holding one malformed item is invalid, and
+        // RFC 9213 then ignores the whole field, so the item grammar decides
+        // which directives apply.
+        for valid in [
+            "*ext=1",
+            "x=*tok",
+            "x=-5",
+            "x=1.5, y=123456789012.123",
+            r#"x="a\"b\\c""#,
+            "x=:AQ==:",
+        ] {
+            assert!(targeted_field_is_valid(valid), "{valid}");
+        }
+        for invalid in [
+            "x=!tok",
+            r#"x="a\b""#,
+            "x=:A Q:",
+            "x=1.2345",
+            "x=1.",
+            "x=1234567890123.5",
+            "x=-",
         ] {
             assert!(!targeted_field_is_valid(invalid), "{invalid}");
         }

@@ -223,6 +223,32 @@ mod tests {
     }
 
     #[test]
+    fn only_if_none_match_and_if_modified_since_are_answered_by_the_cache() {
+        assert!(is_conditional(&headers(&[("if-none-match", "\"a\"")])));
+        assert!(is_conditional(&headers(&[("if-modified-since", LM)])));
+        assert!(!is_conditional(&headers(&[("if-range", "\"a\"")])));
+        assert!(!is_conditional(&headers(&[("accept", "*/*")])));
+    }
+
+    #[test]
+    fn a_fill_forwards_none_of_the_clients_validators() {
+        let mut request = headers(&[
+            ("if-none-match", "\"client\""),
+            ("if-modified-since", LM),
+            ("if-range", "\"client\""),
+            ("accept", "*/*"),
+        ]);
+        strip_client_conditionals(&mut request);
+        assert_eq!(request.len(), 1);
+        assert_eq!(request["accept"], "*/*");
+        // Revalidating a response without validators is a plain fetch,
+        // without the client's conditionals either.
+        let mut request = headers(&[("if-range", "\"client\""), ("if-none-match", "\"c\"")]);
+        assert!(!add_revalidation_headers(&mut request, &headers(&[])));
+        assert!(request.is_empty());
+    }
+
+    #[test]
     fn merging_a_304_updates_headers_but_not_body_metadata() {
         let mut stored = headers(&[
             ("cache-control", "max-age=10"),

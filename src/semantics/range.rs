@@ -182,6 +182,29 @@ mod tests {
         assert_eq!(resolve("bytes=a-b", 10), RangeAnswer::Full);
     }
 
+    #[test]
+    fn a_range_of_one_byte_is_satisfiable() {
+        assert_eq!(
+            resolve("bytes=4-4", 10),
+            RangeAnswer::Partial { start: 4, end: 4 }
+        );
+        assert_eq!(
+            resolve("bytes=-1", 10),
+            RangeAnswer::Partial { start: 9, end: 9 }
+        );
+    }
+
+    #[test]
+    fn no_range_of_an_empty_body_is_satisfiable() {
+        // A suffix range of an empty body has no last byte to end at.
+        assert_eq!(resolve("bytes=-5", 0), RangeAnswer::Unsatisfiable);
+        assert_eq!(resolve("bytes=0-", 0), RangeAnswer::Unsatisfiable);
+        let empty = Response::builder().body(Body::new()).expect("response");
+        let r = apply(&req(&[("range", "bytes=-5")]), empty);
+        assert_eq!(r.status(), 416);
+        assert_eq!(r.headers()["content-range"], "bytes */0");
+    }
+
     fn full() -> Response<Body> {
         Response::builder()
             .header("etag", "\"v1\"")
@@ -224,5 +247,28 @@ mod tests {
             full(),
         );
         assert_eq!(r.status(), 206);
+    }
+
+    #[test]
+    fn an_if_range_date_must_equal_the_stored_last_modified() {
+        let dated = || {
+            Response::builder()
+                .header("last-modified", "Tue, 01 Oct 2024 10:00:00 GMT")
+                .body(Body::from_static(b"0123456789"))
+                .expect("response")
+        };
+        let same = req(&[
+            ("range", "bytes=2-4"),
+            ("if-range", "Tue, 01 Oct 2024 10:00:00 GMT"),
+        ]);
+        assert_eq!(apply(&same, dated()).status(), 206);
+        let later = req(&[
+            ("range", "bytes=2-4"),
+            ("if-range", "Wed, 02 Oct 2024 10:00:00 GMT"),
+        ]);
+        assert_eq!(apply(&later, dated()).status(), 200);
+        // A date never matches a response that has no Last-Modified.
+        let r = apply(&same, full());
+        assert_eq!(r.status(), 200);
     }
 }

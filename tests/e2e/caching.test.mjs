@@ -102,7 +102,12 @@ describe('RFC 9111 cache in workerd', () => {
   });
 
   test('stale-while-revalidate serves stale and refreshes in the background', async () => {
-    routes.set('/swr', (_req, n) => ({ headers: { 'cache-control': 'max-age=1, stale-while-revalidate=60' }, body: `swr v${n}` }));
+    // The refreshed copy is long-lived: a second refresh would otherwise
+    // depend on whether it, too, went stale before the next request.
+    routes.set('/swr', (_req, n) => ({
+      headers: { 'cache-control': n === 1 ? 'max-age=1, stale-while-revalidate=60' : 'max-age=600' },
+      body: `swr v${n}`,
+    }));
     await (await get('/swr')).text();
     await sleep(2_100);
     const stale = await get('/swr');
@@ -213,11 +218,21 @@ describe('RFC 9111 cache in workerd', () => {
   });
 
   test('concurrent misses for one key share one origin fetch', async () => {
+    // The first fetch is held at the origin until the worker has caught up
+    // with the other seven (two probes, each a full pass through the worker
+    // to the origin and back, sent after them): they are all in the worker
+    // while it is open, however slow the machine, which a timer would guess.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
     routes.set('/coalesce', async (_req, n) => {
-      await sleep(700);
+      await held;
       return { headers: { 'cache-control': 'max-age=60' }, body: `coalesced v${n}` };
     });
-    const answers = await Promise.all(Array.from({ length: 8 }, () => get('/coalesce')));
+    const pending = Promise.all(Array.from({ length: 8 }, () => get('/coalesce')));
+    await eventually(async () => counts.get('/coalesce') ?? 0, (n) => n >= 1);
+    for (const probe of ['/probe/coalesced-1', '/probe/coalesced-2']) assert.equal(await (await get(probe)).text(), 'v1');
+    release();
+    const answers = await pending;
     const bodies = await Promise.all(answers.map((r) => r.text()));
     assert.deepEqual(answers.map((r) => r.status), Array(8).fill(200), bodies.join('\n'));
     assert.equal(counts.get('/coalesce'), 1, 'one origin fetch');

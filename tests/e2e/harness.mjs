@@ -217,17 +217,21 @@ async function startWorkerOnce({ vars = {}, timeoutMs = 90_000, port: wantedPort
 }
 
 /**
- * Repeats `request()` until `accept(response)` is true or `attempts` run out;
- * for effects that land in the background (cache writes after `waitUntil`).
+ * Repeats `request()` until `accept(result)` holds, for effects that land in
+ * the background (cache writes after `waitUntil`, refreshes, log lines), and
+ * returns the accepted result (or the last one, for the caller's assertion to
+ * show). The bound only stops a hang: it is far beyond what any run needs, so
+ * a slow machine waits longer but never changes the outcome. `attempts`
+ * (older callers) can only lengthen it.
  */
-export async function eventually(request, accept, { attempts = 20, delayMs = 100 } = {}) {
-  let last;
-  for (let i = 0; i < attempts; i++) {
-    last = await request();
+export async function eventually(request, accept, { delayMs = 100, timeoutMs = 30_000, attempts = 0 } = {}) {
+  const deadline = Date.now() + Math.max(timeoutMs, attempts * delayMs);
+  for (;;) {
+    const last = await request();
     if (await accept(last)) return last;
+    if (Date.now() >= deadline) return last;
     await new Promise((r) => setTimeout(r, delayMs));
   }
-  return last;
 }
 
 /**

@@ -147,6 +147,34 @@ fn vary_star_is_never_stored() {
 }
 
 #[test]
+fn a_rule_that_handles_cookies_still_needs_permission_for_authorization() {
+    // A rule that keyed (or withheld) the cookies vouches for the Cookie
+    // header only: a bearer token still needs the origin's shared permission.
+    let decide_handled = |credential: (&'static str, &'static str)| {
+        let request = headers(&[credential]);
+        store_decision(
+            RequestFacts {
+                method: &Method::GET,
+                headers: &request,
+            },
+            StatusCode::OK,
+            &headers(&[("cache-control", "max-age=60")]),
+            Some(10),
+            &settings(),
+            &EdgeTerms {
+                cookies_handled: true,
+                ..EdgeTerms::default()
+            },
+        )
+    };
+    assert_eq!(decide_handled(("cookie", "lang=de")), store());
+    assert_eq!(
+        decide_handled(("authorization", "Bearer alice")),
+        skip(NoStoreReason::Authorization)
+    );
+}
+
+#[test]
 fn credentialed_requests_are_stored_only_with_explicit_shared_permission() {
     for (credential, reason) in [
         (("authorization", "Bearer x"), NoStoreReason::Authorization),
@@ -243,6 +271,31 @@ fn server_errors_are_not_stored_unless_the_operator_asks() {
         skip(NoStoreReason::ErrorStatus),
         "never by heuristic freshness"
     );
+}
+
+#[test]
+fn a_rule_stores_a_server_error_only_with_a_lifetime_above_zero() {
+    // `edge_ttl.status = { "5xx" = 30 }` stores a 503; `"5xx" = 0` is the
+    // documented "never store" (docs/cache-rules.md).
+    let decide_ruled = |lifetime_secs| {
+        store_decision(
+            RequestFacts {
+                method: &Method::GET,
+                headers: &HeaderMap::new(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            &headers(&[("content-type", "text/html")]),
+            Some(10),
+            &settings(),
+            &EdgeTerms {
+                lifetime_secs: Some(lifetime_secs),
+                ..EdgeTerms::default()
+            },
+        )
+    };
+    assert_eq!(decide_ruled(30), store());
+    assert_eq!(decide_ruled(1), store());
+    assert_eq!(decide_ruled(0), skip(NoStoreReason::ErrorStatus));
 }
 
 #[test]
@@ -424,6 +477,71 @@ fn oversized_bodies_are_not_stored() {
 }
 
 #[test]
+fn a_body_of_exactly_the_size_limit_is_stored() {
+    let h = headers(&[("cache-control", "max-age=60")]);
+    let empty = HeaderMap::new();
+    let limit = settings().max_object_bytes;
+    let decide_len = |len| {
+        store_decision(
+            RequestFacts {
+                method: &Method::GET,
+                headers: &empty,
+            },
+            StatusCode::OK,
+            &h,
+            Some(len),
+            &settings(),
+            &EdgeTerms::default(),
+        )
+    };
+    assert_eq!(decide_len(limit), store());
+    assert_eq!(decide_len(limit + 1), skip(NoStoreReason::TooLarge));
+}
+
+#[test]
+fn a_response_varying_on_named_fields_is_stored_and_its_fields_listed_once() {
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")]
+        ),
+        store()
+    );
+    let h = headers(&[
+        ("vary", "Accept, , accept"),
+        ("vary", "Accept-Language,ACCEPT"),
+    ]);
+    assert_eq!(vary_fields(&h), ["accept", "accept-language"]);
+}
+
+#[test]
+fn an_explicit_lifetime_is_max_age_s_maxage_or_expires_never_a_heuristic() {
+    for explicit in [
+        &[("cache-control", "max-age=0")][..],
+        &[("cache-control", "s-maxage=5")],
+        &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        &[
+            ("cdn-cache-control", "max-age=5"),
+            ("cache-control", "no-cache"),
+        ],
+    ] {
+        assert!(explicit_lifetime(&headers(explicit)), "{explicit:?}");
+    }
+    for implicit in [
+        &[("last-modified", "Thu, 01 Jan 1970 00:00:00 GMT")][..],
+        &[("cache-control", "public")],
+        // A targeted field governs alone: Expires does not count beside it.
+        &[
+            ("cdn-cache-control", "public"),
+            ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ],
+    ] {
+        assert!(!explicit_lifetime(&headers(implicit)), "{implicit:?}");
+    }
+}
+
+#[test]
 fn targeted_field_overrides_cache_control_for_storing() {
     assert_eq!(
         decide(
@@ -492,6 +610,21 @@ fn s_maxage_beats_max_age_beats_expires() {
         ),
         500
     );
+}
+
+#[test]
+fn a_targeted_field_without_directives_leaves_cache_control_in_charge() {
+    // Empty is a valid (empty) dictionary, but says nothing to obey.
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[("cdn-cache-control", ""), ("cache-control", "no-store")]
+        ),
+        skip(NoStoreReason::ResponseNoStore)
+    );
+    let h = headers(&[("cdn-cache-control", ""), ("cache-control", "max-age=10")]);
+    assert_eq!(freshness_lifetime(&h, None, &settings()), 10);
 }
 
 #[test]
@@ -800,4 +933,207 @@ fn a_disconnected_cache_prefers_stale_if_error_then_the_grace() {
         StaleOnFailure::IfDisconnected.as_str(),
         "stale-if-disconnected"
     );
+}
+
+fn request(cc: &str) -> RequestDirectives {
+    RequestDirectives::from_headers(&headers(&[("cache-control", cc)]))
+}
+
+fn stored(must_revalidate: bool, no_cache: bool) -> Freshness {
+    Freshness {
+        lifetime_secs: 10,
+        age_secs: 3,
+        must_revalidate,
+        no_cache,
+        swr_secs: 5,
+        sie_secs: 6,
+        disconnected_secs: 7,
+    }
+}
+
+#[test]
+fn a_rule_lifetime_replaces_the_origins_and_its_revalidation_demands() {
+    let terms = EdgeTerms {
+        lifetime_secs: Some(600),
+        swr_secs: Some(30),
+        sie_secs: Some(40),
+        ..EdgeTerms::default()
+    };
+    let expected = Freshness {
+        lifetime_secs: 600,
+        must_revalidate: false,
+        no_cache: false,
+        swr_secs: 30,
+        sie_secs: 40,
+        ..stored(false, false)
+    };
+    for (must_revalidate, no_cache) in [(true, true), (true, false), (false, true), (false, false)]
+    {
+        assert_eq!(
+            stored(must_revalidate, no_cache).under_terms(&terms),
+            expected
+        );
+    }
+}
+
+#[test]
+fn rule_stale_windows_never_override_an_origin_that_demands_revalidation() {
+    let windows = EdgeTerms {
+        swr_secs: Some(30),
+        sie_secs: Some(40),
+        ..EdgeTerms::default()
+    };
+    for (must_revalidate, no_cache) in [(true, false), (false, true)] {
+        let entry = stored(must_revalidate, no_cache);
+        assert_eq!(entry.under_terms(&windows), entry);
+    }
+    let relaxed = stored(false, false);
+    assert_eq!(
+        relaxed.under_terms(&windows),
+        Freshness {
+            swr_secs: 30,
+            sie_secs: 40,
+            ..relaxed
+        }
+    );
+    assert_eq!(
+        stored(true, true).under_terms(&EdgeTerms::default()),
+        stored(true, true)
+    );
+}
+
+#[test]
+fn a_request_max_age_accepts_an_entry_exactly_that_old() {
+    let f = freshness(&[("cache-control", "max-age=600")], 0, 10);
+    assert_eq!(reuse(&request("max-age=10"), &f), Reuse::Fresh);
+    assert_eq!(reuse(&request("max-age=9"), &f), Reuse::Revalidate);
+}
+
+#[test]
+fn min_fresh_or_max_age_0_on_a_stale_entry_always_revalidates() {
+    let f = freshness(
+        &[("cache-control", "max-age=10, stale-while-revalidate=600")],
+        0,
+        20,
+    );
+    assert_eq!(reuse(&request(""), &f), Reuse::StaleWhileRevalidate);
+    assert_eq!(reuse(&request("min-fresh=1"), &f), Reuse::Revalidate);
+    assert_eq!(
+        reuse(&request("max-age=0, max-stale"), &f),
+        Reuse::Revalidate
+    );
+    assert_eq!(reuse(&request("max-stale"), &f), Reuse::StaleAccepted);
+}
+
+#[test]
+fn an_entry_just_gone_stale_needs_a_stale_if_error_window_to_stand_in() {
+    // Age equal to the lifetime: stale by zero seconds.
+    let f = freshness(&[("cache-control", "max-age=10")], 0, 10);
+    assert!(!f.is_fresh());
+    let none = Freshness { sie_secs: 0, ..f };
+    assert!(!may_serve_stale_on_error(&request(""), &none));
+    assert!(may_serve_stale_on_error(
+        &request("stale-if-error=1"),
+        &none
+    ));
+}
+
+#[test]
+fn any_revalidation_demand_forbids_the_disconnected_grace() {
+    let grace = Freshness {
+        sie_secs: 0,
+        disconnected_secs: 300,
+        ..freshness(&[("cache-control", "max-age=10")], 0, 20)
+    };
+    assert!(may_serve_stale_when_disconnected(&request(""), &grace));
+    for forbidding in [
+        Freshness {
+            must_revalidate: true,
+            ..grace
+        },
+        Freshness {
+            no_cache: true,
+            ..grace
+        },
+    ] {
+        assert!(!may_serve_stale_when_disconnected(
+            &request(""),
+            &forbidding
+        ));
+    }
+    assert!(!may_serve_stale_when_disconnected(
+        &request("no-cache"),
+        &grace
+    ));
+    assert!(!may_serve_stale_when_disconnected(
+        &request("max-age=600"),
+        &grace
+    ));
+}
+
+#[test]
+fn each_revalidation_directive_closes_the_stale_windows_and_the_grace() {
+    for cc in ["must-revalidate", "proxy-revalidate", "no-cache"] {
+        let f = freshness(
+            &[(
+                "cache-control",
+                &format!("max-age=10, {cc}, stale-while-revalidate=30, stale-if-error=30"),
+            )],
+            0,
+            0,
+        );
+        assert_eq!((f.swr_secs, f.sie_secs), (0, 0), "{cc}");
+    }
+    let graced = PolicySettings {
+        disconnected_grace_secs: 300,
+        ..settings()
+    };
+    let times = ResponseTimes {
+        request_time_ms: NOW_MS,
+        response_time_ms: NOW_MS,
+    };
+    let grace = |cc: &str| {
+        let h = headers(&[("cache-control", cc)]);
+        Freshness::of(&h, 0, times, NOW_MS, &graced).disconnected_secs
+    };
+    assert_eq!(grace("max-age=10"), 300);
+    for cc in [
+        "max-age=10, must-revalidate",
+        "max-age=10, no-cache",
+        "s-maxage=10",
+    ] {
+        assert_eq!(grace(cc), 0, "{cc}");
+    }
+}
+
+#[test]
+fn expires_without_date_counts_from_the_response_time_in_seconds() {
+    let f = freshness(&[("expires", &date(120))], 0, 0);
+    assert_eq!(f.lifetime_secs, 120);
+}
+
+#[test]
+fn without_a_grace_an_entry_just_gone_stale_is_not_served_disconnected() {
+    let f = Freshness {
+        sie_secs: 0,
+        disconnected_secs: 0,
+        ..freshness(&[("cache-control", "max-age=10")], 0, 10)
+    };
+    assert!(!may_serve_stale_when_disconnected(&request(""), &f));
+}
+
+#[test]
+fn stale_if_error_covers_the_four_server_error_statuses_only() {
+    for status in [500, 502, 503, 504] {
+        assert!(
+            is_error_status(StatusCode::from_u16(status).expect("status")),
+            "{status}"
+        );
+    }
+    for status in [200, 304, 404, 429, 501, 505, 599] {
+        assert!(
+            !is_error_status(StatusCode::from_u16(status).expect("status")),
+            "{status}"
+        );
+    }
 }
