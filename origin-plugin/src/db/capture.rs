@@ -46,6 +46,10 @@ pub struct DbCaptureConfig {
     /// says how many were suppressed (the metric and `/debug/queries` still count every
     /// detection). Default: 60 s. Zero warns every time.
     pub n_plus_one_warn_interval: Duration,
+    /// Distinct fingerprints that get their own `fingerprint` label on
+    /// `cachefront_origin_db_slow_queries_total`; slow queries of any further fingerprint
+    /// count as `fingerprint="other"`, so the series stay bounded. Default: 50.
+    pub slow_query_fingerprint_limit: usize,
 }
 
 impl Default for DbCaptureConfig {
@@ -57,6 +61,7 @@ impl Default for DbCaptureConfig {
             slow_query_threshold: Duration::from_millis(100),
             debug_token: None,
             n_plus_one_warn_interval: Duration::from_secs(60),
+            slow_query_fingerprint_limit: 50,
         }
     }
 }
@@ -89,6 +94,10 @@ pub(super) struct CaptureInner {
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
     pub(super) warned_span_disabled: AtomicBool,
+    pub(super) setup_checked: AtomicBool,
+    pub(super) warned_outside_profiler: AtomicBool,
+    /// Fingerprint ids labelled on the slow-query counter (at most the configured limit).
+    pub(super) slow_labelled: Mutex<std::collections::HashSet<String>>,
     /// Last N+1 warning per (route, fingerprint) and the detections suppressed since.
     pub(super) warned_n_plus_one: Mutex<HashMap<(String, String), (Instant, u64)>>,
     pub(super) stats: CaptureStats,
@@ -121,7 +130,18 @@ impl DbCapture {
     /// A capture that also records query counts, durations and N+1 detections in `metrics`.
     #[cfg(feature = "metrics")]
     pub fn with_metrics(config: DbCaptureConfig, metrics: &crate::metrics::Metrics) -> Self {
-        Self::build(config, Some(metrics.clone()))
+        let capture = Self::build(config, Some(metrics.clone()));
+        // Evaluated at each scrape, on the scraper's thread, against the global subscriber:
+        // a capture that a logging setup switched off shows as 0 on the dashboard.
+        let weak = Arc::downgrade(&capture.inner);
+        metrics.on_scrape(move |m| {
+            if let Some(inner) = weak.upgrade() {
+                let active = DbCapture { inner }.setup().is_active();
+                m.gauge(crate::metrics::names::DB_CAPTURE_ACTIVE, &[])
+                    .set(if active { 1.0 } else { 0.0 });
+            }
+        });
+        capture
     }
 
     #[allow(unused_variables)]
@@ -148,6 +168,9 @@ impl DbCapture {
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 warned_span_disabled: AtomicBool::new(false),
+                setup_checked: AtomicBool::new(false),
+                warned_outside_profiler: AtomicBool::new(false),
+                slow_labelled: Mutex::new(std::collections::HashSet::new()),
                 warned_n_plus_one: Mutex::new(HashMap::new()),
                 stats: CaptureStats::new(Instant::now()),
                 #[cfg(feature = "postgres")]
@@ -164,7 +187,8 @@ impl DbCapture {
     }
 
     /// The `tracing_subscriber` layer that collects sqlx's statement events. Add it to the
-    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`).
+    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`)
+    /// without a filter of its own: put level filters on the output layer.
     pub fn tracing_layer(&self) -> QueryCaptureLayer {
         QueryCaptureLayer {
             capture: self.clone(),
@@ -173,9 +197,101 @@ impl DbCapture {
 
     /// The tower layer that opens the per-request capture span. Add it with `Router::layer`
     /// *before* (inside) the profiling layer, so the request's `RequestProfile` is visible.
+    ///
+    /// Requests for the [default excluded paths](crate::stack::PathExcludes::DEFAULT)
+    /// (probes, `/metrics`) are not captured; see [`DbCaptureLayer::exclude_paths`].
+    /// [`Cachefront::builder`](crate::Cachefront::builder) places it right.
     pub fn layer(&self) -> DbCaptureLayer {
         DbCaptureLayer {
             capture: self.clone(),
+            excludes: crate::stack::PathExcludes::default(),
+        }
+    }
+
+    /// Whether this capture can see sqlx's statements under the current default
+    /// subscriber (see [`CaptureSetup`]). Call it after installing the subscriber; the
+    /// capture also checks once on its first request and warns when it is off.
+    pub fn setup(&self) -> CaptureSetup {
+        let layer_installed = tracing::dispatcher::get_default(|d| {
+            d.downcast_ref::<QueryCaptureLayer>()
+                .is_some_and(|l| Arc::ptr_eq(&l.capture.inner, &self.inner))
+        });
+        CaptureSetup {
+            layer_installed,
+            statements_enabled: tracing::enabled!(
+                target: super::SQLX_QUERY_TARGET,
+                tracing::Level::DEBUG
+            ),
+            request_span_enabled: tracing::enabled!(
+                target: "cachefront_origin::db",
+                tracing::Level::INFO
+            ),
+        }
+    }
+
+    /// A health check named `db_capture` failing with [`CaptureSetup::problem`] while the
+    /// capture is off. Register it warn-only (`Health::builder().warn_check(…)`): it
+    /// shows on the admin `/readyz` and `/status` without failing readiness.
+    #[cfg(feature = "health")]
+    pub fn health_check(&self) -> impl crate::health::HealthCheck {
+        let capture = self.clone();
+        crate::health::FnCheck::new("db_capture", move || {
+            let problem = capture.setup().problem();
+            async move { problem.map_or(Ok(()), Err) }
+        })
+    }
+
+    /// Installs the global subscriber the capture needs, with log output like
+    /// `tracing_subscriber::fmt().init()`: this capture's layer unfiltered, and the `fmt`
+    /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
+    /// sqlx's per-statement lines silenced). Fails when a global subscriber is already set.
+    pub fn init_logging(&self) -> crate::Result<()> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        tracing_subscriber::registry()
+            .with(self.tracing_layer())
+            .with(tracing_subscriber::fmt::layer().with_filter(super::log_filter()))
+            .try_init()
+            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
+    }
+
+    /// Warns once (at the first captured request, when the app's subscriber is surely
+    /// installed) if the capture cannot see statements.
+    pub(super) fn check_setup_once(&self) {
+        if self.inner.setup_checked.load(Ordering::Relaxed)
+            || self.inner.setup_checked.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Some(problem) = self.setup().problem() {
+            let message = format!(
+                "query capture is OFF: {problem}. The db Server-Timing entry, the db_* metrics \
+                 and N+1 warnings stay empty. Install it with `capture.init_logging()` or \
+                 `registry().with(capture.tracing_layer()).with(fmt::layer().with_filter(EnvFilter…))` \
+                 (docs/database.md, Setup)"
+            );
+            tracing::warn!(target: "cachefront_origin::db", "{message}");
+            if !tracing::dispatcher::has_been_set() {
+                eprintln!("WARN cachefront_origin::db: {message}");
+            }
+        }
+    }
+
+    #[cfg(feature = "profiling")]
+    pub(super) fn warn_outside_profiler_once(&self) {
+        if crate::profiling::PROFILING_LAYER_MADE.load(Ordering::Relaxed)
+            && !self
+                .inner
+                .warned_outside_profiler
+                .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "cachefront_origin::db",
+                "the query capture layer sees requests without a RequestProfile: it is outside \
+                 the profiling layer, so Server-Timing has no db entry. Add `capture.layer()` \
+                 before `profiler.layer()`, or build the stack with Cachefront::builder()"
+            );
         }
     }
 
@@ -325,6 +441,15 @@ impl DbCapture {
 
         let threshold = self.inner.config.slow_query_threshold;
         if statement.elapsed >= threshold {
+            #[cfg(feature = "metrics")]
+            if let Some(m) = &self.inner.metrics {
+                let label = self.slow_query_label(fingerprint.id());
+                m.counter(
+                    crate::metrics::names::DB_SLOW_QUERIES_TOTAL,
+                    &[("route", route), ("fingerprint", &label)],
+                )
+                .increment(1);
+            }
             tracing::warn!(
                 target: "cachefront_origin::slow_query",
                 route,
@@ -337,6 +462,25 @@ impl DbCapture {
                 "slow query"
             );
         }
+    }
+
+    /// The `fingerprint` label of a slow query: its id while fewer than the configured
+    /// limit of ids are labelled (or it already is one of them), else `other`.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn slow_query_label(&self, id: String) -> String {
+        let mut labelled = self
+            .inner
+            .slow_labelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if labelled.contains(&id) {
+            return id;
+        }
+        if labelled.len() < self.inner.config.slow_query_fingerprint_limit {
+            labelled.insert(id.clone());
+            return id;
+        }
+        "other".to_owned()
     }
 
     /// The request is over: summarize, report N+1 patterns.
@@ -470,6 +614,42 @@ impl DbCapture {
                 "the per-request capture span is disabled by the subscriber's filter; \
                  queries are not attributed to requests (enable target cachefront_origin::db at INFO)"
             );
+        }
+    }
+}
+
+/// What [`DbCapture::setup`] found in the current default subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureSetup {
+    /// This capture's [`QueryCaptureLayer`] is part of the subscriber.
+    pub layer_installed: bool,
+    /// sqlx's statement events (target `sqlx::query`, `DEBUG`) pass the subscriber's
+    /// filters; a global `info` filter (`fmt().with_env_filter(…)`) drops them.
+    pub statements_enabled: bool,
+    /// The per-request span (target `cachefront_origin::db`, `INFO`) is enabled, so
+    /// statements are attributed to requests.
+    pub request_span_enabled: bool,
+}
+
+impl CaptureSetup {
+    /// Statements reach the capture and are attributed to requests.
+    pub fn is_active(&self) -> bool {
+        self.layer_installed && self.statements_enabled && self.request_span_enabled
+    }
+
+    /// What is wrong, in words, when not active.
+    pub fn problem(&self) -> Option<String> {
+        if !self.layer_installed {
+            Some("its tracing layer is not in the global subscriber (was `fmt().init()` or `fmt().with_env_filter(…).init()` used?)".to_owned())
+        } else if !self.statements_enabled {
+            Some("a global filter disables sqlx's DEBUG statement events (target sqlx::query); put the level filter on the fmt layer instead".to_owned())
+        } else if !self.request_span_enabled {
+            Some(
+                "a filter disables the per-request span (target cachefront_origin::db, INFO)"
+                    .to_owned(),
+            )
+        } else {
+            None
         }
     }
 }

@@ -18,11 +18,23 @@ use tracing::Instrument;
 use super::capture::{DbCapture, QueryTally, RequestQueries};
 use super::findings::NPlusOneError;
 use crate::route::{method_label, UNMATCHED};
+use crate::stack::PathExcludes;
 
 /// Tower layer made by [`DbCapture::layer`].
 #[derive(Clone, Debug)]
 pub struct DbCaptureLayer {
     pub(super) capture: DbCapture,
+    pub(super) excludes: PathExcludes,
+}
+
+impl DbCaptureLayer {
+    /// Paths passed through uncaptured (default: [`PathExcludes::DEFAULT`], the probes
+    /// and the metrics endpoints): their statements count under `route="none"`, never as
+    /// a request's.
+    pub fn exclude_paths(mut self, excludes: PathExcludes) -> Self {
+        self.excludes = excludes;
+        self
+    }
 }
 
 impl<S> Layer<S> for DbCaptureLayer {
@@ -31,6 +43,7 @@ impl<S> Layer<S> for DbCaptureLayer {
         DbCaptureService {
             inner,
             capture: self.capture.clone(),
+            excludes: self.excludes.clone(),
         }
     }
 }
@@ -40,6 +53,7 @@ impl<S> Layer<S> for DbCaptureLayer {
 pub struct DbCaptureService<S> {
     inner: S,
     capture: DbCapture,
+    excludes: PathExcludes,
 }
 
 impl<S, B> Service<Request<B>> for DbCaptureService<S>
@@ -55,6 +69,14 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.excludes.matches(req.uri().path()) {
+            return DbCaptureFuture {
+                inner: self.inner.call(req).instrument(tracing::Span::none()),
+                state: None,
+                _in_flight: None,
+            };
+        }
+        self.capture.check_setup_once();
         let request = Arc::new(RequestQueries {
             method: method_label(req.method()),
             route: req
@@ -69,6 +91,10 @@ where
                 .cloned(),
             tally: Mutex::new(QueryTally::default()),
         });
+        #[cfg(feature = "profiling")]
+        if request.profile.is_none() {
+            self.capture.warn_outside_profiler_once();
+        }
         let inner = &self.capture.inner;
         let capture_id = inner.next_capture_id.fetch_add(1, Ordering::Relaxed);
         inner
@@ -97,7 +123,7 @@ where
         DbCaptureFuture {
             inner: future.instrument(span),
             state: Some((self.capture.clone(), request)),
-            _in_flight: InFlight::start(&self.capture),
+            _in_flight: Some(InFlight::start(&self.capture)),
         }
     }
 }
@@ -108,7 +134,7 @@ pin_project! {
         #[pin]
         inner: Instrumented<F>,
         state: Option<(DbCapture, Arc<RequestQueries>)>,
-        _in_flight: InFlight,
+        _in_flight: Option<InFlight>,
     }
 }
 
