@@ -43,7 +43,11 @@ async fn quick_start_app_has_every_feature_live() {
     let client = http();
 
     // Health: ready once PostgreSQL answers (it does at start: the pool connects eagerly).
-    let res = client.get(format!("{base}/readyz")).send().await.expect("readyz");
+    let res = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
     assert_eq!(res.status(), 200);
 
     // A product: db entry in Server-Timing (capture inside the profiler), tag, request id.
@@ -64,7 +68,11 @@ async fn quick_start_app_has_every_feature_live() {
 
     // Errors: axum's own rejection and the fallback 404 are never storable.
     for (path, status) in [("/products/abc", 400), ("/no/such/page", 404)] {
-        let res = client.get(format!("{base}{path}")).send().await.expect(path);
+        let res = client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .expect(path);
         assert_eq!(res.status(), status, "{path}");
         assert_eq!(res.headers()["cache-control"], "no-store", "{path}");
         assert!(res.headers().contains_key("x-request-id"), "{path}");
@@ -95,7 +103,11 @@ async fn quick_start_app_has_every_feature_live() {
     // Metrics: requests by route, captured queries, the detection, capture switched on;
     // probes are not counted as requests.
     for _ in 0..3 {
-        client.get(format!("{base}/livez")).send().await.expect("livez");
+        client
+            .get(format!("{base}/livez"))
+            .send()
+            .await
+            .expect("livez");
     }
     let text = client
         .get(format!("{admin}/metrics"))
@@ -131,5 +143,8 @@ async fn quick_start_app_has_every_feature_live() {
         .await
         .expect("json");
     assert_eq!(report["checks"]["db_capture"]["status"], "ok", "{report}");
-    assert_eq!(report["checks"]["db_capture"]["severity"], "warn", "{report}");
+    assert_eq!(
+        report["checks"]["db_capture"]["severity"], "warn",
+        "{report}"
+    );
 }

@@ -779,6 +779,60 @@ mod tests {
         assert!(!DbCapture::default().is_allowed(&fp));
     }
 
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn slow_queries_are_counted_by_fingerprint_with_bounded_labels() {
+        let metrics = crate::metrics::Metrics::new();
+        let capture = DbCapture::with_metrics(
+            DbCaptureConfig {
+                slow_query_threshold: Duration::from_millis(50),
+                slow_query_fingerprint_limit: 3,
+                ..Default::default()
+            },
+            &metrics,
+        );
+        let run = |sql: String, ms: u64| {
+            capture.record_statement(
+                None,
+                SqlxStatement {
+                    sql,
+                    elapsed: Duration::from_millis(ms),
+                    rows_returned: 0,
+                    rows_affected: 0,
+                },
+            );
+        };
+        // Ten distinct slow statements (distinct tables: distinct fingerprints), the first
+        // one twice with different literals, and one fast statement.
+        for table in 0..10 {
+            run(format!("SELECT * FROM t{table} WHERE id = 1"), 80);
+        }
+        run("SELECT * FROM t0 WHERE id = 2".to_owned(), 200);
+        run("SELECT * FROM fast WHERE id = 1".to_owned(), 1);
+
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(crate::metrics::names::DB_SLOW_QUERIES_TOTAL))
+            .collect();
+        assert_eq!(series.len(), 4, "3 fingerprints + other:\n{text}");
+        let t0 = SqlFingerprint::of("SELECT * FROM t0 WHERE id = 1").id();
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains(&format!("fingerprint=\"{t0}\"")) && l.ends_with(" 2")),
+            "{series:?}"
+        );
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("fingerprint=\"other\"") && l.ends_with(" 7")),
+            "{series:?}"
+        );
+        let fast = SqlFingerprint::of("SELECT * FROM fast WHERE id = 1").id();
+        assert!(!text.contains(&fast), "a fast query is not counted");
+    }
+
     #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(truncate_chars("héllo", 2), "hé");
