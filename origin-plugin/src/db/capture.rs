@@ -95,6 +95,7 @@ pub(super) struct CaptureInner {
     pub(super) detections_seen: AtomicU64,
     pub(super) warned_span_disabled: AtomicBool,
     pub(super) setup_checked: AtomicBool,
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     pub(super) warned_outside_profiler: AtomicBool,
     /// Fingerprint ids labelled on the slow-query counter (at most the configured limit).
     pub(super) slow_labelled: Mutex<std::collections::HashSet<String>>,
