@@ -419,15 +419,23 @@ impl DbCapture {
         statement: SqlxStatement,
     ) {
         let fingerprint = self.fingerprint(&statement.sql);
-        let route = request.map_or(NO_REQUEST_ROUTE, |r| r.route.as_str());
+        let route = request.map_or(NO_REQUEST_ROUTE, |r| &*r.handles.route);
 
         #[cfg(feature = "metrics")]
-        if let Some(m) = &self.inner.metrics {
-            let labels = [("route", route)];
-            m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels)
-                .increment(1);
-            m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels)
-                .record(statement.elapsed.as_secs_f64());
+        match request.and_then(|r| r.handles.queries.as_ref()) {
+            Some((count, duration)) => {
+                count.increment(1);
+                duration.record(statement.elapsed.as_secs_f64());
+            }
+            None => {
+                if let Some(m) = &self.inner.metrics {
+                    let labels = [("route", route)];
+                    m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels)
+                        .increment(1);
+                    m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels)
+                        .record(statement.elapsed.as_secs_f64());
+                }
+            }
         }
 
         if let Some(request) = request {
@@ -518,7 +526,7 @@ impl DbCapture {
                 }
                 let detection = NPlusOne {
                     method: request.method,
-                    route: request.route.clone(),
+                    route: request.handles.route.to_string(),
                     fingerprint: t.fingerprint.id(),
                     normalized: t.fingerprint.normalized().to_owned(),
                     count: t.count,
@@ -686,10 +694,35 @@ impl NPlusOneGuard {
     }
 }
 
+/// A route's label and metric handles, looked up once per route (see `DbCaptureService`)
+/// instead of once per statement: the registry lookup builds and hashes a label set.
+#[derive(Debug)]
+pub(super) struct RouteHandles {
+    pub(super) route: Arc<str>,
+    #[cfg(feature = "metrics")]
+    pub(super) queries: Option<(metrics::Counter, metrics::Histogram)>,
+}
+
+impl DbCapture {
+    pub(super) fn route_handles(&self, route: &str) -> Arc<RouteHandles> {
+        Arc::new(RouteHandles {
+            route: route.into(),
+            #[cfg(feature = "metrics")]
+            queries: self.inner.metrics.as_ref().map(|m| {
+                let labels = [("route", route)];
+                (
+                    m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels),
+                    m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels),
+                )
+            }),
+        })
+    }
+}
+
 /// Per-request state, stored in the request span's extensions.
 pub(super) struct RequestQueries {
     pub(super) method: &'static str,
-    pub(super) route: String,
+    pub(super) handles: Arc<RouteHandles>,
     #[cfg(feature = "profiling")]
     pub(super) profile: Option<crate::profiling::RequestProfile>,
     pub(super) tally: Mutex<QueryTally>,

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
@@ -15,7 +15,7 @@ use tower::{Layer, Service};
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-use super::capture::{DbCapture, QueryTally, RequestQueries};
+use super::capture::{DbCapture, QueryTally, RequestQueries, RouteHandles};
 use super::findings::NPlusOneError;
 use crate::route::{method_label, UNMATCHED};
 use crate::stack::PathExcludes;
@@ -44,6 +44,7 @@ impl<S> Layer<S> for DbCaptureLayer {
             inner,
             capture: self.capture.clone(),
             excludes: self.excludes.clone(),
+            last_route: Arc::default(),
         }
     }
 }
@@ -54,6 +55,9 @@ pub struct DbCaptureService<S> {
     inner: S,
     capture: DbCapture,
     excludes: PathExcludes,
+    /// `Router::layer` wraps each route's service on its own, so a service nearly always
+    /// sees one route: its handles, without the registry lookup per statement.
+    last_route: Arc<OnceLock<(Box<str>, Arc<RouteHandles>)>>,
 }
 
 impl<S, B> Service<Request<B>> for DbCaptureService<S>
@@ -77,13 +81,21 @@ where
             };
         }
         self.capture.check_setup_once();
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str);
+        let handles = match self.last_route.get() {
+            Some((r, h)) if **r == *route => h.clone(),
+            _ => {
+                let h = self.capture.route_handles(route);
+                let _ = self.last_route.set((route.into(), h.clone()));
+                h
+            }
+        };
         let request = Arc::new(RequestQueries {
             method: method_label(req.method()),
-            route: req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or(UNMATCHED, MatchedPath::as_str)
-                .to_owned(),
+            handles,
             #[cfg(feature = "profiling")]
             profile: req
                 .extensions()
