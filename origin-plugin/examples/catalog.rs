@@ -22,7 +22,8 @@
 //! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet and image URLs.
 //! - `SLOW_REQUEST_MS` (500), `SLOW_QUERY_MS` (100), `SERVER_TIMING_SAMPLE_RATE` (1.0),
 //!   `SHUTDOWN_DRAIN_MS` (0), `SHUTDOWN_DEADLINE_MS` (30000).
-//! - `CATALOG_LAYERS=off`: the same app with no plugin layers (for the benchmark).
+//! - `CATALOG_LAYERS=off`: the same app with no plugin layers and no query capture in the
+//!   tracing subscriber (the benchmark's baseline).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +119,20 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = capture.init_logging() {
+    let layers_on = std::env::var("CATALOG_LAYERS").map_or(true, |v| v != "off");
+    let logging = if layers_on {
+        capture.init_logging()
+    } else {
+        // The benchmark's baseline: no capture layer in the subscriber either.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init()
+            .map_err(|e| Error::Config(format!("tracing subscriber: {e}")))
+    };
+    if let Err(e) = logging {
         eprintln!("catalog: {e}");
         std::process::exit(1);
     }

@@ -771,6 +771,10 @@ impl RequestQueries {
 
 /// The first `max` characters of `s`.
 fn truncate_chars(s: &str, max: usize) -> &str {
+    // No more bytes than `max`: no more chars either (skips walking every statement's chars).
+    if s.len() <= max {
+        return s;
+    }
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,
