@@ -20,9 +20,10 @@
 //! - `CACHEFRONT_DEBUG_TOKEN` (≥ 32 characters): enables `/debug/requests` and
 //!   `/debug/pprof/profile` on the admin listener.
 //! - `ASSET_MANIFEST` (+ `ASSET_BASE`, default `/`): fingerprinted stylesheet and image URLs.
-//! - `SLOW_REQUEST_MS` (500), `SERVER_TIMING_SAMPLE_RATE` (1.0),
+//! - `SLOW_REQUEST_MS` (500), `SLOW_QUERY_MS` (100), `SERVER_TIMING_SAMPLE_RATE` (1.0),
 //!   `SHUTDOWN_DRAIN_MS` (0), `SHUTDOWN_DEADLINE_MS` (30000).
-//! - `CATALOG_LAYERS=off`: the same app with no plugin layers (for the benchmark).
+//! - `CATALOG_LAYERS=off`: the same app with no plugin layers and no query capture in the
+//!   tracing subscriber (the benchmark's baseline).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,14 +38,15 @@ use axum::{Json, Router};
 use cachefront_origin::admin::{AdminConfig, AdminRouter, BearerToken};
 use cachefront_origin::assets::{asset_url, AssetManifest};
 use cachefront_origin::cache_tags::{CacheTagLayer, CacheTags};
+use cachefront_origin::db::{DbCapture, DbCaptureConfig};
 use cachefront_origin::health::{FnCheck, GracefulShutdown, Health, PostgresCheck};
 use cachefront_origin::metrics::Metrics;
-use cachefront_origin::profiling::{Profiler, ProfilingConfig, RequestProfile};
+use cachefront_origin::profiling::{Profiler, ProfilingConfig};
 use cachefront_origin::purge::{EdgePurge, PurgeClient, PurgeConfig};
 use cachefront_origin::purge_on_write::{
     Change, ChangeTags, PurgeOnWrite, PurgeOnWriteHandle, TableName, WatchedTable,
 };
-use cachefront_origin::Error;
+use cachefront_origin::{Cachefront, Error};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
@@ -101,13 +103,40 @@ struct Product {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    if let Err(e) = run().await {
+    // Query capture needs its layer in the subscriber and sqlx's DEBUG statements let
+    // through: `init_logging` installs both, with the log output filtered by RUST_LOG.
+    let metrics = Metrics::new();
+    let capture = match env_or("SLOW_QUERY_MS", 100u64) {
+        Ok(ms) => DbCapture::with_metrics(
+            DbCaptureConfig {
+                slow_query_threshold: Duration::from_millis(ms),
+                ..DbCaptureConfig::default()
+            },
+            &metrics,
+        ),
+        Err(e) => {
+            eprintln!("catalog: {e}");
+            std::process::exit(1);
+        }
+    };
+    let layers_on = std::env::var("CATALOG_LAYERS").map_or(true, |v| v != "off");
+    let logging = if layers_on {
+        capture.init_logging()
+    } else {
+        // The benchmark's baseline: no capture layer in the subscriber either.
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            )
+            .try_init()
+            .map_err(|e| Error::Config(format!("tracing subscriber: {e}")))
+    };
+    if let Err(e) = logging {
+        eprintln!("catalog: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = run(metrics, capture).await {
         eprintln!("catalog: {e}");
         std::process::exit(1);
     }
@@ -127,7 +156,7 @@ fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-async fn run() -> Result<(), Error> {
+async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
     let database_url = non_empty_env("DATABASE_URL").ok_or_else(|| {
         Error::Config("DATABASE_URL is required (postgres://user@host:port/db)".to_owned())
     })?;
@@ -149,7 +178,6 @@ async fn run() -> Result<(), Error> {
     // The demo site's stylesheet, fingerprinted when a manifest is installed.
     let stylesheet = asset_url("css/site.css");
 
-    let metrics = Metrics::new();
     let purge = match (
         non_empty_env("CACHEFRONT_EDGE_URL"),
         non_empty_env("CACHEFRONT_PURGE_TOKEN"),
@@ -205,6 +233,7 @@ async fn run() -> Result<(), Error> {
     }
 
     metrics.observe_pg_pool("catalog", pool.clone());
+    capture.watch_pg_pool(pool.clone());
     let health = Health::builder()
         .metrics(&metrics)
         .startup_check(FnCheck::new("schema", move || {
@@ -239,6 +268,7 @@ async fn run() -> Result<(), Error> {
         .route("/", get(index))
         .route("/products/{id}", get(product_page))
         .route("/api/products/{id}", get(product_json))
+        .route("/api/products/{id}/similar", get(similar_json))
         .route("/api/products/{id}/price", post(set_price))
         .fallback(not_found)
         .with_state(state);
@@ -246,14 +276,14 @@ async fn run() -> Result<(), Error> {
     // The public app is what the edge forwards to: pages and status-only probes. The
     // operator routes (metrics, detailed readiness, debug) live on the admin listener.
     let app = if layers_on {
-        // One `layer` call for the whole stack (outermost first): each `Router::layer`
-        // boxes every route's service and future once more per request.
-        pages.merge(health.router()).layer(
-            tower::ServiceBuilder::new()
-                .layer(metrics.layer())
-                .layer(profiler.layer())
-                .layer(CacheTagLayer::new().metrics(&metrics)),
-        )
+        // Every layer in its right order, in one `layer` call (each `Router::layer` boxes
+        // every route's service and future once more per request); probes uncounted.
+        Cachefront::builder()
+            .metrics(&metrics)
+            .profiling(&profiler)
+            .db_capture(&capture)
+            .cache_tags(CacheTagLayer::new().metrics(&metrics))
+            .apply(pages.merge(health.router()))
     } else {
         pages.merge(health.router())
     };
@@ -261,6 +291,7 @@ async fn run() -> Result<(), Error> {
         .metrics(&metrics)
         .health(&health)
         .profiler(&profiler)
+        .db_capture(&capture)
         .token(admin_config.token.clone())
         .build();
 
@@ -473,20 +504,10 @@ fn parse_id(raw: &str) -> Result<i64, Error> {
     })
 }
 
-async fn timed<T>(profile: &RequestProfile, fut: impl std::future::Future<Output = T>) -> T {
-    let start = std::time::Instant::now();
-    let out = fut.await;
-    profile.record_query(start.elapsed());
-    out
-}
-
-async fn index(State(state): State<AppState>, profile: RequestProfile) -> Result<Response, Error> {
-    let products: Vec<Product> = timed(
-        &profile,
-        sqlx::query_as("SELECT id, sku, name, category, description, price_cents, stock, image FROM products ORDER BY category, name")
-            .fetch_all(&state.pool),
-    )
-    .await?;
+async fn index(State(state): State<AppState>) -> Result<Response, Error> {
+    let products: Vec<Product> = sqlx::query_as("SELECT id, sku, name, category, description, price_cents, stock, image FROM products ORDER BY category, name")
+        .fetch_all(&state.pool)
+        .await?;
     let mut body = format!(
         "<section class=\"section\" aria-labelledby=\"catalog-title\"><div class=\"container\">\
 <p class=\"eyebrow\">The catalogue</p><h1 id=\"catalog-title\">All gear</h1>\
@@ -514,28 +535,20 @@ async fn index(State(state): State<AppState>, profile: RequestProfile) -> Result
     ))
 }
 
-async fn load_product(
-    state: &AppState,
-    profile: &RequestProfile,
-    id: i64,
-) -> Result<Product, Error> {
-    timed(
-        profile,
-        sqlx::query_as("SELECT id, sku, name, category, description, price_cents, stock, image FROM products WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.pool),
-    )
-    .await?
-    .ok_or_else(|| Error::NotFound(format!("no product with id {id}")))
+async fn load_product(state: &AppState, id: i64) -> Result<Product, Error> {
+    sqlx::query_as("SELECT id, sku, name, category, description, price_cents, stock, image FROM products WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.pool)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no product with id {id}")))
 }
 
 async fn product_page(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    profile: RequestProfile,
 ) -> Result<Response, Error> {
     let id = parse_id(&raw)?;
-    let p = load_product(&state, &profile, id).await?;
+    let p = load_product(&state, id).await?;
     let figure = match image_tag(&p, "", 800, 600) {
         img if img.is_empty() => String::new(),
         img => format!("<figure>{img}</figure>"),
@@ -564,13 +577,40 @@ async fn product_page(
 async fn product_json(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-    profile: RequestProfile,
 ) -> Result<Response, Error> {
     let id = parse_id(&raw)?;
-    let p = load_product(&state, &profile, id).await?;
+    let p = load_product(&state, id).await?;
     Ok(cacheable(
         CacheTags::new([product_tag(p.id), TAG_PRODUCT_PAGES.to_owned()]),
         Json(p),
+    ))
+}
+
+/// Six other products, the same category first. Written the naive way on purpose — one query for the
+/// ids, then one per product — so the demo shows the N+1 detection end to end: the
+/// warning in the log, `cachefront_origin_db_n_plus_one_total`, the dashboard's N+1
+/// panel and the `CachefrontOriginNPlusOneSpike` alert. (The fix would be one query with
+/// the whole rows in the first query.)
+async fn similar_json(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, Error> {
+    let id = parse_id(&raw)?;
+    let p = load_product(&state, id).await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM products WHERE id <> $1 ORDER BY category = $2 DESC, id LIMIT 6",
+    )
+    .bind(p.id)
+    .bind(&p.category)
+    .fetch_all(&state.pool)
+    .await?;
+    let mut similar = Vec::with_capacity(ids.len());
+    for other in ids {
+        similar.push(load_product(&state, other).await?);
+    }
+    Ok(cacheable(
+        CacheTags::new([product_tag(p.id), TAG_PRODUCTS.to_owned()]),
+        Json(similar),
     ))
 }
 
@@ -585,7 +625,6 @@ async fn set_price(
     State(state): State<AppState>,
     Path(raw): Path<String>,
     headers: HeaderMap,
-    profile: RequestProfile,
     body: axum::body::Bytes,
 ) -> Result<Response, Error> {
     let Some(token) = &state.admin_token else {
@@ -603,16 +642,13 @@ async fn set_price(
             "price_cents must not be negative".to_owned(),
         ));
     }
-    let updated: Option<Product> = timed(
-        &profile,
-        sqlx::query_as(
-            "UPDATE products SET price_cents = $2, updated_at = now() WHERE id = $1
-             RETURNING id, sku, name, category, description, price_cents, stock, image",
-        )
-        .bind(id)
-        .bind(change.price_cents)
-        .fetch_optional(&state.pool),
+    let updated: Option<Product> = sqlx::query_as(
+        "UPDATE products SET price_cents = $2, updated_at = now() WHERE id = $1
+         RETURNING id, sku, name, category, description, price_cents, stock, image",
     )
+    .bind(id)
+    .bind(change.price_cents)
+    .fetch_optional(&state.pool)
     .await?;
     let p = updated.ok_or_else(|| Error::NotFound(format!("no product with id {id}")))?;
     let tags = [product_tag(p.id), TAG_PRODUCTS.to_owned()];

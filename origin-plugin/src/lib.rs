@@ -7,6 +7,7 @@
 //! | feature | module | what it gives |
 //! | --- | --- | --- |
 //! | — | [`admin`] | admin router for a separate listener, bearer-token guard |
+//! | — | [`stack`] | [`Cachefront::builder`]: the layers in their right order; [`PathExcludes`] |
 //! | — | [`hygiene`] | `no-store` on every error answer, `x-request-id` layer |
 //! | `metrics` | [`metrics`] | RED metrics per route, process metrics, `/metrics`, `/metrics.json` |
 //! | `profiling` | [`profiling`] | `Server-Timing`, slow-request log, slowest-requests report |
@@ -107,5 +108,9 @@ pub use error::{Error, Result};
 // the pool type its APIs take — no "found a different `Pool<Postgres>`" after
 // `cargo add sqlx` picks another major version.
 pub mod hygiene;
+
+// The layer stack in its right order (`Cachefront::builder()`), path excludes.
+pub mod stack;
 #[cfg(feature = "postgres")]
 pub use sqlx;
+pub use stack::{Cachefront, CachefrontBuilder, PathExcludes};

@@ -46,6 +46,10 @@ pub struct DbCaptureConfig {
     /// says how many were suppressed (the metric and `/debug/queries` still count every
     /// detection). Default: 60 s. Zero warns every time.
     pub n_plus_one_warn_interval: Duration,
+    /// Distinct fingerprints that get their own `fingerprint` label on
+    /// `cachefront_origin_db_slow_queries_total`; slow queries of any further fingerprint
+    /// count as `fingerprint="other"`, so the series stay bounded. Default: 50.
+    pub slow_query_fingerprint_limit: usize,
 }
 
 impl Default for DbCaptureConfig {
@@ -57,6 +61,7 @@ impl Default for DbCaptureConfig {
             slow_query_threshold: Duration::from_millis(100),
             debug_token: None,
             n_plus_one_warn_interval: Duration::from_secs(60),
+            slow_query_fingerprint_limit: 50,
         }
     }
 }
@@ -89,6 +94,11 @@ pub(super) struct CaptureInner {
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
     pub(super) warned_span_disabled: AtomicBool,
+    pub(super) setup_checked: AtomicBool,
+    #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
+    pub(super) warned_outside_profiler: AtomicBool,
+    /// Fingerprint ids labelled on the slow-query counter (at most the configured limit).
+    pub(super) slow_labelled: Mutex<std::collections::HashSet<String>>,
     /// Last N+1 warning per (route, fingerprint) and the detections suppressed since.
     pub(super) warned_n_plus_one: Mutex<HashMap<(String, String), (Instant, u64)>>,
     pub(super) stats: CaptureStats,
@@ -121,7 +131,18 @@ impl DbCapture {
     /// A capture that also records query counts, durations and N+1 detections in `metrics`.
     #[cfg(feature = "metrics")]
     pub fn with_metrics(config: DbCaptureConfig, metrics: &crate::metrics::Metrics) -> Self {
-        Self::build(config, Some(metrics.clone()))
+        let capture = Self::build(config, Some(metrics.clone()));
+        // Evaluated at each scrape, on the scraper's thread, against the global subscriber:
+        // a capture that a logging setup switched off shows as 0 on the dashboard.
+        let weak = Arc::downgrade(&capture.inner);
+        metrics.on_scrape(move |m| {
+            if let Some(inner) = weak.upgrade() {
+                let active = DbCapture { inner }.setup().is_active();
+                m.gauge(crate::metrics::names::DB_CAPTURE_ACTIVE, &[])
+                    .set(if active { 1.0 } else { 0.0 });
+            }
+        });
+        capture
     }
 
     #[allow(unused_variables)]
@@ -148,6 +169,9 @@ impl DbCapture {
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 warned_span_disabled: AtomicBool::new(false),
+                setup_checked: AtomicBool::new(false),
+                warned_outside_profiler: AtomicBool::new(false),
+                slow_labelled: Mutex::new(std::collections::HashSet::new()),
                 warned_n_plus_one: Mutex::new(HashMap::new()),
                 stats: CaptureStats::new(Instant::now()),
                 #[cfg(feature = "postgres")]
@@ -164,7 +188,8 @@ impl DbCapture {
     }
 
     /// The `tracing_subscriber` layer that collects sqlx's statement events. Add it to the
-    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`).
+    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`)
+    /// without a filter of its own: put level filters on the output layer.
     pub fn tracing_layer(&self) -> QueryCaptureLayer {
         QueryCaptureLayer {
             capture: self.clone(),
@@ -173,9 +198,101 @@ impl DbCapture {
 
     /// The tower layer that opens the per-request capture span. Add it with `Router::layer`
     /// *before* (inside) the profiling layer, so the request's `RequestProfile` is visible.
+    ///
+    /// Requests for the [default excluded paths](crate::stack::PathExcludes::DEFAULT)
+    /// (probes, `/metrics`) are not captured; see [`DbCaptureLayer::exclude_paths`].
+    /// [`Cachefront::builder`](crate::Cachefront::builder) places it right.
     pub fn layer(&self) -> DbCaptureLayer {
         DbCaptureLayer {
             capture: self.clone(),
+            excludes: crate::stack::PathExcludes::default(),
+        }
+    }
+
+    /// Whether this capture can see sqlx's statements under the current default
+    /// subscriber (see [`CaptureSetup`]). Call it after installing the subscriber; the
+    /// capture also checks once on its first request and warns when it is off.
+    pub fn setup(&self) -> CaptureSetup {
+        let layer_installed = tracing::dispatcher::get_default(|d| {
+            d.downcast_ref::<QueryCaptureLayer>()
+                .is_some_and(|l| Arc::ptr_eq(&l.capture.inner, &self.inner))
+        });
+        CaptureSetup {
+            layer_installed,
+            statements_enabled: tracing::enabled!(
+                target: super::SQLX_QUERY_TARGET,
+                tracing::Level::DEBUG
+            ),
+            request_span_enabled: tracing::enabled!(
+                target: "cachefront_origin::db",
+                tracing::Level::INFO
+            ),
+        }
+    }
+
+    /// A health check named `db_capture` failing with [`CaptureSetup::problem`] while the
+    /// capture is off. Register it warn-only (`Health::builder().warn_check(…)`): it
+    /// shows on the admin `/readyz` and `/status` without failing readiness.
+    #[cfg(feature = "health")]
+    pub fn health_check(&self) -> impl crate::health::HealthCheck {
+        let capture = self.clone();
+        crate::health::FnCheck::new("db_capture", move || {
+            let problem = capture.setup().problem();
+            async move { problem.map_or(Ok(()), Err) }
+        })
+    }
+
+    /// Installs the global subscriber the capture needs, with log output like
+    /// `tracing_subscriber::fmt().init()`: this capture's layer unfiltered, and the `fmt`
+    /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
+    /// sqlx's per-statement lines silenced). Fails when a global subscriber is already set.
+    pub fn init_logging(&self) -> crate::Result<()> {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        use tracing_subscriber::Layer as _;
+        tracing_subscriber::registry()
+            .with(self.tracing_layer())
+            .with(tracing_subscriber::fmt::layer().with_filter(super::log_filter()))
+            .try_init()
+            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
+    }
+
+    /// Warns once (at the first captured request, when the app's subscriber is surely
+    /// installed) if the capture cannot see statements.
+    pub(super) fn check_setup_once(&self) {
+        if self.inner.setup_checked.load(Ordering::Relaxed)
+            || self.inner.setup_checked.swap(true, Ordering::Relaxed)
+        {
+            return;
+        }
+        if let Some(problem) = self.setup().problem() {
+            let message = format!(
+                "query capture is OFF: {problem}. The db Server-Timing entry, the db_* metrics \
+                 and N+1 warnings stay empty. Install it with `capture.init_logging()` or \
+                 `registry().with(capture.tracing_layer()).with(fmt::layer().with_filter(EnvFilter…))` \
+                 (docs/database.md, Setup)"
+            );
+            tracing::warn!(target: "cachefront_origin::db", "{message}");
+            if !tracing::dispatcher::has_been_set() {
+                eprintln!("WARN cachefront_origin::db: {message}");
+            }
+        }
+    }
+
+    #[cfg(feature = "profiling")]
+    pub(super) fn warn_outside_profiler_once(&self) {
+        if crate::profiling::PROFILING_LAYER_MADE.load(Ordering::Relaxed)
+            && !self
+                .inner
+                .warned_outside_profiler
+                .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                target: "cachefront_origin::db",
+                "the query capture layer sees requests without a RequestProfile: it is outside \
+                 the profiling layer, so Server-Timing has no db entry. Add `capture.layer()` \
+                 before `profiler.layer()`, or build the stack with Cachefront::builder()"
+            );
         }
     }
 
@@ -302,15 +419,23 @@ impl DbCapture {
         statement: SqlxStatement,
     ) {
         let fingerprint = self.fingerprint(&statement.sql);
-        let route = request.map_or(NO_REQUEST_ROUTE, |r| r.route.as_str());
+        let route = request.map_or(NO_REQUEST_ROUTE, |r| &*r.handles.route);
 
         #[cfg(feature = "metrics")]
-        if let Some(m) = &self.inner.metrics {
-            let labels = [("route", route)];
-            m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels)
-                .increment(1);
-            m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels)
-                .record(statement.elapsed.as_secs_f64());
+        match request.and_then(|r| r.handles.queries.as_ref()) {
+            Some((count, duration)) => {
+                count.increment(1);
+                duration.record(statement.elapsed.as_secs_f64());
+            }
+            None => {
+                if let Some(m) = &self.inner.metrics {
+                    let labels = [("route", route)];
+                    m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels)
+                        .increment(1);
+                    m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels)
+                        .record(statement.elapsed.as_secs_f64());
+                }
+            }
         }
 
         if let Some(request) = request {
@@ -325,6 +450,15 @@ impl DbCapture {
 
         let threshold = self.inner.config.slow_query_threshold;
         if statement.elapsed >= threshold {
+            #[cfg(feature = "metrics")]
+            if let Some(m) = &self.inner.metrics {
+                let label = self.slow_query_label(fingerprint.id());
+                m.counter(
+                    crate::metrics::names::DB_SLOW_QUERIES_TOTAL,
+                    &[("route", route), ("fingerprint", &label)],
+                )
+                .increment(1);
+            }
             tracing::warn!(
                 target: "cachefront_origin::slow_query",
                 route,
@@ -337,6 +471,25 @@ impl DbCapture {
                 "slow query"
             );
         }
+    }
+
+    /// The `fingerprint` label of a slow query: its id while fewer than the configured
+    /// limit of ids are labelled (or it already is one of them), else `other`.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    fn slow_query_label(&self, id: String) -> String {
+        let mut labelled = self
+            .inner
+            .slow_labelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if labelled.contains(&id) {
+            return id;
+        }
+        if labelled.len() < self.inner.config.slow_query_fingerprint_limit {
+            labelled.insert(id.clone());
+            return id;
+        }
+        "other".to_owned()
     }
 
     /// The request is over: summarize, report N+1 patterns.
@@ -373,7 +526,7 @@ impl DbCapture {
                 }
                 let detection = NPlusOne {
                     method: request.method,
-                    route: request.route.clone(),
+                    route: request.handles.route.to_string(),
                     fingerprint: t.fingerprint.id(),
                     normalized: t.fingerprint.normalized().to_owned(),
                     count: t.count,
@@ -474,6 +627,42 @@ impl DbCapture {
     }
 }
 
+/// What [`DbCapture::setup`] found in the current default subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CaptureSetup {
+    /// This capture's [`QueryCaptureLayer`] is part of the subscriber.
+    pub layer_installed: bool,
+    /// sqlx's statement events (target `sqlx::query`, `DEBUG`) pass the subscriber's
+    /// filters; a global `info` filter (`fmt().with_env_filter(…)`) drops them.
+    pub statements_enabled: bool,
+    /// The per-request span (target `cachefront_origin::db`, `INFO`) is enabled, so
+    /// statements are attributed to requests.
+    pub request_span_enabled: bool,
+}
+
+impl CaptureSetup {
+    /// Statements reach the capture and are attributed to requests.
+    pub fn is_active(&self) -> bool {
+        self.layer_installed && self.statements_enabled && self.request_span_enabled
+    }
+
+    /// What is wrong, in words, when not active.
+    pub fn problem(&self) -> Option<String> {
+        if !self.layer_installed {
+            Some("its tracing layer is not in the global subscriber (was `fmt().init()` or `fmt().with_env_filter(…).init()` used?)".to_owned())
+        } else if !self.statements_enabled {
+            Some("a global filter disables sqlx's DEBUG statement events (target sqlx::query); put the level filter on the fmt layer instead".to_owned())
+        } else if !self.request_span_enabled {
+            Some(
+                "a filter disables the per-request span (target cachefront_origin::db, INFO)"
+                    .to_owned(),
+            )
+        } else {
+            None
+        }
+    }
+}
+
 /// Stand-in so `build` has one signature with and without the `metrics` feature.
 #[cfg(feature = "metrics")]
 type MetricsOrNothing = crate::metrics::Metrics;
@@ -505,10 +694,35 @@ impl NPlusOneGuard {
     }
 }
 
+/// A route's label and metric handles, looked up once per route (see `DbCaptureService`)
+/// instead of once per statement: the registry lookup builds and hashes a label set.
+#[derive(Debug)]
+pub(super) struct RouteHandles {
+    pub(super) route: Arc<str>,
+    #[cfg(feature = "metrics")]
+    pub(super) queries: Option<(metrics::Counter, metrics::Histogram)>,
+}
+
+impl DbCapture {
+    pub(super) fn route_handles(&self, route: &str) -> Arc<RouteHandles> {
+        Arc::new(RouteHandles {
+            route: route.into(),
+            #[cfg(feature = "metrics")]
+            queries: self.inner.metrics.as_ref().map(|m| {
+                let labels = [("route", route)];
+                (
+                    m.counter(crate::metrics::names::DB_QUERIES_TOTAL, &labels),
+                    m.histogram(crate::metrics::names::DB_QUERY_DURATION_SECONDS, &labels),
+                )
+            }),
+        })
+    }
+}
+
 /// Per-request state, stored in the request span's extensions.
 pub(super) struct RequestQueries {
     pub(super) method: &'static str,
-    pub(super) route: String,
+    pub(super) handles: Arc<RouteHandles>,
     #[cfg(feature = "profiling")]
     pub(super) profile: Option<crate::profiling::RequestProfile>,
     pub(super) tally: Mutex<QueryTally>,
@@ -557,6 +771,10 @@ impl RequestQueries {
 
 /// The first `max` characters of `s`.
 fn truncate_chars(s: &str, max: usize) -> &str {
+    // No more bytes than `max`: no more chars either (skips walking every statement's chars).
+    if s.len() <= max {
+        return s;
+    }
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,
@@ -597,6 +815,60 @@ mod tests {
         assert!(by_id.is_allowed(&fp));
         assert!(by_sql.is_allowed(&fp));
         assert!(!DbCapture::default().is_allowed(&fp));
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn slow_queries_are_counted_by_fingerprint_with_bounded_labels() {
+        let metrics = crate::metrics::Metrics::new();
+        let capture = DbCapture::with_metrics(
+            DbCaptureConfig {
+                slow_query_threshold: Duration::from_millis(50),
+                slow_query_fingerprint_limit: 3,
+                ..Default::default()
+            },
+            &metrics,
+        );
+        let run = |sql: String, ms: u64| {
+            capture.record_statement(
+                None,
+                SqlxStatement {
+                    sql,
+                    elapsed: Duration::from_millis(ms),
+                    rows_returned: 0,
+                    rows_affected: 0,
+                },
+            );
+        };
+        // Ten distinct slow statements (distinct tables: distinct fingerprints), the first
+        // one twice with different literals, and one fast statement.
+        for table in 0..10 {
+            run(format!("SELECT * FROM t{table} WHERE id = 1"), 80);
+        }
+        run("SELECT * FROM t0 WHERE id = 2".to_owned(), 200);
+        run("SELECT * FROM fast WHERE id = 1".to_owned(), 1);
+
+        let text = metrics.render();
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(crate::metrics::names::DB_SLOW_QUERIES_TOTAL))
+            .collect();
+        assert_eq!(series.len(), 4, "3 fingerprints + other:\n{text}");
+        let t0 = SqlFingerprint::of("SELECT * FROM t0 WHERE id = 1").id();
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains(&format!("fingerprint=\"{t0}\"")) && l.ends_with(" 2")),
+            "{series:?}"
+        );
+        assert!(
+            series
+                .iter()
+                .any(|l| l.contains("fingerprint=\"other\"") && l.ends_with(" 7")),
+            "{series:?}"
+        );
+        let fast = SqlFingerprint::of("SELECT * FROM fast WHERE id = 1").id();
+        assert!(!text.contains(&fast), "a fast query is not counted");
     }
 
     #[test]

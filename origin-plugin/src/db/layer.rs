@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
@@ -15,14 +15,26 @@ use tower::{Layer, Service};
 use tracing::instrument::Instrumented;
 use tracing::Instrument;
 
-use super::capture::{DbCapture, QueryTally, RequestQueries};
+use super::capture::{DbCapture, QueryTally, RequestQueries, RouteHandles};
 use super::findings::NPlusOneError;
 use crate::route::{method_label, UNMATCHED};
+use crate::stack::PathExcludes;
 
 /// Tower layer made by [`DbCapture::layer`].
 #[derive(Clone, Debug)]
 pub struct DbCaptureLayer {
     pub(super) capture: DbCapture,
+    pub(super) excludes: PathExcludes,
+}
+
+impl DbCaptureLayer {
+    /// Paths passed through uncaptured (default: [`PathExcludes::DEFAULT`], the probes
+    /// and the metrics endpoints): their statements count under `route="none"`, never as
+    /// a request's.
+    pub fn exclude_paths(mut self, excludes: PathExcludes) -> Self {
+        self.excludes = excludes;
+        self
+    }
 }
 
 impl<S> Layer<S> for DbCaptureLayer {
@@ -31,6 +43,8 @@ impl<S> Layer<S> for DbCaptureLayer {
         DbCaptureService {
             inner,
             capture: self.capture.clone(),
+            excludes: self.excludes.clone(),
+            last_route: Arc::default(),
         }
     }
 }
@@ -40,6 +54,10 @@ impl<S> Layer<S> for DbCaptureLayer {
 pub struct DbCaptureService<S> {
     inner: S,
     capture: DbCapture,
+    excludes: PathExcludes,
+    /// `Router::layer` wraps each route's service on its own, so a service nearly always
+    /// sees one route: its handles, without the registry lookup per statement.
+    last_route: Arc<OnceLock<(Box<str>, Arc<RouteHandles>)>>,
 }
 
 impl<S, B> Service<Request<B>> for DbCaptureService<S>
@@ -55,13 +73,29 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.excludes.matches(req.uri().path()) {
+            return DbCaptureFuture {
+                inner: self.inner.call(req).instrument(tracing::Span::none()),
+                state: None,
+                _in_flight: None,
+            };
+        }
+        self.capture.check_setup_once();
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(UNMATCHED, MatchedPath::as_str);
+        let handles = match self.last_route.get() {
+            Some((r, h)) if **r == *route => h.clone(),
+            _ => {
+                let h = self.capture.route_handles(route);
+                let _ = self.last_route.set((route.into(), h.clone()));
+                h
+            }
+        };
         let request = Arc::new(RequestQueries {
             method: method_label(req.method()),
-            route: req
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or(UNMATCHED, MatchedPath::as_str)
-                .to_owned(),
+            handles,
             #[cfg(feature = "profiling")]
             profile: req
                 .extensions()
@@ -69,6 +103,10 @@ where
                 .cloned(),
             tally: Mutex::new(QueryTally::default()),
         });
+        #[cfg(feature = "profiling")]
+        if request.profile.is_none() {
+            self.capture.warn_outside_profiler_once();
+        }
         let inner = &self.capture.inner;
         let capture_id = inner.next_capture_id.fetch_add(1, Ordering::Relaxed);
         inner
@@ -97,7 +135,7 @@ where
         DbCaptureFuture {
             inner: future.instrument(span),
             state: Some((self.capture.clone(), request)),
-            _in_flight: InFlight::start(&self.capture),
+            _in_flight: Some(InFlight::start(&self.capture)),
         }
     }
 }
@@ -108,7 +146,7 @@ pin_project! {
         #[pin]
         inner: Instrumented<F>,
         state: Option<(DbCapture, Arc<RequestQueries>)>,
-        _in_flight: InFlight,
+        _in_flight: Option<InFlight>,
     }
 }
 

@@ -48,7 +48,7 @@ pub mod stats;
 mod tracing_layer;
 mod visitors;
 
-pub use capture::{DbCapture, DbCaptureConfig, NPlusOneGuard};
+pub use capture::{CaptureSetup, DbCapture, DbCaptureConfig, NPlusOneGuard};
 pub use findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
 pub use fingerprint::SqlFingerprint;
 pub use layer::{DbCaptureFuture, DbCaptureLayer, DbCaptureService};
@@ -60,5 +60,28 @@ pub const REQUEST_SPAN_NAME: &str = "cachefront_origin.db.request";
 pub const SQLX_QUERY_TARGET: &str = "sqlx::query";
 /// Target of sqlx's pool acquire events (emitted when the pool's `acquire_time_level` is on).
 pub const SQLX_ACQUIRE_TARGET: &str = "sqlx::pool::acquire";
+/// The output filter [`DbCapture::init_logging`] puts on its `fmt` layer: `RUST_LOG`
+/// (default `info`, so N+1 and slow-query warnings show), plus `sqlx::query=warn` unless
+/// `RUST_LOG` names sqlx itself (sqlx's per-statement `DEBUG` lines stay out of the log;
+/// the capture still sees them: the filter is on the output layer only). Use it on your
+/// own `fmt` layer: `fmt::layer().with_filter(cachefront_origin::db::log_filter())`.
+pub fn log_filter() -> tracing_subscriber::filter::Targets {
+    let from_env = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut directives = if from_env.trim().is_empty() {
+        "info".to_owned()
+    } else {
+        from_env
+    };
+    if !directives.contains("sqlx") {
+        directives.push_str(",sqlx::query=warn");
+    }
+    directives.parse().unwrap_or_else(|e| {
+        eprintln!("RUST_LOG={directives:?} is not a list of target=level directives ({e}); logging at info");
+        tracing_subscriber::filter::Targets::new()
+            .with_default(tracing::Level::INFO)
+            .with_target(super::db::SQLX_QUERY_TARGET, tracing::Level::WARN)
+    })
+}
+
 /// `route` label of queries run outside any captured request.
 pub const NO_REQUEST_ROUTE: &str = "none";

@@ -107,6 +107,15 @@ impl Metrics {
             None,
         );
         c(
+            DB_SLOW_QUERIES_TOTAL,
+            "Queries at least as slow as the slow-query threshold, by route template and fingerprint id (bounded; then \"other\").",
+            None,
+        );
+        g(
+            DB_CAPTURE_ACTIVE,
+            "1 when query capture receives sqlx's statement events (subscriber layer installed, not filtered out), else 0.",
+        );
+        c(
             DB_CHANGE_NOTIFICATIONS_TOTAL,
             "Change notifications received by the write-to-purge loop, by kind (row, table, invalid).",
             None,

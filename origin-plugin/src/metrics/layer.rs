@@ -16,6 +16,7 @@ use tower::{Layer, Service};
 
 use super::{names, Metrics};
 use crate::route::{method_index, status_class_index, METHODS, STATUS_CLASSES, UNMATCHED};
+use crate::stack::PathExcludes;
 
 /// Tower layer recording per-route request count, duration and in-flight gauge.
 ///
@@ -24,6 +25,16 @@ use crate::route::{method_index, status_class_index, METHODS, STATUS_CLASSES, UN
 #[derive(Clone, Debug)]
 pub struct MetricsLayer {
     pub(super) metrics: Metrics,
+    pub(super) excludes: PathExcludes,
+}
+
+impl MetricsLayer {
+    /// Paths passed through uncounted (default: [`PathExcludes::DEFAULT`], the probes and
+    /// the metrics endpoints).
+    pub fn exclude_paths(mut self, excludes: PathExcludes) -> Self {
+        self.excludes = excludes;
+        self
+    }
 }
 
 impl<S> Layer<S> for MetricsLayer {
@@ -33,6 +44,7 @@ impl<S> Layer<S> for MetricsLayer {
             inner,
             metrics: self.metrics.clone(),
             last_route: Arc::default(),
+            excludes: self.excludes.clone(),
         }
     }
 }
@@ -46,6 +58,7 @@ pub struct MetricsService<S> {
     /// sees one route: its handles, found without the registry's lock and hash (shared
     /// by the clones axum makes per request).
     last_route: Arc<OnceLock<(Box<str>, Arc<RouteHandles>)>>,
+    excludes: PathExcludes,
 }
 
 impl<S: std::fmt::Debug> std::fmt::Debug for MetricsService<S> {
@@ -70,6 +83,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        if self.excludes.matches(req.uri().path()) {
+            return MetricsFuture {
+                inner: self.inner.call(req),
+                state: None,
+            };
+        }
         self.metrics.ensure_upkeep();
         let route = req
             .extensions()

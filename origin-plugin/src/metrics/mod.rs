@@ -61,6 +61,13 @@ pub mod names {
     pub const DB_QUERY_DURATION_SECONDS: &str = "cachefront_origin_db_query_duration_seconds";
     /// Counter `{route}`: N+1 patterns detected (one per repeated fingerprint per request).
     pub const DB_N_PLUS_ONE_TOTAL: &str = "cachefront_origin_db_n_plus_one_total";
+    /// Counter `{route, fingerprint}`: queries at least as slow as the slow-query
+    /// threshold. `fingerprint` is the statement's fingerprint id for the first
+    /// `DbCaptureConfig::slow_query_fingerprint_limit` distinct ones, then `other`.
+    pub const DB_SLOW_QUERIES_TOTAL: &str = "cachefront_origin_db_slow_queries_total";
+    /// Gauge: 1 when the query capture's subscriber half is installed and sqlx's
+    /// statement events reach it, else 0 (evaluated at each scrape).
+    pub const DB_CAPTURE_ACTIVE: &str = "cachefront_origin_db_capture_active";
     /// Counter `{kind}`: change notifications the write → purge loop received
     /// (`row`, `table` for TRUNCATE and oversized payloads, `invalid`).
     pub const DB_CHANGE_NOTIFICATIONS_TOTAL: &str =

@@ -218,10 +218,13 @@ impl Metrics {
         exposition_to_json(&self.render())
     }
 
-    /// The layer that records RED metrics for every request it wraps.
+    /// The layer that records RED metrics for every request it wraps, except the
+    /// [default excluded paths](crate::stack::PathExcludes::DEFAULT) (probes, `/metrics`);
+    /// change them with [`MetricsLayer::exclude_paths`].
     pub fn layer(&self) -> MetricsLayer {
         MetricsLayer {
             metrics: self.clone(),
+            excludes: crate::stack::PathExcludes::default(),
         }
     }
 

@@ -36,6 +36,7 @@ use tower::{Layer, Service};
 
 use crate::admin::{authorize_debug, BearerToken};
 use crate::route::{method_label, UNMATCHED};
+use crate::stack::PathExcludes;
 use crate::Error;
 
 /// `Server-Timing` header name.
@@ -201,6 +202,11 @@ fn span_line(tree: &[SpanSample]) -> String {
     out
 }
 
+/// Set once any [`Profiler::layer`] was made: a query capture that then sees requests
+/// without a [`RequestProfile`] is outside the profiling layer and says so.
+pub(crate) static PROFILING_LAYER_MADE: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 /// Shared profiling state: configuration, recent requests, debug endpoints. Cheap to clone.
 #[derive(Clone)]
 pub struct Profiler {
@@ -269,10 +275,14 @@ impl Profiler {
         &self.inner.config
     }
 
-    /// The layer that profiles every request it wraps. Add it with `Router::layer`.
+    /// The layer that profiles every request it wraps, except the [default excluded
+    /// paths](PathExcludes::DEFAULT) (change them with [`ProfilingLayer::exclude_paths`]).
+    /// Add it with `Router::layer`, or let [`Cachefront::builder`](crate::Cachefront::builder) place it.
     pub fn layer(&self) -> ProfilingLayer {
+        PROFILING_LAYER_MADE.store(true, std::sync::atomic::Ordering::Relaxed);
         ProfilingLayer {
             profiler: self.clone(),
+            excludes: PathExcludes::default(),
         }
     }
 
@@ -684,6 +694,16 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestProfile {
 #[derive(Clone, Debug)]
 pub struct ProfilingLayer {
     profiler: Profiler,
+    excludes: PathExcludes,
+}
+
+impl ProfilingLayer {
+    /// Paths passed through unprofiled (default: [`PathExcludes::DEFAULT`], the probes
+    /// and the metrics endpoints).
+    pub fn exclude_paths(mut self, excludes: PathExcludes) -> Self {
+        self.excludes = excludes;
+        self
+    }
 }
 
 impl<S> Layer<S> for ProfilingLayer {
@@ -692,6 +712,7 @@ impl<S> Layer<S> for ProfilingLayer {
         ProfilingService {
             inner,
             profiler: self.profiler.clone(),
+            excludes: self.excludes.clone(),
         }
     }
 }
@@ -701,6 +722,7 @@ impl<S> Layer<S> for ProfilingLayer {
 pub struct ProfilingService<S> {
     inner: S,
     profiler: Profiler,
+    excludes: PathExcludes,
 }
 
 impl<S, B> Service<Request<B>> for ProfilingService<S>
@@ -716,6 +738,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        if self.excludes.matches(req.uri().path()) {
+            return ProfilingFuture {
+                inner: self.inner.call(req),
+                state: None,
+            };
+        }
         let sampled = self.profiler.sampled();
         let profile = if sampled {
             RequestProfile::for_request(&self.profiler.inner.config)
