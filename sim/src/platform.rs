@@ -24,6 +24,7 @@ use cachefront::platform::{
     TagRegistryStore,
 };
 use cachefront::purge::registry::{MemoryTagRegistry, RegistryEntry, TagPurgeTimes};
+use cachefront::purge::sync::SyncPage;
 use cachefront::Body;
 use http::{Request, Response};
 
@@ -407,6 +408,17 @@ impl TagRegistryStore for SimRegistry {
 
     async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
         self.inner.merge(shard, entries).await
+    }
+
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<SyncPage, StoreError> {
+        let page = self.inner.sync(shard, after, limit).await?;
+        self.call(shard, page.changes.len().max(1), false)?;
+        Ok(page)
     }
 }
 
