@@ -165,6 +165,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         tiers: Tiers,
         trace: &mut Trace,
     ) -> Lookup {
+        self.start_views();
         let Some((response, meta, tier)) = self.read_tiers(key, tiers, trace).await else {
             return Lookup::Miss;
         };
@@ -228,16 +229,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             let mut needed: Vec<u32> = keys.iter().map(|k| registry::shard_of(k, shards)).collect();
             needed.sort_unstable();
             needed.dedup();
-            let plan = self.isolate.views.borrow_mut().plan(&needed, now);
             if self.config.purge.dc_memo {
                 // A new isolate starts from its data centre's view (one Cache
                 // API read), not from per-key lookups.
-                for shard in &plan.ahead {
+                for shard in &needed {
                     if self.isolate.views.borrow().view(*shard).is_none() {
                         self.adopt_dc_view(*shard).await;
                     }
                 }
             }
+            let plan = self.isolate.views.borrow_mut().plan(&needed, now);
             for shard in plan.ahead {
                 let this = self.clone();
                 self.platform.background().spawn(Box::pin(async move {
@@ -285,6 +286,30 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         registry::entry_state(&keys, fetched_at, &answers)
     }
 
+    /// Starts, in the background, the views of the shards this isolate has
+    /// none of yet, before it stores anything: an entry fetched after a
+    /// view's horizon never needs a per-key lookup.
+    fn start_views(&self) {
+        if !self.config.purge.change_sync {
+            return;
+        }
+        let shards = self.config.purge.shards;
+        let missing = self.isolate.views.borrow().missing(shards);
+        if missing.is_empty() {
+            return;
+        }
+        let plan = self.isolate.views.borrow_mut().plan(&missing, self.now());
+        for shard in plan.ahead.into_iter().chain(plan.now) {
+            let this = self.clone();
+            self.platform.background().spawn(Box::pin(async move {
+                if this.config.purge.dc_memo {
+                    this.adopt_dc_view(shard).await;
+                }
+                let _ = this.sync_shard(shard, true).await;
+            }));
+        }
+    }
+
     /// Brings this isolate's view of `shard` up to date (claimed by
     /// `SyncViews::plan`; released here). With `PURGE_DC_MEMO`, first from
     /// the data centre's Cache API (the latest delta, or the whole view when
@@ -298,6 +323,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         // busy isolate does not read the Cache API on every request.
         let quiet = match outcome {
             Ok(false) if background => (self.config.purge.sync_ms / 20).max(1),
+            // The shard did not answer: the next background try waits a
+            // little (an overloaded object is not helped by every request).
+            Err(_) if background => (self.config.purge.sync_ms / 4).max(1),
             _ => 0,
         };
         self.isolate.views.borrow_mut().release(shard, now, quiet);

@@ -628,11 +628,13 @@ pub struct MergeMessage {
     pub entries: Vec<RegistryEntry>,
 }
 
+/// One shard's rows: key → (times, sequence number of its last write).
+type ShardRows = HashMap<String, (TagPurgeTimes, u64)>;
+
 /// The registry in memory (native tests and benches).
 #[derive(Debug, Default)]
 pub struct MemoryTagRegistry {
-    /// Per shard: key → (times, sequence number of its last write).
-    shards: RefCell<HashMap<u32, HashMap<String, (TagPurgeTimes, u64)>>>,
+    shards: RefCell<HashMap<u32, ShardRows>>,
     /// Per shard: the last sequence number given.
     seqs: RefCell<HashMap<u32, u64>>,
     /// Every (shard, operation) seen, to check routing in tests.

@@ -415,6 +415,13 @@ impl SyncViews {
         self.views.get_mut(&shard)
     }
 
+    /// The shards (of `0..shards`) this isolate has no view of.
+    pub fn missing(&self, shards: u32) -> Vec<u32> {
+        (0..shards.max(1))
+            .filter(|shard| !self.views.contains_key(shard))
+            .collect()
+    }
+
     /// Notes that this isolate wrote the data centre's delta checked at `checked_at_ms`.
     pub fn note_written(&mut self, shard: u32, checked_at_ms: u64) {
         self.written.insert(shard, checked_at_ms);
