@@ -344,10 +344,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let Some(full) = full else { return };
         let mut views = self.isolate.views.borrow_mut();
         let max_keys = views.max_keys();
-        let newer = views
-            .view(shard)
-            .is_none_or(|v| full.checked_at_ms > v.checked_at_ms);
-        if newer {
+        // Never for a later horizon than ours: entries fetched in between
+        // would need per-key lookups; this isolate syncs itself instead.
+        let better = views.view(shard).is_none_or(|v| {
+            full.checked_at_ms > v.checked_at_ms && full.horizon_ms <= v.horizon_ms
+        });
+        if better {
             views.set_view(shard, ShardView::from_record(full, max_keys));
         }
     }
@@ -407,7 +409,6 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 break;
             }
         }
-        let received = self.now();
         let delta = {
             let mut views = self.isolate.views.borrow_mut();
             let base = match (base, views.view_mut(shard)) {
@@ -420,11 +421,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     }
                     base
                 }
-                (_, None) => {
+                (Some(_), None) => return Ok(true),
+                (None, None) => {
                     let Some((first, rest)) = pages.split_first() else {
                         return Ok(true);
                     };
-                    let mut view = ShardView::start(first, sent, received);
+                    let mut view = ShardView::start(first, sent);
                     for page in rest {
                         view.apply(page, sent, max_keys);
                     }

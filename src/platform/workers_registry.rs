@@ -17,7 +17,8 @@
 //! and `POST /sync {"after":n,"limit":k}` →
 //! `{"cursor":c,"changes":[{"key":..,"hard_ms":..,"soft_ms":..,"seq":..}],"more":b}`
 //! answers the rows written after `n` in sequence order (`"after":null`: no
-//! rows, only the current sequence number): see `purge::sync`.
+//! rows, only the current sequence number and, as `latest_ms`, the latest
+//! purge time held): see `purge::sync`.
 
 use std::collections::HashMap;
 
@@ -53,6 +54,8 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tag_purges (\
 const ADD_SEQ: &str = "ALTER TABLE tag_purges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
 const SEQ_INDEX: &str = "CREATE INDEX IF NOT EXISTS tag_purges_seq ON tag_purges (seq)";
 const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) AS seq FROM tag_purges";
+/// The latest purge time held: the horizon of a view started now.
+const LATEST_MS: &str = "SELECT coalesce(max(max(hard_ms, soft_ms)), 0) AS seq FROM tag_purges";
 
 /// Times only move forward: a replayed or late purge cannot resurrect
 /// entries. Every write takes a new sequence number.
@@ -236,10 +239,12 @@ impl DurableObject for TagRegistry {
                 let sql = self.state.storage().sql();
                 let current = u64::try_from(current_seq(&sql)?).unwrap_or(0);
                 let Some(after) = message.after else {
+                    let rows: Vec<SeqRow> = sql.exec(LATEST_MS, None)?.to_array()?;
                     return Response::from_json(&SyncPage {
                         cursor: current,
                         changes: Vec::new(),
                         more: false,
+                        latest_ms: rows.first().map_or(0, |row| ms(row.seq)),
                     });
                 };
                 let limit = message.limit.clamp(1, SYNC_PAGE_LIMIT);
@@ -272,6 +277,7 @@ impl DurableObject for TagRegistry {
                     cursor,
                     changes,
                     more,
+                    latest_ms: 0,
                 })
             }
             _ => Response::error("not found", 404),

@@ -11,9 +11,9 @@
 //! up to date whatever the number of keys it serves.
 //!
 //! Soundness for a caller without a cursor: its first sync only learns the
-//! shard's current cursor `c0`, answered at `received_ms`. Every purge with a
-//! sequence number ≤ `c0` was committed before that answer, so its time is
-//! ≤ `received_ms` (the horizon); every later one shows up in the view. An
+//! shard's current cursor `c0` and the latest purge time among its rows
+//! then (the horizon). Every purge numbered ≤ `c0` has a time ≤ the horizon;
+//! every later one shows up in the view. An
 //! entry fetched strictly after the horizon can therefore be decided from the
 //! view alone; an entry fetched at or before it is decided by a per-key
 //! lookup ([`crate::purge::registry::RegistryMemo`]), as before. Keeping the
@@ -61,13 +61,17 @@ pub struct SyncChange {
 }
 
 /// The answer to a [`SyncMessage`]: `cursor` is the last sequence number
-/// covered (the shard's current one when `more` is false).
+/// covered (the shard's current one when `more` is false). To a sync without
+/// cursor, `latest_ms` is the latest purge time the shard holds (the new
+/// view's horizon); 0 otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncPage {
     pub cursor: u64,
     pub changes: Vec<SyncChange>,
     pub more: bool,
+    #[serde(default)]
+    pub latest_ms: u64,
 }
 
 /// Builds a page from a shard's rows `(key, times, seq)` for a sync after
@@ -84,6 +88,11 @@ pub fn sync_page<'a>(
             cursor: current,
             changes: Vec::new(),
             more: false,
+            latest_ms: all
+                .iter()
+                .map(|(_, t, _)| t.hard_ms.max(t.soft_ms))
+                .max()
+                .unwrap_or(0),
         };
     };
     all.retain(|(_, _, seq)| *seq > after);
@@ -103,6 +112,7 @@ pub fn sync_page<'a>(
             })
             .collect(),
         more,
+        latest_ms: 0,
     }
 }
 
@@ -125,11 +135,11 @@ pub struct ShardView {
 }
 
 impl ShardView {
-    /// A view started from a sync without cursor, sent at `sent_ms` and
-    /// answered at `received_ms` (the horizon).
-    pub fn start(page: &SyncPage, sent_ms: u64, received_ms: u64) -> Self {
+    /// A view started from a sync without cursor sent at `sent_ms`: its
+    /// horizon is the latest purge time the shard held then.
+    pub fn start(page: &SyncPage, sent_ms: u64) -> Self {
         let mut view = Self {
-            horizon_ms: received_ms.max(sent_ms),
+            horizon_ms: page.latest_ms,
             cursor: page.cursor,
             checked_at_ms: 0,
             changes: HashMap::new(),
@@ -601,7 +611,7 @@ mod tests {
         let max_keys = views.max_keys();
         match views.view_mut(shard) {
             Some(view) => view.apply(&page, now, max_keys),
-            None => views.set_view(shard, ShardView::start(&page, now, now)),
+            None => views.set_view(shard, ShardView::start(&page, now)),
         }
     }
 
@@ -611,6 +621,7 @@ mod tests {
         block_on(purge_keys(&registry, &tags(&["a", "b"]), 1, false, 100)).expect("purge");
         let page = block_on(registry.sync(0, None, 10)).expect("sync");
         assert_eq!(page.cursor, 2);
+        assert_eq!(page.latest_ms, 100);
         assert!(page.changes.is_empty());
         assert!(!page.more);
     }
@@ -675,8 +686,13 @@ mod tests {
             keys,
             "fetched before the horizon"
         );
-        assert_eq!(views.keys_outside(&keys, 1, 1_000), keys, "at the horizon");
-        assert!(views.keys_outside(&keys, 1, 1_001).is_empty());
+        assert_eq!(
+            views.view(0).map(|v| v.horizon_ms),
+            Some(500),
+            "the latest purge"
+        );
+        assert_eq!(views.keys_outside(&keys, 1, 500), keys, "at the horizon");
+        assert!(views.keys_outside(&keys, 1, 501).is_empty());
         // A purge after the horizon is in the view.
         block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 1_200)).expect("purge");
         sync(&mut views, &registry, 0, 1_300);
@@ -744,7 +760,7 @@ mod tests {
 
     #[test]
     fn a_bounded_view_moves_its_horizon_past_every_key_it_drops() {
-        let mut view = ShardView::start(&SyncPage::default(), 0, 0);
+        let mut view = ShardView::start(&SyncPage::default(), 0);
         let changes = (1..=10)
             .map(|i| SyncChange {
                 key: format!("k{i}"),
@@ -756,7 +772,7 @@ mod tests {
         let page = SyncPage {
             cursor: 10,
             changes,
-            more: false,
+            ..SyncPage::default()
         };
         view.apply(&page, 1_100, 4);
         assert_eq!(view.len(), 2, "down to half the budget");
@@ -776,7 +792,6 @@ mod tests {
                 cursor: 5,
                 ..SyncPage::default()
             },
-            1_000,
             1_000,
         );
         let delta = |base, cursor, checked| DcDeltaRecord {
@@ -802,7 +817,7 @@ mod tests {
 
     #[test]
     fn a_whole_view_round_trips_through_its_record_and_anything_else_is_ignored() {
-        let mut view = ShardView::start(&SyncPage::default(), 1_000, 1_010);
+        let mut view = ShardView::start(&SyncPage::default(), 1_000);
         view.apply(
             &SyncPage {
                 cursor: 3,
@@ -812,7 +827,7 @@ mod tests {
                     soft_ms: 0,
                     seq: 3,
                 }],
-                more: false,
+                ..SyncPage::default()
             },
             1_300,
             100,
@@ -828,7 +843,7 @@ mod tests {
     fn the_syncer_renews_ahead_of_the_window_and_the_others_only_late() {
         let mut views = SyncViews::new(1_000, 100);
         assert_eq!(views.step(0, None, true, 0), SyncStep::Sync, "no view");
-        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000, 1_000));
+        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000));
         // Nobody wrote a delta yet: this isolate is the syncer.
         assert_eq!(views.step(0, None, true, 1_699), SyncStep::Done);
         assert_eq!(views.step(0, None, true, 1_700), SyncStep::Sync);
@@ -853,7 +868,7 @@ mod tests {
         assert_eq!(plan.ahead, [0, 1], "no view: in the background, once each");
         assert!(views.plan(&[0], 10).ahead.is_empty(), "claimed");
         views.release(0, 10, 0);
-        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000, 1_000));
+        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000));
         assert_eq!(views.plan(&[0], 1_699), SyncPlan::default(), "fresh");
         assert_eq!(views.plan(&[0], 1_700).ahead, [0]);
         views.release(0, 1_700, 50);
