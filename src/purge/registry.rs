@@ -346,11 +346,20 @@ impl DcMemoAnswer {
     }
 }
 
+/// Where the Cache API keys of registry answers and shard views start (a
+/// reserved host no client URL can have).
+pub const REGISTRY_RECORDS_URL: &str = "https://cachefront-registry.invalid/";
+
+/// Whether a Cache API key holds registry data, not a client response.
+pub fn is_registry_record(cache_key: &str) -> bool {
+    cache_key.starts_with(REGISTRY_RECORDS_URL)
+}
+
 /// The Cache API key of a registry key's shared answer: on a reserved host
 /// (`.invalid` never resolves, so no client URL can have it), the key in hex
 /// (tags may hold any printable character).
 pub fn dc_memo_url(namespace: &str, key: &str) -> String {
-    let mut url = format!("https://cachefront-registry.invalid/{namespace}/");
+    let mut url = format!("{REGISTRY_RECORDS_URL}{namespace}/");
     for byte in key.as_bytes() {
         url.push_str(&format!("{byte:02x}"));
     }

@@ -308,7 +308,10 @@ impl DcDeltaRecord {
 /// The Cache API key of a data centre's record (`full`, `delta`, `claim`) for
 /// one shard (out of `shards`: a view belongs to one sharding).
 pub fn dc_view_url(namespace: &str, shards: u32, shard: u32, record: &str) -> String {
-    format!("https://cachefront-registry.invalid/{namespace}/view/{shards}/{shard}/{record}")
+    format!(
+        "{}{namespace}/view/{shards}/{shard}/{record}",
+        crate::purge::registry::REGISTRY_RECORDS_URL
+    )
 }
 
 /// A JSON record as a Cache API response kept `max_age_secs`.
