@@ -252,10 +252,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                         .push(format!("tag registry unreachable: {e}"));
                 }
             }
+            let memo = self.isolate.memo.borrow();
             self.isolate
                 .views
                 .borrow()
-                .keys_outside(&keys, shards, fetched_at)
+                .keys_outside(&keys, shards, fetched_at, &memo)
         } else {
             keys.clone()
         };
@@ -426,7 +427,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     let Some((first, rest)) = pages.split_first() else {
                         return Ok(true);
                     };
-                    let mut view = ShardView::start(first, sent);
+                    let mut view = ShardView::start(first, sent, self.now());
                     for page in rest {
                         view.apply(page, sent, max_keys);
                     }

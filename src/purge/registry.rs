@@ -566,6 +566,14 @@ impl RegistryMemo {
         }
     }
 
+    /// When `key`'s answer was asked of the registry (sent), if it was.
+    pub fn checked_at(&self, key: &str) -> Option<u64> {
+        self.known
+            .get(key)
+            .map(|e| e.checked_at_ms)
+            .filter(|at| *at != 0)
+    }
+
     /// The times known for `key` (answered or purged here), however old.
     pub fn known_times(&self, key: &str) -> Option<TagPurgeTimes> {
         self.known.get(key).map(|e| e.times)

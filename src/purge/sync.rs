@@ -129,17 +129,23 @@ pub struct ShardView {
     /// Entries fetched at or before this time are not decided by the view.
     pub horizon_ms: u64,
     pub cursor: u64,
+    /// When the sync that started the view was answered (`u64::MAX` once
+    /// keys were dropped): a per-key answer asked after it, plus the view,
+    /// knows every purge of its key (see [`SyncViews::keys_outside`]).
+    pub started_ms: u64,
     /// When the last sync that reached the shard's cursor was sent.
     pub checked_at_ms: u64,
     changes: HashMap<String, TagPurgeTimes>,
 }
 
 impl ShardView {
-    /// A view started from a sync without cursor sent at `sent_ms`: its
-    /// horizon is the latest purge time the shard held then.
-    pub fn start(page: &SyncPage, sent_ms: u64) -> Self {
+    /// A view started from a sync without cursor sent at `sent_ms` and
+    /// answered at `received_ms`: its horizon is the latest purge time the
+    /// shard held then.
+    pub fn start(page: &SyncPage, sent_ms: u64, received_ms: u64) -> Self {
         let mut view = Self {
             horizon_ms: page.latest_ms,
+            started_ms: received_ms.max(sent_ms),
             cursor: page.cursor,
             checked_at_ms: 0,
             changes: HashMap::new(),
@@ -187,9 +193,16 @@ impl ShardView {
         let keep = max_keys / 2;
         let cut = latest[latest.len() - keep.min(latest.len()) - 1];
         self.horizon_ms = self.horizon_ms.max(cut);
+        self.started_ms = u64::MAX;
         let horizon = self.horizon_ms;
         self.changes
             .retain(|_, t| t.hard_ms.max(t.soft_ms) > horizon);
+    }
+
+    /// Whether `memo`'s answer for `key` was asked after this view started
+    /// (see [`SyncViews::keys_outside`]).
+    pub fn completes(&self, memo: &RegistryMemo, key: &str) -> bool {
+        memo.checked_at(key).is_some_and(|at| at > self.started_ms)
     }
 
     /// Whether the view decides an entry fetched at `fetched_at_ms`.
@@ -224,6 +237,7 @@ impl ShardView {
         changes.sort_by(|a, b| a.key.cmp(&b.key));
         DcViewRecord {
             horizon_ms: self.horizon_ms,
+            started_ms: self.started_ms,
             cursor: self.cursor,
             checked_at_ms: self.checked_at_ms,
             changes,
@@ -234,6 +248,7 @@ impl ShardView {
     pub fn from_record(record: DcViewRecord, max_keys: usize) -> Self {
         let mut view = Self {
             horizon_ms: record.horizon_ms,
+            started_ms: record.started_ms,
             cursor: record.cursor,
             checked_at_ms: record.checked_at_ms,
             changes: HashMap::new(),
@@ -268,9 +283,15 @@ impl ShardView {
 #[serde(deny_unknown_fields)]
 pub struct DcViewRecord {
     pub horizon_ms: u64,
+    #[serde(default = "never")]
+    pub started_ms: u64,
     pub cursor: u64,
     pub checked_at_ms: u64,
     pub changes: Vec<RegistryEntry>,
+}
+
+fn never() -> u64 {
+    u64::MAX
 }
 
 /// One sync's changes (after `base`, up to `cursor`), for the other isolates
@@ -532,14 +553,22 @@ impl SyncViews {
 
     /// The keys (of `keys`) an entry fetched at `fetched_at_ms` needs per-key
     /// answers for: those of shards with no view or whose view does not
-    /// cover it.
-    pub fn keys_outside(&self, keys: &[String], shards: u32, fetched_at_ms: u64) -> Vec<String> {
+    /// cover it, unless `memo` holds an answer for the key asked after the
+    /// view started. Such an answer holds every purge committed before it
+    /// was processed, and every later one is numbered after the view's
+    /// start and so reaches the view: together they stay complete, and the
+    /// key is not asked again.
+    pub fn keys_outside(
+        &self,
+        keys: &[String],
+        shards: u32,
+        fetched_at_ms: u64,
+        memo: &RegistryMemo,
+    ) -> Vec<String> {
         keys.iter()
             .filter(|key| {
-                !self
-                    .views
-                    .get(&shard_of(key, shards))
-                    .is_some_and(|v| v.covers(fetched_at_ms))
+                let view = self.views.get(&shard_of(key, shards));
+                !view.is_some_and(|v| v.covers(fetched_at_ms) || v.completes(memo, key))
             })
             .cloned()
             .collect()
@@ -578,7 +607,7 @@ impl RegistryAnswers for ViewAnswers<'_> {
     fn times(&self, key: &str) -> Option<TagPurgeTimes> {
         let shard = shard_of(key, self.shards);
         match self.views.view(shard) {
-            Some(view) if view.covers(self.fetched_at_ms) => {
+            Some(view) if view.covers(self.fetched_at_ms) || view.completes(self.memo, key) => {
                 let mut times = view.times(key);
                 if let Some(local) = self.memo.known_times(key) {
                     times = merged(times, local);
@@ -598,7 +627,7 @@ impl RegistryAnswers for ViewAnswers<'_> {
 mod tests {
     use super::*;
     use crate::purge::registry::{
-        entry_state, purge_keys, EntryState, MemoryTagRegistry, TagRegistryStore,
+        entry_state, lookup_keys, purge_keys, EntryState, MemoryTagRegistry, TagRegistryStore,
     };
     use crate::purge::tags::EVERYTHING_KEY;
     use futures::executor::block_on;
@@ -614,7 +643,7 @@ mod tests {
         let max_keys = views.max_keys();
         match views.view_mut(shard) {
             Some(view) => view.apply(&page, now, max_keys),
-            None => views.set_view(shard, ShardView::start(&page, now)),
+            None => views.set_view(shard, ShardView::start(&page, now, now)),
         }
     }
 
@@ -682,10 +711,15 @@ mod tests {
         block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 500)).expect("purge");
         let mut views = SyncViews::new(1_000, 100);
         let keys = tags(&["p:1", EVERYTHING_KEY]);
-        assert_eq!(views.keys_outside(&keys, 1, 2_000), keys, "no view yet");
+        let no_answers = RegistryMemo::new(1_000, 100);
+        assert_eq!(
+            views.keys_outside(&keys, 1, 2_000, &no_answers),
+            keys,
+            "no view yet"
+        );
         sync(&mut views, &registry, 0, 1_000);
         assert_eq!(
-            views.keys_outside(&keys, 1, 400),
+            views.keys_outside(&keys, 1, 400, &no_answers),
             keys,
             "fetched before the horizon"
         );
@@ -694,8 +728,12 @@ mod tests {
             Some(500),
             "the latest purge"
         );
-        assert_eq!(views.keys_outside(&keys, 1, 500), keys, "at the horizon");
-        assert!(views.keys_outside(&keys, 1, 501).is_empty());
+        assert_eq!(
+            views.keys_outside(&keys, 1, 500, &no_answers),
+            keys,
+            "at the horizon"
+        );
+        assert!(views.keys_outside(&keys, 1, 501, &no_answers).is_empty());
         // A purge after the horizon is in the view.
         block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 1_200)).expect("purge");
         sync(&mut views, &registry, 0, 1_300);
@@ -763,7 +801,7 @@ mod tests {
 
     #[test]
     fn a_bounded_view_moves_its_horizon_past_every_key_it_drops() {
-        let mut view = ShardView::start(&SyncPage::default(), 0);
+        let mut view = ShardView::start(&SyncPage::default(), 0, 0);
         let changes = (1..=10)
             .map(|i| SyncChange {
                 key: format!("k{i}"),
@@ -796,6 +834,7 @@ mod tests {
                 ..SyncPage::default()
             },
             1_000,
+            1_000,
         );
         let delta = |base, cursor, checked| DcDeltaRecord {
             base,
@@ -820,7 +859,7 @@ mod tests {
 
     #[test]
     fn a_whole_view_round_trips_through_its_record_and_anything_else_is_ignored() {
-        let mut view = ShardView::start(&SyncPage::default(), 1_000);
+        let mut view = ShardView::start(&SyncPage::default(), 1_000, 1_000);
         view.apply(
             &SyncPage {
                 cursor: 3,
@@ -846,7 +885,7 @@ mod tests {
     fn the_syncer_renews_ahead_of_the_window_and_the_others_only_late() {
         let mut views = SyncViews::new(1_000, 100);
         assert_eq!(views.step(0, None, true, 0), SyncStep::Sync, "no view");
-        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000));
+        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000, 1_000));
         // Nobody wrote a delta yet: this isolate is the syncer.
         assert_eq!(views.step(0, None, true, 1_699), SyncStep::Done);
         assert_eq!(views.step(0, None, true, 1_700), SyncStep::Sync);
@@ -871,7 +910,7 @@ mod tests {
         assert_eq!(plan.ahead, [0, 1], "no view: in the background, once each");
         assert!(views.plan(&[0], 10).ahead.is_empty(), "claimed");
         views.release(0, 10, 0);
-        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000));
+        views.set_view(0, ShardView::start(&SyncPage::default(), 1_000, 1_000));
         assert_eq!(views.plan(&[0], 1_699), SyncPlan::default(), "fresh");
         assert_eq!(views.plan(&[0], 1_700).ahead, [0]);
         views.release(0, 1_700, 50);
@@ -884,5 +923,36 @@ mod tests {
         );
         views.release(0, 2_001, 0);
         assert_eq!(views.plan(&[0], 20_000).now, [0]);
+    }
+
+    #[test]
+    fn a_per_key_answer_asked_after_the_view_started_completes_it_for_an_older_entry() {
+        let registry = MemoryTagRegistry::new();
+        block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 500)).expect("purge");
+        let mut views = SyncViews::new(1_000, 100);
+        sync(&mut views, &registry, 0, 1_000); // started at 1_000, horizon 500
+        let keys = tags(&["p:1", EVERYTHING_KEY]);
+        let mut memo = RegistryMemo::new(1_000, 100);
+        // Asked before the view started: not enough.
+        let found = block_on(lookup_keys(&registry, &keys, 1)).expect("lookup");
+        memo.record(found, 900);
+        assert_eq!(views.keys_outside(&keys, 1, 400, &memo), keys);
+        // Asked after: the entry (fetched at 400, before the horizon) needs
+        // no more lookups, and a later purge still reaches it through the view.
+        let found = block_on(lookup_keys(&registry, &keys, 1)).expect("lookup");
+        memo.record(found, 1_100);
+        assert!(views.keys_outside(&keys, 1, 400, &memo).is_empty());
+        let answers = views.answers_for(&memo, 1, 400, 1_100);
+        assert_eq!(entry_state(&keys, 400, &answers), EntryState::HardPurged);
+        let answers = views.answers_for(&memo, 1, 600, 1_100);
+        assert_eq!(entry_state(&keys, 600, &answers), EntryState::Live);
+        block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 1_500)).expect("purge");
+        sync(&mut views, &registry, 0, 1_600);
+        let answers = views.answers_for(&memo, 1, 600, 1_700);
+        assert_eq!(entry_state(&keys, 600, &answers), EntryState::HardPurged);
+        // Once keys were dropped, the view no longer completes answers.
+        let view = views.view_mut(0).expect("view");
+        view.bound(0);
+        assert_eq!(views.keys_outside(&keys, 1, 400, &memo), keys);
     }
 }
