@@ -892,6 +892,9 @@ mod tests {
         // Another isolate's delta is the data centre's: wait for its next one.
         assert_eq!(views.step(0, Some(1_000), true, 1_899), SyncStep::Done);
         assert_eq!(views.step(0, Some(1_000), true, 1_900), SyncStep::Sync);
+        // Ours was replaced by another isolate's: that one is the syncer now.
+        views.note_written(0, 900);
+        assert_eq!(views.step(0, Some(1_000), true, 1_800), SyncStep::Done);
         views.note_written(0, 1_000);
         assert_eq!(
             views.step(0, Some(1_000), true, 1_800),
