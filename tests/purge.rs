@@ -385,7 +385,7 @@ fn cached_page(vars: &[(&str, &str)]) -> Harness {
 #[test]
 fn with_dc_memo_another_isolate_of_the_data_centre_reuses_the_registry_answer() {
     for (dc_memo, expected_new_lookups) in [("on", 0), ("off", 1)] {
-        let h = cached_page(&[("PURGE_DC_MEMO", dc_memo)]);
+        let h = cached_page(&[("PURGE_DC_MEMO", dc_memo), ("PURGE_CHANGE_SYNC", "off")]);
         h.get("/x");
         h.advance(5);
         assert!(status_of(&h.get("/x")).contains("hit"));
@@ -405,7 +405,11 @@ fn with_dc_memo_another_isolate_of_the_data_centre_reuses_the_registry_answer() 
 
 #[test]
 fn with_dc_memo_a_purge_is_still_seen_once_the_shared_answer_is_older_than_the_window() {
-    let h = cached_page(&[("PURGE_DC_MEMO", "on"), ("PURGE_TOKEN", TOKEN)]);
+    let h = cached_page(&[
+        ("PURGE_DC_MEMO", "on"),
+        ("PURGE_TOKEN", TOKEN),
+        ("PURGE_CHANGE_SYNC", "off"),
+    ]);
     h.get("/x");
     h.advance(5);
     h.get("/x");
@@ -425,7 +429,11 @@ fn with_dc_memo_a_purge_is_still_seen_once_the_shared_answer_is_older_than_the_w
 #[test]
 fn refresh_ahead_renews_an_answer_in_the_background_before_it_expires() {
     for (ahead, renewed) in [("on", true), ("off", false)] {
-        let h = cached_page(&[("PURGE_REFRESH_AHEAD", ahead)]);
+        let h = cached_page(&[
+            ("PURGE_REFRESH_AHEAD", ahead),
+            ("PURGE_CHANGE_SYNC", "off"),
+            ("PURGE_DC_MEMO", "off"),
+        ]);
         h.get("/x");
         h.advance(5);
         h.get("/x"); // asks the registry (answer checked now)
@@ -447,4 +455,124 @@ fn refresh_ahead_renews_an_answer_in_the_background_before_it_expires() {
             "PURGE_REFRESH_AHEAD={ahead}: request path lookup"
         );
     }
+}
+
+/// Registry calls of one kind ("lookup", "sync", ...) made so far.
+fn registry_calls(h: &Harness, op: &str) -> usize {
+    let registry = &h.pipeline.platform().registry;
+    registry.calls().iter().filter(|(_, o)| *o == op).count()
+}
+
+/// A miss then a hit: the hit starts the isolate's views of the registry
+/// shards (in the background); entries fetched from then on are after
+/// their horizon.
+fn warm_up(
+    pipeline: &cachefront::pipeline::Pipeline<cachefront::platform::memory::MemoryPlatform>,
+) {
+    get_from(pipeline, "/warm-up");
+    assert!(status_of(&get_from(pipeline, "/warm-up")).contains("hit"));
+}
+
+fn sleep_ms(h: &Harness, ms: u64) {
+    let clock = &h.pipeline.platform().clock;
+    futures::executor::block_on(cachefront::platform::Clock::sleep(clock, ms));
+}
+
+#[test]
+fn with_change_sync_hits_ask_no_key_and_each_shard_is_synced_about_once_a_window() {
+    let h = cached_page(&[("PURGE_SHARDS", "1")]);
+    warm_up(&h.pipeline);
+    h.advance(1);
+    h.get("/x"); // fetched after the view's horizon
+    let (lookups, syncs) = (registry_calls(&h, "lookup"), registry_calls(&h, "sync"));
+    // Ten windows of steady traffic, a request every 100 ms.
+    for _ in 0..100 {
+        sleep_ms(&h, 100);
+        assert!(status_of(&h.get("/x")).contains("hit"));
+    }
+    assert_eq!(registry_calls(&h, "lookup"), lookups, "no per-key lookup");
+    let synced = registry_calls(&h, "sync") - syncs;
+    assert!(
+        (10..=15).contains(&synced),
+        "one sync per shard every 0.7 window: {synced}"
+    );
+}
+
+#[test]
+fn with_change_sync_a_purge_from_another_isolate_is_seen_once_the_window_has_passed() {
+    for shards in ["1", "4"] {
+        let h = cached_page(&[("PURGE_TOKEN", TOKEN), ("PURGE_SHARDS", shards)]);
+        let other = h.pipeline.with_fresh_isolate();
+        warm_up(&other);
+        h.advance(1);
+        h.get("/x");
+        h.advance(1);
+        assert!(status_of(&get_from(&other, "/x")).contains("hit"));
+        purge(&h, r#"{"tags":["pages"]}"#);
+        h.advance(2);
+        let after = get_from(&other, "/x");
+        assert!(
+            !status_of(&after).contains("hit"),
+            "PURGE_SHARDS={shards}: purged entry not served: {}",
+            status_of(&after)
+        );
+    }
+}
+
+#[test]
+fn with_change_sync_an_everything_purge_reaches_another_isolate() {
+    let h = cached_page(&[("PURGE_TOKEN", TOKEN)]);
+    let other = h.pipeline.with_fresh_isolate();
+    warm_up(&other);
+    h.advance(1);
+    h.get("/x");
+    h.advance(1);
+    assert!(status_of(&get_from(&other, "/x")).contains("hit"));
+    purge(&h, r#"{"everything":true}"#);
+    h.advance(2);
+    assert!(!status_of(&get_from(&other, "/x")).contains("hit"));
+}
+
+#[test]
+fn with_change_sync_an_entry_cached_before_the_view_began_is_checked_per_key() {
+    let h = cached_page(&[
+        ("PURGE_TOKEN", TOKEN),
+        ("PURGE_SHARDS", "1"),
+        ("PURGE_DC_MEMO", "off"),
+    ]);
+    h.get("/x"); // in the data centre's Cache API
+    h.advance(1);
+    purge(&h, r#"{"tags":["pages"]}"#);
+    h.advance(1);
+    // A new isolate: its view begins after the purge, so it does not list
+    // it; the entry is older than the view's horizon and is asked per key.
+    let late = h.pipeline.with_fresh_isolate();
+    warm_up(&late);
+    sleep_ms(&h, 100);
+    let lookups = registry_calls(&h, "lookup");
+    let answer = get_from(&late, "/x");
+    assert!(
+        !status_of(&answer).contains("hit"),
+        "purged before the view began, not served: {}",
+        status_of(&answer)
+    );
+    assert!(registry_calls(&h, "lookup") > lookups);
+}
+
+#[test]
+fn with_change_sync_a_new_isolate_starts_from_its_data_centres_view_without_asking_the_registry() {
+    let h = cached_page(&[("PURGE_SHARDS", "1")]);
+    warm_up(&h.pipeline);
+    h.advance(1);
+    h.get("/x");
+    assert!(status_of(&h.get("/x")).contains("hit")); // renews the view
+    sleep_ms(&h, 200);
+    let calls = h.pipeline.platform().registry.calls().len();
+    let other = h.pipeline.with_fresh_isolate();
+    assert!(status_of(&get_from(&other, "/x")).contains("hit"));
+    assert_eq!(
+        h.pipeline.platform().registry.calls().len(),
+        calls,
+        "the data centre's view and delta are fresh: no registry call"
+    );
 }

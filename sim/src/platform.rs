@@ -24,6 +24,7 @@ use cachefront::platform::{
     TagRegistryStore,
 };
 use cachefront::purge::registry::{MemoryTagRegistry, RegistryEntry, TagPurgeTimes};
+use cachefront::purge::sync::SyncPage;
 use cachefront::Body;
 use http::{Request, Response};
 
@@ -248,7 +249,9 @@ pub struct ShardLoad {
     rolled_to: Vec<usize>,
     /// Queueing delay of each client-path lookup, ms, with its weight.
     pub queue_ms: Vec<(f64, f64)>,
+    /// Per-key lookups, syncs ("purges since n") and purges, weighted.
     pub lookups: f64,
+    pub syncs: f64,
     pub purges: f64,
     /// Rows written by purges (one per key).
     pub rows_written: f64,
@@ -326,7 +329,7 @@ impl SimRegistry {
         }
     }
 
-    fn call(&self, shard: u32, rows: usize, purge: bool) -> Result<(), StoreError> {
+    fn call(&self, shard: u32, rows: usize, purge: bool, sync: bool) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let (region, weight, background) = {
             let ctx = self.clock.ctx.borrow();
@@ -339,7 +342,11 @@ impl SimRegistry {
                 load.purges += weight;
                 load.rows_written += weight * rows as f64;
             } else {
-                load.lookups += weight;
+                if sync {
+                    load.syncs += weight;
+                } else {
+                    load.lookups += weight;
+                }
                 load.rows_read += weight * rows as f64;
                 if !background {
                     load.queue_ms.push((queue.unwrap_or(MAX_QUEUE_MS), weight));
@@ -383,7 +390,7 @@ impl TagRegistryStore for SimRegistry {
         soft: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.call(shard, keys.len(), true)?;
+        self.call(shard, keys.len(), true, false)?;
         self.inner.purge(shard, keys, soft, now_ms).await
     }
 
@@ -392,7 +399,7 @@ impl TagRegistryStore for SimRegistry {
         shard: u32,
         keys: &[String],
     ) -> Result<HashMap<String, TagPurgeTimes>, StoreError> {
-        self.call(shard, keys.len(), false)?;
+        self.call(shard, keys.len(), false, false)?;
         self.inner.lookup(shard, keys).await
     }
 
@@ -407,6 +414,17 @@ impl TagRegistryStore for SimRegistry {
 
     async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
         self.inner.merge(shard, entries).await
+    }
+
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<SyncPage, StoreError> {
+        let page = self.inner.sync(shard, after, limit).await?;
+        self.call(shard, page.changes.len().max(1), false, true)?;
+        Ok(page)
     }
 }
 

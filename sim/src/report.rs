@@ -203,6 +203,11 @@ impl Sample {
             / elapsed_s
             * m;
         Report {
+            calls_per_s: (
+                load.lookups / elapsed_s,
+                load.syncs / elapsed_s,
+                load.purges / elapsed_s,
+            ),
             shards,
             sync_ms: config.purge.sync_ms,
             dcs: self.dcs,
@@ -266,6 +271,8 @@ pub struct Report {
     pub purge_to_fresh: Vec<(String, f64, f64)>,
     /// `PURGE_SYNC_MS` + the slowest data centre's registry round trip.
     pub window_bound_ms: u64,
+    /// Registry calls per second over all shards: per-key lookups, syncs, purges.
+    pub calls_per_s: (f64, f64, f64),
     pub stale_in_window: u64,
     /// Stale answers `PURGE_SYNC_MS` or more after the purge's 200 (must be 0).
     pub stale_after_window: u64,
@@ -335,6 +342,11 @@ impl Report {
             format!("{} / {}", self.shards, self.sync_ms),
         );
         row("registry req/s per shard: mean", list(&self.shard_mean));
+        let (lookups, syncs, purges) = self.calls_per_s;
+        row(
+            "registry calls/s, all shards: per-key lookups / syncs / purges",
+            format!("{lookups:.0} / {syncs:.0} / {purges:.0}"),
+        );
         row(
             "registry req/s per shard: p99 second",
             list(&self.shard_p99),

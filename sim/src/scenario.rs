@@ -123,16 +123,28 @@ impl Scenario {
 
 impl Scenario {
     /// The same scenario with the design as it was before issue #20's
-    /// changes (each is a variable of the worker, so both run from one build).
+    /// changes (each is a variable of the worker, so all run from one build):
+    /// per-key lookups, per isolate.
     pub fn before(self) -> Self {
         self.with_var("PURGE_REFRESH_AHEAD", "off")
             .with_var("PURGE_DC_MEMO", "off")
+            .with_var("PURGE_CHANGE_SYNC", "off")
     }
 
-    /// With issue #20's changes on (refresh ahead is the default; the data
-    /// centre memo is opt-in).
+    /// Issue #20's first changes: per-key lookups renewed ahead and shared
+    /// through the data centre's Cache API (what main had before the change
+    /// sync).
+    pub fn per_key(self) -> Self {
+        self.with_var("PURGE_REFRESH_AHEAD", "on")
+            .with_var("PURGE_DC_MEMO", "on")
+            .with_var("PURGE_CHANGE_SYNC", "off")
+    }
+
+    /// The current design (the defaults): "purges since a cursor", one sync
+    /// per shard per data centre and window, shared through the Cache API.
     pub fn after(self) -> Self {
         self.with_var("PURGE_REFRESH_AHEAD", "on")
             .with_var("PURGE_DC_MEMO", "on")
+            .with_var("PURGE_CHANGE_SYNC", "on")
     }
 }

@@ -11,9 +11,12 @@ use crate::config::Config;
 use crate::origin::book::HealthBook;
 use crate::purge::api::PurgeRateLimiter;
 use crate::purge::registry::RegistryMemo;
+use crate::purge::sync::SyncViews;
 
 /// Registry answers one isolate keeps at most.
 pub(super) const MEMO_MAX_KEYS: usize = 10_000;
+/// Changed keys one isolate keeps per registry shard (past this, its horizon moves).
+pub(super) const VIEW_MAX_KEYS: usize = 20_000;
 
 /// State that lives as long as the isolate and is shared by its requests.
 #[derive(Clone)]
@@ -27,6 +30,9 @@ pub struct IsolateState {
     pub(super) manifest: Rc<RefCell<Option<Option<Rc<Manifest>>>>>,
     /// Tag registry answers, trusted for `PURGE_SYNC_MS`.
     pub(super) memo: Rc<RefCell<RegistryMemo>>,
+    /// The registry shards' changes since this isolate's (or its data
+    /// centre's) horizon (`PURGE_CHANGE_SYNC`).
+    pub(super) views: Rc<RefCell<SyncViews>>,
     pub(super) purge_limiter: Rc<RefCell<PurgeRateLimiter>>,
     /// Paths the asset store answered 404 for. Assets change only with a
     /// deploy, which starts new isolates, so the answer holds for this one.
@@ -120,6 +126,10 @@ impl IsolateState {
             memo: Rc::new(RefCell::new(RegistryMemo::new(
                 config.purge.sync_ms,
                 MEMO_MAX_KEYS,
+            ))),
+            views: Rc::new(RefCell::new(SyncViews::new(
+                config.purge.sync_ms,
+                VIEW_MAX_KEYS,
             ))),
             purge_limiter: Rc::new(RefCell::new(PurgeRateLimiter::new(
                 config.purge.rate_per_min,

@@ -13,7 +13,8 @@ use crate::cache::stored::{self, EntryMeta};
 use crate::origin::shaping;
 use crate::platform::body;
 use crate::platform::{Background, CacheStore, GlobalStore, Platform, StoreError};
-use crate::purge::registry::{self, EntryState};
+use crate::purge::registry::{self, EntryState, TagRegistryStore};
+use crate::purge::sync::{self, DcDeltaRecord, DcViewRecord, ShardView, SyncPage, SyncStep};
 use crate::semantics::cache_status::Tier;
 use crate::semantics::policy::Freshness;
 use crate::semantics::vary;
@@ -164,6 +165,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         tiers: Tiers,
         trace: &mut Trace,
     ) -> Lookup {
+        self.start_views();
         let Some((response, meta, tier)) = self.read_tiers(key, tiers, trace).await else {
             return Lookup::Miss;
         };
@@ -208,35 +210,259 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     }
 
     /// Whether an entry's tags (or its host, or everything) were purged after
-    /// it was fetched. The registry is asked only when this isolate's answers
-    /// are older than `PURGE_SYNC_MS`; if it cannot be reached, the memo says
-    /// how far its old answers may still be trusted. With
-    /// `PURGE_REFRESH_AHEAD`, answers in the second half of their window are
-    /// renewed in the background, so a key in steady use never waits.
+    /// it was fetched. With `PURGE_CHANGE_SYNC` (default), each registry
+    /// shard is synced ("purges since my cursor") about once per window per
+    /// data centre, in the background: an entry fetched after the view's
+    /// horizon is decided without any subrequest. Keys the views do not
+    /// cover (no view yet, or the entry is older than the horizon) are asked
+    /// per key, through this isolate's memo, when its answers are older
+    /// than `PURGE_SYNC_MS`; if the registry cannot be reached, the memo and
+    /// the views say how far old answers may still be trusted. With
+    /// `PURGE_REFRESH_AHEAD`, per-key answers in the second half of their
+    /// window are renewed in the background.
     pub(super) async fn purge_state(&self, meta: &EntryMeta, trace: &mut Trace) -> EntryState {
         let keys = registry::registry_keys_for_entry(&meta.tags);
         let now = self.now();
-        if self.config.purge.refresh_ahead {
-            let ahead = self
-                .isolate
-                .memo
-                .borrow_mut()
-                .claim_refresh_ahead(&keys, now);
-            if !ahead.is_empty() {
+        let shards = self.config.purge.shards;
+        let fetched_at = meta.request_time_ms;
+        let per_key = if self.config.purge.change_sync {
+            let mut needed: Vec<u32> = keys.iter().map(|k| registry::shard_of(k, shards)).collect();
+            needed.sort_unstable();
+            needed.dedup();
+            if self.config.purge.dc_memo {
+                // A new isolate starts from its data centre's view (one Cache
+                // API read), not from per-key lookups.
+                for shard in &needed {
+                    if self.isolate.views.borrow().view(*shard).is_none() {
+                        self.adopt_dc_view(*shard).await;
+                    }
+                }
+            }
+            let plan = self.isolate.views.borrow_mut().plan(&needed, now);
+            for shard in plan.ahead {
                 let this = self.clone();
                 self.platform.background().spawn(Box::pin(async move {
-                    let _ = this.refresh_registry_keys(&ahead, now).await;
+                    let _ = this.sync_shard(shard, true).await;
                 }));
             }
+            for shard in plan.now {
+                if let Err(e) = self.sync_shard(shard, false).await {
+                    trace
+                        .warnings
+                        .push(format!("tag registry unreachable: {e}"));
+                }
+            }
+            let memo = self.isolate.memo.borrow();
+            self.isolate
+                .views
+                .borrow()
+                .keys_outside(&keys, shards, fetched_at, &memo)
+        } else {
+            keys.clone()
+        };
+        if !per_key.is_empty() {
+            if self.config.purge.refresh_ahead {
+                let ahead = self
+                    .isolate
+                    .memo
+                    .borrow_mut()
+                    .claim_refresh_ahead(&per_key, now);
+                if !ahead.is_empty() {
+                    let this = self.clone();
+                    self.platform.background().spawn(Box::pin(async move {
+                        let _ = this.refresh_registry_keys(&ahead, now).await;
+                    }));
+                }
+            }
+            let stale = self.isolate.memo.borrow_mut().claim_refresh(&per_key, now);
+            if let Err(e) = self.refresh_registry_keys(&stale, now).await {
+                trace
+                    .warnings
+                    .push(format!("tag registry unreachable: {e}"));
+            }
         }
-        let stale = self.isolate.memo.borrow_mut().claim_refresh(&keys, now);
-        if let Err(e) = self.refresh_registry_keys(&stale, now).await {
-            trace
-                .warnings
-                .push(format!("tag registry unreachable: {e}"));
-        }
+        let views = self.isolate.views.borrow();
         let memo = self.isolate.memo.borrow();
-        registry::entry_state(&keys, meta.request_time_ms, &memo.answers_at(now))
+        let answers = views.answers_for(&memo, shards, fetched_at, now);
+        registry::entry_state(&keys, fetched_at, &answers)
+    }
+
+    /// Starts, in the background, the views of the shards this isolate has
+    /// none of yet, before it stores anything: an entry fetched after a
+    /// view's horizon never needs a per-key lookup.
+    fn start_views(&self) {
+        if !self.config.purge.change_sync {
+            return;
+        }
+        let shards = self.config.purge.shards;
+        let missing = self.isolate.views.borrow().missing(shards);
+        if missing.is_empty() {
+            return;
+        }
+        let plan = self.isolate.views.borrow_mut().plan(&missing, self.now());
+        for shard in plan.ahead.into_iter().chain(plan.now) {
+            let this = self.clone();
+            self.platform.background().spawn(Box::pin(async move {
+                if this.config.purge.dc_memo {
+                    this.adopt_dc_view(shard).await;
+                }
+                let _ = this.sync_shard(shard, true).await;
+            }));
+        }
+    }
+
+    /// Brings this isolate's view of `shard` up to date (claimed by
+    /// `SyncViews::plan`; released here). With `PURGE_DC_MEMO`, first from
+    /// the data centre's Cache API (the latest delta, or the whole view when
+    /// this isolate has none or is too far behind); then, if the view is
+    /// still due (see `SyncViews::step`), from the registry, leaving the
+    /// delta and the whole view for the other isolates.
+    async fn sync_shard(&self, shard: u32, background: bool) -> Result<(), StoreError> {
+        let outcome = self.sync_shard_claimed(shard, background).await;
+        let now = self.now();
+        // A background check that found nothing to do rests a little, so a
+        // busy isolate does not read the Cache API on every request.
+        let quiet = match outcome {
+            Ok(false) if background => (self.config.purge.sync_ms / 20).max(1),
+            // The shard did not answer: the next background try waits a
+            // little (an overloaded object is not helped by every request).
+            Err(_) if background => (self.config.purge.sync_ms / 4).max(1),
+            _ => 0,
+        };
+        self.isolate.views.borrow_mut().release(shard, now, quiet);
+        outcome.map(|_| ())
+    }
+
+    /// Takes the data centre's whole view of `shard` when it is newer than
+    /// this isolate's (or this isolate has none).
+    async fn adopt_dc_view(&self, shard: u32) {
+        let purge = &self.config.purge;
+        let url = sync::dc_view_url(&self.config.cache_namespace, purge.shards, shard, "full");
+        let full: Option<DcViewRecord> = match self.platform.cache().get(&url, u64::MAX).await {
+            Ok(Some(found)) => sync::record_from_body(found.body()),
+            _ => None,
+        };
+        let Some(full) = full else { return };
+        let mut views = self.isolate.views.borrow_mut();
+        let max_keys = views.max_keys();
+        // Never for a later horizon than ours: entries fetched in between
+        // would need per-key lookups; this isolate syncs itself instead.
+        let better = views.view(shard).is_none_or(|v| {
+            full.checked_at_ms > v.checked_at_ms && full.horizon_ms <= v.horizon_ms
+        });
+        if better {
+            views.set_view(shard, ShardView::from_record(full, max_keys));
+        }
+    }
+
+    /// [`Self::sync_shard`] without the release; `Ok(true)` when it asked the registry.
+    async fn sync_shard_claimed(&self, shard: u32, background: bool) -> Result<bool, StoreError> {
+        let purge = &self.config.purge;
+        let namespace = &self.config.cache_namespace;
+        let max_keys = self.isolate.views.borrow().max_keys();
+        let mut dc_delta_at = None;
+        if purge.dc_memo {
+            let cache = self.platform.cache();
+            let delta_url = sync::dc_view_url(namespace, purge.shards, shard, "delta");
+            let delta: Option<DcDeltaRecord> = match cache.get(&delta_url, u64::MAX).await {
+                Ok(Some(found)) => sync::record_from_body(found.body()),
+                _ => None,
+            };
+            dc_delta_at = delta.as_ref().map(|d| d.checked_at_ms);
+            let applied = {
+                let mut views = self.isolate.views.borrow_mut();
+                match (views.view_mut(shard), &delta) {
+                    (Some(view), Some(delta)) => {
+                        view.apply_delta(delta, max_keys)
+                            || delta.checked_at_ms <= view.checked_at_ms
+                    }
+                    (Some(_), None) => true,
+                    (None, _) => false,
+                }
+            };
+            if !applied {
+                self.adopt_dc_view(shard).await;
+            }
+        }
+        let now = self.now();
+        let step = self
+            .isolate
+            .views
+            .borrow()
+            .step(shard, dc_delta_at, background, now);
+        if step == SyncStep::Done {
+            return Ok(false);
+        }
+        let base = self.isolate.views.borrow().view(shard).map(|v| v.cursor);
+        let sent = now;
+        let mut pages: Vec<SyncPage> = Vec::new();
+        let mut after = base;
+        for _ in 0..sync::SYNC_MAX_PAGES {
+            let page = self
+                .platform
+                .registry()
+                .sync(shard, after, sync::SYNC_PAGE_LIMIT)
+                .await?;
+            after = Some(page.cursor);
+            let more = page.more;
+            pages.push(page);
+            if !more {
+                break;
+            }
+        }
+        let delta = {
+            let mut views = self.isolate.views.borrow_mut();
+            let base = match (base, views.view_mut(shard)) {
+                // Another task moved the view meanwhile: these pages may
+                // start after its cursor, so they are not applied.
+                (Some(base), Some(view)) if view.cursor < base => return Ok(true),
+                (Some(base), Some(view)) => {
+                    for page in &pages {
+                        view.apply(page, sent, max_keys);
+                    }
+                    base
+                }
+                (Some(_), None) => return Ok(true),
+                (None, None) => {
+                    let Some((first, rest)) = pages.split_first() else {
+                        return Ok(true);
+                    };
+                    let mut view = ShardView::start(first, sent, self.now());
+                    for page in rest {
+                        view.apply(page, sent, max_keys);
+                    }
+                    views.set_view(shard, view);
+                    first.cursor
+                }
+                (None, Some(_)) => return Ok(true),
+            };
+            let Some(view) = views.view(shard) else {
+                return Ok(true);
+            };
+            let records = (DcDeltaRecord::of(base, &pages, view), view.to_record());
+            let checked_at = view.checked_at_ms;
+            if purge.dc_memo && !pages.last().is_some_and(|p| p.more) {
+                views.note_written(shard, checked_at);
+                Some(records)
+            } else {
+                None
+            }
+        };
+        if let Some((delta, full)) = delta {
+            let cache = self.platform.cache().clone();
+            let delta_url = sync::dc_view_url(namespace, purge.shards, shard, "delta");
+            let full_url = sync::dc_view_url(namespace, purge.shards, shard, "full");
+            let keep_secs = (purge.sync_ms / 1000).saturating_mul(10).max(10);
+            self.platform.background().spawn(Box::pin(async move {
+                let _ = cache
+                    .put(&delta_url, sync::record_response(&delta, keep_secs))
+                    .await;
+                let _ = cache
+                    .put(&full_url, sync::record_response(&full, 86_400))
+                    .await;
+            }));
+        }
+        Ok(true)
     }
 
     /// Refreshes claimed keys: from the data centre's memo in the Cache API

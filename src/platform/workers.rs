@@ -757,6 +757,17 @@ impl TagRegistryStore for RegistryBinding {
             None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
         }
     }
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::purge::sync::SyncPage, StoreError> {
+        match &self.0 {
+            Some(registry) => registry.sync(shard, after, limit).await,
+            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
+        }
+    }
 }
 
 /// The global cache tier in the `CACHE_KV` namespace, if bound.

@@ -12,6 +12,13 @@
 //! `POST /entries {"after":"k","limit":n}` → `[{"key":..,"hard_ms":..,"soft_ms":..}]`
 //! (keys after `after`, in key order) and `POST /merge {"entries":[..]}` →
 //! `{"written":n}` (times only move forward).
+//!
+//! Every row written (purge or merge) gets the object's next sequence number,
+//! and `POST /sync {"after":n,"limit":k}` →
+//! `{"cursor":c,"changes":[{"key":..,"hard_ms":..,"soft_ms":..,"seq":..}],"more":b}`
+//! answers the rows written after `n` in sequence order (`"after":null`: no
+//! rows, only the current sequence number and, as `latest_ms`, the latest
+//! purge time held): see `purge::sync`.
 
 use std::collections::HashMap;
 
@@ -29,6 +36,7 @@ use crate::purge::registry::{
     shard_name, EntriesMessage, LookupAnswer, LookupMessage, MergeMessage, PurgeMessage,
     RegistryEntry, TagPurgeTimes, TagRegistryStore, MAX_KEYS_PER_MESSAGE,
 };
+use crate::purge::sync::{SyncChange, SyncMessage, SyncPage, SYNC_PAGE_LIMIT};
 
 /// The Durable Object binding in `wrangler.toml`.
 pub const TAG_REGISTRY_BINDING: &str = "TAG_REGISTRY";
@@ -41,11 +49,21 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tag_purges (\
     hard_ms INTEGER NOT NULL DEFAULT 0, \
     soft_ms INTEGER NOT NULL DEFAULT 0)";
 
-/// Times only move forward: a replayed or late purge cannot resurrect entries.
-const UPSERT: &str = "INSERT INTO tag_purges (tag, hard_ms, soft_ms) VALUES (?, ?, ?) \
+/// Objects created before the sync protocol get the column (their old rows
+/// keep 0: callers see them through per-key lookups, see `purge::sync`).
+const ADD_SEQ: &str = "ALTER TABLE tag_purges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
+const SEQ_INDEX: &str = "CREATE INDEX IF NOT EXISTS tag_purges_seq ON tag_purges (seq)";
+const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) AS seq FROM tag_purges";
+/// The latest purge time held: the horizon of a view started now.
+const LATEST_MS: &str = "SELECT coalesce(max(max(hard_ms, soft_ms)), 0) AS seq FROM tag_purges";
+
+/// Times only move forward: a replayed or late purge cannot resurrect
+/// entries. Every write takes a new sequence number.
+const UPSERT: &str = "INSERT INTO tag_purges (tag, hard_ms, soft_ms, seq) VALUES (?, ?, ?, ?) \
     ON CONFLICT(tag) DO UPDATE SET \
     hard_ms = max(hard_ms, excluded.hard_ms), \
-    soft_ms = max(soft_ms, excluded.soft_ms)";
+    soft_ms = max(soft_ms, excluded.soft_ms), \
+    seq = excluded.seq";
 
 /// One shard of the tag registry.
 #[durable_object(fetch)]
@@ -60,6 +78,19 @@ struct PurgeRow {
     soft_ms: f64,
 }
 
+#[derive(Deserialize)]
+struct SeqRow {
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct SyncRow {
+    tag: String,
+    hard_ms: f64,
+    soft_ms: f64,
+    seq: f64,
+}
+
 #[derive(Serialize)]
 struct PurgeWritten {
     written: usize,
@@ -67,8 +98,14 @@ struct PurgeWritten {
 
 impl DurableObject for TagRegistry {
     fn new(state: State, _env: Env) -> Self {
-        if let Err(err) = state.storage().sql().exec(CREATE_TABLE, None) {
+        let sql = state.storage().sql();
+        if let Err(err) = sql.exec(CREATE_TABLE, None) {
             worker::console_error!("tag registry: cannot create its table: {err}");
+        }
+        // Fails with "duplicate column" once the column exists: expected.
+        let _ = sql.exec(ADD_SEQ, None);
+        if let Err(err) = sql.exec(SEQ_INDEX, None) {
+            worker::console_error!("tag registry: cannot index sequence numbers: {err}");
         }
         Self { state }
     }
@@ -89,14 +126,17 @@ impl DurableObject for TagRegistry {
                 let now = i64::try_from(message.now_ms).unwrap_or(i64::MAX);
                 let (hard, soft) = if message.soft { (0, now) } else { (now, 0) };
                 let sql = self.state.storage().sql();
+                let mut seq = current_seq(&sql)?;
                 // No await between the writes: the runtime commits them together.
                 for tag in &message.tags {
+                    seq += 1;
                     sql.exec(
                         UPSERT,
                         vec![
                             SqlStorageValue::from(tag.as_str()),
                             SqlStorageValue::from(hard),
                             SqlStorageValue::from(soft),
+                            SqlStorageValue::from(seq),
                         ],
                     )?;
                 }
@@ -173,14 +213,17 @@ impl DurableObject for TagRegistry {
                     return Response::error("too many entries in one message", 413);
                 }
                 let sql = self.state.storage().sql();
+                let mut seq = current_seq(&sql)?;
                 // No await between the writes: the runtime commits them together.
                 for entry in &message.entries {
+                    seq += 1;
                     sql.exec(
                         UPSERT,
                         vec![
                             SqlStorageValue::from(entry.key.as_str()),
                             SqlStorageValue::from(i64::try_from(entry.hard_ms).unwrap_or(i64::MAX)),
                             SqlStorageValue::from(i64::try_from(entry.soft_ms).unwrap_or(i64::MAX)),
+                            SqlStorageValue::from(seq),
                         ],
                     )?;
                 }
@@ -188,9 +231,64 @@ impl DurableObject for TagRegistry {
                     written: message.entries.len(),
                 })
             }
+            "/sync" => {
+                let message: SyncMessage = match req.json().await {
+                    Ok(message) => message,
+                    Err(err) => return Response::error(format!("bad sync message: {err}"), 400),
+                };
+                let sql = self.state.storage().sql();
+                let current = u64::try_from(current_seq(&sql)?).unwrap_or(0);
+                let Some(after) = message.after else {
+                    let rows: Vec<SeqRow> = sql.exec(LATEST_MS, None)?.to_array()?;
+                    return Response::from_json(&SyncPage {
+                        cursor: current,
+                        changes: Vec::new(),
+                        more: false,
+                        latest_ms: rows.first().map_or(0, |row| ms(row.seq)),
+                    });
+                };
+                let limit = message.limit.clamp(1, SYNC_PAGE_LIMIT);
+                // One more than asked tells whether another page follows.
+                let rows: Vec<SyncRow> = sql
+                    .exec(
+                        "SELECT tag, hard_ms, soft_ms, seq FROM tag_purges WHERE seq > ? ORDER BY seq LIMIT ?",
+                        vec![
+                            SqlStorageValue::from(i64::try_from(after).unwrap_or(i64::MAX)),
+                            SqlStorageValue::from(i64::try_from(limit + 1).unwrap_or(1)),
+                        ],
+                    )?
+                    .to_array()?;
+                let more = rows.len() > limit;
+                let changes: Vec<SyncChange> = rows
+                    .into_iter()
+                    .take(limit)
+                    .map(|row| SyncChange {
+                        key: row.tag,
+                        hard_ms: ms(row.hard_ms),
+                        soft_ms: ms(row.soft_ms),
+                        seq: ms(row.seq),
+                    })
+                    .collect();
+                let cursor = match changes.last() {
+                    Some(last) if more => last.seq,
+                    _ => current.max(after),
+                };
+                Response::from_json(&SyncPage {
+                    cursor,
+                    changes,
+                    more,
+                    latest_ms: 0,
+                })
+            }
             _ => Response::error("not found", 404),
         }
     }
+}
+
+/// The last sequence number the object gave.
+fn current_seq(sql: &worker::SqlStorage) -> worker::Result<i64> {
+    let rows: Vec<SeqRow> = sql.exec(MAX_SEQ, None)?.to_array()?;
+    Ok(rows.first().map_or(0, |row| ms(row.seq) as i64))
 }
 
 /// SQLite integers come back as JS numbers; purge times are far below 2^53.
@@ -305,6 +403,19 @@ impl TagRegistryStore for DurableTagRegistry {
             let _: serde_json::Value = self.call(shard, "/merge", &message).await?;
         }
         Ok(())
+    }
+
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<SyncPage, StoreError> {
+        let message = SyncMessage {
+            after,
+            limit: limit.clamp(1, SYNC_PAGE_LIMIT),
+        };
+        self.call(shard, "/sync", &message).await
     }
 }
 

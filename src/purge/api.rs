@@ -52,6 +52,9 @@ pub const VAR_PURGE_REFRESH_AHEAD: &str = "PURGE_REFRESH_AHEAD";
 /// `on` / `off` (default): share registry answers between the isolates of a
 /// data centre through the Cache API (one lookup per data centre per window).
 pub const VAR_PURGE_DC_MEMO: &str = "PURGE_DC_MEMO";
+/// `on`/`off`: ask the registry for the purges since a cursor, once per
+/// window per shard, instead of per key (`purge::sync`).
+pub const VAR_PURGE_CHANGE_SYNC: &str = "PURGE_CHANGE_SYNC";
 /// Cloudflare zone whose cache purges are forwarded to.
 pub const VAR_CF_ZONE_ID: &str = "CF_ZONE_ID";
 /// API token with the zone's Cache Purge permission (a secret).
@@ -85,6 +88,8 @@ pub struct PurgeConfig {
     pub refresh_ahead: bool,
     /// Share answers through the data centre's Cache API.
     pub dc_memo: bool,
+    /// Sync "purges since a cursor" per shard instead of asking per key.
+    pub change_sync: bool,
     pub cloudflare: Option<CloudflareZone>,
     /// The API base forwarded purges go to (`CF_API_BASE`, default [`cloudflare::API_BASE`]).
     pub cloudflare_api_base: String,
@@ -133,7 +138,8 @@ impl Default for PurgeConfig {
             rate_per_min: DEFAULT_RATE_PER_MIN,
             strip_tag_headers: true,
             refresh_ahead: true,
-            dc_memo: false,
+            dc_memo: true,
+            change_sync: true,
             cloudflare: None,
             cloudflare_api_base: cloudflare::API_BASE.to_owned(),
         }
@@ -233,7 +239,8 @@ impl PurgeConfig {
             rate_per_min: u32::try_from(rate).unwrap_or(DEFAULT_RATE_PER_MIN),
             strip_tag_headers,
             refresh_ahead: on_off(VAR_PURGE_REFRESH_AHEAD, set(VAR_PURGE_REFRESH_AHEAD), true)?,
-            dc_memo: on_off(VAR_PURGE_DC_MEMO, set(VAR_PURGE_DC_MEMO), false)?,
+            dc_memo: on_off(VAR_PURGE_DC_MEMO, set(VAR_PURGE_DC_MEMO), true)?,
+            change_sync: on_off(VAR_PURGE_CHANGE_SYNC, set(VAR_PURGE_CHANGE_SYNC), true)?,
             cloudflare,
             cloudflare_api_base,
         })

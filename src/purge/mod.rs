@@ -7,5 +7,6 @@ pub mod api;
 pub mod cloudflare;
 pub mod registry;
 pub mod request;
+pub mod sync;
 pub mod tags;
 pub mod warming;

@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::platform::ports::StoreError;
+use crate::purge::sync::{sync_page, SyncPage};
 use crate::purge::tags::EVERYTHING_KEY;
 use crate::stable_hash::stable_hash;
 
@@ -177,7 +178,17 @@ pub trait TagRegistryStore {
     ) -> Result<Vec<RegistryEntry>, StoreError>;
     /// Merges `entries` (all of one shard) into it: each time only moves
     /// forward, so an import never resurrects entries or loses a later purge.
+    /// Every key written gets a new sequence number, like a purge.
     async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError>;
+    /// The keys of one shard written after sequence number `after`, at most
+    /// `limit`, in sequence order; with `after = None`, only the shard's
+    /// current sequence number (see [`crate::purge::sync`]).
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<SyncPage, StoreError>;
 }
 
 /// Writes a purge of `keys` to every shard concerned, concurrently. Returns
@@ -335,11 +346,20 @@ impl DcMemoAnswer {
     }
 }
 
+/// Where the Cache API keys of registry answers and shard views start (a
+/// reserved host no client URL can have).
+pub const REGISTRY_RECORDS_URL: &str = "https://cachefront-registry.invalid/";
+
+/// Whether a Cache API key holds registry data, not a client response.
+pub fn is_registry_record(cache_key: &str) -> bool {
+    cache_key.starts_with(REGISTRY_RECORDS_URL)
+}
+
 /// The Cache API key of a registry key's shared answer: on a reserved host
 /// (`.invalid` never resolves, so no client URL can have it), the key in hex
 /// (tags may hold any printable character).
 pub fn dc_memo_url(namespace: &str, key: &str) -> String {
-    let mut url = format!("https://cachefront-registry.invalid/{namespace}/");
+    let mut url = format!("{REGISTRY_RECORDS_URL}{namespace}/");
     for byte in key.as_bytes() {
         url.push_str(&format!("{byte:02x}"));
     }
@@ -546,6 +566,19 @@ impl RegistryMemo {
         }
     }
 
+    /// When `key`'s answer was asked of the registry (sent), if it was.
+    pub fn checked_at(&self, key: &str) -> Option<u64> {
+        self.known
+            .get(key)
+            .map(|e| e.checked_at_ms)
+            .filter(|at| *at != 0)
+    }
+
+    /// The times known for `key` (answered or purged here), however old.
+    pub fn known_times(&self, key: &str) -> Option<TagPurgeTimes> {
+        self.known.get(key).map(|e| e.times)
+    }
+
     pub fn len(&self) -> usize {
         self.known.len()
     }
@@ -612,10 +645,15 @@ pub struct MergeMessage {
     pub entries: Vec<RegistryEntry>,
 }
 
+/// One shard's rows: key → (times, sequence number of its last write).
+type ShardRows = HashMap<String, (TagPurgeTimes, u64)>;
+
 /// The registry in memory (native tests and benches).
 #[derive(Debug, Default)]
 pub struct MemoryTagRegistry {
-    shards: RefCell<HashMap<u32, HashMap<String, TagPurgeTimes>>>,
+    shards: RefCell<HashMap<u32, ShardRows>>,
+    /// Per shard: the last sequence number given.
+    seqs: RefCell<HashMap<u32, u64>>,
     /// Every (shard, operation) seen, to check routing in tests.
     calls: RefCell<Vec<(u32, &'static str)>>,
     failing: RefCell<bool>,
@@ -631,9 +669,29 @@ impl MemoryTagRegistry {
         *self.failing.borrow_mut() = failing;
     }
 
-    /// The (shard, "purge" | "lookup" | "entries" | "merge") calls made so far.
+    /// The (shard, "purge" | "lookup" | "entries" | "merge" | "sync") calls made so far.
     pub fn calls(&self) -> Vec<(u32, &'static str)> {
         self.calls.borrow().clone()
+    }
+
+    /// Writes `times` into `key` of `shard` with the shard's next sequence number.
+    fn write(&self, shard: u32, key: &str, times: TagPurgeTimes) {
+        let mut seqs = self.seqs.borrow_mut();
+        let seq = seqs.entry(shard).or_default();
+        *seq += 1;
+        let mut shards = self.shards.borrow_mut();
+        let row = shards
+            .entry(shard)
+            .or_default()
+            .entry(key.to_owned())
+            .or_default();
+        *row = (
+            TagPurgeTimes {
+                hard_ms: row.0.hard_ms.max(times.hard_ms),
+                soft_ms: row.0.soft_ms.max(times.soft_ms),
+            },
+            *seq,
+        );
     }
 
     fn check(&self, shard: u32, op: &'static str) -> Result<(), StoreError> {
@@ -654,11 +712,12 @@ impl TagRegistryStore for MemoryTagRegistry {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.check(shard, "purge")?;
-        let mut shards = self.shards.borrow_mut();
-        let table = shards.entry(shard).or_default();
         for key in keys {
-            let times = table.entry(key.clone()).or_default();
-            *times = times.with_purge(soft, now_ms);
+            self.write(
+                shard,
+                key,
+                TagPurgeTimes::default().with_purge(soft, now_ms),
+            );
         }
         Ok(())
     }
@@ -675,7 +734,7 @@ impl TagRegistryStore for MemoryTagRegistry {
         };
         Ok(keys
             .iter()
-            .filter_map(|k| table.get(k).map(|t| (k.clone(), *t)))
+            .filter_map(|k| table.get(k).map(|(t, _)| (k.clone(), *t)))
             .collect())
     }
 
@@ -690,7 +749,8 @@ impl TagRegistryStore for MemoryTagRegistry {
         let Some(table) = shards.get(&shard) else {
             return Ok(Vec::new());
         };
-        let sorted: BTreeMap<&String, &TagPurgeTimes> = table.iter().collect();
+        let sorted: BTreeMap<&String, &TagPurgeTimes> =
+            table.iter().map(|(k, (t, _))| (k, t)).collect();
         Ok(sorted
             .into_iter()
             .filter(|(key, _)| key.as_str() > after)
@@ -705,16 +765,29 @@ impl TagRegistryStore for MemoryTagRegistry {
 
     async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
         self.check(shard, "merge")?;
-        let mut shards = self.shards.borrow_mut();
-        let table = shards.entry(shard).or_default();
         for entry in entries {
-            let times = table.entry(entry.key.clone()).or_default();
-            *times = TagPurgeTimes {
-                hard_ms: times.hard_ms.max(entry.hard_ms),
-                soft_ms: times.soft_ms.max(entry.soft_ms),
-            };
+            self.write(shard, &entry.key, entry.times());
         }
         Ok(())
+    }
+
+    async fn sync(
+        &self,
+        shard: u32,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<SyncPage, StoreError> {
+        self.check(shard, "sync")?;
+        let shards = self.shards.borrow();
+        let current = self.seqs.borrow().get(&shard).copied().unwrap_or(0);
+        let mut page = match shards.get(&shard) {
+            Some(table) => sync_page(table.iter().map(|(k, (t, seq))| (k, t, *seq)), after, limit),
+            None => SyncPage::default(),
+        };
+        if after.is_none() {
+            page.cursor = current;
+        }
+        Ok(page)
     }
 }
 
@@ -1109,6 +1182,14 @@ mod tests {
         }
         async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError> {
             self.0.merge(shard, entries).await
+        }
+        async fn sync(
+            &self,
+            shard: u32,
+            after: Option<u64>,
+            limit: usize,
+        ) -> Result<SyncPage, StoreError> {
+            self.0.sync(shard, after, limit).await
         }
     }
 
