@@ -16,6 +16,18 @@ need npm "install Node.js 20 or newer"
 
 say() { echo "bootstrap: $*" >&2; }
 
+# The CLI's image encoders link the system's libavif, libwebp and libjpeg
+# (README: prerequisites); say so here rather than deep in a C compile error.
+missing_libs=()
+for lib in libavif libwebp libjpeg; do
+  pkg-config --exists "$lib" 2>/dev/null || missing_libs+=("$lib")
+done
+if [ ${#missing_libs[@]} -gt 0 ]; then
+  say "missing system libraries for the image encoders: ${missing_libs[*]}"
+  say "install them with: sudo apt-get install libavif-dev libwebp-dev libjpeg-dev pkg-config"
+  exit 1
+fi
+
 # The version of a package as Cargo.lock pins it.
 locked_version() {
   awk -v name="$1" '$0 == "name = \"" name "\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
