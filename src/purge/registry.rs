@@ -328,21 +328,12 @@ impl DcMemoAnswer {
 
     /// `None` for anything that is not such an answer (never trusted).
     pub fn from_body(body: &[u8]) -> Option<Self> {
-        serde_json::from_slice(body).ok()
+        crate::purge::sync::record_from_body(body)
     }
 
     /// The Cache API entry: kept for the window (rounded up to a second).
     pub fn to_response(&self, window_ms: u64) -> http::Response<crate::Body> {
-        let mut response = http::Response::new(crate::Body::from(
-            serde_json::to_vec(self).unwrap_or_default(),
-        ));
-        let secs = window_ms.div_ceil(1000).max(1);
-        if let Ok(value) = http::HeaderValue::from_str(&format!("max-age={secs}")) {
-            response
-                .headers_mut()
-                .insert(http::header::CACHE_CONTROL, value);
-        }
-        response
+        crate::purge::sync::record_response(self, window_ms.div_ceil(1000))
     }
 }
 
