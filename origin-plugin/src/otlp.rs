@@ -10,6 +10,8 @@
 //! Names map as the OpenTelemetry Prometheus convention reads back: counters lose
 //! `_total`; a `_seconds` / `_bytes` suffix becomes the unit `s` / `By`.
 
+pub mod traces;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -751,6 +751,7 @@ impl RequestQueries {
         #[cfg(feature = "profiling")]
         if let Some(profile) = &self.profile {
             profile.record_query(statement.elapsed);
+            profile.trace_query(fingerprint, statement.elapsed);
         }
         let mut tally = self.lock();
         tally.queries = tally.queries.saturating_add(1);

@@ -512,6 +512,8 @@ struct ProfileData {
     /// 0 for a profile outside the layer: spans are then not kept.
     max_spans: usize,
     server_timing_spans: usize,
+    /// Each query as a node, kept only when a trace exporter asked (`spans::TraceHook`).
+    trace: spans::TraceHook,
 }
 
 impl RequestProfile {

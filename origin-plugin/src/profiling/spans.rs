@@ -48,11 +48,11 @@ pub fn current_profile() -> Option<RequestProfile> {
 
 /// One timed span of a request: what the report's tree is built from.
 #[derive(Debug, Clone)]
-pub(super) struct SpanNode {
-    pub(super) name: &'static str,
-    pub(super) parent: Option<usize>,
-    pub(super) start: Instant,
-    pub(super) duration: Option<Duration>,
+pub(crate) struct SpanNode {
+    pub(crate) name: &'static str,
+    pub(crate) parent: Option<usize>,
+    pub(crate) start: Instant,
+    pub(crate) duration: Option<Duration>,
 }
 
 /// `tracing_subscriber` layer collecting spans into the current request's profile. Add it
@@ -208,3 +208,78 @@ impl Drop for Timer {
 
 /// Histogram (seconds) `{block}`: durations of blocks timed with [`Timer`].
 pub const BLOCK_DURATION_SECONDS: &str = "cachefront_origin_block_duration_seconds";
+
+/// What a trace exporter (`crate::otlp::traces`) reads from a request's profile: the
+/// database queries as timed nodes, which the profile keeps only once
+/// [`RequestProfile::keep_trace_queries`] was called for the request, so requests that
+/// are not exported pay nothing for it.
+#[derive(Debug, Default)]
+pub(crate) struct TraceHook {
+    on: bool,
+    #[cfg(feature = "db")]
+    queries: Vec<QueryNode>,
+}
+
+/// One database statement of a request: its fingerprint, when it ran, under which span.
+#[cfg(feature = "db")]
+#[derive(Debug, Clone)]
+pub(crate) struct QueryNode {
+    pub(crate) fingerprint: Arc<crate::db::SqlFingerprint>,
+    pub(crate) parent: Option<usize>,
+    pub(crate) start: Instant,
+    pub(crate) duration: Duration,
+}
+
+/// A copy of a request's timed nodes, taken when its response is ready.
+#[derive(Debug, Default)]
+pub(crate) struct TraceSnapshot {
+    pub(crate) spans: Vec<SpanNode>,
+    #[cfg(feature = "db")]
+    pub(crate) queries: Vec<QueryNode>,
+    pub(crate) dropped: u32,
+}
+
+impl RequestProfile {
+    /// From now on keep each query of this request as a node (bounded like spans).
+    pub(crate) fn keep_trace_queries(&self) {
+        self.lock().trace.on = true;
+    }
+
+    /// A query that just finished after `elapsed`; kept only for a traced request.
+    #[cfg(feature = "db")]
+    pub(crate) fn trace_query(
+        &self,
+        fingerprint: &Arc<crate::db::SqlFingerprint>,
+        elapsed: Duration,
+    ) {
+        let mut d = self.lock();
+        if !d.trace.on {
+            return;
+        }
+        if d.trace.queries.len() >= d.max_spans {
+            d.spans_dropped = d.spans_dropped.saturating_add(1);
+            return;
+        }
+        let parent = d.spans.iter().rposition(|n| n.duration.is_none());
+        let start = Instant::now()
+            .checked_sub(elapsed)
+            .unwrap_or_else(Instant::now);
+        d.trace.queries.push(QueryNode {
+            fingerprint: fingerprint.clone(),
+            parent,
+            start,
+            duration: elapsed,
+        });
+    }
+
+    /// The spans and queries recorded so far (spans still open have no duration).
+    pub(crate) fn trace_snapshot(&self) -> TraceSnapshot {
+        let d = self.lock();
+        TraceSnapshot {
+            spans: d.spans.clone(),
+            #[cfg(feature = "db")]
+            queries: d.trace.queries.clone(),
+            dropped: d.spans_dropped,
+        }
+    }
+}
