@@ -3,7 +3,7 @@
 //! through the OpenTelemetry SDK. Configured by the standard variables the SDK reads:
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`),
 //! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_METRIC_EXPORT_INTERVAL`,
-//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`.
+//! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`. Traces: [`traces`].
 //!
 //! Every handle the registry gives out after [`OtlpExporter::install`] writes to both
 //! Prometheus and OpenTelemetry; attach the exporter right after creating the registry.

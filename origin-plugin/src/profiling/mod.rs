@@ -513,6 +513,7 @@ struct ProfileData {
     max_spans: usize,
     server_timing_spans: usize,
     /// Each query as a node, kept only when a trace exporter asked (`spans::TraceHook`).
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
     trace: spans::TraceHook,
 }
 

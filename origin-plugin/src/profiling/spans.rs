@@ -213,6 +213,7 @@ pub const BLOCK_DURATION_SECONDS: &str = "cachefront_origin_block_duration_secon
 /// database queries as timed nodes, which the profile keeps only once
 /// [`RequestProfile::keep_trace_queries`] was called for the request, so requests that
 /// are not exported pay nothing for it.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[derive(Debug, Default)]
 pub(crate) struct TraceHook {
     on: bool,
@@ -222,6 +223,7 @@ pub(crate) struct TraceHook {
 
 /// One database statement of a request: its fingerprint, when it ran, under which span.
 #[cfg(feature = "db")]
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) struct QueryNode {
     pub(crate) fingerprint: Arc<crate::db::SqlFingerprint>,
@@ -231,6 +233,7 @@ pub(crate) struct QueryNode {
 }
 
 /// A copy of a request's timed nodes, taken when its response is ready.
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 #[derive(Debug, Default)]
 pub(crate) struct TraceSnapshot {
     pub(crate) spans: Vec<SpanNode>,
@@ -239,6 +242,7 @@ pub(crate) struct TraceSnapshot {
     pub(crate) dropped: u32,
 }
 
+#[cfg_attr(not(feature = "otlp"), allow(dead_code))]
 impl RequestProfile {
     /// From now on keep each query of this request as a node (bounded like spans).
     pub(crate) fn keep_trace_queries(&self) {
