@@ -5,7 +5,8 @@
 //! the configuration); 2 usage (bad flags, no token,
 //! no endpoint); 3 authentication refused (401/403); 4 network (connect, TLS,
 //! timeout); 5 server error (5xx, an answer that is not what was asked for);
-//! 6 request refused (400, 404 = API disabled, 405, 413, 429).
+//! 6 request refused (400, 404 = API disabled, 405, 413, 429); 7 partial:
+//! a purge fanned out to several providers failed on some of them only.
 
 use std::process::ExitCode;
 
@@ -15,6 +16,7 @@ pub const EXIT_AUTH: u8 = 3;
 pub const EXIT_NETWORK: u8 = 4;
 pub const EXIT_SERVER: u8 = 5;
 pub const EXIT_REFUSED: u8 = 6;
+pub const EXIT_PARTIAL: u8 = 7;
 
 /// A failure with its exit code and message.
 pub struct Failure {

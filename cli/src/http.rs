@@ -14,6 +14,8 @@ pub const ENV_TOKEN: &str = "CACHEFRONT_PURGE_TOKEN";
 pub const ENV_ENDPOINT: &str = "CACHEFRONT_ENDPOINT";
 /// Cloudflare API base URL override (a proxy, or a stand-in in tests).
 pub const ENV_CF_API_BASE: &str = "CACHEFRONT_CF_API_BASE";
+/// CloudFront API base URL override (a proxy, or a stand-in in tests).
+pub const ENV_CLOUDFRONT_API_BASE: &str = "CACHEFRONT_CLOUDFRONT_API_BASE";
 
 /// The variable's value, unless it is unset or blank.
 pub fn env_var(name: &str) -> Option<String> {

@@ -1,10 +1,16 @@
 //! `cachefront purge`: calls the edge's purge API (`POST /__cachefront/purge`)
-//! with the token from `CACHEFRONT_PURGE_TOKEN` and prints the receipt; or,
-//! with `--cloudflare`, purges the Cloudflare zone cache directly through the
-//! worker crate's planner and retry policy (`CF_ZONE_ID`, `CF_API_TOKEN`).
+//! with the token from `CACHEFRONT_PURGE_TOKEN` and prints the receipt; with
+//! `--cloudflare`, purges the Cloudflare zone cache directly through the
+//! worker crate's planner and retry policy (`CF_ZONE_ID`, `CF_API_TOKEN`);
+//! with `--cloudfront`, creates CloudFront invalidations (SigV4-signed by the
+//! `cachefront-cloudfront` crate the origin plugin also uses; `AWS_*` keys).
+//! Several providers at once (`--provider edge,cloudfront`) is a fan-out:
+//! every provider is checked before any call, then purged on its own (its
+//! own retries; one failing does not stop the others), with one receipt each.
 //!
-//! Exit codes: `crate::exit` (documented in docs/purge.md); a Cloudflare call
-//! that failed is a server error.
+//! Exit codes: `crate::exit` (documented in docs/purge.md); a Cloudflare or
+//! CloudFront call that failed is a server error; a fan-out where some
+//! providers failed and others did not exits `EXIT_PARTIAL`.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,15 +20,20 @@ use cachefront::platform::Clock;
 use cachefront::purge::api::{parse_purge_body, PURGE_PATH};
 use cachefront::purge::cloudflare::CloudflareZone;
 use cachefront::purge::cloudflare::{
-    self, ApiReply, CloudflareApi, ForwardReport, RetryPolicy, API_BASE,
+    self, ApiReply, CloudflareApi, ForwardReport, NextStep, RetryPolicy, API_BASE,
 };
+use cachefront_cloudfront::AwsCredentials;
 use clap::Args;
 use futures_executor::block_on;
 
 use crate::exit::{
-    fail, report, Failure, EXIT_AUTH, EXIT_NETWORK, EXIT_REFUSED, EXIT_SERVER, EXIT_USAGE,
+    fail, report, Failure, EXIT_AUTH, EXIT_NETWORK, EXIT_PARTIAL, EXIT_REFUSED, EXIT_SERVER,
+    EXIT_USAGE,
 };
-use crate::http::{agent, env_var, first_line, post, worker_target, ENV_CF_API_BASE, ENV_TOKEN};
+use crate::http::{
+    agent, env_var, first_line, post, worker_target, ENV_CF_API_BASE, ENV_CLOUDFRONT_API_BASE,
+    ENV_TOKEN,
+};
 
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
@@ -60,15 +71,157 @@ pub struct PurgeArgs {
     /// With --cloudflare: the host that qualifies --prefix (the API wants host/path).
     #[arg(long, value_name = "HOST")]
     site_host: Option<String>,
+    /// Create CloudFront invalidations (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_SESSION_TOKEN; --distribution-id) instead of calling the edge.
+    #[arg(long)]
+    cloudfront: bool,
+    /// With --cloudfront: the distribution [env: CLOUDFRONT_DISTRIBUTION_ID].
+    #[arg(long, value_name = "ID")]
+    distribution_id: Option<String>,
+    /// Purge these providers in one call (edge, cloudflare, cloudfront; comma-separated
+    /// or repeated), each with its own receipt. --cloudflare and --cloudfront add theirs.
+    #[arg(long = "provider", value_name = "NAME", value_delimiter = ',')]
+    providers: Vec<Provider>,
+}
+
+/// Where a purge goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    /// The edge's purge API (`CACHEFRONT_ENDPOINT`, `CACHEFRONT_PURGE_TOKEN`).
+    Edge,
+    /// Cloudflare's zone cache (`CF_ZONE_ID`, `CF_API_TOKEN`).
+    Cloudflare,
+    /// CloudFront invalidations (`AWS_*`, the distribution id).
+    Cloudfront,
+}
+
+impl Provider {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Edge => "edge",
+            Self::Cloudflare => "cloudflare",
+            Self::Cloudfront => "cloudfront",
+        }
+    }
+}
+
+/// The providers the flags ask for, in the order given, without repeats; the edge
+/// when none is named.
+fn chosen_providers(args: &PurgeArgs) -> Vec<Provider> {
+    let mut out: Vec<Provider> = Vec::new();
+    let flagged = [
+        (args.cloudflare, Provider::Cloudflare),
+        (args.cloudfront, Provider::Cloudfront),
+    ];
+    let named = args.providers.iter().copied();
+    for p in named.chain(flagged.iter().filter(|(on, _)| *on).map(|(_, p)| *p)) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    if out.is_empty() {
+        out.push(Provider::Edge);
+    }
+    out
 }
 
 pub fn run(args: PurgeArgs) -> ExitCode {
-    let outcome = if args.cloudflare {
-        purge_zone(&args)
-    } else {
-        purge_edge(&args)
+    let providers = chosen_providers(&args);
+    let outcome = match providers.as_slice() {
+        [Provider::Edge] => purge_edge(&args),
+        [Provider::Cloudflare] => purge_zone(&args),
+        [Provider::Cloudfront] => purge_cloudfront(&args),
+        several => fan_out(&args, several),
     };
     report(outcome)
+}
+
+/// A provider checked and ready to send.
+enum Prepared {
+    Edge(EdgePlan),
+    Cloudflare(ZonePlan),
+    Cloudfront(CloudFrontPlan),
+}
+
+fn prepare(args: &PurgeArgs, provider: Provider) -> Result<Prepared, Failure> {
+    Ok(match provider {
+        Provider::Edge => Prepared::Edge(prepare_edge(args)?),
+        Provider::Cloudflare => Prepared::Cloudflare(prepare_zone(args)?),
+        Provider::Cloudfront => Prepared::Cloudfront(prepare_cloudfront(args)?),
+    })
+}
+
+/// Purges every provider: all are checked first (a usage error stops everything before
+/// any call), then each is sent on its own, a failure not stopping the next. Prints a
+/// JSON document with one receipt per provider on stdout and a line each on stderr.
+fn fan_out(args: &PurgeArgs, providers: &[Provider]) -> Result<(), Failure> {
+    let prepared = providers
+        .iter()
+        .map(|p| {
+            prepare(args, *p).map_err(|f| fail(f.code, format!("{}: {}", p.name(), f.message)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut receipts = Vec::new();
+    let mut failures: Vec<(Provider, Failure)> = Vec::new();
+    for (provider, plan) in providers.iter().zip(prepared) {
+        let (receipt, outcome) = match plan {
+            Prepared::Edge(plan) => match send_edge(args, &plan) {
+                Ok(receipt) => (receipt, Ok(())),
+                Err(f) => (serde_json::Value::Null, Err(f)),
+            },
+            Prepared::Cloudflare(plan) => {
+                let (report, outcome) = send_zone(args, &plan);
+                (report, outcome)
+            }
+            Prepared::Cloudfront(plan) => send_cloudfront(args, &plan),
+        };
+        let mut entry = serde_json::json!({ "provider": provider.name(), "ok": outcome.is_ok() });
+        if !receipt.is_null() {
+            entry["receipt"] = receipt;
+        }
+        match outcome {
+            Ok(()) => eprintln!("{}: done", provider.name()),
+            Err(f) => {
+                eprintln!(
+                    "{}: failed (exit {}): {}",
+                    provider.name(),
+                    f.code,
+                    f.message
+                );
+                entry["exit_code"] = serde_json::json!(f.code);
+                entry["error"] = serde_json::json!(f.message);
+                failures.push((*provider, f));
+            }
+        }
+        receipts.push(entry);
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "providers": receipts }))
+            .unwrap_or_default()
+    );
+    match failures.as_slice() {
+        [] => Ok(()),
+        all if all.len() == providers.len() => {
+            let (_, first) = &all[0];
+            Err(fail(
+                first.code,
+                format!("every provider failed; first: {}", first.message),
+            ))
+        }
+        some => Err(fail(
+            EXIT_PARTIAL,
+            format!(
+                "partial purge: {} of {} providers failed ({})",
+                some.len(),
+                providers.len(),
+                some.iter()
+                    .map(|(p, _)| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
 }
 
 fn request_body(args: &PurgeArgs) -> Result<serde_json::Value, Failure> {
@@ -106,12 +259,36 @@ fn request_body(args: &PurgeArgs) -> Result<serde_json::Value, Failure> {
     Ok(serde_json::Value::Object(body))
 }
 
-fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
+/// The edge's purge API call, checked.
+struct EdgePlan {
+    url: String,
+    token: String,
+    body: serde_json::Value,
+}
+
+fn prepare_edge(args: &PurgeArgs) -> Result<EdgePlan, Failure> {
     let body = request_body(args)?;
     let (url, token) = worker_target(args.endpoint.as_deref(), PURGE_PATH)?;
+    Ok(EdgePlan { url, token, body })
+}
+
+fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
+    let plan = prepare_edge(args)?;
+    let receipt = send_edge(args, &plan)?;
+    eprintln!("{}", summary(&receipt));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&receipt).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// One call (the edge's API is idempotent; the edge retries its own forwarding).
+fn send_edge(args: &PurgeArgs, plan: &EdgePlan) -> Result<serde_json::Value, Failure> {
+    let EdgePlan { url, token, body } = plan;
     let reply = post(
         &agent(args.timeout),
-        &url,
+        url,
         &[
             ("Authorization", format!("Bearer {token}")),
             ("Content-Type", "application/json".to_owned()),
@@ -123,20 +300,14 @@ fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
 
     let json: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
     if reply.status == 200 {
-        let receipt = json
+        return json
             .filter(|j| j.get("ok") == Some(&serde_json::Value::Bool(true)))
             .ok_or_else(|| {
                 fail(
                     EXIT_SERVER,
                     format!("{url} answered 200 without a purge receipt (is --endpoint a Cachefront worker?)"),
                 )
-            })?;
-        eprintln!("{}", summary(&receipt));
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&receipt).unwrap_or_default()
-        );
-        return Ok(());
+            });
     }
     let message = json
         .as_ref()
@@ -232,7 +403,15 @@ impl Clock for SystemClock {
     }
 }
 
-fn purge_zone(args: &PurgeArgs) -> Result<(), Failure> {
+/// Cloudflare zone purge calls, planned.
+struct ZonePlan {
+    zone: CloudflareZone,
+    calls: Vec<cloudflare::ApiCall>,
+    base: String,
+    dry_run: bool,
+}
+
+fn prepare_zone(args: &PurgeArgs) -> Result<ZonePlan, Failure> {
     let body = request_body(args)?;
     for prefix in &args.prefixes {
         if !prefix.starts_with('/') {
@@ -278,32 +457,48 @@ fn purge_zone(args: &PurgeArgs) -> Result<(), Failure> {
         batch_size: cloudflare::DEFAULT_BATCH,
     };
     let calls = cloudflare::plan(&request, &site_host, &zone);
-    if request.dry_run {
-        let planned: Vec<serde_json::Value> = calls
-            .iter()
-            .map(|c| serde_json::json!({"method": "POST", "path": c.path(), "body": c.body}))
-            .collect();
-        eprintln!("would send {} Cloudflare purge call(s)", planned.len());
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&planned).unwrap_or_default()
-        );
-        return Ok(());
-    }
     let base = env_var(ENV_CF_API_BASE).unwrap_or_else(|| API_BASE.to_owned());
-    let report = block_on(cloudflare::forward(
-        &UreqApi(agent(args.timeout)),
-        &SystemClock,
-        &zone,
-        &base,
-        &calls,
-        RetryPolicy::default(),
-    ));
+    Ok(ZonePlan {
+        zone,
+        calls,
+        base,
+        dry_run: request.dry_run,
+    })
+}
+
+fn purge_zone(args: &PurgeArgs) -> Result<(), Failure> {
+    let plan = prepare_zone(args)?;
+    let (report, outcome) = send_zone(args, &plan);
     println!(
         "{}",
         serde_json::to_string_pretty(&report).unwrap_or_default()
     );
-    zone_outcome(&report, calls.len())
+    outcome
+}
+
+/// The calls (or, dry run, what they would be) and the outcome.
+fn send_zone(args: &PurgeArgs, plan: &ZonePlan) -> (serde_json::Value, Result<(), Failure>) {
+    if plan.dry_run {
+        let planned: Vec<serde_json::Value> = plan
+            .calls
+            .iter()
+            .map(|c| serde_json::json!({"method": "POST", "path": c.path(), "body": c.body}))
+            .collect();
+        eprintln!("would send {} Cloudflare purge call(s)", planned.len());
+        return (serde_json::Value::Array(planned), Ok(()));
+    }
+    let report = block_on(cloudflare::forward(
+        &UreqApi(agent(args.timeout)),
+        &SystemClock,
+        &plan.zone,
+        &plan.base,
+        &plan.calls,
+        RetryPolicy::default(),
+    ));
+    (
+        serde_json::to_value(&report).unwrap_or_default(),
+        zone_outcome(&report, plan.calls.len()),
+    )
 }
 
 fn zone_outcome(report: &ForwardReport, planned: usize) -> Result<(), Failure> {
@@ -331,4 +526,227 @@ fn zone_outcome(report: &ForwardReport, planned: usize) -> Result<(), Failure> {
             first.message
         ),
     ))
+}
+
+/// Paths per invalidation (CloudFront allows 3000 paths in progress per distribution).
+const CLOUDFRONT_BATCH: usize = 1000;
+
+/// CloudFront invalidations, checked: the distribution, the credentials (none on a dry
+/// run) and the paths in batches.
+struct CloudFrontPlan {
+    distribution_id: String,
+    credentials: Option<AwsCredentials>,
+    api_base: String,
+    batches: Vec<Vec<String>>,
+    dry_run: bool,
+}
+
+fn prepare_cloudfront(args: &PurgeArgs) -> Result<CloudFrontPlan, Failure> {
+    request_body(args)?;
+    if !args.tags.is_empty() || !args.hosts.is_empty() {
+        return Err(fail(
+            EXIT_USAGE,
+            "CloudFront has no cache tags or host purge: use --url, --prefix or --everything \
+             for it (and purge tags on the edge in a separate call)",
+        ));
+    }
+    if let Some(bad) = args.prefixes.iter().find(|p| !p.starts_with('/')) {
+        return Err(fail(
+            EXIT_USAGE,
+            format!("--prefix {bad:?} must be a path starting with '/'"),
+        ));
+    }
+    let distribution_id = args
+        .distribution_id
+        .clone()
+        .or_else(|| env_var("CLOUDFRONT_DISTRIBUTION_ID"))
+        .map(|d| d.trim().to_owned())
+        .ok_or_else(|| {
+            fail(
+                EXIT_USAGE,
+                "no CloudFront distribution: pass --distribution-id or set CLOUDFRONT_DISTRIBUTION_ID",
+            )
+        })?;
+    if distribution_id.is_empty() || !distribution_id.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err(fail(
+            EXIT_USAGE,
+            format!("--distribution-id {distribution_id:?} must be letters and digits (e.g. EDFDVBD6EXAMPLE)"),
+        ));
+    }
+    let credentials = if args.dry_run {
+        None
+    } else {
+        Some(AwsCredentials::from_env().ok_or_else(|| {
+            fail(
+                EXIT_USAGE,
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set (keys allowed \
+                 cloudfront:CreateInvalidation; AWS_SESSION_TOKEN too for temporary ones)",
+            )
+        })?)
+    };
+    // The AWS keys sign every call: only https, or http on loopback (a stand-in).
+    let api_base = match env_var(ENV_CLOUDFRONT_API_BASE) {
+        Some(raw) => cloudflare::parse_api_base(&raw).map_err(|e| {
+            fail(
+                EXIT_USAGE,
+                format!("{ENV_CLOUDFRONT_API_BASE}={raw:?}: {e}"),
+            )
+        })?,
+        None => cachefront_cloudfront::API_BASE.to_owned(),
+    };
+    let paths =
+        cachefront_cloudfront::invalidation_paths(&args.urls, &args.prefixes, args.everything);
+    Ok(CloudFrontPlan {
+        distribution_id,
+        credentials,
+        api_base,
+        batches: paths
+            .chunks(CLOUDFRONT_BATCH)
+            .map(<[String]>::to_vec)
+            .collect(),
+        dry_run: args.dry_run,
+    })
+}
+
+fn purge_cloudfront(args: &PurgeArgs) -> Result<(), Failure> {
+    let plan = prepare_cloudfront(args)?;
+    let (receipt, outcome) = send_cloudfront(args, &plan);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&receipt).unwrap_or_default()
+    );
+    if outcome.is_ok() && !plan.dry_run {
+        eprintln!(
+            "CloudFront: {} invalidation(s) created on {}",
+            plan.batches.len(),
+            plan.distribution_id
+        );
+    }
+    outcome
+}
+
+/// One invalidation per batch, each retried on its own per the Cloudflare forwarder's
+/// policy (throttling codes and `429` after `Retry-After`, network errors and `5xx`
+/// with backoff); stops at the first batch that fails for good.
+fn send_cloudfront(
+    args: &PurgeArgs,
+    plan: &CloudFrontPlan,
+) -> (serde_json::Value, Result<(), Failure>) {
+    if args.soft {
+        eprintln!("CloudFront has no soft purge: sending invalidations");
+    }
+    let path = format!(
+        "/{}/distribution/{}/invalidation",
+        cachefront_cloudfront::API_VERSION,
+        plan.distribution_id
+    );
+    let (Some(credentials), false) = (&plan.credentials, plan.dry_run) else {
+        let planned: Vec<serde_json::Value> = plan
+            .batches
+            .iter()
+            .map(|paths| serde_json::json!({"method": "POST", "path": path, "paths": paths}))
+            .collect();
+        eprintln!("would create {} CloudFront invalidation(s)", planned.len());
+        return (serde_json::Value::Array(planned), Ok(()));
+    };
+    let agent = agent(args.timeout);
+    let policy = RetryPolicy::default();
+    let clock = SystemClock;
+    let mut created = Vec::new();
+    let mut retries = 0u32;
+    for (index, paths) in plan.batches.iter().enumerate() {
+        let mut attempt = 0;
+        let failure = loop {
+            attempt += 1;
+            let now = std::time::SystemTime::now();
+            // Unique per call: a reused reference with the same paths would return the
+            // earlier invalidation instead of starting a new one.
+            let reference = format!("cachefront-cli-{}-{index}-{attempt}", clock.now_ms());
+            let request = match cachefront_cloudfront::create_invalidation(
+                &plan.api_base,
+                &plan.distribution_id,
+                credentials,
+                paths,
+                &reference,
+                now,
+            ) {
+                Ok(r) => r,
+                Err(e) => break Some(fail(EXIT_USAGE, e)),
+            };
+            let headers: Vec<(&str, String)> = request
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            let reply = post(&agent, &request.url, &headers, &request.body);
+            let (status, retry_after, body) = match &reply {
+                Ok(r) => (Some(r.status), r.retry_after.as_deref(), r.body.as_str()),
+                Err(_) => (None, None, ""),
+            };
+            // The policy's notion of retryable, with CloudFront's throttling codes
+            // (sent as 400) counted as 429.
+            let policy_status = match status {
+                Some(s)
+                    if !(200..300).contains(&s)
+                        && cachefront_cloudfront::is_retryable(s, body)
+                        && s < 500 =>
+                {
+                    Some(429)
+                }
+                other => other,
+            };
+            match policy.next_step(attempt, policy_status, retry_after, clock.now_ms()) {
+                NextStep::Done => {
+                    created.push(serde_json::json!({
+                        "id": cachefront_cloudfront::invalidation_id(body),
+                        "paths": paths,
+                    }));
+                    break None;
+                }
+                NextStep::RetryAfterMs(ms) => {
+                    retries += 1;
+                    std::thread::sleep(Duration::from_millis(ms));
+                }
+                NextStep::GiveUp => {
+                    break Some(match (&reply, status) {
+                        (Err(e), _) => {
+                            fail(EXIT_NETWORK, format!("cannot reach {}: {e}", request.url))
+                        }
+                        (Ok(r), Some(s)) => {
+                            let code = match s {
+                                401 | 403 => EXIT_AUTH,
+                                _ if cachefront_cloudfront::is_retryable(s, body) => EXIT_SERVER,
+                                400..=499 => EXIT_REFUSED,
+                                _ => EXIT_SERVER,
+                            };
+                            let what = cachefront_cloudfront::error_code(&r.body)
+                                .map_or_else(|| first_line(&r.body), str::to_owned);
+                            fail(
+                                code,
+                                format!("CloudFront refused the invalidation: HTTP {s}: {what}"),
+                            )
+                        }
+                        (Ok(_), None) => fail(EXIT_SERVER, "no answer"),
+                    });
+                }
+            }
+        };
+        if let Some(f) = failure {
+            let receipt = serde_json::json!({
+                "distribution_id": plan.distribution_id,
+                "invalidations": created,
+                "retries": retries,
+                "failed": {"paths": paths, "message": f.message},
+            });
+            return (receipt, Err(f));
+        }
+    }
+    (
+        serde_json::json!({
+            "distribution_id": plan.distribution_id,
+            "invalidations": created,
+            "retries": retries,
+        }),
+        Ok(()),
+    )
 }
