@@ -6,7 +6,8 @@
 //!   through the same minifiers (used by the library-correctness tests and
 //!   benches).
 //! - `cachefront purge --tag T | --url U | --prefix P | --host H | --everything`
-//!   — purge the edge cache through its purge API (docs/purge.md).
+//!   — purge the edge cache through its purge API, or Cloudflare (`--cloudflare`),
+//!   CloudFront (`--cloudfront`), several at once (`--provider a,b`) (docs/purge.md).
 //! - `cachefront edge-exporter` — Workers Analytics Engine → Prometheus
 //!   `/metrics` (docs/ops/README.md).
 //! - `cachefront state export|import` — save and restore the worker's tag
