@@ -36,7 +36,7 @@ cargo test -p cachefront-sim
 
 section "asset build CLI"
 # One invocation: the image codecs' own tests build with the same features.
-cargo test -p cachefront-cli -p cachefront-image-codecs
+cargo test -p cachefront-cli -p cachefront-image-codecs -p cachefront-cloudfront
 
 section "minified libraries behave like the originals (node)"
 node --test tests/minify/
