@@ -9,9 +9,12 @@
 // Each run also measures CPU per request: the user+sys CPU time of the
 // variant's workerd process (/proc/<pid>/stat) over the run, divided by the
 // requests wrk completed. On a shared machine req/s follows whatever else
-// runs; CPU per request hardly does, so its ratio to the bare JS worker is
-// the figure to trust under load. It counts all of workerd (HTTP parsing,
-// wrangler dev's proxy worker, console forwarding), not only our wasm.
+// runs; CPU per request moves much less (it still grows under contention,
+// for every variant alike), so its ratio to the bare JS worker in the same
+// round is the figure to read under load. It counts all of workerd (HTTP
+// parsing, wrangler dev's proxy and asset-router workers, console
+// forwarding to the inspector), not only our wasm: the variants without
+// [assets] show the worker's own code against the bare JS worker.
 //
 // CACHE_HIT_OTHER_BUILD=<dir> adds the memory and Cache API tiers of another
 // build of the worker (a build/ directory copied elsewhere, e.g. of the
@@ -74,8 +77,8 @@ const origin = await startOrigin((_req, res) => {
   res.end('x'.repeat(BODY_BYTES));
 });
 // Request logs off: wrangler dev forwards console output through its
-// inspector, which costs far more than Workers Logs do in production. The
-// last line measures the default (logging on) for completeness.
+// inspector, which costs far more than Workers Logs do in production. One
+// variant per round has the default (REQUEST_LOG=json), against logging off.
 const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]), REQUEST_LOG: 'off' };
 const memoryTier = await startWorker({ vars });
 const edgeTierOnly = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' } });
@@ -89,6 +92,7 @@ writeFileSync(
   readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8').replace(/^\[assets\]\n(?:(?:#.*|[a-z_]+ = .*)\n)*/m, ''),
 );
 const bareMemory = await startWorker({ vars, config: bareConfig });
+const bareEdge = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: bareConfig });
 const otherBuild = process.env.CACHE_HIT_OTHER_BUILD;
 let other;
 const otherConfig = '.wrangler-bench-other-build.toml';
@@ -109,7 +113,7 @@ const baseline = await startBaseline();
 // compares the two workers' code rather than their deployment shape.
 const shaped = await startBaseline('benches/cache-hit/wrangler.baseline-assets.toml');
 try {
-  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, baseline, shaped, ...(other ? [other.memory, other.edge] : [])]) {
+  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, ...(other ? [other.memory, other.edge] : [])]) {
     for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
   }
   const hitStatus = (await fetch(`${edgeTierOnly.url}/bench/hit`)).headers.get('cache-status');
@@ -122,6 +126,7 @@ try {
     memory: { name: 'memory tier', w: memoryTier },
     logged: { name: 'memory tier, REQUEST_LOG=json', w: logging },
     bare: { name: 'memory tier without [assets]', w: bareMemory },
+    bareEdge: { name: 'Cache API tier without [assets]', w: bareEdge },
   };
   if (other) {
     variants.otherMemory = { name: 'other build: memory tier', w: other.memory };
@@ -152,6 +157,7 @@ try {
   row('memory tier / JS worker with assets', 'memory', 'shaped');
   row('Cache API tier / JS worker with assets', 'edge', 'shaped');
   row('memory tier without [assets] / bare JS worker', 'bare', 'baseline');
+  row('Cache API tier without [assets] / bare JS worker', 'bareEdge', 'baseline');
   row('REQUEST_LOG=json / off (memory tier)', 'logged', 'memory');
   if (other) {
     row('other build: memory tier / bare JS worker', 'otherMemory', 'baseline');
@@ -166,6 +172,7 @@ try {
   await edgeTierOnly.stop();
   await logging.stop();
   await bareMemory.stop();
+  await bareEdge.stop();
   rmSync(path.join(repoRoot, bareConfig), { force: true });
   if (other) {
     await other.memory.stop();
