@@ -5,25 +5,47 @@
 // several rounds (baseline, Cache API tier, memory tier, repeat) and each
 // ratio is the median of the per-round ratios, so load that comes and goes
 // on the machine hits both sides alike.
+//
+// Each run also measures CPU per request: the user+sys CPU time of the
+// variant's workerd process (/proc/<pid>/stat) over the run, divided by the
+// requests wrk completed. On a shared machine req/s follows whatever else
+// runs; CPU per request moves much less (it still grows under contention,
+// for every variant alike), so its ratio to the bare JS worker in the same
+// round is the figure to read under load. It counts all of workerd (HTTP
+// parsing, wrangler dev's proxy and asset-router workers, console
+// forwarding to the inspector), not only our wasm: the variants without
+// [assets] show the worker's own code against the bare JS worker.
+//
+// CACHE_HIT_OTHER_BUILD=<dir> adds the memory and Cache API tiers of another
+// build of the worker (a build/ directory copied elsewhere, e.g. of the
+// commit before a change) to the same interleaved rounds, for a before/after
+// comparison under the same load.
 // Usage: node benches/cache-hit/run.mjs [seconds per run] [rounds]
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, originsVar, repoRoot, startOrigin, startWorker } from '../../tests/e2e/harness.mjs';
+import { workerdCpuSeconds } from '../workerd-cpu.mjs';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const BODY_BYTES = 2048;
 
-function wrk(url) {
-  const out = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', url], { encoding: 'utf8' });
+/** wrk against `w.url`; with the workerd CPU it used per request (µs). */
+function wrk(w) {
+  const before = workerdCpuSeconds(w.pid);
+  const out = spawnSync('wrk', ['-t2', '-c32', `-d${seconds}s`, '--latency', `${w.url}/bench/hit`], { encoding: 'utf8' });
+  const after = workerdCpuSeconds(w.pid);
   if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr || out.error}`);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out.stdout)?.[1]);
+  const requests = Number(/(\d+) requests in/.exec(out.stdout)?.[1]);
   const p99 = /99%\s+(\S+)/.exec(out.stdout)?.[1];
   const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out.stdout)?.[1] ?? 0);
-  return { rps, p99, non2xx };
+  if (!(after > before)) throw new Error(`no workerd CPU seen for ${w.url} (process group ${w.pid})`);
+  const cpuUs = ((after - before) * 1e6) / requests;
+  return { rps, p99, non2xx, cpuUs };
 }
 
 async function startBaseline(config = 'benches/cache-hit/wrangler.baseline.toml') {
@@ -42,6 +64,7 @@ async function startBaseline(config = 'benches/cache-hit/wrangler.baseline.toml'
   for (let i = 0; i < 300 && !output.includes('Ready on'); i++) await new Promise((r) => setTimeout(r, 200));
   return {
     url,
+    pid: child.pid,
     stop: () => {
       try { process.kill(-child.pid, 'SIGTERM'); } catch { /* gone */ }
       rmSync(persist, { recursive: true, force: true });
@@ -54,53 +77,112 @@ const origin = await startOrigin((_req, res) => {
   res.end('x'.repeat(BODY_BYTES));
 });
 // Request logs off: wrangler dev forwards console output through its
-// inspector, which costs far more than Workers Logs do in production. The
-// last line measures the default (logging on) for completeness.
+// inspector, which costs far more than Workers Logs do in production. One
+// variant per round has the default (REQUEST_LOG=json), against logging off.
 const vars = { ORIGINS: originsVar([{ name: 'primary', origin }]), REQUEST_LOG: 'off' };
 const memoryTier = await startWorker({ vars });
 const edgeTierOnly = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' } });
 const logging = await startWorker({ vars: { ...vars, REQUEST_LOG: 'json' } });
+// The same worker without [assets]: workerd then runs no asset router in
+// front of it, like the bare JS worker, so the two compare the workers' code
+// alone.
+const bareConfig = '.wrangler-bench-no-assets.toml';
+writeFileSync(
+  path.join(repoRoot, bareConfig),
+  readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8').replace(/^\[assets\]\n(?:(?:#.*|[a-z_]+ = .*)\n)*/m, ''),
+);
+const bareMemory = await startWorker({ vars, config: bareConfig });
+const bareEdge = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: bareConfig });
+const otherBuild = process.env.CACHE_HIT_OTHER_BUILD;
+let other;
+const otherConfig = '.wrangler-bench-other-build.toml';
+if (otherBuild) {
+  // wrangler.toml with `main` in the other build (and no build command).
+  const toml = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8')
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(path.resolve(otherBuild), 'index.js'))}`)
+    .replace(/^\[build\]\ncommand = .*$/m, '');
+  writeFileSync(path.join(repoRoot, otherConfig), toml);
+  other = {
+    memory: await startWorker({ vars, config: otherConfig }),
+    edge: await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: otherConfig }),
+  };
+}
 const baseline = await startBaseline();
 // The same JavaScript deployed like Cachefront (assets with run_worker_first):
 // workerd then routes both through the same asset router, so the ratio
 // compares the two workers' code rather than their deployment shape.
 const shaped = await startBaseline('benches/cache-hit/wrangler.baseline-assets.toml');
 try {
-  for (const w of [memoryTier, edgeTierOnly, logging, baseline, shaped]) {
+  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, ...(other ? [other.memory, other.edge] : [])]) {
     for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
+    // Two seconds of load, not measured: V8 compiles the hot wasm (and JS)
+    // functions again with its optimising tier in the background, and that
+    // CPU would otherwise land in the first round's CPU per request.
+    spawnSync('wrk', ['-t2', '-c32', '-d2s', `${w.url}/bench/hit`], { encoding: 'utf8' });
   }
   const hitStatus = (await fetch(`${edgeTierOnly.url}/bench/hit`)).headers.get('cache-status');
   console.log(`body ${BODY_BYTES} B, wrk -t2 -c32 -d${seconds}s on loopback, ${rounds} interleaved rounds; edge-tier hit answers: ${hitStatus}`);
-  const edgeRatios = [];
-  const memoryRatios = [];
-  const shapedEdgeRatios = [];
-  const shapedMemoryRatios = [];
-  for (let round = 1; round <= rounds; round += 1) {
-    const base = wrk(`${baseline.url}/bench/hit`);
-    const edge = wrk(`${edgeTierOnly.url}/bench/hit`);
-    const memory = wrk(`${memoryTier.url}/bench/hit`);
-    const assetsShaped = wrk(`${shaped.url}/bench/hit`);
-    edgeRatios.push(edge.rps / base.rps);
-    memoryRatios.push(memory.rps / base.rps);
-    shapedEdgeRatios.push(edge.rps / assetsShaped.rps);
-    shapedMemoryRatios.push(memory.rps / assetsShaped.rps);
-    console.log(
-      `round ${round}: baseline JS worker (caches.default.match) ${base.rps.toFixed(0)} req/s (p99 ${base.p99}, non-2xx ${base.non2xx}); ` +
-        `same JS with [assets] run_worker_first ${assetsShaped.rps.toFixed(0)} (p99 ${assetsShaped.p99}); ` +
-        `Cache API tier ${edge.rps.toFixed(0)} (p99 ${edge.p99}, non-2xx ${edge.non2xx}); ` +
-        `memory tier ${memory.rps.toFixed(0)} (p99 ${memory.p99}, non-2xx ${memory.non2xx})`,
-    );
+  // Per variant and round: req/s and CPU per request.
+  const variants = {
+    baseline: { name: 'bare JS worker (caches.default.match)', w: baseline },
+    shaped: { name: 'same JS deployed with [assets] like Cachefront', w: shaped },
+    edge: { name: 'Cache API tier', w: edgeTierOnly },
+    memory: { name: 'memory tier', w: memoryTier },
+    logged: { name: 'memory tier, REQUEST_LOG=json', w: logging },
+    bare: { name: 'memory tier without [assets]', w: bareMemory },
+    bareEdge: { name: 'Cache API tier without [assets]', w: bareEdge },
+  };
+  if (other) {
+    variants.otherMemory = { name: 'other build: memory tier', w: other.memory };
+    variants.otherEdge = { name: 'other build: Cache API tier', w: other.edge };
   }
-  const logged = wrk(`${logging.url}/bench/hit`);
-  console.log(`cachefront, memory tier, JSON request logs: ${logged.rps.toFixed(0)} req/s, p99 ${logged.p99}, non-2xx ${logged.non2xx}`);
-  console.log(`ratio (Cache API tier / baseline), median of ${rounds}: ${median(edgeRatios).toFixed(2)}`);
-  console.log(`ratio (memory tier / baseline), median of ${rounds}:    ${median(memoryRatios).toFixed(2)}`);
-  console.log(`ratio (Cache API tier / baseline with assets), median of ${rounds}: ${median(shapedEdgeRatios).toFixed(2)}`);
-  console.log(`ratio (memory tier / baseline with assets), median of ${rounds}:    ${median(shapedMemoryRatios).toFixed(2)}`);
+  const runs = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+  for (let round = 1; round <= rounds; round += 1) {
+    const line = [];
+    for (const [k, v] of Object.entries(variants)) {
+      const r = wrk(v.w);
+      runs[k].push(r);
+      line.push(`${v.name} ${r.rps.toFixed(0)} req/s (p99 ${r.p99}, non-2xx ${r.non2xx}) ${r.cpuUs.toFixed(0)} µs CPU/req`);
+    }
+    console.log(`round ${round}: ${line.join('; ')}`);
+  }
+  // Throughput ratio: variant req/s over baseline req/s (higher is better).
+  // CPU ratio: baseline CPU/req over variant CPU/req, so it reads the same
+  // way (1.0 = as cheap as the baseline; higher is better).
+  const ratio = (k, against, metric) =>
+    median(runs[k].map((r, i) => (metric === 'rps' ? r.rps / runs[against][i].rps : runs[against][i].cpuUs / r.cpuUs)));
+  const cpu = (k) => median(runs[k].map((r) => r.cpuUs));
+  console.log(`\nmedians of ${rounds} interleaved rounds          req/s ratio   CPU ratio   CPU/req`);
+  const row = (label, k, against) =>
+    console.log(`${label.padEnd(44)} ${ratio(k, against, 'rps').toFixed(2).padStart(6)}   ${ratio(k, against, 'cpu').toFixed(2).padStart(9)}   ${cpu(k).toFixed(0).padStart(5)} µs`);
+  console.log(`${'bare JS worker'.padEnd(44)} ${'1.00'.padStart(6)}   ${'1.00'.padStart(9)}   ${cpu('baseline').toFixed(0).padStart(5)} µs`);
+  row('memory tier / bare JS worker', 'memory', 'baseline');
+  row('Cache API tier / bare JS worker', 'edge', 'baseline');
+  row('memory tier / JS worker with assets', 'memory', 'shaped');
+  row('Cache API tier / JS worker with assets', 'edge', 'shaped');
+  row('memory tier without [assets] / bare JS worker', 'bare', 'baseline');
+  row('Cache API tier without [assets] / bare JS worker', 'bareEdge', 'baseline');
+  row('REQUEST_LOG=json / off (memory tier)', 'logged', 'memory');
+  if (other) {
+    row('other build: memory tier / bare JS worker', 'otherMemory', 'baseline');
+    row('other build: Cache API tier / bare JS worker', 'otherEdge', 'baseline');
+    row('memory tier / other build\'s', 'memory', 'otherMemory');
+    row('Cache API tier / other build\'s', 'edge', 'otherEdge');
+  }
+  console.log(`extra CPU per request over the bare JS worker: memory tier ${(cpu('memory') - cpu('baseline')).toFixed(0)} µs, ` +
+    `Cache API tier ${(cpu('edge') - cpu('baseline')).toFixed(0)} µs; JSON log line ${(cpu('logged') - cpu('memory')).toFixed(0)} µs`);
 } finally {
   await memoryTier.stop();
   await edgeTierOnly.stop();
   await logging.stop();
+  await bareMemory.stop();
+  await bareEdge.stop();
+  rmSync(path.join(repoRoot, bareConfig), { force: true });
+  if (other) {
+    await other.memory.stop();
+    await other.edge.stop();
+    rmSync(path.join(repoRoot, otherConfig), { force: true });
+  }
   baseline.stop();
   shaped.stop();
   await origin.close();

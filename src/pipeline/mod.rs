@@ -209,7 +209,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             matched.action.edit_client_headers(headers);
         }
         let rule_label = rule.as_ref().map(|m| &*m.label);
-        status.apply_with_rule(headers, rule_label);
+        // One member string for the header and the log line.
+        let member = status.member_with_rule(rule_label);
+        crate::semantics::cache_status::append_member(headers, &member);
         let mut timings = vec![Metric::new("cachefront", edge_ms).with_desc(status.outcome())];
         for failed in &trace.failed_attempts {
             let desc = format!("{}: {}", failed.origin, failed.what);
@@ -226,7 +228,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                 path,
                 status: response.status().as_u16(),
                 cache: status.outcome(),
-                cache_status: status.member_with_rule(rule_label),
+                cache_status: member,
                 tier: status.tier(),
                 origin: trace.origin,
                 origin_ms: trace.origin_ms,

@@ -4,6 +4,7 @@
 //! runtime) and [`memory`] (native tests and benches).
 
 pub mod body;
+pub mod head;
 pub mod memory;
 pub mod ports;
 #[cfg(target_arch = "wasm32")]

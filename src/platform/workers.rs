@@ -14,7 +14,7 @@ use std::rc::Rc;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{console_log, event, web_sys, Context, Env, Fetcher};
@@ -24,6 +24,7 @@ use crate::origin::health::SharedHealth;
 use crate::origin::pool::OriginConfig;
 use crate::pipeline::{self, Handled, IsolateState, Pipeline};
 use crate::platform::body::{self, BodyPlan, Streamed};
+use crate::platform::head;
 use crate::platform::workers_registry::{DurableTagRegistry, FetchCloudflareApi};
 use crate::platform::{
     Background, BackgroundTask, BodyStreams, CacheStore, Clock, GlobalStore, HealthStore,
@@ -38,37 +39,36 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
-    let host = req
-        .url()
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .unwrap_or_default();
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let streams = JsStreams::default();
+    let bindings = bindings(&env);
     // With a broken configuration the request is refused: its body is never read.
-    let config = load_config(&env);
+    let config = load_config(&env, bindings.fresh);
     let stream_above = config
         .as_ref()
         .map_or(0, |config| config.stream_bodies_above_bytes);
     // The country is read from `request.cf` only when a rule keys on it.
-    let wants_country = config.is_ok_and(|config| config.rules.keys_country());
-    let (handled, log_requests) =
-        match into_http_request(req, &streams, stream_above, wants_country).await {
-            Ok(request) => handle(request, &env, ctx, &streams).await,
-            Err(err) => {
-                let response = crate::error::EdgeError::BadRequest(err).to_response();
-                return into_worker_response(response, &streams);
-            }
-        };
+    let wants_country = config
+        .as_ref()
+        .is_ok_and(|config| config.rules.keys_country());
+    let request = match into_http_request(req, &streams, stream_above, wants_country).await {
+        Ok(request) => request,
+        Err(err) => {
+            let response = crate::error::EdgeError::BadRequest(err).to_response();
+            return into_worker_response(response, &streams);
+        }
+    };
+    let host = request.uri().host().unwrap_or_default().to_owned();
+    let (handled, log_requests) = handle(request, config, &env, &bindings, ctx, &streams).await;
     // One data point per request when the dataset is bound; a no-op otherwise.
-    let analytics = env.analytics_engine(ANALYTICS_BINDING).ok().map(|dataset| {
+    let analytics = bindings.analytics.as_ref().map(|dataset| {
         let point = crate::telemetry::analytics::data_point(&host, &handled.log);
         let indexes: Vec<&str> = point.indexes.iter().map(String::as_str).collect();
         worker::AnalyticsEngineDataPointBuilder::new()
             .indexes(indexes)
             .blobs(point.blobs)
             .doubles(point.doubles)
-            .write_to(&dataset)
+            .write_to(dataset)
     });
     if let Some(Err(e)) = &analytics {
         console_log!(
@@ -79,16 +79,10 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     if log_requests {
         // The line says whether this request's data point was written, so
         // a binding that silently stops writing shows in the logs.
-        // (Appended to the serialized line: a JSON map would reorder the keys.)
-        if let Ok(mut line) = serde_json::to_string(&handled.log) {
-            if let Some(written) = &analytics {
-                let outcome = if written.is_ok() { "written" } else { "failed" };
-                if line.ends_with('}') {
-                    line.pop();
-                    line.push_str(&format!(",\"analytics\":\"{outcome}\"}}"));
-                }
-            }
-            console_log!("{line}");
+        let written = analytics.as_ref().map(Result::is_ok);
+        if let Some(line) = crate::telemetry::request_log::line(&handled.log, written) {
+            // One console call with one string.
+            web_sys::console::log_1(&JsValue::from_str(&line));
         }
     }
     into_worker_response(handled.response, &streams)
@@ -100,11 +94,13 @@ const ANALYTICS_BINDING: &str = "ANALYTICS";
 /// Serves a request; also says whether it should be logged.
 async fn handle(
     request: Request<Body>,
+    config: Result<Rc<Config>, crate::config::ConfigError>,
     env: &Env,
+    bindings: &Bindings,
     ctx: Context,
     streams: &JsStreams,
 ) -> (Handled, bool) {
-    let config = match load_config(env) {
+    let config = match config {
         Ok(config) => config,
         Err(err) => {
             // The operator token alone, so the operator can still read why.
@@ -118,7 +114,7 @@ async fn handle(
     let log_requests = config.request_log;
     let ctx = Rc::new(ctx);
     let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
-    let platform = workers_platform(env, background, streams.clone());
+    let platform = workers_platform(bindings, background, streams.clone());
     let isolate = isolate_state(&config);
     let handled = Pipeline::from_shared(config, platform, isolate)
         .handle(request)
@@ -126,19 +122,75 @@ async fn handle(
     (handled, log_requests)
 }
 
-fn workers_platform(env: &Env, background: WaitUntil, streams: JsStreams) -> WorkersPlatform {
+fn workers_platform(
+    bindings: &Bindings,
+    background: WaitUntil,
+    streams: JsStreams,
+) -> WorkersPlatform {
     WorkersPlatform {
         cache: EdgeCache(streams.clone()),
         origin: FetchOrigin(streams.clone()),
-        assets: AssetsBinding(env.assets("ASSETS").ok(), streams.clone()),
+        assets: AssetsBinding(bindings.assets.clone(), streams.clone()),
         clock: JsClock,
         background,
-        health: KvHealthStore(env.kv(HEALTH_BINDING).ok()),
-        global: KvGlobalStore(env.kv(CACHE_KV_BINDING).ok()),
-        registry: RegistryBinding(DurableTagRegistry::from_env(env).ok()),
+        health: KvHealthStore(bindings.health.clone()),
+        global: KvGlobalStore(bindings.global.clone()),
+        registry: RegistryBinding(bindings.registry.clone()),
         cloudflare: FetchCloudflareApi,
         streams,
     }
+}
+
+/// The `env` bindings a request may use, looked up once per `env` object
+/// (each lookup is several calls into the runtime: a KV binding alone is six).
+#[derive(Clone)]
+struct Bindings {
+    assets: Option<Fetcher>,
+    health: Option<worker::kv::KvStore>,
+    global: Option<worker::kv::KvStore>,
+    registry: Option<DurableTagRegistry>,
+    analytics: Option<worker::AnalyticsEngineDataset>,
+    /// Whether `env` differs from the previous request's (then the
+    /// configuration memo checks its variables again).
+    fresh: bool,
+}
+
+impl Bindings {
+    fn of(env: &Env) -> Self {
+        Self {
+            assets: env.assets("ASSETS").ok(),
+            health: env.kv(HEALTH_BINDING).ok(),
+            global: env.kv(CACHE_KV_BINDING).ok(),
+            registry: DurableTagRegistry::from_env(env).ok(),
+            analytics: env.analytics_engine(ANALYTICS_BINDING).ok(),
+            fresh: true,
+        }
+    }
+}
+
+thread_local! {
+    /// The `env` object of the last request and its bindings.
+    static BINDINGS: RefCell<Option<(JsValue, Bindings)>> = const { RefCell::new(None) };
+}
+
+/// The bindings of `env`: remembered while requests bring the same `env`
+/// object (the runtime passes one per isolate), looked up again otherwise.
+fn bindings(env: &Env) -> Bindings {
+    let env_value: &JsValue = env.as_ref();
+    let same = BINDINGS.with(|memo| {
+        let memo = memo.borrow();
+        let (seen, bindings) = memo.as_ref()?;
+        worker::js_sys::Object::is(seen, env_value).then(|| Bindings {
+            fresh: false,
+            ..bindings.clone()
+        })
+    });
+    if let Some(bindings) = same {
+        return bindings;
+    }
+    let bindings = Bindings::of(env);
+    BINDINGS.with(|memo| *memo.borrow_mut() = Some((env_value.clone(), bindings.clone())));
+    bindings
 }
 
 /// KV namespace of the optional global cache tier.
@@ -163,7 +215,7 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
     };
     let ctx = Rc::new(ctx);
     let background = WaitUntil(Rc::new(move |task| ctx.wait_until(task)));
-    let platform = workers_platform(&env, background, JsStreams::default());
+    let platform = workers_platform(&Bindings::of(&env), background, JsStreams::default());
     let isolate = isolate_state(&config);
     let pipeline = Pipeline::new(config, platform, isolate);
     let results = pipeline.check_origins().await;
@@ -178,33 +230,29 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, ctx: worker::Schedu
 }
 
 thread_local! {
-    /// The parsed configuration, the `env` object and the variable values it
-    /// was parsed from.
+    /// The parsed configuration and the variable values it was parsed from.
     static CONFIG: RefCell<Option<ConfigMemo>> = const { RefCell::new(None) };
 }
 
-/// What a configuration was parsed from: the `env` object, the variables read
-/// (name, value), and the result.
-type ConfigMemo = (JsValue, Vec<(String, Option<String>)>, Rc<Config>);
+/// What a configuration was parsed from: the variables read (name, value),
+/// and the result.
+type ConfigMemo = (Vec<(String, Option<String>)>, Rc<Config>);
 
 /// The configuration, parsed again only when a variable it read has changed
 /// (parsing and validating ORIGINS is not cheap). The same `env` object as
-/// last time needs no check at all; another one has each variable compared.
-fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
-    let env_value: &JsValue = env.as_ref();
+/// last time (`fresh` false, see [`bindings`]) needs no check at all;
+/// another one has each variable compared.
+fn load_config(env: &Env, fresh: bool) -> Result<Rc<Config>, crate::config::ConfigError> {
     // Checked in place: cloning the memo would copy every variable's value
     // (CACHE_RULES can be kilobytes) on every request.
     let remembered = CONFIG.with(|memo| {
         let mut memo = memo.borrow_mut();
-        let (seen_env, seen, config) = memo.as_mut()?;
-        if worker::js_sys::Object::is(seen_env, env_value) {
-            return Some(Rc::clone(config));
-        }
-        if seen
-            .iter()
-            .all(|(name, value)| read_var(env, name) == *value)
+        let (seen, config) = memo.as_mut()?;
+        if !fresh
+            || seen
+                .iter()
+                .all(|(name, value)| read_var(env, name) == *value)
         {
-            *seen_env = env_value.clone();
             return Some(Rc::clone(config));
         }
         None
@@ -220,7 +268,7 @@ fn load_config(env: &Env) -> Result<Rc<Config>, crate::config::ConfigError> {
     })?;
     let config = Rc::new(parsed);
     CONFIG.with(|memo| {
-        *memo.borrow_mut() = Some((env_value.clone(), seen.into_inner(), Rc::clone(&config)));
+        *memo.borrow_mut() = Some((seen.into_inner(), Rc::clone(&config)));
     });
     Ok(config)
 }
@@ -261,32 +309,81 @@ fn js_error(e: impl std::fmt::Debug) -> String {
     format!("{e:?}")
 }
 
+// The runtime side of [`crate::platform::head`]: heads cross as one string.
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function cf_request_head(request) {
+  let head = request.method + "\n" + request.url + "\n";
+  for (const [name, value] of request.headers) head += name + "\n" + value + "\n";
+  return head;
+}
+export function cf_response_head(response) {
+  let head = response.status + "\n";
+  for (const [name, value] of response.headers) head += name + "\n" + value + "\n";
+  return head;
+}
+export function cf_headers(lines) {
+  const headers = new Headers();
+  const parts = lines.split("\n");
+  for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
+  return headers;
+}
+export function cf_response(status, lines, body) {
+  return new Response(body, { status, headers: cf_headers(lines) });
+}
+"#)]
+extern "C" {
+    /// The method, the URL and the header lines of a request.
+    fn cf_request_head(request: &web_sys::Request) -> String;
+    /// The status and the header lines of a response.
+    fn cf_response_head(response: &web_sys::Response) -> String;
+    #[wasm_bindgen(catch)]
+    fn cf_headers(lines: &str) -> Result<web_sys::Headers, JsValue>;
+    /// A response with a body of `null` or a stream.
+    #[wasm_bindgen(catch)]
+    fn cf_response(status: u16, lines: &str, body: &JsValue) -> Result<web_sys::Response, JsValue>;
+    /// A response with these bytes as its body (the constructor copies
+    /// them out of the wasm memory).
+    #[wasm_bindgen(catch, js_name = cf_response)]
+    fn cf_response_bytes(
+        status: u16,
+        lines: &str,
+        body: &[u8],
+    ) -> Result<web_sys::Response, JsValue>;
+}
+
 /// Converts the incoming request; an upload above `stream_above` bytes stays a
 /// stream (see [`crate::platform::body`]), a smaller one is read.
 async fn into_http_request(
-    req: worker::Request,
+    raw: web_sys::Request,
     streams: &JsStreams,
     stream_above: u64,
     wants_country: bool,
 ) -> Result<Request<Body>, String> {
     let country = if wants_country {
-        req.cf().and_then(|cf| cf.country())
+        worker::Request::from(<web_sys::Request as Clone>::clone(&raw))
+            .cf()
+            .and_then(|cf| cf.country())
     } else {
         None
     };
-    let method = Method::from_bytes(req.inner().method().as_bytes())
+    let head = cf_request_head(&raw);
+    let Some((first, headers)) = head::parse(&head, 2) else {
+        return Err("the request head cannot be read".to_owned());
+    };
+    let method = Method::from_bytes(first[0].as_bytes())
         .map_err(|_| "the request method is not a valid HTTP method".to_owned())?;
-    let uri: Uri = req
-        .inner()
-        .url()
+    let uri: Uri = first[1]
         .parse()
         .map_err(|e| format!("the request URL cannot be parsed: {e}"))?;
-    let headers = into_header_map(req.headers());
-    let raw: &web_sys::Request = req.inner();
     let len = body::content_length(&headers);
-    let (body, upload) = match raw.body() {
+    // A GET or HEAD body is never read (nor is the stream asked for).
+    let body_stream = if method == Method::GET || method == Method::HEAD {
+        None
+    } else {
+        raw.body()
+    };
+    let (body, upload) = match body_stream {
         None => (Body::new(), None),
-        Some(_) if method == Method::GET || method == Method::HEAD => (Body::new(), None),
         Some(stream) => match body::plan(len, stream_above) {
             BodyPlan::Buffer => (read_whole(raw.array_buffer()).await?, None),
             BodyPlan::Stream => (Body::new(), Some(streams.keep(stream, len))),
@@ -308,27 +405,8 @@ async fn into_http_request(
     Ok(request)
 }
 
-fn into_header_map(headers: &worker::Headers) -> HeaderMap {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers.entries() {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) {
-            map.append(name, value);
-        }
-    }
-    map
-}
-
 fn into_js_headers(map: &HeaderMap) -> Result<web_sys::Headers, JsValue> {
-    let headers = web_sys::Headers::new()?;
-    for (name, value) in map {
-        if let Ok(value) = value.to_str() {
-            headers.append(name.as_str(), value)?;
-        }
-    }
-    Ok(headers)
+    cf_headers(&head::lines(map))
 }
 
 fn into_js_request(
@@ -348,14 +426,14 @@ fn into_js_request(
     web_sys::Request::new_with_str_and_init(&request.uri().to_string(), &init)
 }
 
+/// The runtime response for `response`: built in one call (status, header
+/// lines, body), the body copied once, straight out of the stored bytes.
 fn into_js_response(
     mut response: Response<Body>,
     streams: &JsStreams,
 ) -> Result<web_sys::Response, JsValue> {
-    let init = web_sys::ResponseInit::new();
-    init.set_status(response.status().as_u16());
-    init.set_headers(&into_js_headers(response.headers())?.into());
     let status = response.status();
+    let lines = head::lines(response.headers());
     // 1xx, 204, 205 and 304 responses must not carry a body (Fetch standard).
     let null_body = status.is_informational()
         || matches!(
@@ -366,37 +444,39 @@ fn into_js_response(
         if null_body {
             streams.cancel(stream);
         } else if let Some(stream) = streams.take(&stream) {
-            return web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init);
+            return cf_response(status.as_u16(), &lines, &stream.into());
         }
     }
     if null_body || response.body().is_empty() {
-        web_sys::Response::new_with_opt_str_and_init(None, &init)
+        cf_response(status.as_u16(), &lines, &JsValue::NULL)
     } else {
-        let mut bytes = response.into_body().to_vec();
-        web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+        cf_response_bytes(status.as_u16(), &lines, response.body())
     }
 }
 
 fn into_worker_response(
     response: Response<Body>,
     streams: &JsStreams,
-) -> worker::Result<worker::Response> {
-    into_js_response(response, streams)
-        .map(worker::Response::from)
-        .map_err(|e| worker::Error::JsError(js_error(e)))
+) -> worker::Result<web_sys::Response> {
+    into_js_response(response, streams).map_err(|e| worker::Error::JsError(js_error(e)))
 }
 
 /// Converts a runtime response; a body above `stream_above` bytes is left in
 /// the runtime as a stream (see [`crate::platform::body`]), a smaller one is read.
-async fn from_worker_response(
-    response: worker::Response,
+async fn from_js_response(
+    raw: web_sys::Response,
     stream_above: u64,
     streams: &JsStreams,
 ) -> Result<Response<Body>, String> {
-    let status = StatusCode::from_u16(response.status_code()).map_err(|e| e.to_string())?;
-    let headers = into_header_map(response.headers());
+    let head = cf_response_head(&raw);
+    let Some((first, headers)) = head::parse(&head, 1) else {
+        return Err("the response head cannot be read".to_owned());
+    };
+    let status = first[0]
+        .parse::<u16>()
+        .map_err(|e| e.to_string())
+        .and_then(|code| StatusCode::from_u16(code).map_err(|e| e.to_string()))?;
     let len = body::content_length(&headers);
-    let raw: web_sys::Response = response.into();
     let (bytes, stream) = match (raw.body(), body::plan(len, stream_above)) {
         (None, _) => (Body::new(), None),
         (Some(_), BodyPlan::Buffer) => (read_whole(raw.array_buffer()).await?, None),
@@ -410,6 +490,15 @@ async fn from_worker_response(
         body::mark(&mut out, stream);
     }
     Ok(out)
+}
+
+/// [`from_js_response`] for a response the `worker` crate wrapped.
+async fn from_worker_response(
+    response: worker::Response,
+    stream_above: u64,
+    streams: &JsStreams,
+) -> Result<Response<Body>, String> {
+    from_js_response(response.into(), stream_above, streams).await
 }
 
 /// Reads a body known to be small (the `arrayBuffer()` promise of a request
@@ -571,32 +660,48 @@ impl BodyStreams for JsStreams {
 #[derive(Clone)]
 pub struct EdgeCache(JsStreams);
 
+thread_local! {
+    /// `caches.default`, looked up once per isolate.
+    static DEFAULT_CACHE: Option<web_sys::Cache> = {
+        let global: web_sys::WorkerGlobalScope = worker::js_sys::global().unchecked_into();
+        let caches = global.caches().ok();
+        caches.map(|caches| worker::worker_sys::ext::CacheStorageExt::default(&caches))
+    };
+}
+
+fn default_cache() -> Result<web_sys::Cache, StoreError> {
+    DEFAULT_CACHE
+        .with(Clone::clone)
+        .ok_or_else(|| StoreError("the runtime has no caches.default".into()))
+}
+
+async fn settled(promise: worker::js_sys::Promise) -> Result<JsValue, StoreError> {
+    worker::wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| StoreError(js_error(e)))
+}
+
 impl CacheStore for EdgeCache {
     async fn get(
         &self,
         key: &str,
         stream_above: u64,
     ) -> Result<Option<Response<Body>>, StoreError> {
-        let found = worker::Cache::default()
-            .get(key, false)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
-        match found {
-            Some(response) => from_worker_response(response, stream_above, &self.0)
-                .await
-                .map(Some)
-                .map_err(StoreError),
-            None => Ok(None),
+        let found = settled(default_cache()?.match_with_str(key)).await?;
+        if found.is_undefined() || found.is_null() {
+            return Ok(None);
         }
+        from_js_response(found.unchecked_into(), stream_above, &self.0)
+            .await
+            .map(Some)
+            .map_err(StoreError)
     }
 
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
-        let response =
-            into_worker_response(response, &self.0).map_err(|e| StoreError(e.to_string()))?;
-        worker::Cache::default()
-            .put(key, response)
+        let response = into_js_response(response, &self.0).map_err(|e| StoreError(js_error(e)))?;
+        settled(default_cache()?.put_with_str(key, &response))
             .await
-            .map_err(|e| StoreError(e.to_string()))
+            .map(|_| ())
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {

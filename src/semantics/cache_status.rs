@@ -2,6 +2,8 @@
 //! the reasons behind it. Each decision is an enum with `as_str()`, so headers,
 //! logs and metrics all use the same words.
 
+use std::fmt::Write;
+
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
@@ -278,7 +280,8 @@ impl CacheStatus {
     /// Our member, naming the cache rules that applied (`rule="blog"`, an
     /// extension parameter, RFC 9211 §2).
     pub fn member_with_rule(&self, rule: Option<&str>) -> String {
-        let mut out = String::from(CACHE_NAME);
+        let mut out = String::with_capacity(64);
+        out.push_str(CACHE_NAME);
         if self.hit {
             out.push_str("; hit");
         }
@@ -286,11 +289,12 @@ impl CacheStatus {
             out.push_str("; fwd=");
             out.push_str(fwd.as_str());
         }
+        // Writing to a String cannot fail.
         if let Some(status) = self.fwd_status {
-            out.push_str(&format!("; fwd-status={status}"));
+            let _ = write!(out, "; fwd-status={status}");
         }
         if let Some(ttl) = self.ttl {
-            out.push_str(&format!("; ttl={ttl}"));
+            let _ = write!(out, "; ttl={ttl}");
         }
         if self.stored {
             out.push_str("; stored");
@@ -320,17 +324,27 @@ impl CacheStatus {
 
     /// [`Self::apply`], naming the cache rules that applied.
     pub fn apply_with_rule(&self, headers: &mut HeaderMap, rule: Option<&str>) {
-        let mut members: Vec<String> = headers
-            .get_all(&CACHE_STATUS)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter(|v| !v.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
-        members.push(self.member_with_rule(rule));
-        if let Ok(value) = HeaderValue::from_str(&members.join(", ")) {
-            headers.insert(CACHE_STATUS.clone(), value);
-        }
+        append_member(headers, &self.member_with_rule(rule));
+    }
+}
+
+/// Sets `Cache-Status` to the members already there (from caches before
+/// this one), then `member` (from [`CacheStatus::member_with_rule`]), as
+/// one field line.
+pub fn append_member(headers: &mut HeaderMap, member: &str) {
+    let earlier: Vec<&str> = headers
+        .get_all(&CACHE_STATUS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    let value = if earlier.is_empty() {
+        HeaderValue::from_str(member)
+    } else {
+        HeaderValue::from_str(&format!("{}, {member}", earlier.join(", ")))
+    };
+    if let Ok(value) = value {
+        headers.insert(CACHE_STATUS.clone(), value);
     }
 }
 

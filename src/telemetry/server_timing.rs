@@ -1,5 +1,8 @@
 //! `Server-Timing` metrics the edge adds to responses (appended to the origin's own).
 
+use std::borrow::Cow;
+use std::fmt::Write;
+
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
@@ -10,7 +13,9 @@ pub static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 pub struct Metric {
     pub name: &'static str,
     pub dur_ms: u64,
-    pub desc: Option<String>,
+    /// Borrowed when it is a fixed word (a hit's `hit`), so a hit's metric
+    /// allocates nothing until it is rendered.
+    pub desc: Option<Cow<'static, str>>,
 }
 
 impl Metric {
@@ -22,25 +27,29 @@ impl Metric {
         }
     }
 
-    pub fn with_desc(mut self, desc: impl Into<String>) -> Self {
+    pub fn with_desc(mut self, desc: impl Into<Cow<'static, str>>) -> Self {
         self.desc = Some(desc.into());
         self
     }
 
-    fn render(&self) -> String {
-        let mut out = format!("{};dur={}", self.name, self.dur_ms);
+    /// Writes `name;dur=N[;desc="..."]`; the description keeps printable
+    /// ASCII only, with `"` and `\` escaped.
+    fn render_into(&self, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{};dur={}", self.name, self.dur_ms);
         if let Some(desc) = &self.desc {
-            let escaped: String = desc
-                .chars()
-                .filter(|c| c.is_ascii() && !c.is_ascii_control())
-                .flat_map(|c| match c {
-                    '"' | '\\' => vec!['\\', c],
-                    _ => vec![c],
-                })
-                .collect();
-            out.push_str(&format!(";desc=\"{escaped}\""));
+            out.push_str(";desc=\"");
+            for c in desc.chars() {
+                if !c.is_ascii() || c.is_ascii_control() {
+                    continue;
+                }
+                if c == '"' || c == '\\' {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
         }
-        out
     }
 }
 
@@ -49,8 +58,14 @@ pub fn append(headers: &mut HeaderMap, metrics: &[Metric]) {
     if metrics.is_empty() {
         return;
     }
-    let rendered: Vec<String> = metrics.iter().map(Metric::render).collect();
-    if let Ok(value) = HeaderValue::from_str(&rendered.join(", ")) {
+    let mut value = String::with_capacity(48 * metrics.len());
+    for (i, metric) in metrics.iter().enumerate() {
+        if i > 0 {
+            value.push_str(", ");
+        }
+        metric.render_into(&mut value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&value) {
         headers.append(SERVER_TIMING.clone(), value);
     }
 }
@@ -68,6 +83,7 @@ mod tests {
             &[
                 Metric::new("cachefront", 3).with_desc("hit \"mem\""),
                 Metric::new("origin", 40),
+                Metric::new("origin-failed", 7).with_desc("b\\ad\u{7f}é".to_owned()),
             ],
         );
         let all: Vec<_> = headers
@@ -79,7 +95,7 @@ mod tests {
             all,
             [
                 "app;dur=12",
-                "cachefront;dur=3;desc=\"hit \\\"mem\\\"\", origin;dur=40"
+                "cachefront;dur=3;desc=\"hit \\\"mem\\\"\", origin;dur=40, origin-failed;dur=7;desc=\"b\\\\ad\""
             ]
         );
     }

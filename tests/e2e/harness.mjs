@@ -205,7 +205,7 @@ async function startWorkerOnce({ vars = {}, timeoutMs = 90_000, port: wantedPort
     if (output.includes('Ready on')) {
       try {
         await fetch(`${url}/robots.txt`, { signal: AbortSignal.timeout(10_000) });
-        return { url, stop, logs: () => output, persistDir, pid: child.pid };
+        return { url, stop, logs: () => output, persistDir, pid: child.pid, inspectorPort };
       } catch {
         // not answering yet
       }
