@@ -66,6 +66,35 @@ impl Default for DbCaptureConfig {
     }
 }
 
+/// Statement text → fingerprint, hashed a word at a time: the keys are the app's own SQL
+/// (parameters are bound, never spliced in), so no flooding defence is needed, and
+/// SipHash over a few hundred bytes cost more than the rest of the lookup.
+pub(super) type TextMap =
+    HashMap<Arc<str>, Arc<SqlFingerprint>, std::hash::BuildHasherDefault<TextHasher>>;
+
+/// Multiply-rotate hasher over 8-byte words (the scheme of rustc's FxHasher).
+#[derive(Default)]
+pub(super) struct TextHasher(u64);
+
+impl std::hash::Hasher for TextHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Most (route, fingerprint) pairs remembered for N+1 warning rate limiting; past it the
 /// memory is cleared (a burst of new pairs then warns once more each, never grows memory).
 const WARNED_PAIRS_KEPT: usize = 4096;
@@ -89,7 +118,7 @@ pub(super) struct CaptureInner {
     pub(super) allow_ids: Vec<String>,
     /// Statement text → fingerprint, bounded: statements repeat, so a statement seen
     /// before costs a hash and a lookup, no parse and no copy.
-    pub(super) fingerprints: Mutex<HashMap<Arc<str>, Arc<SqlFingerprint>>>,
+    pub(super) fingerprints: Mutex<TextMap>,
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
     pub(super) setup_checked: AtomicBool,
@@ -161,7 +190,7 @@ impl DbCapture {
             inner: Arc::new(CaptureInner {
                 config,
                 allow_ids,
-                fingerprints: Mutex::new(HashMap::new()),
+                fingerprints: Mutex::new(TextMap::default()),
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 setup_checked: AtomicBool::new(false),
@@ -262,8 +291,17 @@ impl DbCapture {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
         use tracing_subscriber::Layer as _;
+        // Colour codes only for a terminal: a log file or collector gets plain text, and
+        // styling every span field cost ~5k instructions a request. (Never `with_ansi(true)`:
+        // it panics when tracing-subscriber is built without its `ansi` feature.)
+        let output = tracing_subscriber::fmt::layer();
+        let output = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            output
+        } else {
+            output.with_ansi(false)
+        };
         tracing_subscriber::registry()
-            .with(tracing_subscriber::fmt::layer().with_filter(super::log_filter()))
+            .with(output.with_filter(super::log_filter()))
             .with(self.tracing_layer())
             .try_init()
             .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
@@ -422,9 +460,7 @@ impl DbCapture {
         res
     }
 
-    fn lock_fingerprints(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<SqlFingerprint>>> {
+    fn lock_fingerprints(&self) -> std::sync::MutexGuard<'_, TextMap> {
         self.inner
             .fingerprints
             .lock()
@@ -525,33 +561,28 @@ impl DbCapture {
 
     /// The request is over: summarize, report N+1 patterns.
     pub(super) fn finish_request(&self, request: &RequestQueries) -> CapturedQueries {
-        let tally = request.lock();
-        let mut by_fingerprint: Vec<(&FingerprintTally, FingerprintCount)> = tally
+        let mut tally = request.lock();
+        if tally.by_fingerprint.len() > 1 {
+            tally.by_fingerprint.sort_by(|a, b| {
+                b.count
+                    .cmp(&a.count)
+                    .then_with(|| a.fingerprint.normalized().cmp(b.fingerprint.normalized()))
+            });
+        }
+        let by_fingerprint: Vec<FingerprintCount> = tally
             .by_fingerprint
             .iter()
-            .map(|t| {
-                (
-                    t,
-                    FingerprintCount {
-                        fingerprint: t.fingerprint.clone(),
-                        count: t.count,
-                        total_duration: t.total,
-                    },
-                )
+            .map(|t| FingerprintCount {
+                fingerprint: t.fingerprint.clone(),
+                count: t.count,
+                total_duration: t.total,
             })
             .collect();
-        by_fingerprint.sort_by(|a, b| {
-            b.1.count.cmp(&a.1.count).then_with(|| {
-                a.1.fingerprint
-                    .normalized()
-                    .cmp(b.1.fingerprint.normalized())
-            })
-        });
 
         let threshold = self.inner.config.n_plus_one_threshold;
         let mut n_plus_one = Vec::new();
         if threshold > 0 {
-            for (t, _) in &by_fingerprint {
+            for t in &tally.by_fingerprint {
                 if t.count < threshold || self.is_allowed(&t.fingerprint) {
                     continue;
                 }
@@ -572,7 +603,7 @@ impl DbCapture {
         CapturedQueries {
             queries: tally.queries,
             db_time: tally.total,
-            by_fingerprint: by_fingerprint.into_iter().map(|(_, c)| c).collect(),
+            by_fingerprint,
             n_plus_one,
         }
     }
