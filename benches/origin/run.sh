@@ -8,6 +8,7 @@
 # Env: BENCH_DURATION (per run, default 10s), BENCH_ROUNDS (4), BENCH_CONNECTIONS (32),
 # BENCH_THREADS (2), BENCH_ROUTES ("/products/1 /livez"). Uses DATABASE_URL when set,
 # else a throwaway cluster from scripts/with-postgres.sh. Honours CARGO_TARGET_DIR.
+# Instructions per request instead (stable on a loaded machine): benches/origin/callgrind.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"

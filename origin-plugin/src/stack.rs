@@ -133,7 +133,8 @@ impl CachefrontBuilder {
     /// Query capture (placed inside the profiler, so the `db` `Server-Timing` entry
     /// works). Its subscriber half, [`DbCapture::tracing_layer`](crate::db::DbCapture::tracing_layer)
     /// or [`DbCapture::init_logging`](crate::db::DbCapture::init_logging), is still the
-    /// app's to install.
+    /// app's to install, before [`apply`](Self::apply): `apply` checks it then and warns
+    /// once ("query capture is OFF: …") when it is off.
     #[cfg(feature = "db")]
     pub fn db_capture(mut self, capture: &crate::db::DbCapture) -> Self {
         self.capture = Some(capture.clone());
@@ -190,6 +191,12 @@ impl CachefrontBuilder {
                 .as_ref()
                 .map(|p| p.layer().exclude_paths(self.excludes.clone())),
         );
+        #[cfg(feature = "db")]
+        if let Some(capture) = &self.capture {
+            // Applying the stack is start-up: say now, not at the first request, when the
+            // installed subscriber leaves the capture off.
+            capture.check_setup_at_startup();
+        }
         #[cfg(feature = "db")]
         let stack = stack.option_layer(
             self.capture

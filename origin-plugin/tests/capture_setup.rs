@@ -54,7 +54,7 @@ async fn get_ok(app: &Router, path: &str) {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn capture_switched_off_by_the_logging_setup_says_so_in_log_metrics_and_health() {
+async fn capture_switched_off_by_the_logging_setup_says_so_at_startup_in_log_metrics_and_health() {
     // The trap from the issue: the examples' former logging setup.
     let sink = Sink::default();
     let writer = sink.clone();
@@ -72,6 +72,13 @@ async fn capture_switched_off_by_the_logging_setup_says_so_in_log_metrics_and_he
         .profiling(&profiler)
         .db_capture(&capture)
         .apply(Router::new().route("/", get(|| async { "ok" })));
+    // Start-up: the stack is applied, no request served yet.
+    let log = sink.text();
+    assert_eq!(
+        log.matches("query capture is OFF").count(),
+        1,
+        "warned when the builder applied the capture, before any request:\n{log}"
+    );
     get_ok(&app, "/").await;
     get_ok(&app, "/").await;
 
@@ -79,7 +86,7 @@ async fn capture_switched_off_by_the_logging_setup_says_so_in_log_metrics_and_he
     assert_eq!(
         log.matches("query capture is OFF").count(),
         1,
-        "warned once, at the first request:\n{log}"
+        "warned once, not again at the first request:\n{log}"
     );
     assert!(log.contains("not in the global subscriber"), "{log}");
     let setup = capture.setup();

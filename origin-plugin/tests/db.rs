@@ -486,3 +486,49 @@ async fn repeated_n_plus_one_warns_once_per_interval_but_counts_every_time() {
     assert_eq!(detections, 6);
     catalog.drop_schema().await;
 }
+
+/// Work a handler hands to `tokio::spawn` runs outside the request being polled: wrapped
+/// in `in_current_request` its statements are the request's; unwrapped they count under
+/// `route="none"`.
+#[tokio::test]
+async fn spawned_work_counts_as_the_request_only_when_wrapped() {
+    let Some(url) = support::database_url() else {
+        return;
+    };
+    let app = app(DbCaptureConfig::default());
+    let logs = LogLines::default();
+    let _subscriber = install_subscriber(&app.capture, &logs);
+    let catalog = Catalog::create(&url, "spawned").await;
+    let one = |pool: PgPool| async move {
+        let _: (i64, String) = sqlx::query_as(CATEGORY_BY_ID)
+            .bind(1_i64)
+            .fetch_one(&pool)
+            .await
+            .expect("query");
+    };
+    let router = Router::new()
+        .route(
+            "/spawned",
+            get(move |State(pool): State<PgPool>| async move {
+                for _ in 0..2 {
+                    tokio::spawn(cachefront_origin::db::in_current_request(one(pool.clone())))
+                        .await
+                        .expect("wrapped task");
+                }
+                tokio::spawn(one(pool.clone())).await.expect("bare task");
+                "ok"
+            }),
+        )
+        .with_state(catalog.pool.clone())
+        .layer(app.capture.layer())
+        .layer(app.profiler.layer());
+    let before = queries_outside_requests(&app.metrics);
+
+    let res = get_route(&router, "/spawned").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(captured(&res).queries, 2, "{:#?}", captured(&res));
+    assert!(server_timing(&res).contains("desc=\"2 queries\""));
+    assert_eq!(queries_outside_requests(&app.metrics), before + 1);
+
+    catalog.drop_schema().await;
+}

@@ -15,7 +15,7 @@ use http::{header, HeaderValue, Request};
 use super::findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
 use super::layer::DbCaptureLayer;
 use super::stats::{CaptureSnapshot, CaptureStats};
-use super::tracing_layer::QueryCaptureLayer;
+use super::tracing_layer::{QueryCaptureFiltered, QueryCaptureLayer};
 use super::visitors::SqlxStatement;
 use super::{SqlFingerprint, NO_REQUEST_ROUTE};
 use crate::admin::{authorize_debug, BearerToken};
@@ -66,6 +66,35 @@ impl Default for DbCaptureConfig {
     }
 }
 
+/// Statement text → fingerprint, hashed a word at a time: the keys are the app's own SQL
+/// (parameters are bound, never spliced in), so no flooding defence is needed, and
+/// SipHash over a few hundred bytes cost more than the rest of the lookup.
+pub(super) type TextMap =
+    HashMap<Arc<str>, Arc<SqlFingerprint>, std::hash::BuildHasherDefault<TextHasher>>;
+
+/// Multiply-rotate hasher over 8-byte words (the scheme of rustc's FxHasher).
+#[derive(Default)]
+pub(super) struct TextHasher(u64);
+
+impl std::hash::Hasher for TextHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Most (route, fingerprint) pairs remembered for N+1 warning rate limiting; past it the
 /// memory is cleared (a burst of new pairs then warns once more each, never grows memory).
 const WARNED_PAIRS_KEPT: usize = 4096;
@@ -87,13 +116,11 @@ pub struct DbCapture {
 pub(super) struct CaptureInner {
     pub(super) config: DbCaptureConfig,
     pub(super) allow_ids: Vec<String>,
-    /// Requests whose span is being created right now, by capture id (see `on_new_span`).
-    pub(super) opening: Mutex<HashMap<u64, Arc<RequestQueries>>>,
-    pub(super) next_capture_id: AtomicU64,
-    pub(super) fingerprints: Mutex<HashMap<String, Arc<SqlFingerprint>>>,
+    /// Statement text → fingerprint, bounded: statements repeat, so a statement seen
+    /// before costs a hash and a lookup, no parse and no copy.
+    pub(super) fingerprints: Mutex<TextMap>,
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
-    pub(super) warned_span_disabled: AtomicBool,
     pub(super) setup_checked: AtomicBool,
     #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     pub(super) warned_outside_profiler: AtomicBool,
@@ -163,12 +190,9 @@ impl DbCapture {
             inner: Arc::new(CaptureInner {
                 config,
                 allow_ids,
-                opening: Mutex::new(HashMap::new()),
-                next_capture_id: AtomicU64::new(1),
-                fingerprints: Mutex::new(HashMap::new()),
+                fingerprints: Mutex::new(TextMap::default()),
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
-                warned_span_disabled: AtomicBool::new(false),
                 setup_checked: AtomicBool::new(false),
                 warned_outside_profiler: AtomicBool::new(false),
                 slow_labelled: Mutex::new(std::collections::HashSet::new()),
@@ -188,12 +212,22 @@ impl DbCapture {
     }
 
     /// The `tracing_subscriber` layer that collects sqlx's statement events. Add it to the
-    /// application's subscriber (`tracing_subscriber::registry().with(capture.tracing_layer())`)
-    /// without a filter of its own: put level filters on the output layer.
-    pub fn tracing_layer(&self) -> QueryCaptureLayer {
-        QueryCaptureLayer {
-            capture: self.clone(),
-        }
+    /// application's subscriber after the output layer
+    /// (`registry().with(fmt::layer().with_filter(…)).with(capture.tracing_layer())`, see
+    /// [`init_logging`](Self::init_logging) for why last) and put level filters on the
+    /// output layer, not globally. It carries its own
+    /// per-layer filter ([`CaptureFilter`](super::CaptureFilter)): it wants sqlx's
+    /// statement and acquire events only, so it enables nothing else in the process.
+    pub fn tracing_layer<S>(&self) -> QueryCaptureFiltered<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        tracing_subscriber::filter::Filtered::new(
+            QueryCaptureLayer {
+                capture: self.clone(),
+            },
+            super::CaptureFilter,
+        )
     }
 
     /// The tower layer that opens the per-request capture span. Add it with `Router::layer`
@@ -211,7 +245,9 @@ impl DbCapture {
 
     /// Whether this capture can see sqlx's statements under the current default
     /// subscriber (see [`CaptureSetup`]). Call it after installing the subscriber; the
-    /// capture also checks once on its first request and warns when it is off.
+    /// capture also checks once and warns when it is off: when
+    /// [`Cachefront::builder`](crate::Cachefront::builder) applies it with a global
+    /// subscriber installed (at start-up), else at its first request.
     pub fn setup(&self) -> CaptureSetup {
         let layer_installed = tracing::dispatcher::get_default(|d| {
             d.downcast_ref::<QueryCaptureLayer>()
@@ -223,10 +259,7 @@ impl DbCapture {
                 target: super::SQLX_QUERY_TARGET,
                 tracing::Level::DEBUG
             ),
-            request_span_enabled: tracing::enabled!(
-                target: "cachefront_origin::db",
-                tracing::Level::INFO
-            ),
+            request_span_enabled: true,
         }
     }
 
@@ -243,23 +276,51 @@ impl DbCapture {
     }
 
     /// Installs the global subscriber the capture needs, with log output like
-    /// `tracing_subscriber::fmt().init()`: this capture's layer unfiltered, and the `fmt`
+    /// `tracing_subscriber::fmt().init()`: this capture's layer (with its own filter), and the `fmt`
     /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
     /// sqlx's per-statement lines silenced). Fails when a global subscriber is already set.
+    ///
+    /// The capture layer goes *outside* the `fmt` layer (added last): a layered
+    /// subscriber hands an event to its inner layers first, and the capture's own work on
+    /// a statement (parsing a new statement's fingerprint: sqlparser logs through `log`;
+    /// a slow-query warning) dispatches other events, which reset the per-thread state in
+    /// which per-layer filters leave their verdict on the event being dispatched. Inside
+    /// the `fmt` layer, it made `fmt` print the `DEBUG sqlx::query` line of each
+    /// statement's first execution; outside, `fmt` has decided before the capture runs.
     pub fn init_logging(&self) -> crate::Result<()> {
         use tracing_subscriber::layer::SubscriberExt as _;
         use tracing_subscriber::util::SubscriberInitExt as _;
         use tracing_subscriber::Layer as _;
+        // Colour codes only for a terminal: a log file or collector gets plain text, and
+        // styling every span field cost ~5k instructions a request. (Never `with_ansi(true)`:
+        // it panics when tracing-subscriber is built without its `ansi` feature.)
+        let output = tracing_subscriber::fmt::layer();
+        let output = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            output
+        } else {
+            output.with_ansi(false)
+        };
         tracing_subscriber::registry()
+            .with(output.with_filter(super::log_filter()))
             .with(self.tracing_layer())
-            .with(tracing_subscriber::fmt::layer().with_filter(super::log_filter()))
             .try_init()
             .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
     }
 
-    /// Warns once (at the first captured request, when the app's subscriber is surely
-    /// installed) if the capture cannot see statements.
-    pub(super) fn check_setup_once(&self) {
+    /// Checks the setup now, at start-up, if the global subscriber is installed (the
+    /// builder calls it when it applies the capture): warns once when the capture cannot
+    /// see statements. Without a global subscriber yet (it may come later, or the app
+    /// uses scoped ones) the check waits for the first captured request.
+    pub(crate) fn check_setup_at_startup(&self) {
+        if tracing::dispatcher::has_been_set() {
+            self.check_setup_once();
+        }
+    }
+
+    /// Warns once if the capture cannot see statements (at start-up, see
+    /// [`check_setup_at_startup`](Self::check_setup_at_startup), or at the first captured
+    /// request when the app's subscriber is surely installed).
+    pub(crate) fn check_setup_once(&self) {
         if self.inner.setup_checked.load(Ordering::Relaxed)
             || self.inner.setup_checked.swap(true, Ordering::Relaxed)
         {
@@ -269,7 +330,7 @@ impl DbCapture {
             let message = format!(
                 "query capture is OFF: {problem}. The db Server-Timing entry, the db_* metrics \
                  and N+1 warnings stay empty. Install it with `capture.init_logging()` or \
-                 `registry().with(capture.tracing_layer()).with(fmt::layer().with_filter(EnvFilter…))` \
+                 `registry().with(fmt::layer().with_filter(EnvFilter…)).with(capture.tracing_layer())` \
                  (docs/database.md, Setup)"
             );
             tracing::warn!(target: "cachefront_origin::db", "{message}");
@@ -298,17 +359,23 @@ impl DbCapture {
 
     /// The fingerprint of `sql`, from a bounded cache (statements repeat a lot).
     pub fn fingerprint(&self, sql: &str) -> Arc<SqlFingerprint> {
-        if let Some(hit) = self.lock_fingerprints().get(sql) {
-            return hit.clone();
+        self.resolve(sql).1
+    }
+
+    /// `sql` as the cache keeps it (shared, not copied) and its fingerprint.
+    pub(super) fn resolve(&self, sql: &str) -> (Arc<str>, Arc<SqlFingerprint>) {
+        if let Some((text, fingerprint)) = self.lock_fingerprints().get_key_value(sql) {
+            return (text.clone(), fingerprint.clone());
         }
         // Parse outside the lock; a concurrent miss on the same text just parses twice.
         let fingerprint = Arc::new(SqlFingerprint::of(sql));
+        let text: Arc<str> = sql.into();
         let mut cache = self.lock_fingerprints();
         if cache.len() >= FINGERPRINT_CACHE_CAPACITY {
             cache.clear();
         }
-        cache.insert(sql.to_owned(), fingerprint.clone());
-        fingerprint
+        cache.insert(text.clone(), fingerprint.clone());
+        (text, fingerprint)
     }
 
     /// Every N+1 pattern detected so far (the most recent 1024).
@@ -393,7 +460,7 @@ impl DbCapture {
         res
     }
 
-    fn lock_fingerprints(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SqlFingerprint>>> {
+    fn lock_fingerprints(&self) -> std::sync::MutexGuard<'_, TextMap> {
         self.inner
             .fingerprints
             .lock()
@@ -418,7 +485,7 @@ impl DbCapture {
         request: Option<&RequestQueries>,
         statement: SqlxStatement,
     ) {
-        let fingerprint = self.fingerprint(&statement.sql);
+        let fingerprint = &statement.fingerprint;
         let route = request.map_or(NO_REQUEST_ROUTE, |r| &*r.handles.route);
 
         #[cfg(feature = "metrics")]
@@ -439,10 +506,10 @@ impl DbCapture {
         }
 
         if let Some(request) = request {
-            request.add(&fingerprint, &statement);
+            request.add(&statement);
         }
         self.inner.stats.statement(
-            &fingerprint,
+            fingerprint,
             truncate_chars(&statement.sql, SAMPLE_MAX_CHARS),
             statement.elapsed,
             Instant::now(),
@@ -494,33 +561,28 @@ impl DbCapture {
 
     /// The request is over: summarize, report N+1 patterns.
     pub(super) fn finish_request(&self, request: &RequestQueries) -> CapturedQueries {
-        let tally = request.lock();
-        let mut by_fingerprint: Vec<(&FingerprintTally, FingerprintCount)> = tally
+        let mut tally = request.lock();
+        if tally.by_fingerprint.len() > 1 {
+            tally.by_fingerprint.sort_by(|a, b| {
+                b.count
+                    .cmp(&a.count)
+                    .then_with(|| a.fingerprint.normalized().cmp(b.fingerprint.normalized()))
+            });
+        }
+        let by_fingerprint: Vec<FingerprintCount> = tally
             .by_fingerprint
-            .values()
-            .map(|t| {
-                (
-                    t,
-                    FingerprintCount {
-                        fingerprint: t.fingerprint.clone(),
-                        count: t.count,
-                        total_duration: t.total,
-                    },
-                )
+            .iter()
+            .map(|t| FingerprintCount {
+                fingerprint: t.fingerprint.clone(),
+                count: t.count,
+                total_duration: t.total,
             })
             .collect();
-        by_fingerprint.sort_by(|a, b| {
-            b.1.count.cmp(&a.1.count).then_with(|| {
-                a.1.fingerprint
-                    .normalized()
-                    .cmp(b.1.fingerprint.normalized())
-            })
-        });
 
         let threshold = self.inner.config.n_plus_one_threshold;
         let mut n_plus_one = Vec::new();
         if threshold > 0 {
-            for (t, _) in &by_fingerprint {
+            for t in &tally.by_fingerprint {
                 if t.count < threshold || self.is_allowed(&t.fingerprint) {
                     continue;
                 }
@@ -531,7 +593,7 @@ impl DbCapture {
                     normalized: t.fingerprint.normalized().to_owned(),
                     count: t.count,
                     total_duration: t.total,
-                    sample: t.sample.clone(),
+                    sample: truncate_chars(&t.sample, SAMPLE_MAX_CHARS).to_owned(),
                 };
                 self.report(&detection);
                 n_plus_one.push(detection);
@@ -541,7 +603,7 @@ impl DbCapture {
         CapturedQueries {
             queries: tally.queries,
             db_time: tally.total,
-            by_fingerprint: by_fingerprint.into_iter().map(|(_, c)| c).collect(),
+            by_fingerprint,
             n_plus_one,
         }
     }
@@ -611,20 +673,6 @@ impl DbCapture {
         }
         kept.push_back((seq, detection.clone()));
     }
-
-    pub(super) fn warn_span_disabled_once(&self) {
-        if !self
-            .inner
-            .warned_span_disabled
-            .swap(true, Ordering::Relaxed)
-        {
-            tracing::warn!(
-                target: "cachefront_origin::db",
-                "the per-request capture span is disabled by the subscriber's filter; \
-                 queries are not attributed to requests (enable target cachefront_origin::db at INFO)"
-            );
-        }
-    }
 }
 
 /// What [`DbCapture::setup`] found in the current default subscriber.
@@ -635,8 +683,9 @@ pub struct CaptureSetup {
     /// sqlx's statement events (target `sqlx::query`, `DEBUG`) pass the subscriber's
     /// filters; a global `info` filter (`fmt().with_env_filter(…)`) drops them.
     pub statements_enabled: bool,
-    /// The per-request span (target `cachefront_origin::db`, `INFO`) is enabled, so
-    /// statements are attributed to requests.
+    /// Statements can be attributed to requests. Always true: the capture no longer
+    /// opens a span per request (it follows the request being polled), so no filter can
+    /// switch attribution off; kept so code reading it still compiles.
     pub request_span_enabled: bool,
 }
 
@@ -719,8 +768,12 @@ impl DbCapture {
     }
 }
 
-/// Per-request state, stored in the request span's extensions.
+/// Per-request state, current on the thread while the request is polled (see
+/// `tracing_layer::with_request`).
 pub(super) struct RequestQueries {
+    /// Address of the owning capture's state: a second capture in the process does not
+    /// count this request's statements as its own.
+    pub(super) owner: usize,
     pub(super) method: &'static str,
     pub(super) handles: Arc<RouteHandles>,
     #[cfg(feature = "profiling")]
@@ -732,22 +785,28 @@ pub(super) struct RequestQueries {
 pub(super) struct QueryTally {
     pub(super) queries: u32,
     pub(super) total: Duration,
-    pub(super) by_fingerprint: HashMap<u64, FingerprintTally>,
+    /// Few distinct statements per request: a short list beats a hash map.
+    pub(super) by_fingerprint: Vec<FingerprintTally>,
 }
 
 pub(super) struct FingerprintTally {
     pub(super) fingerprint: Arc<SqlFingerprint>,
     pub(super) count: u32,
     pub(super) total: Duration,
-    pub(super) sample: String,
+    pub(super) sample: Arc<str>,
 }
 
 impl RequestQueries {
+    /// Whether `capture` made this request's state.
+    pub(super) fn owned_by(&self, capture: &DbCapture) -> bool {
+        self.owner == Arc::as_ptr(&capture.inner) as usize
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, QueryTally> {
         self.tally.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn add(&self, fingerprint: &Arc<SqlFingerprint>, statement: &SqlxStatement) {
+    fn add(&self, statement: &SqlxStatement) {
         #[cfg(feature = "profiling")]
         if let Some(profile) = &self.profile {
             profile.record_query(statement.elapsed);
@@ -756,15 +815,24 @@ impl RequestQueries {
         let mut tally = self.lock();
         tally.queries = tally.queries.saturating_add(1);
         tally.total += statement.elapsed;
-        let entry = tally
+        let hash = statement.fingerprint.hash();
+        let index = match tally
             .by_fingerprint
-            .entry(fingerprint.hash())
-            .or_insert_with(|| FingerprintTally {
-                fingerprint: fingerprint.clone(),
-                count: 0,
-                total: Duration::ZERO,
-                sample: truncate_chars(&statement.sql, SAMPLE_MAX_CHARS).to_owned(),
-            });
+            .iter()
+            .position(|t| t.fingerprint.hash() == hash)
+        {
+            Some(i) => i,
+            None => {
+                tally.by_fingerprint.push(FingerprintTally {
+                    fingerprint: statement.fingerprint.clone(),
+                    count: 0,
+                    total: Duration::ZERO,
+                    sample: statement.sql.clone(),
+                });
+                tally.by_fingerprint.len() - 1
+            }
+        };
+        let entry = &mut tally.by_fingerprint[index];
         entry.count = entry.count.saturating_add(1);
         entry.total += statement.elapsed;
     }
@@ -834,7 +902,8 @@ mod tests {
             capture.record_statement(
                 None,
                 SqlxStatement {
-                    sql,
+                    sql: capture.resolve(&sql).0,
+                    fingerprint: capture.fingerprint(&sql),
                     elapsed: Duration::from_millis(ms),
                     rows_returned: 0,
                     rows_affected: 0,

@@ -1,10 +1,9 @@
-//! The tower side: a layer that opens the per-request capture span and, when the response
-//! is ready, reports what the request ran.
+//! The tower side: a layer that makes each request's capture state current on the thread
+//! while the request is polled and, when the response is ready, reports what it ran.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::extract::MatchedPath;
@@ -12,11 +11,10 @@ use axum::response::Response;
 use http::Request;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
-use tracing::instrument::Instrumented;
-use tracing::Instrument;
 
 use super::capture::{DbCapture, QueryTally, RequestQueries, RouteHandles};
 use super::findings::NPlusOneError;
+use super::tracing_layer::with_request;
 use crate::route::{method_label, UNMATCHED};
 use crate::stack::PathExcludes;
 
@@ -75,7 +73,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         if self.excludes.matches(req.uri().path()) {
             return DbCaptureFuture {
-                inner: self.inner.call(req).instrument(tracing::Span::none()),
+                inner: self.inner.call(req),
                 state: None,
                 _in_flight: None,
             };
@@ -94,6 +92,7 @@ where
             }
         };
         let request = Arc::new(RequestQueries {
+            owner: Arc::as_ptr(&self.capture.inner) as usize,
             method: method_label(req.method()),
             handles,
             #[cfg(feature = "profiling")]
@@ -107,34 +106,12 @@ where
         if request.profile.is_none() {
             self.capture.warn_outside_profiler_once();
         }
-        let inner = &self.capture.inner;
-        let capture_id = inner.next_capture_id.fetch_add(1, Ordering::Relaxed);
-        inner
-            .opening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(capture_id, request.clone());
-        // `on_new_span` runs synchronously inside `info_span!` and takes the state from `opening`.
-        let span = tracing::info_span!(
-            target: "cachefront_origin::db",
-            "cachefront_origin.db.request",
-            capture_id
-        );
-        inner
-            .opening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&capture_id);
-        if span.is_disabled() {
-            self.capture.warn_span_disabled_once();
-        }
-        let future = {
-            let _entered = span.enter();
-            self.inner.call(req)
-        };
+        // No span: statements find the request through the thread-local set per poll
+        // (sqlx reports a statement from the future that awaited it).
+        let future = self.inner.call(req);
         DbCaptureFuture {
-            inner: future.instrument(span),
-            state: Some((self.capture.clone(), request)),
+            inner: future,
+            state: Some((self.capture.clone(), Some(request))),
             _in_flight: Some(InFlight::start(&self.capture)),
         }
     }
@@ -144,8 +121,10 @@ pin_project! {
     /// Response future of [`DbCaptureService`].
     pub struct DbCaptureFuture<F> {
         #[pin]
-        inner: Instrumented<F>,
-        state: Option<(DbCapture, Arc<RequestQueries>)>,
+        inner: F,
+        // The request is always `Some` between polls; moved into the thread-local while
+        // the inner future is polled.
+        state: Option<(DbCapture, Option<Arc<RequestQueries>>)>,
         _in_flight: Option<InFlight>,
     }
 }
@@ -174,8 +153,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut result = std::task::ready!(this.inner.poll(cx));
-        if let Some((capture, request)) = this.state.take() {
+        let inner = this.inner;
+        let poll = match this.state {
+            Some((_, request)) => with_request(request, || inner.poll(cx)),
+            None => inner.poll(cx),
+        };
+        let mut result = std::task::ready!(poll);
+        if let Some((capture, Some(request))) = this.state.take() {
             let captured = capture.finish_request(&request);
             let strict_failure = capture.inner.config.strict && !captured.n_plus_one.is_empty();
             if strict_failure {

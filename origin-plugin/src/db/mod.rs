@@ -5,11 +5,13 @@
 //! `elapsed`, `elapsed_secs`). [`DbCapture`] listens to those events:
 //!
 //! * [`DbCapture::tracing_layer`] is a [`tracing_subscriber::Layer`] to add to the
-//!   application's subscriber; it attributes each statement event to the request whose
-//!   span is current when the statement finishes.
-//! * [`DbCapture::layer`] is a tower layer that opens that per-request span (target
-//!   `cachefront_origin::db`, name [`REQUEST_SPAN_NAME`]) and, when the response is ready,
-//!   counts queries per [fingerprint](SqlFingerprint) and reports N+1 patterns.
+//!   application's subscriber; it attributes each statement event to the request being
+//!   polled when the statement finishes. Its own per-layer filter ([`CaptureFilter`])
+//!   wants sqlx's statement and acquire events only, decided once per callsite.
+//! * [`DbCapture::layer`] is a tower layer that makes the request's capture state current
+//!   on the thread while it polls the request (no span: a span per request cost more
+//!   than the rest of the capture) and, when the response is ready, counts queries per
+//!   [fingerprint](SqlFingerprint) and reports N+1 patterns.
 //!
 //! Per request it feeds the profiling layer's [`RequestProfile`](crate::profiling::RequestProfile)
 //! (`Server-Timing: db;dur=…;desc="N queries"`), the metrics
@@ -21,7 +23,7 @@
 //!
 //! sqlx emits the statement event only when its level is enabled: keep the connection's
 //! `log_statements` at its default (`DEBUG`, never `Off`) and do not filter `sqlx::query`
-//! or `cachefront_origin::db` out globally; put level filters on the output layer instead
+//! out globally; put level filters on the output layer instead
 //! (`fmt::layer().with_filter(EnvFilter::…)`). `docs/database.md` shows the setup.
 //!
 //! The capture also keeps lifetime statistics for the analyzer ([`DbCapture::snapshot`],
@@ -52,10 +54,9 @@ pub use capture::{CaptureSetup, DbCapture, DbCaptureConfig, NPlusOneGuard};
 pub use findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
 pub use fingerprint::SqlFingerprint;
 pub use layer::{DbCaptureFuture, DbCaptureLayer, DbCaptureService};
-pub use tracing_layer::QueryCaptureLayer;
-
-/// Name of the span [`DbCaptureLayer`] opens around each request (target `cachefront_origin::db`).
-pub const REQUEST_SPAN_NAME: &str = "cachefront_origin.db.request";
+pub use tracing_layer::{
+    in_current_request, CaptureFilter, InCurrentRequest, QueryCaptureFiltered, QueryCaptureLayer,
+};
 /// Target of sqlx's statement events.
 pub const SQLX_QUERY_TARGET: &str = "sqlx::query";
 /// Target of sqlx's pool acquire events (emitted when the pool's `acquire_time_level` is on).

@@ -139,7 +139,8 @@ pub(crate) struct CaptureStats {
 #[derive(Default)]
 struct StatsState {
     statements: u64,
-    fingerprints: HashMap<u64, Tracked>,
+    /// Keyed by [`SqlFingerprint::hash`], already a hash: used as is.
+    fingerprints: HashMap<u64, Tracked, std::hash::BuildHasherDefault<HashIsKey>>,
     untracked: u64,
     /// `(start, end)` in µs since `started`.
     intervals: VecDeque<(u64, u64)>,
@@ -147,6 +148,26 @@ struct StatsState {
     acquire_total: Duration,
     acquire_max: Duration,
     acquire_window: VecDeque<f64>,
+}
+
+/// Hasher for keys that are hashes already.
+#[derive(Default)]
+struct HashIsKey(u64);
+
+impl std::hash::Hasher for HashIsKey {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 struct Tracked {

@@ -1,55 +1,101 @@
 //! The subscriber side: a `tracing_subscriber` layer that hands sqlx's statement and
-//! acquire events to the [`DbCapture`] of the request whose span is current.
+//! acquire events to the [`DbCapture`] of the request being polled on this thread.
+//!
+//! The request is not found through a span: the tower layer moves its per-request state
+//! into a thread-local for the duration of each poll (sqlx reports a statement from the
+//! future that awaited it, so inside that poll). A span per request cost more than the
+//! rest of the capture (creation in the registry, enter and exit on every poll).
+//!
+//! The layer comes wrapped in a per-layer filter ([`CaptureFilter`]) that wants sqlx's
+//! two targets and nothing else, decided once per callsite: every other span and event
+//! in the process stays as cheap as the application's own log filter makes it.
 
-use std::sync::{Arc, PoisonError};
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Subscriber;
-use tracing_subscriber::layer::Context as LayerContext;
+use tracing::subscriber::Interest;
+use tracing::{Metadata, Subscriber};
+use tracing_subscriber::filter::Filtered;
+use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::capture::{DbCapture, RequestQueries};
-use super::visitors::{AcquireEventFields, CaptureIdField, SqlxEventFields};
-use super::{REQUEST_SPAN_NAME, SQLX_ACQUIRE_TARGET, SQLX_QUERY_TARGET};
+use super::visitors::{AcquireEventFields, SqlxEventFields};
+use super::{SQLX_ACQUIRE_TARGET, SQLX_QUERY_TARGET};
 
-/// `tracing_subscriber` layer made by [`DbCapture::tracing_layer`].
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<RequestQueries>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `request` as the thread's current captured request. The state is moved
+/// in and out, not cloned: a poll costs two thread-local swaps.
+pub(super) fn with_request<T>(
+    request: &mut Option<Arc<RequestQueries>>,
+    f: impl FnOnce() -> T,
+) -> T {
+    /// Puts the previous request back even if `f` panics, so a panicking handler cannot
+    /// leave its request current for whatever this thread polls next.
+    struct Restore<'a> {
+        request: &'a mut Option<Arc<RequestQueries>>,
+        previous: Option<Arc<RequestQueries>>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            *self.request = CURRENT.with(|c| c.replace(previous));
+        }
+    }
+    let previous = CURRENT.with(|c| c.replace(request.take()));
+    let _restore = Restore { request, previous };
+    f()
+}
+
+/// The `tracing_subscriber` layer made by [`DbCapture::tracing_layer`]: the capture
+/// behind its own per-layer filter.
+pub type QueryCaptureFiltered<S> = Filtered<QueryCaptureLayer, CaptureFilter, S>;
+
+/// The capture's half of the subscriber (inside [`QueryCaptureFiltered`]).
 #[derive(Clone, Debug)]
 pub struct QueryCaptureLayer {
     pub(super) capture: DbCapture,
+}
+
+/// Per-layer filter of the capture: sqlx's statement (`sqlx::query`) and pool acquire
+/// (`sqlx::pool::acquire`) events at any level, nothing else. The answer depends on the
+/// callsite only, so it is given once per callsite ([`Interest::always`] /
+/// [`Interest::never`]) and callsites no other layer wants are never dispatched.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureFilter;
+
+impl CaptureFilter {
+    fn wants(metadata: &Metadata<'_>) -> bool {
+        // Events and `enabled!` hints (sqlx asks before it builds the statement event),
+        // never spans.
+        let target = metadata.target();
+        !metadata.is_span() && (target == SQLX_QUERY_TARGET || target == SQLX_ACQUIRE_TARGET)
+    }
+}
+
+impl<S> Filter<S> for CaptureFilter {
+    fn enabled(&self, metadata: &Metadata<'_>, _: &LayerContext<'_, S>) -> bool {
+        Self::wants(metadata)
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        if Self::wants(metadata) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
 }
 
 impl<S> tracing_subscriber::Layer<S> for QueryCaptureLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(
-        &self,
-        attrs: &tracing::span::Attributes<'_>,
-        id: &tracing::span::Id,
-        ctx: LayerContext<'_, S>,
-    ) {
-        if attrs.metadata().name() != REQUEST_SPAN_NAME {
-            return;
-        }
-        let mut capture_id = CaptureIdField::default();
-        attrs.record(&mut capture_id);
-        let Some(capture_id) = capture_id.0 else {
-            return;
-        };
-        let request = self
-            .capture
-            .inner
-            .opening
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&capture_id)
-            .cloned();
-        if let (Some(request), Some(span)) = (request, ctx.span(id)) {
-            span.extensions_mut().insert(request);
-        }
-    }
-
-    fn on_event(&self, event: &tracing::Event<'_>, ctx: LayerContext<'_, S>) {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
         let target = event.metadata().target();
         if target == SQLX_ACQUIRE_TARGET {
             let mut wait = AcquireEventFields::default();
@@ -62,16 +108,54 @@ where
         if target != SQLX_QUERY_TARGET {
             return;
         }
-        let mut fields = SqlxEventFields::default();
+        let mut fields = SqlxEventFields::new(|sql: &str| self.capture.resolve(sql));
         event.record(&mut fields);
         let Some(statement) = fields.into_statement() else {
             return;
         };
-        let request = ctx.event_scope(event).and_then(|scope| {
-            scope
-                .into_iter()
-                .find_map(|span| span.extensions().get::<Arc<RequestQueries>>().cloned())
+        CURRENT.with(|current| {
+            let current = current.borrow();
+            // Another capture's request (two captures in one process) is not ours.
+            let request = current.as_deref().filter(|r| r.owned_by(&self.capture));
+            self.capture.record_statement(request, statement);
         });
-        self.capture.record_statement(request.as_deref(), statement);
+    }
+}
+
+/// `future` attributed to the request being polled now: its statements count as that
+/// request's (queries, `db` `Server-Timing`, N+1) wherever it runs. For work a handler
+/// hands to `tokio::spawn`, which otherwise runs outside any request:
+/// `tokio::spawn(cachefront_origin::db::in_current_request(fut))`. Outside a captured
+/// request it changes nothing.
+pub fn in_current_request<F: std::future::Future>(future: F) -> InCurrentRequest<F> {
+    InCurrentRequest {
+        inner: future,
+        request: CURRENT.with(|c| c.borrow().clone()),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future made by [`in_current_request`].
+    pub struct InCurrentRequest<F> {
+        #[pin]
+        inner: F,
+        request: Option<Arc<RequestQueries>>,
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for InCurrentRequest<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        if this.request.is_some() {
+            with_request(this.request, || inner.poll(cx))
+        } else {
+            inner.poll(cx)
+        }
     }
 }
