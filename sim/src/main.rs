@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all]
-//!                [--design before|per-key|after|both|all] [--duration-s N] [--sim-dcs N]
+//!                [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--sim-dcs N]
 //!                [--sim-isolates N] [--rps N] [--seed N]
 //! ```
 
@@ -65,7 +65,7 @@ fn main_inner() -> Result<(), String> {
                 overrides.push((arg.clone(), value()?))
             }
             "-h" | "--help" => {
-                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|both|all] [--duration-s N] [--sim-dcs N] [--sim-isolates N] [--rps N] [--seed N] [--var NAME=VALUE]");
+                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--sim-dcs N] [--sim-isolates N] [--rps N] [--seed N] [--var NAME=VALUE]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -112,14 +112,20 @@ fn main_inner() -> Result<(), String> {
             "before" => vec![("before", scenario.clone().before())],
             "per-key" => vec![("per-key", scenario.clone().per_key())],
             "after" => vec![("after", scenario.clone().after())],
+            "collapse" => vec![("collapse", scenario.clone().collapse())],
             "both" => vec![
                 ("before", scenario.clone().before()),
+                ("collapse", scenario.clone().collapse()),
+            ],
+            "herd" => vec![
                 ("after", scenario.clone().after()),
+                ("collapse", scenario.clone().collapse()),
             ],
             "all" => vec![
                 ("before", scenario.clone().before()),
                 ("per-key", scenario.clone().per_key()),
                 ("after", scenario.clone().after()),
+                ("collapse", scenario.clone().collapse()),
             ],
             other => return Err(format!("unknown design {other:?}")),
         };

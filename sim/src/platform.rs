@@ -9,7 +9,10 @@
 //! seen in a [`Ctx`] (the registry wait is the slowest shard of a lookup, as
 //! the core asks the shards concurrently). What a request stores in its data
 //! centre's Cache API becomes visible to the other isolates only after that
-//! latency, which is what makes concurrent refills (the herd) visible.
+//! latency, which is what makes concurrent refills (the herd) visible; a
+//! read sees the store as it is at the reading request's own time (its
+//! arrival plus its latency so far), so a request waiting on another
+//! isolate's fill (`DC_COLLAPSE`) sees it land.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -108,8 +111,14 @@ impl CacheStore for SimCache {
         key: &str,
         _stream_above: u64,
     ) -> Result<Option<Response<Body>>, StoreError> {
-        let now = self.clock.now_ms();
-        self.clock.ctx.borrow_mut().elapsed_ms += CACHE_API_MS;
+        // Read at the request's own time: arrival plus what it has met so
+        // far (a request waiting on another isolate's fill sees that fill
+        // land).
+        let now = {
+            let mut ctx = self.clock.ctx.borrow_mut();
+            ctx.elapsed_ms += CACHE_API_MS;
+            self.clock.now_ms() + ctx.elapsed_ms.floor() as u64
+        };
         let slots = self.slots.borrow();
         let Some(slot) = slots.get(key) else {
             return Ok(None);

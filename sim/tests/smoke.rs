@@ -34,8 +34,8 @@ fn no_stale_answer_after_the_window_and_no_lost_purge_before_the_changes() {
 }
 
 #[test]
-fn no_stale_answer_after_the_window_and_no_lost_purge_with_change_sync_shared_by_data_centre() {
-    check(Scenario::smoke().after());
+fn no_stale_answer_after_the_window_and_no_lost_purge_with_change_sync_and_dc_collapse() {
+    check(Scenario::smoke().collapse());
 }
 
 #[test]
