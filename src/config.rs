@@ -7,6 +7,7 @@
 use serde::Deserialize;
 
 use crate::admin::auth::SecretToken;
+use crate::cache::collapse::{self, CollapseSettings};
 use crate::origin::health::HealthPolicy;
 use crate::origin::pool::{OriginConfig, RetryPolicy};
 use crate::origin::shaping::QueryFilter;
@@ -98,6 +99,10 @@ pub const VAR_ORIGIN_DEADLINE_MS: &str = "ORIGIN_DEADLINE_MS";
 pub const VAR_REQUEST_LOG: &str = "REQUEST_LOG";
 /// Bearer token of the state endpoint (a secret); `PURGE_TOKEN` when unset.
 pub const VAR_STATE_TOKEN: &str = "STATE_TOKEN";
+/// `on` (default) or `off`: collapse refills across a data centre's isolates.
+pub const VAR_DC_COLLAPSE: &str = "DC_COLLAPSE";
+/// Longest wait for another isolate's fill, ms (default 3000).
+pub const VAR_DC_COLLAPSE_MAX_WAIT_MS: &str = "DC_COLLAPSE_MAX_WAIT_MS";
 
 const DEFAULT_NAMESPACE: &str = "v1";
 /// Cloudflare's Cache API refuses objects above 512 MB; we default far lower
@@ -193,6 +198,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// `CACHE_RULES`, compiled ([`crate::rules`]).
     pub rules: CacheRules,
+    /// `DC_COLLAPSE`, `DC_COLLAPSE_MAX_WAIT_MS` ([`crate::cache::collapse`]).
+    pub collapse: CollapseSettings,
 }
 
 /// How the edge treats assets and origin HTML.
@@ -543,6 +550,19 @@ impl Config {
                 deadline_ms: number(VAR_ORIGIN_DEADLINE_MS, 30_000).max(1),
             },
             rules,
+            collapse: CollapseSettings {
+                enabled: found.or(
+                    switch(VAR_DC_COLLAPSE, lookup(VAR_DC_COLLAPSE).as_deref(), true),
+                    true,
+                ),
+                max_wait_ms: found.or(
+                    collapse_wait(number(
+                        VAR_DC_COLLAPSE_MAX_WAIT_MS,
+                        collapse::DEFAULT_MAX_WAIT_MS,
+                    )),
+                    collapse::DEFAULT_MAX_WAIT_MS,
+                ),
+            },
             request_log: match lookup(VAR_REQUEST_LOG).as_deref().map(str::trim) {
                 None | Some("json") => true,
                 Some("off") => false,
@@ -896,6 +916,23 @@ fn edge_minify_js(raw: Option<&str>, available: bool) -> Result<bool, ConfigErro
     }
 }
 
+/// `DC_COLLAPSE_MAX_WAIT_MS`: long enough for one poll, short enough that
+/// a stuck claim never holds a client for long.
+fn collapse_wait(ms: u64) -> Result<u64, ConfigError> {
+    if (collapse::MIN_MAX_WAIT_MS..=collapse::MAX_MAX_WAIT_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(ConfigError::new(
+            VAR_DC_COLLAPSE_MAX_WAIT_MS,
+            format_args!(
+                "expected {} to {} (ms), got {ms}",
+                collapse::MIN_MAX_WAIT_MS,
+                collapse::MAX_MAX_WAIT_MS
+            ),
+        ))
+    }
+}
+
 fn switch(var: &'static str, raw: Option<&str>, default: bool) -> Result<bool, ConfigError> {
     match raw.map(str::trim) {
         None => Ok(default),
@@ -1193,6 +1230,37 @@ mod tests {
         }
         let negative = origins_error(r#"[{"name":"a","url":"http://a","priority":-1}]"#);
         assert!(negative.contains("expected u32"), "{negative}");
+    }
+
+    #[test]
+    fn dc_collapse_is_on_by_default_and_bad_values_name_the_variable() {
+        let origins = (VAR_ORIGINS, r#"[{"name":"a","url":"http://x"}]"#);
+        let default = config_from(&[origins]).expect("valid").collapse;
+        assert_eq!(default, CollapseSettings::default());
+        assert!(default.enabled);
+        let set = config_from(&[
+            origins,
+            (VAR_DC_COLLAPSE, "off"),
+            (VAR_DC_COLLAPSE_MAX_WAIT_MS, "500"),
+        ])
+        .expect("valid")
+        .collapse;
+        assert!(!set.enabled);
+        assert_eq!(set.max_wait_ms, 500);
+        for (var, bad, needle) in [
+            (VAR_DC_COLLAPSE, "maybe", "\"on\" or \"off\""),
+            (VAR_DC_COLLAPSE_MAX_WAIT_MS, "0", "10 to 30000"),
+            (VAR_DC_COLLAPSE_MAX_WAIT_MS, "60000", "10 to 30000"),
+            (
+                VAR_DC_COLLAPSE_MAX_WAIT_MS,
+                "soon",
+                "whole non-negative number",
+            ),
+        ] {
+            let err = config_from(&[origins, (var, bad)]).expect_err(bad);
+            assert_eq!(err.variable, var, "{bad}");
+            assert!(err.message.contains(needle), "{bad}: {}", err.message);
+        }
     }
 
     #[test]

@@ -899,6 +899,9 @@ fn client_entries(h: &Harness) -> usize {
         .cache
         .keys()
         .iter()
-        .filter(|key| !cachefront::purge::registry::is_registry_record(key))
+        .filter(|key| {
+            !cachefront::purge::registry::is_registry_record(key)
+                && !cachefront::cache::collapse::is_claim(key)
+        })
         .count()
 }

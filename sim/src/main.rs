@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all]
-//!                [--design before|per-key|after|both|all] [--duration-s N] [--sim-dcs N]
-//!                [--sim-isolates N] [--rps N] [--seed N]
+//!                [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--sim-dcs N]
+//!                [--warmup-s N] [--sim-isolates N] [--rps N] [--seed N]
 //! ```
 
 use std::process::ExitCode;
@@ -61,11 +61,10 @@ fn main_inner() -> Result<(), String> {
         match arg.as_str() {
             "--scenario" => which = value()?,
             "--design" => design = value()?,
-            "--duration-s" | "--sim-dcs" | "--sim-isolates" | "--rps" | "--seed" | "--var" => {
-                overrides.push((arg.clone(), value()?))
-            }
+            "--duration-s" | "--warmup-s" | "--sim-dcs" | "--sim-isolates" | "--rps" | "--seed"
+            | "--var" => overrides.push((arg.clone(), value()?)),
             "-h" | "--help" => {
-                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|both|all] [--duration-s N] [--sim-dcs N] [--sim-isolates N] [--rps N] [--seed N] [--var NAME=VALUE]");
+                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--warmup-s N] [--sim-dcs N] [--sim-isolates N] [--rps N] [--seed N] [--var NAME=VALUE]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -96,6 +95,9 @@ fn main_inner() -> Result<(), String> {
                         *outage = (outage.0, middle, outage.2.min(short.max(1)));
                     }
                 }
+                // Seconds left out of the steady-state figures (after
+                // --duration-s, which sets it to a quarter at most).
+                "--warmup-s" => scenario.warmup_s = number()?.min(scenario.duration_s),
                 "--sim-dcs" => scenario.sim_dcs = number()? as usize,
                 "--sim-isolates" => scenario.sim_isolates_per_dc = Some(number()? as usize),
                 "--rps" => scenario.total_rps = number()? as f64,
@@ -112,14 +114,20 @@ fn main_inner() -> Result<(), String> {
             "before" => vec![("before", scenario.clone().before())],
             "per-key" => vec![("per-key", scenario.clone().per_key())],
             "after" => vec![("after", scenario.clone().after())],
+            "collapse" => vec![("collapse", scenario.clone().collapse())],
             "both" => vec![
                 ("before", scenario.clone().before()),
+                ("collapse", scenario.clone().collapse()),
+            ],
+            "herd" => vec![
                 ("after", scenario.clone().after()),
+                ("collapse", scenario.clone().collapse()),
             ],
             "all" => vec![
                 ("before", scenario.clone().before()),
                 ("per-key", scenario.clone().per_key()),
                 ("after", scenario.clone().after()),
+                ("collapse", scenario.clone().collapse()),
             ],
             other => return Err(format!("unknown design {other:?}")),
         };

@@ -9,7 +9,10 @@
 //! seen in a [`Ctx`] (the registry wait is the slowest shard of a lookup, as
 //! the core asks the shards concurrently). What a request stores in its data
 //! centre's Cache API becomes visible to the other isolates only after that
-//! latency, which is what makes concurrent refills (the herd) visible.
+//! latency, which is what makes concurrent refills (the herd) visible; a
+//! read sees the store as it is at the reading request's own time (its
+//! arrival plus its latency so far), so a request waiting on another
+//! isolate's fill (`DC_COLLAPSE`) sees it land.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -71,10 +74,43 @@ impl Clock for SimClock {
 /// Latency of one Cache API operation inside a data centre, ms.
 pub const CACHE_API_MS: f64 = 2.0;
 
+/// The writes of one key: each becomes visible at its own time (when the
+/// writing request would have made it), and a read sees the one that
+/// landed last before it. Writes that landed before the latest landed one
+/// are dropped.
+#[derive(Default)]
 struct Slot {
-    current: Response<Body>,
-    visible_from_ms: u64,
-    previous: Option<Response<Body>>,
+    writes: Vec<(u64, Response<Body>)>,
+}
+
+impl Slot {
+    fn at(&self, t: u64) -> Option<&Response<Body>> {
+        self.writes
+            .iter()
+            .rev()
+            .filter(|(visible, _)| *visible <= t)
+            .max_by_key(|(visible, _)| *visible)
+            .map(|(_, r)| r)
+    }
+
+    fn prune(&mut self, now: u64) {
+        let landed = self
+            .writes
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, (visible, _))| *visible <= now)
+            .max_by_key(|(_, (visible, _))| *visible)
+            .map(|(i, _)| i);
+        if let Some(keep) = landed {
+            let mut i = 0;
+            self.writes.retain(|(visible, _)| {
+                let kept = i == keep || *visible > now;
+                i += 1;
+                kept
+            });
+        }
+    }
 }
 
 /// One data centre's Cache API. A write is visible to others only from the
@@ -108,38 +144,28 @@ impl CacheStore for SimCache {
         key: &str,
         _stream_above: u64,
     ) -> Result<Option<Response<Body>>, StoreError> {
-        let now = self.clock.now_ms();
-        self.clock.ctx.borrow_mut().elapsed_ms += CACHE_API_MS;
-        let slots = self.slots.borrow();
-        let Some(slot) = slots.get(key) else {
-            return Ok(None);
+        // Read at the request's own time: arrival plus what it has met so
+        // far (a request waiting on another isolate's fill sees that fill
+        // land).
+        let now = {
+            let mut ctx = self.clock.ctx.borrow_mut();
+            ctx.elapsed_ms += CACHE_API_MS;
+            self.clock.now_ms() + ctx.elapsed_ms.floor() as u64
         };
-        if now >= slot.visible_from_ms {
-            Ok(Some(cachefront::copy_response(&slot.current)))
-        } else {
-            Ok(slot.previous.as_ref().map(cachefront::copy_response))
-        }
+        let slots = self.slots.borrow();
+        Ok(slots
+            .get(key)
+            .and_then(|slot| slot.at(now))
+            .map(cachefront::copy_response))
     }
 
     async fn put(&self, key: &str, response: Response<Body>) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let visible_from_ms = now + self.clock.ctx.borrow().elapsed_ms.ceil() as u64;
         let mut slots = self.slots.borrow_mut();
-        let previous = slots.remove(key).map(|old| {
-            if now >= old.visible_from_ms {
-                old.current
-            } else {
-                old.previous.unwrap_or(old.current)
-            }
-        });
-        slots.insert(
-            key.to_owned(),
-            Slot {
-                current: response,
-                visible_from_ms,
-                previous,
-            },
-        );
+        let slot = slots.entry(key.to_owned()).or_default();
+        slot.prune(now);
+        slot.writes.push((visible_from_ms, response));
         Ok(())
     }
 

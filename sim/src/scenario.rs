@@ -129,6 +129,7 @@ impl Scenario {
         self.with_var("PURGE_REFRESH_AHEAD", "off")
             .with_var("PURGE_DC_MEMO", "off")
             .with_var("PURGE_CHANGE_SYNC", "off")
+            .with_var("DC_COLLAPSE", "off")
     }
 
     /// Issue #20's first changes: per-key lookups renewed ahead and shared
@@ -138,13 +139,22 @@ impl Scenario {
         self.with_var("PURGE_REFRESH_AHEAD", "on")
             .with_var("PURGE_DC_MEMO", "on")
             .with_var("PURGE_CHANGE_SYNC", "off")
+            .with_var("DC_COLLAPSE", "off")
     }
 
-    /// The current design (the defaults): "purges since a cursor", one sync
-    /// per shard per data centre and window, shared through the Cache API.
+    /// Change sync: "purges since a cursor", one sync per shard per data
+    /// centre and window, shared through the Cache API; refills still per
+    /// isolate.
     pub fn after(self) -> Self {
         self.with_var("PURGE_REFRESH_AHEAD", "on")
             .with_var("PURGE_DC_MEMO", "on")
             .with_var("PURGE_CHANGE_SYNC", "on")
+            .with_var("DC_COLLAPSE", "off")
+    }
+
+    /// The current design (the defaults): change sync, and one refill per
+    /// data centre (`DC_COLLAPSE`: the other isolates wait on its Cache API).
+    pub fn collapse(self) -> Self {
+        self.after().with_var("DC_COLLAPSE", "on")
     }
 }

@@ -4,9 +4,9 @@
 //! stale answer after the consistency window (outside the registry-outage
 //! allowance of docs/purge.md), and no purge lost.
 
-use cachefront_sim::{run, Scenario};
+use cachefront_sim::{run, Report, Scenario};
 
-fn check(scenario: Scenario) {
+fn check(scenario: Scenario) -> Report {
     let report = run(&scenario).expect("the scenario runs");
     assert!(report.writes > 100, "the workload wrote and purged");
     assert!(
@@ -26,6 +26,7 @@ fn check(scenario: Scenario) {
         "every purge was acknowledged in the end"
     );
     assert!(report.hit_ratio > 0.5, "the cache serves most requests");
+    report
 }
 
 #[test]
@@ -34,8 +35,33 @@ fn no_stale_answer_after_the_window_and_no_lost_purge_before_the_changes() {
 }
 
 #[test]
-fn no_stale_answer_after_the_window_and_no_lost_purge_with_change_sync_shared_by_data_centre() {
-    check(Scenario::smoke().after());
+fn no_stale_answer_after_the_window_and_no_lost_purge_with_change_sync_and_dc_collapse() {
+    check(Scenario::smoke().collapse());
+}
+
+#[test]
+fn with_dc_collapse_a_hot_page_purge_costs_about_one_origin_request_per_data_centre() {
+    // Without outages, whose failed fetches and revalidations would count too.
+    let quiet = Scenario {
+        duration_s: 30,
+        storm: None,
+        origin_outage: None,
+        shard_outage: None,
+        ..Scenario::smoke()
+    };
+    let per_isolate = run(&quiet.clone().after()).expect("runs");
+    let collapsed = run(&quiet.clone().collapse()).expect("runs");
+    assert!(
+        collapsed.herd_mean <= quiet.dcs as f64,
+        "at most one origin request per data centre: {} > {}",
+        collapsed.herd_mean,
+        quiet.dcs
+    );
+    assert!(
+        per_isolate.herd_mean > 2.0 * collapsed.herd_mean,
+        "collapsing is what brings it down: {} without",
+        per_isolate.herd_mean
+    );
 }
 
 #[test]

@@ -37,6 +37,10 @@ pub(super) struct StoredEntry {
 pub(super) enum Tiers {
     Memory,
     All,
+    /// The data centre's Cache API alone: what another isolate stored (a
+    /// request waiting on a collapsed fill; its memory tier may hold the
+    /// entry being replaced).
+    Shared,
 }
 
 pub(super) enum Lookup {
@@ -99,9 +103,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         trace: &mut Trace,
     ) -> Option<(Response<Body>, EntryMeta, Tier)> {
         let now = self.now();
-        if let Some(found) = self.isolate.hot.get(key, now) {
-            if let Some((response, meta)) = stored::decode(found) {
-                return Some((response, meta, Tier::Memory));
+        if tiers != Tiers::Shared {
+            if let Some(found) = self.isolate.hot.get(key, now) {
+                if let Some((response, meta)) = stored::decode(found) {
+                    return Some((response, meta, Tier::Memory));
+                }
             }
         }
         if tiers == Tiers::Memory {
@@ -133,7 +139,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Ok(None) => {}
             Err(e) => trace.warnings.push(format!("cache read failed: {e}")),
         }
-        if !self.kv_tier_on() {
+        if tiers == Tiers::Shared || !self.kv_tier_on() {
             return None;
         }
         let bytes = match self.platform.global().get(&stored::short_key(key)).await {

@@ -1,6 +1,7 @@
 //! Filling the cache from the origin (a miss, a revalidation, a purged
-//! entry): coalescing with requests for the same key, the origin's answer or
-//! failure, stale answers on failure, and the hand-over to storing.
+//! entry): coalescing with requests for the same key (in this isolate, then
+//! across the data centre: `collapse`), the origin's answer or failure,
+//! stale answers on failure, and the hand-over to storing.
 
 use http::header;
 use http::{Method, Request, Response, StatusCode};
@@ -16,6 +17,7 @@ use crate::semantics::policy::{self, RequestDirectives, ResponseTimes, Reuse, St
 use crate::semantics::vary;
 use crate::Body;
 
+use super::collapse::DcFill;
 use super::lookup::StoredEntry;
 use super::origin::error_answer;
 use super::rules::PreviousEntry;
@@ -78,33 +80,77 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             Coalesced::Leader(guard) => Some(guard),
             Coalesced::Alone => None,
         };
+        // Then across the data centre's isolates (the same requests as
+        // above: a Range miss is not stored, so nothing could be shared).
+        let release = if coalescing {
+            match self.join_dc_fill(&request, &key, fwd, trace).await {
+                DcFill::Served(answer) => {
+                    // The isolate's followers find it the same way.
+                    drop(leader);
+                    if let Some(mut entry) = stale {
+                        self.drop_stream(&mut entry.response);
+                    }
+                    return answer;
+                }
+                DcFill::Fetch { release } => release,
+            }
+        } else {
+            false
+        };
+        let (answer, encoded) = self
+            .fill_from_origin(request, &key, fwd, stale, varied, trace)
+            .await;
+        if release {
+            // Before this isolate's followers are let go: told "no wait",
+            // they fetch at once instead of waiting on the claim.
+            self.release_dc_fill(&key, answer.1.stored).await;
+        }
+        if let Some(guard) = leader {
+            guard.finish(encoded.as_ref());
+        }
+        answer
+    }
+
+    /// The origin's part of [`Self::fill`]: asks, revalidates or replaces
+    /// `stale`, stores what may be stored. Returns the answer and, when it
+    /// was stored whole, its stored form for this isolate's waiters.
+    async fn fill_from_origin(
+        &self,
+        request: Request<Body>,
+        key: &str,
+        fwd: Forward,
+        stale: Option<StoredEntry>,
+        mut varied: Vec<String>,
+        trace: &mut Trace,
+    ) -> ((Response<Body>, CacheStatus), Option<Response<Body>>) {
         let (result, times) = self
             .ask_origin(&request, stale.as_ref(), &mut varied, trace)
             .await;
         let response = match result {
             Ok(response) => response,
-            Err(err) => return self.on_origin_unreachable(&request, err, stale, fwd, trace),
+            Err(err) => {
+                let answer = self.on_origin_unreachable(&request, err, stale, fwd, trace);
+                return (answer, None);
+            }
         };
         let (response, previous) = match stale {
             None => (response, None),
             Some(entry) => match self.against_stale(&request, entry, response, times, fwd) {
                 AgainstStale::Replaced(response, previous) => (response, previous),
-                AgainstStale::Answered(answer, encoded) => {
-                    if let Some(guard) = leader {
-                        guard.finish(encoded.as_ref());
-                    }
-                    return answer;
-                }
+                AgainstStale::Answered(answer, encoded) => return (answer, encoded),
             },
         };
         let response = self.prepare_origin_body(&request, response, trace).await;
-        let (answer, encoded) = self.store_and_serve(
-            &request, key, response, times, fwd, &varied, previous, trace,
-        );
-        if let Some(guard) = leader {
-            guard.finish(encoded.as_ref());
-        }
-        answer
+        self.store_and_serve(
+            &request,
+            key.to_owned(),
+            response,
+            times,
+            fwd,
+            &varied,
+            previous,
+            trace,
+        )
     }
 
     /// Joins the key's coalescing slot: leads, or waits for the leader's

@@ -8,12 +8,14 @@
 //! this module (entry and decoration: [`Pipeline::handle`]), `route`
 //! (admission and routing), `admin` (operator endpoints), `assets` (the
 //! asset store, origin bodies), `lookup` (keys and tiers), `hit` (serving a
-//! stored entry), `miss` (filling from the origin), `store` (writing and
+//! stored entry), `miss` (filling from the origin), `collapse` (one fill
+//! per data centre), `store` (writing and
 //! invalidating), `origin` (failover and health), `view` (what the client
 //! sees), `warm` (warming); `isolate` holds the state an isolate shares.
 
 mod admin;
 mod assets;
+mod collapse;
 mod hit;
 mod isolate;
 mod lookup;

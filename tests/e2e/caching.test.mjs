@@ -240,6 +240,41 @@ describe('RFC 9111 cache in workerd', () => {
     assert.ok(answers.filter((r) => /collapsed/.test(status(r))).length >= 1);
   });
 
+  test('DC_COLLAPSE: a private answer is fetched per request at once, and claim markers are never served', async () => {
+    // One wrangler dev is one isolate: the claim protocol runs (markers in
+    // the Cache API) but the only waiter is this isolate's own follower,
+    // which the no-wait marker must send to the origin without waiting out
+    // the claim. Both requests reach the worker before the origin answers.
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    routes.set('/dc-private', async (_req, n) => {
+      await held;
+      return { headers: { 'cache-control': 'private, max-age=60' }, body: `private ${n}` };
+    });
+    const pending = Promise.all([get('/dc-private'), get('/dc-private')]);
+    await eventually(async () => counts.get('/dc-private') ?? 0, (n) => n >= 1);
+    for (const probe of ['/probe/dc-1', '/probe/dc-2']) await (await get(probe)).text();
+    release();
+    const answers = await pending;
+    const bodies = (await Promise.all(answers.map((r) => r.text()))).sort();
+    assert.deepEqual(bodies, ['private 1', 'private 2'], 'each request got its own private answer');
+    assert.ok(answers.every((r) => !/collapsed/.test(status(r))), answers.map(status).join('\n'));
+    assert.doesNotMatch(worker.logs(), /gave up waiting/);
+
+    // A public page: a miss then a hit, as without collapsing; what the
+    // client gets is the origin's page, never a marker.
+    routes.set('/dc-public', (_req, n) => ({ headers: { 'cache-control': 'max-age=60' }, body: `public ${n}` }));
+    const miss = await get('/dc-public');
+    assert.equal(status(miss), 'cachefront; fwd=uri-miss; fwd-status=200; stored');
+    assert.equal(await miss.text(), 'public 1');
+    const hit = await eventually(async () => {
+      const res = await get('/dc-public');
+      return { status: status(res), body: await res.text() };
+    }, (r) => r.status.startsWith('cachefront; hit'));
+    assert.equal(hit.body, 'public 1');
+    assert.equal(counts.get('/dc-public'), 1);
+  });
+
   test('unkeyed override headers never reach the origin', async () => {
     routes.set('/poison', () => ({ headers: { 'cache-control': 'max-age=60' }, body: 'page' }));
     await (await get('/poison', { 'x-forwarded-host': 'evil.example', 'x-original-url': '/admin' })).text();
