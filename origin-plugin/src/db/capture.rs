@@ -810,7 +810,7 @@ impl RequestQueries {
         #[cfg(feature = "profiling")]
         if let Some(profile) = &self.profile {
             profile.record_query(statement.elapsed);
-            profile.trace_query(fingerprint, statement.elapsed);
+            profile.trace_query(&statement.fingerprint, statement.elapsed);
         }
         let mut tally = self.lock();
         tally.queries = tally.queries.saturating_add(1);
