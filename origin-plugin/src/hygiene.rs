@@ -7,9 +7,14 @@
 //!   carries: caching an error must be a decision made elsewhere, not a leftover header.
 //! * [`RequestIdLayer`]: every request gets an `x-request-id` (the client's when it is a
 //!   sane token, else a new one), visible to handlers as a [`RequestId`] extension, echoed
-//!   on the response, and recorded on a `request` span so every log line of the request
-//!   carries it.
+//!   on the response, and current on the thread while the request is polled
+//!   ([`current_request_id`]): `DbCapture::init_logging`'s format ([`RequestIdFormat`])
+//!   ends every log line of the request with `request_id=…`. No span by default: a span
+//!   per request cost more than every other layer together (creation, then enter and
+//!   exit on each poll); [`RequestIdLayer::with_span`] opens one for subscribers that
+//!   want it.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,7 +113,25 @@ pub fn accept_request_id(value: &str) -> bool {
 /// A new id from a per-process prefix and a sequence number: unique within the process,
 /// and across restarts and replicas thanks to the prefix (start time and process id).
 pub fn new_request_id(prefix: &str, sequence: u64) -> String {
-    format!("{prefix}-{sequence:x}")
+    // `format!("{prefix}-{sequence:x}")` by hand: `core::fmt` cost ~1k instructions, the
+    // largest part of the layer once it opened no span.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut start = digits.len();
+    let mut rest = sequence;
+    loop {
+        start -= 1;
+        digits[start] = HEX[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut id = String::with_capacity(prefix.len() + 1 + digits.len() - start);
+    id.push_str(prefix);
+    id.push('-');
+    id.extend(digits[start..].iter().map(|&d| char::from(d)));
+    id
 }
 
 /// Layer giving every request an id (see the module docs).
@@ -116,6 +139,7 @@ pub fn new_request_id(prefix: &str, sequence: u64) -> String {
 pub struct RequestIdLayer {
     prefix: Arc<str>,
     sequence: Arc<AtomicU64>,
+    span: bool,
 }
 
 impl Default for RequestIdLayer {
@@ -125,7 +149,10 @@ impl Default for RequestIdLayer {
 }
 
 impl RequestIdLayer {
-    /// The layer, its id prefix taken from the start time and process id.
+    /// The layer, its id prefix taken from the start time and process id. It opens no
+    /// span: the id is current on the thread while the request is polled
+    /// ([`current_request_id`]) and [`RequestIdFormat`] (used by
+    /// `DbCapture::init_logging`) adds it to each log line.
     pub fn new() -> Self {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -133,7 +160,19 @@ impl RequestIdLayer {
         Self {
             prefix: format!("{:x}{:x}", started, std::process::id()).into(),
             sequence: Arc::new(AtomicU64::new(0)),
+            span: false,
         }
+    }
+
+    /// Also open an INFO `request` span with a `request_id` field around each request,
+    /// for a subscriber of your own that shows span fields (`fmt`'s default format,
+    /// OpenTelemetry bridges, JSON with `with_current_span`). It costs far more than the
+    /// id itself (creating the span, entering and exiting it on every poll: about 18k
+    /// instructions a request under a `fmt` subscriber); [`RequestIdFormat`] then leaves
+    /// the id to the span instead of writing it twice.
+    pub fn with_span(mut self) -> Self {
+        self.span = true;
+        self
     }
 }
 
@@ -154,12 +193,107 @@ pub struct RequestIdService<S> {
     layer: RequestIdLayer,
 }
 
+/// The id current on this thread while a request is polled.
+struct Current {
+    id: HeaderValue,
+    /// A `request` span carries the id ([`RequestIdLayer::with_span`]): formatters leave
+    /// it out.
+    in_span: bool,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `current` as the thread's current request id, moved in and out (two
+/// thread-local swaps a poll, no copy).
+fn with_current<T>(current: &mut Option<Current>, f: impl FnOnce() -> T) -> T {
+    /// Puts the previous id back even if `f` panics, so a panicking handler cannot leave
+    /// its id on whatever this thread polls next.
+    struct Restore<'a> {
+        current: &'a mut Option<Current>,
+        previous: Option<Current>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            *self.current = CURRENT.with(|c| c.replace(previous));
+        }
+    }
+    let previous = CURRENT.with(|c| c.replace(current.take()));
+    let _restore = Restore { current, previous };
+    f()
+}
+
+/// The id of the request being polled on this thread (inside [`RequestIdLayer`]), if
+/// any. Work a handler hands to `tokio::spawn` runs outside the request: wrap it in
+/// [`in_current_request_id`] to keep the id.
+pub fn current_request_id() -> Option<RequestId> {
+    current_id(false).and_then(|v| v.to_str().ok().map(|s| RequestId(s.to_owned())))
+}
+
+/// The current id as its header value; `None` too when `unless_in_span` and a span
+/// already carries it.
+fn current_id(unless_in_span: bool) -> Option<HeaderValue> {
+    CURRENT.with(|c| {
+        c.try_borrow().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|c| !(unless_in_span && c.in_span))
+                .map(|c| c.id.clone())
+        })
+    })
+}
+
+/// `future` with the request id current while it is polled: for work a handler spawns
+/// (`tokio::spawn(in_current_request_id(fut))`), whose log lines then carry the id.
+/// Outside a request it changes nothing.
+pub fn in_current_request_id<F: Future>(future: F) -> InCurrentRequestId<F> {
+    let current = CURRENT.with(|c| {
+        c.try_borrow().ok().and_then(|c| {
+            // The request's span does not follow the work: the format adds the id.
+            c.as_ref().map(|c| Current {
+                id: c.id.clone(),
+                in_span: false,
+            })
+        })
+    });
+    InCurrentRequestId {
+        inner: future,
+        current,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future made by [`in_current_request_id`].
+    pub struct InCurrentRequestId<F> {
+        #[pin]
+        inner: F,
+        current: Option<Current>,
+    }
+}
+
+impl<F: Future> Future for InCurrentRequestId<F> {
+    type Output = F::Output;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        if this.current.is_some() {
+            with_current(this.current, || inner.poll(cx))
+        } else {
+            inner.poll(cx)
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// Future of [`RequestIdService`].
     pub struct RequestIdFuture<F> {
         #[pin]
-        inner: tracing::instrument::Instrumented<F>,
-        id: HeaderValue,
+        inner: F,
+        // Always `Some` until the response is ready; moved into the thread-local while
+        // the inner future is polled.
+        current: Option<Current>,
+        span: Option<tracing::Span>,
     }
 }
 
@@ -170,8 +304,15 @@ where
     type Output = F::Output;
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut res = std::task::ready!(this.inner.poll(cx))?;
-        res.headers_mut().insert(REQUEST_ID_HEADER, this.id.clone());
+        let inner = this.inner;
+        let poll = {
+            let _entered = this.span.as_ref().map(tracing::Span::enter);
+            with_current(this.current, || inner.poll(cx))
+        };
+        let mut res = std::task::ready!(poll)?;
+        if let Some(current) = this.current.take() {
+            res.headers_mut().insert(REQUEST_ID_HEADER, current.id);
+        }
         Poll::Ready(Ok(res))
     }
 }
@@ -187,7 +328,6 @@ where
         self.inner.poll_ready(cx)
     }
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        use tracing::Instrument as _;
         let incoming = req
             .headers()
             .get(&REQUEST_ID_HEADER)
@@ -203,11 +343,125 @@ where
         // Only accepted characters reach here, so the header value is always valid.
         let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
         req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
-        let span = tracing::info_span!("request", request_id = %id);
+        let span = self
+            .layer
+            .span
+            .then(|| tracing::info_span!("request", request_id = %id));
         req.extensions_mut().insert(RequestId(id));
         RequestIdFuture {
-            inner: self.inner.call(req).instrument(span),
-            id: value,
+            inner: self.inner.call(req),
+            current: Some(Current {
+                id: value,
+                in_span: span.is_some(),
+            }),
+            span,
+        }
+    }
+}
+
+#[cfg(feature = "db")]
+pub use request_id_format::RequestIdFormat;
+
+/// The `fmt` side (tracing-subscriber's `fmt`, which the `db` feature brings).
+#[cfg(feature = "db")]
+mod request_id_format {
+    use std::fmt;
+
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::fmt::format::{Format, Full, Writer};
+    use tracing_subscriber::fmt::time::SystemTime;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// An event format for `tracing_subscriber::fmt` that ends each line emitted while a
+    /// request is polled with ` request_id=<id>` (the id of [`RequestIdLayer`](super::RequestIdLayer),
+    /// no span needed). `DbCapture::init_logging` uses it; with a `fmt` layer of your own:
+    /// `fmt::layer().event_format(RequestIdFormat::default())`, or
+    /// `RequestIdFormat::new(fmt::format().compact())` to keep your format's options.
+    /// For the text formats (full, compact), not JSON: a JSON line would end with text.
+    /// When the layer also opens its `request` span ([`RequestIdLayer::with_span`](super::RequestIdLayer::with_span)),
+    /// the span's fields already show the id and nothing is added.
+    #[derive(Debug, Clone)]
+    pub struct RequestIdFormat<F = Full, T = SystemTime> {
+        // The writer handed to the inner format cannot carry the `fmt` layer's ANSI
+        // setting (its setter is private to tracing-subscriber): one format per setting.
+        plain: Format<F, T>,
+        coloured: Format<F, T>,
+    }
+
+    impl Default for RequestIdFormat {
+        fn default() -> Self {
+            Self::new(Format::default())
+        }
+    }
+
+    impl<F: Clone, T: Clone> RequestIdFormat<F, T> {
+        /// `format`, with the request id added to each line of a request.
+        pub fn new(format: Format<F, T>) -> Self {
+            Self {
+                plain: format.clone().with_ansi(false),
+                coloured: format.with_ansi(true),
+            }
+        }
+    }
+
+    impl<S, N, F, T> FormatEvent<S, N> for RequestIdFormat<F, T>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        Format<F, T>: FormatEvent<S, N>,
+    {
+        fn format_event(
+            &self,
+            ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            let format = if writer.has_ansi_escapes() {
+                &self.coloured
+            } else {
+                &self.plain
+            };
+            let Some(id) = super::current_id(true) else {
+                return format.format_event(ctx, writer, event);
+            };
+            let mut held = HoldFinalNewline {
+                out: &mut writer,
+                pending: false,
+            };
+            format.format_event(ctx, Writer::new(&mut held), event)?;
+            let pending = held.pending;
+            // Accepted ids are `[A-Za-z0-9._:-]` only: nothing to escape.
+            let id = id.to_str().unwrap_or("invalid");
+            write!(writer, " request_id={id}")?;
+            if pending {
+                writer.write_char('\n')?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Passes text through but holds back a final newline, so the id goes on the line.
+    struct HoldFinalNewline<'a, 'w> {
+        out: &'a mut Writer<'w>,
+        pending: bool,
+    }
+
+    impl fmt::Write for HoldFinalNewline<'_, '_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            if s.is_empty() {
+                return Ok(());
+            }
+            if std::mem::take(&mut self.pending) {
+                self.out.write_char('\n')?;
+            }
+            match s.strip_suffix('\n') {
+                Some(rest) => {
+                    self.pending = true;
+                    self.out.write_str(rest)
+                }
+                None => self.out.write_str(s),
+            }
         }
     }
 }
@@ -223,6 +477,13 @@ mod tests {
         assert!(!accept_request_id("a b"));
         assert!(!accept_request_id("x\nFAKE LOG LINE"));
         assert!(!accept_request_id(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn new_ids_are_the_prefix_and_the_sequence_in_hex() {
+        for n in [0, 1, 9, 10, 15, 16, 255, 0xdead_beef, u64::MAX] {
+            assert_eq!(new_request_id("1a2b", n), format!("1a2b-{n:x}"));
+        }
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl Cachefront {
 #[derive(Debug, Clone)]
 pub struct CachefrontBuilder {
     request_id: bool,
+    request_id_span: bool,
     no_store_on_error: bool,
     excludes: PathExcludes,
     #[cfg(feature = "metrics")]
@@ -101,6 +102,7 @@ impl Default for CachefrontBuilder {
     fn default() -> Self {
         Self {
             request_id: true,
+            request_id_span: false,
             no_store_on_error: true,
             excludes: PathExcludes::default(),
             #[cfg(feature = "metrics")]
@@ -154,6 +156,15 @@ impl CachefrontBuilder {
         self
     }
 
+    /// Also open a `request` span with `request_id` around each request (default off;
+    /// see [`RequestIdLayer::with_span`](crate::hygiene::RequestIdLayer::with_span)): for
+    /// a subscriber of your own that shows span fields. `DbCapture::init_logging` needs
+    /// no span to put the id on log lines.
+    pub fn request_id_span(mut self, on: bool) -> Self {
+        self.request_id_span = on;
+        self
+    }
+
     /// Turn `no-store` on error answers on or off (default on).
     pub fn no_store_on_error(mut self, on: bool) -> Self {
         self.no_store_on_error = on;
@@ -174,7 +185,14 @@ impl CachefrontBuilder {
         S: Clone + Send + Sync + 'static,
     {
         let stack = tower::ServiceBuilder::new()
-            .option_layer(self.request_id.then(crate::hygiene::RequestIdLayer::new))
+            .option_layer(self.request_id.then(|| {
+                let layer = crate::hygiene::RequestIdLayer::new();
+                if self.request_id_span {
+                    layer.with_span()
+                } else {
+                    layer
+                }
+            }))
             .option_layer(
                 self.no_store_on_error
                     .then(crate::hygiene::NoStoreOnErrorLayer::new),

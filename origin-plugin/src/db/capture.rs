@@ -278,7 +278,9 @@ impl DbCapture {
     /// Installs the global subscriber the capture needs, with log output like
     /// `tracing_subscriber::fmt().init()`: this capture's layer (with its own filter), and the `fmt`
     /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
-    /// sqlx's per-statement lines silenced). Fails when a global subscriber is already set.
+    /// sqlx's per-statement lines silenced), each line emitted while a request is polled
+    /// ending with `request_id=…` ([`RequestIdFormat`](crate::hygiene::RequestIdFormat)).
+    /// Fails when a global subscriber is already set.
     ///
     /// The capture layer goes *outside* the `fmt` layer (added last): a layered
     /// subscriber hands an event to its inner layers first, and the capture's own work on
@@ -294,7 +296,9 @@ impl DbCapture {
         // Colour codes only for a terminal: a log file or collector gets plain text, and
         // styling every span field cost ~5k instructions a request. (Never `with_ansi(true)`:
         // it panics when tracing-subscriber is built without its `ansi` feature.)
-        let output = tracing_subscriber::fmt::layer();
+        // No span per request: the request id comes from the thread, added by the format.
+        let output = tracing_subscriber::fmt::layer()
+            .event_format(crate::hygiene::RequestIdFormat::default());
         let output = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
             output
         } else {
