@@ -102,6 +102,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
         total_fetches: 0.0,
     }));
     let registry = SimRegistry::new(shards, scenario.shard_capacity, clock.clone());
+    registry.load.borrow_mut().repeat_gap_ms = config.purge.sync_ms / 2;
     if let Some((shard, from, len)) = scenario.shard_outage {
         registry
             .outages

@@ -282,7 +282,23 @@ pub struct ShardLoad {
     /// Rows written by purges (one per key).
     pub rows_written: f64,
     pub rows_read: f64,
+    /// Per shard, per [`BUCKET_S`] seconds: weighted calls of each kind
+    /// ([`KIND_LOOKUP`], [`KIND_SYNC`], [`KIND_REPEAT_SYNC`], [`KIND_PURGE`]),
+    /// to tell what a shard's load is made of and whether it decays.
+    pub buckets: Vec<Vec<[f64; 4]>>,
+    /// Last sync per (simulated data centre, shard), ms: a sync less than
+    /// `repeat_gap_ms` after the data centre's previous one to that shard is
+    /// a repeat (another isolate of the data centre syncing the same window).
+    last_sync: HashMap<(usize, u32), u64>,
+    pub repeat_gap_ms: u64,
 }
+
+/// Width of the per-shard breakdown over time, seconds.
+pub const BUCKET_S: u64 = 10;
+pub const KIND_LOOKUP: usize = 0;
+pub const KIND_SYNC: usize = 1;
+pub const KIND_REPEAT_SYNC: usize = 2;
+pub const KIND_PURGE: usize = 3;
 
 impl ShardLoad {
     fn new(shards: usize) -> Self {
@@ -291,6 +307,7 @@ impl ShardLoad {
             admitted: vec![Vec::new(); shards],
             backlog: vec![0.0; shards],
             rolled_to: vec![0; shards],
+            buckets: vec![Vec::new(); shards],
             ..Self::default()
         }
     }
@@ -300,6 +317,25 @@ impl ShardLoad {
     /// wait at the current second's utilisation so far), or `None` when the
     /// queue is longer than [`MAX_QUEUE_MS`]: the object refuses the call
     /// as overloaded, as Durable Objects do after queueing a while.
+    fn classify(&mut self, shard: u32, dc: usize, now_ms: u64, weight: f64, kind: usize) {
+        let mut kinds = vec![kind];
+        if kind == KIND_SYNC {
+            if let Some(last) = self.last_sync.insert((dc, shard), now_ms) {
+                if now_ms.saturating_sub(last) < self.repeat_gap_ms {
+                    kinds.push(KIND_REPEAT_SYNC);
+                }
+            }
+        }
+        let series = &mut self.buckets[shard as usize];
+        let bucket = (now_ms / 1000 / BUCKET_S) as usize;
+        if series.len() <= bucket {
+            series.resize(bucket + 1, [0.0; 4]);
+        }
+        for k in kinds {
+            series[bucket][k] += weight;
+        }
+    }
+
     fn arrive(&mut self, shard: usize, now_ms: u64, weight: f64, capacity: f64) -> Option<f64> {
         let second = (now_ms / 1000) as usize;
         for series in [&mut self.per_second[shard], &mut self.admitted[shard]] {
@@ -357,12 +393,18 @@ impl SimRegistry {
 
     fn call(&self, shard: u32, rows: usize, purge: bool, sync: bool) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        let (region, weight, background) = {
+        let (region, weight, background, dc) = {
             let ctx = self.clock.ctx.borrow();
-            (ctx.region, ctx.weight, ctx.background)
+            (ctx.region, ctx.weight, ctx.background, ctx.dc)
         };
         let queue = {
             let mut load = self.load.borrow_mut();
+            let kind = match (purge, sync) {
+                (true, _) => KIND_PURGE,
+                (false, true) => KIND_SYNC,
+                (false, false) => KIND_LOOKUP,
+            };
+            load.classify(shard, dc, now, weight, kind);
             let queue = load.arrive(shard as usize, now, weight, self.capacity);
             if purge {
                 load.purges += weight;

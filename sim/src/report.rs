@@ -202,7 +202,18 @@ impl Sample {
             + kv.deletes * price::KV_DELETE_PER_M)
             / elapsed_s
             * m;
+        let timeline = load
+            .buckets
+            .iter()
+            .map(|series| {
+                series
+                    .iter()
+                    .map(|b| b.map(|calls| calls / crate::platform::BUCKET_S as f64))
+                    .collect()
+            })
+            .collect();
         Report {
+            timeline,
             calls_per_s: (
                 load.lookups / elapsed_s,
                 load.syncs / elapsed_s,
@@ -273,6 +284,9 @@ pub struct Report {
     pub window_bound_ms: u64,
     /// Registry calls per second over all shards: per-key lookups, syncs, purges.
     pub calls_per_s: (f64, f64, f64),
+    /// Per shard, per `BUCKET_S` seconds: calls/s of per-key lookups, syncs,
+    /// repeated syncs (included in syncs) and purges.
+    pub timeline: Vec<Vec<[f64; 4]>>,
     pub stale_in_window: u64,
     /// Stale answers `PURGE_SYNC_MS` or more after the purge's 200 (must be 0).
     pub stale_after_window: u64,
@@ -416,6 +430,39 @@ impl Report {
                 self.cost_kv
             ),
         );
+        if self.timeline.iter().any(|s| s.len() > 1) {
+            let _ = writeln!(
+                out,
+                "\nRegistry calls/s per shard per {} s (whole run): per-key lookups / syncs (of which repeats within half a window by the same data centre) / purges\n",
+                crate::platform::BUCKET_S
+            );
+            let _ = writeln!(
+                out,
+                "| from s | {} |\n| --- |{}",
+                (0..self.timeline.len())
+                    .map(|s| format!("shard {s}"))
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+                " --- |".repeat(self.timeline.len())
+            );
+            let buckets = self.timeline.iter().map(Vec::len).max().unwrap_or(0);
+            for b in 0..buckets {
+                let cells: Vec<String> = self
+                    .timeline
+                    .iter()
+                    .map(|s| {
+                        let [l, y, r, p] = s.get(b).copied().unwrap_or([0.0; 4]);
+                        format!("{l:.0} / {y:.0} ({r:.0}) / {p:.0}")
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} |",
+                    b as u64 * crate::platform::BUCKET_S,
+                    cells.join(" | ")
+                );
+            }
+        }
         out
     }
 }
