@@ -4,63 +4,21 @@
 //! the process's `OTEL_*` variables, as an operator would.
 #![cfg(feature = "otlp")]
 
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use cachefront_origin::metrics::{Metrics, MetricsConfig, DEFAULT_BUCKETS};
 use cachefront_origin::otlp::OtlpExporter;
-use http::{HeaderMap, Request};
+use http::Request;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, Metric};
 use prost::Message;
 use tower::ServiceExt;
 
-/// One export as received: path, headers, body.
-type Export = (String, HeaderMap, Vec<u8>);
-
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Export>>>);
-
-/// The receiver on its own thread and runtime: the SDK's export blocks its caller.
-fn start_receiver(received: Received) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
-            let app = Router::new().route(
-                "/v1/metrics",
-                post(move |headers: HeaderMap, body: axum::body::Bytes| {
-                    let received = received.clone();
-                    async move {
-                        received.0.lock().expect("lock").push((
-                            "/v1/metrics".to_owned(),
-                            headers,
-                            body.to_vec(),
-                        ));
-                        // An empty ExportMetricsServiceResponse.
-                        (
-                            [("content-type", "application/x-protobuf")],
-                            Vec::<u8>::new(),
-                        )
-                    }
-                }),
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    rx.recv().expect("receiver address")
-}
+#[path = "otlp/receiver.rs"]
+mod receiver;
+use receiver::{start_receiver, Received};
 
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs.iter().find(|kv| kv.key == key).and_then(|kv| {
@@ -119,7 +77,7 @@ fn metrics_reach_an_otlp_receiver_with_names_units_attributes_and_values() {
 
     exporter.force_flush().expect("flush");
 
-    let got = received.0.lock().expect("lock").clone();
+    let got = received.exports();
     assert!(!got.is_empty(), "nothing reached the receiver");
     let (path, headers, body) = got.last().expect("an export");
     assert_eq!(path, "/v1/metrics");

@@ -8,8 +8,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +17,7 @@ use cachefront_origin::db::{DbCapture, DbCaptureConfig};
 use cachefront_origin::otlp::traces::{OtlpTraces, TraceParent};
 use cachefront_origin::profiling::{Profiler, ProfilingConfig, SpanProfileLayer};
 use cachefront_origin::Cachefront;
-use http::{HeaderMap, Request};
+use http::Request;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode as OtelCode, Span};
@@ -27,48 +25,9 @@ use prost::Message;
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt;
 
-/// One export as received: path, headers, body.
-type Export = (String, HeaderMap, Vec<u8>);
-
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Export>>>);
-
-/// The receiver on its own thread and runtime: the exporter's client blocks its caller.
-fn start_receiver(received: Received) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
-            let app = Router::new().fallback(
-                move |uri: http::Uri, headers: HeaderMap, body: axum::body::Bytes| {
-                    let received = received.clone();
-                    async move {
-                        received.0.lock().expect("lock").push((
-                            uri.path().to_owned(),
-                            headers,
-                            body.to_vec(),
-                        ));
-                        // An empty ExportTraceServiceResponse.
-                        (
-                            [("content-type", "application/x-protobuf")],
-                            Vec::<u8>::new(),
-                        )
-                    }
-                },
-            );
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    rx.recv().expect("receiver address")
-}
+#[path = "otlp/receiver.rs"]
+mod receiver;
+use receiver::{start_receiver, Received};
 
 fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a any_value::Value> {
     span.attributes
@@ -197,7 +156,7 @@ fn requests_reach_an_otlp_receiver_as_traces_continuing_the_callers_trace() {
     });
     traces.force_flush().expect("flush");
 
-    let got = received.0.lock().expect("lock").clone();
+    let got = received.exports();
     assert!(!got.is_empty(), "nothing reached the receiver");
     let mut spans: Vec<Span> = Vec::new();
     for (path, headers, body) in &got {

@@ -3,8 +3,6 @@
 //! not parent-based). Its own binary: the sampler comes from the process environment.
 #![cfg(feature = "otlp")]
 
-use std::sync::{Arc, Mutex};
-
 use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -13,40 +11,14 @@ use cachefront_origin::profiling::Profiler;
 use http::Request;
 use tower::ServiceExt;
 
-/// A loopback receiver counting every export it is sent.
-fn start_receiver(count: Arc<Mutex<usize>>) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            tx.send(listener.local_addr().expect("addr"))
-                .expect("send addr");
-            let app = Router::new().fallback(move || {
-                let count = count.clone();
-                async move {
-                    *count.lock().expect("lock") += 1;
-                    (
-                        [("content-type", "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
-                }
-            });
-            let _ = axum::serve(listener, app).await;
-        });
-    });
-    rx.recv().expect("receiver address")
-}
+#[path = "otlp/receiver.rs"]
+mod receiver;
+use receiver::{start_receiver, Received};
 
 #[test]
 fn a_trace_id_ratio_of_zero_exports_nothing() {
-    let exports = Arc::new(Mutex::new(0));
-    let addr = start_receiver(exports.clone());
+    let received = Received::default();
+    let addr = start_receiver(received.clone());
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"));
     std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "3600000");
     std::env::set_var("OTEL_TRACES_SAMPLER", "traceidratio");
@@ -92,11 +64,7 @@ fn a_trace_id_ratio_of_zero_exports_nothing() {
         }
     });
     traces.force_flush().expect("flush");
-    assert_eq!(
-        *exports.lock().expect("lock"),
-        0,
-        "a ratio of 0 exported a trace"
-    );
+    assert_eq!(received.exports().len(), 0, "a ratio of 0 exported a trace");
     assert_eq!(traces.dropped(), 0);
     traces.shutdown().expect("shutdown");
 }
