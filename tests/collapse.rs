@@ -14,7 +14,7 @@ use cachefront::platform::memory::MemoryPlatform;
 use cachefront::platform::CacheStore;
 use cachefront::purge::sync;
 use cachefront::Body;
-use common::{body, reply, status_of, Handled, Harness, T0};
+use common::{body, cached_pages, reply, status_of, Handled, Harness, T0};
 use futures::executor::block_on;
 use http::Request;
 
@@ -82,19 +82,9 @@ fn gave_up_waiting(h: &Handled) -> bool {
     h.log.warnings.iter().any(|w| w.contains("gave up waiting"))
 }
 
-fn public_pages(vars: &[(&str, &str)]) -> Harness {
-    Harness::with_vars(vars, |req, n| {
-        reply(
-            200,
-            &[("cache-control", "max-age=600"), ("cache-tag", "pages")],
-            &format!("{} v{n}", req.uri().path()),
-        )
-    })
-}
-
 #[test]
 fn a_second_isolate_waits_for_the_claimed_fill_and_serves_the_stored_answer() {
-    let h = public_pages(&[]);
+    let h = cached_pages(&[]);
     let other = h.pipeline.with_fresh_isolate();
     let (first, second) = side_by_side(
         &h,
@@ -118,7 +108,7 @@ fn a_second_isolate_waits_for_the_claimed_fill_and_serves_the_stored_answer() {
 
 #[test]
 fn with_dc_collapse_off_each_isolate_fetches_for_itself() {
-    let h = public_pages(&[("DC_COLLAPSE", "off")]);
+    let h = cached_pages(&[("DC_COLLAPSE", "off")]);
     let other = h.pipeline.with_fresh_isolate();
     side_by_side(
         &h,
@@ -199,13 +189,13 @@ fn an_expired_claim_is_ignored_and_an_abandoned_one_is_waited_out_then_fetched()
         enabled: true,
         max_wait_ms: 100,
     };
-    let h = public_pages(&[("DC_COLLAPSE_MAX_WAIT_MS", "100")]);
+    let h = cached_pages(&[("DC_COLLAPSE_MAX_WAIT_MS", "100")]);
     leave_claim(&h, collapse::claim(T0 - 1_000, &settings));
     let r = h.get("/page");
     assert_eq!(h.origin_calls("/page"), 1);
     assert!(!gave_up_waiting(&r), "an expired claim is not waited on");
 
-    let h = public_pages(&[("DC_COLLAPSE_MAX_WAIT_MS", "100")]);
+    let h = cached_pages(&[("DC_COLLAPSE_MAX_WAIT_MS", "100")]);
     // A claim that outlives this data centre's wait (its claimer has a
     // longer DC_COLLAPSE_MAX_WAIT_MS, or died).
     leave_claim(
@@ -224,7 +214,7 @@ fn an_expired_claim_is_ignored_and_an_abandoned_one_is_waited_out_then_fetched()
 
 #[test]
 fn after_a_purge_an_isolate_holding_the_old_entry_serves_the_refill_of_another() {
-    let h = public_pages(&[("PURGE_TOKEN", TOKEN)]);
+    let h = cached_pages(&[("PURGE_TOKEN", TOKEN)]);
     let other = h.pipeline.with_fresh_isolate();
     for pipeline in [&h.pipeline, &other] {
         get_from(pipeline, "/warm-up");
@@ -261,7 +251,7 @@ fn after_a_purge_an_isolate_holding_the_old_entry_serves_the_refill_of_another()
 
 #[test]
 fn a_request_that_refuses_stored_answers_neither_waits_nor_claims() {
-    let h = public_pages(&[]);
+    let h = cached_pages(&[]);
     let other = h.pipeline.with_fresh_isolate();
     let (_, second) = side_by_side(
         &h,

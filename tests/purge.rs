@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{absent, body, reply, status_of, Harness};
+use common::{absent, body, cached_pages, reply, status_of, Harness};
 
 const TOKEN: &str = "purge-token-0123456789";
 
@@ -372,20 +372,10 @@ fn get_from(
     handled
 }
 
-fn cached_page(vars: &[(&str, &str)]) -> Harness {
-    Harness::with_vars(vars, |req, n| {
-        reply(
-            200,
-            &[("cache-control", "max-age=600"), ("cache-tag", "pages")],
-            &format!("{} v{n}", req.uri().path()),
-        )
-    })
-}
-
 #[test]
 fn with_dc_memo_another_isolate_of_the_data_centre_reuses_the_registry_answer() {
     for (dc_memo, expected_new_lookups) in [("on", 0), ("off", 1)] {
-        let h = cached_page(&[("PURGE_DC_MEMO", dc_memo), ("PURGE_CHANGE_SYNC", "off")]);
+        let h = cached_pages(&[("PURGE_DC_MEMO", dc_memo), ("PURGE_CHANGE_SYNC", "off")]);
         h.get("/x");
         h.advance(5);
         assert!(status_of(&h.get("/x")).contains("hit"));
@@ -405,7 +395,7 @@ fn with_dc_memo_another_isolate_of_the_data_centre_reuses_the_registry_answer() 
 
 #[test]
 fn with_dc_memo_a_purge_is_still_seen_once_the_shared_answer_is_older_than_the_window() {
-    let h = cached_page(&[
+    let h = cached_pages(&[
         ("PURGE_DC_MEMO", "on"),
         ("PURGE_TOKEN", TOKEN),
         ("PURGE_CHANGE_SYNC", "off"),
@@ -429,7 +419,7 @@ fn with_dc_memo_a_purge_is_still_seen_once_the_shared_answer_is_older_than_the_w
 #[test]
 fn refresh_ahead_renews_an_answer_in_the_background_before_it_expires() {
     for (ahead, renewed) in [("on", true), ("off", false)] {
-        let h = cached_page(&[
+        let h = cached_pages(&[
             ("PURGE_REFRESH_AHEAD", ahead),
             ("PURGE_CHANGE_SYNC", "off"),
             ("PURGE_DC_MEMO", "off"),
@@ -480,7 +470,7 @@ fn sleep_ms(h: &Harness, ms: u64) {
 
 #[test]
 fn with_change_sync_hits_ask_no_key_and_each_shard_is_synced_about_once_a_window() {
-    let h = cached_page(&[("PURGE_SHARDS", "1")]);
+    let h = cached_pages(&[("PURGE_SHARDS", "1")]);
     warm_up(&h.pipeline);
     h.advance(1);
     h.get("/x"); // fetched after the view's horizon
@@ -501,7 +491,7 @@ fn with_change_sync_hits_ask_no_key_and_each_shard_is_synced_about_once_a_window
 #[test]
 fn with_change_sync_a_purge_from_another_isolate_is_seen_once_the_window_has_passed() {
     for shards in ["1", "4"] {
-        let h = cached_page(&[("PURGE_TOKEN", TOKEN), ("PURGE_SHARDS", shards)]);
+        let h = cached_pages(&[("PURGE_TOKEN", TOKEN), ("PURGE_SHARDS", shards)]);
         let other = h.pipeline.with_fresh_isolate();
         warm_up(&other);
         h.advance(1);
@@ -521,7 +511,7 @@ fn with_change_sync_a_purge_from_another_isolate_is_seen_once_the_window_has_pas
 
 #[test]
 fn with_change_sync_an_everything_purge_reaches_another_isolate() {
-    let h = cached_page(&[("PURGE_TOKEN", TOKEN)]);
+    let h = cached_pages(&[("PURGE_TOKEN", TOKEN)]);
     let other = h.pipeline.with_fresh_isolate();
     warm_up(&other);
     h.advance(1);
@@ -535,7 +525,7 @@ fn with_change_sync_an_everything_purge_reaches_another_isolate() {
 
 #[test]
 fn with_change_sync_an_entry_cached_before_the_view_began_is_checked_per_key() {
-    let h = cached_page(&[
+    let h = cached_pages(&[
         ("PURGE_TOKEN", TOKEN),
         ("PURGE_SHARDS", "1"),
         ("PURGE_DC_MEMO", "off"),
@@ -561,7 +551,7 @@ fn with_change_sync_an_entry_cached_before_the_view_began_is_checked_per_key() {
 
 #[test]
 fn with_change_sync_a_new_isolate_starts_from_its_data_centres_view_without_asking_the_registry() {
-    let h = cached_page(&[("PURGE_SHARDS", "1")]);
+    let h = cached_pages(&[("PURGE_SHARDS", "1")]);
     warm_up(&h.pipeline);
     h.advance(1);
     h.get("/x");

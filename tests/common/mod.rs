@@ -27,6 +27,18 @@ pub struct Reply {
     pub body: String,
 }
 
+/// An origin whose every page is public for 10 minutes and tagged `pages`; the body
+/// names the path and the how-many-th origin request it was (`/x v1`).
+pub fn cached_pages(vars: &[(&str, &str)]) -> Harness {
+    Harness::with_vars(vars, |req, n| {
+        reply(
+            200,
+            &[("cache-control", "max-age=600"), ("cache-tag", "pages")],
+            &format!("{} v{n}", req.uri().path()),
+        )
+    })
+}
+
 pub fn reply(
     status: u16,
     headers: &[(&'static str, &str)],
