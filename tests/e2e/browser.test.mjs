@@ -248,7 +248,19 @@ async function measurePage(browser, baseUrl, pagePath, width, screenshotPath) {
         await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 50)));
       }
     });
-    await page.waitForFunction(() => [...document.images].every((img) => img.complete), null, { timeout: 60_000, polling: 250 });
+    // A lazy image the scroll passed before the browser looked at it (a loaded
+    // machine) starts loading only in view: each poll brings the first one
+    // still pending into view. A hang names the images that never completed.
+    await page
+      .waitForFunction(() => {
+        const pending = [...document.images].filter((img) => !img.complete);
+        pending[0]?.scrollIntoView({ block: 'center' });
+        return pending.length === 0;
+      }, null, { timeout: 60_000, polling: 250 })
+      .catch(async (e) => {
+        const pending = await page.evaluate(() => [...document.images].filter((img) => !img.complete).map((img) => `${img.currentSrc || img.src} (loading=${img.loading})`));
+        throw new Error(`${e.message}; images never complete: ${pending.join(', ')}`);
+      });
     await page.waitForLoadState('networkidle');
     const figures = await page.evaluate(() => {
       const images = performance
