@@ -33,6 +33,11 @@ pub struct EntryMeta {
     /// The origin's `Vary` lines, kept out of the store's own matching.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vary: Vec<String>,
+    /// The origin's `Date` line, restored on read: the Cache API answers a
+    /// match with a `Date` of its own, and the freshness lifetime of an
+    /// `Expires` (or `Last-Modified`) response is counted from the origin's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub date: Vec<String>,
     /// For a variant: the normalized request values it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<VariantValues>,
@@ -97,6 +102,7 @@ impl EntryMeta {
             initial_age_secs,
             cache_control: Vec::new(),
             vary: Vec::new(),
+            date: Vec::new(),
             variant: None,
             vary_index: None,
             tags: Vec::new(),
@@ -149,6 +155,7 @@ pub fn encode(
     let mut headers = response.headers().clone();
     meta.cache_control = take_lines(&mut headers, header::CACHE_CONTROL);
     meta.vary = take_lines(&mut headers, header::VARY);
+    meta.date = take_lines(&mut headers, header::DATE);
     for name in [header::AGE, header::SET_COOKIE, header::CONTENT_LENGTH] {
         headers.remove(name);
     }
@@ -191,8 +198,11 @@ pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
         return None;
     }
     parts.headers.remove(&META_HEADER);
-    // Added by the Cache API itself on a match; it describes the store, not the entry.
+    // Added by the Cache API itself on a match; they describe the store, not
+    // the entry (its age is `initial_age_secs`, its date `meta.date`).
     parts.headers.remove("cf-cache-status");
+    parts.headers.remove(header::AGE);
+    parts.headers.remove(header::DATE);
     parts.headers.remove(header::CACHE_CONTROL);
     parts.headers.remove(header::CONTENT_LENGTH);
     // The length of what is served, whether read or streamed (RFC 9111 §3.1
@@ -210,6 +220,7 @@ pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
     for (name, lines) in [
         (header::CACHE_CONTROL, &meta.cache_control),
         (header::VARY, &meta.vary),
+        (header::DATE, &meta.date),
     ] {
         for line in lines {
             if let Ok(value) = HeaderValue::from_str(line) {
@@ -284,6 +295,11 @@ pub fn short_key(key: &str) -> String {
 mod tests {
     use super::*;
 
+    const TIMES: ResponseTimes = ResponseTimes {
+        request_time_ms: 900,
+        response_time_ms: 1_000,
+    };
+
     fn origin_response() -> Response<Body> {
         Response::builder()
             .status(200)
@@ -321,6 +337,40 @@ mod tests {
         assert_eq!(restored.headers()["content-type"], "text/html");
         assert!(restored.headers().get(&META_HEADER).is_none());
         assert_eq!(restored.body().as_ref(), b"hello");
+    }
+
+    #[test]
+    fn the_origins_date_comes_back_whatever_the_store_answers_with() {
+        let mut origin = origin_response();
+        origin.headers_mut().insert(
+            header::DATE,
+            HeaderValue::from_static("Sun, 06 Dec 2026 10:00:10 GMT"),
+        );
+        let mut stored = encode(&origin, EntryMeta::new(TIMES, 3), 60);
+        assert!(stored.headers().get(header::DATE).is_none());
+        // What the Cache API does on a match: its own Date and Age.
+        stored.headers_mut().insert(
+            header::DATE,
+            HeaderValue::from_static("Sun, 06 Dec 2026 10:00:00 GMT"),
+        );
+        stored
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from_static("0"));
+        let (restored, _) = decode(stored).expect("decodes");
+        assert_eq!(
+            restored.headers()[header::DATE],
+            "Sun, 06 Dec 2026 10:00:10 GMT"
+        );
+        assert!(restored.headers().get(header::AGE).is_none());
+
+        // An origin without a Date gets none from the store either.
+        let mut stored = encode(&origin_response(), EntryMeta::new(TIMES, 0), 60);
+        stored.headers_mut().insert(
+            header::DATE,
+            HeaderValue::from_static("Sun, 06 Dec 2026 10:00:00 GMT"),
+        );
+        let (restored, _) = decode(stored).expect("decodes");
+        assert!(restored.headers().get(header::DATE).is_none());
     }
 
     #[test]
