@@ -103,15 +103,7 @@ impl ClaimMarker {
 /// The Cache API key of the claim on a cache key (hex, as keys may hold any
 /// character a URL may).
 pub fn claim_url(namespace: &str, cache_key: &str) -> String {
-    let mut url =
-        String::with_capacity(CLAIMS_URL.len() + namespace.len() + 1 + 2 * cache_key.len());
-    url.push_str(CLAIMS_URL);
-    url.push_str(namespace);
-    url.push('/');
-    for byte in cache_key.as_bytes() {
-        url.push_str(&format!("{byte:02x}"));
-    }
-    url
+    super::key::record_url(CLAIMS_URL, namespace, cache_key)
 }
 
 /// What an isolate about to fetch a key does first.

@@ -61,6 +61,23 @@ fn percent_encode(value: &str) -> String {
     out
 }
 
+/// The Cache API key of one of our own records about `key` (a registry
+/// answer, a fill claim): under `base`, a URL on a reserved host no client
+/// URL can have (`.invalid` never resolves), then the namespace, then `key`
+/// in hex, as keys may hold any character.
+pub fn record_url(base: &str, namespace: &str, key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut url = String::with_capacity(base.len() + namespace.len() + 1 + 2 * key.len());
+    url.push_str(base);
+    url.push_str(namespace);
+    url.push('/');
+    for byte in key.bytes() {
+        url.push(char::from(HEX[usize::from(byte >> 4)]));
+        url.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    url
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

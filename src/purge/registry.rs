@@ -350,11 +350,7 @@ pub fn is_registry_record(cache_key: &str) -> bool {
 /// (`.invalid` never resolves, so no client URL can have it), the key in hex
 /// (tags may hold any printable character).
 pub fn dc_memo_url(namespace: &str, key: &str) -> String {
-    let mut url = format!("{REGISTRY_RECORDS_URL}{namespace}/");
-    for byte in key.as_bytes() {
-        url.push_str(&format!("{byte:02x}"));
-    }
-    url
+    crate::cache::key::record_url(REGISTRY_RECORDS_URL, namespace, key)
 }
 
 /// Per-isolate memo of registry answers, so the hit path normally makes no
