@@ -8,7 +8,6 @@ use http::{Request, Response};
 
 use crate::cache::collapse::{self, AfterPoll, Arrival, ClaimMarker};
 use crate::platform::{Background, CacheStore, Clock, Platform};
-use crate::purge::registry::EntryState;
 use crate::purge::sync;
 use crate::semantics::cache_status::{CacheStatus, Forward};
 use crate::semantics::policy::{self, RequestDirectives, Reuse};
@@ -67,7 +66,10 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .await;
                 DcFill::Fetch { release: true }
             }
-            Arrival::Wait => self.wait_for_fill(request, key, fwd, &url, trace).await,
+            Arrival::Wait => {
+                self.wait_for_fill(request, key, fwd, &directives, &url, trace)
+                    .await
+            }
         }
     }
 
@@ -78,11 +80,11 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         request: &Request<Body>,
         key: &str,
         fwd: Forward,
+        directives: &RequestDirectives,
         url: &str,
         trace: &mut Trace,
     ) -> DcFill {
         let settings = self.config.collapse;
-        let directives = RequestDirectives::from_headers(request.headers());
         // Counted, not read from the clock: the wait is bounded even where
         // time does not pass while waiting (the simulator).
         let mut waited = 0u64;
@@ -90,7 +92,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             self.platform.clock().sleep(pause).await;
             waited = waited.saturating_add(pause);
             if let Some(answer) = self
-                .shared_answer(request, key, fwd, &directives, trace)
+                .shared_answer(request, key, fwd, directives, trace)
                 .await
             {
                 return DcFill::Served(answer);
@@ -99,7 +101,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             match collapse::after_poll(marker.as_ref(), self.now()) {
                 AfterPoll::Wait => {}
                 AfterPoll::LookOnceMore => {
-                    let again = self.shared_answer(request, key, fwd, &directives, trace);
+                    let again = self.shared_answer(request, key, fwd, directives, trace);
                     return match again.await {
                         Some(answer) => DcFill::Served(answer),
                         None => DcFill::Fetch { release: true },
@@ -132,19 +134,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             return None;
         };
         let mut entry = *entry;
-        let mut freshness = self.freshness(entry.response.headers(), &entry.meta);
-        match self.purge_state(&entry.meta, trace).await {
-            EntryState::Live => {}
-            EntryState::SoftPurged => freshness = freshness.soft_purged(),
-            EntryState::HardPurged => {
-                self.drop_stream(&mut entry.response);
-                return None;
-            }
-        }
-        if policy::reuse(directives, &freshness) != Reuse::Fresh {
+        let freshness = self.freshness_after_purges(&entry, trace).await;
+        let Some(freshness) = freshness.filter(|f| policy::reuse(directives, f) == Reuse::Fresh)
+        else {
             self.drop_stream(&mut entry.response);
             return None;
-        }
+        };
         let status = CacheStatus::forward(fwd)
             .with_ttl(freshness.ttl_secs())
             .with_collapsed(true);

@@ -8,7 +8,6 @@ use http::{Method, Request, Response};
 use crate::error::EdgeError;
 use crate::platform::body;
 use crate::platform::{Background, Platform};
-use crate::purge::registry::EntryState;
 use crate::semantics::cache_status::{CacheStatus, Forward, Outcome};
 use crate::semantics::conditional;
 use crate::semantics::policy::{self, RequestDirectives, Reuse};
@@ -28,11 +27,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         directives: &RequestDirectives,
         trace: &mut Trace,
     ) -> (Response<Body>, CacheStatus) {
-        let mut freshness = self.freshness(entry.response.headers(), &entry.meta);
-        match self.purge_state(&entry.meta, trace).await {
-            EntryState::Live => {}
-            EntryState::SoftPurged => freshness = freshness.soft_purged(),
-            EntryState::HardPurged => {
+        let freshness = match self.freshness_after_purges(&entry, trace).await {
+            Some(freshness) => freshness,
+            None => {
                 // The refetched variant joins its index's generation, so the
                 // other variants stay reachable (and are judged by their tags).
                 let mut request = request;
@@ -49,7 +46,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
                     .await;
                 return (response, status.with_detail("purged"));
             }
-        }
+        };
         let ttl = freshness.ttl_secs();
         match policy::reuse(directives, &freshness) {
             Reuse::Fresh => {

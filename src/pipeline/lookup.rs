@@ -215,6 +215,21 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         }
     }
 
+    /// An entry's freshness as purges leave it (a soft purge makes it stale),
+    /// or `None` once it is hard-purged and may not be served at all.
+    pub(super) async fn freshness_after_purges(
+        &self,
+        entry: &StoredEntry,
+        trace: &mut Trace,
+    ) -> Option<Freshness> {
+        let freshness = self.freshness(entry.response.headers(), &entry.meta);
+        match self.purge_state(&entry.meta, trace).await {
+            EntryState::Live => Some(freshness),
+            EntryState::SoftPurged => Some(freshness.soft_purged()),
+            EntryState::HardPurged => None,
+        }
+    }
+
     /// Whether an entry's tags (or its host, or everything) were purged after
     /// it was fetched. With `PURGE_CHANGE_SYNC` (default), each registry
     /// shard is synced ("purges since my cursor") about once per window per
