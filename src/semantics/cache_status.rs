@@ -319,12 +319,7 @@ impl CacheStatus {
     /// Appends our member to any `Cache-Status` an upstream cache already set
     /// (RFC 9211 §2: members are ordered from the origin towards the client).
     pub fn apply(&self, headers: &mut HeaderMap) {
-        self.apply_with_rule(headers, None);
-    }
-
-    /// [`Self::apply`], naming the cache rules that applied.
-    pub fn apply_with_rule(&self, headers: &mut HeaderMap, rule: Option<&str>) {
-        append_member(headers, &self.member_with_rule(rule));
+        append_member(headers, &self.member_with_rule(None));
     }
 }
 
