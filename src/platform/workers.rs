@@ -41,9 +41,9 @@ fn start() {
 #[event(fetch)]
 async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let streams = JsStreams::default();
-    let bindings = bindings(&env);
+    let (bindings, env_seen) = bindings(&env);
     // With a broken configuration the request is refused: its body is never read.
-    let config = load_config(&env, bindings.fresh);
+    let config = load_config(&env, env_seen);
     let stream_above = config
         .as_ref()
         .map_or(0, |config| config.stream_bodies_above_bytes);
@@ -150,9 +150,6 @@ struct Bindings {
     global: Option<worker::kv::KvStore>,
     registry: Option<DurableTagRegistry>,
     analytics: Option<worker::AnalyticsEngineDataset>,
-    /// Whether `env` differs from the previous request's (then the
-    /// configuration memo checks its variables again).
-    fresh: bool,
 }
 
 impl Bindings {
@@ -163,34 +160,32 @@ impl Bindings {
             global: env.kv(CACHE_KV_BINDING).ok(),
             registry: DurableTagRegistry::from_env(env).ok(),
             analytics: env.analytics_engine(ANALYTICS_BINDING).ok(),
-            fresh: true,
         }
     }
 }
 
 thread_local! {
     /// The `env` object of the last request and its bindings.
-    static BINDINGS: RefCell<Option<(JsValue, Bindings)>> = const { RefCell::new(None) };
+    static BINDINGS: RefCell<Option<(JsValue, Rc<Bindings>)>> = const { RefCell::new(None) };
 }
 
-/// The bindings of `env`: remembered while requests bring the same `env`
-/// object (the runtime passes one per isolate), looked up again otherwise.
-fn bindings(env: &Env) -> Bindings {
+/// The bindings of `env`, and whether `env` is the object the previous
+/// request brought (the runtime passes one per isolate): its bindings are
+/// then remembered, not looked up again, and the configuration memo needs
+/// no check of its variables.
+fn bindings(env: &Env) -> (Rc<Bindings>, bool) {
     let env_value: &JsValue = env.as_ref();
-    let same = BINDINGS.with(|memo| {
+    let seen = BINDINGS.with(|memo| {
         let memo = memo.borrow();
         let (seen, bindings) = memo.as_ref()?;
-        worker::js_sys::Object::is(seen, env_value).then(|| Bindings {
-            fresh: false,
-            ..bindings.clone()
-        })
+        worker::js_sys::Object::is(seen, env_value).then(|| Rc::clone(bindings))
     });
-    if let Some(bindings) = same {
-        return bindings;
+    if let Some(bindings) = seen {
+        return (bindings, true);
     }
-    let bindings = Bindings::of(env);
-    BINDINGS.with(|memo| *memo.borrow_mut() = Some((env_value.clone(), bindings.clone())));
-    bindings
+    let bindings = Rc::new(Bindings::of(env));
+    BINDINGS.with(|memo| *memo.borrow_mut() = Some((env_value.clone(), Rc::clone(&bindings))));
+    (bindings, false)
 }
 
 /// KV namespace of the optional global cache tier.
@@ -240,15 +235,15 @@ type ConfigMemo = (Vec<(String, Option<String>)>, Rc<Config>);
 
 /// The configuration, parsed again only when a variable it read has changed
 /// (parsing and validating ORIGINS is not cheap). The same `env` object as
-/// last time (`fresh` false, see [`bindings`]) needs no check at all;
+/// last time (`env_seen`, see [`bindings`]) needs no check at all;
 /// another one has each variable compared.
-fn load_config(env: &Env, fresh: bool) -> Result<Rc<Config>, crate::config::ConfigError> {
+fn load_config(env: &Env, env_seen: bool) -> Result<Rc<Config>, crate::config::ConfigError> {
     // Checked in place: cloning the memo would copy every variable's value
     // (CACHE_RULES can be kilobytes) on every request.
     let remembered = CONFIG.with(|memo| {
         let mut memo = memo.borrow_mut();
         let (seen, config) = memo.as_mut()?;
-        if !fresh
+        if env_seen
             || seen
                 .iter()
                 .all(|(name, value)| read_var(env, name) == *value)
@@ -705,11 +700,8 @@ impl CacheStore for EdgeCache {
     }
 
     async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let outcome = worker::Cache::default()
-            .delete(key, false)
-            .await
-            .map_err(|e| StoreError(e.to_string()))?;
-        Ok(matches!(outcome, worker::CacheDeletionOutcome::Success))
+        let deleted = settled(default_cache()?.delete_with_str(key)).await?;
+        Ok(deleted.as_bool() == Some(true))
     }
 }
 
