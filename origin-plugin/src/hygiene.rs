@@ -205,24 +205,9 @@ thread_local! {
     static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `current` as the thread's current request id, moved in and out (two
-/// thread-local swaps a poll, no copy).
+/// Runs `f` with `current` as the thread's current one ([`crate::poll_local`]).
 fn with_current<T>(current: &mut Option<Current>, f: impl FnOnce() -> T) -> T {
-    /// Puts the previous id back even if `f` panics, so a panicking handler cannot leave
-    /// its id on whatever this thread polls next.
-    struct Restore<'a> {
-        current: &'a mut Option<Current>,
-        previous: Option<Current>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let previous = self.previous.take();
-            *self.current = CURRENT.with(|c| c.replace(previous));
-        }
-    }
-    let previous = CURRENT.with(|c| c.replace(current.take()));
-    let _restore = Restore { current, previous };
-    f()
+    crate::poll_local::with_current(&CURRENT, current, f)
 }
 
 /// The id of the request being polled on this thread (inside [`RequestIdLayer`]), if

@@ -108,6 +108,7 @@ pub use error::{Error, Result};
 // the pool type its APIs take — no "found a different `Pool<Postgres>`" after
 // `cargo add sqlx` picks another major version.
 pub mod hygiene;
+mod poll_local;
 
 // The layer stack in its right order (`Cachefront::builder()`), path excludes.
 pub mod stack;

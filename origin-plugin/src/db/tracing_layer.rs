@@ -28,27 +28,12 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<RequestQueries>>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `request` as the thread's current captured request. The state is moved
-/// in and out, not cloned: a poll costs two thread-local swaps.
+/// Runs `f` with `request` as the thread's current one ([`crate::poll_local`]).
 pub(super) fn with_request<T>(
     request: &mut Option<Arc<RequestQueries>>,
     f: impl FnOnce() -> T,
 ) -> T {
-    /// Puts the previous request back even if `f` panics, so a panicking handler cannot
-    /// leave its request current for whatever this thread polls next.
-    struct Restore<'a> {
-        request: &'a mut Option<Arc<RequestQueries>>,
-        previous: Option<Arc<RequestQueries>>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let previous = self.previous.take();
-            *self.request = CURRENT.with(|c| c.replace(previous));
-        }
-    }
-    let previous = CURRENT.with(|c| c.replace(request.take()));
-    let _restore = Restore { request, previous };
-    f()
+    crate::poll_local::with_current(&CURRENT, request, f)
 }
 
 /// The `tracing_subscriber` layer made by [`DbCapture::tracing_layer`]: the capture

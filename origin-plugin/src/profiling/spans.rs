@@ -21,24 +21,9 @@ thread_local! {
     static CURRENT: RefCell<Option<RequestProfile>> = const { RefCell::new(None) };
 }
 
-/// Runs `f` with `profile` as the thread's current request profile. The profile is moved
-/// in and out, not cloned: a poll costs two thread-local swaps.
+/// Runs `f` with `profile` as the thread's current one ([`crate::poll_local`]).
 pub(super) fn with_current<T>(profile: &mut Option<RequestProfile>, f: impl FnOnce() -> T) -> T {
-    /// Puts the previous profile back even if `f` panics, so a panicking handler cannot
-    /// leave its profile current for whatever this thread runs next.
-    struct Restore<'a> {
-        profile: &'a mut Option<RequestProfile>,
-        previous: Option<RequestProfile>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let previous = self.previous.take();
-            *self.profile = CURRENT.with(|c| c.replace(previous));
-        }
-    }
-    let previous = CURRENT.with(|c| c.replace(profile.take()));
-    let _restore = Restore { profile, previous };
-    f()
+    crate::poll_local::with_current(&CURRENT, profile, f)
 }
 
 /// The profile of the sampled request being polled on this thread, if any.
