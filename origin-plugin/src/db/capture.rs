@@ -259,7 +259,6 @@ impl DbCapture {
                 target: super::SQLX_QUERY_TARGET,
                 tracing::Level::DEBUG
             ),
-            request_span_enabled: true,
         }
     }
 
@@ -687,16 +686,12 @@ pub struct CaptureSetup {
     /// sqlx's statement events (target `sqlx::query`, `DEBUG`) pass the subscriber's
     /// filters; a global `info` filter (`fmt().with_env_filter(…)`) drops them.
     pub statements_enabled: bool,
-    /// Statements can be attributed to requests. Always true: the capture no longer
-    /// opens a span per request (it follows the request being polled), so no filter can
-    /// switch attribution off; kept so code reading it still compiles.
-    pub request_span_enabled: bool,
 }
 
 impl CaptureSetup {
     /// Statements reach the capture and are attributed to requests.
     pub fn is_active(&self) -> bool {
-        self.layer_installed && self.statements_enabled && self.request_span_enabled
+        self.layer_installed && self.statements_enabled
     }
 
     /// What is wrong, in words, when not active.
@@ -705,11 +700,6 @@ impl CaptureSetup {
             Some("its tracing layer is not in the global subscriber (was `fmt().init()` or `fmt().with_env_filter(…).init()` used?)".to_owned())
         } else if !self.statements_enabled {
             Some("a global filter disables sqlx's DEBUG statement events (target sqlx::query); put the level filter on the fmt layer instead".to_owned())
-        } else if !self.request_span_enabled {
-            Some(
-                "a filter disables the per-request span (target cachefront_origin::db, INFO)"
-                    .to_owned(),
-            )
         } else {
             None
         }
