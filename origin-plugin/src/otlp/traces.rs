@@ -50,9 +50,6 @@ use crate::Error;
 /// Counter: requests whose trace was dropped because the export queue was full.
 pub const TRACES_DROPPED_TOTAL: &str = "cachefront_origin_otlp_traces_dropped_total";
 
-/// Name of the span the query capture opens around each request (`db::layer`).
-const DB_CAPTURE_SPAN: &str = "cachefront_origin.db.request";
-
 /// Batching of the export thread, from the `OTEL_BSP_*` variables the SDK's batch span
 /// processor reads, with the same defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -499,31 +496,12 @@ fn request_spans(
     root.parent_span_is_remote = r.remote_parent.is_some();
     out.push(root);
 
-    // The query capture's own request span is plumbing, not the app's work: its
-    // children hang from its parent instead.
-    let elided = |i: usize| {
-        r.profile
-            .spans
-            .get(i)
-            .is_some_and(|n| n.name == DB_CAPTURE_SPAN)
-    };
     let ids: Vec<SpanId> = r.profile.spans.iter().map(|_| new_span_id()).collect();
-    let parent_of = |mut p: Option<usize>| {
-        // Bounded: a node's parent always opened before it.
-        while let Some(i) = p.filter(|i| elided(*i)) {
-            p = r
-                .profile
-                .spans
-                .get(i)
-                .and_then(|n| n.parent.filter(|q| *q < i));
-        }
+    let parent_of = |p: Option<usize>| {
         p.and_then(|i| ids.get(i).copied())
             .unwrap_or(r.trace.span_id)
     };
-    for (i, (n, id)) in r.profile.spans.iter().zip(&ids).enumerate() {
-        if elided(i) {
-            continue;
-        }
+    for (n, id) in r.profile.spans.iter().zip(&ids) {
         let (span_end, attributes) = match n.duration {
             Some(d) => (at(n.start + d), Vec::new()),
             // Still open at the response: it ends with the request, and says so.
