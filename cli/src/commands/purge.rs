@@ -169,10 +169,7 @@ fn fan_out(args: &PurgeArgs, providers: &[Provider]) -> Result<(), Failure> {
                 Ok(receipt) => (receipt, Ok(())),
                 Err(f) => (serde_json::Value::Null, Err(f)),
             },
-            Prepared::Cloudflare(plan) => {
-                let (report, outcome) = send_zone(args, &plan);
-                (report, outcome)
-            }
+            Prepared::Cloudflare(plan) => send_zone(args, &plan),
             Prepared::Cloudfront(plan) => send_cloudfront(args, &plan),
         };
         let mut entry = serde_json::json!({ "provider": provider.name(), "ok": outcome.is_ok() });
