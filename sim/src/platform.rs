@@ -84,25 +84,23 @@ struct Slot {
 }
 
 impl Slot {
-    fn at(&self, t: u64) -> Option<&Response<Body>> {
+    /// The index of the write that landed last at `t`, if any did.
+    fn landed(&self, t: u64) -> Option<usize> {
         self.writes
-            .iter()
-            .rev()
-            .filter(|(visible, _)| *visible <= t)
-            .max_by_key(|(visible, _)| *visible)
-            .map(|(_, r)| r)
-    }
-
-    fn prune(&mut self, now: u64) {
-        let landed = self
-            .writes
             .iter()
             .enumerate()
             .rev()
-            .filter(|(_, (visible, _))| *visible <= now)
+            .filter(|(_, (visible, _))| *visible <= t)
             .max_by_key(|(_, (visible, _))| *visible)
-            .map(|(i, _)| i);
-        if let Some(keep) = landed {
+            .map(|(i, _)| i)
+    }
+
+    fn at(&self, t: u64) -> Option<&Response<Body>> {
+        self.landed(t).map(|i| &self.writes[i].1)
+    }
+
+    fn prune(&mut self, now: u64) {
+        if let Some(keep) = self.landed(now) {
             let mut i = 0;
             self.writes.retain(|(visible, _)| {
                 let kept = i == keep || *visible > now;
@@ -318,21 +316,19 @@ impl ShardLoad {
     /// queue is longer than [`MAX_QUEUE_MS`]: the object refuses the call
     /// as overloaded, as Durable Objects do after queueing a while.
     fn classify(&mut self, shard: u32, dc: usize, now_ms: u64, weight: f64, kind: usize) {
-        let mut kinds = vec![kind];
-        if kind == KIND_SYNC {
-            if let Some(last) = self.last_sync.insert((dc, shard), now_ms) {
-                if now_ms.saturating_sub(last) < self.repeat_gap_ms {
-                    kinds.push(KIND_REPEAT_SYNC);
-                }
-            }
-        }
+        let repeat = kind == KIND_SYNC
+            && self
+                .last_sync
+                .insert((dc, shard), now_ms)
+                .is_some_and(|last| now_ms.saturating_sub(last) < self.repeat_gap_ms);
         let series = &mut self.buckets[shard as usize];
         let bucket = (now_ms / 1000 / BUCKET_S) as usize;
         if series.len() <= bucket {
             series.resize(bucket + 1, [0.0; 4]);
         }
-        for k in kinds {
-            series[bucket][k] += weight;
+        series[bucket][kind] += weight;
+        if repeat {
+            series[bucket][KIND_REPEAT_SYNC] += weight;
         }
     }
 
