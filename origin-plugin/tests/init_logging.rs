@@ -6,8 +6,6 @@
 #![cfg(all(feature = "db", feature = "postgres"))]
 mod support;
 
-use std::process::Command;
-
 use cachefront_origin::db::DbCapture;
 use cachefront_origin::sqlx::{self, postgres::PgPoolOptions};
 
@@ -26,18 +24,8 @@ fn init_logging_keeps_every_sqlx_statement_line_out_of_the_log() {
     let Some(database_url) = support::database_url() else {
         return;
     };
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(exe)
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env("DATABASE_URL", database_url)
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let (stdout, stderr) =
+        support::rerun_as_child(TEST_NAME, CHILD, &[("DATABASE_URL", &database_url)]);
     assert!(
         stdout.contains(&format!("child: {STATEMENTS} statements captured")),
         "the child ran and captured its statements:\n{stdout}\n{stderr}"

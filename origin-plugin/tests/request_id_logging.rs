@@ -4,7 +4,8 @@
 //! which serves requests through `Cachefront::builder()`; the parent reads its log.
 #![cfg(all(feature = "db", feature = "profiling"))]
 
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,17 +29,7 @@ fn log_lines_of_a_request_carry_its_id_under_init_logging_without_a_request_span
         child();
         return;
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let out = Command::new(exe)
-        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD, "1")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run the child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let (stdout, _) = support::rerun_as_child(TEST_NAME, CHILD, &[]);
     let line = |needle: &str| -> &str {
         stdout
             .lines()

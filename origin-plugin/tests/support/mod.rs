@@ -573,3 +573,23 @@ pub fn edge_contract(r: &Received) -> Result<serde_json::Value, String> {
     }
     Ok(serde_json::json!({"ok": true, "purged": request.item_count()}))
 }
+
+/// Runs this test binary's test `test_name` alone again, as a child process with `marker`
+/// set (the child sees it and does the work: for a setup that installs the global
+/// subscriber and logs to stdout), `RUST_LOG` unset, colours off and `envs` added.
+/// Asserts that it succeeded; returns its stdout and stderr.
+pub fn rerun_as_child(test_name: &str, marker: &str, envs: &[(&str, &str)]) -> (String, String) {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = Command::new(exe)
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(marker, "1")
+        .envs(envs.iter().copied())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run the child");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    (stdout, stderr)
+}
