@@ -3,6 +3,8 @@
 
 mod common;
 
+use cachefront::purge::registry::{RegistryEntry, TagRegistryStore};
+use cachefront::purge::sync::SYNC_PAGE_LIMIT;
 use common::{absent, body, cached_pages, reply, status_of, Harness};
 
 const TOKEN: &str = "purge-token-0123456789";
@@ -523,8 +525,11 @@ fn with_change_sync_an_everything_purge_reaches_another_isolate() {
     assert!(!status_of(&get_from(&other, "/x")).contains("hit"));
 }
 
-#[test]
-fn with_change_sync_an_entry_cached_before_the_view_began_is_checked_per_key() {
+/// A new isolate of a data centre with no view record, after a purge that
+/// killed an entry in the data centre's Cache API; `later_writes` keys are
+/// written to the registry after the purge (with older times). Returns the
+/// entry's answer to that isolate and the per-key lookups it made.
+fn cached_before_the_view(later_writes: usize) -> (String, usize) {
     let h = cached_pages(&[
         ("PURGE_TOKEN", TOKEN),
         ("PURGE_SHARDS", "1"),
@@ -533,20 +538,48 @@ fn with_change_sync_an_entry_cached_before_the_view_began_is_checked_per_key() {
     h.get("/x"); // in the data centre's Cache API
     h.advance(1);
     purge(&h, r#"{"tags":["pages"]}"#);
+    let others: Vec<RegistryEntry> = (0..later_writes)
+        .map(|i| RegistryEntry {
+            key: format!("other:{i}"),
+            hard_ms: 1,
+            soft_ms: 0,
+        })
+        .collect();
+    futures::executor::block_on(h.pipeline.platform().registry.merge(0, &others)).expect("merge");
     h.advance(1);
-    // A new isolate: its view begins after the purge, so it does not list
-    // it; the entry is older than the view's horizon and is asked per key.
     let late = h.pipeline.with_fresh_isolate();
     warm_up(&late);
     sleep_ms(&h, 100);
     let lookups = registry_calls(&h, "lookup");
     let answer = get_from(&late, "/x");
+    (
+        status_of(&answer).to_string(),
+        registry_calls(&h, "lookup") - lookups,
+    )
+}
+
+#[test]
+fn with_change_sync_a_new_views_backfill_decides_an_entry_cached_shortly_before_it() {
+    // The view begins after the purge; its first sync brings the shard's
+    // latest writes, the purge among them.
+    let (answer, lookups) = cached_before_the_view(0);
     assert!(
-        !status_of(&answer).contains("hit"),
-        "purged before the view began, not served: {}",
-        status_of(&answer)
+        !answer.contains("hit"),
+        "purged before the view began, not served: {answer}"
     );
-    assert!(registry_calls(&h, "lookup") > lookups);
+    assert_eq!(lookups, 0, "decided by the view, no per-key lookup");
+}
+
+#[test]
+fn with_change_sync_an_entry_cached_before_the_backfill_reaches_is_checked_per_key() {
+    // A page of later writes pushes the purge out of the backfill: the
+    // entry is older than the view's horizon and is asked per key.
+    let (answer, lookups) = cached_before_the_view(SYNC_PAGE_LIMIT);
+    assert!(
+        !answer.contains("hit"),
+        "purged before the view began, not served: {answer}"
+    );
+    assert!(lookups > 0);
 }
 
 #[test]

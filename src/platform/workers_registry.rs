@@ -54,8 +54,14 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS tag_purges (\
 const ADD_SEQ: &str = "ALTER TABLE tag_purges ADD COLUMN seq INTEGER NOT NULL DEFAULT 0";
 const SEQ_INDEX: &str = "CREATE INDEX IF NOT EXISTS tag_purges_seq ON tag_purges (seq)";
 const MAX_SEQ: &str = "SELECT coalesce(max(seq), 0) AS seq FROM tag_purges";
-/// The latest purge time held: the horizon of a view started now.
-const LATEST_MS: &str = "SELECT coalesce(max(max(hard_ms, soft_ms)), 0) AS seq FROM tag_purges";
+/// A first sync's backfill: the latest writes (rows of before the protocol,
+/// seq 0, are never changes).
+const NEWEST: &str =
+    "SELECT tag, hard_ms, soft_ms, seq FROM tag_purges WHERE seq > 0 ORDER BY seq DESC LIMIT ?";
+/// The latest purge time among the rows older than the backfill: the horizon
+/// of a view started now.
+const LATEST_MS_BEFORE: &str =
+    "SELECT coalesce(max(max(hard_ms, soft_ms)), 0) AS seq FROM tag_purges WHERE seq < ?";
 
 /// Times only move forward: a replayed or late purge cannot resurrect
 /// entries. Every write takes a new sequence number.
@@ -89,6 +95,17 @@ struct SyncRow {
     hard_ms: f64,
     soft_ms: f64,
     seq: f64,
+}
+
+impl SyncRow {
+    fn change(self) -> SyncChange {
+        SyncChange {
+            key: self.tag,
+            hard_ms: ms(self.hard_ms),
+            soft_ms: ms(self.soft_ms),
+            seq: ms(self.seq),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -238,16 +255,34 @@ impl DurableObject for TagRegistry {
                 };
                 let sql = self.state.storage().sql();
                 let current = u64::try_from(current_seq(&sql)?).unwrap_or(0);
+                let limit = message.limit.clamp(1, SYNC_PAGE_LIMIT);
                 let Some(after) = message.after else {
-                    let rows: Vec<SeqRow> = sql.exec(LATEST_MS, None)?.to_array()?;
+                    let mut newest: Vec<SyncRow> = sql
+                        .exec(
+                            NEWEST,
+                            vec![SqlStorageValue::from(i64::try_from(limit).unwrap_or(1))],
+                        )?
+                        .to_array()?;
+                    newest.reverse();
+                    // Every row not in the backfill has a smaller sequence number.
+                    let oldest_taken = newest
+                        .first()
+                        .map_or(current.saturating_add(1), |row| ms(row.seq));
+                    let rows: Vec<SeqRow> = sql
+                        .exec(
+                            LATEST_MS_BEFORE,
+                            vec![SqlStorageValue::from(
+                                i64::try_from(oldest_taken).unwrap_or(i64::MAX),
+                            )],
+                        )?
+                        .to_array()?;
                     return Response::from_json(&SyncPage {
                         cursor: current,
-                        changes: Vec::new(),
+                        changes: newest.into_iter().map(SyncRow::change).collect(),
                         more: false,
                         latest_ms: rows.first().map_or(0, |row| ms(row.seq)),
                     });
                 };
-                let limit = message.limit.clamp(1, SYNC_PAGE_LIMIT);
                 // One more than asked tells whether another page follows.
                 let rows: Vec<SyncRow> = sql
                     .exec(
@@ -259,16 +294,8 @@ impl DurableObject for TagRegistry {
                     )?
                     .to_array()?;
                 let more = rows.len() > limit;
-                let changes: Vec<SyncChange> = rows
-                    .into_iter()
-                    .take(limit)
-                    .map(|row| SyncChange {
-                        key: row.tag,
-                        hard_ms: ms(row.hard_ms),
-                        soft_ms: ms(row.soft_ms),
-                        seq: ms(row.seq),
-                    })
-                    .collect();
+                let changes: Vec<SyncChange> =
+                    rows.into_iter().take(limit).map(SyncRow::change).collect();
                 let cursor = match changes.last() {
                     Some(last) if more => last.seq,
                     _ => current.max(after),

@@ -181,8 +181,9 @@ pub trait TagRegistryStore {
     /// Every key written gets a new sequence number, like a purge.
     async fn merge(&self, shard: u32, entries: &[RegistryEntry]) -> Result<(), StoreError>;
     /// The keys of one shard written after sequence number `after`, at most
-    /// `limit`, in sequence order; with `after = None`, only the shard's
-    /// current sequence number (see [`crate::purge::sync`]).
+    /// `limit`, in sequence order; with `after = None`, the shard's latest
+    /// writes (at most `limit`), its current sequence number and the horizon
+    /// over the other rows (see [`crate::purge::sync::sync_page`]).
     async fn sync(
         &self,
         shard: u32,

@@ -10,13 +10,19 @@
 //! paged), so one request per shard per window keeps a whole data centre
 //! up to date whatever the number of keys it serves.
 //!
-//! Soundness for a caller without a cursor: its first sync only learns the
-//! shard's current cursor `c0` and the latest purge time among its rows
-//! then (the horizon). Every purge numbered ≤ `c0` has a time ≤ the horizon;
-//! every later one shows up in the view. An
-//! entry fetched strictly after the horizon can therefore be decided from the
-//! view alone; an entry fetched at or before it is decided by a per-key
-//! lookup ([`crate::purge::registry::RegistryMemo`]), as before. Keeping the
+//! Soundness for a caller without a cursor: its first sync learns the
+//! shard's current cursor `c0`, the latest changes (up to one page, the
+//! *backfill*) and the latest purge time among every other row (the
+//! horizon). Each row holds its key's latest purge times, so every purge
+//! later than the horizon is in the view, whatever its sequence number, and
+//! every later write shows up in the next syncs. An entry fetched strictly
+//! after the horizon can therefore be decided from the view alone; an entry
+//! fetched at or before it is decided by a per-key lookup
+//! ([`crate::purge::registry::RegistryMemo`]), as before. The backfill moves
+//! the horizon back by the last page of writes (all of them while a shard
+//! holds fewer), so entries cached shortly before a data centre took its
+//! view (a cold start, a view record evicted from the Cache API) need no
+//! per-key lookup. Keeping the
 //! view bounded moves the horizon forward the same way (dropping keys whose
 //! purges are all at or before the new horizon).
 //!
@@ -41,8 +47,9 @@ pub const SYNC_PAGE_LIMIT: usize = 1000;
 /// up, so it stays as old as its last complete sync).
 pub const SYNC_MAX_PAGES: usize = 20;
 
-/// `POST /sync` to a registry object: the changes after `after` (`None`:
-/// none, only the current cursor), at most `limit`, in sequence order.
+/// `POST /sync` to a registry object: the changes after `after`, at most
+/// `limit`, in sequence order (`None`: a first sync, answered with the latest
+/// writes, the current cursor and a horizon; see [`SyncPage`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncMessage {
@@ -62,8 +69,9 @@ pub struct SyncChange {
 
 /// The answer to a [`SyncMessage`]: `cursor` is the last sequence number
 /// covered (the shard's current one when `more` is false). To a sync without
-/// cursor, `latest_ms` is the latest purge time the shard holds (the new
-/// view's horizon); 0 otherwise.
+/// cursor, `changes` are the shard's latest writes (the backfill, at most
+/// `limit`) and `latest_ms` is the latest purge time among the other rows
+/// (the new view's horizon; 0 when the backfill holds every row); 0 otherwise.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncPage {
@@ -75,7 +83,9 @@ pub struct SyncPage {
 }
 
 /// Builds a page from a shard's rows `(key, times, seq)` for a sync after
-/// `after` (the store's side of the protocol, shared by every store).
+/// `after` (the store's side of the protocol, shared by every store). Rows
+/// with sequence number 0 (written before the protocol) are never changes:
+/// a first sync counts them in its horizon.
 pub fn sync_page<'a>(
     rows: impl IntoIterator<Item = (&'a String, &'a TagPurgeTimes, u64)>,
     after: Option<u64>,
@@ -83,12 +93,28 @@ pub fn sync_page<'a>(
 ) -> SyncPage {
     let mut all: Vec<(&String, &TagPurgeTimes, u64)> = rows.into_iter().collect();
     let current = all.iter().map(|(_, _, seq)| *seq).max().unwrap_or(0);
+    let limit = limit.clamp(1, SYNC_PAGE_LIMIT);
+    let change = |(key, times, seq): (&String, &TagPurgeTimes, u64)| SyncChange {
+        key: key.clone(),
+        hard_ms: times.hard_ms,
+        soft_ms: times.soft_ms,
+        seq,
+    };
     let Some(after) = after else {
+        // The backfill: the newest `limit` rows; the horizon: all the others.
+        all.sort_by_key(|(_, _, seq)| std::cmp::Reverse(*seq));
+        let newest = all
+            .iter()
+            .take_while(|(_, _, seq)| *seq > 0)
+            .count()
+            .min(limit);
+        let older = all.split_off(newest);
+        all.reverse();
         return SyncPage {
             cursor: current,
-            changes: Vec::new(),
+            changes: all.into_iter().map(change).collect(),
             more: false,
-            latest_ms: all
+            latest_ms: older
                 .iter()
                 .map(|(_, t, _)| t.hard_ms.max(t.soft_ms))
                 .max()
@@ -97,20 +123,11 @@ pub fn sync_page<'a>(
     };
     all.retain(|(_, _, seq)| *seq > after);
     all.sort_by_key(|(_, _, seq)| *seq);
-    let limit = limit.clamp(1, SYNC_PAGE_LIMIT);
     let more = all.len() > limit;
     all.truncate(limit);
     SyncPage {
         cursor: all.last().map_or(after.max(current), |(_, _, seq)| *seq),
-        changes: all
-            .into_iter()
-            .map(|(key, times, seq)| SyncChange {
-                key: key.clone(),
-                hard_ms: times.hard_ms,
-                soft_ms: times.soft_ms,
-                seq,
-            })
-            .collect(),
+        changes: all.into_iter().map(change).collect(),
         more,
         latest_ms: 0,
     }
@@ -313,9 +330,12 @@ impl DcDeltaRecord {
             base,
             cursor: view.cursor,
             checked_at_ms: view.checked_at_ms,
+            // A first sync's backfill (at or before `base`) is in the whole
+            // view record, not in the delta.
             changes: pages
                 .iter()
                 .flat_map(|p| p.changes.iter())
+                .filter(|c| c.seq > base)
                 .map(|c| RegistryEntry {
                     key: c.key.clone(),
                     hard_ms: c.hard_ms,
@@ -638,8 +658,19 @@ mod tests {
 
     /// Syncs one shard of `registry` into `views` as of `now` (no paging limit hit).
     fn sync(views: &mut SyncViews, registry: &MemoryTagRegistry, shard: u32, now: u64) {
+        sync_with(views, registry, shard, now, SYNC_PAGE_LIMIT);
+    }
+
+    /// [`sync`] with pages (and a first sync's backfill) of `limit` changes.
+    fn sync_with(
+        views: &mut SyncViews,
+        registry: &MemoryTagRegistry,
+        shard: u32,
+        now: u64,
+        limit: usize,
+    ) {
         let base = views.view(shard).map(|v| v.cursor);
-        let page = block_on(registry.sync(shard, base, SYNC_PAGE_LIMIT)).expect("sync");
+        let page = block_on(registry.sync(shard, base, limit)).expect("sync");
         let max_keys = views.max_keys();
         match views.view_mut(shard) {
             Some(view) => view.apply(&page, now, max_keys),
@@ -648,14 +679,63 @@ mod tests {
     }
 
     #[test]
-    fn a_sync_without_cursor_gives_only_the_current_sequence_number() {
+    fn a_first_sync_brings_the_latest_writes_and_a_horizon_over_the_others() {
         let registry = MemoryTagRegistry::new();
-        block_on(purge_keys(&registry, &tags(&["a", "b"]), 1, false, 100)).expect("purge");
-        let page = block_on(registry.sync(0, None, 10)).expect("sync");
-        assert_eq!(page.cursor, 2);
-        assert_eq!(page.latest_ms, 100);
-        assert!(page.changes.is_empty());
+        for (key, at) in [("a", 300), ("d", 50), ("b", 100), ("c", 200)] {
+            block_on(purge_keys(&registry, &tags(&[key]), 1, false, at)).expect("purge");
+        }
+        let page = block_on(registry.sync(0, None, 2)).expect("sync");
+        assert_eq!(page.cursor, 4);
+        let keys: Vec<&str> = page.changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["b", "c"], "the newest writes, in sequence order");
+        // "a" was written first but purged latest: the horizon is the latest
+        // time of every row left out, not that of the last one by sequence.
+        assert_eq!(page.latest_ms, 300);
         assert!(!page.more);
+        let page = block_on(registry.sync(0, None, 10)).expect("sync");
+        assert_eq!(page.changes.len(), 4);
+        assert_eq!(page.latest_ms, 0, "every row is in the backfill");
+    }
+
+    #[test]
+    fn rows_written_before_the_protocol_are_never_backfilled_but_count_in_the_horizon() {
+        let (old, new) = ("old".to_owned(), "new".to_owned());
+        let t = |at| TagPurgeTimes {
+            hard_ms: at,
+            soft_ms: 0,
+        };
+        let (old_t, new_t) = (t(900), t(100));
+        let page = sync_page([(&old, &old_t, 0), (&new, &new_t, 1)], None, 10);
+        assert_eq!(page.cursor, 1);
+        assert_eq!(page.changes.len(), 1);
+        assert_eq!(page.changes[0].key, "new");
+        assert_eq!(page.latest_ms, 900);
+    }
+
+    #[test]
+    fn a_first_syncs_backfill_decides_entries_cached_shortly_before_it() {
+        let registry = MemoryTagRegistry::new();
+        block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 700)).expect("purge");
+        let mut views = SyncViews::new(1_000, 100);
+        sync(&mut views, &registry, 0, 1_000);
+        let keys = tags(&["p:1", EVERYTHING_KEY]);
+        let memo = RegistryMemo::new(1_000, 100);
+        assert_eq!(views.view(0).map(|v| v.horizon_ms), Some(0));
+        assert!(
+            views.keys_outside(&keys, 1, 400, &memo).is_empty(),
+            "cached before the view, no per-key lookup"
+        );
+        let answers = views.answers_for(&memo, 1, 400, 1_000);
+        assert_eq!(entry_state(&keys, 400, &answers), EntryState::HardPurged);
+        let answers = views.answers_for(&memo, 1, 800, 1_000);
+        assert_eq!(entry_state(&keys, 800, &answers), EntryState::Live);
+        // Another isolate applying this sync's delta gets nothing twice: the
+        // backfill is in the whole record.
+        let view = views.view(0).expect("view");
+        let page = block_on(registry.sync(0, None, SYNC_PAGE_LIMIT)).expect("sync");
+        let delta = DcDeltaRecord::of(page.cursor, &[page], view);
+        assert!(delta.changes.is_empty());
+        assert_eq!(view.to_record().changes.len(), 1);
     }
 
     #[test]
@@ -707,8 +787,10 @@ mod tests {
     #[test]
     fn an_entry_fetched_at_or_before_the_horizon_is_asked_per_key_and_a_later_one_is_not() {
         let registry = MemoryTagRegistry::new();
-        // Purged before this isolate started: only a per-key lookup knows.
+        // Purged before this isolate started and left out of its first
+        // sync's backfill (one write: "p:2"): only a per-key lookup knows.
         block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 500)).expect("purge");
+        block_on(purge_keys(&registry, &tags(&["p:2"]), 1, false, 450)).expect("purge");
         let mut views = SyncViews::new(1_000, 100);
         let keys = tags(&["p:1", EVERYTHING_KEY]);
         let no_answers = RegistryMemo::new(1_000, 100);
@@ -717,7 +799,7 @@ mod tests {
             keys,
             "no view yet"
         );
-        sync(&mut views, &registry, 0, 1_000);
+        sync_with(&mut views, &registry, 0, 1_000, 1);
         assert_eq!(
             views.keys_outside(&keys, 1, 400, &no_answers),
             keys,
@@ -726,7 +808,7 @@ mod tests {
         assert_eq!(
             views.view(0).map(|v| v.horizon_ms),
             Some(500),
-            "the latest purge"
+            "the latest purge left out"
         );
         assert_eq!(
             views.keys_outside(&keys, 1, 500, &no_answers),
@@ -932,8 +1014,9 @@ mod tests {
     fn a_per_key_answer_asked_after_the_view_started_completes_it_for_an_older_entry() {
         let registry = MemoryTagRegistry::new();
         block_on(purge_keys(&registry, &tags(&["p:1"]), 1, false, 500)).expect("purge");
+        block_on(purge_keys(&registry, &tags(&["p:2"]), 1, false, 450)).expect("purge");
         let mut views = SyncViews::new(1_000, 100);
-        sync(&mut views, &registry, 0, 1_000); // started at 1_000, horizon 500
+        sync_with(&mut views, &registry, 0, 1_000, 1); // started at 1_000, horizon 500
         let keys = tags(&["p:1", EVERYTHING_KEY]);
         let mut memo = RegistryMemo::new(1_000, 100);
         // Asked before the view started: not enough.
