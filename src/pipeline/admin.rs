@@ -51,11 +51,16 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         None
     }
 
-    /// `GET /__cachefront/health`: each origin as this isolate sees it.
+    /// `GET /__cachefront/health`: each origin as this isolate sees it, and
+    /// its views of the tag registry.
     fn serve_health(&self, request: &Request<Body>) -> (Response<Body>, CacheStatus) {
         let bypass = CacheStatus::forward(Forward::Bypass).with_detail("operator");
         match self.operator_check(request, "GET") {
-            Ok(()) => (json_response(StatusCode::OK, &self.origin_report()), bypass),
+            Ok(()) => {
+                let mut report = self.origin_report();
+                report["purge_views"] = self.isolate.views.borrow().report(self.now());
+                (json_response(StatusCode::OK, &report), bypass)
+            }
             Err(err) => (err.to_response(), bypass.with_outcome(Outcome::Error)),
         }
     }

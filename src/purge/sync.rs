@@ -469,6 +469,28 @@ impl SyncViews {
         self.views.get_mut(&shard)
     }
 
+    /// This isolate's views as of `now_ms`, by shard, for the operator's
+    /// health endpoint: how far each reaches back (horizon), how many keys it
+    /// holds and how long ago its last complete sync was sent.
+    pub fn report(&self, now_ms: u64) -> serde_json::Value {
+        let mut shards: Vec<(&u32, &ShardView)> = self.views.iter().collect();
+        shards.sort_by_key(|(shard, _)| **shard);
+        let views: Vec<serde_json::Value> = shards
+            .into_iter()
+            .map(|(shard, view)| {
+                serde_json::json!({
+                    "shard": shard,
+                    "cursor": view.cursor,
+                    "horizon_ms": view.horizon_ms,
+                    "keys": view.len(),
+                    "synced_ms_ago": (view.checked_at_ms > 0)
+                        .then(|| now_ms.saturating_sub(view.checked_at_ms)),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(views)
+    }
+
     /// The shards (of `0..shards`) this isolate has no view of.
     pub fn missing(&self, shards: u32) -> Vec<u32> {
         (0..shards.max(1))
@@ -736,6 +758,19 @@ mod tests {
         let delta = DcDeltaRecord::of(page.cursor, &[page], view);
         assert!(delta.changes.is_empty());
         assert_eq!(view.to_record().changes.len(), 1);
+    }
+
+    #[test]
+    fn the_health_report_lists_each_views_reach_size_and_age_by_shard() {
+        let registry = MemoryTagRegistry::new();
+        block_on(purge_keys(&registry, &tags(&["p:1", "p:2"]), 1, false, 700)).expect("purge");
+        let mut views = SyncViews::new(1_000, 100);
+        assert_eq!(views.report(1_000), serde_json::json!([]));
+        sync(&mut views, &registry, 0, 1_000);
+        assert_eq!(
+            views.report(1_250),
+            serde_json::json!([{"shard": 0, "cursor": 2, "horizon_ms": 0, "keys": 2, "synced_ms_ago": 250}])
+        );
     }
 
     #[test]

@@ -121,6 +121,54 @@ describe('purge API', () => {
   });
 });
 
+describe('registry views', () => {
+  let origin;
+  let worker;
+
+  before(async () => {
+    origin = await startOrigin((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=600', 'cache-tag': 'a, b, c' });
+      res.end(`${req.url}`);
+    });
+    worker = await startWorker({
+      vars: { ORIGINS: originsVar([{ name: 'primary', origin }]), PURGE_TOKEN: TOKEN },
+    });
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await origin?.close();
+  });
+
+  const authorization = `Bearer ${TOKEN}`;
+  const health = async () => (await fetch(`${worker.url}/__cachefront/health`, { headers: { authorization } })).json();
+
+  test("a view's first sync brings the purges the registry held before it (the backfill)", async () => {
+    for (const tag of ['a', 'b', 'c']) {
+      const receipt = await fetch(`${worker.url}/__cachefront/purge`, {
+        method: 'POST',
+        headers: { authorization, 'content-type': 'application/json' },
+        body: JSON.stringify({ tags: [tag] }),
+      });
+      assert.equal(receipt.status, 200);
+    }
+    assert.deepEqual((await health()).purge_views, [], 'no view before a page is served');
+    // A miss then hits: the hits start the views of the shards of a, b and c.
+    await (await fetch(`${worker.url}/page`)).text();
+    const synced = await eventually(async () => {
+      await (await fetch(`${worker.url}/page`)).text();
+      return health();
+    }, (h) => h.purge_views.length > 0 && h.purge_views.every((v) => v.synced_ms_ago !== null)
+      && h.purge_views.reduce((n, v) => n + v.keys, 0) >= 3);
+    const views = synced.purge_views;
+    assert.equal(views.reduce((n, v) => n + v.keys, 0), 3, JSON.stringify(views));
+    for (const view of views) {
+      assert.equal(view.horizon_ms, 0, `every write is in the backfill: ${JSON.stringify(view)}`);
+      assert.ok(view.cursor >= view.keys);
+    }
+  });
+});
+
 describe('warming', () => {
   test('the cron warms the configured pages, which clients then get from the cache', async () => {
     const seen = [];
