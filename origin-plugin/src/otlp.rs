@@ -33,9 +33,17 @@ use opentelemetry_sdk::Resource;
 use crate::metrics::Metrics;
 use crate::Error;
 
-/// Counter: failed OTLP export calls, by `signal` (`metrics`, `traces`) and `reason`
-/// ([`failure_reason`]). Each failed call counts once, whatever it carried.
-pub const EXPORT_FAILURES_TOTAL: &str = "cachefront_origin_otlp_export_failures_total";
+/// Names of the metrics this module exports (on `/metrics`).
+pub mod names {
+    /// Counter `{signal, reason}`: failed OTLP export calls, by `signal` (`metrics`,
+    /// `traces`) and `reason` ([`failure_reason`](super::failure_reason)). Each failed
+    /// call counts once, whatever it carried.
+    pub const EXPORT_FAILURES_TOTAL: &str = "cachefront_origin_otlp_export_failures_total";
+    /// Counter: requests whose trace was dropped because the export queue was full.
+    pub const TRACES_DROPPED_TOTAL: &str = "cachefront_origin_otlp_traces_dropped_total";
+}
+
+pub use names::EXPORT_FAILURES_TOTAL;
 
 /// Why an export failed, as the `reason` label says it (a bounded set):
 /// `rejected` (the endpoint answered with an error status: a wrong path or key, a

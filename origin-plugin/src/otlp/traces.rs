@@ -48,8 +48,7 @@ use crate::route::method_label;
 use crate::stack::PathExcludes;
 use crate::Error;
 
-/// Counter: requests whose trace was dropped because the export queue was full.
-pub const TRACES_DROPPED_TOTAL: &str = "cachefront_origin_otlp_traces_dropped_total";
+pub use super::names::TRACES_DROPPED_TOTAL;
 
 /// Batching of the export thread, from the `OTEL_BSP_*` variables the SDK's batch span
 /// processor reads, with the same defaults.
