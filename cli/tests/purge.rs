@@ -152,11 +152,21 @@ fn refused_requests_exit_6_and_server_errors_exit_5() {
         (503, "registry_unavailable", 5),
     ] {
         let edge = stand_in(vec![(status, Vec::new(), error_body(status, code, "no"))]);
+        // No retries: the answer's own exit code (retries: tests/purge_cloudfront.rs).
         let output = cachefront(
-            &["purge", "--tag", "a", "--endpoint", &edge.base],
+            &[
+                "purge",
+                "--tag",
+                "a",
+                "--endpoint",
+                &edge.base,
+                "--retries",
+                "0",
+            ],
             &[("CACHEFRONT_PURGE_TOKEN", TOKEN)],
         );
         assert_eq!(output.status.code(), Some(expected_exit), "HTTP {status}");
+        assert_eq!(edge.seen.lock().expect("lock").len(), 1, "HTTP {status}");
         assert!(stderr(&output).contains(&format!("HTTP {status}")));
     }
 }
@@ -178,7 +188,17 @@ fn unreachable_endpoint_exits_4() {
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
     let output = cachefront(
-        &["purge", "--tag", "a", "--endpoint", &base, "--timeout", "5"],
+        &[
+            "purge",
+            "--tag",
+            "a",
+            "--endpoint",
+            &base,
+            "--timeout",
+            "5",
+            "--retries",
+            "0",
+        ],
         &[("CACHEFRONT_PURGE_TOKEN", TOKEN)],
     );
     assert_eq!(output.status.code(), Some(4));

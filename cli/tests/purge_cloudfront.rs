@@ -250,6 +250,104 @@ fn fan_out_purges_every_provider_with_a_receipt_each_and_a_partial_failure_exits
     );
 }
 
+fn edge_error(status: u16, extra: Vec<(&'static str, &'static str)>) -> Reply {
+    (
+        status,
+        extra,
+        serde_json::json!({"ok": false, "error": {"code": "scripted", "message": "scripted failure"}})
+            .to_string(),
+    )
+}
+
+/// The edge and the Cloudflare zone, both on loopback stand-ins.
+fn edge_and_zone_env(edge: &str, zone: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("CACHEFRONT_PURGE_TOKEN", TOKEN.to_owned()),
+        ("CACHEFRONT_ENDPOINT", edge.to_owned()),
+        ("CF_ZONE_ID", ZONE.to_owned()),
+        ("CF_API_TOKEN", "cf-token".to_owned()),
+        ("CACHEFRONT_CF_API_BASE", zone.to_owned()),
+    ]
+}
+
+#[test]
+fn fan_out_retries_an_edge_that_fails_once_and_its_receipt_counts_the_retry() {
+    // A 503 first (retried after the policy's 1 s backoff), then the receipt.
+    let edge = stand_in(vec![edge_error(503, Vec::new()), edge_receipt()]);
+    let zone = stand_in(vec![cf_zone_ok()]);
+    let env = edge_and_zone_env(&edge.base, &zone.base);
+    let output = cachefront(
+        &[
+            "purge",
+            "--provider",
+            "edge,cloudflare",
+            "--url",
+            "https://shop.example/products/1",
+        ],
+        &env_refs(&env),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let seen = edge.seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "one retry");
+    assert_eq!(seen[0].body, seen[1].body, "the same purge sent again");
+    let receipts = stdout_json(&output);
+    let edge_entry = &receipts["providers"][0];
+    assert_eq!(edge_entry["provider"], "edge");
+    assert_eq!(edge_entry["ok"], true);
+    assert_eq!(edge_entry["retries"], 1);
+    assert_eq!(edge_entry["receipt"]["ok"], true);
+    assert_eq!(receipts["providers"][1]["ok"], true);
+    assert!(
+        stderr(&output).contains("edge: attempt 1 failed (HTTP 503); retrying in 1000 ms"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn fan_out_with_an_edge_that_always_fails_exits_7_and_its_receipt_names_it() {
+    // Throttled on every attempt (Retry-After: 0, so no waiting): the default policy's
+    // 5 attempts, then the edge is reported failed; Cloudflare is still purged.
+    let throttled = || edge_error(429, vec![("Retry-After", "0")]);
+    let edge = stand_in((0..5).map(|_| throttled()).collect());
+    let zone = stand_in(vec![cf_zone_ok()]);
+    let env = edge_and_zone_env(&edge.base, &zone.base);
+    let output = cachefront(
+        &[
+            "purge",
+            "--provider",
+            "edge,cloudflare",
+            "--url",
+            "https://shop.example/products/1",
+        ],
+        &env_refs(&env),
+    );
+    assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
+    assert_eq!(
+        edge.seen.lock().expect("lock").len(),
+        5,
+        "1 call + 4 retries"
+    );
+    assert_eq!(zone.seen.lock().expect("lock").len(), 1);
+    let receipts = stdout_json(&output);
+    let edge_entry = &receipts["providers"][0];
+    assert_eq!(edge_entry["provider"], "edge");
+    assert_eq!(edge_entry["ok"], false);
+    assert_eq!(edge_entry["retries"], 4);
+    assert_eq!(edge_entry["exit_code"], 6);
+    let error = edge_entry["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("HTTP 429") && error.contains("after 5 attempts"),
+        "{error}"
+    );
+    assert_eq!(receipts["providers"][1]["ok"], true);
+    assert!(
+        stderr(&output).contains("partial purge: 1 of 2 providers failed (edge)"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn fan_out_checks_every_provider_before_any_call() {
     let edge = stand_in(Vec::new());

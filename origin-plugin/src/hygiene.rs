@@ -212,7 +212,7 @@ fn with_current<T>(current: &mut Option<Current>, f: impl FnOnce() -> T) -> T {
 
 /// The id of the request being polled on this thread (inside [`RequestIdLayer`]), if
 /// any. Work a handler hands to `tokio::spawn` runs outside the request: wrap it in
-/// [`in_current_request_id`] to keep the id.
+/// [`in_current_request`](crate::in_current_request) to keep the id.
 pub fn current_request_id() -> Option<RequestId> {
     current_id(false).and_then(|v| v.to_str().ok().map(|s| RequestId(s.to_owned())))
 }
@@ -229,43 +229,30 @@ fn current_id(unless_in_span: bool) -> Option<HeaderValue> {
     })
 }
 
-/// `future` with the request id current while it is polled: for work a handler spawns
-/// (`tokio::spawn(in_current_request_id(fut))`), whose log lines then carry the id.
-/// Outside a request it changes nothing.
-pub fn in_current_request_id<F: Future>(future: F) -> InCurrentRequestId<F> {
-    let current = CURRENT.with(|c| {
-        c.try_borrow().ok().and_then(|c| {
-            // The request's span does not follow the work: the format adds the id.
-            c.as_ref().map(|c| Current {
-                id: c.id.clone(),
-                in_span: false,
+/// The current request's id, taken along by [`crate::in_current_request`] into work a
+/// handler spawns.
+pub(crate) struct CarriedId(Option<Current>);
+
+impl CarriedId {
+    /// The id current on this thread now, if any.
+    pub(crate) fn current() -> Self {
+        Self(CURRENT.with(|c| {
+            c.try_borrow().ok().and_then(|c| {
+                // The request's span does not follow the work: the format adds the id.
+                c.as_ref().map(|c| Current {
+                    id: c.id.clone(),
+                    in_span: false,
+                })
             })
-        })
-    });
-    InCurrentRequestId {
-        inner: future,
-        current,
+        }))
     }
-}
 
-pin_project_lite::pin_project! {
-    /// Future made by [`in_current_request_id`].
-    pub struct InCurrentRequestId<F> {
-        #[pin]
-        inner: F,
-        current: Option<Current>,
-    }
-}
-
-impl<F: Future> Future for InCurrentRequestId<F> {
-    type Output = F::Output;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let inner = this.inner;
-        if this.current.is_some() {
-            with_current(this.current, || inner.poll(cx))
+    /// Runs `f` with the carried id current (outside a request: just runs `f`).
+    pub(crate) fn enter<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        if self.0.is_some() {
+            with_current(&mut self.0, f)
         } else {
-            inner.poll(cx)
+            f()
         }
     }
 }
@@ -350,20 +337,24 @@ pub use request_id_format::RequestIdFormat;
 /// The `fmt` side (tracing-subscriber's `fmt`, which the `db` feature brings).
 #[cfg(feature = "db")]
 mod request_id_format {
+    use std::any::TypeId;
     use std::fmt;
 
     use tracing::{Event, Subscriber};
-    use tracing_subscriber::fmt::format::{Format, Full, Writer};
+    use tracing_subscriber::fmt::format::{Format, Full, Json, Writer};
     use tracing_subscriber::fmt::time::SystemTime;
     use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
     use tracing_subscriber::registry::LookupSpan;
 
-    /// An event format for `tracing_subscriber::fmt` that ends each line emitted while a
-    /// request is polled with ` request_id=<id>` (the id of [`RequestIdLayer`](super::RequestIdLayer),
-    /// no span needed). `DbCapture::init_logging` uses it; with a `fmt` layer of your own:
-    /// `fmt::layer().event_format(RequestIdFormat::default())`, or
-    /// `RequestIdFormat::new(fmt::format().compact())` to keep your format's options.
-    /// For the text formats (full, compact), not JSON: a JSON line would end with text.
+    /// An event format for `tracing_subscriber::fmt` that adds the id of
+    /// [`RequestIdLayer`](super::RequestIdLayer) to each line emitted while a request is
+    /// polled (no span needed). Text formats (full, compact, pretty) end the line with
+    /// ` request_id=<id>`; the JSON format gets a top-level `"request_id":"<id>"` member.
+    /// `DbCapture::init_logging` uses it; with a `fmt` layer of your own:
+    /// `fmt::layer().event_format(RequestIdFormat::default())`,
+    /// `RequestIdFormat::new(fmt::format().compact())` to keep your format's options, or
+    /// for JSON `fmt::layer().json().event_format(RequestIdFormat::new(fmt::format().json()))`
+    /// (`.json()` first: it also sets the JSON field formatter).
     /// When the layer also opens its `request` span ([`RequestIdLayer::with_span`](super::RequestIdLayer::with_span)),
     /// the span's fields already show the id and nothing is added.
     #[derive(Debug, Clone)]
@@ -394,6 +385,7 @@ mod request_id_format {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
         N: for<'a> FormatFields<'a> + 'static,
+        F: 'static,
         Format<F, T>: FormatEvent<S, N>,
     {
         fn format_event(
@@ -410,20 +402,52 @@ mod request_id_format {
             let Some(id) = super::current_id(true) else {
                 return format.format_event(ctx, writer, event);
             };
+            // Accepted ids are `[A-Za-z0-9._:-]` only: nothing to escape, in text or JSON.
+            let id = id.to_str().unwrap_or("invalid");
+            if TypeId::of::<F>() == TypeId::of::<Json>() {
+                return json_with_id(format, ctx, writer, event, id);
+            }
             let mut held = HoldFinalNewline {
                 out: &mut writer,
                 pending: false,
             };
             format.format_event(ctx, Writer::new(&mut held), event)?;
             let pending = held.pending;
-            // Accepted ids are `[A-Za-z0-9._:-]` only: nothing to escape.
-            let id = id.to_str().unwrap_or("invalid");
             write!(writer, " request_id={id}")?;
             if pending {
                 writer.write_char('\n')?;
             }
             Ok(())
         }
+    }
+
+    /// A JSON line with `"request_id"` as the object's last member: the object is
+    /// formatted whole (one line), then closed after the id.
+    fn json_with_id<S, N, F, T>(
+        format: &Format<F, T>,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+        id: &str,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+        Format<F, T>: FormatEvent<S, N>,
+    {
+        let mut line = String::new();
+        format.format_event(ctx, Writer::new(&mut line), event)?;
+        let body = line.trim_end_matches('\n');
+        let Some(open) = body.strip_suffix('}') else {
+            // Not an object after all: leave it as it is.
+            return writer.write_str(&line);
+        };
+        let separator = if open.trim_end().ends_with('{') {
+            ""
+        } else {
+            ","
+        };
+        writeln!(writer, "{open}{separator}\"request_id\":\"{id}\"}}")
     }
 
     /// Passes text through but holds back a final newline, so the id goes on the line.

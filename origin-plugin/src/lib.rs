@@ -109,6 +109,8 @@ pub use error::{Error, Result};
 // `cargo add sqlx` picks another major version.
 pub mod hygiene;
 mod poll_local;
+// Work a handler spawns, run as part of its request (id, profile, queries).
+pub use poll_local::{in_current_request, InCurrentRequest};
 
 // The layer stack in its right order (`Cachefront::builder()`), path excludes.
 pub mod stack;

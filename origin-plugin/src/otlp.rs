@@ -9,6 +9,9 @@
 //! Prometheus and OpenTelemetry; attach the exporter right after creating the registry.
 //! Names map as the OpenTelemetry Prometheus convention reads back: counters lose
 //! `_total`; a `_seconds` / `_bytes` suffix becomes the unit `s` / `By`.
+//!
+//! A failed export (metrics or traces) is counted on the Prometheus side,
+//! [`EXPORT_FAILURES_TOTAL`]: when OTLP is what fails, `/metrics` is where to see it.
 
 pub mod traces;
 
@@ -21,11 +24,125 @@ use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn};
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::Resource;
 
 use crate::metrics::Metrics;
 use crate::Error;
+
+/// Names of the metrics this module exports (on `/metrics`).
+pub mod names {
+    /// Counter `{signal, reason}`: failed OTLP export calls, by `signal` (`metrics`,
+    /// `traces`) and `reason` ([`failure_reason`](super::failure_reason)). Each failed
+    /// call counts once, whatever it carried.
+    pub const EXPORT_FAILURES_TOTAL: &str = "cachefront_origin_otlp_export_failures_total";
+    /// Counter: requests whose trace was dropped because the export queue was full.
+    pub const TRACES_DROPPED_TOTAL: &str = "cachefront_origin_otlp_traces_dropped_total";
+}
+
+pub use names::EXPORT_FAILURES_TOTAL;
+
+/// Why an export failed, as the `reason` label says it (a bounded set):
+/// `rejected` (the endpoint answered with an error status: a wrong path or key, a
+/// quota, an overloaded collector), `unreachable` (no answer: connection refused, DNS,
+/// TLS, a timeout), `shutdown` (exporting after `shutdown()`), `other` (the request could
+/// not be built).
+pub fn failure_reason(error: &OTelSdkError) -> &'static str {
+    match error {
+        OTelSdkError::AlreadyShutdown => "shutdown",
+        OTelSdkError::Timeout(_) => "unreachable",
+        // The endpoint answered with an error status: the blocking reqwest client of
+        // `opentelemetry-http` turns it into its error of kind `Status(503, …)`; the
+        // exporters' own check says `… Status Code: 503, …`. A transport error is the
+        // HTTP client's error without a status. The rest is ours (building the body).
+        OTelSdkError::InternalFailure(message)
+            if message.contains("kind: Status(") || message.contains("Status Code: ") =>
+        {
+            "rejected"
+        }
+        OTelSdkError::InternalFailure(message)
+            if message.starts_with("Failed to serialize")
+                || message.starts_with("Failed to acquire")
+                || message.starts_with("Mutex lock failed") =>
+        {
+            "other"
+        }
+        OTelSdkError::InternalFailure(_) => "unreachable",
+    }
+}
+
+/// The failure counters of one signal, registered up front so every series reads 0
+/// until something fails (an alert on `increase()` then sees the first failure).
+#[derive(Clone)]
+pub(crate) struct ExportFailures {
+    rejected: Counter,
+    unreachable: Counter,
+    shutdown: Counter,
+    other: Counter,
+}
+
+impl ExportFailures {
+    pub(crate) fn new(metrics: &Metrics, signal: &'static str) -> Self {
+        metrics.describe_counter(
+            EXPORT_FAILURES_TOTAL,
+            "Failed OTLP export calls, by signal (metrics, traces) and reason (rejected, unreachable, shutdown, other).",
+        );
+        let counter = |reason| {
+            metrics.counter(
+                EXPORT_FAILURES_TOTAL,
+                &[("signal", signal), ("reason", reason)],
+            )
+        };
+        Self {
+            rejected: counter("rejected"),
+            unreachable: counter("unreachable"),
+            shutdown: counter("shutdown"),
+            other: counter("other"),
+        }
+    }
+
+    pub(crate) fn count(&self, error: &OTelSdkError) {
+        let counter = match failure_reason(error) {
+            "rejected" => &self.rejected,
+            "unreachable" => &self.unreachable,
+            "shutdown" => &self.shutdown,
+            _ => &self.other,
+        };
+        counter.increment(1);
+    }
+}
+
+/// The SDK's metric exporter with its failures counted (the periodic reader only logs
+/// them).
+struct CountingExporter<E> {
+    inner: E,
+    failures: ExportFailures,
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for CountingExporter<E> {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let result = self.inner.export(metrics).await;
+        if let Err(e) = &result {
+            self.failures.count(e);
+        }
+        result
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
 
 /// The OpenTelemetry side of the registry: one instrument per metric name.
 pub(crate) struct OtlpBridge {
@@ -218,13 +335,21 @@ pub struct OtlpExporter {
 impl OtlpExporter {
     /// Export `metrics` to the endpoint the `OTEL_EXPORTER_OTLP_*` variables name
     /// (default `http://localhost:4318/v1/metrics`), every `OTEL_METRIC_EXPORT_INTERVAL`
-    /// milliseconds (default 60 000). Fails if the registry already exports.
+    /// milliseconds (default 60 000). Fails if the registry already exports. Failed
+    /// exports are counted in `metrics` ([`EXPORT_FAILURES_TOTAL`], `signal="metrics"`;
+    /// on the Prometheus side only).
     pub fn install(metrics: &Metrics) -> Result<Self, Error> {
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .build()
             .map_err(|e| Error::Config(format!("OTLP exporter: {e}")))?;
+        // Registered before the bridge is attached: these stay Prometheus counters, not
+        // sent through the exporter whose failures they count.
+        let exporter = CountingExporter {
+            inner: exporter,
+            failures: ExportFailures::new(metrics, "metrics"),
+        };
         let reader = PeriodicReader::builder(exporter).build();
         let provider = SdkMeterProvider::builder()
             .with_reader(reader)
@@ -312,6 +437,45 @@ mod tests {
         assert_eq!(
             otel_name_and_unit("cachefront_origin_http_allocated_bytes_total"),
             ("cachefront_origin_http_allocated_bytes", "By")
+        );
+    }
+
+    #[test]
+    fn export_errors_map_to_a_bounded_reason() {
+        let internal = |m: &str| OTelSdkError::InternalFailure(m.to_owned());
+        assert_eq!(
+            failure_reason(&internal(
+                "OpenTelemetry trace export failed. Url: http://c:4318/v1/traces, Status Code: 503, Response: []"
+            )),
+            "rejected"
+        );
+        assert_eq!(
+            failure_reason(&internal(
+                "OpenTelemetry metrics export failed. Status Code: 401, Response: []"
+            )),
+            "rejected"
+        );
+        // What the blocking reqwest client reports for a 503 answer.
+        assert_eq!(
+            failure_reason(&internal(
+                "reqwest::Error { kind: Status(503, None), url: \"http://c:4318/v1/metrics\" }"
+            )),
+            "rejected"
+        );
+        assert_eq!(
+            failure_reason(&internal(
+                "reqwest::Error { kind: Request, source: ConnectError(\"tcp connect error\") }"
+            )),
+            "unreachable"
+        );
+        assert_eq!(
+            failure_reason(&OTelSdkError::Timeout(Duration::from_secs(10))),
+            "unreachable"
+        );
+        assert_eq!(failure_reason(&OTelSdkError::AlreadyShutdown), "shutdown");
+        assert_eq!(
+            failure_reason(&internal("Failed to serialize metrics")),
+            "other"
         );
     }
 }

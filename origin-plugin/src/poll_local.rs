@@ -2,9 +2,86 @@
 //! what a `tracing` span would give, without the span's cost. The request id, the
 //! captured queries and the profile each live in such a slot. The value is moved in and
 //! out, not cloned: a poll costs two thread-local swaps.
+//!
+//! [`in_current_request`] takes all three along into work a handler spawns, which
+//! otherwise runs outside the request.
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::thread::LocalKey;
+
+/// `future` run as part of the request being polled now: while it is polled, its log
+/// lines carry the request id ([`RequestIdLayer`](crate::hygiene::RequestIdLayer)), its
+/// spans and `Timer` blocks go into the request's profile (a sampled request, with
+/// `SpanProfileLayer`; feature `profiling`) and its statements count as the request's
+/// queries (feature `db`). For work a handler hands to `tokio::spawn`, which otherwise
+/// runs outside any request: `tokio::spawn(cachefront_origin::in_current_request(fut))`.
+/// Outside a request it changes nothing. Work still running after the response goes
+/// on logging with the id; what it records then is not in the request's report.
+pub fn in_current_request<F: Future>(future: F) -> InCurrentRequest<F> {
+    InCurrentRequest {
+        inner: future,
+        carried: Carried {
+            id: crate::hygiene::CarriedId::current(),
+            #[cfg(feature = "profiling")]
+            profile: crate::profiling::current_profile(),
+            #[cfg(feature = "db")]
+            queries: crate::db::CarriedQueries::current(),
+        },
+    }
+}
+
+/// What [`in_current_request`] takes along.
+struct Carried {
+    id: crate::hygiene::CarriedId,
+    #[cfg(feature = "profiling")]
+    profile: Option<crate::profiling::RequestProfile>,
+    #[cfg(feature = "db")]
+    queries: crate::db::CarriedQueries,
+}
+
+impl Carried {
+    fn enter<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        #[cfg(feature = "db")]
+        let f = {
+            let queries = &mut self.queries;
+            move || queries.enter(f)
+        };
+        #[cfg(feature = "profiling")]
+        let f = {
+            let profile = &mut self.profile;
+            move || {
+                if profile.is_some() {
+                    crate::profiling::spans::with_current(profile, f)
+                } else {
+                    f()
+                }
+            }
+        };
+        self.id.enter(f)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Future made by [`in_current_request`].
+    pub struct InCurrentRequest<F> {
+        #[pin]
+        inner: F,
+        carried: Carried,
+    }
+}
+
+impl<F: Future> Future for InCurrentRequest<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        this.carried.enter(|| inner.poll(cx))
+    }
+}
 
 /// Runs `f` with `value` current in `slot` on this thread, then moves it back into
 /// `value` (with whatever `f` changed) and restores what was current before, even if `f`

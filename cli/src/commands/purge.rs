@@ -7,6 +7,8 @@
 //! Several providers at once (`--provider edge,cloudfront`) is a fan-out:
 //! every provider is checked before any call, then purged on its own (its
 //! own retries; one failing does not stop the others), with one receipt each.
+//! Every provider's calls, the edge's included, are retried by the worker's
+//! Cloudflare retry policy (`--retries` of them at most).
 //!
 //! Exit codes: `crate::exit` (documented in docs/purge.md); a Cloudflare or
 //! CloudFront call that failed is a server error; a fan-out where some
@@ -64,6 +66,10 @@ pub struct PurgeArgs {
     /// Give up on a request after this many seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     timeout: u64,
+    /// Retries per call after a retryable failure (429 after its Retry-After; 5xx and
+    /// no answer with backoff 1 s, 2 s, 4 s, …), for every provider; 0 for none.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    retries: u32,
     /// Purge the Cloudflare zone cache directly (CF_ZONE_ID, CF_API_TOKEN)
     /// instead of calling the edge.
     #[arg(long)]
@@ -136,6 +142,14 @@ pub fn run(args: PurgeArgs) -> ExitCode {
     report(outcome)
 }
 
+/// The retry policy of every provider's calls: the worker's, with `--retries`.
+fn retry_policy(args: &PurgeArgs) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: args.retries.saturating_add(1),
+        ..RetryPolicy::default()
+    }
+}
+
 /// A provider checked and ready to send.
 enum Prepared {
     Edge(EdgePlan),
@@ -164,15 +178,25 @@ fn fan_out(args: &PurgeArgs, providers: &[Provider]) -> Result<(), Failure> {
     let mut receipts = Vec::new();
     let mut failures: Vec<(Provider, Failure)> = Vec::new();
     for (provider, plan) in providers.iter().zip(prepared) {
-        let (receipt, outcome) = match plan {
+        // The edge's receipt is the worker's own: its retries go beside it.
+        let (receipt, outcome, retries) = match plan {
             Prepared::Edge(plan) => match send_edge(args, &plan) {
-                Ok(receipt) => (receipt, Ok(())),
-                Err(f) => (serde_json::Value::Null, Err(f)),
+                (Ok(receipt), retries) => (receipt, Ok(()), Some(retries)),
+                (Err(f), retries) => (serde_json::Value::Null, Err(f), Some(retries)),
             },
-            Prepared::Cloudflare(plan) => send_zone(args, &plan),
-            Prepared::Cloudfront(plan) => send_cloudfront(args, &plan),
+            Prepared::Cloudflare(plan) => {
+                let (receipt, outcome) = send_zone(args, &plan);
+                (receipt, outcome, None)
+            }
+            Prepared::Cloudfront(plan) => {
+                let (receipt, outcome) = send_cloudfront(args, &plan);
+                (receipt, outcome, None)
+            }
         };
         let mut entry = serde_json::json!({ "provider": provider.name(), "ok": outcome.is_ok() });
+        if let Some(retries) = retries {
+            entry["retries"] = serde_json::json!(retries);
+        }
         if !receipt.is_null() {
             entry["receipt"] = receipt;
         }
@@ -271,8 +295,12 @@ fn prepare_edge(args: &PurgeArgs) -> Result<EdgePlan, Failure> {
 
 fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
     let plan = prepare_edge(args)?;
-    let receipt = send_edge(args, &plan)?;
-    eprintln!("{}", summary(&receipt));
+    let (receipt, retries) = send_edge(args, &plan);
+    let receipt = receipt?;
+    match retries {
+        0 => eprintln!("{}", summary(&receipt)),
+        n => eprintln!("{} (after {n} retried call(s))", summary(&receipt)),
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&receipt).unwrap_or_default()
@@ -280,20 +308,49 @@ fn purge_edge(args: &PurgeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One call (the edge's API is idempotent; the edge retries its own forwarding).
-fn send_edge(args: &PurgeArgs, plan: &EdgePlan) -> Result<serde_json::Value, Failure> {
+/// The edge's purge call, retried as the other providers' calls are (its API is
+/// idempotent: a purge sent twice purges the same entries): a `429` after its
+/// `Retry-After`, a `5xx` or no answer with backoff, up to `--retries` times. Returns
+/// the receipt (or the last attempt's failure) and the number of retries.
+fn send_edge(args: &PurgeArgs, plan: &EdgePlan) -> (Result<serde_json::Value, Failure>, u32) {
     let EdgePlan { url, token, body } = plan;
-    let reply = post(
-        &agent(args.timeout),
-        url,
-        &[
-            ("Authorization", format!("Bearer {token}")),
-            ("Content-Type", "application/json".to_owned()),
-            ("Accept", "application/json".to_owned()),
-        ],
-        &body.to_string(),
-    )
-    .map_err(|e| fail(EXIT_NETWORK, format!("cannot reach {url}: {e}")))?;
+    let agent = agent(args.timeout);
+    let policy = retry_policy(args);
+    let clock = SystemClock;
+    let headers = [
+        ("Authorization", format!("Bearer {token}")),
+        ("Content-Type", "application/json".to_owned()),
+        ("Accept", "application/json".to_owned()),
+    ];
+    let body = body.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let reply = post(&agent, url, &headers, &body);
+        let (status, retry_after) = match &reply {
+            Ok(r) => (Some(r.status), r.retry_after.as_deref()),
+            Err(_) => (None, None),
+        };
+        match policy.next_step(attempt, status, retry_after, clock.now_ms()) {
+            NextStep::RetryAfterMs(ms) => {
+                let what = status.map_or_else(|| "no answer".to_owned(), |s| format!("HTTP {s}"));
+                eprintln!("edge: attempt {attempt} failed ({what}); retrying in {ms} ms");
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            NextStep::Done | NextStep::GiveUp => {
+                let outcome = edge_outcome(url, reply).map_err(|f| match attempt {
+                    1 => f,
+                    n => fail(f.code, format!("{} (after {n} attempts)", f.message)),
+                });
+                return (outcome, attempt - 1);
+            }
+        }
+    }
+}
+
+/// The receipt in a purge call's answer, or the failure it amounts to.
+fn edge_outcome(url: &str, reply: Result<ApiReply, String>) -> Result<serde_json::Value, Failure> {
+    let reply = reply.map_err(|e| fail(EXIT_NETWORK, format!("cannot reach {url}: {e}")))?;
 
     let json: Option<serde_json::Value> = serde_json::from_str(&reply.body).ok();
     if reply.status == 200 {
@@ -490,7 +547,7 @@ fn send_zone(args: &PurgeArgs, plan: &ZonePlan) -> (serde_json::Value, Result<()
         &plan.zone,
         &plan.base,
         &plan.calls,
-        RetryPolicy::default(),
+        retry_policy(args),
     ));
     (
         serde_json::to_value(&report).unwrap_or_default(),
@@ -647,7 +704,7 @@ fn send_cloudfront(
         return (serde_json::Value::Array(planned), Ok(()));
     };
     let agent = agent(args.timeout);
-    let policy = RetryPolicy::default();
+    let policy = retry_policy(args);
     let clock = SystemClock;
     let mut created = Vec::new();
     let mut retries = 0u32;

@@ -50,13 +50,15 @@ pub mod stats;
 mod tracing_layer;
 mod visitors;
 
+/// The same as [`crate::in_current_request`], which carries the request id and profile
+/// too; kept here, where it was first documented.
+pub use crate::{in_current_request, InCurrentRequest};
 pub use capture::{CaptureSetup, DbCapture, DbCaptureConfig, NPlusOneGuard};
 pub use findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
 pub use fingerprint::SqlFingerprint;
 pub use layer::{DbCaptureFuture, DbCaptureLayer, DbCaptureService};
-pub use tracing_layer::{
-    in_current_request, CaptureFilter, InCurrentRequest, QueryCaptureFiltered, QueryCaptureLayer,
-};
+pub(crate) use tracing_layer::CarriedQueries;
+pub use tracing_layer::{CaptureFilter, QueryCaptureFiltered, QueryCaptureLayer};
 /// Target of sqlx's statement events.
 pub const SQLX_QUERY_TARGET: &str = "sqlx::query";
 /// Target of sqlx's pool acquire events (emitted when the pool's `acquire_time_level` is on).

@@ -107,40 +107,22 @@ where
     }
 }
 
-/// `future` attributed to the request being polled now: its statements count as that
-/// request's (queries, `db` `Server-Timing`, N+1) wherever it runs. For work a handler
-/// hands to `tokio::spawn`, which otherwise runs outside any request:
-/// `tokio::spawn(cachefront_origin::db::in_current_request(fut))`. Outside a captured
-/// request it changes nothing.
-pub fn in_current_request<F: std::future::Future>(future: F) -> InCurrentRequest<F> {
-    InCurrentRequest {
-        inner: future,
-        request: CURRENT.with(|c| c.borrow().clone()),
+/// The current request's query state, taken along by [`crate::in_current_request`] into
+/// work a handler spawns: its statements count as that request's.
+pub(crate) struct CarriedQueries(Option<Arc<RequestQueries>>);
+
+impl CarriedQueries {
+    /// The request being polled on this thread now, if any.
+    pub(crate) fn current() -> Self {
+        Self(CURRENT.with(|c| c.borrow().clone()))
     }
-}
 
-pin_project_lite::pin_project! {
-    /// Future made by [`in_current_request`].
-    pub struct InCurrentRequest<F> {
-        #[pin]
-        inner: F,
-        request: Option<Arc<RequestQueries>>,
-    }
-}
-
-impl<F: std::future::Future> std::future::Future for InCurrentRequest<F> {
-    type Output = F::Output;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<F::Output> {
-        let this = self.project();
-        let inner = this.inner;
-        if this.request.is_some() {
-            with_request(this.request, || inner.poll(cx))
+    /// Runs `f` with the carried request current (outside a request: just runs `f`).
+    pub(crate) fn enter<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        if self.0.is_some() {
+            with_request(&mut self.0, f)
         } else {
-            inner.poll(cx)
+            f()
         }
     }
 }

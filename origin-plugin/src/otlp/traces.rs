@@ -41,14 +41,14 @@ use opentelemetry_sdk::Resource;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
+use super::ExportFailures;
 use crate::profiling::spans::TraceSnapshot;
 use crate::profiling::RequestProfile;
 use crate::route::method_label;
 use crate::stack::PathExcludes;
 use crate::Error;
 
-/// Counter: requests whose trace was dropped because the export queue was full.
-pub const TRACES_DROPPED_TOTAL: &str = "cachefront_origin_otlp_traces_dropped_total";
+pub use super::names::TRACES_DROPPED_TOTAL;
 
 /// Batching of the export thread, from the `OTEL_BSP_*` variables the SDK's batch span
 /// processor reads, with the same defaults.
@@ -167,27 +167,30 @@ impl OtlpTraces {
     /// (default `http://localhost:4318/v1/traces`), sampling as `OTEL_TRACES_SAMPLER`
     /// says (default `parentbased_always_on`), batching as [`TraceExportConfig::from_env`].
     pub fn install() -> Result<Self, Error> {
-        Self::build(TraceExportConfig::from_env(), None)
+        Self::build(TraceExportConfig::from_env(), None, None)
     }
 
     /// [`install`](Self::install), also counting dropped traces in `metrics`
-    /// ([`TRACES_DROPPED_TOTAL`]).
+    /// ([`TRACES_DROPPED_TOTAL`]) and failed export calls
+    /// ([`EXPORT_FAILURES_TOTAL`](super::EXPORT_FAILURES_TOTAL), `signal="traces"`).
     #[cfg(feature = "metrics")]
     pub fn install_with_metrics(metrics: &crate::metrics::Metrics) -> Result<Self, Error> {
         Self::build(
             TraceExportConfig::from_env(),
             Some(metrics.counter(TRACES_DROPPED_TOTAL, &[])),
+            Some(ExportFailures::new(metrics, "traces")),
         )
     }
 
     /// With explicit batching (the endpoint and sampler still come from the environment).
     pub fn install_with_config(config: TraceExportConfig) -> Result<Self, Error> {
-        Self::build(config, None)
+        Self::build(config, None, None)
     }
 
     fn build(
         config: TraceExportConfig,
         dropped_counter: Option<DroppedCounter>,
+        failures: Option<ExportFailures>,
     ) -> Result<Self, Error> {
         let (queue, rx) = mpsc::sync_channel(config.max_queue_size.max(1));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -204,7 +207,7 @@ impl OtlpTraces {
                     Ok(mut exporter) => {
                         exporter.set_resource(&Resource::builder().build());
                         let _ = ready_tx.send(Ok(()));
-                        run_exports(&rx, &exporter, &config);
+                        run_exports(&rx, &exporter, &config, failures.as_ref());
                         let _ = exporter.shutdown();
                     }
                     Err(e) => {
@@ -347,6 +350,7 @@ fn run_exports(
     rx: &Receiver<Msg>,
     exporter: &opentelemetry_otlp::SpanExporter,
     config: &TraceExportConfig,
+    failures: Option<&ExportFailures>,
 ) {
     let scope = InstrumentationScope::builder("cachefront_origin")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -360,34 +364,45 @@ fn run_exports(
             Ok(Msg::Request(r)) => {
                 batch.extend(request_spans(&r, || ids.new_span_id(), &scope));
                 if batch.len() >= config.max_export_batch_size {
-                    let _ = export(exporter, &mut batch, config.max_export_batch_size);
+                    let _ = export(exporter, &mut batch, config.max_export_batch_size, failures);
                 }
             }
             Ok(Msg::Flush(reply)) => {
-                let _ = reply.send(export(exporter, &mut batch, config.max_export_batch_size));
+                let _ = reply.send(export(
+                    exporter,
+                    &mut batch,
+                    config.max_export_batch_size,
+                    failures,
+                ));
             }
             Ok(Msg::Shutdown(reply)) => {
-                let _ = reply.send(export(exporter, &mut batch, config.max_export_batch_size));
+                let _ = reply.send(export(
+                    exporter,
+                    &mut batch,
+                    config.max_export_batch_size,
+                    failures,
+                ));
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {
-                let _ = export(exporter, &mut batch, config.max_export_batch_size);
+                let _ = export(exporter, &mut batch, config.max_export_batch_size, failures);
                 deadline = Instant::now() + config.scheduled_delay;
             }
             Err(RecvTimeoutError::Disconnected) => {
-                let _ = export(exporter, &mut batch, config.max_export_batch_size);
+                let _ = export(exporter, &mut batch, config.max_export_batch_size, failures);
                 return;
             }
         }
     }
 }
 
-/// Sends `batch` in chunks of at most `max` spans; the first failure is returned (and
-/// logged), the later chunks are still tried.
+/// Sends `batch` in chunks of at most `max` spans; the first failure is returned, each
+/// is logged and counted, the later chunks are still tried.
 fn export(
     exporter: &opentelemetry_otlp::SpanExporter,
     batch: &mut Vec<SpanData>,
     max: usize,
+    failures: Option<&ExportFailures>,
 ) -> Result<(), String> {
     let mut result = Ok(());
     while !batch.is_empty() {
@@ -395,6 +410,9 @@ fn export(
         let chunk = std::mem::replace(batch, rest);
         let spans = chunk.len();
         if let Err(e) = futures_executor::block_on(exporter.export(chunk)) {
+            if let Some(failures) = failures {
+                failures.count(&e);
+            }
             tracing::warn!(
                 target: "cachefront_origin::otlp",
                 spans,

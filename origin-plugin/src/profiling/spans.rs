@@ -5,7 +5,8 @@
 //!
 //! The request is found through a thread-local the profiling layer sets only while it
 //! polls a *sampled* request, so unsampled requests, background tasks and spawned tasks
-//! cost one thread-local read per span and record nothing.
+//! cost one thread-local read per span and record nothing (a task spawned inside
+//! [`in_current_request`](crate::in_current_request) records into its request's profile).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ thread_local! {
 }
 
 /// Runs `f` with `profile` as the thread's current one ([`crate::poll_local`]).
-pub(super) fn with_current<T>(profile: &mut Option<RequestProfile>, f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_current<T>(profile: &mut Option<RequestProfile>, f: impl FnOnce() -> T) -> T {
     crate::poll_local::with_current(&CURRENT, profile, f)
 }
 

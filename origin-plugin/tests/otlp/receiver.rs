@@ -1,6 +1,7 @@
 //! A loopback OTLP/HTTP receiver for the `otlp` test binaries: it keeps every export it
 //! is sent (path, headers, protobuf body) for the test to decode with the OpenTelemetry
-//! protobuf definitions, and answers each with an empty export response.
+//! protobuf definitions, and answers each with an empty export response (or, from
+//! [`start_receiver_answering`], with the error status it is given).
 
 use std::sync::{Arc, Mutex};
 
@@ -22,6 +23,15 @@ impl Received {
 /// Starts the receiver on its own thread and runtime (the exporters' HTTP clients block
 /// their caller) and returns its address.
 pub fn start_receiver(received: Received) -> std::net::SocketAddr {
+    start_receiver_answering(received, http::StatusCode::OK)
+}
+
+/// [`start_receiver`], answering every export with `status`.
+#[allow(dead_code)] // not every test binary including this file uses it
+pub fn start_receiver_answering(
+    received: Received,
+    status: http::StatusCode,
+) -> std::net::SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -45,6 +55,7 @@ pub fn start_receiver(received: Received) -> std::net::SocketAddr {
                         ));
                         // An empty Export{Metrics,Trace}ServiceResponse.
                         (
+                            status,
                             [("content-type", "application/x-protobuf")],
                             Vec::<u8>::new(),
                         )
