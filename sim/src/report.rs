@@ -252,6 +252,8 @@ impl Sample {
             queue_mean_ms: mean(&queue),
             queue_p99_ms: percentile(&mut queue, 0.99),
             waited_share: self.waited.len() as f64 / self.requests.max(1) as f64,
+            steady_requests: self.requests,
+            waited: self.waited.len() as u64,
             waited_p50_ms: percentile(&mut waited, 0.5),
             waited_p99_ms: percentile(&mut waited, 0.99),
             purge_to_fresh,
@@ -301,6 +303,9 @@ pub struct Report {
     pub queue_p99_ms: f64,
     /// Share of steady-state client requests that waited on a registry lookup.
     pub waited_share: f64,
+    /// Steady-state sampled requests, and those that waited on a lookup.
+    pub steady_requests: u64,
+    pub waited: u64,
     pub waited_p50_ms: f64,
     pub waited_p99_ms: f64,
     /// Per region: (name, p50, max) of the time from a purge's 200 to the
@@ -405,8 +410,10 @@ impl Report {
         row(
             "client requests waiting on a registry lookup",
             format!(
-                "{:.2} % (added p50 {:.0} ms, p99 {:.0} ms)",
+                "{:.2} % ({} of {} sampled; added p50 {:.0} ms, p99 {:.0} ms)",
                 self.waited_share * 100.0,
+                self.waited,
+                self.steady_requests,
                 self.waited_p50_ms,
                 self.waited_p99_ms
             ),
