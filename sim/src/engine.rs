@@ -7,11 +7,15 @@
 //! Sampling: only `sim_dcs` data centres (a prefix of the list, which is a
 //! proportional sample of the regions) and `sim_isolates_per_dc` isolates in each run;
 //! each simulated isolate receives exactly the request rate a real isolate of
-//! its data centre receives, and every count it causes (registry calls, KV
-//! operations, origin fetches) is multiplied by its weight,
-//! `all isolates / simulated isolates`. Registry load therefore comes from
-//! the full isolate count: per-isolate behaviour (memo windows, lookups) is
-//! simulated exactly and only the number of isolates is scaled.
+//! its data centre receives, so per-isolate behaviour (memo windows,
+//! lookups, the syncer's renewals) is simulated exactly and only counts are
+//! scaled. Per-isolate work (client requests, per-key lookups, origin
+//! fetches, KV operations) counts with the isolate weight: the real
+//! isolates of its data centre per simulated one, times the isolates of the
+//! network per isolate of the simulated data centres. A data centre's sync
+//! of a shard counts with the data-centre weight, `all data centres /
+//! simulated data centres`, whatever its isolates
+//! ([`crate::platform::call_weight`]).
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -47,6 +51,8 @@ struct Isolate {
     region: usize,
     /// Requests per ms at the daily mean for this isolate.
     base_rate_per_ms: f64,
+    /// Real isolates this one stands for (see the module docs).
+    weight: f64,
     rng: Rng,
     /// When a registry call of this isolate last failed (ms), if ever.
     registry_failed_ms: Option<u64>,
@@ -94,6 +100,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
         versions: vec![0; scenario.pages],
         purged_at: vec![Vec::new(); scenario.pages],
         fetches: vec![0.0; scenario.pages],
+        sampled_fetches: vec![0; scenario.pages],
         outage: scenario
             .origin_outage
             .map(|(from, len)| (from * 1000, (from + len) * 1000)),
@@ -133,6 +140,9 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
         .iter()
         .map(|d| d.traffic * world::diurnal(&REGIONS[d.region], scenario.start_utc_hour))
         .sum();
+    let sampled_dc_isolates: usize = chosen.iter().map(|d| d.isolates).sum();
+    let dc_sampling = all_isolates as f64 / sampled_dc_isolates.max(1) as f64;
+    let dc_weight = dcs.len() as f64 / chosen.len() as f64;
     let mut isolates: Vec<Isolate> = Vec::new();
     for dc in &chosen {
         let cache = SimCache::new(clock.clone());
@@ -151,12 +161,13 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
                 dc: dc.index,
                 region: dc.region,
                 base_rate_per_ms: dc_rps / dc.isolates as f64 / 1000.0,
+                weight: dc.isolates as f64 / n.max(1) as f64 * dc_sampling,
                 rng: Rng::derive(scenario.seed, id),
                 registry_failed_ms: None,
             });
         }
     }
-    let weight = all_isolates as f64 / isolates.len().max(1) as f64;
+    let legacy_weight = all_isolates as f64 / isolates.len().max(1) as f64;
     let origin_cache = SimCache::new(clock.clone());
     let purgers: Vec<Pipeline<SimPlatform>> = (0..PURGERS)
         .map(|_| {
@@ -182,7 +193,11 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
     };
     for (i, iso) in isolates.iter_mut().enumerate() {
         let rate = rate_at(iso, 0.0);
-        let wait = iso.rng.exp_ms(rate);
+        let start_ms = match scenario.ramp_s {
+            0 => 0.0,
+            ramp => iso.rng.below(ramp * 1000) as f64,
+        };
+        let wait = start_ms + iso.rng.exp_ms(rate);
         push(&mut queue, (wait * 1000.0) as u64, Event::Request(i));
     }
     if scenario.purges_per_s > 0.0 {
@@ -202,12 +217,12 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
     push(&mut queue, 1_000_000, Event::Retry);
 
     let end_us = scenario.duration_s * 1_000_000;
-    let mut sample = Sample::new(scenario, &dcs, weight, all_isolates, isolates.len());
+    let mut sample = Sample::new(scenario, &dcs, chosen.len(), all_isolates, isolates.len());
     let mut pending: Vec<PendingPurge> = Vec::new();
     let mut purger_turn = 0usize;
     let mut hot_turn = 0usize;
-    // (page, ack ms, weighted fetches of the page at the ack).
-    let mut hot_open: Vec<(usize, u64, f64)> = Vec::new();
+    // (page, ack ms, weighted and sampled fetches of the page at the ack).
+    let mut hot_open: Vec<(usize, u64, f64, u64)> = Vec::new();
     let purge_rtt = REGIONS[ORIGIN_REGION].registry_rtt_ms;
 
     while let Some(Reverse((at_us, _, event))) = queue.pop() {
@@ -223,7 +238,9 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
                 *clock.ctx.borrow_mut() = Ctx {
                     dc: iso.dc,
                     region: iso.region,
-                    weight,
+                    weight: iso.weight,
+                    dc_weight,
+                    legacy_weight,
                     ..Ctx::default()
                 };
                 let request = Request::builder()
@@ -260,6 +277,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
                 });
                 sample.request(
                     now_ms,
+                    iso.weight,
                     iso.dc,
                     iso.region,
                     rank,
@@ -348,8 +366,10 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
                         let ack = now_ms + purge_rtt;
                         acknowledge(&content, &purge.pages, ack);
                         if let Some(page) = hot {
-                            let fetched = content.borrow().fetches[page];
-                            hot_open.push((page, ack, fetched));
+                            let content = content.borrow();
+                            let (weighted, sampled) =
+                                (content.fetches[page], content.sampled_fetches[page]);
+                            hot_open.push((page, ack, weighted, sampled));
                         }
                     }
                     Err(()) => {
@@ -377,13 +397,16 @@ pub fn run(scenario: &Scenario) -> Result<Report, String> {
         // Close herd windows: origin fetches of a hot page in the
         // `hot_purge_every_s` after its purge was acknowledged.
         let horizon = scenario.hot_purge_every_s * 1000;
-        hot_open.retain(|(page, ack, before)| {
+        hot_open.retain(|(page, ack, before, sampled_before)| {
             if now_ms < ack + horizon {
                 return true;
             }
-            let after = content.borrow().fetches[*page];
+            let content = content.borrow();
             if *ack >= scenario.warmup_s * 1000 {
-                sample.herd.push(after - before);
+                sample.herd.push(content.fetches[*page] - before);
+                sample
+                    .herd_sampled
+                    .push((content.sampled_fetches[*page] - sampled_before) as f64);
             }
             false
         });
@@ -408,6 +431,8 @@ fn send_purge(
         dc: usize::MAX,
         region: ORIGIN_REGION,
         weight: 1.0,
+        dc_weight: 1.0,
+        legacy_weight: 1.0,
         ..Ctx::default()
     };
     let request = Request::builder()

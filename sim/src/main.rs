@@ -3,7 +3,7 @@
 //! ```text
 //! cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all]
 //!                [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--sim-dcs N]
-//!                [--warmup-s N] [--sim-isolates N] [--rps N] [--seed N]
+//!                [--warmup-s N] [--sim-isolates N] [--ramp-s N] [--rps N] [--seed N]
 //! ```
 
 use std::process::ExitCode;
@@ -61,10 +61,10 @@ fn main_inner() -> Result<(), String> {
         match arg.as_str() {
             "--scenario" => which = value()?,
             "--design" => design = value()?,
-            "--duration-s" | "--warmup-s" | "--sim-dcs" | "--sim-isolates" | "--rps" | "--seed"
-            | "--var" => overrides.push((arg.clone(), value()?)),
+            "--duration-s" | "--warmup-s" | "--sim-dcs" | "--sim-isolates" | "--ramp-s"
+            | "--rps" | "--seed" | "--var" => overrides.push((arg.clone(), value()?)),
             "-h" | "--help" => {
-                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--warmup-s N] [--sim-dcs N] [--sim-isolates N] [--rps N] [--seed N] [--var NAME=VALUE]");
+                println!("usage: cachefront-sim [--scenario smoke|steady|storm|origin-outage|shard-outage|all] [--design before|per-key|after|collapse|both|herd|all] [--duration-s N] [--warmup-s N] [--sim-dcs N] [--sim-isolates N] [--ramp-s N] [--rps N] [--seed N] [--var NAME=VALUE]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -100,6 +100,8 @@ fn main_inner() -> Result<(), String> {
                 "--warmup-s" => scenario.warmup_s = number()?.min(scenario.duration_s),
                 "--sim-dcs" => scenario.sim_dcs = number()? as usize,
                 "--sim-isolates" => scenario.sim_isolates_per_dc = Some(number()? as usize),
+                // Isolates start at random times in the first N seconds.
+                "--ramp-s" => scenario.ramp_s = number()?.min(scenario.duration_s),
                 "--rps" => scenario.total_rps = number()? as f64,
                 "--seed" => scenario.seed = number()?,
                 _ => {

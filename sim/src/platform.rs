@@ -39,8 +39,16 @@ pub struct Ctx {
     /// The data centre running it.
     pub dc: usize,
     pub region: usize,
-    /// How many real isolates the running one stands for (counts scale by it).
+    /// How many real isolates the running one stands for: per-isolate work
+    /// (client requests, per-key lookups, origin fetches, KV operations)
+    /// counts with it.
     pub weight: f64,
+    /// How many real data centres its data centre stands for: a data
+    /// centre's sync of a shard counts with it (see [`call_weight`]).
+    pub dc_weight: f64,
+    /// The one weight every call had before calls were weighted by kind
+    /// (all isolates / simulated isolates), for the comparison row.
+    pub legacy_weight: f64,
     /// Background work (after the response): its waits are not the client's.
     pub background: bool,
     /// Latency met so far in this request, ms (origin, Cache API).
@@ -182,6 +190,8 @@ pub struct Content {
     pub purged_at: Vec<Vec<Option<u64>>>,
     /// Origin fetches per page, weighted (for the herd).
     pub fetches: Vec<f64>,
+    /// The same, as made by the simulated isolates (not weighted).
+    pub sampled_fetches: Vec<u64>,
     /// Origin is unreachable in `[from, to)`.
     pub outage: Option<(u64, u64)>,
     /// Pages per group tag.
@@ -244,6 +254,7 @@ impl OriginFetch for SimOrigin {
                 .unwrap_or_default());
         };
         content.fetches[rank] += weight;
+        content.sampled_fetches[rank] += 1;
         content.total_fetches += weight;
         let version = content.versions[rank];
         let group = rank / content.group_size.max(1);
@@ -264,6 +275,8 @@ impl OriginFetch for SimOrigin {
 pub struct ShardLoad {
     /// Calls per second, per shard (lookups and purges), weighted.
     pub per_second: Vec<Vec<f64>>,
+    /// The same with every call counted with [`Ctx::legacy_weight`].
+    pub legacy_per_second: Vec<Vec<f64>>,
     /// Requests admitted (not refused as overloaded) per second, per shard.
     admitted: Vec<Vec<f64>>,
     /// Requests not yet served at the start of the current second, per shard.
@@ -302,6 +315,7 @@ impl ShardLoad {
     fn new(shards: usize) -> Self {
         Self {
             per_second: vec![Vec::new(); shards],
+            legacy_per_second: vec![Vec::new(); shards],
             admitted: vec![Vec::new(); shards],
             backlog: vec![0.0; shards],
             rolled_to: vec![0; shards],
@@ -310,17 +324,16 @@ impl ShardLoad {
         }
     }
 
-    /// Records `weight` calls to `shard` at `now_ms`; returns the queueing
-    /// delay they meet (the backlog left by earlier seconds plus the M/D/1
-    /// wait at the current second's utilisation so far), or `None` when the
-    /// queue is longer than [`MAX_QUEUE_MS`]: the object refuses the call
-    /// as overloaded, as Durable Objects do after queueing a while.
-    fn classify(&mut self, shard: u32, dc: usize, now_ms: u64, weight: f64, kind: usize) {
-        let repeat = kind == KIND_SYNC
-            && self
-                .last_sync
-                .insert((dc, shard), now_ms)
-                .is_some_and(|last| now_ms.saturating_sub(last) < self.repeat_gap_ms);
+    /// Notes a sync of `shard` by data centre `dc` at `now_ms`; whether it
+    /// is a repeat (less than `repeat_gap_ms` after that data centre's
+    /// previous sync of the shard).
+    fn note_sync(&mut self, shard: u32, dc: usize, now_ms: u64) -> bool {
+        self.last_sync
+            .insert((dc, shard), now_ms)
+            .is_some_and(|last| now_ms.saturating_sub(last) < self.repeat_gap_ms)
+    }
+
+    fn classify(&mut self, shard: u32, now_ms: u64, weight: f64, kind: usize, repeat: bool) {
         let series = &mut self.buckets[shard as usize];
         let bucket = (now_ms / 1000 / BUCKET_S) as usize;
         if series.len() <= bucket {
@@ -332,6 +345,11 @@ impl ShardLoad {
         }
     }
 
+    /// Records `weight` calls to `shard` at `now_ms`; returns the queueing
+    /// delay they meet (the backlog left by earlier seconds plus the M/D/1
+    /// wait at the current second's utilisation so far), or `None` when the
+    /// queue is longer than [`MAX_QUEUE_MS`]: the object refuses the call
+    /// as overloaded, as Durable Objects do after queueing a while.
     fn arrive(&mut self, shard: usize, now_ms: u64, weight: f64, capacity: f64) -> Option<f64> {
         let second = (now_ms / 1000) as usize;
         for series in [&mut self.per_second[shard], &mut self.admitted[shard]] {
@@ -361,6 +379,37 @@ impl ShardLoad {
     }
 }
 
+/// What a registry call is, for its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A per-key lookup (`POST /lookup`).
+    Lookup,
+    /// A sync ("purges since n"); `first`: without cursor (a new view).
+    Sync {
+        first: bool,
+    },
+    Purge,
+}
+
+/// How many real registry calls one simulated call stands for.
+///
+/// A data centre syncs each shard once per window through its syncer,
+/// whatever its isolate count (docs/purge.md, "Sharing within a data
+/// centre"): such a sync counts with the data-centre weight. Everything
+/// else is per isolate and counts with the isolate weight: per-key lookups
+/// (the data centre's memo shares an answer only between isolates that
+/// need the same key in the same window, which a sample of fewer isolates
+/// sees less often, so scaling by isolates overcounts: the safe side),
+/// first syncs (every isolate without a view, at a cold start) and
+/// `repeat` syncs (isolates racing the syncer, or a second page). Purges
+/// come from unsampled purgers (weight 1).
+pub fn call_weight(kind: CallKind, repeat: bool, ctx: &Ctx) -> f64 {
+    match kind {
+        CallKind::Sync { first: false } if !repeat => ctx.dc_weight,
+        _ => ctx.weight,
+    }
+}
+
 /// Longest queue a registry object holds before refusing calls, ms.
 pub const MAX_QUEUE_MS: f64 = 1000.0;
 
@@ -387,37 +436,51 @@ impl SimRegistry {
         }
     }
 
-    fn call(&self, shard: u32, rows: usize, purge: bool, sync: bool) -> Result<(), StoreError> {
+    fn call(&self, shard: u32, rows: usize, kind: CallKind) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
-        let (region, weight, background, dc) = {
-            let ctx = self.clock.ctx.borrow();
-            (ctx.region, ctx.weight, ctx.background, ctx.dc)
-        };
         let queue = {
+            let ctx = self.clock.ctx.borrow();
             let mut load = self.load.borrow_mut();
-            let kind = match (purge, sync) {
-                (true, _) => KIND_PURGE,
-                (false, true) => KIND_SYNC,
-                (false, false) => KIND_LOOKUP,
+            let repeat =
+                matches!(kind, CallKind::Sync { .. }) && load.note_sync(shard, ctx.dc, now);
+            let weight = call_weight(kind, repeat, &ctx);
+            let bucket = match kind {
+                CallKind::Purge => KIND_PURGE,
+                CallKind::Sync { .. } => KIND_SYNC,
+                CallKind::Lookup => KIND_LOOKUP,
             };
-            load.classify(shard, dc, now, weight, kind);
+            load.classify(shard, now, weight, bucket, repeat);
+            let second = (now / 1000) as usize;
+            let legacy = &mut load.legacy_per_second[shard as usize];
+            if legacy.len() <= second {
+                legacy.resize(second + 1, 0.0);
+            }
+            legacy[second] += ctx.legacy_weight;
             let queue = load.arrive(shard as usize, now, weight, self.capacity);
-            if purge {
-                load.purges += weight;
-                load.rows_written += weight * rows as f64;
-            } else {
-                if sync {
-                    load.syncs += weight;
-                } else {
-                    load.lookups += weight;
+            match kind {
+                CallKind::Purge => {
+                    load.purges += weight;
+                    load.rows_written += weight * rows as f64;
                 }
-                load.rows_read += weight * rows as f64;
-                if !background {
-                    load.queue_ms.push((queue.unwrap_or(MAX_QUEUE_MS), weight));
+                CallKind::Sync { .. } | CallKind::Lookup => {
+                    if kind == CallKind::Lookup {
+                        load.lookups += weight;
+                    } else {
+                        load.syncs += weight;
+                    }
+                    load.rows_read += weight * rows as f64;
+                    if !ctx.background {
+                        load.queue_ms.push((queue.unwrap_or(MAX_QUEUE_MS), weight));
+                    }
                 }
             }
             queue
         };
+        let (region, background) = {
+            let ctx = self.clock.ctx.borrow();
+            (ctx.region, ctx.background)
+        };
+        let purge = kind == CallKind::Purge;
         let outage = self
             .outages
             .borrow()
@@ -454,7 +517,7 @@ impl TagRegistryStore for SimRegistry {
         soft: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.call(shard, keys.len(), true, false)?;
+        self.call(shard, keys.len(), CallKind::Purge)?;
         self.inner.purge(shard, keys, soft, now_ms).await
     }
 
@@ -463,7 +526,7 @@ impl TagRegistryStore for SimRegistry {
         shard: u32,
         keys: &[String],
     ) -> Result<HashMap<String, TagPurgeTimes>, StoreError> {
-        self.call(shard, keys.len(), false, false)?;
+        self.call(shard, keys.len(), CallKind::Lookup)?;
         self.inner.lookup(shard, keys).await
     }
 
@@ -487,7 +550,13 @@ impl TagRegistryStore for SimRegistry {
         limit: usize,
     ) -> Result<SyncPage, StoreError> {
         let page = self.inner.sync(shard, after, limit).await?;
-        self.call(shard, page.changes.len().max(1), false, true)?;
+        self.call(
+            shard,
+            page.changes.len().max(1),
+            CallKind::Sync {
+                first: after.is_none(),
+            },
+        )?;
         Ok(page)
     }
 }
@@ -658,5 +727,68 @@ impl Platform for SimPlatform {
     }
     fn streams(&self) -> &MemoryStreams {
         &self.streams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::executor::block_on;
+
+    use super::*;
+
+    /// A registry seen from one isolate standing for 15 real ones, in a data
+    /// centre standing for 2 real ones (the old single weight: 7).
+    fn registry() -> SimRegistry {
+        let clock = SimClock::default();
+        *clock.ctx.borrow_mut() = Ctx {
+            dc: 3,
+            weight: 15.0,
+            dc_weight: 2.0,
+            legacy_weight: 7.0,
+            background: true,
+            ..Ctx::default()
+        };
+        let registry = SimRegistry::new(4, 1000.0, clock);
+        registry.load.borrow_mut().repeat_gap_ms = 500;
+        registry
+    }
+
+    fn at(registry: &SimRegistry, ms: u64) {
+        registry.clock.now_ms.set(ms);
+    }
+
+    fn counted(registry: &SimRegistry) -> (f64, f64, f64) {
+        let load = registry.load.borrow();
+        (load.lookups, load.syncs, load.purges)
+    }
+
+    #[test]
+    fn a_renewal_sync_counts_for_data_centres_and_first_syncs_repeats_lookups_and_purges_for_isolates(
+    ) {
+        let registry = registry();
+        // A first sync (no view yet): every isolate without a view makes one.
+        at(&registry, 0);
+        let first = block_on(registry.sync(0, None, 10)).expect("answers");
+        assert_eq!(counted(&registry), (0.0, 15.0, 0.0));
+        // The syncer's renewal 0.7 s later: once per data centre.
+        at(&registry, 700);
+        block_on(registry.sync(0, Some(first.cursor), 10)).expect("answers");
+        assert_eq!(counted(&registry), (0.0, 17.0, 0.0));
+        // Another isolate racing it within half a window: per isolate.
+        at(&registry, 900);
+        block_on(registry.sync(0, Some(first.cursor), 10)).expect("answers");
+        assert_eq!(counted(&registry), (0.0, 32.0, 0.0));
+        // A renewal of another shard is that shard's own.
+        block_on(registry.sync(1, Some(0), 10)).expect("answers");
+        assert_eq!(counted(&registry), (0.0, 34.0, 0.0));
+        // Per-key lookups and purges: per isolate.
+        block_on(registry.lookup(0, &["p:1".to_owned()])).expect("answers");
+        block_on(registry.purge(2, &["p:1".to_owned()], false, 900)).expect("records");
+        assert_eq!(counted(&registry), (15.0, 34.0, 15.0));
+        let load = registry.load.borrow();
+        assert_eq!(load.per_second[0], vec![15.0 + 2.0 + 15.0 + 15.0]);
+        assert_eq!(load.buckets[0][0][KIND_REPEAT_SYNC], 15.0);
+        // The old accounting counts every call with the one weight.
+        assert_eq!(load.legacy_per_second[0], vec![4.0 * 7.0]);
     }
 }

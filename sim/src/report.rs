@@ -3,7 +3,7 @@
 //! Steady-state figures leave out the scenario's warm-up seconds. Counts of
 //! sampled requests are exact; network-wide rates (registry calls, KV
 //! operations, origin fetches, worker requests) are the sampled counts
-//! times the isolate weight (see `engine`).
+//! times their weights (see `engine` and `platform::call_weight`).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -41,7 +41,9 @@ pub mod price {
 pub struct Sample {
     warmup_ms: u64,
     duration_s: u64,
-    weight: f64,
+    /// Client requests, each counted with its isolate's weight.
+    weighted_requests: f64,
+    sim_dcs: usize,
     pub all_isolates: usize,
     pub sim_isolates: usize,
     dcs: usize,
@@ -58,6 +60,8 @@ pub struct Sample {
     /// (data centre, page, version) → latest lag after the ack, ms.
     lags: HashMap<(usize, usize, u32), (usize, u64)>,
     pub herd: Vec<f64>,
+    /// Origin fetches per hot-page purge made by the simulated isolates.
+    pub herd_sampled: Vec<f64>,
     pub writes: u64,
     pub purge_retries: u64,
     pub lost_purges: u64,
@@ -67,7 +71,7 @@ impl Sample {
     pub fn new(
         scenario: &Scenario,
         dcs: &[DataCentre],
-        weight: f64,
+        sim_dcs: usize,
         all_isolates: usize,
         sim_isolates: usize,
     ) -> Self {
@@ -79,7 +83,8 @@ impl Sample {
         Self {
             warmup_ms: scenario.warmup_s * 1000,
             duration_s: scenario.duration_s,
-            weight,
+            weighted_requests: 0.0,
+            sim_dcs,
             all_isolates,
             sim_isolates,
             dcs: dcs.len(),
@@ -94,6 +99,7 @@ impl Sample {
             stale_in_outage: 0,
             lags: HashMap::new(),
             herd: Vec::new(),
+            herd_sampled: Vec::new(),
             writes: 0,
             purge_retries: 0,
             lost_purges: 0,
@@ -104,6 +110,7 @@ impl Sample {
     pub fn request(
         &mut self,
         now_ms: u64,
+        weight: f64,
         dc: usize,
         region: usize,
         page: usize,
@@ -116,6 +123,7 @@ impl Sample {
         registry_trouble: bool,
     ) {
         self.all_requests += 1;
+        self.weighted_requests += weight;
         // Staleness counts from the first second: the guarantee has no warm-up.
         if let (Some(v), Some(ack)) = (version, purged_at) {
             if now_ms >= ack {
@@ -159,14 +167,24 @@ impl Sample {
         let mut shard_p99 = Vec::new();
         let mut shard_max = Vec::new();
         let mut calls = 0.0;
-        for series in &load.per_second {
-            let mut steady: Vec<f64> = (first..self.duration_s as usize)
+        let steady_of = |series: &Vec<f64>| -> Vec<f64> {
+            (first..self.duration_s as usize)
                 .map(|s| series.get(s).copied().unwrap_or(0.0))
-                .collect();
+                .collect()
+        };
+        for series in &load.per_second {
+            let mut steady = steady_of(series);
             calls += steady.iter().sum::<f64>();
             shard_mean.push(mean(&steady));
             shard_p99.push(percentile(&mut steady, 0.99));
             shard_max.push(steady.iter().copied().fold(0.0, f64::max));
+        }
+        let mut legacy_mean = Vec::new();
+        let mut legacy_p99 = Vec::new();
+        for series in &load.legacy_per_second {
+            let mut steady = steady_of(series);
+            legacy_mean.push(mean(&steady));
+            legacy_p99.push(percentile(&mut steady, 0.99));
         }
         let mut queue: Vec<f64> = load.queue_ms.iter().map(|(q, _)| *q).collect();
         let mut waited = self.waited.clone();
@@ -185,7 +203,7 @@ impl Sample {
             })
             .collect();
         let elapsed_s = self.duration_s.max(1) as f64;
-        let worker_rps = self.all_requests as f64 * self.weight / elapsed_s;
+        let worker_rps = self.weighted_requests / elapsed_s;
         let do_rps = calls / steady_s as f64;
         let rows_written_ps = load.rows_written / elapsed_s;
         let rows_read_ps = load.rows_read / elapsed_s;
@@ -229,9 +247,13 @@ impl Sample {
             shard_mean,
             shard_p99,
             shard_max,
+            legacy_mean,
+            legacy_p99,
             queue_mean_ms: mean(&queue),
             queue_p99_ms: percentile(&mut queue, 0.99),
             waited_share: self.waited.len() as f64 / self.requests.max(1) as f64,
+            steady_requests: self.requests,
+            waited: self.waited.len() as u64,
             waited_p50_ms: percentile(&mut waited, 0.5),
             waited_p99_ms: percentile(&mut waited, 0.99),
             purge_to_fresh,
@@ -242,6 +264,7 @@ impl Sample {
             overloaded: load.overloaded,
             herd_mean: mean(&self.herd),
             herd_max: self.herd.iter().copied().fold(0.0, f64::max),
+            herd_per_sim_dc: mean(&self.herd_sampled) / self.sim_dcs.max(1) as f64,
             hit_ratio: self.hits as f64 / self.requests.max(1) as f64,
             error_share: self.errors as f64 / self.requests.max(1) as f64,
             origin_rps: origin_fetches / elapsed_s,
@@ -271,10 +294,18 @@ pub struct Report {
     pub shard_mean: Vec<f64>,
     pub shard_p99: Vec<f64>,
     pub shard_max: Vec<f64>,
+    /// Mean and p99 per shard with every call counted with one weight, all
+    /// isolates / simulated isolates (the accounting before calls were
+    /// weighted by kind), for comparison.
+    pub legacy_mean: Vec<f64>,
+    pub legacy_p99: Vec<f64>,
     pub queue_mean_ms: f64,
     pub queue_p99_ms: f64,
     /// Share of steady-state client requests that waited on a registry lookup.
     pub waited_share: f64,
+    /// Steady-state sampled requests, and those that waited on a lookup.
+    pub steady_requests: u64,
+    pub waited: u64,
     pub waited_p50_ms: f64,
     pub waited_p99_ms: f64,
     /// Per region: (name, p50, max) of the time from a purge's 200 to the
@@ -298,6 +329,9 @@ pub struct Report {
     /// Origin fetches of a hot page after its purge (network-wide, weighted).
     pub herd_mean: f64,
     pub herd_max: f64,
+    /// Origin fetches per hot-page purge by the simulated isolates, per
+    /// simulated data centre (1: one refetch per data centre).
+    pub herd_per_sim_dc: f64,
     pub hit_ratio: f64,
     pub error_share: f64,
     pub origin_rps: f64,
@@ -366,14 +400,20 @@ impl Report {
             list(&self.shard_p99),
         );
         row(
+            "the same, one weight for every call (old accounting): mean / p99 second",
+            format!("{} / {}", list(&self.legacy_mean), list(&self.legacy_p99)),
+        );
+        row(
             "registry queueing delay mean / p99",
             format!("{:.1} ms / {:.1} ms", self.queue_mean_ms, self.queue_p99_ms),
         );
         row(
             "client requests waiting on a registry lookup",
             format!(
-                "{:.2} % (added p50 {:.0} ms, p99 {:.0} ms)",
+                "{:.2} % ({} of {} sampled; added p50 {:.0} ms, p99 {:.0} ms)",
                 self.waited_share * 100.0,
+                self.waited,
+                self.steady_requests,
                 self.waited_p50_ms,
                 self.waited_p99_ms
             ),
@@ -399,8 +439,11 @@ impl Report {
             format!("{:.0}", self.overloaded),
         );
         row(
-            "origin requests per hot-page purge mean / max",
-            format!("{:.0} / {:.0}", self.herd_mean, self.herd_max),
+            "origin requests per hot-page purge mean / max (sampled, per simulated DC)",
+            format!(
+                "{:.0} / {:.0} ({:.2})",
+                self.herd_mean, self.herd_max, self.herd_per_sim_dc
+            ),
         );
         row(
             "hit ratio / 5xx share / origin req/s",

@@ -29,6 +29,9 @@ pub struct Scenario {
     pub sim_dcs: usize,
     /// Isolates simulated per simulated data centre (`None`: all of them).
     pub sim_isolates_per_dc: Option<usize>,
+    /// Isolates start at random times in the first this many seconds (0:
+    /// all at once, the harshest cold start).
+    pub ramp_s: u64,
     /// Pages (each with its own `p:` tag, and a `g:` tag per group).
     pub pages: usize,
     pub zipf_s: f64,
@@ -66,6 +69,7 @@ impl Scenario {
             mean_isolates: 30,
             sim_dcs: 30,
             sim_isolates_per_dc: Some(2),
+            ramp_s: 0,
             pages: 200_000,
             zipf_s: 1.0,
             group_size: 50,
