@@ -4,8 +4,12 @@
 // glue, runtime built-ins and, in a build with names kept, wasm functions).
 // Build with `CACHEFRONT_WASM_NAMES=keep bash scripts/build-worker.sh` to
 // see the Rust functions by name.
+// CACHE_HIT_PROFILE_OUT=<file.cpuprofile> also writes the whole profile
+// (Chrome DevTools opens it), and CACHE_HIT_CALLERS=<text> lists who calls
+// the functions whose name contains <text>, with their share.
 // Usage: node benches/cache-hit/profile.mjs [memory|edge|json] [seconds] [top]
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import WebSocket from 'ws';
 import { originsVar, startOrigin, startWorker } from '../../tests/e2e/harness.mjs';
 
@@ -48,6 +52,7 @@ try {
   const requests = Number(/(\d+) requests in/.exec(out.stdout)?.[1]);
   const { result } = await send('Profiler.stop');
   ws.close();
+  if (process.env.CACHE_HIT_PROFILE_OUT) writeFileSync(process.env.CACHE_HIT_PROFILE_OUT, JSON.stringify(result.profile));
   const { nodes, samples, timeDeltas } = result.profile;
   const byId = new Map(nodes.map((n) => [n.id, n]));
   const parent = new Map();
@@ -74,6 +79,25 @@ try {
     console.log(`\n-- ${title}`);
     const rows = [...map.entries()].filter(([n]) => !n.startsWith('(idle)') && !n.startsWith('(root)')).sort((a, b) => b[1] - a[1]).slice(0, top);
     for (const [name, us] of rows) {
+      console.log(`${(us / requests).toFixed(2).padStart(8)} µs/req  ${((100 * us) / busy).toFixed(1).padStart(5)} %  ${name}`);
+    }
+  }
+  const wanted = process.env.CACHE_HIT_CALLERS;
+  if (wanted) {
+    // Inclusive time of the matching functions, by their caller.
+    const callers = new Map();
+    samples.forEach((id, i) => {
+      const dt = timeDeltas[i] ?? 0;
+      for (let at = id; at !== undefined; at = parent.get(at)) {
+        if (!label(byId.get(at)).includes(wanted)) continue;
+        const up = parent.get(at);
+        const key = up === undefined ? '(root)' : label(byId.get(up));
+        callers.set(key, (callers.get(key) ?? 0) + dt);
+        break;
+      }
+    });
+    console.log(`\n-- callers of *${wanted}*`);
+    for (const [name, us] of [...callers.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) {
       console.log(`${(us / requests).toFixed(2).padStart(8)} µs/req  ${((100 * us) / busy).toFixed(1).padStart(5)} %  ${name}`);
     }
   }

@@ -96,15 +96,20 @@ const bareEdge = await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' },
 const otherBuild = process.env.CACHE_HIT_OTHER_BUILD;
 let other;
 const otherConfig = '.wrangler-bench-other-build.toml';
+const otherBareConfig = '.wrangler-bench-other-build-no-assets.toml';
 if (otherBuild) {
   // wrangler.toml with `main` in the other build (and no build command).
   const toml = readFileSync(path.join(repoRoot, 'wrangler.toml'), 'utf8')
     .replace(/^main = .*$/m, `main = ${JSON.stringify(path.join(path.resolve(otherBuild), 'index.js'))}`)
     .replace(/^\[build\]\ncommand = .*$/m, '');
   writeFileSync(path.join(repoRoot, otherConfig), toml);
+  // And the same without [assets], to compare the two builds' code alone.
+  writeFileSync(path.join(repoRoot, otherBareConfig), toml.replace(/^\[assets\]\n(?:(?:#.*|[a-z_]+ = .*)\n)*/m, ''));
   other = {
     memory: await startWorker({ vars, config: otherConfig }),
     edge: await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: otherConfig }),
+    bare: await startWorker({ vars, config: otherBareConfig }),
+    bareEdge: await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: otherBareConfig }),
   };
 }
 const baseline = await startBaseline();
@@ -113,7 +118,7 @@ const baseline = await startBaseline();
 // compares the two workers' code rather than their deployment shape.
 const shaped = await startBaseline('benches/cache-hit/wrangler.baseline-assets.toml');
 try {
-  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, ...(other ? [other.memory, other.edge] : [])]) {
+  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, ...(other ? [other.memory, other.edge, other.bare, other.bareEdge] : [])]) {
     for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
     // Two seconds of load, not measured: V8 compiles the hot wasm (and JS)
     // functions again with its optimising tier in the background, and that
@@ -135,11 +140,19 @@ try {
   if (other) {
     variants.otherMemory = { name: 'other build: memory tier', w: other.memory };
     variants.otherEdge = { name: 'other build: Cache API tier', w: other.edge };
+    variants.otherBare = { name: 'other build: memory tier without [assets]', w: other.bare };
+    variants.otherBareEdge = { name: 'other build: Cache API tier without [assets]', w: other.bareEdge };
+  }
+  const only = process.env.CACHE_HIT_VARIANTS?.split(',').map((k) => k.trim());
+  if (only) {
+    for (const k of Object.keys(variants)) if (k !== 'baseline' && !only.includes(k)) delete variants[k];
   }
   const runs = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
   for (let round = 1; round <= rounds; round += 1) {
     const line = [];
-    for (const [k, v] of Object.entries(variants)) {
+    const order = Object.entries(variants);
+    if (round % 2 === 0) order.reverse();
+    for (const [k, v] of order) {
       const r = wrk(v.w);
       runs[k].push(r);
       line.push(`${v.name} ${r.rps.toFixed(0)} req/s (p99 ${r.p99}, non-2xx ${r.non2xx}) ${r.cpuUs.toFixed(0)} µs CPU/req`);
@@ -153,7 +166,7 @@ try {
     median(runs[k].map((r, i) => (metric === 'rps' ? r.rps / runs[against][i].rps : runs[against][i].cpuUs / r.cpuUs)));
   const cpu = (k) => median(runs[k].map((r) => r.cpuUs));
   console.log(`\nmedians of ${rounds} interleaved rounds          req/s ratio   CPU ratio   CPU/req`);
-  const row = (label, k, against) =>
+  const row = (label, k, against) => runs[k] && runs[against] &&
     console.log(`${label.padEnd(44)} ${ratio(k, against, 'rps').toFixed(2).padStart(6)}   ${ratio(k, against, 'cpu').toFixed(2).padStart(9)}   ${cpu(k).toFixed(0).padStart(5)} µs`);
   console.log(`${'bare JS worker'.padEnd(44)} ${'1.00'.padStart(6)}   ${'1.00'.padStart(9)}   ${cpu('baseline').toFixed(0).padStart(5)} µs`);
   row('memory tier / bare JS worker', 'memory', 'baseline');
@@ -168,8 +181,10 @@ try {
     row('other build: Cache API tier / bare JS worker', 'otherEdge', 'baseline');
     row('memory tier / other build\'s', 'memory', 'otherMemory');
     row('Cache API tier / other build\'s', 'edge', 'otherEdge');
+    row('without [assets]: memory tier / other build\'s', 'bare', 'otherBare');
+    row('without [assets]: Cache API tier / other build\'s', 'bareEdge', 'otherBareEdge');
   }
-  console.log(`extra CPU per request over the bare JS worker: memory tier ${(cpu('memory') - cpu('baseline')).toFixed(0)} µs, ` +
+  if (runs.memory && runs.edge && runs.logged) console.log(`extra CPU per request over the bare JS worker: memory tier ${(cpu('memory') - cpu('baseline')).toFixed(0)} µs, ` +
     `Cache API tier ${(cpu('edge') - cpu('baseline')).toFixed(0)} µs; JSON log line ${(cpu('logged') - cpu('memory')).toFixed(0)} µs`);
 } finally {
   await memoryTier.stop();
@@ -181,7 +196,10 @@ try {
   if (other) {
     await other.memory.stop();
     await other.edge.stop();
+    await other.bare.stop();
+    await other.bareEdge.stop();
     rmSync(path.join(repoRoot, otherConfig), { force: true });
+    rmSync(path.join(repoRoot, otherBareConfig), { force: true });
   }
   baseline.stop();
   shaped.stop();

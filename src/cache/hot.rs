@@ -1,7 +1,9 @@
 //! The per-isolate memory tier: a small LRU of stored entries, bounded by
 //! bytes, in front of the Cache API. It holds entries in their stored form,
-//! so every tier is read the same way, and keeps each one only for a short
-//! residence time, because it cannot see invalidations made by other isolates.
+//! so every tier is read the same way, and beside it the entry as
+//! [`stored::decode`] reads it back, decoded once when it is put rather than
+//! on every hit. It keeps each entry only for a short residence time,
+//! because it cannot see invalidations made by other isolates.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -9,10 +11,13 @@ use std::rc::Rc;
 
 use http::Response;
 
+use crate::cache::stored::{self, EntryMeta};
 use crate::Body;
 
 struct HotEntry {
     response: Response<Body>,
+    /// `stored::decode` of `response`; `None` for what it refuses.
+    decoded: Option<(Response<Body>, EntryMeta)>,
     size: usize,
     tick: u64,
     inserted_ms: u64,
@@ -70,7 +75,26 @@ impl HotCache {
             && inner.max_residence_ms == max_residence_secs.saturating_mul(1000)
     }
 
+    /// The entry at `key` in its stored form (counts as a use).
     pub fn get(&self, key: &str, now_ms: u64) -> Option<Response<Body>> {
+        self.hit(key, now_ms, |entry| crate::copy_response(&entry.response))
+    }
+
+    /// The entry at `key` as [`stored::decode`] gives it back (counts as a
+    /// use); `None` also for an entry that does not decode.
+    pub fn get_decoded(&self, key: &str, now_ms: u64) -> Option<(Response<Body>, EntryMeta)> {
+        self.hit(key, now_ms, |entry| {
+            entry
+                .decoded
+                .as_ref()
+                .map(|(response, meta)| (crate::copy_response(response), meta.clone()))
+        })
+        .flatten()
+    }
+
+    /// `read` of the entry at `key` unless its residence has ended; marks
+    /// the entry as the most recently used.
+    fn hit<T>(&self, key: &str, now_ms: u64, read: impl FnOnce(&HotEntry) -> T) -> Option<T> {
         let mut inner = self.inner.borrow_mut();
         let expired = {
             let entry = inner.entries.get(key)?;
@@ -84,10 +108,13 @@ impl HotCache {
         let tick = inner.tick;
         let entry = inner.entries.get_mut(key)?;
         let old_tick = std::mem::replace(&mut entry.tick, tick);
-        let response = crate::copy_response(&entry.response);
-        inner.order.remove(&old_tick);
-        inner.order.insert(tick, key.to_owned());
-        Some(response)
+        let found = read(entry);
+        // The key's string moves to its new place in the use order.
+        let owned = inner.order.remove(&old_tick);
+        inner
+            .order
+            .insert(tick, owned.unwrap_or_else(|| key.to_owned()));
+        Some(found)
     }
 
     pub fn put(&self, key: &str, response: &Response<Body>, now_ms: u64) {
@@ -112,6 +139,7 @@ impl HotCache {
             key.to_owned(),
             HotEntry {
                 response: crate::copy_response(response),
+                decoded: stored::decode(crate::copy_response(response)),
                 size,
                 tick,
                 inserted_ms: now_ms,
@@ -218,6 +246,62 @@ mod tests {
         let off = HotCache::new(0, 60);
         off.put("a", &response(1), 0);
         assert!(off.is_empty());
+    }
+
+    fn stored_entry() -> Response<Body> {
+        let origin = Response::builder()
+            .header("cache-control", "public, max-age=60")
+            .header("content-type", "text/plain")
+            .body(Body::from_static(b"hello"))
+            .expect("response");
+        let times = crate::semantics::policy::ResponseTimes {
+            request_time_ms: 1,
+            response_time_ms: 2,
+        };
+        stored::encode(&origin, EntryMeta::new(times, 0), 60)
+    }
+
+    #[test]
+    fn a_decoded_hit_is_what_decode_gives_for_the_stored_entry() {
+        let hot = HotCache::new(1 << 20, 60);
+        hot.put("k", &stored_entry(), 0);
+        let (response, meta) = hot.get_decoded("k", 1).expect("a hit");
+        let (expected, expected_meta) = stored::decode(stored_entry()).expect("decodes");
+        assert_eq!(response.status(), expected.status());
+        assert_eq!(response.headers(), expected.headers());
+        assert_eq!(response.body(), expected.body());
+        assert_eq!(meta, expected_meta);
+        // Twice: a hit hands out a copy and leaves the entry as it was.
+        let (again, _) = hot.get_decoded("k", 2).expect("a second hit");
+        assert_eq!(again.headers(), expected.headers());
+    }
+
+    #[test]
+    fn an_entry_that_does_not_decode_is_no_decoded_hit_and_its_residence_still_ends() {
+        let hot = HotCache::new(1 << 20, 30);
+        hot.put("foreign", &response(10), 0);
+        assert!(hot.get_decoded("foreign", 1).is_none());
+        assert!(hot.get("foreign", 1).is_some(), "kept in its stored form");
+        hot.put("k", &stored_entry(), 0);
+        assert!(hot.get_decoded("k", 30_000).is_none());
+        assert!(hot.get("k", 1).is_none(), "gone once its residence ended");
+    }
+
+    #[test]
+    fn a_decoded_hit_counts_as_a_use_for_eviction() {
+        let hot = HotCache::new(8_000, 60);
+        hot.put("a", &stored_entry(), 0);
+        for key in ["b", "c", "d", "e", "f", "g", "h"] {
+            hot.put(key, &response(900), 0);
+        }
+        assert!(
+            hot.get_decoded("a", 1).is_some(),
+            "touch a so b is the oldest"
+        );
+        hot.put("i", &response(900), 1);
+        hot.put("j", &response(900), 1);
+        assert!(hot.get("b", 1).is_none());
+        assert!(hot.get_decoded("a", 1).is_some());
     }
 
     #[test]

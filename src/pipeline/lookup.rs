@@ -104,10 +104,9 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
     ) -> Option<(Response<Body>, EntryMeta, Tier)> {
         let now = self.now();
         if tiers != Tiers::Shared {
-            if let Some(found) = self.isolate.hot.get(key, now) {
-                if let Some((response, meta)) = stored::decode(found) {
-                    return Some((response, meta, Tier::Memory));
-                }
+            // Decoded when it was put: a hit parses no metadata.
+            if let Some((response, meta)) = self.isolate.hot.get_decoded(key, now) {
+                return Some((response, meta, Tier::Memory));
             }
         }
         if tiers == Tiers::Memory {

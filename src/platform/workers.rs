@@ -8,8 +8,10 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::pin::pin;
 use std::rc::Rc;
+use std::task::Poll;
 
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -38,8 +40,46 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
-#[event(fetch)]
-async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
+/// The fetch entry (what `#[event(fetch)]` would export, without its
+/// promise). The request is served up to its first wait within this call:
+/// one that needs no I/O, such as a memory-tier hit, is answered here with
+/// its `Response`, and the runtime gets a promise only for one that waits.
+/// That saves such a request wasm-bindgen's future machinery (a `Promise`
+/// with its closures, a microtask for the first poll, the task's waker).
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
+    let mut served = Box::pin(serve_fetch(req, env, Context::new(ctx)));
+    // A future registers the waker of its latest poll; the executor below
+    // polls again first thing, so nothing is lost by this one's doing nothing.
+    let mut first = std::task::Context::from_waker(std::task::Waker::noop());
+    match served.as_mut().poll(&mut first) {
+        Poll::Ready(result) => fetch_answer(result),
+        Poll::Pending => worker::wasm_bindgen_futures::future_to_promise(async move {
+            Ok(fetch_answer(served.await))
+        })
+        .into(),
+    }
+}
+
+/// What the runtime gets for a request: its response, or, as
+/// `#[event(fetch)]` answers it, a plain 500 after logging why.
+fn fetch_answer(result: worker::Result<web_sys::Response>) -> JsValue {
+    let error = match result {
+        Ok(response) => return response.into(),
+        Err(error) => error,
+    };
+    worker::console_error!("{}", error);
+    match worker::Response::error("INTERNAL SERVER ERROR", 500) {
+        Ok(response) => web_sys::Response::from(response).into(),
+        Err(error) => JsValue::from_str(&error.to_string()),
+    }
+}
+
+async fn serve_fetch(
+    req: web_sys::Request,
+    env: Env,
+    ctx: Context,
+) -> worker::Result<web_sys::Response> {
     let streams = JsStreams::default();
     let (bindings, env_seen) = bindings(&env);
     // With a broken configuration the request is refused: its body is never read.
