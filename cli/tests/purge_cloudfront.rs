@@ -270,13 +270,9 @@ fn edge_and_zone_env(edge: &str, zone: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-#[test]
-fn fan_out_retries_an_edge_that_fails_once_and_its_receipt_counts_the_retry() {
-    // A 503 first (retried after the policy's 1 s backoff), then the receipt.
-    let edge = stand_in(vec![edge_error(503, Vec::new()), edge_receipt()]);
-    let zone = stand_in(vec![cf_zone_ok()]);
-    let env = edge_and_zone_env(&edge.base, &zone.base);
-    let output = cachefront(
+/// `cachefront purge --provider edge,cloudflare` of one URL.
+fn purge_edge_and_zone(env: &[(&'static str, String)]) -> std::process::Output {
+    cachefront(
         &[
             "purge",
             "--provider",
@@ -284,8 +280,17 @@ fn fan_out_retries_an_edge_that_fails_once_and_its_receipt_counts_the_retry() {
             "--url",
             "https://shop.example/products/1",
         ],
-        &env_refs(&env),
-    );
+        &env_refs(env),
+    )
+}
+
+#[test]
+fn fan_out_retries_an_edge_that_fails_once_and_its_receipt_counts_the_retry() {
+    // A 503 first (retried after the policy's 1 s backoff), then the receipt.
+    let edge = stand_in(vec![edge_error(503, Vec::new()), edge_receipt()]);
+    let zone = stand_in(vec![cf_zone_ok()]);
+    let env = edge_and_zone_env(&edge.base, &zone.base);
+    let output = purge_edge_and_zone(&env);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let seen = edge.seen.lock().expect("lock").clone();
     assert_eq!(seen.len(), 2, "one retry");
@@ -312,16 +317,7 @@ fn fan_out_with_an_edge_that_always_fails_exits_7_and_its_receipt_names_it() {
     let edge = stand_in((0..5).map(|_| throttled()).collect());
     let zone = stand_in(vec![cf_zone_ok()]);
     let env = edge_and_zone_env(&edge.base, &zone.base);
-    let output = cachefront(
-        &[
-            "purge",
-            "--provider",
-            "edge,cloudflare",
-            "--url",
-            "https://shop.example/products/1",
-        ],
-        &env_refs(&env),
-    );
+    let output = purge_edge_and_zone(&env);
     assert_eq!(output.status.code(), Some(7), "{}", stderr(&output));
     assert_eq!(
         edge.seen.lock().expect("lock").len(),

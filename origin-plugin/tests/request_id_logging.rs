@@ -27,6 +27,14 @@ const CHILD: &str = "CACHEFRONT_TEST_REQUEST_ID_LOGGING_CHILD";
 const TEST_NAME: &str =
     "log_lines_of_a_request_carry_its_id_under_init_logging_without_a_request_span";
 
+/// The first line of the child's `stdout` containing `needle`.
+fn line_with<'a>(stdout: &'a str, needle: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no log line with {needle:?}:\n{stdout}"))
+}
+
 #[test]
 fn log_lines_of_a_request_carry_its_id_under_init_logging_without_a_request_span() {
     if std::env::var_os(CHILD).is_some() {
@@ -34,12 +42,7 @@ fn log_lines_of_a_request_carry_its_id_under_init_logging_without_a_request_span
         return;
     }
     let (stdout, _) = support::rerun_as_child(TEST_NAME, CHILD, &[]);
-    let line = |needle: &str| -> &str {
-        stdout
-            .lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no log line with {needle:?}:\n{stdout}"))
-    };
+    let line = |needle: &str| line_with(&stdout, needle);
 
     // The client's id, on the handler's line, with no span on it.
     let handler = line("handler says hello from client-id-1");
@@ -227,12 +230,7 @@ fn work_spawned_with_in_current_request_records_into_the_profile_and_logs_the_id
         return;
     }
     let (stdout, _) = support::rerun_as_child(SPAWN_TEST_NAME, SPAWN_CHILD, &[]);
-    let line = |needle: &str| -> &str {
-        stdout
-            .lines()
-            .find(|l| l.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{stdout}"))
-    };
+    let line = |needle: &str| line_with(&stdout, needle);
     // On another worker thread of the runtime, after the handler's poll returned.
     let spawned = line("spawned work done");
     assert!(spawned.ends_with(" request_id=spawn-id-1"), "{spawned}");
