@@ -626,7 +626,8 @@ impl QueryKeying for Config {
 
 /// `ORIGINS`: every bad entry is reported, each under its index.
 fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, Vec<ConfigError>> {
-    let raw_origins: Vec<RawOrigin> = serde_json::from_str(raw).map_err(|e| {
+    // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+    let raw_origins: Vec<RawOrigin> = serde_json::from_slice(raw.as_bytes()).map_err(|e| {
         vec![ConfigError::new(
             VAR_ORIGINS,
             format_args!("is not a valid origin list: {e}"),
@@ -656,7 +657,8 @@ fn parse_origins(raw: &str) -> Result<Vec<OriginConfig>, Vec<ConfigError>> {
 
 /// The names a bad `ORIGINS` still gives, when it is a JSON list at all.
 fn origin_names(raw: &str) -> Option<Vec<String>> {
-    let items: Vec<serde_json::Value> = serde_json::from_str(raw).ok()?;
+    // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+    let items: Vec<serde_json::Value> = serde_json::from_slice(raw.as_bytes()).ok()?;
     Some(
         items
             .iter()

@@ -181,7 +181,8 @@ pub fn meta_of(stored: &Response<Body>) -> Option<EntryMeta> {
         .headers()
         .get(&META_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| serde_json::from_str(s).ok())?;
+        // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+        .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())?;
     (meta.v == META_VERSION).then_some(meta)
 }
 
@@ -193,7 +194,8 @@ pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
         .headers
         .get(&META_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| serde_json::from_str(s).ok())?;
+        // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+        .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())?;
     if meta.v != META_VERSION {
         return None;
     }

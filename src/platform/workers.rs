@@ -959,7 +959,10 @@ impl HealthStore for KvHealthStore {
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         match text {
-            Some(json) => serde_json::from_str(&json).map_err(|e| StoreError(e.to_string())),
+            // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+            Some(json) => {
+                serde_json::from_slice(json.as_bytes()).map_err(|e| StoreError(e.to_string()))
+            }
             None => Ok(Vec::new()),
         }
     }

@@ -370,7 +370,11 @@ impl DurableTagRegistry {
                 response.status_code()
             )));
         }
-        response.json::<A>().await.map_err(failed)
+        // `Response::json` parses with `serde_json::from_str`; parsing the
+        // same text from bytes shares one serde_json reader with the rest of
+        // the crate (`from_str` would compile a second one into the wasm).
+        let text = response.text().await.map_err(failed)?;
+        serde_json::from_slice(text.as_bytes()).map_err(|e| failed(worker::Error::from(e)))
     }
 }
 

@@ -317,7 +317,8 @@ pub async fn forward<A: CloudflareApi, C: Clock>(
 
 /// The API's error messages when its body says `"success": false`.
 fn api_error_message(body: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+    let value: serde_json::Value = serde_json::from_slice(body.as_bytes()).ok()?;
     if value.get("success").and_then(serde_json::Value::as_bool) != Some(false) {
         return None;
     }

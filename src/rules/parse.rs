@@ -224,7 +224,8 @@ pub fn parse(
             message,
         }]
     };
-    let items: Vec<serde_json::Value> = serde_json::from_str(raw).map_err(|e| {
+    // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
+    let items: Vec<serde_json::Value> = serde_json::from_slice(raw.as_bytes()).map_err(|e| {
         top(format!(
             "expected a JSON array of rules (or TOML [[vars.CACHE_RULES]] tables): {e}"
         ))
