@@ -341,6 +341,17 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_around_a_tag_is_trimmed_unicode_included() {
+        // Tags ending in printable ASCII skip the trim; these must still take it.
+        let e = encode_tags(
+            ["\u{3000}Shelf\u{a0}", "\tbox ", "\u{2003}x", "y\u{85}", "z"],
+            &TagLimits::default(),
+        );
+        assert_eq!(e.kept, vec!["shelf", "box", "x", "y", "z"]);
+        assert!(e.dropped.is_empty());
+    }
+
+    #[test]
     fn over_limit_and_invalid_tags_are_dropped_with_reasons() {
         let long = "x".repeat(1025);
         let e = encode_tags(

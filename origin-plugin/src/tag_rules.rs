@@ -59,7 +59,13 @@ pub fn normalize_tag(tag: &str, limits: &TagLimits) -> Result<String, TagRejecti
 /// [`normalize_tag`] without the lowercase copy: the trimmed tag if it is acceptable.
 /// The `Cache-Tag` writer lowercases it straight into the header value.
 pub(crate) fn check_tag<'a>(tag: &'a str, limits: &TagLimits) -> Result<&'a str, TagRejection> {
-    let tag = tag.trim();
+    // `trim` walks chars (Unicode whitespace) at both ends; a tag that starts and ends
+    // with a printable ASCII byte has nothing to trim, and that is nearly every tag.
+    let tag = match tag.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => tag,
+        [only] if only.is_ascii_graphic() => tag,
+        _ => tag.trim(),
+    };
     if tag.is_empty() {
         return Err(TagRejection::Empty);
     }
