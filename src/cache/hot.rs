@@ -171,13 +171,14 @@ impl HotCache {
         keys.iter().filter(|k| inner.remove(k)).count()
     }
 
-    /// What `read` returns for each entry that gives something (read-only).
-    pub fn collect<T>(&self, read: impl Fn(&Response<Body>) -> Option<T>) -> Vec<T> {
+    /// The metadata of every entry held that decodes (read as it was
+    /// decoded at `put`, not parsed again).
+    pub fn metas(&self) -> Vec<EntryMeta> {
         self.inner
             .borrow()
             .entries
             .values()
-            .filter_map(|e| read(&e.response))
+            .filter_map(|e| e.decoded.as_ref().map(|(_, meta)| meta.clone()))
             .collect()
     }
 

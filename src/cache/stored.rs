@@ -189,16 +189,8 @@ pub fn meta_of(stored: &Response<Body>) -> Option<EntryMeta> {
 /// Reads an entry back: the response as the origin sent it, and its metadata.
 /// `None` for anything we did not write (or wrote in another format).
 pub fn decode(stored: Response<Body>) -> Option<(Response<Body>, EntryMeta)> {
+    let meta = meta_of(&stored)?;
     let (mut parts, body) = stored.into_parts();
-    let meta: EntryMeta = parts
-        .headers
-        .get(&META_HEADER)
-        .and_then(|v| v.to_str().ok())
-        // from_slice, not from_str: one serde_json reader in the wasm (docs/assets.md).
-        .and_then(|s| serde_json::from_slice(s.as_bytes()).ok())?;
-    if meta.v != META_VERSION {
-        return None;
-    }
     parts.headers.remove(&META_HEADER);
     // Added by the Cache API itself on a match; they describe the store, not
     // the entry (its age is `initial_age_secs`, its date `meta.date`).

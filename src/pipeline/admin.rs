@@ -6,7 +6,6 @@ use http::{Request, Response, StatusCode};
 
 use crate::admin::auth::{self, OperatorAccess};
 use crate::admin::state;
-use crate::cache::stored;
 use crate::error::EdgeError;
 use crate::origin::request::request_host;
 use crate::platform::body;
@@ -131,7 +130,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let affected = self
             .isolate
             .hot
-            .collect(stored::meta_of)
+            .metas()
             .iter()
             .filter(|meta| purge_hits_entry(&keys, &meta.tags))
             .count();
@@ -141,7 +140,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
 
     /// Warms again, after the response, the purged pages this isolate held.
     fn warm_purged(&self, registry_keys: &[String], scheme: &str) {
-        let held = self.isolate.hot.collect(stored::meta_of);
+        let held = self.isolate.hot.metas();
         let urls = warming::purged_urls(&held, registry_keys, scheme, self.config.warming.max_urls);
         if urls.is_empty() {
             return;
