@@ -50,38 +50,70 @@ pub use names::EXPORT_FAILURES_TOTAL;
 /// quota, an overloaded collector), `unreachable` (no answer: connection refused, DNS,
 /// TLS, a timeout), `shutdown` (exporting after `shutdown()`), `other` (the request could
 /// not be built).
-pub fn failure_reason(error: &OTelSdkError) -> &'static str {
-    match error {
-        OTelSdkError::AlreadyShutdown => "shutdown",
-        OTelSdkError::Timeout(_) => "unreachable",
-        // The endpoint answered with an error status: the blocking reqwest client of
-        // `opentelemetry-http` turns it into its error of kind `Status(503, …)`; the
-        // exporters' own check says `… Status Code: 503, …`. A transport error is the
-        // HTTP client's error without a status. The rest is ours (building the body).
-        OTelSdkError::InternalFailure(message)
-            if message.contains("kind: Status(") || message.contains("Status Code: ") =>
-        {
-            "rejected"
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    Rejected,
+    Unreachable,
+    Shutdown,
+    Other,
+}
+
+impl FailureReason {
+    /// Every reason, in the order of their counters.
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::Rejected,
+        FailureReason::Unreachable,
+        FailureReason::Shutdown,
+        FailureReason::Other,
+    ];
+
+    /// The reason of an exporter's error.
+    pub fn of(error: &OTelSdkError) -> Self {
+        match error {
+            OTelSdkError::AlreadyShutdown => Self::Shutdown,
+            OTelSdkError::Timeout(_) => Self::Unreachable,
+            // The endpoint answered with an error status: the blocking reqwest client of
+            // `opentelemetry-http` turns it into its error of kind `Status(503, …)`; the
+            // exporters' own check says `… Status Code: 503, …`. A transport error is the
+            // HTTP client's error without a status. The rest is ours (building the body).
+            OTelSdkError::InternalFailure(message)
+                if message.contains("kind: Status(") || message.contains("Status Code: ") =>
+            {
+                Self::Rejected
+            }
+            OTelSdkError::InternalFailure(message)
+                if message.starts_with("Failed to serialize")
+                    || message.starts_with("Failed to acquire")
+                    || message.starts_with("Mutex lock failed") =>
+            {
+                Self::Other
+            }
+            OTelSdkError::InternalFailure(_) => Self::Unreachable,
         }
-        OTelSdkError::InternalFailure(message)
-            if message.starts_with("Failed to serialize")
-                || message.starts_with("Failed to acquire")
-                || message.starts_with("Mutex lock failed") =>
-        {
-            "other"
+    }
+
+    /// The `reason` label's value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::Unreachable => "unreachable",
+            Self::Shutdown => "shutdown",
+            Self::Other => "other",
         }
-        OTelSdkError::InternalFailure(_) => "unreachable",
     }
 }
 
-/// The failure counters of one signal, registered up front so every series reads 0
-/// until something fails (an alert on `increase()` then sees the first failure).
+/// The `reason` label of an exporter's error ([`FailureReason`]).
+pub fn failure_reason(error: &OTelSdkError) -> &'static str {
+    FailureReason::of(error).label()
+}
+
+/// The failure counters of one signal, one per [`FailureReason`] in the order of
+/// [`FailureReason::ALL`], registered up front so every series reads 0 until something
+/// fails (an alert on `increase()` then sees the first failure).
 #[derive(Clone)]
 pub(crate) struct ExportFailures {
-    rejected: Counter,
-    unreachable: Counter,
-    shutdown: Counter,
-    other: Counter,
+    by_reason: [Counter; 4],
 }
 
 impl ExportFailures {
@@ -90,28 +122,18 @@ impl ExportFailures {
             EXPORT_FAILURES_TOTAL,
             "Failed OTLP export calls, by signal (metrics, traces) and reason (rejected, unreachable, shutdown, other).",
         );
-        let counter = |reason| {
-            metrics.counter(
-                EXPORT_FAILURES_TOTAL,
-                &[("signal", signal), ("reason", reason)],
-            )
-        };
         Self {
-            rejected: counter("rejected"),
-            unreachable: counter("unreachable"),
-            shutdown: counter("shutdown"),
-            other: counter("other"),
+            by_reason: FailureReason::ALL.map(|reason| {
+                metrics.counter(
+                    EXPORT_FAILURES_TOTAL,
+                    &[("signal", signal), ("reason", reason.label())],
+                )
+            }),
         }
     }
 
     pub(crate) fn count(&self, error: &OTelSdkError) {
-        let counter = match failure_reason(error) {
-            "rejected" => &self.rejected,
-            "unreachable" => &self.unreachable,
-            "shutdown" => &self.shutdown,
-            _ => &self.other,
-        };
-        counter.increment(1);
+        self.by_reason[FailureReason::of(error) as usize].increment(1);
     }
 }
 
@@ -477,5 +499,12 @@ mod tests {
             failure_reason(&internal("Failed to serialize metrics")),
             "other"
         );
+    }
+
+    #[test]
+    fn each_reason_sits_at_its_own_index_in_all() {
+        for (index, reason) in FailureReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason as usize, index, "{reason:?}");
+        }
     }
 }

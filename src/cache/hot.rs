@@ -1,8 +1,8 @@
 //! The per-isolate memory tier: a small LRU of stored entries, bounded by
-//! bytes, in front of the Cache API. It holds entries in their stored form,
-//! so every tier is read the same way, and beside it the entry as
-//! [`stored::decode`] reads it back, decoded once when it is put rather than
-//! on every hit. It keeps each entry only for a short residence time,
+//! bytes, in front of the Cache API. It is handed entries in their stored
+//! form, as every tier is, and holds each one as [`stored::decode`] reads it
+//! back, decoded once when it is put rather than on every hit; what does not
+//! decode is not kept. It keeps each entry only for a short residence time,
 //! because it cannot see invalidations made by other isolates.
 
 use std::cell::RefCell;
@@ -15,9 +15,10 @@ use crate::cache::stored::{self, EntryMeta};
 use crate::Body;
 
 struct HotEntry {
+    /// The stored entry as `stored::decode` gives it back.
     response: Response<Body>,
-    /// `stored::decode` of `response`; `None` for what it refuses.
-    decoded: Option<(Response<Body>, EntryMeta)>,
+    meta: EntryMeta,
+    /// Its stored form's size, what it counts against the budget.
     size: usize,
     tick: u64,
     inserted_ms: u64,
@@ -75,26 +76,9 @@ impl HotCache {
             && inner.max_residence_ms == max_residence_secs.saturating_mul(1000)
     }
 
-    /// The entry at `key` in its stored form (counts as a use).
-    pub fn get(&self, key: &str, now_ms: u64) -> Option<Response<Body>> {
-        self.hit(key, now_ms, |entry| crate::copy_response(&entry.response))
-    }
-
-    /// The entry at `key` as [`stored::decode`] gives it back (counts as a
-    /// use); `None` also for an entry that does not decode.
-    pub fn get_decoded(&self, key: &str, now_ms: u64) -> Option<(Response<Body>, EntryMeta)> {
-        self.hit(key, now_ms, |entry| {
-            entry
-                .decoded
-                .as_ref()
-                .map(|(response, meta)| (crate::copy_response(response), meta.clone()))
-        })
-        .flatten()
-    }
-
-    /// `read` of the entry at `key` unless its residence has ended; marks
-    /// the entry as the most recently used.
-    fn hit<T>(&self, key: &str, now_ms: u64, read: impl FnOnce(&HotEntry) -> T) -> Option<T> {
+    /// The entry at `key` as [`stored::decode`] gives it back, unless its
+    /// residence has ended; marks it as the most recently used.
+    pub fn get(&self, key: &str, now_ms: u64) -> Option<(Response<Body>, EntryMeta)> {
         let mut inner = self.inner.borrow_mut();
         let expired = {
             let entry = inner.entries.get(key)?;
@@ -108,7 +92,7 @@ impl HotCache {
         let tick = inner.tick;
         let entry = inner.entries.get_mut(key)?;
         let old_tick = std::mem::replace(&mut entry.tick, tick);
-        let found = read(entry);
+        let found = (crate::copy_response(&entry.response), entry.meta.clone());
         // The key's string moves to its new place in the use order.
         let owned = inner.order.remove(&old_tick);
         inner
@@ -117,8 +101,11 @@ impl HotCache {
         Some(found)
     }
 
+    /// Keeps the stored entry `response` at `key` (replacing what was
+    /// there), unless it is too large, streamed or does not decode.
     pub fn put(&self, key: &str, response: &Response<Body>, now_ms: u64) {
         let mut inner = self.inner.borrow_mut();
+        inner.remove(key);
         let size = entry_size(key, response);
         // Entries larger than an eighth of the budget would evict too much; a
         // streamed body (crate::platform::body) is not in memory at all.
@@ -127,10 +114,11 @@ impl HotCache {
             .get::<crate::platform::body::Streamed>()
             .is_some();
         if streamed || inner.budget_bytes == 0 || size > inner.budget_bytes / 8 {
-            inner.remove(key);
             return;
         }
-        inner.remove(key);
+        let Some((decoded, meta)) = stored::decode(crate::copy_response(response)) else {
+            return;
+        };
         inner.tick += 1;
         let tick = inner.tick;
         inner.used_bytes += size;
@@ -138,8 +126,8 @@ impl HotCache {
         inner.entries.insert(
             key.to_owned(),
             HotEntry {
-                response: crate::copy_response(response),
-                decoded: stored::decode(crate::copy_response(response)),
+                response: decoded,
+                meta,
                 size,
                 tick,
                 inserted_ms: now_ms,
@@ -171,14 +159,14 @@ impl HotCache {
         keys.iter().filter(|k| inner.remove(k)).count()
     }
 
-    /// The metadata of every entry held that decodes (read as it was
-    /// decoded at `put`, not parsed again).
+    /// The metadata of every entry held (read as it was decoded at `put`,
+    /// not parsed again).
     pub fn metas(&self) -> Vec<EntryMeta> {
         self.inner
             .borrow()
             .entries
             .values()
-            .filter_map(|e| e.decoded.as_ref().map(|(_, meta)| meta.clone()))
+            .map(|e| e.meta.clone())
             .collect()
     }
 
@@ -212,48 +200,12 @@ impl HotInner {
 mod tests {
     use super::*;
 
-    fn response(len: usize) -> Response<Body> {
-        Response::new(Body::from(vec![b'x'; len]))
-    }
-
-    #[test]
-    fn entries_come_back_until_their_residence_ends() {
-        let hot = HotCache::new(1 << 20, 30);
-        hot.put("a", &response(10), 0);
-        assert!(hot.get("a", 29_999).is_some());
-        assert!(hot.get("a", 30_000).is_none());
-        assert!(hot.is_empty());
-    }
-
-    #[test]
-    fn least_recently_used_entries_are_evicted_by_bytes() {
-        let hot = HotCache::new(8_000, 60);
-        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
-            hot.put(key, &response(900), 0);
-        }
-        assert!(hot.get("a", 1).is_some(), "touch a so b is the oldest");
-        hot.put("i", &response(900), 1);
-        assert!(hot.used_bytes() <= 8_000);
-        assert!(hot.get("b", 1).is_none());
-        assert!(hot.get("a", 1).is_some());
-        assert!(hot.get("i", 1).is_some());
-    }
-
-    #[test]
-    fn large_entries_and_a_zero_budget_are_not_kept() {
-        let hot = HotCache::new(8_000, 60);
-        hot.put("big", &response(5_000), 0);
-        assert!(hot.get("big", 0).is_none());
-        let off = HotCache::new(0, 60);
-        off.put("a", &response(1), 0);
-        assert!(off.is_empty());
-    }
-
-    fn stored_entry() -> Response<Body> {
+    /// A stored entry whose body is `len` bytes.
+    fn stored_entry(len: usize) -> Response<Body> {
         let origin = Response::builder()
             .header("cache-control", "public, max-age=60")
             .header("content-type", "text/plain")
-            .body(Body::from_static(b"hello"))
+            .body(Body::from(vec![b'x'; len]))
             .expect("response");
         let times = crate::semantics::policy::ResponseTimes {
             request_time_ms: 1,
@@ -263,54 +215,72 @@ mod tests {
     }
 
     #[test]
-    fn a_decoded_hit_is_what_decode_gives_for_the_stored_entry() {
+    fn entries_come_back_until_their_residence_ends() {
+        let hot = HotCache::new(1 << 20, 30);
+        hot.put("a", &stored_entry(10), 0);
+        assert!(hot.get("a", 29_999).is_some());
+        assert!(hot.get("a", 30_000).is_none());
+        assert!(hot.is_empty());
+    }
+
+    #[test]
+    fn least_recently_used_entries_are_evicted_by_bytes() {
+        let hot = HotCache::new(8_000, 60);
+        for key in ["a", "b", "c", "d", "e", "f", "g", "h"] {
+            hot.put(key, &stored_entry(700), 0);
+        }
+        assert!(hot.get("a", 1).is_some(), "touch a so b is the oldest");
+        hot.put("i", &stored_entry(700), 1);
+        hot.put("j", &stored_entry(700), 1);
+        assert!(hot.used_bytes() <= 8_000);
+        assert!(hot.get("b", 1).is_none());
+        assert!(hot.get("a", 1).is_some());
+        assert!(hot.get("j", 1).is_some());
+    }
+
+    #[test]
+    fn large_entries_and_a_zero_budget_are_not_kept() {
+        let hot = HotCache::new(8_000, 60);
+        hot.put("big", &stored_entry(5_000), 0);
+        assert!(hot.get("big", 0).is_none());
+        let off = HotCache::new(0, 60);
+        off.put("a", &stored_entry(1), 0);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn a_hit_is_what_decode_gives_for_the_stored_entry() {
         let hot = HotCache::new(1 << 20, 60);
-        hot.put("k", &stored_entry(), 0);
-        let (response, meta) = hot.get_decoded("k", 1).expect("a hit");
-        let (expected, expected_meta) = stored::decode(stored_entry()).expect("decodes");
+        hot.put("k", &stored_entry(5), 0);
+        let (response, meta) = hot.get("k", 1).expect("a hit");
+        let (expected, expected_meta) = stored::decode(stored_entry(5)).expect("decodes");
         assert_eq!(response.status(), expected.status());
         assert_eq!(response.headers(), expected.headers());
         assert_eq!(response.body(), expected.body());
         assert_eq!(meta, expected_meta);
+        assert_eq!(hot.metas(), vec![expected_meta]);
         // Twice: a hit hands out a copy and leaves the entry as it was.
-        let (again, _) = hot.get_decoded("k", 2).expect("a second hit");
+        let (again, _) = hot.get("k", 2).expect("a second hit");
         assert_eq!(again.headers(), expected.headers());
     }
 
     #[test]
-    fn an_entry_that_does_not_decode_is_no_decoded_hit_and_its_residence_still_ends() {
+    fn an_entry_that_does_not_decode_is_not_kept_and_replaces_nothing_stale() {
         let hot = HotCache::new(1 << 20, 30);
-        hot.put("foreign", &response(10), 0);
-        assert!(hot.get_decoded("foreign", 1).is_none());
-        assert!(hot.get("foreign", 1).is_some(), "kept in its stored form");
-        hot.put("k", &stored_entry(), 0);
-        assert!(hot.get_decoded("k", 30_000).is_none());
-        assert!(hot.get("k", 1).is_none(), "gone once its residence ended");
-    }
-
-    #[test]
-    fn a_decoded_hit_counts_as_a_use_for_eviction() {
-        let hot = HotCache::new(8_000, 60);
-        hot.put("a", &stored_entry(), 0);
-        for key in ["b", "c", "d", "e", "f", "g", "h"] {
-            hot.put(key, &response(900), 0);
-        }
-        assert!(
-            hot.get_decoded("a", 1).is_some(),
-            "touch a so b is the oldest"
-        );
-        hot.put("i", &response(900), 1);
-        hot.put("j", &response(900), 1);
-        assert!(hot.get("b", 1).is_none());
-        assert!(hot.get_decoded("a", 1).is_some());
+        hot.put("k", &stored_entry(3), 0);
+        // A put that is refused still drops what the key held before.
+        hot.put("k", &Response::new(Body::from_static(b"not stored")), 1);
+        assert!(hot.get("k", 2).is_none());
+        assert!(hot.is_empty());
+        assert_eq!(hot.used_bytes(), 0);
     }
 
     #[test]
     fn removal_by_predicate_drops_a_key_and_its_variants() {
         let hot = HotCache::new(1 << 20, 60);
-        hot.put("k/p", &response(1), 0);
-        hot.put("k/p?cachefront-variant=1", &response(1), 0);
-        hot.put("k/q", &response(1), 0);
+        hot.put("k/p", &stored_entry(1), 0);
+        hot.put("k/p?cachefront-variant=1", &stored_entry(1), 0);
+        hot.put("k/q", &stored_entry(1), 0);
         assert_eq!(hot.remove_where(|k| k.starts_with("k/p")), 2);
         assert_eq!(hot.len(), 1);
     }

@@ -105,7 +105,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let now = self.now();
         if tiers != Tiers::Shared {
             // Decoded when it was put: a hit parses no metadata.
-            if let Some((response, meta)) = self.isolate.hot.get_decoded(key, now) {
+            if let Some((response, meta)) = self.isolate.hot.get(key, now) {
                 return Some((response, meta, Tier::Memory));
             }
         }
@@ -246,9 +246,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let shards = self.config.purge.shards;
         let fetched_at = meta.request_time_ms;
         let per_key = if self.config.purge.change_sync {
-            let mut needed: Vec<u32> = keys.iter().map(|k| registry::shard_of(k, shards)).collect();
-            needed.sort_unstable();
-            needed.dedup();
+            let needed = registry::shards_of(&keys, shards);
             if self.config.purge.dc_memo {
                 // A new isolate starts from its data centre's view (one Cache
                 // API read), not from per-key lookups.
@@ -267,9 +265,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
             for shard in plan.now {
                 if let Err(e) = self.sync_shard(shard, false).await {
-                    trace
-                        .warnings
-                        .push(format!("tag registry unreachable: {e}"));
+                    registry_unreachable(trace, &e);
                 }
             }
             let memo = self.isolate.memo.borrow();
@@ -296,9 +292,7 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             }
             let stale = self.isolate.memo.borrow_mut().claim_refresh(&per_key, now);
             if let Err(e) = self.refresh_registry_keys(&stale, now).await {
-                trace
-                    .warnings
-                    .push(format!("tag registry unreachable: {e}"));
+                registry_unreachable(trace, &e);
             }
         }
         let views = self.isolate.views.borrow();
@@ -553,4 +547,12 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
             None => Ok(()),
         }
     }
+}
+
+/// The warning a request carries when the tag registry could not answer
+/// (the entry is then decided from what the views and the memo still trust).
+fn registry_unreachable(trace: &mut Trace, error: &StoreError) {
+    trace
+        .warnings
+        .push(format!("tag registry unreachable: {error}"));
 }

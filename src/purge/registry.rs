@@ -131,6 +131,14 @@ pub fn shard_of(key: &str, shards: u32) -> u32 {
     u32::try_from(stable_hash(key.as_bytes()) % shards).unwrap_or(0)
 }
 
+/// The shards that hold `keys`, ascending, each once.
+pub fn shards_of(keys: &[String], shards: u32) -> Vec<u32> {
+    let mut held: Vec<u32> = keys.iter().map(|k| shard_of(k, shards)).collect();
+    held.sort_unstable();
+    held.dedup();
+    held
+}
+
 /// The name of a shard's Durable Object (`idFromName`).
 pub fn shard_name(shard: u32) -> String {
     format!("tag-registry-{shard}")
@@ -782,6 +790,18 @@ impl TagRegistryStore for MemoryTagRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shards_of_keys_are_each_keys_shard_once_ascending() {
+        let keys: Vec<String> = (0..40).map(|i| format!("tag-{i}")).collect();
+        let held = shards_of(&keys, 4);
+        let mut expected: Vec<u32> = keys.iter().map(|k| shard_of(k, 4)).collect();
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(held, expected);
+        assert_eq!(held, vec![0, 1, 2, 3], "40 keys reach all four shards");
+        assert!(shards_of(&[], 4).is_empty());
+    }
     use futures::executor::block_on;
 
     fn tags(list: &[&str]) -> Vec<String> {
