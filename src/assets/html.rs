@@ -32,6 +32,10 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 4 * 1024 * 1024;
 /// count, not the handlers' work, dominated the rewrite (callgrind, see
 /// benches/html_rewrite_instructions.rs); and a universal one such as `[src]`
 /// makes lol_html parse the attributes of every element (~3.5x slower).
+/// Narrower ones that let lol_html's matcher skip elements whose URLs cannot
+/// map (`a[href*="."]`, or one alternative per manifest extension) cost the
+/// matcher about what they save the handlers, or far more: measured in
+/// docs/assets.md ("Narrower selectors") and not kept.
 const ASSET_ELEMENTS: [(&str, &[&str], Option<&str>); 14] = [
     ("img", &["src"], Some("srcset")),
     ("script", &["src"], None),
