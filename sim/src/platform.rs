@@ -352,11 +352,8 @@ impl ShardLoad {
     /// as overloaded, as Durable Objects do after queueing a while.
     fn arrive(&mut self, shard: usize, now_ms: u64, weight: f64, capacity: f64) -> Option<f64> {
         let second = (now_ms / 1000) as usize;
-        for series in [&mut self.per_second[shard], &mut self.admitted[shard]] {
-            if series.len() <= second {
-                series.resize(second + 1, 0.0);
-            }
-        }
+        cover_second(&mut self.per_second[shard], second);
+        cover_second(&mut self.admitted[shard], second);
         while self.rolled_to[shard] < second {
             let s = self.rolled_to[shard];
             let arrived = self.admitted[shard][s];
@@ -452,9 +449,7 @@ impl SimRegistry {
             load.classify(shard, now, weight, bucket, repeat);
             let second = (now / 1000) as usize;
             let legacy = &mut load.legacy_per_second[shard as usize];
-            if legacy.len() <= second {
-                legacy.resize(second + 1, 0.0);
-            }
+            cover_second(legacy, second);
             legacy[second] += ctx.legacy_weight;
             let queue = load.arrive(shard as usize, now, weight, self.capacity);
             match kind {
@@ -727,6 +722,13 @@ impl Platform for SimPlatform {
     }
     fn streams(&self) -> &MemoryStreams {
         &self.streams
+    }
+}
+
+/// Grows a per-second series with zeros so that it has an entry for `second`.
+fn cover_second(series: &mut Vec<f64>, second: usize) {
+    if series.len() <= second {
+        series.resize(second + 1, 0.0);
     }
 }
 
