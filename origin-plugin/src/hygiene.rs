@@ -404,72 +404,153 @@ mod request_id_format {
             };
             // Accepted ids are `[A-Za-z0-9._:-]` only: nothing to escape, in text or JSON.
             let id = id.to_str().unwrap_or("invalid");
-            if TypeId::of::<F>() == TypeId::of::<Json>() {
-                return json_with_id(format, ctx, writer, event, id);
-            }
-            let mut held = HoldFinalNewline {
-                out: &mut writer,
-                pending: false,
-            };
+            let json = TypeId::of::<F>() == TypeId::of::<Json>();
+            let mut held = HoldLineEnd::new(&mut writer, json);
             format.format_event(ctx, Writer::new(&mut held), event)?;
-            let pending = held.pending;
-            write!(writer, " request_id={id}")?;
-            if pending {
-                writer.write_char('\n')?;
+            held.finish(id)
+        }
+    }
+
+    /// Passes a formatted line through to `out` but holds back its end: a final
+    /// newline and, for a JSON line (`object`), the `}` that closes the object, so
+    /// that [`finish`](Self::finish) puts the request id inside the line (text:
+    /// ` request_id=…` before the newline; JSON: a last `"request_id"` member).
+    /// Nothing is buffered beyond those two characters.
+    struct HoldLineEnd<'a, 'w> {
+        out: &'a mut Writer<'w>,
+        object: bool,
+        brace: bool,
+        newline: bool,
+        /// The last character passed through that is not whitespace (`{` means
+        /// the object is empty so far and the id needs no comma).
+        last: Option<char>,
+    }
+
+    impl<'a, 'w> HoldLineEnd<'a, 'w> {
+        fn new(out: &'a mut Writer<'w>, object: bool) -> Self {
+            Self {
+                out,
+                object,
+                brace: false,
+                newline: false,
+                last: None,
+            }
+        }
+
+        /// Writes what is held back, in its order.
+        fn release(&mut self) -> fmt::Result {
+            if std::mem::take(&mut self.brace) {
+                self.out.write_char('}')?;
+                self.last = Some('}');
+            }
+            if std::mem::take(&mut self.newline) {
+                self.out.write_char('\n')?;
+            }
+            Ok(())
+        }
+
+        /// Ends the line with the request id. A JSON line that turned out not to
+        /// end in an object is left as it was.
+        fn finish(mut self, id: &str) -> fmt::Result {
+            let newline = std::mem::take(&mut self.newline);
+            if !self.object {
+                write!(self.out, " request_id={id}")?;
+            } else if std::mem::take(&mut self.brace) {
+                let separator = if self.last == Some('{') { "" } else { "," };
+                write!(self.out, "{separator}\"request_id\":\"{id}\"}}")?;
+            }
+            if newline {
+                self.out.write_char('\n')?;
             }
             Ok(())
         }
     }
 
-    /// A JSON line with `"request_id"` as the object's last member: the object is
-    /// formatted whole (one line), then closed after the id.
-    fn json_with_id<S, N, F, T>(
-        format: &Format<F, T>,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-        id: &str,
-    ) -> fmt::Result
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-        N: for<'a> FormatFields<'a> + 'static,
-        Format<F, T>: FormatEvent<S, N>,
-    {
-        let mut line = String::new();
-        format.format_event(ctx, Writer::new(&mut line), event)?;
-        let body = line.trim_end_matches('\n');
-        let Some(open) = body.strip_suffix('}') else {
-            // Not an object after all: leave it as it is.
-            return writer.write_str(&line);
-        };
-        let separator = if open.trim_end().ends_with('{') {
-            ""
-        } else {
-            ","
-        };
-        writeln!(writer, "{open}{separator}\"request_id\":\"{id}\"}}")
-    }
-
-    /// Passes text through but holds back a final newline, so the id goes on the line.
-    struct HoldFinalNewline<'a, 'w> {
-        out: &'a mut Writer<'w>,
-        pending: bool,
-    }
-
-    impl fmt::Write for HoldFinalNewline<'_, '_> {
+    impl fmt::Write for HoldLineEnd<'_, '_> {
         fn write_str(&mut self, s: &str) -> fmt::Result {
-            if s.is_empty() {
+            let (rest, newline) = match s.strip_suffix('\n') {
+                Some(rest) => (rest, true),
+                None => (s, false),
+            };
+            let (rest, brace) = match rest.strip_suffix('}') {
+                Some(inner) if self.object => (inner, true),
+                _ => (rest, false),
+            };
+            if rest.is_empty() && !brace && (!newline || !self.newline) {
+                // Empty, or the newline after a held `}`: keep holding.
+                self.newline |= newline;
                 return Ok(());
             }
-            if std::mem::take(&mut self.pending) {
-                self.out.write_char('\n')?;
-            }
-            match s.strip_suffix('\n') {
-                Some(rest) => {
-                    self.pending = true;
-                    self.out.write_str(rest)
+            self.release()?;
+            if !rest.is_empty() {
+                self.out.write_str(rest)?;
+                if let Some(c) = rest.trim_end().chars().next_back() {
+                    self.last = Some(c);
                 }
-                None => self.out.write_str(s),
+            }
+            self.brace = brace;
+            self.newline = newline;
+            Ok(())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use std::fmt::Write as _;
+
+        /// `line` written in the pieces that cutting it at `cuts` gives, then
+        /// finished with the id `r1`.
+        fn through(line: &str, object: bool, cuts: &[usize]) -> String {
+            let mut out = String::new();
+            let mut writer = Writer::new(&mut out);
+            let mut held = HoldLineEnd::new(&mut writer, object);
+            let mut start = 0;
+            for &cut in cuts.iter().chain([line.len()].iter()) {
+                held.write_str(&line[start..cut]).expect("writes");
+                start = cut;
+            }
+            held.finish("r1").expect("finishes");
+            out
+        }
+
+        #[test]
+        fn the_id_lands_inside_the_line_however_the_line_is_cut() {
+            let cases = [
+                (
+                    r#"{"a":{"b":1},"m":"x}"}"#.to_owned() + "\n",
+                    true,
+                    r#"{"a":{"b":1},"m":"x}","request_id":"r1"}"#.to_owned() + "\n",
+                ),
+                (
+                    "{}\n".to_owned(),
+                    true,
+                    r#"{"request_id":"r1"}"#.to_owned() + "\n",
+                ),
+                ("{ }".to_owned(), true, r#"{ "request_id":"r1"}"#.to_owned()),
+                ("not json\n".to_owned(), true, "not json\n".to_owned()),
+                (
+                    "INFO msg {x}\n".to_owned(),
+                    false,
+                    "INFO msg {x} request_id=r1\n".to_owned(),
+                ),
+                (
+                    "a\n\nb\n".to_owned(),
+                    false,
+                    "a\n\nb request_id=r1\n".to_owned(),
+                ),
+            ];
+            for (line, object, expected) in cases {
+                let n = line.len();
+                for i in 0..=n {
+                    for j in i..=n {
+                        assert_eq!(
+                            through(&line, object, &[i, j]),
+                            expected,
+                            "{line:?} cut at {i}, {j}"
+                        );
+                    }
+                }
             }
         }
     }
