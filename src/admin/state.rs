@@ -501,7 +501,7 @@ pub async fn export<R: TagRegistryStore, H: HealthStore>(
             }
         }
     }
-    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    tags.sort_by(RegistryEntry::key_order);
     let mut origin_health = health.load().await.map_err(unavailable)?;
     origin_health.sort_by(|a, b| a.origin.cmp(&b.origin));
     Ok(StateDocument {

@@ -247,7 +247,8 @@ impl<P: Platform + Clone + 'static> Pipeline<P> {
         let fetched_at = meta.request_time_ms;
         let per_key = if self.config.purge.change_sync {
             let mut needed: Vec<u32> = keys.iter().map(|k| registry::shard_of(k, shards)).collect();
-            needed.sort_unstable();
+            // `sort`, not `sort_unstable`: one sort algorithm in the wasm (docs/assets.md).
+            needed.sort();
             needed.dedup();
             if self.config.purge.dc_memo {
                 // A new isolate starts from its data centre's view (one Cache

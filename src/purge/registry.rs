@@ -609,6 +609,12 @@ pub struct RegistryEntry {
 }
 
 impl RegistryEntry {
+    /// Key order, for `sort_by` (one function for every caller: one copy
+    /// of the sort in the wasm).
+    pub fn key_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.key.cmp(&b.key)
+    }
+
     pub fn times(&self) -> TagPurgeTimes {
         TagPurgeTimes {
             hard_ms: self.hard_ms,
