@@ -964,7 +964,8 @@ fn image_widths(raw: Option<&str>) -> Result<Option<Vec<u32>>, ConfigError> {
                     )),
                 })
                 .collect::<Result<Vec<u32>, _>>()?;
-            widths.sort_unstable();
+            // `sort`, not `sort_unstable`: one sort algorithm in the wasm (docs/assets.md).
+            widths.sort();
             widths.dedup();
             Ok(Some(widths))
         }

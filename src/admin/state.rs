@@ -335,28 +335,15 @@ pub fn parse_document(body: &[u8], now_ms: u64) -> Result<StateDocument, StateEr
 /// as every other refusal of a field is; only text that is not JSON at all
 /// stays `malformed_json`.
 fn deserialize_document(body: &[u8]) -> Result<StateDocument, StateError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
-    let document: StateDocument = serde_path_to_error::deserialize(&mut json).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_data() && path != "." {
-            invalid(path, data_error_reason(&inner))
-        } else {
-            StateError::MalformedJson(inner.to_string())
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            let (path, reason) = crate::json_path::locate(body, &e);
+            if !path.is_empty() {
+                return invalid(path, reason);
+            }
         }
-    })?;
-    json.end()
-        .map_err(|e| StateError::MalformedJson(e.to_string()))?;
-    Ok(document)
-}
-
-/// serde's message without its position suffix: the field is named apart.
-fn data_error_reason(error: &serde_json::Error) -> String {
-    let message = error.to_string();
-    match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_owned(),
-        None => message,
-    }
+        StateError::MalformedJson(e.to_string())
+    })
 }
 
 fn invalid(field: String, reason: impl Into<String>) -> StateError {
@@ -514,7 +501,7 @@ pub async fn export<R: TagRegistryStore, H: HealthStore>(
             }
         }
     }
-    tags.sort_by(|a, b| a.key.cmp(&b.key));
+    tags.sort_by(RegistryEntry::key_order);
     let mut origin_health = health.load().await.map_err(unavailable)?;
     origin_health.sort_by(|a, b| a.origin.cmp(&b.origin));
     Ok(StateDocument {
@@ -912,6 +899,9 @@ mod tests {
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0,"colour":"red"}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].colour")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[{"origin":"a","up":true,"checked_ms":1,"detail":"ok","note":1}]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("origin_health[0].note")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":-1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[0].hard_ms")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"b","hard_ms":1}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1]")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[{"origin":"a","up":"yes","checked_ms":1,"detail":"ok"}]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("origin_health[0].up")),
+            (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[]}"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[],"origin_health":[]} trailing"#.into(), StatusCode::BAD_REQUEST, "malformed_json", None),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"","hard_ms":1,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1].key")),
             (r#"{"format":"cachefront-state","version":1,"exported_ms":1,"tags":[{"key":"a","hard_ms":1,"soft_ms":0},{"key":"a","hard_ms":2,"soft_ms":0}],"origin_health":[]}"#.into(), StatusCode::BAD_REQUEST, "invalid_field", Some("tags[1].key")),

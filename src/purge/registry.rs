@@ -134,7 +134,8 @@ pub fn shard_of(key: &str, shards: u32) -> u32 {
 /// The shards that hold `keys`, ascending, each once.
 pub fn shards_of(keys: &[String], shards: u32) -> Vec<u32> {
     let mut held: Vec<u32> = keys.iter().map(|k| shard_of(k, shards)).collect();
-    held.sort_unstable();
+    // `sort`, not `sort_unstable`: one sort algorithm in the wasm (docs/assets.md).
+    held.sort();
     held.dedup();
     held
 }
@@ -617,6 +618,12 @@ pub struct RegistryEntry {
 }
 
 impl RegistryEntry {
+    /// Key order, for `sort_by` (one function for every caller: one copy
+    /// of the sort in the wasm).
+    pub fn key_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.key.cmp(&b.key)
+    }
+
     pub fn times(&self) -> TagPurgeTimes {
         TagPurgeTimes {
             hard_ms: self.hard_ms,

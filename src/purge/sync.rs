@@ -206,7 +206,8 @@ impl ShardView {
             .values()
             .map(|t| t.hard_ms.max(t.soft_ms))
             .collect();
-        latest.sort_unstable();
+        // `sort`, not `sort_unstable`: one sort algorithm in the wasm (docs/assets.md).
+        latest.sort();
         let keep = max_keys / 2;
         let cut = latest[latest.len() - keep.min(latest.len()) - 1];
         self.horizon_ms = self.horizon_ms.max(cut);
@@ -251,7 +252,7 @@ impl ShardView {
                 soft_ms: t.soft_ms,
             })
             .collect();
-        changes.sort_by(|a, b| a.key.cmp(&b.key));
+        changes.sort_by(RegistryEntry::key_order);
         DcViewRecord {
             horizon_ms: self.horizon_ms,
             started_ms: self.started_ms,

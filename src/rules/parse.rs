@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use http::header::{HeaderName, HeaderValue};
 use http::Method;
-use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 
 use super::glob::Glob;
 use super::{
@@ -91,11 +92,35 @@ struct RawConditions {
     cookie: Option<OneOrMany>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A string or a list of strings. Read by hand rather than as an untagged
+/// enum: serde's untagged enums buffer the value and lose where a problem
+/// was (json_path names it from serde_json's position).
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, one: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(one.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany::Many(many))
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 impl OneOrMany {
@@ -170,12 +195,49 @@ struct RawKey {
     country: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `"all"`, `"none"` (checked when compiled), `{ include = [...] }` or
+/// `{ exclude = [...] }`; read by hand like [`OneOrMany`]. As the untagged
+/// enum it replaces did, `include` wins over `exclude` and other keys are
+/// ignored.
 enum RawQueryKey {
     Word(String),
     Include { include: Vec<String> },
     Exclude { exclude: Vec<String> },
+}
+
+const QUERY_KEY_SHAPES: &str = "\"all\", \"none\", { include = [...] } or { exclude = [...] }";
+
+impl<'de> Deserialize<'de> for RawQueryKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> Visitor<'de> for Shape {
+            type Value = RawQueryKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(QUERY_KEY_SHAPES)
+            }
+            fn visit_str<E: de::Error>(self, word: &str) -> Result<RawQueryKey, E> {
+                Ok(RawQueryKey::Word(word.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawQueryKey, A::Error> {
+                let (mut include, mut exclude) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "include" => include = Some(map.next_value()?),
+                        "exclude" => exclude = Some(map.next_value()?),
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                match (include, exclude) {
+                    (Some(include), _) => Ok(RawQueryKey::Include { include }),
+                    (None, Some(exclude)) => Ok(RawQueryKey::Exclude { exclude }),
+                    (None, None) => Err(de::Error::custom(format!("expected {QUERY_KEY_SHAPES}"))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 #[derive(Deserialize)]
@@ -245,13 +307,14 @@ pub fn parse(
             Some(name) => format!("CACHE_RULES[{index}] ({name})"),
             None => format!("CACHE_RULES[{index}]"),
         };
-        let raw: RawRule = match serde_path_to_error::deserialize(item) {
+        // Read again from its own text, so an error's place names the field.
+        let text = serde_json::to_vec(&item).unwrap_or_default();
+        let raw: RawRule = match serde_json::from_slice(&text) {
             Ok(raw) => raw,
             Err(e) => {
-                let field = e.path().to_string();
-                let message = explain(e.inner().to_string(), &field);
+                let (field, message) = crate::json_path::locate(&text, &e);
                 problems.push(RuleProblem {
-                    path: if field == "." {
+                    path: if field.is_empty() {
                         at
                     } else {
                         format!("{at}.{field}")
@@ -284,19 +347,6 @@ pub fn parse(
         Ok(CacheRules::new(rules))
     } else {
         Err(problems)
-    }
-}
-
-/// serde's words for the shapes it could not read, in the terms of the
-/// configuration.
-fn explain(message: String, field: &str) -> String {
-    if !message.contains("untagged enum") {
-        return message;
-    }
-    if field.ends_with("cache_key.query") {
-        "expected \"all\", \"none\", { include = [...] } or { exclude = [...] }".to_owned()
-    } else {
-        "expected a string or a list of strings".to_owned()
     }
 }
 

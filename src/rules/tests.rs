@@ -146,6 +146,28 @@ fn problems_name_the_rule_and_the_field() {
 }
 
 #[test]
+fn values_of_the_wrong_shape_are_named_by_their_field() {
+    let found = problems(
+        r#"[{"match":{"path":5}},
+            {"match":{"path":["/a",7],"host":"x"}},
+            {"cache_key":{"query":{}}},
+            {"cache_key":{"query":5,"device":true}},
+            {"match":{"host":{"x":1}}},
+            {"edge_ttl":{"seconds":5}},
+            {"cache_key":{"query":{"include":["q"],"colour":1}}}]"#,
+    );
+    let expect = [
+        "CACHE_RULES[0].match.path: invalid type: integer `5`, expected a string or a list of strings",
+        "CACHE_RULES[1].match.path[1]: invalid type: integer `7`, expected a string",
+        "CACHE_RULES[2].cache_key.query: expected \"all\", \"none\", { include = [...] } or { exclude = [...] }",
+        "CACHE_RULES[3].cache_key.query: invalid type: integer `5`, expected \"all\", \"none\", { include = [...] } or { exclude = [...] }",
+        "CACHE_RULES[4].match.host: invalid type: map, expected a string or a list of strings",
+        "CACHE_RULES[5].edge_ttl: missing field `mode`",
+    ];
+    assert_eq!(found, expect);
+}
+
+#[test]
 fn semantic_problems_are_found_too() {
     let found = problems(
         r#"[{"match":{"path":"blog/*"}},
