@@ -38,7 +38,7 @@ use axum::{Json, Router};
 use cachefront_origin::admin::{AdminConfig, AdminRouter, BearerToken};
 use cachefront_origin::assets::{asset_url, AssetManifest};
 use cachefront_origin::cache_tags::{CacheTagLayer, CacheTags};
-use cachefront_origin::db::{DbCapture, DbCaptureConfig};
+use cachefront_origin::db::{CapturedPool, DbCapture, DbCaptureConfig};
 use cachefront_origin::health::{FnCheck, GracefulShutdown, Health, PostgresCheck};
 use cachefront_origin::metrics::Metrics;
 use cachefront_origin::profiling::{Profiler, ProfilingConfig};
@@ -82,7 +82,9 @@ impl ChangeTags for CatalogTags {
 
 #[derive(Clone)]
 struct AppState {
-    pool: PgPool,
+    /// The handlers' statements, recorded by the query capture as they run (sqlx does not
+    /// build its statement event for them). Derefs to the `PgPool`.
+    pool: CapturedPool,
     /// The edge is purged by the write → purge loop on every product change.
     purges_edge: bool,
     admin_token: Option<BearerToken>,
@@ -103,8 +105,10 @@ struct Product {
 
 #[tokio::main]
 async fn main() {
-    // Query capture needs its layer in the subscriber and sqlx's DEBUG statements let
-    // through: `init_logging` installs both, with the log output filtered by RUST_LOG.
+    // The handlers' statements are recorded by `CapturedPool` (below); the capture's layer
+    // in the subscriber sees the rest (schema set-up, readiness check, write → purge loop)
+    // through sqlx's statement events: `init_logging` installs it, with the log output
+    // filtered by RUST_LOG.
     let metrics = Metrics::new();
     let capture = match env_or("SLOW_QUERY_MS", 100u64) {
         Ok(ms) => DbCapture::with_metrics(
@@ -259,7 +263,11 @@ async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
         &metrics,
     );
     let state = AppState {
-        pool,
+        pool: if layers_on {
+            CapturedPool::new(pool, &capture)
+        } else {
+            CapturedPool::without_capture(pool)
+        },
         purges_edge: purge.is_some(),
         admin_token,
         stylesheet,

@@ -122,6 +122,9 @@ pub(super) struct CaptureInner {
     pub(super) detections: Mutex<VecDeque<(u64, NPlusOne)>>,
     pub(super) detections_seen: AtomicU64,
     pub(super) setup_checked: AtomicBool,
+    /// A [`CapturedPool`](super::CapturedPool) records statements for this capture.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) pool_wrapped: AtomicBool,
     #[cfg_attr(not(feature = "profiling"), allow(dead_code))]
     pub(super) warned_outside_profiler: AtomicBool,
     /// Fingerprint ids labelled on the slow-query counter (at most the configured limit).
@@ -194,6 +197,7 @@ impl DbCapture {
                 detections: Mutex::new(VecDeque::new()),
                 detections_seen: AtomicU64::new(0),
                 setup_checked: AtomicBool::new(false),
+                pool_wrapped: AtomicBool::new(false),
                 warned_outside_profiler: AtomicBool::new(false),
                 slow_labelled: Mutex::new(std::collections::HashSet::new()),
                 warned_n_plus_one: Mutex::new(HashMap::new()),
@@ -254,6 +258,7 @@ impl DbCapture {
                 .is_some_and(|l| Arc::ptr_eq(&l.capture.inner, &self.inner))
         });
         CaptureSetup {
+            pool_wrapped: self.inner.pool_wrapped.load(Ordering::Relaxed),
             layer_installed,
             statements_enabled: tracing::enabled!(
                 target: super::SQLX_QUERY_TARGET,
@@ -482,7 +487,37 @@ impl DbCapture {
         self.inner.allow_ids.contains(&id)
     }
 
-    /// One statement event from sqlx.
+    /// A [`CapturedPool`](super::CapturedPool) records statements for this capture.
+    #[cfg(feature = "postgres")]
+    pub(super) fn mark_pool_wrapped(&self) {
+        self.inner.pool_wrapped.store(true, Ordering::Relaxed);
+    }
+
+    /// A statement a [`CapturedPool`](super::CapturedPool) ran: recorded like sqlx's event
+    /// of it, for the request being polled on this thread.
+    #[cfg(feature = "postgres")]
+    pub(super) fn record_executed(
+        &self,
+        sql: &str,
+        elapsed: Duration,
+        rows_returned: u64,
+        rows_affected: u64,
+    ) {
+        // The event path reads the text trimmed (sqlx wraps long statements in newlines).
+        let (sql, fingerprint) = self.resolve(sql.trim());
+        super::tracing_layer::record_for_current_request(
+            self,
+            SqlxStatement {
+                sql,
+                fingerprint,
+                elapsed,
+                rows_returned,
+                rows_affected,
+            },
+        );
+    }
+
+    /// One statement, from sqlx's event or a [`CapturedPool`](super::CapturedPool).
     pub(super) fn record_statement(
         &self,
         request: Option<&RequestQueries>,
@@ -681,6 +716,9 @@ impl DbCapture {
 /// What [`DbCapture::setup`] found in the current default subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CaptureSetup {
+    /// A [`CapturedPool`](super::CapturedPool) records statements for this capture
+    /// itself, with or without the tracing layer.
+    pub pool_wrapped: bool,
     /// This capture's [`QueryCaptureLayer`] is part of the subscriber.
     pub layer_installed: bool,
     /// sqlx's statement events (target `sqlx::query`, `DEBUG`) pass the subscriber's
@@ -691,12 +729,14 @@ pub struct CaptureSetup {
 impl CaptureSetup {
     /// Statements reach the capture and are attributed to requests.
     pub fn is_active(&self) -> bool {
-        self.layer_installed && self.statements_enabled
+        self.pool_wrapped || (self.layer_installed && self.statements_enabled)
     }
 
     /// What is wrong, in words, when not active.
     pub fn problem(&self) -> Option<String> {
-        if !self.layer_installed {
+        if self.pool_wrapped {
+            None
+        } else if !self.layer_installed {
             Some("its tracing layer is not in the global subscriber (was `fmt().init()` or `fmt().with_env_filter(…).init()` used?)".to_owned())
         } else if !self.statements_enabled {
             Some("a global filter disables sqlx's DEBUG statement events (target sqlx::query); put the level filter on the fmt layer instead".to_owned())

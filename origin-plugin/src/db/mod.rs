@@ -1,4 +1,10 @@
-//! Database query capture without wrapping the application's executor.
+//! Database query capture, from sqlx's own statement events (no change to the
+//! application's executor) or, the opt-in fast path, from a wrapped pool
+//! ([`CapturedPool`], features `db` + `postgres`): `&CapturedPool` is a `sqlx::Executor`
+//! that records each statement itself, so sqlx does not build its statement event (its
+//! summary parse and text formatting were the capture's largest cost). Both feed the
+//! same state below and can be installed together; a wrapped statement is never counted
+//! twice (see `captured_pool`).
 //!
 //! sqlx already reports every statement it runs as a `tracing` event (target
 //! `sqlx::query`, fields `summary`, `db.statement`, `rows_affected`, `rows_returned`,
@@ -37,11 +43,14 @@
 //!
 //! Files: `capture` holds the shared state and what it does with a statement, `findings`
 //! the public results (per-request counts, N+1 patterns), `visitors` the readers of sqlx's
-//! event fields, `tracing_layer` the subscriber side, `layer` the tower side.
+//! event fields, `tracing_layer` the subscriber side, `layer` the tower side,
+//! `captured_pool` the executor wrapper.
 
 #[cfg(feature = "analyze")]
 pub mod analyze;
 mod capture;
+#[cfg(feature = "postgres")]
+mod captured_pool;
 mod findings;
 pub mod fingerprint;
 mod layer;
@@ -54,6 +63,8 @@ mod visitors;
 /// too; kept here, where it was first documented.
 pub use crate::{in_current_request, InCurrentRequest};
 pub use capture::{CaptureSetup, DbCapture, DbCaptureConfig, NPlusOneGuard};
+#[cfg(feature = "postgres")]
+pub use captured_pool::CapturedPool;
 pub use findings::{CapturedQueries, FingerprintCount, NPlusOne, NPlusOneError};
 pub use fingerprint::SqlFingerprint;
 pub use layer::{DbCaptureFuture, DbCaptureLayer, DbCaptureService};

@@ -21,7 +21,7 @@ use tracing_subscriber::layer::{Context as LayerContext, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 use super::capture::{DbCapture, RequestQueries};
-use super::visitors::{AcquireEventFields, SqlxEventFields};
+use super::visitors::{AcquireEventFields, SqlxEventFields, SqlxStatement};
 use super::{SQLX_ACQUIRE_TARGET, SQLX_QUERY_TARGET};
 
 thread_local! {
@@ -50,6 +50,11 @@ pub struct QueryCaptureLayer {
 /// (`sqlx::pool::acquire`) events at any level, nothing else. The answer depends on the
 /// callsite only, so it is given once per callsite ([`Interest::always`] /
 /// [`Interest::never`]) and callsites no other layer wants are never dispatched.
+///
+/// With the `postgres` feature, the statement callsites are the exception
+/// ([`Interest::sometimes`]): while a [`CapturedPool`](super::CapturedPool) statement is
+/// polled, the capture layer's own `enabled` disables sqlx's statement event (see
+/// [`QueryCaptureLayer`]), so it has to be asked per statement.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CaptureFilter;
 
@@ -62,16 +67,31 @@ impl CaptureFilter {
     }
 }
 
+/// A statement event raised while a wrapped statement runs: the wrapper records it.
+fn wrapped_statement(metadata: &Metadata<'_>) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        metadata.target() == SQLX_QUERY_TARGET && super::captured_pool::in_wrapped_statement()
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = metadata;
+        false
+    }
+}
+
 impl<S> Filter<S> for CaptureFilter {
     fn enabled(&self, metadata: &Metadata<'_>, _: &LayerContext<'_, S>) -> bool {
         Self::wants(metadata)
     }
 
     fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
-        if Self::wants(metadata) {
-            Interest::always()
-        } else {
+        if !Self::wants(metadata) {
             Interest::never()
+        } else if cfg!(feature = "postgres") && metadata.target() == SQLX_QUERY_TARGET {
+            Interest::sometimes()
+        } else {
+            Interest::always()
         }
     }
 }
@@ -80,6 +100,16 @@ impl<S> tracing_subscriber::Layer<S> for QueryCaptureLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    /// Disables sqlx's statement event for every layer while a
+    /// [`CapturedPool`](super::CapturedPool) statement is polled: the wrapper records the
+    /// statement itself, and sqlx, which asks before it builds the event, skips building
+    /// it. (A per-layer filter cannot do this: a `false` from it only hides the event from
+    /// its own layer, and the event is still built for the others.) Asked only for the
+    /// callsites the capture's filter lets through.
+    fn enabled(&self, metadata: &Metadata<'_>, _ctx: LayerContext<'_, S>) -> bool {
+        !wrapped_statement(metadata)
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: LayerContext<'_, S>) {
         let target = event.metadata().target();
         if target == SQLX_ACQUIRE_TARGET {
@@ -90,7 +120,7 @@ where
             }
             return;
         }
-        if target != SQLX_QUERY_TARGET {
+        if target != SQLX_QUERY_TARGET || wrapped_statement(event.metadata()) {
             return;
         }
         let mut fields = SqlxEventFields::new(|sql: &str| self.capture.resolve(sql));
@@ -98,13 +128,18 @@ where
         let Some(statement) = fields.into_statement() else {
             return;
         };
-        CURRENT.with(|current| {
-            let current = current.borrow();
-            // Another capture's request (two captures in one process) is not ours.
-            let request = current.as_deref().filter(|r| r.owned_by(&self.capture));
-            self.capture.record_statement(request, statement);
-        });
+        record_for_current_request(&self.capture, statement);
     }
+}
+
+/// Hands `statement` to `capture` with the request being polled on this thread.
+pub(super) fn record_for_current_request(capture: &DbCapture, statement: SqlxStatement) {
+    CURRENT.with(|current| {
+        let current = current.borrow();
+        // Another capture's request (two captures in one process) is not ours.
+        let request = current.as_deref().filter(|r| r.owned_by(capture));
+        capture.record_statement(request, statement);
+    });
 }
 
 /// The current request's query state, taken along by [`crate::in_current_request`] into
