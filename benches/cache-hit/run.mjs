@@ -110,6 +110,7 @@ if (otherBuild) {
     edge: await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: otherConfig }),
     bare: await startWorker({ vars, config: otherBareConfig }),
     bareEdge: await startWorker({ vars: { ...vars, MEMORY_CACHE_BYTES: '0' }, config: otherBareConfig }),
+    logged: await startWorker({ vars: { ...vars, REQUEST_LOG: 'json' }, config: otherConfig }),
   };
 }
 const baseline = await startBaseline();
@@ -117,8 +118,11 @@ const baseline = await startBaseline();
 // workerd then routes both through the same asset router, so the ratio
 // compares the two workers' code rather than their deployment shape.
 const shaped = await startBaseline('benches/cache-hit/wrangler.baseline-assets.toml');
+// The bare JS worker writing one JSON console line per request: the
+// runtime's share of what REQUEST_LOG=json costs.
+const jsLogged = await startBaseline('benches/cache-hit/wrangler.baseline-log.toml');
 try {
-  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, ...(other ? [other.memory, other.edge, other.bare, other.bareEdge] : [])]) {
+  for (const w of [memoryTier, edgeTierOnly, logging, bareMemory, bareEdge, baseline, shaped, jsLogged, ...(other ? [other.memory, other.edge, other.bare, other.bareEdge, other.logged] : [])]) {
     for (let i = 0; i < 3; i++) await (await fetch(`${w.url}/bench/hit`)).text();
     // Two seconds of load, not measured: V8 compiles the hot wasm (and JS)
     // functions again with its optimising tier in the background, and that
@@ -134,6 +138,7 @@ try {
     edge: { name: 'Cache API tier', w: edgeTierOnly },
     memory: { name: 'memory tier', w: memoryTier },
     logged: { name: 'memory tier, REQUEST_LOG=json', w: logging },
+    jsLogged: { name: 'bare JS worker with one JSON console line', w: jsLogged },
     bare: { name: 'memory tier without [assets]', w: bareMemory },
     bareEdge: { name: 'Cache API tier without [assets]', w: bareEdge },
   };
@@ -142,6 +147,7 @@ try {
     variants.otherEdge = { name: 'other build: Cache API tier', w: other.edge };
     variants.otherBare = { name: 'other build: memory tier without [assets]', w: other.bare };
     variants.otherBareEdge = { name: 'other build: Cache API tier without [assets]', w: other.bareEdge };
+    variants.otherLogged = { name: 'other build: memory tier, REQUEST_LOG=json', w: other.logged };
   }
   const only = process.env.CACHE_HIT_VARIANTS?.split(',').map((k) => k.trim());
   if (only) {
@@ -176,6 +182,7 @@ try {
   row('memory tier without [assets] / bare JS worker', 'bare', 'baseline');
   row('Cache API tier without [assets] / bare JS worker', 'bareEdge', 'baseline');
   row('REQUEST_LOG=json / off (memory tier)', 'logged', 'memory');
+  row('bare JS worker: one console line / none', 'jsLogged', 'baseline');
   if (other) {
     row('other build: memory tier / bare JS worker', 'otherMemory', 'baseline');
     row('other build: Cache API tier / bare JS worker', 'otherEdge', 'baseline');
@@ -183,9 +190,12 @@ try {
     row('Cache API tier / other build\'s', 'edge', 'otherEdge');
     row('without [assets]: memory tier / other build\'s', 'bare', 'otherBare');
     row('without [assets]: Cache API tier / other build\'s', 'bareEdge', 'otherBareEdge');
+    row('REQUEST_LOG=json: memory tier / other build\'s', 'logged', 'otherLogged');
+    row('other build: REQUEST_LOG=json / off', 'otherLogged', 'otherMemory');
   }
   if (runs.memory && runs.edge && runs.logged) console.log(`extra CPU per request over the bare JS worker: memory tier ${(cpu('memory') - cpu('baseline')).toFixed(0)} µs, ` +
-    `Cache API tier ${(cpu('edge') - cpu('baseline')).toFixed(0)} µs; JSON log line ${(cpu('logged') - cpu('memory')).toFixed(0)} µs`);
+    `Cache API tier ${(cpu('edge') - cpu('baseline')).toFixed(0)} µs; JSON log line ${(cpu('logged') - cpu('memory')).toFixed(0)} µs` +
+    (runs.jsLogged ? `, of which the runtime's console line (the JS worker's) ${(cpu('jsLogged') - cpu('baseline')).toFixed(0)} µs` : ''));
 } finally {
   await memoryTier.stop();
   await edgeTierOnly.stop();
@@ -198,10 +208,12 @@ try {
     await other.edge.stop();
     await other.bare.stop();
     await other.bareEdge.stop();
+    await other.logged.stop();
     rmSync(path.join(repoRoot, otherConfig), { force: true });
     rmSync(path.join(repoRoot, otherBareConfig), { force: true });
   }
   baseline.stop();
   shaped.stop();
+  jsLogged.stop();
   await origin.close();
 }
