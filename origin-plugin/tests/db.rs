@@ -75,19 +75,9 @@ fn internal(e: sqlx::Error) -> (StatusCode, String) {
 
 /// The N+1 shape: one query for the products, then one per product for its category.
 async fn products_with_categories_one_by_one(State(pool): State<PgPool>) -> HandlerResult {
-    let products: Vec<(i64, String, i64)> = sqlx::query_as(PRODUCTS)
-        .fetch_all(&pool)
+    let lines = support::products_one_by_one(&pool, PRODUCTS, CATEGORY_BY_ID)
         .await
         .map_err(internal)?;
-    let mut lines = Vec::with_capacity(products.len());
-    for (id, name, category_id) in products {
-        let (_, category): (i64, String) = sqlx::query_as(CATEGORY_BY_ID)
-            .bind(category_id)
-            .fetch_one(&pool)
-            .await
-            .map_err(internal)?;
-        lines.push(format!("{id} {name} {category}"));
-    }
     Ok(lines.join("\n"))
 }
 

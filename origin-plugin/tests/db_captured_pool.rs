@@ -61,19 +61,9 @@ where
     for<'c> &'c P: Executor<'c, Database = Postgres>,
 {
     let internal = |e: sqlx::Error| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let products: Vec<(i64, String, i64)> = sqlx::query_as(PRODUCTS)
-        .fetch_all(&pool)
+    let lines = support::products_one_by_one(&pool, PRODUCTS, CATEGORY_BY_ID)
         .await
         .map_err(internal)?;
-    let mut lines = Vec::with_capacity(products.len());
-    for (id, name, category_id) in products {
-        let (_, category): (i64, String) = sqlx::query_as(CATEGORY_BY_ID)
-            .bind(category_id)
-            .fetch_one(&pool)
-            .await
-            .map_err(internal)?;
-        lines.push(format!("{id} {name} {category}"));
-    }
     let missing: Option<(i64, String)> = sqlx::query_as(CATEGORY_BY_ID)
         .bind(1000_i64)
         .fetch_optional(&pool)

@@ -593,3 +593,26 @@ pub fn rerun_as_child(test_name: &str, marker: &str, envs: &[(&str, &str)]) -> (
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
     (stdout, stderr)
 }
+
+/// The N+1 shape the database tests serve: `products` lists `(id, name, category_id)`, then
+/// `category` (`$1` = a category id, answering `(id, name)`) runs once per product. One line
+/// per product, `id name category`. Generic over the executor: `&PgPool` or a wrapper.
+pub async fn products_one_by_one<P>(
+    pool: &P,
+    products: &str,
+    category: &str,
+) -> Result<Vec<String>, sqlx::Error>
+where
+    for<'c> &'c P: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let rows: Vec<(i64, String, i64)> = sqlx::query_as(products).fetch_all(pool).await?;
+    let mut lines = Vec::with_capacity(rows.len());
+    for (id, name, category_id) in rows {
+        let (_, category): (i64, String) = sqlx::query_as(category)
+            .bind(category_id)
+            .fetch_one(pool)
+            .await?;
+        lines.push(format!("{id} {name} {category}"));
+    }
+    Ok(lines)
+}
