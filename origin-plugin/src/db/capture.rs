@@ -607,16 +607,6 @@ impl DbCapture {
                     .then_with(|| a.fingerprint.normalized().cmp(b.fingerprint.normalized()))
             });
         }
-        let by_fingerprint: Vec<FingerprintCount> = tally
-            .by_fingerprint
-            .iter()
-            .map(|t| FingerprintCount {
-                fingerprint: t.fingerprint.clone(),
-                count: t.count,
-                total_duration: t.total,
-            })
-            .collect();
-
         let threshold = self.inner.config.n_plus_one_threshold;
         let mut n_plus_one = Vec::new();
         if threshold > 0 {
@@ -637,6 +627,17 @@ impl DbCapture {
                 n_plus_one.push(detection);
             }
         }
+
+        // The request is over: its tally is taken, and `collect` reuses the list's
+        // allocation for the smaller entries (no second list a request).
+        let by_fingerprint: Vec<FingerprintCount> = std::mem::take(&mut tally.by_fingerprint)
+            .into_iter()
+            .map(|t| FingerprintCount {
+                fingerprint: t.fingerprint,
+                count: t.count,
+                total_duration: t.total,
+            })
+            .collect();
 
         CapturedQueries {
             queries: tally.queries,
