@@ -308,11 +308,27 @@ impl DbCapture {
         } else {
             output.with_ansi(false)
         };
+        let output_filter = super::log_filter();
+        let shown = output_filter
+            .iter()
+            .map(|(_, level)| level)
+            .chain(output_filter.default_level())
+            .max();
         tracing_subscriber::registry()
-            .with(output.with_filter(super::log_filter()))
+            .with(output.with_filter(output_filter))
             .with(self.tracing_layer())
             .try_init()
-            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
+            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))?;
+        // `try_init` gave `log` (its records reach the output through `LogTracer`) the
+        // whole subscriber's maximum level, which the capture raises to DEBUG for
+        // `sqlx::query`. The capture reads no `log` record (sqlx reports statements
+        // through `tracing`), so `log` needs no more than the output shows: sqlx's
+        // per-statement `log_enabled!` check then stops at the level comparison instead
+        // of asking the subscriber through `LogTracer` (~0.35k instructions a statement).
+        if let Some(level) = shown {
+            log::set_max_level(log_level(level));
+        }
+        Ok(())
     }
 
     /// Checks the setup now, at start-up, if the global subscriber is installed (the
@@ -882,6 +898,18 @@ fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,
+    }
+}
+
+/// `tracing`'s level filter as `log`'s.
+fn log_level(level: tracing::level_filters::LevelFilter) -> log::LevelFilter {
+    match level.into_level() {
+        None => log::LevelFilter::Off,
+        Some(l) if l == tracing::Level::ERROR => log::LevelFilter::Error,
+        Some(l) if l == tracing::Level::WARN => log::LevelFilter::Warn,
+        Some(l) if l == tracing::Level::INFO => log::LevelFilter::Info,
+        Some(l) if l == tracing::Level::DEBUG => log::LevelFilter::Debug,
+        Some(_) => log::LevelFilter::Trace,
     }
 }
 
