@@ -284,7 +284,9 @@ impl DbCapture {
     /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
     /// sqlx's per-statement lines silenced), each line emitted while a request is polled
     /// ending with `request_id=…` ([`RequestIdFormat`](crate::hygiene::RequestIdFormat)).
-    /// Fails when a global subscriber is already set.
+    /// `log` records reach the output too (through `tracing-log`, when the build has it),
+    /// with `log`'s maximum level set to the output's. Fails when a global subscriber is
+    /// already set.
     ///
     /// The capture layer goes *outside* the `fmt` layer (added last): a layered
     /// subscriber hands an event to its inner layers first, and the capture's own work on
