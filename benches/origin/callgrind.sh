@@ -8,6 +8,8 @@
 # Each binary runs under `valgrind --tool=callgrind` on its own; one keep-alive client
 # (curl, requests on one connection) sends CG_WARMUP requests, the counters are zeroed
 # (`callgrind_control -z`), CG_REQUESTS more are sent and counted (`callgrind_control -d`).
+# A second line gives the connection's polls per request in each run: whole-run figures
+# depend on it (see POLLS_AWK below).
 # Env: CG_ROUTE (/products/1), CG_WARMUP (300), CG_REQUESTS (2000), CG_RUST_LOG (info),
 # CG_KEEP (a directory
 # to keep the callgrind dumps in, for `callgrind_annotate`), CATALOG_BIN (a prebuilt
@@ -77,12 +79,29 @@ measure() { # name, extra env...
   # The dump made by -d is the one with a part number (.1); the exit dump is the rest.
   local dump; dump="$(ls "$WORK/$name".*.1 | head -1)"
   if [[ -n "${CG_KEEP:-}" ]]; then mkdir -p "$CG_KEEP"; cp "$dump" "$CG_KEEP/$name.callgrind"; fi
-  awk '/^summary:/ {print $2}' "$dump"
+  echo "$(awk '/^summary:/ {print $2}' "$dump") $(awk "$POLLS_AWK" "$dump")"
 }
 
-on="$(measure on)"
-off="$(measure off CATALOG_LAYERS=off)"
-awk -v on="$on" -v off="$off" -v n="$REQUESTS" -v route="$ROUTE" 'BEGIN {
+# Polls of the connection (hyper's `Dispatcher::poll_catch` calls) in a dump: each costs
+# ~6k instructions (more with the layers on), and how many a request needs depends on
+# whether PostgreSQL's answer is already there, so whole-run figures swing by several
+# thousand a request between runs of the same binary. Compare runs at equal polls
+# (docs/origin-plugin.md, seventh round).
+POLLS_AWK='
+/^c?fn=\(/ {
+  id = $1; sub(/^c?fn=/, "", id)
+  name = $0; sub(/^c?fn=\([0-9]+\) ?/, "", name)
+  if (name != "") names[id] = name
+  if ($0 ~ /^cfn=/) cur = names[id]
+  next
+}
+/^calls=/ { if (cur ~ /Dispatcher<D,Bs,I,T>::poll_catch$/) { split($1, a, "="); n += a[2] } }
+END { print n + 0 }'
+
+read -r on on_polls <<<"$(measure on)"
+read -r off off_polls <<<"$(measure off CATALOG_LAYERS=off)"
+awk -v on="$on" -v off="$off" -v n="$REQUESTS" -v route="$ROUTE" -v pon="$on_polls" -v poff="$off_polls" 'BEGIN {
   printf "%s over %d requests: layers on %.1fk instructions/request, layers off %.1fk, layers cost %.1fk, ratio off/on %.3f\n",
     route, n, on / n / 1000, off / n / 1000, (on - off) / n / 1000, off / on
+  printf "connection polls/request: layers on %.3f, layers off %.3f\n", pon / n, poff / n
 }'

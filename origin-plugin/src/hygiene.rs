@@ -113,10 +113,19 @@ pub fn accept_request_id(value: &str) -> bool {
 /// A new id from a per-process prefix and a sequence number: unique within the process,
 /// and across restarts and replicas thanks to the prefix (start time and process id).
 pub fn new_request_id(prefix: &str, sequence: u64) -> String {
-    // `format!("{prefix}-{sequence:x}")` by hand: `core::fmt` cost ~1k instructions, the
-    // largest part of the layer once it opened no span.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 16];
+    let digits = hex_digits(sequence, &mut digits);
+    let mut id = String::with_capacity(prefix.len() + 1 + digits.len());
+    id.push_str(prefix);
+    id.push('-');
+    id.extend(digits.iter().map(|&d| char::from(d)));
+    id
+}
+
+/// `sequence` in lowercase hex, without `core::fmt` (~1k instructions, the largest part
+/// of the layer once it opened no span).
+fn hex_digits(sequence: u64, digits: &mut [u8; 16]) -> &[u8] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = digits.len();
     let mut rest = sequence;
     loop {
@@ -127,11 +136,56 @@ pub fn new_request_id(prefix: &str, sequence: u64) -> String {
             break;
         }
     }
-    let mut id = String::with_capacity(prefix.len() + 1 + digits.len() - start);
-    id.push_str(prefix);
-    id.push('-');
-    id.extend(digits[start..].iter().map(|&d| char::from(d)));
-    id
+    &digits[start..]
+}
+
+/// Room for a generated id: the layer's prefix (at most 24 characters) and up to 16 hex
+/// digits, with some to spare.
+const MAX_ID: usize = 64;
+
+/// A generated id's bytes, inline: the `x-request-id` value is made from them once
+/// ([`bytes::Bytes::from_owner`]: one allocation, clones count references) instead of a
+/// `String`, a copy of it into a `HeaderValue` and a second allocation at its first clone.
+struct IdBytes {
+    buf: [u8; MAX_ID],
+    len: u8,
+}
+
+impl AsRef<[u8]> for IdBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+impl IdBytes {
+    fn new() -> Self {
+        Self {
+            buf: [0; MAX_ID],
+            len: 0,
+        }
+    }
+
+    /// [`new_request_id`] written inline. `prefix` is the layer's: ASCII hex, at most 24
+    /// characters (cut to fit otherwise, on a character boundary).
+    fn generated(&mut self, prefix: &str, sequence: u64) {
+        let mut digits = [0u8; 16];
+        let digits = hex_digits(sequence, &mut digits);
+        let mut cut = prefix.len().min(MAX_ID - 1 - digits.len());
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut len = 0;
+        for part in [&prefix.as_bytes()[..cut], b"-", digits] {
+            self.buf[len..len + part.len()].copy_from_slice(part);
+            len += part.len();
+        }
+        self.len = len as u8;
+    }
+
+    fn as_str(&self) -> &str {
+        // Whole characters only: the prefix is cut on a boundary.
+        std::str::from_utf8(self.as_ref()).unwrap_or("invalid")
+    }
 }
 
 /// Layer giving every request an id (see the module docs).
@@ -173,6 +227,18 @@ impl RequestIdLayer {
     pub fn with_span(mut self) -> Self {
         self.span = true;
         self
+    }
+
+    /// A new id: its header value (the id's bytes in one allocation, shared by the
+    /// request's header, the response's and the log lines) and the [`RequestId`] text.
+    fn generate(&self) -> (HeaderValue, String) {
+        let mut id = IdBytes::new();
+        id.generated(&self.prefix, self.sequence.fetch_add(1, Ordering::Relaxed));
+        let text = id.as_str().to_owned();
+        // Generated ids are `[0-9a-f-]` only: always a valid header value.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+            .unwrap_or(HeaderValue::from_static("invalid"));
+        (value, text)
     }
 }
 
@@ -300,21 +366,37 @@ where
         self.inner.poll_ready(cx)
     }
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
-        let incoming = req
-            .headers()
-            .get(&REQUEST_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| accept_request_id(v))
-            .map(str::to_owned);
-        let id = incoming.unwrap_or_else(|| {
-            new_request_id(
-                &self.layer.prefix,
-                self.layer.sequence.fetch_add(1, Ordering::Relaxed),
-            )
-        });
-        // Only accepted characters reach here, so the header value is always valid.
-        let value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
-        req.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+        // One lookup of the request's header: a sane incoming id is kept as it is (its
+        // value shared, not copied); a missing or rejected one is replaced.
+        let (value, id) = match req.headers_mut().entry(REQUEST_ID_HEADER) {
+            header::Entry::Occupied(mut entry) => {
+                let incoming = entry
+                    .get()
+                    .to_str()
+                    .ok()
+                    .filter(|v| accept_request_id(v))
+                    .map(str::to_owned);
+                match incoming {
+                    // Only the first of repeated headers counts (as `get` reads them).
+                    Some(id) if entry.iter().nth(1).is_none() => (entry.get().clone(), id),
+                    Some(id) => {
+                        let value = entry.get().clone();
+                        entry.insert(value.clone());
+                        (value, id)
+                    }
+                    None => {
+                        let (value, id) = self.layer.generate();
+                        entry.insert(value.clone());
+                        (value, id)
+                    }
+                }
+            }
+            header::Entry::Vacant(entry) => {
+                let (value, id) = self.layer.generate();
+                entry.insert(value.clone());
+                (value, id)
+            }
+        };
         let span = self
             .layer
             .span

@@ -24,6 +24,16 @@ fn app(layer: CacheTagLayer) -> Router {
         )
         .route("/plain", get(|| async { "no tags" }))
         .route(
+            "/own-surrogate",
+            get(|| async {
+                (
+                    [("surrogate-key", HeaderValue::from_static("stale-key"))],
+                    CacheTags::new(["Fresh"]),
+                    "own",
+                )
+            }),
+        )
+        .route(
             "/oversized",
             get(|| async {
                 let mut tags =
@@ -129,4 +139,31 @@ async fn default_tags_are_added_to_tagged_responses_only() {
         .await
         .expect("request");
     assert!(res.headers().get("cache-tag").is_none());
+}
+
+#[tokio::test]
+async fn a_handlers_own_surrogate_key_is_replaced_or_removed() {
+    let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(true))).await;
+    let res = http()
+        .get(server.url("/own-surrogate"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["cache-tag"], "fresh");
+    let keys: Vec<_> = res
+        .headers()
+        .get_all("surrogate-key")
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(keys, ["fresh"]);
+
+    let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(false))).await;
+    let res = http()
+        .get(server.url("/own-surrogate"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.headers()["cache-tag"], "fresh");
+    assert!(res.headers().get("surrogate-key").is_none());
 }

@@ -32,6 +32,20 @@ fn app() -> Router {
             "/whoami",
             get(|axum::Extension(id): axum::Extension<RequestId>| async move { id.0 }),
         )
+        .route(
+            "/seen",
+            get(
+                |headers: axum::http::HeaderMap,
+                 axum::Extension(id): axum::Extension<RequestId>| async move {
+                    let seen: Vec<&str> = headers
+                        .get_all("x-request-id")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .collect();
+                    format!("{}|{}", seen.join(","), id.0)
+                },
+            ),
+        )
         .layer(NoStoreOnErrorLayer::new())
         .layer(RequestIdLayer::new())
 }
@@ -118,5 +132,57 @@ async fn request_id_is_kept_when_sane_replaced_when_not_and_echoed() {
         a.headers()["x-request-id"],
         b.headers()["x-request-id"],
         "errors get ids too"
+    );
+}
+
+#[tokio::test]
+async fn the_handler_sees_one_id_on_the_request_the_same_as_its_extension() {
+    let server = TestServer::start(app()).await;
+    let client = http();
+    // Repeated header: the first sane value counts, the others are dropped.
+    let res = client
+        .get(server.url("/seen"))
+        .header("x-request-id", "first-1")
+        .header("x-request-id", "second-2")
+        .send()
+        .await
+        .expect("send");
+    let echoed: Vec<_> = res
+        .headers()
+        .get_all("x-request-id")
+        .iter()
+        .cloned()
+        .collect();
+    assert_eq!(echoed, ["first-1"]);
+    assert_eq!(res.text().await.expect("body"), "first-1|first-1");
+
+    // A rejected first value is replaced by a new id, everywhere.
+    let res = client
+        .get(server.url("/seen"))
+        .header("x-request-id", "bad value")
+        .header("x-request-id", "second-2")
+        .send()
+        .await
+        .expect("send");
+    let echoed = res.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(!echoed.is_empty() && echoed != "second-2", "{echoed}");
+    assert_eq!(
+        res.text().await.expect("body"),
+        format!("{echoed}|{echoed}")
+    );
+
+    // None sent: the generated id is on the request too.
+    let res = client.get(server.url("/seen")).send().await.expect("send");
+    let echoed = res.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(echoed.contains('-'), "prefix-sequence: {echoed}");
+    assert_eq!(
+        res.text().await.expect("body"),
+        format!("{echoed}|{echoed}")
     );
 }

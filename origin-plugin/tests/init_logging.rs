@@ -30,6 +30,18 @@ fn init_logging_keeps_every_sqlx_statement_line_out_of_the_log() {
         stdout.contains(&format!("child: {STATEMENTS} statements captured")),
         "the child ran and captured its statements:\n{stdout}\n{stderr}"
     );
+    assert!(
+        stdout.contains("child: log max level INFO"),
+        "`log` asks for no more than the output shows (RUST_LOG default info):\n{stdout}"
+    );
+    assert!(
+        stdout.contains("an info record through log"),
+        "`log` records reach the output:\n{stdout}"
+    );
+    assert!(
+        !stdout.contains("a debug record through log"),
+        "below the output's level:\n{stdout}"
+    );
     let leaked: Vec<&str> = stdout
         .lines()
         .filter(|l| l.contains("DEBUG") && l.contains("sqlx::query"))
@@ -72,4 +84,9 @@ fn child() {
         "child: {} statements captured",
         capture.snapshot().statements
     );
+    // `log` records still reach the output up to its level, and `log` asks for no more
+    // (sqlx's per-statement `log_enabled!` check stops at the level comparison).
+    log::info!(target: "child_log", "an info record through log");
+    log::debug!(target: "child_log", "a debug record through log");
+    println!("child: log max level {}", log::max_level());
 }

@@ -284,7 +284,9 @@ impl DbCapture {
     /// output filtered by [`log_filter`](super::log_filter) (`RUST_LOG`, default `info`,
     /// sqlx's per-statement lines silenced), each line emitted while a request is polled
     /// ending with `request_id=…` ([`RequestIdFormat`](crate::hygiene::RequestIdFormat)).
-    /// Fails when a global subscriber is already set.
+    /// `log` records reach the output too (through `tracing-log`, when the build has it),
+    /// with `log`'s maximum level set to the output's. Fails when a global subscriber is
+    /// already set.
     ///
     /// The capture layer goes *outside* the `fmt` layer (added last): a layered
     /// subscriber hands an event to its inner layers first, and the capture's own work on
@@ -308,11 +310,27 @@ impl DbCapture {
         } else {
             output.with_ansi(false)
         };
+        let output_filter = super::log_filter();
+        let shown = output_filter
+            .iter()
+            .map(|(_, level)| level)
+            .chain(output_filter.default_level())
+            .max();
         tracing_subscriber::registry()
-            .with(output.with_filter(super::log_filter()))
+            .with(output.with_filter(output_filter))
             .with(self.tracing_layer())
             .try_init()
-            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))
+            .map_err(|e| crate::Error::Config(format!("tracing subscriber: {e}")))?;
+        // `try_init` gave `log` (its records reach the output through `LogTracer`) the
+        // whole subscriber's maximum level, which the capture raises to DEBUG for
+        // `sqlx::query`. The capture reads no `log` record (sqlx reports statements
+        // through `tracing`), so `log` needs no more than the output shows: sqlx's
+        // per-statement `log_enabled!` check then stops at the level comparison instead
+        // of asking the subscriber through `LogTracer` (~0.35k instructions a statement).
+        if let Some(level) = shown {
+            log::set_max_level(log_level(level));
+        }
+        Ok(())
     }
 
     /// Checks the setup now, at start-up, if the global subscriber is installed (the
@@ -607,16 +625,6 @@ impl DbCapture {
                     .then_with(|| a.fingerprint.normalized().cmp(b.fingerprint.normalized()))
             });
         }
-        let by_fingerprint: Vec<FingerprintCount> = tally
-            .by_fingerprint
-            .iter()
-            .map(|t| FingerprintCount {
-                fingerprint: t.fingerprint.clone(),
-                count: t.count,
-                total_duration: t.total,
-            })
-            .collect();
-
         let threshold = self.inner.config.n_plus_one_threshold;
         let mut n_plus_one = Vec::new();
         if threshold > 0 {
@@ -637,6 +645,17 @@ impl DbCapture {
                 n_plus_one.push(detection);
             }
         }
+
+        // The request is over: its tally is taken, and `collect` reuses the list's
+        // allocation for the smaller entries (no second list a request).
+        let by_fingerprint: Vec<FingerprintCount> = std::mem::take(&mut tally.by_fingerprint)
+            .into_iter()
+            .map(|t| FingerprintCount {
+                fingerprint: t.fingerprint,
+                count: t.count,
+                total_duration: t.total,
+            })
+            .collect();
 
         CapturedQueries {
             queries: tally.queries,
@@ -881,6 +900,18 @@ fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,
+    }
+}
+
+/// `tracing`'s level filter as `log`'s.
+fn log_level(level: tracing::level_filters::LevelFilter) -> log::LevelFilter {
+    match level.into_level() {
+        None => log::LevelFilter::Off,
+        Some(l) if l == tracing::Level::ERROR => log::LevelFilter::Error,
+        Some(l) if l == tracing::Level::WARN => log::LevelFilter::Warn,
+        Some(l) if l == tracing::Level::INFO => log::LevelFilter::Info,
+        Some(l) if l == tracing::Level::DEBUG => log::LevelFilter::Debug,
+        Some(_) => log::LevelFilter::Trace,
     }
 }
 

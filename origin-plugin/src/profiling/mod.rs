@@ -372,9 +372,9 @@ impl Profiler {
         ((n + 1.0) * rate).floor() > (n * rate).floor()
     }
 
-    fn finish(&self, sample: Recorded, sampled: bool) {
+    fn finish(&self, sample: Recorded, elapsed: Duration, sampled: bool) {
         let cfg = &self.inner.config;
-        if Duration::from_secs_f64(sample.duration_ms / 1000.0) >= cfg.slow_threshold {
+        if elapsed >= cfg.slow_threshold {
             let spans = span_line(&span_tree(
                 &sample.spans,
                 sample.started,
@@ -846,6 +846,7 @@ where
                     spans,
                     spans_dropped,
                 },
+                elapsed,
                 s.sampled,
             );
         }
