@@ -328,7 +328,7 @@ impl DbCapture {
         // per-statement `log_enabled!` check then stops at the level comparison instead
         // of asking the subscriber through `LogTracer` (~0.35k instructions a statement).
         if let Some(level) = shown {
-            log::set_max_level(log_level(level));
+            tracing_log::log::set_max_level(tracing_log::AsLog::as_log(&level));
         }
         Ok(())
     }
@@ -900,18 +900,6 @@ fn truncate_chars(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((idx, _)) => &s[..idx],
         None => s,
-    }
-}
-
-/// `tracing`'s level filter as `log`'s.
-fn log_level(level: tracing::level_filters::LevelFilter) -> log::LevelFilter {
-    match level.into_level() {
-        None => log::LevelFilter::Off,
-        Some(l) if l == tracing::Level::ERROR => log::LevelFilter::Error,
-        Some(l) if l == tracing::Level::WARN => log::LevelFilter::Warn,
-        Some(l) if l == tracing::Level::INFO => log::LevelFilter::Info,
-        Some(l) if l == tracing::Level::DEBUG => log::LevelFilter::Debug,
-        Some(_) => log::LevelFilter::Trace,
     }
 }
 
