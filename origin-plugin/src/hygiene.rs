@@ -659,6 +659,21 @@ mod tests {
     }
 
     #[test]
+    fn the_layer_generates_the_same_ids_as_new_request_id() {
+        for n in [0, 1, 9, 10, 15, 16, 255, 0xdead_beef, u64::MAX] {
+            let mut id = IdBytes::new();
+            id.generated("1a2b", n);
+            assert_eq!(id.as_str(), new_request_id("1a2b", n));
+        }
+        let layer = RequestIdLayer::new();
+        for n in 0..3 {
+            let (value, text) = layer.generate();
+            assert_eq!(text, new_request_id(&layer.prefix, n));
+            assert_eq!(value.to_str().ok(), Some(text.as_str()));
+        }
+    }
+
+    #[test]
     fn new_ids_differ_by_sequence() {
         assert_ne!(new_request_id("p", 1), new_request_id("p", 2));
         assert!(accept_request_id(&new_request_id("abc", 255)));
