@@ -38,27 +38,7 @@ struct Catalog {
 impl Catalog {
     async fn create(database_url: &str, name: &str) -> Self {
         let schema = format!("db_capture_{}_{name}", std::process::id());
-        let pool = support::pool_in_fresh_schema(database_url, &schema, 2).await;
-        for statement in [
-            format!("CREATE TABLE {schema}.categories (id bigint PRIMARY KEY, name text NOT NULL)"),
-            format!(
-                "CREATE TABLE {schema}.products (id bigint PRIMARY KEY, name text NOT NULL, \
-                 category_id bigint NOT NULL REFERENCES {schema}.categories (id))"
-            ),
-            format!(
-                "INSERT INTO {schema}.categories \
-                 SELECT g, 'category ' || g FROM generate_series(1, 10) g"
-            ),
-            format!(
-                "INSERT INTO {schema}.products \
-                 SELECT g, 'product ' || g, 1 + g % 10 FROM generate_series(1, 50) g"
-            ),
-        ] {
-            sqlx::query(&statement)
-                .execute(&pool)
-                .await
-                .expect("create the test catalog");
-        }
+        let pool = support::catalog_in_fresh_schema(database_url, &schema, 10, 50).await;
         Self { pool, schema }
     }
 

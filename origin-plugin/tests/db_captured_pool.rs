@@ -31,26 +31,7 @@ const ROUTE: &str = "/products/with-categories";
 /// A schema of its own with 20 products in 5 categories, and a pool in it.
 async fn create_catalog(database_url: &str, name: &str) -> (PgPool, String) {
     let schema = format!("db_wrapper_{}_{name}", std::process::id());
-    let pool = support::pool_in_fresh_schema(database_url, &schema, 2).await;
-    for statement in [
-        format!("CREATE TABLE {schema}.categories (id bigint PRIMARY KEY, name text NOT NULL)"),
-        format!(
-            "CREATE TABLE {schema}.products (id bigint PRIMARY KEY, name text NOT NULL, \
-             category_id bigint NOT NULL)"
-        ),
-        format!(
-            "INSERT INTO {schema}.categories SELECT g, 'category ' || g FROM generate_series(1, 5) g"
-        ),
-        format!(
-            "INSERT INTO {schema}.products \
-             SELECT g, 'product ' || g, 1 + g % 5 FROM generate_series(1, 20) g"
-        ),
-    ] {
-        sqlx::query(&statement)
-            .execute(&pool)
-            .await
-            .expect("create the test catalog");
-    }
+    let pool = support::catalog_in_fresh_schema(database_url, &schema, 5, 20).await;
     (pool, schema)
 }
 

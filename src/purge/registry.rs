@@ -797,6 +797,7 @@ impl TagRegistryStore for MemoryTagRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::executor::block_on;
 
     #[test]
     fn the_shards_of_keys_are_each_keys_shard_once_ascending() {
@@ -809,7 +810,6 @@ mod tests {
         assert_eq!(held, vec![0, 1, 2, 3], "40 keys reach all four shards");
         assert!(shards_of(&[], 4).is_empty());
     }
-    use futures::executor::block_on;
 
     fn tags(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -594,9 +594,45 @@ pub fn rerun_as_child(test_name: &str, marker: &str, envs: &[(&str, &str)]) -> (
     (stdout, stderr)
 }
 
+/// A pool in a fresh `schema` (see [`pool_in_fresh_schema`]) holding the catalog the
+/// database tests query: `categories (id, name)` with ids 1..=`categories`, and `products
+/// (id, name, category_id)` with ids 1..=`products`, product `g` in category
+/// `1 + g % categories`.
+#[cfg(feature = "postgres")]
+pub async fn catalog_in_fresh_schema(
+    database_url: &str,
+    schema: &str,
+    categories: u32,
+    products: u32,
+) -> sqlx::PgPool {
+    let pool = pool_in_fresh_schema(database_url, schema, 2).await;
+    for statement in [
+        format!("CREATE TABLE {schema}.categories (id bigint PRIMARY KEY, name text NOT NULL)"),
+        format!(
+            "CREATE TABLE {schema}.products (id bigint PRIMARY KEY, name text NOT NULL, \
+             category_id bigint NOT NULL REFERENCES {schema}.categories (id))"
+        ),
+        format!(
+            "INSERT INTO {schema}.categories \
+             SELECT g, 'category ' || g FROM generate_series(1, {categories}) g"
+        ),
+        format!(
+            "INSERT INTO {schema}.products \
+             SELECT g, 'product ' || g, 1 + g % {categories} FROM generate_series(1, {products}) g"
+        ),
+    ] {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect("create the test catalog");
+    }
+    pool
+}
+
 /// The N+1 shape the database tests serve: `products` lists `(id, name, category_id)`, then
 /// `category` (`$1` = a category id, answering `(id, name)`) runs once per product. One line
 /// per product, `id name category`. Generic over the executor: `&PgPool` or a wrapper.
+#[cfg(feature = "postgres")]
 pub async fn products_one_by_one<P>(
     pool: &P,
     products: &str,
