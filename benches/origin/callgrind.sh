@@ -13,7 +13,10 @@
 # Env: CG_ROUTE (/products/1), CG_WARMUP (300), CG_REQUESTS (2000), CG_RUST_LOG (info),
 # CG_KEEP (a directory
 # to keep the callgrind dumps in, for `callgrind_annotate`), CATALOG_BIN (a prebuilt
-# catalog; default: build it like run.sh). Uses DATABASE_URL when set, else a throwaway
+# catalog; default: build it like run.sh), CG_ON_ENV (extra VAR=value words for the
+# "layers on" run: `CATALOG_LAYERS=passthrough` measures six pass-through layers instead,
+# the stack's structure alone; `SERVER_TIMING_SAMPLE_RATE=0.01` the profiler sampling).
+# Uses DATABASE_URL when set, else a throwaway
 # cluster from scripts/with-postgres.sh. Honours CARGO_TARGET_DIR.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -98,7 +101,8 @@ POLLS_AWK='
 /^calls=/ { if (cur ~ /Dispatcher<D,Bs,I,T>::poll_catch$/) { split($1, a, "="); n += a[2] } }
 END { print n + 0 }'
 
-read -r on on_polls <<<"$(measure on)"
+# shellcheck disable=SC2086 # CG_ON_ENV is a list of words
+read -r on on_polls <<<"$(measure on ${CG_ON_ENV:-})"
 read -r off off_polls <<<"$(measure off CATALOG_LAYERS=off)"
 awk -v on="$on" -v off="$off" -v n="$REQUESTS" -v route="$ROUTE" -v pon="$on_polls" -v poff="$off_polls" 'BEGIN {
   printf "%s over %d requests: layers on %.1fk instructions/request, layers off %.1fk, layers cost %.1fk, ratio off/on %.3f\n",

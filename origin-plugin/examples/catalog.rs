@@ -23,7 +23,9 @@
 //! - `SLOW_REQUEST_MS` (500), `SLOW_QUERY_MS` (100), `SERVER_TIMING_SAMPLE_RATE` (1.0),
 //!   `SHUTDOWN_DRAIN_MS` (0), `SHUTDOWN_DEADLINE_MS` (30000).
 //! - `CATALOG_LAYERS=off`: the same app with no plugin layers and no query capture in the
-//!   tracing subscriber (the benchmark's baseline).
+//!   tracing subscriber (the benchmark's baseline). `CATALOG_LAYERS=passthrough`: as `off`,
+//!   plus six layers that pass every answer through untouched, added like the builder adds
+//!   its own (what the stack's structure costs, for `benches/origin/callgrind.sh`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,7 +125,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let layers_on = std::env::var("CATALOG_LAYERS").map_or(true, |v| v != "off");
+    let layers_on = layers() == Layers::On;
     let logging = if layers_on {
         capture.init_logging()
     } else {
@@ -146,6 +148,23 @@ async fn main() {
     }
 }
 
+/// `CATALOG_LAYERS`: the plugin's layers (default), none, or the benchmark's pass-through
+/// stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layers {
+    On,
+    Off,
+    Passthrough,
+}
+
+fn layers() -> Layers {
+    match std::env::var("CATALOG_LAYERS").as_deref() {
+        Ok("off") => Layers::Off,
+        Ok("passthrough") => Layers::Passthrough,
+        _ => Layers::On,
+    }
+}
+
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T, Error> {
     match std::env::var(name) {
         Ok(v) => v
@@ -165,7 +184,7 @@ async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
         Error::Config("DATABASE_URL is required (postgres://user@host:port/db)".to_owned())
     })?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let layers_on = std::env::var("CATALOG_LAYERS").map_or(true, |v| v != "off");
+    let layers_on = layers() == Layers::On;
     let admin_config = AdminConfig::from_env()?;
     let admin_token = BearerToken::from_env("CATALOG_ADMIN_TOKEN")?;
     let debug_token = BearerToken::from_env("CACHEFRONT_DEBUG_TOKEN")?;
@@ -292,6 +311,21 @@ async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
             .db_capture(&capture)
             .cache_tags(CacheTagLayer::new().metrics(&metrics))
             .apply(pages.merge(health.router()))
+    } else if layers() == Layers::Passthrough {
+        // As many layers as the builder adds, each passing the answer through untouched:
+        // what the stack's structure alone costs (docs/origin-plugin.md, eighth round).
+        fn same(response: Response) -> Response {
+            response
+        }
+        pages.merge(health.router()).layer(
+            tower::ServiceBuilder::new()
+                .map_response(same)
+                .map_response(same)
+                .map_response(same)
+                .map_response(same)
+                .map_response(same)
+                .map_response(same),
+        )
     } else {
         pages.merge(health.router())
     };
