@@ -2,7 +2,13 @@
 //!
 //! Every endpoint this crate serves (and the example origin) answers failures through
 //! [`Error`]: a status, a stable machine-readable `error` code and a human message, with
-//! `Cache-Control: no-store` so an edge never caches an error.
+//! `Cache-Control: no-store` so an edge never caches an error. A 503 also carries
+//! `Retry-After: 1` and is logged (at most one warning per [`UNAVAILABLE_WARN_INTERVAL`],
+//! with the count of those not logged since), so an exhausted pool is never silent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
@@ -108,10 +114,98 @@ impl IntoResponse for Error {
         let mut res = (status, axum::Json(body)).into_response();
         res.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            if let Some(not_logged) = UNAVAILABLE_WARNINGS.due(Instant::now()) {
+                tracing::warn!(
+                    target: "cachefront_origin::unavailable",
+                    error = %self,
+                    not_logged,
+                    "answering 503: a dependency is unavailable (pool exhausted or database down?)"
+                );
+            }
+        }
         if matches!(self, Error::Unauthorized) {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         res
+    }
+}
+
+/// Shortest time between two "answering 503" warnings; the ones in between are counted
+/// and the next warning says how many.
+pub const UNAVAILABLE_WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+static UNAVAILABLE_WARNINGS: WarnLimiter = WarnLimiter::new(UNAVAILABLE_WARN_INTERVAL);
+
+/// Whether a warning at `now` is logged, given when the last one was and the least time
+/// between two (zero: every one).
+pub(crate) fn warn_due(last: Option<Instant>, now: Instant, interval: Duration) -> bool {
+    match last {
+        None => true,
+        Some(at) => interval.is_zero() || now.saturating_duration_since(at) >= interval,
+    }
+}
+
+/// One warning per interval for a process-wide condition, counting the ones it holds back.
+struct WarnLimiter {
+    interval: Duration,
+    last: Mutex<Option<Instant>>,
+    held_back: AtomicU64,
+}
+
+impl WarnLimiter {
+    const fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: Mutex::new(None),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` when a warning at `now` is due (`n` were held back since the last one),
+    /// `None` when it is held back.
+    fn due(&self, now: Instant) -> Option<u64> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if warn_due(*last, now, self.interval) {
+            *last = Some(now);
+            Some(self.held_back.swap(0, Ordering::Relaxed))
+        } else {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry_and_are_not_stored() {
+        let res = Error::Unavailable("shutting down".into()).into_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+        let res = Error::NotFound("product 9".into()).into_response();
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(res.headers()[header::CACHE_CONTROL], "no-store");
+    }
+
+    #[test]
+    fn one_warning_per_interval_counting_the_held_back_ones() {
+        let limiter = WarnLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(limiter.due(t0), Some(0));
+        assert_eq!(limiter.due(t0 + Duration::from_secs(1)), None);
+        assert_eq!(limiter.due(t0 + Duration::from_secs(9)), None);
+        assert_eq!(limiter.due(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(limiter.due(t0 + Duration::from_secs(11)), None);
+        assert_eq!(limiter.due(t0 + Duration::from_secs(25)), Some(1));
+        let every = WarnLimiter::new(Duration::ZERO);
+        assert_eq!(every.due(t0), Some(0));
+        assert_eq!(every.due(t0), Some(0));
     }
 }

@@ -4,9 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Request, StatusCode};
@@ -18,9 +15,10 @@ use cachefront_origin::metrics::Metrics;
 use cachefront_origin::profiling::{Profiler, ProfilingConfig, SERVER_TIMING};
 use sqlx::PgPool;
 use tower::ServiceExt;
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+use support::LogLines;
 
 const PRODUCTS: &str = "SELECT id, name, category_id FROM products ORDER BY id LIMIT 50";
 const CATEGORY_BY_ID: &str = "SELECT id, name FROM categories WHERE id = $1";
@@ -110,36 +108,6 @@ impl App {
             .layer(self.capture.layer())
             .layer(self.profiler.layer())
             .layer(self.metrics.layer())
-    }
-}
-
-/// Log lines of the subscriber's `fmt` layer, kept for assertions.
-#[derive(Clone, Default)]
-struct LogLines(Arc<Mutex<Vec<u8>>>);
-
-impl LogLines {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
-    }
-}
-
-impl Write for LogLines {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for LogLines {
-    type Writer = LogLines;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
     }
 }
 

@@ -100,12 +100,7 @@ impl std::hash::Hasher for TextHasher {
 const WARNED_PAIRS_KEPT: usize = 4096;
 
 /// Whether an N+1 detection at `now` is logged, given when its pair was last logged.
-pub(crate) fn n_plus_one_warn_due(last: Option<Instant>, now: Instant, interval: Duration) -> bool {
-    match last {
-        None => true,
-        Some(at) => interval.is_zero() || now.saturating_duration_since(at) >= interval,
-    }
-}
+pub(crate) use crate::error::warn_due as n_plus_one_warn_due;
 
 /// Shared capture state: configuration, fingerprint cache, detections. Cheap to clone.
 #[derive(Clone)]
