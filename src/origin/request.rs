@@ -13,6 +13,7 @@ use http::{Request, Uri};
 use crate::error::EdgeError;
 use crate::origin::pool::OriginConfig;
 use crate::origin::shaping;
+use crate::semantics::surrogate_control;
 use crate::Body;
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) never forwarded in either direction.
@@ -157,6 +158,12 @@ pub fn origin_request(
     {
         headers.insert(header::HOST, host);
     }
+    // This cache understands `Surrogate-Control` (added to what a forwarded
+    // downstream surrogate announced, as the Edge Architecture asks).
+    headers.append(
+        surrogate_control::SURROGATE_CAPABILITY,
+        HeaderValue::from_static(surrogate_control::CAPABILITY),
+    );
 
     let mut forwarded = Request::new(request.body().clone());
     *forwarded.method_mut() = request.method().clone();
@@ -280,6 +287,37 @@ mod tests {
         assert!(out.headers().get("x-original-url").is_none());
         assert!(out.headers().get("x-http-method-override").is_none());
         assert_eq!(out.headers()["accept"], "text/html");
+    }
+
+    #[test]
+    fn the_edge_announces_its_surrogate_capability_and_only_it() {
+        let req = client_request(
+            "https://shop.example/",
+            &[("surrogate-capability", "evil=\"ESI/1.0\"")],
+        );
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), NONE).expect("forwarded");
+        let announced: Vec<_> = out
+            .headers()
+            .get_all("surrogate-capability")
+            .iter()
+            .collect();
+        assert_eq!(announced, ["cachefront=\"Surrogate/1.0\""]);
+        // A downstream surrogate the operator lets through keeps its line; ours follows.
+        let extra = vec!["surrogate-capability".to_owned()];
+        let rules = ForwardRules {
+            extra: &extra,
+            ..NONE
+        };
+        let out = origin_request(&req, &origin("http://127.0.0.1:3000"), rules).expect("forwarded");
+        let announced: Vec<_> = out
+            .headers()
+            .get_all("surrogate-capability")
+            .iter()
+            .collect();
+        assert_eq!(
+            announced,
+            ["evil=\"ESI/1.0\"", "cachefront=\"Surrogate/1.0\""]
+        );
     }
 
     #[test]

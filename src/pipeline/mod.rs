@@ -81,11 +81,13 @@ struct Trace {
     rule: Option<crate::rules::Matched>,
 }
 
-/// Fields of RFC 9213 meant for this cache only: never sent downstream.
+/// Fields meant for this cache only (RFC 9213's targeted fields and
+/// `Surrogate-Control`): never sent downstream.
 fn strip_targeted_fields(headers: &mut http::HeaderMap) {
     for name in policy::TARGETED_FIELDS {
         headers.remove(name);
     }
+    headers.remove(crate::semantics::surrogate_control::SURROGATE_CONTROL);
 }
 
 /// The answer to every request while the configuration is invalid: a

@@ -38,6 +38,11 @@ impl Directives {
         Self(out)
     }
 
+    /// Directives built by another field's parser (`Surrogate-Control`).
+    pub fn from_list(list: Vec<Directive>) -> Self {
+        Self(list)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -63,7 +68,7 @@ impl Directives {
 }
 
 /// Parses delta-seconds (digits only); anything else is 0, overflow is capped.
-fn parse_delta_seconds(text: &str) -> u64 {
+pub(crate) fn parse_delta_seconds(text: &str) -> u64 {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return 0;
     }

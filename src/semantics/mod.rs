@@ -11,4 +11,5 @@ pub mod http_date;
 pub mod policy;
 pub mod range;
 pub mod reflection;
+pub mod surrogate_control;
 pub mod vary;

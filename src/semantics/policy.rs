@@ -9,6 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use crate::semantics::cache_control::{Directives, DELTA_SECONDS_CAP};
 use crate::semantics::cache_status::NoStoreReason;
 use crate::semantics::http_date;
+use crate::semantics::surrogate_control;
 
 /// Targeted cache-control fields for this cache, most specific first (RFC 9213).
 pub const TARGETED_FIELDS: [&str; 2] = ["cloudflare-cdn-cache-control", "cdn-cache-control"];
@@ -61,13 +62,24 @@ pub struct EdgeTerms {
     pub sie_secs: Option<u64>,
 }
 
+/// Which field's directives govern this cache for one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Governing {
+    /// `Cache-Control` (and `Expires`).
+    CacheControl,
+    /// A field of RFC 9213 targeted at this cache (`CDN-Cache-Control`).
+    Targeted,
+    /// `Surrogate-Control` ([`crate::semantics::surrogate_control`]).
+    Surrogate,
+}
+
 /// The directives that govern this cache for one response: the first
-/// targeted field present, else `Cache-Control` (RFC 9213 §2.1).
+/// targeted field present (RFC 9213 §2.1), else the `Surrogate-Control`
+/// directives that apply to it, else `Cache-Control`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResponseDirectives {
     pub directives: Directives,
-    /// True when a targeted field was used; `Expires` is then ignored too.
-    pub targeted: bool,
+    pub governing: Governing,
 }
 
 impl ResponseDirectives {
@@ -89,15 +101,28 @@ impl ResponseDirectives {
                 if !directives.is_empty() {
                     return Self {
                         directives,
-                        targeted: true,
+                        governing: Governing::Targeted,
                     };
                 }
             }
         }
+        let surrogate = surrogate_control::directives_for_this_cache(headers);
+        if !surrogate.is_empty() {
+            return Self {
+                directives: surrogate,
+                governing: Governing::Surrogate,
+            };
+        }
         Self {
             directives: Directives::from_headers(headers, &header::CACHE_CONTROL),
-            targeted: false,
+            governing: Governing::CacheControl,
         }
+    }
+
+    /// Whether a field other than `Cache-Control` governs: `Cache-Control`'s
+    /// lifetimes and `Expires` then do not count.
+    pub fn targeted(&self) -> bool {
+        self.governing != Governing::CacheControl
     }
 
     fn has(&self, name: &str) -> bool {
@@ -192,7 +217,9 @@ pub fn store_decision(
     if rd.has("no-store") && !must_understand {
         return Skip(NoStoreReason::ResponseNoStore);
     }
-    if rd.has_unqualified("private") && !terms.override_private {
+    if (rd.has_unqualified("private") || surrogate_under_private(&rd, response_headers))
+        && !terms.override_private
+    {
         return Skip(NoStoreReason::Private);
     }
     if vary_is_star(response_headers) {
@@ -231,7 +258,7 @@ pub fn store_decision(
     let explicit = rd.has("public")
         || rd.has("max-age")
         || rd.has("s-maxage")
-        || (!rd.targeted && response_headers.contains_key(header::EXPIRES));
+        || (!rd.targeted() && response_headers.contains_key(header::EXPIRES));
     if !ruled && !explicit && !heuristically_cacheable(status) {
         return Skip(NoStoreReason::NoFreshness);
     }
@@ -269,10 +296,30 @@ pub fn credentials(request_headers: &HeaderMap) -> Option<NoStoreReason> {
 /// credentialed request: `public` or `s-maxage`, or a field targeted at this
 /// cache (RFC 9213) — with an explicit lifetime, never a heuristic one.
 /// `must-revalidate` alone is not enough: RFC 9111 §3.5 lets a cache store
-/// it, but nothing in it says the answer is the same for every user.
+/// it, but nothing in it says the answer is the same for every user. Nor is
+/// `Surrogate-Control`: origins written for other CDNs send it on every
+/// answer and rely on the CDN passing credentialed requests, so its answers
+/// are shared only when `Cache-Control` says `public` or `s-maxage`.
 fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
-    let permitted = rd.targeted || rd.has("public") || rd.has("s-maxage");
+    let permitted = match rd.governing {
+        Governing::Targeted => true,
+        Governing::CacheControl => rd.has("public") || rd.has("s-maxage"),
+        Governing::Surrogate => {
+            let cc = Directives::from_headers(response_headers, &header::CACHE_CONTROL);
+            cc.has("public") || cc.has("s-maxage")
+        }
+    };
     permitted && has_explicit_lifetime(rd, response_headers)
+}
+
+/// `Surrogate-Control` governs but `Cache-Control` says unqualified
+/// `private`: the answer is personal whatever the surrogate may keep (as on
+/// Fastly, which passes such answers).
+fn surrogate_under_private(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
+    rd.governing == Governing::Surrogate
+        && Directives::from_headers(response_headers, &header::CACHE_CONTROL)
+            .iter()
+            .any(|d| d.name == "private" && d.value.is_none())
 }
 
 /// Whether the governing directives give an explicit lifetime (not a
@@ -288,7 +335,7 @@ pub fn explicit_lifetime(response_headers: &HeaderMap) -> bool {
 fn has_explicit_lifetime(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
     rd.has("s-maxage")
         || rd.has("max-age")
-        || (!rd.targeted && response_headers.contains_key(header::EXPIRES))
+        || (!rd.targeted() && response_headers.contains_key(header::EXPIRES))
 }
 
 fn vary_is_star(headers: &HeaderMap) -> bool {
@@ -345,7 +392,7 @@ pub fn freshness_lifetime(
         Some(Ok(date)) => Some(date),
         _ => response_time_secs,
     };
-    if !rd.targeted {
+    if !rd.targeted() {
         match header_date(headers, header::EXPIRES) {
             // An invalid Expires (e.g. "0") means already expired.
             Some(Err(())) => return 0,

@@ -207,6 +207,48 @@ describe('RFC 9111 cache in workerd', () => {
     assert.equal(await hit.text(), 'cdn v1');
   });
 
+  test('Surrogate-Control governs the edge (an origin written for Fastly or Varnish), never leaves it, and is announced', async () => {
+    const announced = [];
+    routes.set('/surrogate-', (req, n) => {
+      announced.push(req.headers['surrogate-capability']);
+      const sc = {
+        '/surrogate-fresh': { 'cache-control': 'no-store', 'surrogate-control': 'max-age=600;cachefront' },
+        '/surrogate-nostore': { 'cache-control': 'max-age=600', 'surrogate-control': 'no-store' },
+        '/surrogate-private': { 'cache-control': 'private, max-age=600', 'surrogate-control': 'max-age=600' },
+        '/surrogate-other': { 'surrogate-control': 'max-age=600;another-cdn' },
+      }[req.url];
+      return { headers: sc, body: `${req.url} v${n}` };
+    });
+    const twice = async (path) => {
+      const first = await get(path);
+      const firstBody = await first.text();
+      const second = await get(path);
+      return { first, firstBody, second, secondBody: await second.text() };
+    };
+
+    const fresh = await twice('/surrogate-fresh');
+    assert.match(status(fresh.first), /stored/);
+    assert.equal(fresh.first.headers.get('surrogate-control'), null, 'not forwarded downstream');
+    assert.equal(fresh.first.headers.get('cache-control'), 'no-store', 'the browser-facing field is untouched');
+    assert.match(status(fresh.second), /^cachefront; hit/);
+    assert.equal(fresh.secondBody, '/surrogate-fresh v1');
+
+    const nostore = await twice('/surrogate-nostore');
+    assert.match(status(nostore.second), /detail=no-store/);
+    assert.equal(nostore.secondBody, '/surrogate-nostore v2');
+
+    const personal = await twice('/surrogate-private');
+    assert.match(status(personal.second), /detail=private/);
+    assert.equal(personal.secondBody, '/surrogate-private v2', 'Cache-Control: private still holds');
+
+    const other = await twice('/surrogate-other');
+    assert.doesNotMatch(status(other.second), /hit/, 'directives for another device do not apply');
+    assert.equal(other.secondBody, '/surrogate-other v2');
+
+    assert.ok(announced.length >= 6, `${announced.length} origin requests`);
+    for (const value of announced) assert.equal(value, 'cachefront="Surrogate/1.0"');
+  });
+
   test('a response with Set-Cookie is never stored', async () => {
     routes.set('/cookie', (_req, n) => ({ headers: { 'cache-control': 'max-age=60', 'set-cookie': `sid=${n}` }, body: `cookie v${n}` }));
     for (let i = 1; i <= 2; i++) {

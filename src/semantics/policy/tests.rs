@@ -1137,3 +1137,137 @@ fn stale_if_error_covers_the_four_server_error_statuses_only() {
         );
     }
 }
+
+#[test]
+fn surrogate_control_governs_storing_after_the_targeted_fields() {
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=600;cachefront")
+            ]
+        ),
+        store(),
+        "the origin's instruction to surrogates beats a browser-facing no-store"
+    );
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("surrogate-control", "no-store"),
+                ("expires", &date(600)),
+                ("date", &date(0))
+            ]
+        ),
+        skip(NoStoreReason::ResponseNoStore)
+    );
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[
+                ("surrogate-control", "no-store"),
+                ("cdn-cache-control", "max-age=60")
+            ]
+        ),
+        store(),
+        "CDN-Cache-Control (RFC 9213) comes first"
+    );
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[
+                ("cache-control", "no-store"),
+                ("surrogate-control", "max-age=600;another-cdn")
+            ]
+        ),
+        skip(NoStoreReason::ResponseNoStore),
+        "directives aimed at another device leave Cache-Control in charge"
+    );
+}
+
+#[test]
+fn surrogate_control_never_shares_a_private_or_credentialed_answer() {
+    assert_eq!(
+        decide(
+            &[],
+            200,
+            &[
+                ("cache-control", "private, max-age=60"),
+                ("surrogate-control", "max-age=600")
+            ]
+        ),
+        skip(NoStoreReason::Private)
+    );
+    assert_eq!(
+        decide(
+            &[("authorization", "Bearer abc")],
+            200,
+            &[("surrogate-control", "max-age=600")]
+        ),
+        skip(NoStoreReason::Authorization)
+    );
+    assert_eq!(
+        decide(
+            &[("cookie", "session=1")],
+            200,
+            &[("surrogate-control", "max-age=600")]
+        ),
+        skip(NoStoreReason::Cookie)
+    );
+    assert_eq!(
+        decide(
+            &[("authorization", "Bearer abc")],
+            200,
+            &[
+                ("cache-control", "public"),
+                ("surrogate-control", "max-age=600")
+            ]
+        ),
+        store(),
+        "Cache-Control: public is the permission"
+    );
+    assert_eq!(
+        decide(
+            &[("authorization", "Bearer abc")],
+            200,
+            &[("cdn-cache-control", "max-age=600")]
+        ),
+        store(),
+        "a field of RFC 9213 still is"
+    );
+}
+
+#[test]
+fn surrogate_control_freshness_ignores_cache_control_and_expires() {
+    let s = settings();
+    for (cc, sc, lifetime) in [
+        ("max-age=1", "max-age=3600", 3600),
+        ("max-age=3600", "max-age=1", 1),
+        ("max-age=3600", "max-age=0", 0),
+        ("max-age=3600", "max-age =100", 3600),
+    ] {
+        let h = headers(&[
+            ("cache-control", cc),
+            ("surrogate-control", sc),
+            ("expires", &date(5000)),
+            ("date", &date(0)),
+        ]);
+        assert_eq!(freshness_lifetime(&h, None, &s), lifetime, "{cc} / {sc}");
+    }
+    let h = headers(&[
+        ("surrogate-control", "max-age=3600"),
+        ("expires", "0"),
+        ("date", &date(0)),
+    ]);
+    assert_eq!(freshness_lifetime(&h, None, &s), 3600, "an invalid Expires");
+    let stale_ok = freshness(&[("surrogate-control", "max-age=60+300")], 0, 0);
+    assert_eq!((stale_ok.lifetime_secs, stale_ok.sie_secs), (60, 300));
+    let aged = freshness(&[("surrogate-control", "max-age=3600")], 12_000, 0);
+    assert!(!aged.is_fresh(), "Age counts as for Cache-Control");
+}
