@@ -17,3 +17,22 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<B
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
+
+/// The operator APIs' error answer (purge, state), one shape for both:
+/// `{"ok":false,"error":{"status":..,"code":..,"message":..[,"field":..]}}`.
+pub fn api_error_response(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    field: Option<&str>,
+) -> Response<Body> {
+    let mut error = serde_json::json!({
+        "status": status.as_u16(),
+        "code": code,
+        "message": message,
+    });
+    if let Some(field) = field {
+        error["field"] = serde_json::json!(field);
+    }
+    json_response(status, &serde_json::json!({ "ok": false, "error": error }))
+}

@@ -28,7 +28,7 @@ use crate::platform::{BodyStreams, HealthStore, StreamReadError};
 use crate::purge::api::PurgeConfig;
 use crate::purge::registry::{keys_by_shard, shard_of, RegistryEntry, TagRegistryStore};
 use crate::purge::tags::MAX_TAG_BYTES;
-use crate::responses::json_response;
+use crate::responses::{api_error_response, json_response};
 use crate::Body;
 
 /// The operator endpoint: `GET` exports, `PUT` imports.
@@ -193,17 +193,11 @@ impl StateError {
     /// `{"ok":false,"error":{"status":..,"code":..,"message":..[,"field":..]}}`,
     /// the purge API's error shape.
     pub fn to_response(&self) -> Response<Body> {
-        let status = self.status();
-        let mut error = serde_json::json!({
-            "status": status.as_u16(),
-            "code": self.code(),
-            "message": self.to_string(),
-        });
-        if let Self::InvalidField { field, .. } = self {
-            error["field"] = serde_json::json!(field);
-        }
-        let mut response =
-            json_response(status, &serde_json::json!({ "ok": false, "error": error }));
+        let field = match self {
+            Self::InvalidField { field, .. } => Some(field.as_str()),
+            _ => None,
+        };
+        let mut response = api_error_response(self.status(), self.code(), &self.to_string(), field);
         let headers = response.headers_mut();
         match self {
             Self::MethodNotAllowed(_) => {

@@ -28,6 +28,8 @@
 
 use std::ops::Range;
 
+use super::css_references::string_token;
+
 /// Minifies a stylesheet; `Err` names why it was left alone.
 pub fn minify_css(source: &str) -> Result<String, String> {
     minify_css_observed(source, &mut |_| {})
@@ -307,19 +309,12 @@ fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .map(|p| p + from)
 }
 
-/// End (exclusive) of the string starting with the quote at `start`.
+/// End (exclusive) of the string starting with the quote at `start`; `None`
+/// when a newline (which ends a CSS string badly) or the end of input comes
+/// first. The reference scanner's tokenizer reads it, so that the minifier
+/// and the scanner agree on where a string ends.
 fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let quote = bytes[start];
-    let mut i = start + 1;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => i += 2,
-            b'\n' => return None, // a newline ends a CSS string badly
-            c if c == quote => return Some(i + 1),
-            _ => i += 1,
-        }
-    }
-    None
+    string_token(bytes, start).0.map(|content| content.end + 1)
 }
 
 /// Whether a declaration must be copied as written: a custom property, or a

@@ -111,8 +111,9 @@ fn push_reference(
 }
 
 /// A quoted string starting at `start` (the quote). Returns the range of its
-/// content (None if unterminated) and the index after the closing quote.
-fn string_token(bytes: &[u8], start: usize) -> (Option<std::ops::Range<usize>>, usize) {
+/// content (None if unterminated or broken by a newline) and the index after
+/// the closing quote. The minifier ([`super::css_min`]) reads strings with it too.
+pub(super) fn string_token(bytes: &[u8], start: usize) -> (Option<std::ops::Range<usize>>, usize) {
     let quote = bytes[start];
     let mut i = start + 1;
     while i < bytes.len() {

@@ -846,6 +846,15 @@ impl Background for WaitUntil {
 #[derive(Clone)]
 pub struct RegistryBinding(Option<DurableTagRegistry>);
 
+impl RegistryBinding {
+    /// The registry, or the error every call answers without the binding.
+    fn bound(&self) -> Result<&DurableTagRegistry, StoreError> {
+        self.0
+            .as_ref()
+            .ok_or_else(|| StoreError("the TAG_REGISTRY binding is missing".into()))
+    }
+}
+
 impl TagRegistryStore for RegistryBinding {
     async fn purge(
         &self,
@@ -854,10 +863,7 @@ impl TagRegistryStore for RegistryBinding {
         soft: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        match &self.0 {
-            Some(registry) => registry.purge(shard, keys, soft, now_ms).await,
-            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
-        }
+        self.bound()?.purge(shard, keys, soft, now_ms).await
     }
 
     async fn lookup(
@@ -866,10 +872,7 @@ impl TagRegistryStore for RegistryBinding {
         keys: &[String],
     ) -> Result<std::collections::HashMap<String, crate::purge::registry::TagPurgeTimes>, StoreError>
     {
-        match &self.0 {
-            Some(registry) => registry.lookup(shard, keys).await,
-            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
-        }
+        self.bound()?.lookup(shard, keys).await
     }
 
     async fn entries(
@@ -878,10 +881,7 @@ impl TagRegistryStore for RegistryBinding {
         after: &str,
         limit: usize,
     ) -> Result<Vec<crate::purge::registry::RegistryEntry>, StoreError> {
-        match &self.0 {
-            Some(registry) => registry.entries(shard, after, limit).await,
-            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
-        }
+        self.bound()?.entries(shard, after, limit).await
     }
 
     async fn merge(
@@ -889,21 +889,16 @@ impl TagRegistryStore for RegistryBinding {
         shard: u32,
         entries: &[crate::purge::registry::RegistryEntry],
     ) -> Result<(), StoreError> {
-        match &self.0 {
-            Some(registry) => registry.merge(shard, entries).await,
-            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
-        }
+        self.bound()?.merge(shard, entries).await
     }
+
     async fn sync(
         &self,
         shard: u32,
         after: Option<u64>,
         limit: usize,
     ) -> Result<crate::purge::sync::SyncPage, StoreError> {
-        match &self.0 {
-            Some(registry) => registry.sync(shard, after, limit).await,
-            None => Err(StoreError("the TAG_REGISTRY binding is missing".into())),
-        }
+        self.bound()?.sync(shard, after, limit).await
     }
 }
 

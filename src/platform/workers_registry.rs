@@ -140,26 +140,11 @@ impl DurableObject for TagRegistry {
                 if message.tags.len() > MAX_KEYS_PER_MESSAGE {
                     return Response::error("too many tags in one message", 413);
                 }
-                let now = i64::try_from(message.now_ms).unwrap_or(i64::MAX);
-                let (hard, soft) = if message.soft { (0, now) } else { (now, 0) };
-                let sql = self.state.storage().sql();
-                let mut seq = current_seq(&sql)?;
-                // No await between the writes: the runtime commits them together.
-                for tag in &message.tags {
-                    seq += 1;
-                    sql.exec(
-                        UPSERT,
-                        vec![
-                            SqlStorageValue::from(tag.as_str()),
-                            SqlStorageValue::from(hard),
-                            SqlStorageValue::from(soft),
-                            SqlStorageValue::from(seq),
-                        ],
-                    )?;
-                }
-                Response::from_json(&PurgeWritten {
-                    written: message.tags.len(),
-                })
+                let times = TagPurgeTimes::default().with_purge(message.soft, message.now_ms);
+                write_times(
+                    &self.state.storage().sql(),
+                    message.tags.iter().map(|tag| (tag.as_str(), times)),
+                )
             }
             "/lookup" => {
                 let message: LookupMessage = match req.json().await {
@@ -229,24 +214,13 @@ impl DurableObject for TagRegistry {
                 if message.entries.len() > MAX_KEYS_PER_MESSAGE {
                     return Response::error("too many entries in one message", 413);
                 }
-                let sql = self.state.storage().sql();
-                let mut seq = current_seq(&sql)?;
-                // No await between the writes: the runtime commits them together.
-                for entry in &message.entries {
-                    seq += 1;
-                    sql.exec(
-                        UPSERT,
-                        vec![
-                            SqlStorageValue::from(entry.key.as_str()),
-                            SqlStorageValue::from(i64::try_from(entry.hard_ms).unwrap_or(i64::MAX)),
-                            SqlStorageValue::from(i64::try_from(entry.soft_ms).unwrap_or(i64::MAX)),
-                            SqlStorageValue::from(seq),
-                        ],
-                    )?;
-                }
-                Response::from_json(&PurgeWritten {
-                    written: message.entries.len(),
-                })
+                write_times(
+                    &self.state.storage().sql(),
+                    message
+                        .entries
+                        .iter()
+                        .map(|entry| (entry.key.as_str(), entry.times())),
+                )
             }
             "/sync" => {
                 let message: SyncMessage = match req.json().await {
@@ -310,6 +284,31 @@ impl DurableObject for TagRegistry {
             _ => Response::error("not found", 404),
         }
     }
+}
+
+/// Writes each key's purge times (`/purge` and `/merge`), every row with the
+/// object's next sequence number, and answers `{"written":n}`.
+fn write_times<'a>(
+    sql: &worker::SqlStorage,
+    rows: impl Iterator<Item = (&'a str, TagPurgeTimes)>,
+) -> worker::Result<Response> {
+    let mut seq = current_seq(sql)?;
+    let mut written = 0;
+    // No await between the writes: the runtime commits them together.
+    for (key, times) in rows {
+        seq += 1;
+        sql.exec(
+            UPSERT,
+            vec![
+                SqlStorageValue::from(key),
+                SqlStorageValue::from(i64::try_from(times.hard_ms).unwrap_or(i64::MAX)),
+                SqlStorageValue::from(i64::try_from(times.soft_ms).unwrap_or(i64::MAX)),
+                SqlStorageValue::from(seq),
+            ],
+        )?;
+        written += 1;
+    }
+    Response::from_json(&PurgeWritten { written })
 }
 
 /// The last sequence number the object gave.

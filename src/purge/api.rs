@@ -20,7 +20,7 @@ use super::request::{url_parts, PurgeRequest};
 use crate::admin::auth::{self, SecretToken, TokenCheck};
 use crate::purge::registry::{purge_keys, TagRegistryStore};
 use crate::purge::tags::{self, DropReason};
-use crate::responses::json_response;
+use crate::responses::{api_error_response, json_response};
 use crate::Body;
 
 /// Where the purge API is served.
@@ -399,16 +399,7 @@ impl PurgeError {
     /// `{"ok":false,"error":{"status":401,"code":"bad_token","message":"..."}}`
     /// with `Allow`, `WWW-Authenticate` or `Retry-After` where they belong.
     pub fn to_response(&self) -> Response<Body> {
-        let status = self.status();
-        let body = serde_json::json!({
-            "ok": false,
-            "error": {
-                "status": status.as_u16(),
-                "code": self.code(),
-                "message": self.to_string(),
-            }
-        });
-        let mut response = json_response(status, &body);
+        let mut response = api_error_response(self.status(), self.code(), &self.to_string(), None);
         let headers = response.headers_mut();
         match self {
             PurgeError::MethodNotAllowed(_) => {
