@@ -80,11 +80,7 @@ async fn every_error_answer_is_no_store_including_axum_rejections_and_the_fallba
             "{url}"
         );
     }
-    let ok = client
-        .get(server.url("/products/1"))
-        .send()
-        .await
-        .expect("ok");
+    let ok = support::get(&client, server.url("/products/1")).await;
     assert_eq!(ok.status(), 200);
     assert!(
         ok.headers().get("cache-control").is_none(),
@@ -118,16 +114,8 @@ async fn request_id_is_kept_when_sane_replaced_when_not_and_echoed() {
     assert_ne!(echoed, "evil value\twith tabs");
     assert_eq!(res.text().await.expect("body"), echoed);
 
-    let a = client
-        .get(server.url("/no-such-page"))
-        .send()
-        .await
-        .expect("a");
-    let b = client
-        .get(server.url("/no-such-page"))
-        .send()
-        .await
-        .expect("b");
+    let a = support::get(&client, server.url("/no-such-page")).await;
+    let b = support::get(&client, server.url("/no-such-page")).await;
     assert_ne!(
         a.headers()["x-request-id"],
         b.headers()["x-request-id"],
@@ -175,7 +163,7 @@ async fn the_handler_sees_one_id_on_the_request_the_same_as_its_extension() {
     );
 
     // None sent: the generated id is on the request too.
-    let res = client.get(server.url("/seen")).send().await.expect("send");
+    let res = support::get(&client, server.url("/seen")).await;
     let echoed = res.headers()["x-request-id"]
         .to_str()
         .unwrap_or("")

@@ -49,6 +49,31 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
+/// `GET url` with `client`; panics (naming the URL) when no answer comes.
+pub async fn get(client: &reqwest::Client, url: impl AsRef<str>) -> reqwest::Response {
+    let url = url.as_ref();
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// `GET url` with `Authorization: Bearer token`; panics (naming the URL) when no answer comes.
+pub async fn get_bearer(
+    client: &reqwest::Client,
+    url: impl AsRef<str>,
+    token: &str,
+) -> reqwest::Response {
+    let url = url.as_ref();
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
 /// A child process killed (and reaped) on drop.
 pub struct ChildGuard {
     pub child: Child,
