@@ -22,15 +22,6 @@ use support::{example_bin, http, spawn_example, TestServer};
 const TOKEN: &str = "admin-test-token-0123456789abcdef";
 const DEBUG_TOKEN: &str = "debug-test-token-0123456789abcdef";
 
-/// Operator paths; none of them may answer on a public listener.
-const OPERATOR_PATHS: [&str; 5] = [
-    "/metrics",
-    "/metrics.json",
-    "/debug/requests",
-    "/debug/pprof/profile?seconds=1",
-    "/debug/queries",
-];
-
 struct Parts {
     metrics: Metrics,
     health: Health,
@@ -110,7 +101,7 @@ async fn public_health_router_has_no_operator_routes_and_no_error_text() {
         .layer(p.metrics.layer());
     let server = TestServer::start(app).await;
     let client = http();
-    for path in OPERATOR_PATHS {
+    for path in support::OPERATOR_PATHS {
         let res = support::get_bearer(&client, server.url(path), DEBUG_TOKEN).await;
         assert_eq!(res.status(), 404, "{path} is public");
     }
@@ -280,7 +271,7 @@ async fn minimal_example_serves_operator_routes_only_on_the_admin_listener() {
         support::get(&client, format!("{public}/")).await.status(),
         200
     );
-    for path in OPERATOR_PATHS {
+    for path in support::OPERATOR_PATHS {
         let res = support::get_bearer(&client, format!("{public}{path}"), TOKEN).await;
         assert_eq!(res.status(), 404, "{path} answered on the public listener");
     }

@@ -11,15 +11,6 @@ use support::{edge_contract, http, spawn_example, PurgeStandIn};
 const ADMIN_TOKEN: &str = "catalog-price-token-0123456789abcdef";
 const DEBUG_TOKEN: &str = "catalog-debug-token-0123456789abcdef";
 
-/// Operator paths; none of them may answer on the public listener.
-const OPERATOR_PATHS: [&str; 5] = [
-    "/metrics",
-    "/metrics.json",
-    "/debug/requests",
-    "/debug/pprof/profile?seconds=1",
-    "/debug/queries",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     let Some(database_url) = support::database_url() else {
@@ -162,7 +153,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
 
     // The public listener (what the edge forwards to) has no operator route, even for a
     // caller holding the debug token.
-    for path in OPERATOR_PATHS {
+    for path in support::OPERATOR_PATHS {
         let res = support::get_bearer(&client, format!("{base}{path}"), DEBUG_TOKEN).await;
         assert_eq!(res.status(), 404, "{path} answered on the public listener");
         let text = res.text().await.expect("body");

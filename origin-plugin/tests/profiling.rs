@@ -96,6 +96,14 @@ fn parse_server_timing(v: &str) -> Vec<(String, f64, Option<String>)> {
         .collect()
 }
 
+/// A profiler whose debug routes open with [`DEBUG_TOKEN`].
+fn debug_profiler() -> Profiler {
+    Profiler::new(ProfilingConfig {
+        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
+        ..Default::default()
+    })
+}
+
 #[tokio::test]
 async fn server_timing_is_present_and_plausible() {
     let metrics = Metrics::new();
@@ -192,10 +200,7 @@ async fn debug_endpoints_are_off_without_a_configured_token() {
 #[tokio::test]
 async fn slowest_requests_report_needs_the_token_and_lists_routes() {
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
     support::get(&client, server.url("/work")).await;
@@ -245,10 +250,7 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
 async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
 
@@ -320,10 +322,7 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
 async fn only_one_cpu_profile_runs_at_a_time() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let first_url = server.url("/debug/pprof/profile?seconds=3");
     let first = tokio::spawn(async move {

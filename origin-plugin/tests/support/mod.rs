@@ -121,6 +121,16 @@ pub fn example_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// Operator paths (metrics, debug reports, CPU profile, queries); none of them may answer
+/// on a public listener.
+pub const OPERATOR_PATHS: [&str; 5] = [
+    "/metrics",
+    "/metrics.json",
+    "/debug/requests",
+    "/debug/pprof/profile?seconds=1",
+    "/debug/queries",
+];
+
 /// Where a started example listens.
 #[derive(Debug, Clone, Copy)]
 pub struct ExampleAddrs {
