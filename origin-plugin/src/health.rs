@@ -543,13 +543,8 @@ impl Health {
                     let h = status_page.clone();
                     async move {
                         let report = h.readiness_cached().await;
-                        let code = if report.is_ready() {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
                         no_store((
-                            code,
+                            probe_status(report.is_ready()),
                             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
                             page::render(&report),
                         ))
@@ -562,12 +557,7 @@ impl Health {
                     let h = ready.clone();
                     async move {
                         let report = h.readiness().await;
-                        let status = if report.is_ready() {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        no_store((status, Json(report)))
+                        no_store((probe_status(report.is_ready()), Json(report)))
                     }
                 }),
             )
@@ -599,13 +589,19 @@ async fn livez() -> Response {
 
 /// A probe answer that says only whether: 200 `{"status": yes}` or 503 `{"status": no}`.
 fn public_status(ok: bool, yes: &'static str, no: &'static str) -> Response {
+    let status = if ok { yes } else { no };
+    no_store((
+        probe_status(ok),
+        Json(serde_json::json!({ "status": status })),
+    ))
+}
+
+/// 200 when the probe passes, 503 when it does not.
+fn probe_status(ok: bool) -> StatusCode {
     if ok {
-        no_store((StatusCode::OK, Json(serde_json::json!({ "status": yes }))))
+        StatusCode::OK
     } else {
-        no_store((
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": no })),
-        ))
+        StatusCode::SERVICE_UNAVAILABLE
     }
 }
 

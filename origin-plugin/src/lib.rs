@@ -72,6 +72,8 @@
 
 pub mod admin;
 pub mod error;
+#[cfg(any(feature = "health", feature = "profiling"))]
+mod html;
 #[cfg_attr(not(any(feature = "metrics", feature = "profiling")), allow(dead_code))]
 mod route;
 mod tag_rules;

@@ -195,6 +195,24 @@ fn attributes(labels: &[(&'static str, &str)]) -> Vec<KeyValue> {
         .collect()
 }
 
+/// The OpenTelemetry instrument for registry metric `name`, built on first use (from its
+/// OpenTelemetry name and unit) and shared by every label set after.
+fn instrument<T: Clone>(
+    cache: &Mutex<HashMap<&'static str, T>>,
+    name: &'static str,
+    build: impl FnOnce(String, &'static str) -> T,
+) -> T {
+    cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(name)
+        .or_insert_with(|| {
+            let (n, unit) = otel_name_and_unit(name);
+            build(n.to_owned(), unit)
+        })
+        .clone()
+}
+
 impl OtlpBridge {
     pub(crate) fn counter(
         &self,
@@ -202,16 +220,9 @@ impl OtlpBridge {
         labels: &[(&'static str, &str)],
         prometheus: Counter,
     ) -> Counter {
-        let otel = self
-            .counters
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name)
-            .or_insert_with(|| {
-                let (n, unit) = otel_name_and_unit(name);
-                self.meter.u64_counter(n.to_owned()).with_unit(unit).build()
-            })
-            .clone();
+        let otel = instrument(&self.counters, name, |n, unit| {
+            self.meter.u64_counter(n).with_unit(unit).build()
+        });
         Counter::from_arc(Arc::new(BothCounter {
             prometheus,
             otel,
@@ -226,16 +237,9 @@ impl OtlpBridge {
         labels: &[(&'static str, &str)],
         prometheus: Gauge,
     ) -> Gauge {
-        let otel = self
-            .gauges
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name)
-            .or_insert_with(|| {
-                let (n, unit) = otel_name_and_unit(name);
-                self.meter.f64_gauge(n.to_owned()).with_unit(unit).build()
-            })
-            .clone();
+        let otel = instrument(&self.gauges, name, |n, unit| {
+            self.meter.f64_gauge(n).with_unit(unit).build()
+        });
         Gauge::from_arc(Arc::new(BothGauge {
             prometheus,
             otel,
@@ -250,23 +254,16 @@ impl OtlpBridge {
         labels: &[(&'static str, &str)],
         prometheus: Histogram,
     ) -> Histogram {
-        let otel = self
-            .histograms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(name)
-            .or_insert_with(|| {
-                let (n, unit) = otel_name_and_unit(name);
-                let b = self.meter.f64_histogram(n.to_owned()).with_unit(unit);
-                // Seconds histograms get the registry's buckets, not OpenTelemetry's
-                // millisecond-sized defaults.
-                if unit == "s" {
-                    b.with_boundaries(self.buckets.clone()).build()
-                } else {
-                    b.build()
-                }
-            })
-            .clone();
+        let otel = instrument(&self.histograms, name, |n, unit| {
+            let b = self.meter.f64_histogram(n).with_unit(unit);
+            // Seconds histograms get the registry's buckets, not OpenTelemetry's
+            // millisecond-sized defaults.
+            if unit == "s" {
+                b.with_boundaries(self.buckets.clone()).build()
+            } else {
+                b.build()
+            }
+        });
         Histogram::from_arc(Arc::new(BothHistogram {
             prometheus,
             otel,

@@ -22,15 +22,6 @@ use support::{example_bin, http, spawn_example, TestServer};
 const TOKEN: &str = "admin-test-token-0123456789abcdef";
 const DEBUG_TOKEN: &str = "debug-test-token-0123456789abcdef";
 
-/// Operator paths; none of them may answer on a public listener.
-const OPERATOR_PATHS: [&str; 5] = [
-    "/metrics",
-    "/metrics.json",
-    "/debug/requests",
-    "/debug/pprof/profile?seconds=1",
-    "/debug/queries",
-];
-
 struct Parts {
     metrics: Metrics,
     health: Health,
@@ -77,41 +68,26 @@ async fn admin_router_serves_metrics_detailed_readiness_and_debug_routes() {
     let server = TestServer::start(admin(&p).build()).await;
     let client = http();
 
-    let (status, body) = status_and_json(
-        client
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz"),
-    )
-    .await;
+    let (status, body) = status_and_json(support::get(&client, server.url("/readyz")).await).await;
     assert_eq!(status, 503);
     assert_eq!(
         body["checks"]["cache"]["error"], "connect to 10.1.2.3:6379 refused",
         "the admin listener shows the details: {body}"
     );
 
-    let res = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
+    let res = support::get(&client, server.url("/metrics")).await;
     assert_eq!(res.status(), 200);
     let text = res.text().await.expect("text");
     assert!(text.contains("cachefront_origin_ready 0"), "{text}");
-    let res = client
-        .get(server.url("/metrics.json"))
-        .send()
-        .await
-        .expect("metrics.json");
+    let res = support::get(&client, server.url("/metrics.json")).await;
     assert_eq!(res.status(), 200);
 
-    let res = client
-        .get(server.url("/debug/requests?format=json"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("debug");
+    let res = support::get_bearer(
+        &client,
+        server.url("/debug/requests?format=json"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 200);
 }
 
@@ -125,20 +101,11 @@ async fn public_health_router_has_no_operator_routes_and_no_error_text() {
         .layer(p.metrics.layer());
     let server = TestServer::start(app).await;
     let client = http();
-    for path in OPERATOR_PATHS {
-        let res = client
-            .get(server.url(path))
-            .bearer_auth(DEBUG_TOKEN)
-            .send()
-            .await
-            .expect("request");
+    for path in support::OPERATOR_PATHS {
+        let res = support::get_bearer(&client, server.url(path), DEBUG_TOKEN).await;
         assert_eq!(res.status(), 404, "{path} is public");
     }
-    let res = client
-        .get(server.url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
+    let res = support::get(&client, server.url("/readyz")).await;
     assert_eq!(res.status(), 503);
     assert_eq!(
         res.text().await.expect("body"),
@@ -179,19 +146,9 @@ async fn token_guard_refuses_missing_wrong_and_short_tokens_with_json_401() {
             assert_eq!(body["error"], "unauthorized", "{case} on {path}");
         }
     }
-    let res = client
-        .get(server.url("/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("metrics");
+    let res = support::get_bearer(&client, server.url("/metrics"), TOKEN).await;
     assert_eq!(res.status(), 200);
-    let res = client
-        .get(server.url("/no-such-admin-route"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("unknown");
+    let res = support::get_bearer(&client, server.url("/no-such-admin-route"), TOKEN).await;
     assert_eq!(
         res.status(),
         404,
@@ -200,19 +157,14 @@ async fn token_guard_refuses_missing_wrong_and_short_tokens_with_json_401() {
 
     // One Authorization header cannot carry two tokens: behind the guard, the admin
     // token also opens the debug routes (which stay off without their own token).
-    let res = client
-        .get(server.url("/debug/requests?format=json"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("debug");
+    let res = support::get_bearer(&client, server.url("/debug/requests?format=json"), TOKEN).await;
     assert_eq!(res.status(), 200);
-    let res = client
-        .get(server.url("/debug/requests?format=json"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("debug");
+    let res = support::get_bearer(
+        &client,
+        server.url("/debug/requests?format=json"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 401, "the guard wants the admin token");
 }
 
@@ -226,27 +178,10 @@ async fn guarded_admin_router_nested_in_the_public_app_needs_the_token() {
         .nest("/_admin", admin(&p).token(Some(token)).build());
     let server = TestServer::start(app).await;
     let client = http();
-    assert_eq!(
-        client
-            .get(server.url("/"))
-            .send()
-            .await
-            .expect("page")
-            .status(),
-        200
-    );
-    let res = client
-        .get(server.url("/_admin/metrics"))
-        .send()
-        .await
-        .expect("metrics");
+    assert_eq!(support::get(&client, server.url("/")).await.status(), 200);
+    let res = support::get(&client, server.url("/_admin/metrics")).await;
     assert_eq!(res.status(), 401);
-    let res = client
-        .get(server.url("/_admin/readyz"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("readyz");
+    let res = support::get_bearer(&client, server.url("/_admin/readyz"), TOKEN).await;
     let (status, body) = status_and_json(res).await;
     assert_eq!(status, 503);
     assert_eq!(body["failing"], serde_json::json!(["cache"]));
@@ -333,63 +268,31 @@ async fn minimal_example_serves_operator_routes_only_on_the_admin_listener() {
     );
     let client = http();
     assert_eq!(
-        client
-            .get(format!("{public}/"))
-            .send()
-            .await
-            .expect("page")
-            .status(),
+        support::get(&client, format!("{public}/")).await.status(),
         200
     );
-    for path in OPERATOR_PATHS {
-        let res = client
-            .get(format!("{public}{path}"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("public");
+    for path in support::OPERATOR_PATHS {
+        let res = support::get_bearer(&client, format!("{public}{path}"), TOKEN).await;
         assert_eq!(res.status(), 404, "{path} answered on the public listener");
     }
-    let (status, body) = status_and_json(
-        client
-            .get(format!("{public}/readyz"))
-            .send()
-            .await
-            .expect("public readyz"),
-    )
-    .await;
+    let (status, body) =
+        status_and_json(support::get(&client, format!("{public}/readyz")).await).await;
     assert_eq!(
         (status, body),
         (200, serde_json::json!({"status": "ready"}))
     );
 
-    let res = client
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .expect("admin metrics");
+    let res = support::get(&client, format!("{admin}/metrics")).await;
     assert_eq!(res.status(), 401, "ADMIN_TOKEN guards the admin listener");
-    let res = client
-        .get(format!("{admin}/metrics"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .expect("admin metrics");
+    let res = support::get_bearer(&client, format!("{admin}/metrics"), TOKEN).await;
     assert_eq!(res.status(), 200);
     assert!(res
         .text()
         .await
         .expect("text")
         .contains("cachefront_origin_"));
-    let (status, body) = status_and_json(
-        client
-            .get(format!("{admin}/readyz"))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("admin readyz"),
-    )
-    .await;
+    let (status, body) =
+        status_and_json(support::get_bearer(&client, format!("{admin}/readyz"), TOKEN).await).await;
     assert_eq!(status, 200);
     assert!(body["checks"].is_object(), "{body}");
 }

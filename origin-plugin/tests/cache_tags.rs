@@ -51,11 +51,7 @@ fn app(layer: CacheTagLayer) -> Router {
 #[tokio::test]
 async fn tags_from_handlers_are_merged_lowercased_and_written() {
     let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(true))).await;
-    let res = http()
-        .get(server.url("/product"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/product")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["cache-tag"],
@@ -71,11 +67,7 @@ async fn tags_from_handlers_are_merged_lowercased_and_written() {
 #[tokio::test]
 async fn responses_without_tags_get_no_tag_headers() {
     let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(true))).await;
-    let res = http()
-        .get(server.url("/plain"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/plain")).await;
     assert!(res.headers().get("cache-tag").is_none());
     assert!(res.headers().get("surrogate-key").is_none());
 }
@@ -84,11 +76,7 @@ async fn responses_without_tags_get_no_tag_headers() {
 async fn over_limit_tags_are_dropped_and_counted_never_fatal() {
     let metrics = Metrics::new();
     let server = TestServer::start(app(CacheTagLayer::new().metrics(&metrics))).await;
-    let res = http()
-        .get(server.url("/oversized"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/oversized")).await;
     assert_eq!(res.status(), 200);
     let header = res.headers()["cache-tag"]
         .to_str()
@@ -124,31 +112,19 @@ async fn default_tags_are_added_to_tagged_responses_only() {
     });
     let server = TestServer::start(app(layer)).await;
     let client = http();
-    let res = client
-        .get(server.url("/product"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&client, server.url("/product")).await;
     assert!(res.headers()["cache-tag"]
         .to_str()
         .expect("ascii")
         .ends_with(",site"));
-    let res = client
-        .get(server.url("/plain"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&client, server.url("/plain")).await;
     assert!(res.headers().get("cache-tag").is_none());
 }
 
 #[tokio::test]
 async fn a_handlers_own_surrogate_key_is_replaced_or_removed() {
     let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(true))).await;
-    let res = http()
-        .get(server.url("/own-surrogate"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/own-surrogate")).await;
     assert_eq!(res.headers()["cache-tag"], "fresh");
     let keys: Vec<_> = res
         .headers()
@@ -159,11 +135,7 @@ async fn a_handlers_own_surrogate_key_is_replaced_or_removed() {
     assert_eq!(keys, ["fresh"]);
 
     let server = TestServer::start(app(CacheTagLayer::new().surrogate_key(false))).await;
-    let res = http()
-        .get(server.url("/own-surrogate"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/own-surrogate")).await;
     assert_eq!(res.headers()["cache-tag"], "fresh");
     assert!(res.headers().get("surrogate-key").is_none());
 }

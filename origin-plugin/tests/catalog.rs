@@ -11,15 +11,6 @@ use support::{edge_contract, http, spawn_example, PurgeStandIn};
 const ADMIN_TOKEN: &str = "catalog-price-token-0123456789abcdef";
 const DEBUG_TOKEN: &str = "catalog-debug-token-0123456789abcdef";
 
-/// Operator paths; none of them may answer on the public listener.
-const OPERATOR_PATHS: [&str; 5] = [
-    "/metrics",
-    "/metrics.json",
-    "/debug/requests",
-    "/debug/pprof/profile?seconds=1",
-    "/debug/queries",
-];
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     let Some(database_url) = support::database_url() else {
@@ -44,11 +35,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     // Schema creation and seeding happen in the background; readiness waits for them.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let res = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz");
+        let res = support::get(&client, format!("{base}/readyz")).await;
         if res.status() == 200 {
             let body: serde_json::Value = res.json().await.expect("json");
             assert_eq!(body, serde_json::json!({"status": "ready"}));
@@ -65,16 +52,13 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        client
-            .get(format!("{base}/livez"))
-            .send()
+        support::get(&client, format!("{base}/livez"))
             .await
-            .expect("livez")
             .status(),
         200
     );
 
-    let res = client.get(format!("{base}/")).send().await.expect("index");
+    let res = support::get(&client, format!("{base}/")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-tag"], "products");
     let cc = res.headers()["cache-control"]
@@ -94,11 +78,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("Alpine Two-Person Tent") && html.contains("href=\"/products/1\""));
 
-    let res = client
-        .get(format!("{base}/products/1"))
-        .send()
-        .await
-        .expect("product");
+    let res = support::get(&client, format!("{base}/products/1")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-tag"], "product:1,product-pages");
     let html = res.text().await.expect("html");
@@ -115,11 +95,7 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         ("/products/999999", 404, "not_found"),
         ("/no/such/page", 404, "not_found"),
     ] {
-        let res = client
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .expect("request");
+        let res = support::get(&client, format!("{base}{path}")).await;
         assert_eq!(res.status(), status, "{path}");
         assert_eq!(
             res.headers()["cache-control"],
@@ -168,11 +144,8 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         purge.body,
         serde_json::json!({"tags": ["product:1", "products"]})
     );
-    let html = client
-        .get(format!("{base}/products/1"))
-        .send()
+    let html = support::get(&client, format!("{base}/products/1"))
         .await
-        .expect("product")
         .text()
         .await
         .expect("html");
@@ -180,24 +153,16 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
 
     // The public listener (what the edge forwards to) has no operator route, even for a
     // caller holding the debug token.
-    for path in OPERATOR_PATHS {
-        let res = client
-            .get(format!("{base}{path}"))
-            .bearer_auth(DEBUG_TOKEN)
-            .send()
-            .await
-            .expect("public operator path");
+    for path in support::OPERATOR_PATHS {
+        let res = support::get_bearer(&client, format!("{base}{path}"), DEBUG_TOKEN).await;
         assert_eq!(res.status(), 404, "{path} answered on the public listener");
         let text = res.text().await.expect("body");
         assert!(!text.contains("cachefront_origin_"), "{path}: {text}");
     }
 
     // The admin listener has them: detailed readiness names the checks.
-    let readiness: serde_json::Value = client
-        .get(format!("{admin}/readyz"))
-        .send()
+    let readiness: serde_json::Value = support::get(&client, format!("{admin}/readyz"))
         .await
-        .expect("admin readyz")
         .json()
         .await
         .expect("json");
@@ -208,11 +173,8 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
     );
 
     // Metrics: pool gauges, purge counters; promtool accepts the whole exposition.
-    let text = client
-        .get(format!("{admin}/metrics"))
-        .send()
+    let text = support::get(&client, format!("{admin}/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -234,26 +196,18 @@ async fn catalog_serves_tagged_pages_purges_on_write_and_stops_on_sigterm() {
         assert!(ok && output.trim().is_empty(), "{output}");
     }
 
-    let res = client
-        .get(format!("{admin}/metrics.json"))
-        .send()
-        .await
-        .expect("metrics.json");
+    let res = support::get(&client, format!("{admin}/metrics.json")).await;
     assert_eq!(res.status(), 200);
 
     // Debug endpoints on the admin listener still need their own token.
-    let res = client
-        .get(format!("{admin}/debug/requests"))
-        .send()
-        .await
-        .expect("debug");
+    let res = support::get(&client, format!("{admin}/debug/requests")).await;
     assert_eq!(res.status(), 401);
-    let res = client
-        .get(format!("{admin}/debug/requests?format=json"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("debug");
+    let res = support::get_bearer(
+        &client,
+        format!("{admin}/debug/requests?format=json"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let report: serde_json::Value = res.json().await.expect("json");
     assert!(
@@ -297,11 +251,7 @@ async fn catalog_links_fingerprinted_assets_from_the_manifest() {
     let client = http();
     let deadline = Instant::now() + Duration::from_secs(60);
     let html = loop {
-        let res = client
-            .get(format!("http://{}/products/1", addrs.public))
-            .send()
-            .await
-            .expect("product");
+        let res = support::get(&client, format!("http://{}/products/1", addrs.public)).await;
         if res.status() == 200 {
             break res.text().await.expect("html");
         }

@@ -73,11 +73,8 @@ async fn load(client: &reqwest::Client, base: &str) {
 }
 
 async fn scrape(client: &reqwest::Client, admin: &str) -> String {
-    client
-        .get(format!("{admin}/metrics"))
-        .send()
+    support::get(client, format!("{admin}/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text")
@@ -100,11 +97,8 @@ async fn database_dashboard_panels_show_data_from_the_catalog_under_load() {
     let admin = format!("http://{}", addrs.admin);
     let client = http();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
+    while support::get(&client, format!("{base}/readyz"))
         .await
-        .expect("readyz")
         .status()
         != 200
     {

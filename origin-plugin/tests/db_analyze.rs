@@ -41,13 +41,6 @@ async fn customers(database_url: &str, name: &str, rows: i64) -> (PgPool, String
     (pool, schema)
 }
 
-async fn drop_schema(pool: PgPool, schema: &str) {
-    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&pool)
-        .await;
-    pool.close().await;
-}
-
 fn by_email(schema: &str) -> String {
     format!("SELECT id, region FROM {schema}.customers WHERE email = 'customer-4242@example.com'")
 }
@@ -120,7 +113,7 @@ async fn selective_filter_on_unindexed_column_gets_hypopg_verified_index_advice(
     assert!(after[0].findings.is_empty(), "{:#?}", after[0]);
     assert!(after[0].index_advice.is_empty(), "{:#?}", after[0]);
 
-    drop_schema(pool, &schema).await;
+    support::drop_schema(pool, &schema).await;
 }
 
 #[tokio::test]
@@ -134,7 +127,7 @@ async fn small_tables_are_not_reported() {
         .expect("analyze");
     assert!(reports[0].findings.is_empty(), "{:#?}", reports[0]);
     assert!(reports[0].index_advice.is_empty(), "{:#?}", reports[0]);
-    drop_schema(pool, &schema).await;
+    support::drop_schema(pool, &schema).await;
 }
 
 #[tokio::test]
@@ -213,5 +206,5 @@ async fn analyze_command_prints_the_advice_as_json() {
         .expect("run cachefront-origin");
     assert_eq!(usage.status.code(), Some(2));
 
-    drop_schema(pool, &schema).await;
+    support::drop_schema(pool, &schema).await;
 }

@@ -111,11 +111,7 @@ async fn app_capture_feeds_hot_queries_and_pool_sizing() {
         );
     }
 
-    let unauthorized = http
-        .get(server.url("/debug/queries"))
-        .send()
-        .await
-        .expect("response");
+    let unauthorized = support::get(&http, server.url("/debug/queries")).await;
     assert_eq!(unauthorized.status(), reqwest::StatusCode::UNAUTHORIZED);
     let snapshot = fetch_app_snapshot(&server.url(""), Some(APP_TOKEN))
         .await

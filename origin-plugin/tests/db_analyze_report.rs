@@ -44,13 +44,6 @@ async fn schema(database_url: &str, name: &str, statements: &[&str]) -> (PgPool,
     (pool, schema)
 }
 
-async fn drop_schema(pool: PgPool, schema: &str) {
-    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .execute(&pool)
-        .await;
-    pool.close().await;
-}
-
 fn options() -> AnalyzeOptions {
     AnalyzeOptions::default()
 }
@@ -104,7 +97,7 @@ async fn explain_analyze_of_writes_leaves_the_data_unchanged() {
         assert!(report.execution_ms.is_some(), "{report:#?}");
     }
     assert_eq!(item_totals(&pool, &s).await, (1000, 1000));
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -186,7 +179,7 @@ async fn sort_spilling_to_disk_names_the_sort_and_its_table() {
         .await
         .expect("analyze");
     assert!(of_kind(&planned[0].findings, FindingKind::SortSpill).is_empty());
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -210,7 +203,7 @@ async fn hash_join_over_work_mem_is_a_hash_spill_on_the_hashed_table() {
         "{:#?}",
         spills[0]
     );
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -249,7 +242,7 @@ async fn correlated_filter_is_a_row_misestimate_on_the_scanned_table() {
     };
     assert_eq!(actual_rows, 1000.0);
     assert!(factor >= 10.0, "{m:#?}");
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -285,7 +278,7 @@ async fn range_join_is_a_nested_loop_over_big_inputs_naming_both_tables() {
         "{:#?}",
         loops[0]
     );
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -442,7 +435,7 @@ async fn index_health_reports_duplicate_unused_invalid_and_missing_but_not_used_
     assert_eq!(missing, vec![format!("{s}.audit").as_str()], "{health:#?}");
     assert!(health.missing_index_candidates[0].seq_scan >= 15);
 
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }
 
 #[tokio::test]
@@ -606,5 +599,5 @@ async fn analyze_command_reports_index_health_and_pool_without_queries() {
     assert!(text.contains("== index health"), "{text}");
     assert!(text.contains("[exact]"), "{text}");
     assert!(text.contains("== pool sizing"), "{text}");
-    drop_schema(pool, &s).await;
+    support::drop_schema(pool, &s).await;
 }

@@ -12,7 +12,7 @@ use sqlx::postgres::PgPoolOptions;
 use support::{http, PgCluster, TestServer};
 
 async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
-    let res = client.get(url).send().await.expect("request");
+    let res = support::get(client, url).await;
     let status = res.status().as_u16();
     (status, res.json().await.expect("json body"))
 }
@@ -64,11 +64,7 @@ async fn readyz_flips_to_503_when_postgres_stops_and_back_when_it_returns_naming
     assert!(!error.is_empty());
 
     // The public answer says only that it is unavailable: no check name, no error text.
-    let res = client
-        .get(public.url("/readyz"))
-        .send()
-        .await
-        .expect("public readyz");
+    let res = support::get(&client, public.url("/readyz")).await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let text = res.text().await.expect("body");

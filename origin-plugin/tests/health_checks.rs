@@ -27,11 +27,7 @@ async fn public_probes(health: &Health, n: usize) {
     let client = http();
     // Half one after the other, half at once: concurrent probes share one run too.
     for _ in 0..n / 2 {
-        let res = client
-            .get(public.url("/readyz"))
-            .send()
-            .await
-            .expect("readyz");
+        let res = support::get(&client, public.url("/readyz")).await;
         assert_eq!(res.status(), 200);
     }
     let mut at_once = tokio::task::JoinSet::new();
@@ -56,11 +52,7 @@ async fn public_readyz_reuses_one_result_within_the_ttl_so_probes_do_not_reach_t
 
     // The admin answer always runs the checks (operators want the current truth).
     let admin = TestServer::start(health.admin_router()).await;
-    let res = http()
-        .get(admin.url("/readyz"))
-        .send()
-        .await
-        .expect("admin readyz");
+    let res = support::get(&http(), admin.url("/readyz")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
@@ -160,11 +152,7 @@ async fn admin_status_page_shows_every_check_escaped_and_the_public_app_has_none
         }))
         .build();
     let admin = TestServer::start(health.admin_router()).await;
-    let res = http()
-        .get(admin.url("/status"))
-        .send()
-        .await
-        .expect("status");
+    let res = support::get(&http(), admin.url("/status")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert!(res.headers()["content-type"]
@@ -184,10 +172,6 @@ async fn admin_status_page_shows_every_check_escaped_and_the_public_app_has_none
     assert!(!page.contains("<script>"));
 
     let public = TestServer::start(health.router()).await;
-    let res = http()
-        .get(public.url("/status"))
-        .send()
-        .await
-        .expect("status");
+    let res = support::get(&http(), public.url("/status")).await;
     assert_eq!(res.status(), 404);
 }

@@ -50,6 +50,25 @@ fn app() -> Router {
         .layer(RequestIdLayer::new())
 }
 
+/// `GET url` carrying one `x-request-id` header per entry of `ids`, in order.
+async fn get_with_ids(client: &reqwest::Client, url: String, ids: &[&str]) -> reqwest::Response {
+    let mut req = client.get(&url);
+    for id in ids {
+        req = req.header("x-request-id", *id);
+    }
+    req.send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// The response's (first) `x-request-id`, or "" when it is not text.
+fn echoed_id(res: &reqwest::Response) -> String {
+    res.headers()["x-request-id"]
+        .to_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
 #[tokio::test]
 async fn every_error_answer_is_no_store_including_axum_rejections_and_the_fallback() {
     let server = TestServer::start(app()).await;
@@ -80,11 +99,7 @@ async fn every_error_answer_is_no_store_including_axum_rejections_and_the_fallba
             "{url}"
         );
     }
-    let ok = client
-        .get(server.url("/products/1"))
-        .send()
-        .await
-        .expect("ok");
+    let ok = support::get(&client, server.url("/products/1")).await;
     assert_eq!(ok.status(), 200);
     assert!(
         ok.headers().get("cache-control").is_none(),
@@ -96,38 +111,17 @@ async fn every_error_answer_is_no_store_including_axum_rejections_and_the_fallba
 async fn request_id_is_kept_when_sane_replaced_when_not_and_echoed() {
     let server = TestServer::start(app()).await;
     let client = http();
-    let res = client
-        .get(server.url("/whoami"))
-        .header("x-request-id", "abc-123")
-        .send()
-        .await
-        .expect("send");
+    let res = get_with_ids(&client, server.url("/whoami"), &["abc-123"]).await;
     assert_eq!(res.headers()["x-request-id"], "abc-123");
     assert_eq!(res.text().await.expect("body"), "abc-123");
 
-    let res = client
-        .get(server.url("/whoami"))
-        .header("x-request-id", "evil value\twith tabs")
-        .send()
-        .await
-        .expect("send");
-    let echoed = res.headers()["x-request-id"]
-        .to_str()
-        .unwrap_or("")
-        .to_owned();
+    let res = get_with_ids(&client, server.url("/whoami"), &["evil value\twith tabs"]).await;
+    let echoed = echoed_id(&res);
     assert_ne!(echoed, "evil value\twith tabs");
     assert_eq!(res.text().await.expect("body"), echoed);
 
-    let a = client
-        .get(server.url("/no-such-page"))
-        .send()
-        .await
-        .expect("a");
-    let b = client
-        .get(server.url("/no-such-page"))
-        .send()
-        .await
-        .expect("b");
+    let a = support::get(&client, server.url("/no-such-page")).await;
+    let b = support::get(&client, server.url("/no-such-page")).await;
     assert_ne!(
         a.headers()["x-request-id"],
         b.headers()["x-request-id"],
@@ -140,13 +134,7 @@ async fn the_handler_sees_one_id_on_the_request_the_same_as_its_extension() {
     let server = TestServer::start(app()).await;
     let client = http();
     // Repeated header: the first sane value counts, the others are dropped.
-    let res = client
-        .get(server.url("/seen"))
-        .header("x-request-id", "first-1")
-        .header("x-request-id", "second-2")
-        .send()
-        .await
-        .expect("send");
+    let res = get_with_ids(&client, server.url("/seen"), &["first-1", "second-2"]).await;
     let echoed: Vec<_> = res
         .headers()
         .get_all("x-request-id")
@@ -157,17 +145,8 @@ async fn the_handler_sees_one_id_on_the_request_the_same_as_its_extension() {
     assert_eq!(res.text().await.expect("body"), "first-1|first-1");
 
     // A rejected first value is replaced by a new id, everywhere.
-    let res = client
-        .get(server.url("/seen"))
-        .header("x-request-id", "bad value")
-        .header("x-request-id", "second-2")
-        .send()
-        .await
-        .expect("send");
-    let echoed = res.headers()["x-request-id"]
-        .to_str()
-        .unwrap_or("")
-        .to_owned();
+    let res = get_with_ids(&client, server.url("/seen"), &["bad value", "second-2"]).await;
+    let echoed = echoed_id(&res);
     assert!(!echoed.is_empty() && echoed != "second-2", "{echoed}");
     assert_eq!(
         res.text().await.expect("body"),
@@ -175,11 +154,8 @@ async fn the_handler_sees_one_id_on_the_request_the_same_as_its_extension() {
     );
 
     // None sent: the generated id is on the request too.
-    let res = client.get(server.url("/seen")).send().await.expect("send");
-    let echoed = res.headers()["x-request-id"]
-        .to_str()
-        .unwrap_or("")
-        .to_owned();
+    let res = support::get(&client, server.url("/seen")).await;
+    let echoed = echoed_id(&res);
     assert!(echoed.contains('-'), "prefix-sequence: {echoed}");
     assert_eq!(
         res.text().await.expect("body"),

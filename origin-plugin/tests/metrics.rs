@@ -95,11 +95,8 @@ async fn route_labels_stay_bounded_under_1000_random_paths() {
             }
         }
     }
-    let json: Value = client
-        .get(server.url("/metrics.json"))
-        .send()
+    let json: Value = support::get(&client, server.url("/metrics.json"))
         .await
-        .expect("json")
         .json()
         .await
         .expect("parse");
@@ -148,13 +145,10 @@ async fn in_flight_gauge_returns_to_zero_and_histogram_counts_requests() {
     let server = TestServer::start(app(&metrics)).await;
     let client = http();
     for _ in 0..5 {
-        client.get(server.url("/")).send().await.expect("request");
+        support::get(&client, server.url("/")).await;
     }
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
+    let text = support::get(&client, server.url("/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -181,11 +175,7 @@ async fn in_flight_gauge_returns_to_zero_and_histogram_counts_requests() {
 async fn metrics_endpoint_is_prometheus_text_and_uncacheable() {
     let metrics = Metrics::new();
     let server = TestServer::start(app(&metrics)).await;
-    let res = http()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics");
+    let res = support::get(&http(), server.url("/metrics")).await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.headers()["content-type"],
@@ -211,7 +201,7 @@ async fn promtool_accepts_metrics_output() {
         "/",
         "/products/x",
     ] {
-        client.get(server.url(path)).send().await.expect("request");
+        support::get(&client, server.url(path)).await;
     }
     // Purge metrics too, so every family this crate exports is in the sample.
     let purge = cachefront_origin::purge::PurgeClient::with_metrics(
@@ -224,11 +214,8 @@ async fn promtool_accepts_metrics_output() {
     );
     purge.purge_tags(["a"]);
     purge.flush().await;
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
+    let text = support::get(&client, server.url("/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");

@@ -96,16 +96,20 @@ fn parse_server_timing(v: &str) -> Vec<(String, f64, Option<String>)> {
         .collect()
 }
 
+/// A profiler whose debug routes open with [`DEBUG_TOKEN`].
+fn debug_profiler() -> Profiler {
+    Profiler::new(ProfilingConfig {
+        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
+        ..Default::default()
+    })
+}
+
 #[tokio::test]
 async fn server_timing_is_present_and_plausible() {
     let metrics = Metrics::new();
     let profiler = Profiler::new(ProfilingConfig::default());
     let server = TestServer::start(app(&profiler, &metrics)).await;
-    let res = http()
-        .get(server.url("/work"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/work")).await;
     let value = res.headers()["server-timing"]
         .to_str()
         .expect("ascii")
@@ -133,11 +137,7 @@ async fn sample_rate_zero_sends_no_server_timing() {
         ..Default::default()
     });
     let server = TestServer::start(app(&profiler, &metrics)).await;
-    let res = http()
-        .get(server.url("/fast-route"))
-        .send()
-        .await
-        .expect("request");
+    let res = support::get(&http(), server.url("/fast-route")).await;
     assert!(res.headers().get("server-timing").is_none());
 }
 
@@ -156,17 +156,9 @@ async fn slow_request_log_fires_above_threshold_only() {
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
     for _ in 0..3 {
-        client
-            .get(server.url("/fast-route"))
-            .send()
-            .await
-            .expect("fast");
+        support::get(&client, server.url("/fast-route")).await;
     }
-    client
-        .get(server.url("/slow-route"))
-        .send()
-        .await
-        .expect("slow");
+    support::get(&client, server.url("/slow-route")).await;
 
     let text = String::from_utf8(logs.lock().expect("lock").clone()).expect("utf8");
     let slow_lines: Vec<&str> = text
@@ -198,12 +190,7 @@ async fn debug_endpoints_are_off_without_a_configured_token() {
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
     for path in ["/debug/requests", "/debug/pprof/profile?seconds=1"] {
-        let res = client
-            .get(server.url(path))
-            .bearer_auth("anything")
-            .send()
-            .await
-            .expect("request");
+        let res = support::get_bearer(&client, server.url(path), "anything").await;
         assert_eq!(res.status(), 404, "{path}");
         let body: serde_json::Value = res.json().await.expect("json");
         assert_eq!(body["error"], "not_found");
@@ -213,40 +200,19 @@ async fn debug_endpoints_are_off_without_a_configured_token() {
 #[tokio::test]
 async fn slowest_requests_report_needs_the_token_and_lists_routes() {
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
-    client.get(server.url("/work")).send().await.expect("work");
-    client
-        .get(server.url("/fast-route"))
-        .send()
-        .await
-        .expect("fast");
+    support::get(&client, server.url("/work")).await;
+    support::get(&client, server.url("/fast-route")).await;
 
-    let res = client
-        .get(server.url("/debug/requests"))
-        .send()
-        .await
-        .expect("report");
+    let res = support::get(&client, server.url("/debug/requests")).await;
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()["www-authenticate"], "Bearer");
-    let res = client
-        .get(server.url("/debug/requests"))
-        .bearer_auth("wrong")
-        .send()
-        .await
-        .expect("report");
+    let res = support::get_bearer(&client, server.url("/debug/requests"), "wrong").await;
     assert_eq!(res.status(), 401);
 
-    let res = client
-        .get(server.url("/debug/requests"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("report");
+    let res = support::get_bearer(&client, server.url("/debug/requests"), DEBUG_TOKEN).await;
     assert_eq!(res.status(), 200);
     assert!(res.headers()["content-type"]
         .to_str()
@@ -258,25 +224,25 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
         "{html}"
     );
 
-    let json: serde_json::Value = client
-        .get(server.url("/debug/requests?format=json"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("report")
-        .json()
-        .await
-        .expect("json");
+    let json: serde_json::Value = support::get_bearer(
+        &client,
+        server.url("/debug/requests?format=json"),
+        DEBUG_TOKEN,
+    )
+    .await
+    .json()
+    .await
+    .expect("json");
     let slowest = json["slowest"].as_array().expect("array");
     assert_eq!(slowest[0]["route"], "/work", "slowest first: {json}");
     assert_eq!(slowest[0]["queries"], 2);
 
-    let res = client
-        .get(server.url("/debug/requests?format=xml"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("report");
+    let res = support::get_bearer(
+        &client,
+        server.url("/debug/requests?format=xml"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 400);
 }
 
@@ -284,28 +250,21 @@ async fn slowest_requests_report_needs_the_token_and_lists_routes() {
 async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let client = http();
 
-    let res = client
-        .get(server.url("/debug/pprof/profile?seconds=1"))
-        .send()
-        .await
-        .expect("profile");
+    let res = support::get(&client, server.url("/debug/pprof/profile?seconds=1")).await;
     assert_eq!(res.status(), 401);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["error"], "unauthorized");
     for bad in ["seconds=0", "seconds=61", "seconds=ten", "format=gif"] {
-        let res = client
-            .get(server.url(&format!("/debug/pprof/profile?{bad}")))
-            .bearer_auth(DEBUG_TOKEN)
-            .send()
-            .await
-            .expect("profile");
+        let res = support::get_bearer(
+            &client,
+            server.url(&format!("/debug/pprof/profile?{bad}")),
+            DEBUG_TOKEN,
+        )
+        .await;
         assert_eq!(res.status(), 400, "{bad}");
     }
 
@@ -323,12 +282,12 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
             }
         })
     };
-    let res = client
-        .get(server.url("/debug/pprof/profile?seconds=1"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("profile");
+    let res = support::get_bearer(
+        &client,
+        server.url("/debug/pprof/profile?seconds=1"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "image/svg+xml");
     let svg = res.text().await.expect("svg");
@@ -343,12 +302,12 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
         "a real flamegraph, not the idle placeholder"
     );
 
-    let res = client
-        .get(server.url("/debug/pprof/profile?seconds=1&format=pprof"))
-        .bearer_auth(DEBUG_TOKEN)
-        .send()
-        .await
-        .expect("profile");
+    let res = support::get_bearer(
+        &client,
+        server.url("/debug/pprof/profile?seconds=1&format=pprof"),
+        DEBUG_TOKEN,
+    )
+    .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/octet-stream");
     let bytes = res.bytes().await.expect("bytes");
@@ -363,30 +322,23 @@ async fn cpu_profile_returns_a_flamegraph_svg_and_rejects_missing_token() {
 async fn only_one_cpu_profile_runs_at_a_time() {
     let _slot = profile_slot().await;
     let metrics = Metrics::new();
-    let profiler = Profiler::new(ProfilingConfig {
-        debug_token: Some(BearerToken::new(DEBUG_TOKEN).expect("long enough")),
-        ..Default::default()
-    });
+    let profiler = debug_profiler();
     let server = TestServer::start(app(&profiler, &metrics)).await;
     let first_url = server.url("/debug/pprof/profile?seconds=3");
     let first = tokio::spawn(async move {
-        http()
-            .get(first_url)
-            .bearer_auth(DEBUG_TOKEN)
-            .send()
+        support::get_bearer(&http(), first_url, DEBUG_TOKEN)
             .await
-            .expect("first")
             .status()
     });
     let client = http();
     let mut saw_conflict = false;
     while !first.is_finished() {
-        let res = client
-            .get(server.url("/debug/pprof/profile?seconds=1"))
-            .bearer_auth(DEBUG_TOKEN)
-            .send()
-            .await
-            .expect("second");
+        let res = support::get_bearer(
+            &client,
+            server.url("/debug/pprof/profile?seconds=1"),
+            DEBUG_TOKEN,
+        )
+        .await;
         if res.status() == 409 {
             let body: serde_json::Value = res.json().await.expect("json");
             assert_eq!(body["error"], "conflict");

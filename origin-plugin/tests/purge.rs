@@ -19,6 +19,22 @@ fn fast_retries() -> PurgeConfig {
     }
 }
 
+/// A client of the edge stand-in with `token`, counting in `metrics`.
+fn edge_client(
+    edge: &PurgeStandIn,
+    token: &str,
+    config: PurgeConfig,
+    metrics: &Metrics,
+) -> PurgeClient {
+    PurgeClient::with_metrics(EdgePurge::new(&edge.base(), token), config, metrics)
+}
+
+/// Asserts that `metrics` renders `line`, showing the whole rendering when it does not.
+fn assert_rendered(metrics: &Metrics, line: &str) {
+    let text = metrics.render();
+    assert!(text.contains(line), "{line} missing from:\n{text}");
+}
+
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .map(|a| {
@@ -95,11 +111,7 @@ async fn soft_everything_and_each_kind_use_the_edge_body_shape() {
 async fn items_the_edge_would_refuse_are_never_sent_and_cannot_sink_a_batch() {
     let metrics = Metrics::new();
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
-    let client = PurgeClient::with_metrics(
-        EdgePurge::new(&edge.base(), "edge-secret"),
-        fast_retries(),
-        &metrics,
-    );
+    let client = edge_client(&edge, "edge-secret", fast_retries(), &metrics);
     let long = "x".repeat(1025);
     let got = client.purge_tags([
         "Product:9",
@@ -136,12 +148,9 @@ async fn items_the_edge_would_refuse_are_never_sent_and_cannot_sink_a_batch() {
             json!({"hosts": ["good.example"]}),
         ]
     );
-    let text = metrics.render();
-    assert!(
-        text.contains(
-            r#"cachefront_origin_purge_items_invalid_total{provider="edge",kind="tag"} 6"#
-        ),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_items_invalid_total{provider="edge",kind="tag"} 6"#,
     );
 }
 
@@ -170,11 +179,7 @@ async fn retries_429_and_5xx_honouring_retry_after() {
     let metrics = Metrics::new();
     let edge =
         PurgeStandIn::start(edge_contract, vec![Reply(429, Some(1)), Reply(503, None)]).await;
-    let client = PurgeClient::with_metrics(
-        EdgePurge::new(&edge.base(), "edge-secret"),
-        fast_retries(),
-        &metrics,
-    );
+    let client = edge_client(&edge, "edge-secret", fast_retries(), &metrics);
     client.purge_tags(["product:1"]);
     client.flush().await;
     let got: Vec<Received> = edge.received();
@@ -182,15 +187,13 @@ async fn retries_429_and_5xx_honouring_retry_after() {
     assert!(got.iter().all(|r| r.body == json!({"tags": ["product:1"]})));
     // Retry-After: 1 was honoured (a lower bound: the client cannot have come back sooner).
     assert!(got[1].at.duration_since(got[0].at) >= Duration::from_millis(950));
-    let text = metrics.render();
-    assert!(
-        text.contains(
-            r#"cachefront_origin_purge_requests_total{provider="edge",outcome="retry"} 2"#
-        ),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_requests_total{provider="edge",outcome="retry"} 2"#,
     );
-    assert!(
-        text.contains(r#"cachefront_origin_purge_requests_total{provider="edge",outcome="ok"} 1"#)
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_requests_total{provider="edge",outcome="ok"} 1"#,
     );
 }
 
@@ -206,20 +209,13 @@ async fn gives_up_after_max_attempts_and_counts_the_failure() {
         max_attempts: 3,
         ..fast_retries()
     };
-    let client = PurgeClient::with_metrics(
-        EdgePurge::new(&edge.base(), "edge-secret"),
-        config,
-        &metrics,
-    );
+    let client = edge_client(&edge, "edge-secret", config, &metrics);
     client.purge_tags(["x"]);
     client.flush().await;
     assert_eq!(edge.received().len(), 3);
-    let text = metrics.render();
-    assert!(
-        text.contains(
-            r#"cachefront_origin_purge_requests_total{provider="edge",outcome="failed"} 1"#
-        ),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_requests_total{provider="edge",outcome="failed"} 1"#,
     );
 }
 
@@ -227,11 +223,7 @@ async fn gives_up_after_max_attempts_and_counts_the_failure() {
 async fn a_refused_request_is_not_retried() {
     let metrics = Metrics::new();
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
-    let client = PurgeClient::with_metrics(
-        EdgePurge::new(&edge.base(), "wrong-token"),
-        fast_retries(),
-        &metrics,
-    );
+    let client = edge_client(&edge, "wrong-token", fast_retries(), &metrics);
     client.purge_tags(["x"]);
     client.flush().await;
     assert_eq!(edge.received().len(), 1);
@@ -239,12 +231,9 @@ async fn a_refused_request_is_not_retried() {
         edge.violations(),
         vec!["missing or wrong bearer token".to_owned()]
     );
-    let text = metrics.render();
-    assert!(
-        text.contains(
-            r#"cachefront_origin_purge_requests_total{provider="edge",outcome="rejected"} 1"#
-        ),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_requests_total{provider="edge",outcome="rejected"} 1"#,
     );
 }
 
@@ -256,11 +245,7 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         queue_capacity: 10,
         ..fast_retries()
     };
-    let client = PurgeClient::with_metrics(
-        EdgePurge::new(&edge.base(), "edge-secret"),
-        config,
-        &metrics,
-    );
+    let client = edge_client(&edge, "edge-secret", config, &metrics);
     let tags: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
     assert_eq!(
         client.purge_tags(&tags),
@@ -270,14 +255,13 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
             invalid: 0
         }
     );
-    let text = metrics.render();
-    assert!(
-        text.contains(r#"cachefront_origin_purge_queue_dropped_total{provider="edge"} 15"#),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_queue_dropped_total{provider="edge"} 15"#,
     );
-    assert!(
-        text.contains(r#"cachefront_origin_purge_queue_depth{provider="edge"} 10"#),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_queue_depth{provider="edge"} 10"#,
     );
     client.flush().await;
     let sent: usize = edge
@@ -286,9 +270,10 @@ async fn a_full_queue_drops_and_counts_instead_of_blocking() {
         .map(|r| strings(&r.body["tags"]).len())
         .sum();
     assert_eq!(sent, 10);
-    assert!(metrics
-        .render()
-        .contains(r#"cachefront_origin_purge_queue_depth{provider="edge"} 0"#));
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_queue_depth{provider="edge"} 0"#,
+    );
 }
 
 /// Cloudflare's documented purge call: `POST /client/v4/zones/{zone}/purge_cache`, bearer
@@ -480,11 +465,8 @@ async fn fastly_provider_uses_the_purge_api_as_documented() {
         ]
     );
     // Prefix purges have no Fastly equivalent: refused locally and counted, never sent.
-    let text = metrics.render();
-    assert!(
-        text.contains(
-            r#"cachefront_origin_purge_requests_total{provider="fastly",outcome="rejected"} 1"#
-        ),
-        "{text}"
+    assert_rendered(
+        &metrics,
+        r#"cachefront_origin_purge_requests_total{provider="fastly",outcome="rejected"} 1"#,
     );
 }

@@ -30,6 +30,21 @@ fn cloudfront(stand_in: &CloudFrontStandIn) -> CloudFrontPurge {
     .api_base(&stand_in.base())
 }
 
+/// The edge first, then CloudFront, both behind their stand-ins.
+fn edge_and_cloudfront(edge: &PurgeStandIn, cf: &CloudFrontStandIn) -> FanoutPurge {
+    FanoutPurge::new(fast_retries())
+        .provider(EdgePurge::new(&edge.base(), "edge-secret"))
+        .provider(cloudfront(cf))
+}
+
+/// One product page's URL.
+fn product_1() -> PurgeRequest {
+    PurgeRequest {
+        urls: vec!["https://shop.example/products/1".into()],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn cloudfront_invalidation_has_the_documented_shape_and_a_valid_signature() {
     let cf = CloudFrontStandIn::start(vec![]).await;
@@ -80,15 +95,8 @@ async fn a_wrong_secret_is_caught_by_the_stand_ins_own_signature_check() {
 async fn fanout_purges_every_provider_and_gives_a_receipt_each() {
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
     let cf = CloudFrontStandIn::start(vec![]).await;
-    let fanout = FanoutPurge::new(fast_retries())
-        .provider(EdgePurge::new(&edge.base(), "edge-secret"))
-        .provider(cloudfront(&cf));
-    let receipt = fanout
-        .purge(&PurgeRequest {
-            urls: vec!["https://shop.example/products/1".into()],
-            ..Default::default()
-        })
-        .await;
+    let fanout = edge_and_cloudfront(&edge, &cf);
+    let receipt = fanout.purge(&product_1()).await;
     assert!(receipt.all_ok(), "{receipt:?}");
     assert_eq!(fanout.provider_names(), ["edge", "cloudfront"]);
     let names: Vec<&str> = receipt.providers.iter().map(|p| p.provider).collect();
@@ -106,15 +114,8 @@ async fn one_failing_provider_is_reported_without_hiding_the_others_success() {
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
     // CloudFront keeps refusing with a permanent error.
     let cf = CloudFrontStandIn::start(vec![CfReply(403, "AccessDenied"); 5]).await;
-    let fanout = FanoutPurge::new(fast_retries())
-        .provider(EdgePurge::new(&edge.base(), "edge-secret"))
-        .provider(cloudfront(&cf));
-    let receipt = fanout
-        .purge(&PurgeRequest {
-            urls: vec!["https://shop.example/products/1".into()],
-            ..Default::default()
-        })
-        .await;
+    let fanout = edge_and_cloudfront(&edge, &cf);
+    let receipt = fanout.purge(&product_1()).await;
     assert!(!receipt.all_ok());
     assert_eq!(receipt.providers[0].outcome, Outcome::Ok);
     assert_eq!(receipt.providers[1].outcome, Outcome::Failed);
@@ -132,15 +133,8 @@ async fn throttled_provider_is_retried_on_its_own() {
         CfReply(503, "ServiceUnavailable"),
     ])
     .await;
-    let fanout = FanoutPurge::new(fast_retries())
-        .provider(EdgePurge::new(&edge.base(), "edge-secret"))
-        .provider(cloudfront(&cf));
-    let receipt = fanout
-        .purge(&PurgeRequest {
-            urls: vec!["https://shop.example/products/1".into()],
-            ..Default::default()
-        })
-        .await;
+    let fanout = edge_and_cloudfront(&edge, &cf);
+    let receipt = fanout.purge(&product_1()).await;
     assert!(receipt.all_ok(), "{receipt:?}");
     assert_eq!(receipt.providers[0].attempts, 1, "the edge is not retried");
     assert_eq!(receipt.providers[1].attempts, 3);
@@ -152,9 +146,7 @@ async fn throttled_provider_is_retried_on_its_own() {
 async fn tags_are_unsupported_on_cloudfront_yet_purged_on_the_edge() {
     let edge = PurgeStandIn::start(edge_contract, vec![]).await;
     let cf = CloudFrontStandIn::start(vec![]).await;
-    let fanout = FanoutPurge::new(fast_retries())
-        .provider(EdgePurge::new(&edge.base(), "edge-secret"))
-        .provider(cloudfront(&cf));
+    let fanout = edge_and_cloudfront(&edge, &cf);
     let receipt = fanout
         .purge(&PurgeRequest {
             tags: vec!["Product:1".into(), "bad tag\u{7f}".into()],

@@ -43,11 +43,7 @@ async fn quick_start_app_has_every_feature_live() {
     let client = http();
 
     // Health: ready once PostgreSQL answers (it does at start: the pool connects eagerly).
-    let res = client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .expect("readyz");
+    let res = support::get(&client, format!("{base}/readyz")).await;
     assert_eq!(res.status(), 200);
 
     // A product: db entry in Server-Timing (capture inside the profiler), tag, request id.
@@ -79,11 +75,7 @@ async fn quick_start_app_has_every_feature_live() {
     }
 
     // N+1: five single-row queries in one request are reported in the log.
-    let res = client
-        .get(format!("{base}/products/1/related"))
-        .send()
-        .await
-        .expect("related");
+    let res = support::get(&client, format!("{base}/products/1/related")).await;
     assert_eq!(res.status(), 200);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut off_warning = false;
@@ -103,17 +95,10 @@ async fn quick_start_app_has_every_feature_live() {
     // Metrics: requests by route, captured queries, the detection, capture switched on;
     // probes are not counted as requests.
     for _ in 0..3 {
-        client
-            .get(format!("{base}/livez"))
-            .send()
-            .await
-            .expect("livez");
+        support::get(&client, format!("{base}/livez")).await;
     }
-    let text = client
-        .get(format!("{admin}/metrics"))
-        .send()
+    let text = support::get(&client, format!("{admin}/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -134,11 +119,8 @@ async fn quick_start_app_has_every_feature_live() {
     }
 
     // The admin readiness report carries the capture's own check, passing.
-    let report: serde_json::Value = client
-        .get(format!("{admin}/readyz"))
-        .send()
+    let report: serde_json::Value = support::get(&client, format!("{admin}/readyz"))
         .await
-        .expect("admin readyz")
         .json()
         .await
         .expect("json");

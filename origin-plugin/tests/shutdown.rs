@@ -13,11 +13,8 @@ use nix::unistd::Pid;
 use support::{http, spawn_example};
 
 async fn in_flight_sleeps(client: &reqwest::Client, admin: &str) -> f64 {
-    let text = client
-        .get(format!("{admin}/metrics"))
-        .send()
+    let text = support::get(client, format!("{admin}/metrics"))
         .await
-        .expect("metrics")
         .text()
         .await
         .expect("text");
@@ -50,7 +47,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .map(|_| {
             let url = format!("{base}/sleep/9000");
             tokio::spawn(async move {
-                let res = http().get(url).send().await.expect("slow request");
+                let res = support::get(&http(), url).await;
                 (res.status().as_u16(), res.text().await.expect("body"))
             })
         })
@@ -70,11 +67,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     // so poll); the drain window keeps the listener open to tell us so.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let res = client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz during drain");
+        let res = support::get(&client, format!("{base}/readyz")).await;
         if res.status() == 503 {
             let body: serde_json::Value = res.json().await.expect("json");
             assert_eq!(body, serde_json::json!({"status": "unavailable"}));
@@ -86,11 +79,7 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     }
 
     // The admin listener stays up through the drain and tells why.
-    let res = client
-        .get(format!("{admin}/readyz"))
-        .send()
-        .await
-        .expect("admin readyz during drain");
+    let res = support::get(&client, format!("{admin}/readyz")).await;
     assert_eq!(res.status(), 503);
     let body: serde_json::Value = res.json().await.expect("json");
     assert_eq!(body["status"], "shutting_down");

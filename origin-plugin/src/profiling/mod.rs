@@ -429,19 +429,13 @@ pub(crate) fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a 
         .map(|(_, v)| v)
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// A `Server-Timing` metric name: `name` reduced to token chars, at most 64 of them
+/// (empty when nothing is left).
+fn timing_name(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect()
 }
 
 fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
@@ -454,7 +448,7 @@ fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
                 format!(
                     "<li style=\"margin-left:{}rem\"><code>{}</code> {:.3} ms <small>(+{:.3} ms)</small></li>",
                     n.depth,
-                    html_escape(n.name),
+                    crate::html::escape(n.name),
                     n.duration_ms,
                     n.start_ms
                 )
@@ -464,7 +458,7 @@ fn render_report(slowest: &[RequestSample], cfg: &ProfilingConfig) -> String {
             rows,
             "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=n>{:.2}</td><td class=n>{}</td><td class=n>{:.2}</td></tr>",
             s.method,
-            html_escape(&s.route),
+            crate::html::escape(&s.route),
             s.status,
             s.duration_ms,
             s.queries,
@@ -520,11 +514,7 @@ struct ProfileData {
 impl RequestProfile {
     /// Add a `Server-Timing` entry `name;dur=…;desc="…"`. `name` is reduced to token chars.
     pub fn record(&self, name: &str, duration: Duration, description: Option<&str>) {
-        let name: String = name
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            .take(64)
-            .collect();
+        let name = timing_name(name);
         if name.is_empty() {
             return;
         }
@@ -635,11 +625,7 @@ impl RequestProfile {
                 }
             }
             for (name, dur, calls) in top {
-                let name: String = name
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                    .take(64)
-                    .collect();
+                let name = timing_name(name);
                 if name.is_empty() {
                     continue;
                 }

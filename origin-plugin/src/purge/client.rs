@@ -139,11 +139,7 @@ impl PurgeClient {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.enqueue(
-            Kind::Tag,
-            tags.into_iter().map(|t| t.as_ref().to_owned()),
-            false,
-        )
+        self.enqueue(Kind::Tag, normalized(tags, str::to_owned), false)
     }
 
     /// Soft-purge these cache tags (stale entries stay usable while they revalidate).
@@ -152,11 +148,7 @@ impl PurgeClient {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.enqueue(
-            Kind::Tag,
-            tags.into_iter().map(|t| t.as_ref().to_owned()),
-            true,
-        )
+        self.enqueue(Kind::Tag, normalized(tags, str::to_owned), true)
     }
 
     /// Purge these absolute URLs.
@@ -165,11 +157,7 @@ impl PurgeClient {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.enqueue(
-            Kind::Url,
-            urls.into_iter().map(|u| u.as_ref().trim().to_owned()),
-            false,
-        )
+        self.enqueue(Kind::Url, normalized(urls, trimmed), false)
     }
 
     /// Purge everything under these URL prefixes.
@@ -178,11 +166,7 @@ impl PurgeClient {
         I: IntoIterator<Item = T>,
         T: AsRef<str>,
     {
-        self.enqueue(
-            Kind::Prefix,
-            prefixes.into_iter().map(|p| p.as_ref().trim().to_owned()),
-            false,
-        )
+        self.enqueue(Kind::Prefix, normalized(prefixes, trimmed), false)
     }
 
     /// Purge everything served for these hostnames.
@@ -193,9 +177,7 @@ impl PurgeClient {
     {
         self.enqueue(
             Kind::Host,
-            hosts
-                .into_iter()
-                .map(|h| h.as_ref().trim().to_ascii_lowercase()),
+            normalized(hosts, |h| h.trim().to_ascii_lowercase()),
             false,
         )
     }
@@ -260,4 +242,18 @@ impl PurgeClient {
             queued: self.depth.load(Ordering::Relaxed),
         }
     }
+}
+
+/// The caller's items as owned strings, each passed through `normalize` (the per-kind
+/// clean-up done before validation).
+fn normalized<I, T>(items: I, normalize: fn(&str) -> String) -> impl Iterator<Item = String>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    items.into_iter().map(move |i| normalize(i.as_ref()))
+}
+
+fn trimmed(s: &str) -> String {
+    s.trim().to_owned()
 }

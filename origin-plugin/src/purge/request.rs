@@ -65,10 +65,12 @@ impl PurgeRequest {
             }];
         }
         let mut out: Vec<PurgeRequest> = Vec::new();
-        let mut cur = PurgeRequest {
+        // A request with no items yet, as soft as this one.
+        let empty = || PurgeRequest {
             soft: self.soft,
             ..Default::default()
         };
+        let mut cur = empty();
         let kinds: [(&Vec<String>, KindField); 4] = [
             (&self.tags, |r| &mut r.tags),
             (&self.urls, |r| &mut r.urls),
@@ -78,25 +80,13 @@ impl PurgeRequest {
         for (items, field) in kinds {
             if one_kind && !cur.is_empty() {
                 bytes = 0;
-                out.push(std::mem::replace(
-                    &mut cur,
-                    PurgeRequest {
-                        soft: self.soft,
-                        ..Default::default()
-                    },
-                ));
+                out.push(std::mem::replace(&mut cur, empty()));
             }
             for item in items {
                 let cost = item.len() + 4;
                 if cur.len() >= max || (!cur.is_empty() && bytes + cost > max_item_bytes) {
                     bytes = 0;
-                    out.push(std::mem::replace(
-                        &mut cur,
-                        PurgeRequest {
-                            soft: self.soft,
-                            ..Default::default()
-                        },
-                    ));
+                    out.push(std::mem::replace(&mut cur, empty()));
                 }
                 bytes += cost;
                 field(&mut cur).push(item.clone());

@@ -49,6 +49,31 @@ pub fn http() -> reqwest::Client {
         .expect("http client")
 }
 
+/// `GET url` with `client`; panics (naming the URL) when no answer comes.
+pub async fn get(client: &reqwest::Client, url: impl AsRef<str>) -> reqwest::Response {
+    let url = url.as_ref();
+    client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// `GET url` with `Authorization: Bearer token`; panics (naming the URL) when no answer comes.
+pub async fn get_bearer(
+    client: &reqwest::Client,
+    url: impl AsRef<str>,
+    token: &str,
+) -> reqwest::Response {
+    let url = url.as_ref();
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
 /// A child process killed (and reaped) on drop.
 pub struct ChildGuard {
     pub child: Child,
@@ -95,6 +120,16 @@ pub fn example_bin(name: &str) -> PathBuf {
     );
     bin
 }
+
+/// Operator paths (metrics, debug reports, CPU profile, queries); none of them may answer
+/// on a public listener.
+pub const OPERATOR_PATHS: [&str; 5] = [
+    "/metrics",
+    "/metrics.json",
+    "/debug/requests",
+    "/debug/pprof/profile?seconds=1",
+    "/debug/queries",
+];
 
 /// Where a started example listens.
 #[derive(Debug, Clone, Copy)]

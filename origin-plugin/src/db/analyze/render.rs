@@ -169,58 +169,58 @@ fn render_index_health(h: &IndexHealth) -> String {
             .as_deref()
             .unwrap_or("the cluster started counting")
     );
-    out.push_str("missing-index candidates:\n");
-    for c in &h.missing_index_candidates {
-        let _ = writeln!(out, "  {}", c.message);
-    }
-    if h.missing_index_candidates.is_empty() {
-        out.push_str("  none\n");
-    }
-    out.push_str("duplicate / redundant indexes:\n");
-    for d in &h.duplicate_indexes {
-        let _ = writeln!(
-            out,
-            "  [{}] {} ({}) is covered by {}: {}",
-            d.kind,
-            d.index,
-            size(d.size_bytes),
-            d.covered_by,
-            d.drop_statement
-        );
-    }
-    if h.duplicate_indexes.is_empty() {
-        out.push_str("  none\n");
-    }
-    out.push_str("unused indexes:\n");
-    for u in &h.unused_indexes {
-        let _ = writeln!(
-            out,
+    list(
+        &mut out,
+        "missing-index candidates",
+        &h.missing_index_candidates,
+        |c| format!("  {}", c.message),
+    );
+    list(
+        &mut out,
+        "duplicate / redundant indexes",
+        &h.duplicate_indexes,
+        |d| {
+            format!(
+                "  [{}] {} ({}) is covered by {}: {}",
+                d.kind,
+                d.index,
+                size(d.size_bytes),
+                d.covered_by,
+                d.drop_statement
+            )
+        },
+    );
+    list(&mut out, "unused indexes", &h.unused_indexes, |u| {
+        format!(
             "  {} on {}: {} scans, {}: {}",
             u.index,
             u.table,
             u.idx_scan,
             size(u.size_bytes),
             u.drop_statement
-        );
-    }
-    if h.unused_indexes.is_empty() {
-        out.push_str("  none\n");
-    }
-    out.push_str("invalid indexes:\n");
-    for i in &h.invalid_indexes {
-        let _ = writeln!(
-            out,
+        )
+    });
+    list(&mut out, "invalid indexes", &h.invalid_indexes, |i| {
+        format!(
             "  {} on {} ({}): {} then create it again (or REINDEX INDEX CONCURRENTLY)",
             i.index,
             i.table,
             size(i.size_bytes),
             i.drop_statement
-        );
+        )
+    });
+    out
+}
+
+/// `title:` then one line per item, or `  none` when there is none.
+fn list<T>(out: &mut String, title: &str, items: &[T], line: impl Fn(&T) -> String) {
+    let _ = writeln!(out, "{title}:");
+    for item in items {
+        let _ = writeln!(out, "{}", line(item));
     }
-    if h.invalid_indexes.is_empty() {
+    if items.is_empty() {
         out.push_str("  none\n");
     }
-    out
 }
 
 fn render_pool(p: &PoolSizing) -> String {
@@ -250,5 +250,40 @@ mod tests {
         assert_eq!(size(512), "512 B");
         assert_eq!(size(8192), "8 kB");
         assert_eq!(size(3 * 1024 * 1024 / 2), "1.5 MB");
+    }
+
+    #[test]
+    fn index_health_lists_each_section_or_none() {
+        use crate::db::analyze::index_health::{DuplicateIndex, UnusedIndex};
+        let h = IndexHealth {
+            stats_reset: Some("2026-01-01".into()),
+            duplicate_indexes: vec![DuplicateIndex {
+                kind: "duplicate",
+                table: "public.t".into(),
+                index: "t_a2".into(),
+                definition: String::new(),
+                covered_by: "t_a".into(),
+                covered_by_definition: String::new(),
+                size_bytes: 8192,
+                drop_statement: "DROP INDEX t_a2;".into(),
+            }],
+            unused_indexes: vec![UnusedIndex {
+                table: "public.t".into(),
+                index: "t_b".into(),
+                definition: String::new(),
+                idx_scan: 0,
+                size_bytes: 512,
+                drop_statement: "DROP INDEX t_b;".into(),
+            }],
+            ..IndexHealth::default()
+        };
+        assert_eq!(
+            render_index_health(&h),
+            "\n== index health (usage counted since 2026-01-01)\n\
+             missing-index candidates:\n  none\n\
+             duplicate / redundant indexes:\n  [duplicate] t_a2 (8 kB) is covered by t_a: DROP INDEX t_a2;\n\
+             unused indexes:\n  t_b on public.t: 0 scans, 512 B: DROP INDEX t_b;\n\
+             invalid indexes:\n  none\n"
+        );
     }
 }
