@@ -1,10 +1,12 @@
-//! Header-field parsing targets: `Cache-Control` and the targeted fields
-//! (RFC 9213), `Range`/`If-Range` and the conditional-request helpers.
+//! Header-field parsing targets: `Cache-Control`, the targeted fields
+//! (RFC 9213) and `Surrogate-Control`, `Range`/`If-Range` and the
+//! conditional-request helpers.
 
 use cachefront::semantics::cache_control::{self, Directives, DELTA_SECONDS_CAP};
 use cachefront::semantics::conditional;
-use cachefront::semantics::policy::ResponseDirectives;
+use cachefront::semantics::policy::{Governing, ResponseDirectives};
 use cachefront::semantics::range::{self, RangeAnswer};
+use cachefront::semantics::surrogate_control;
 use cachefront::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -40,7 +42,8 @@ pub fn cache_control(data: &[u8]) {
         if name != header::CACHE_CONTROL {
             // RFC 9213 §2.1: an invalid targeted field is ignored whole.
             assert!(
-                !rd.targeted || cache_control::targeted_field_is_valid(&text),
+                rd.governing != Governing::Targeted
+                    || cache_control::targeted_field_is_valid(&text),
                 "an invalid targeted field {text:?} governed"
             );
         }
@@ -49,7 +52,7 @@ pub fn cache_control(data: &[u8]) {
     // Arbitrary response headers with any mix of the three fields.
     let response = lines.headers();
     let rd = ResponseDirectives::from_headers(&response);
-    if rd.targeted {
+    if rd.governing == Governing::Targeted {
         let targeted_present = ["cloudflare-cdn-cache-control", "cdn-cache-control"]
             .iter()
             .any(|n| response.contains_key(*n));
@@ -58,6 +61,33 @@ pub fn cache_control(data: &[u8]) {
             !rd.directives.is_empty(),
             "an empty targeted field governed"
         );
+    }
+    if rd.governing == Governing::Surrogate {
+        assert!(
+            response.contains_key(surrogate_control::SURROGATE_CONTROL),
+            "Surrogate-Control governed without the field"
+        );
+        assert!(
+            !rd.directives.is_empty(),
+            "an empty Surrogate-Control governed"
+        );
+    }
+
+    // Surrogate-Control: any text parses to lower-cased names and capped seconds.
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        let mut headers = HeaderMap::new();
+        headers.insert(surrogate_control::SURROGATE_CONTROL, value);
+        let parsed = surrogate_control::directives_for_this_cache(&headers);
+        for d in parsed.iter() {
+            assert!(
+                !d.name.is_empty(),
+                "empty Surrogate-Control name from {text:?}"
+            );
+            assert_eq!(d.name, d.name.to_ascii_lowercase(), "names are lower-cased");
+            if let Some(secs) = parsed.seconds(&d.name) {
+                assert!(secs <= DELTA_SECONDS_CAP, "delta-seconds above the cap");
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 
 use cachefront::semantics::cache_control::Directives;
 use cachefront::semantics::policy::{
-    self, EdgeTerms, Freshness, PolicySettings, RequestDirectives, RequestFacts,
+    self, EdgeTerms, Freshness, Governing, PolicySettings, RequestDirectives, RequestFacts,
     ResponseDirectives, ResponseTimes, StoreDecision,
 };
 use http::header::{self, HeaderMap};
@@ -151,7 +151,15 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     ] {
         let vouched = credential == "cookie" && terms.cookies_handled;
         if request.contains_key(&name) && !vouched {
-            let permission = d.has("public") || d.has("s-maxage") || governing.targeted;
+            // `Surrogate-Control` is no permission: `Cache-Control` must give it.
+            let permission = match governing.governing {
+                Governing::Targeted => true,
+                Governing::CacheControl => d.has("public") || d.has("s-maxage"),
+                Governing::Surrogate => {
+                    let cc = Directives::from_headers(response, &header::CACHE_CONTROL);
+                    cc.has("public") || cc.has("s-maxage")
+                }
+            };
             let lifetime =
                 d.has("s-maxage") || d.has("max-age") || response.contains_key(header::EXPIRES);
             if !(permission && lifetime) {
@@ -171,6 +179,12 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     }
     if d.iter().any(|x| x.name == "private" && x.value.is_none()) && !terms.override_private {
         return Err("rule 2: stored despite unqualified private".into());
+    }
+    let cc_private = Directives::from_headers(response, &header::CACHE_CONTROL)
+        .iter()
+        .any(|x| x.name == "private" && x.value.is_none());
+    if governing.governing == Governing::Surrogate && cc_private && !terms.override_private {
+        return Err("rule 2: stored under Surrogate-Control despite Cache-Control: private".into());
     }
     let vary_star = response
         .get_all(header::VARY)
