@@ -39,6 +39,7 @@ pub const VAR_FORWARD_REQUEST_HEADERS: &str = "FORWARD_REQUEST_HEADERS";
 pub const VAR_BYPASS_COOKIES: &str = "BYPASS_COOKIES";
 /// `off` (default) / `explicit`: store 5xx answers that carry explicit freshness.
 pub const VAR_CACHE_SERVER_ERRORS: &str = "CACHE_SERVER_ERRORS";
+pub const VAR_CACHE_CLIENT_ERRORS: &str = "CACHE_CLIENT_ERRORS";
 /// Default stale-while-revalidate window when the origin gives none.
 pub const VAR_STALE_WHILE_REVALIDATE_SECS: &str = "STALE_WHILE_REVALIDATE_SECS";
 /// Default stale-if-error window when the origin gives none.
@@ -174,6 +175,9 @@ pub struct Config {
     /// Store 5xx answers with explicit freshness (`CACHE_SERVER_ERRORS=explicit`);
     /// off by default: an error describes the origin's trouble, not the resource.
     pub cache_server_errors: bool,
+    /// Store every 4xx with explicit freshness (`CACHE_CLIENT_ERRORS=explicit`);
+    /// by default (`url`) only 404, 405, 410 and 414, which the URL alone decides.
+    pub cache_client_errors: bool,
     pub stale_while_revalidate_secs: u64,
     pub stale_if_error_secs: u64,
     /// Staleness served while every origin is unreachable (0: off).
@@ -394,6 +398,17 @@ impl Config {
                     false
                 }
             },
+            cache_client_errors: match lookup(VAR_CACHE_CLIENT_ERRORS).as_deref().map(str::trim) {
+                None | Some("url") => false,
+                Some("explicit") => true,
+                Some(other) => {
+                    found.note(ConfigError::new(
+                        VAR_CACHE_CLIENT_ERRORS,
+                        format_args!("expected url or explicit, got {other:?}"),
+                    ));
+                    false
+                }
+            },
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0),
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0),
             stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600),
@@ -608,6 +623,7 @@ impl Config {
             heuristic_max_secs: self.heuristic_max_secs,
             disconnected_grace_secs: self.stale_if_disconnected_secs,
             store_server_errors: self.cache_server_errors,
+            store_client_errors: self.cache_client_errors,
         }
     }
 
@@ -1439,6 +1455,10 @@ mod tests {
         assert_eq!(tuned.bypass_cookies, ["session*", "wordpress_logged_in_*"]);
         assert!(defaults.bypass_cookies.is_empty());
         assert!(!defaults.policy_settings().store_server_errors);
+        assert!(!defaults.policy_settings().store_client_errors);
+        let explicit =
+            config_from(&[origins, (VAR_CACHE_CLIENT_ERRORS, "explicit")]).expect("valid");
+        assert!(explicit.policy_settings().store_client_errors);
         assert_eq!(tuned.cache_ignore_query_params, ["ref", "utm_*"]);
         assert_eq!(tuned.cache_key_headers, ["x-forwarded-host"]);
         assert_eq!(tuned.policy_settings().default_swr_secs, 30);
@@ -1456,6 +1476,7 @@ mod tests {
             (VAR_BYPASS_COOKIES, "a=b"),
             (VAR_BYPASS_COOKIES, "sess;ion"),
             (VAR_CACHE_SERVER_ERRORS, "on"),
+            (VAR_CACHE_CLIENT_ERRORS, "all"),
         ] {
             let err = config_from(&[origins, (var, bad)]).expect_err(bad);
             assert_eq!(err.variable, var);

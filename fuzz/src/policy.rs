@@ -18,7 +18,8 @@ const NOW_MS: u64 = 1_700_000_000_000;
 
 /// Input:
 /// ```text
-/// GET store-5xx        method; `store-5xx` turns on CACHE_SERVER_ERRORS=explicit;
+/// GET store-5xx        method; `store-5xx` turns on CACHE_SERVER_ERRORS=explicit,
+///                      `store-4xx` CACHE_CLIENT_ERRORS=explicit;
 ///                      a cache rule's terms: `rule-ttl=N`, `rule-swr=N`,
 ///                      `cookies-handled`, `override-private`
 /// cookie: a=1          request headers, then an empty line
@@ -87,6 +88,7 @@ fn settings_and_terms<'a>(words: impl Iterator<Item = &'a str>) -> (PolicySettin
         };
         match word {
             "store-5xx" => settings.store_server_errors = true,
+            "store-4xx" => settings.store_client_errors = true,
             "cookies-handled" => terms.cookies_handled = true,
             "override-private" => terms.override_private = true,
             _ => {
@@ -206,14 +208,27 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     }
     let explicit_lifetime =
         d.has("s-maxage") || d.has("max-age") || response.contains_key(header::EXPIRES);
-    let ruled_5xx = terms.lifetime_secs.is_some_and(|secs| secs > 0);
+    let ruled_error = terms.lifetime_secs.is_some_and(|secs| secs > 0);
     if status.is_server_error()
         && !(settings.store_server_errors && explicit_lifetime)
-        && !ruled_5xx
+        && !ruled_error
     {
         return Err(
             "rule 2: stored a 5xx without CACHE_SERVER_ERRORS=explicit and an explicit lifetime, \
              or a rule naming its status"
+                .into(),
+        );
+    }
+    // A 4xx the URL alone does not decide (400, 403, 429, 431…) could be
+    // one client's doing (CPDoS): the same opt-ins as a 5xx.
+    if status.is_client_error()
+        && !matches!(status.as_u16(), 404 | 405 | 410 | 414)
+        && !(settings.store_client_errors && explicit_lifetime)
+        && !ruled_error
+    {
+        return Err(
+            "rule 2: stored a client error a request can provoke without \
+             CACHE_CLIENT_ERRORS=explicit and an explicit lifetime, or a rule naming its status"
                 .into(),
         );
     }
@@ -299,6 +314,10 @@ mod tests {
         assert!(decide("GET\n\n503\ncache-control: max-age=5\n").is_err());
         assert!(decide("GET store-5xx\n\n503\ncache-control: max-age=5\n").is_ok());
         assert!(decide("GET store-5xx\n\n503\netag: \"a\"\n").is_err());
+        assert!(decide("GET\n\n431\ncache-control: public, max-age=5\n").is_err());
+        assert!(decide("GET store-4xx\n\n431\ncache-control: public, max-age=5\n").is_ok());
+        assert!(decide("GET rule-ttl=60\n\n403\n").is_ok());
+        assert!(decide("GET\n\n404\ncache-control: public, max-age=5\n").is_ok());
         assert!(decide("GET\n\n200\ncache-control: no-store, must-understand\n").is_ok());
         assert!(decide("GET\n\n299\ncache-control: no-store, must-understand\n").is_err());
     }

@@ -30,6 +30,9 @@ pub struct PolicySettings {
     pub disconnected_grace_secs: u64,
     /// Store 5xx answers that carry explicit freshness (off by default).
     pub store_server_errors: bool,
+    /// Store every 4xx that carries explicit freshness, not only those the
+    /// URL alone decides ([`url_determined_client_error`]; off by default).
+    pub store_client_errors: bool,
 }
 
 impl Default for PolicySettings {
@@ -41,6 +44,7 @@ impl Default for PolicySettings {
             disconnected_grace_secs: 0,
             heuristic_max_secs: 86_400,
             store_server_errors: false,
+            store_client_errors: false,
         }
     }
 }
@@ -173,6 +177,15 @@ pub fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
+/// The 4xx statuses the URL alone decides, stored by the usual rules (the
+/// client errors among RFC 9110 §15.1's heuristically cacheable statuses):
+/// 404, 405 (only `GET` is stored, and method overrides never reach the
+/// origin), 410, 414 (the URL is the key). Any other 4xx can depend on what
+/// else a client sent.
+pub fn url_determined_client_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 404 | 405 | 410 | 414)
+}
+
 /// Final statuses this cache understands (RFC 9111 §3: never store others).
 fn understood(status: StatusCode) -> bool {
     matches!(
@@ -227,11 +240,23 @@ pub fn store_decision(
     }
     // 5xx answers describe the origin's trouble, not the resource: not shared
     // unless the operator asked for it, and then only with explicit freshness.
-    // A rule stores a 5xx only when it names the status (`edge_ttl.status`).
-    let ruled_server_error = terms.lifetime_secs.is_some_and(|secs| secs > 0);
+    // A rule stores an error only when it names the status (`edge_ttl.status`).
+    let ruled_error = terms.lifetime_secs.is_some_and(|secs| secs > 0);
     if status.is_server_error()
-        && !ruled_server_error
+        && !ruled_error
         && !(settings.store_server_errors && has_explicit_lifetime(&rd, response_headers))
+    {
+        return Skip(NoStoreReason::ErrorStatus);
+    }
+    // A 4xx that a request can provoke for a URL without changing the URL
+    // (an oversized or malformed header: 400, 431; a precondition or range:
+    // 412, 416; a client's rate limit or a WAF's verdict: 429, 403) is not
+    // shared either, even with explicit freshness: stored, it would answer
+    // everyone for what one client sent (CPDoS). The same rule opt-in holds.
+    if status.is_client_error()
+        && !url_determined_client_error(status)
+        && !ruled_error
+        && !(settings.store_client_errors && has_explicit_lifetime(&rd, response_headers))
     {
         return Skip(NoStoreReason::ErrorStatus);
     }

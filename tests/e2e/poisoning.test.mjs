@@ -257,6 +257,38 @@ describe('a careless origin behind the worker', () => {
       }
     });
 
+    test('a client error provoked by what one client sent is not stored, even marked public (CPDoS)', async () => {
+      // An origin (or its WAF, or a blanket middleware) that marks every
+      // answer public, errors included. Each error below depends on something
+      // other than the URL: an oversized header, a client's rate limit, a
+      // client's User-Agent, a precondition.
+      route('/cpdos4xx/', (req) => {
+        const ua = String(req.headers['user-agent'] ?? '');
+        const error = (status, body) => ({ status, headers: { 'cache-control': PUBLIC }, body });
+        if (ua.length > 2000) return error(431, 'EVIL-header fields too large');
+        if (ua.includes('EVIL-bot')) return error(403, 'EVIL-blocked');
+        if (ua.includes('EVIL-flood')) return error(429, 'EVIL-slow down');
+        if (req.headers['if-match']) return error(412, 'EVIL-precondition');
+        if (ua.includes('EVIL-malformed')) return error(400, 'EVIL-bad request');
+        return { headers: { 'cache-control': PUBLIC }, body: 'page' };
+      });
+      const attacks = [
+        ['/cpdos4xx/hho', { 'user-agent': `x${'A'.repeat(3000)}` }],
+        ['/cpdos4xx/waf', { 'user-agent': 'EVIL-bot/1.0' }],
+        ['/cpdos4xx/rate', { 'user-agent': 'EVIL-flood' }],
+        ['/cpdos4xx/precondition', { 'if-match': '"nope"' }],
+        ['/cpdos4xx/malformed', { 'user-agent': 'EVIL-malformed' }],
+      ];
+      for (const [path, headers] of attacks) {
+        const attack = await get(path, headers);
+        assert.ok(attack.status >= 400, `${path}: the attack reached the origin (${attack.status})`);
+        assert.match(attack.headers['cache-status'], /detail=error-status/, path);
+        const victim = await get(path);
+        assert.equal(victim.status, 200, `${path}: ${victim.headers['cache-status']}`);
+        assert.equal(victim.body, 'page');
+      }
+    });
+
     test('a Host header names its own cache entry', async () => {
       const path = '/reflect/host-header';
       await get(path, { host: 'EVIL-host.example' });

@@ -1271,3 +1271,71 @@ fn surrogate_control_freshness_ignores_cache_control_and_expires() {
     let aged = freshness(&[("surrogate-control", "max-age=3600")], 12_000, 0);
     assert!(!aged.is_fresh(), "Age counts as for Cache-Control");
 }
+
+#[test]
+fn a_client_error_a_request_can_provoke_is_not_shared_even_when_fresh() {
+    let fresh = [("cache-control", "public, max-age=300")];
+    for status in [400, 401, 403, 406, 412, 413, 416, 422, 429, 431, 451] {
+        assert_eq!(
+            decide(&[], status, &fresh),
+            skip(NoStoreReason::ErrorStatus),
+            "{status}"
+        );
+    }
+    for status in [404, 405, 410, 414] {
+        assert_eq!(
+            decide(&[], status, &fresh),
+            store(),
+            "{status}: the URL decides"
+        );
+    }
+    // The operator's opt-ins: CACHE_CLIENT_ERRORS=explicit (explicit freshness
+    // only), or a rule that names the status.
+    let opted = PolicySettings {
+        store_client_errors: true,
+        ..settings()
+    };
+    let get = RequestFacts {
+        method: &Method::GET,
+        headers: &HeaderMap::new(),
+    };
+    let bad_request = StatusCode::BAD_REQUEST;
+    assert_eq!(
+        store_decision(
+            get,
+            bad_request,
+            &headers(&fresh),
+            Some(10),
+            &opted,
+            &EdgeTerms::default()
+        ),
+        store()
+    );
+    assert_eq!(
+        store_decision(
+            get,
+            bad_request,
+            &headers(&[("last-modified", &date(-86_400))]),
+            Some(10),
+            &opted,
+            &EdgeTerms::default()
+        ),
+        skip(NoStoreReason::ErrorStatus),
+        "never by heuristic freshness"
+    );
+    let ruled = EdgeTerms {
+        lifetime_secs: Some(60),
+        ..EdgeTerms::default()
+    };
+    assert_eq!(
+        store_decision(
+            get,
+            bad_request,
+            &HeaderMap::new(),
+            Some(10),
+            &settings(),
+            &ruled
+        ),
+        store()
+    );
+}
