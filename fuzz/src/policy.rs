@@ -221,11 +221,9 @@ pub fn check_store(case: &Case<'_>, decision: &StoreDecision) -> Result<(), Stri
     }
     // A 4xx the URL alone does not decide (400, 403, 429, 431…) could be
     // one client's doing (CPDoS): the same opt-ins as a 5xx.
-    if status.is_client_error()
-        && !matches!(status.as_u16(), 404 | 405 | 410 | 414)
-        && !(settings.store_client_errors && explicit_lifetime)
-        && !ruled_error
-    {
+    let client_errors_opted_in = ruled_error || (settings.store_client_errors && explicit_lifetime);
+    let url_determined = matches!(status.as_u16(), 404 | 405 | 410 | 414);
+    if status.is_client_error() && !url_determined && !client_errors_opted_in {
         return Err(
             "rule 2: stored a client error a request can provoke without \
              CACHE_CLIENT_ERRORS=explicit and an explicit lifetime, or a rule naming its status"

@@ -253,11 +253,9 @@ pub fn store_decision(
     // 412, 416; a client's rate limit or a WAF's verdict: 429, 403) is not
     // shared either, even with explicit freshness: stored, it would answer
     // everyone for what one client sent (CPDoS). The same rule opt-in holds.
-    if status.is_client_error()
-        && !url_determined_client_error(status)
-        && !ruled_error
-        && !(settings.store_client_errors && has_explicit_lifetime(&rd, response_headers))
-    {
+    let client_errors_opted_in = ruled_error
+        || (settings.store_client_errors && has_explicit_lifetime(&rd, response_headers));
+    if status.is_client_error() && !url_determined_client_error(status) && !client_errors_opted_in {
         return Skip(NoStoreReason::ErrorStatus);
     }
     if let Some(reason) = credentials(request.headers) {
