@@ -293,6 +293,21 @@ impl Config {
                 ),
             }
         };
+        // `explicit`, or the variable's default word (also when unset).
+        let explicit_or = |var: &'static str, default_word: &str| -> bool {
+            match lookup(var).as_deref().map(str::trim) {
+                None => false,
+                Some("explicit") => true,
+                Some(word) if word == default_word => false,
+                Some(other) => {
+                    found.note(ConfigError::new(
+                        var,
+                        format_args!("expected {default_word} or explicit, got {other:?}"),
+                    ));
+                    false
+                }
+            }
+        };
         // A value the isolate cannot hold is refused, naming the variable.
         let bytes = |var: &'static str, default: u64, max: u64| -> u64 {
             found.or(within_isolate(var, number(var, default), max), default)
@@ -387,28 +402,8 @@ impl Config {
                 cookie_globs(lookup(VAR_BYPASS_COOKIES).as_deref().unwrap_or("")),
                 Vec::new(),
             ),
-            cache_server_errors: match lookup(VAR_CACHE_SERVER_ERRORS).as_deref().map(str::trim) {
-                None | Some("off") => false,
-                Some("explicit") => true,
-                Some(other) => {
-                    found.note(ConfigError::new(
-                        VAR_CACHE_SERVER_ERRORS,
-                        format_args!("expected off or explicit, got {other:?}"),
-                    ));
-                    false
-                }
-            },
-            cache_client_errors: match lookup(VAR_CACHE_CLIENT_ERRORS).as_deref().map(str::trim) {
-                None | Some("url") => false,
-                Some("explicit") => true,
-                Some(other) => {
-                    found.note(ConfigError::new(
-                        VAR_CACHE_CLIENT_ERRORS,
-                        format_args!("expected url or explicit, got {other:?}"),
-                    ));
-                    false
-                }
-            },
+            cache_server_errors: explicit_or(VAR_CACHE_SERVER_ERRORS, "off"),
+            cache_client_errors: explicit_or(VAR_CACHE_CLIENT_ERRORS, "url"),
             stale_while_revalidate_secs: number(VAR_STALE_WHILE_REVALIDATE_SECS, 0),
             stale_if_error_secs: number(VAR_STALE_IF_ERROR_SECS, 0),
             stale_if_disconnected_secs: number(VAR_STALE_IF_DISCONNECTED_SECS, 600),

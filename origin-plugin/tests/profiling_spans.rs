@@ -5,8 +5,7 @@
 //! test never land in another's.
 #![cfg(all(feature = "profiling", feature = "metrics"))]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod support;
 
 use axum::body::Body;
 use axum::routing::get;
@@ -20,35 +19,9 @@ use tower::ServiceExt;
 use tracing::instrument;
 use tracing_subscriber::prelude::*;
 
+use support::LogLines;
+
 const TOKEN: &str = "spans-test-token-0123456789abcdef0123";
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(data);
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(
-            &self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_owned()
-    }
-}
 
 #[instrument]
 async fn query_rows(n: u32) -> u32 {
@@ -122,8 +95,8 @@ fn metrics() -> Metrics {
 
 /// Runs `f` on a current-thread runtime under a subscriber with the span layer and a
 /// log capture, for this thread only.
-fn with_spans<T>(f: impl std::future::Future<Output = T>) -> (T, Logs) {
-    let logs = Logs::default();
+fn with_spans<T>(f: impl std::future::Future<Output = T>) -> (T, LogLines) {
+    let logs = LogLines::default();
     let sink = logs.clone();
     let subscriber = tracing_subscriber::registry()
         .with(SpanProfileLayer::new())
