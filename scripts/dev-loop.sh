@@ -14,11 +14,6 @@ source scripts/toolchain-env.sh
 
 port=${PORT:-8787}
 token=${PURGE_TOKEN:-dev-purge-token-not-a-secret}
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-origin_port=${CATALOG_PORT:-$(free_port)}
-admin_port=$(free_port)
 logs=$(mktemp -d)
 
 pids=()
@@ -42,13 +37,18 @@ echo "dev: building the catalogue origin" >&2
 cargo build -q -p cachefront-origin --example catalog
 target_dir=${CARGO_TARGET_DIR:-target}
 
-echo "dev: starting the catalogue origin on 127.0.0.1:$origin_port (database: ${DATABASE_URL%%@*}@…)" >&2
-BIND="127.0.0.1:$origin_port" ADMIN_BIND="127.0.0.1:$admin_port" \
+# The origin binds the port it is given (CATALOG_PORT), else one the kernel
+# picks (port 0), and says which in its first line: a port probed free now
+# could be taken by the time the build above has finished.
+echo "dev: starting the catalogue origin (database: ${DATABASE_URL%%@*}@…)" >&2
+BIND="127.0.0.1:${CATALOG_PORT:-0}" ADMIN_BIND="127.0.0.1:0" \
   CACHEFRONT_EDGE_URL="http://127.0.0.1:$port" CACHEFRONT_PURGE_TOKEN="$token" \
   setsid "$target_dir/debug/examples/catalog" >"$logs/catalog.log" 2>&1 &
 pids+=($!)
+origin=
 for _ in $(seq 300); do
-  if curl -fs "http://127.0.0.1:$origin_port/readyz" >/dev/null 2>&1; then break; fi
+  origin=$(sed -n 's|^catalog listening on http://\([0-9.:]*\).*|\1|p' "$logs/catalog.log" | head -1)
+  if [ -n "$origin" ] && curl -fs "http://$origin/readyz" >/dev/null 2>&1; then break; fi
   if ! kill -0 "${pids[0]}" 2>/dev/null; then
     echo "dev: the catalogue origin stopped:" >&2
     cat "$logs/catalog.log" >&2
@@ -56,16 +56,17 @@ for _ in $(seq 300); do
   fi
   sleep 0.2
 done
-curl -fs "http://127.0.0.1:$origin_port/readyz" >/dev/null || {
+if [ -z "$origin" ] || ! curl -fs "http://$origin/readyz" >/dev/null; then
   echo "dev: the catalogue origin never became ready:" >&2
   cat "$logs/catalog.log" >&2
   exit 1
-}
+fi
+echo "dev: started the catalogue origin on $origin" >&2
 
 echo "dev: starting the worker on http://127.0.0.1:$port" >&2
 CACHEFRONT_SKIP_BUILD=1 setsid node_modules/.bin/wrangler dev --local --ip 127.0.0.1 --port "$port" \
   --show-interactive-dev-session=false --test-scheduled \
-  --var "ORIGINS:[{\"name\":\"catalog\",\"url\":\"http://127.0.0.1:$origin_port\"}]" \
+  --var "ORIGINS:[{\"name\":\"catalog\",\"url\":\"http://$origin\"}]" \
   --var "PURGE_TOKEN:$token" "$@" > >(sed -u 's/^/worker | /') 2>&1 &
 pids+=($!)
 ready=
@@ -82,7 +83,7 @@ fi
 cat <<EOF
 
 Cachefront is running: the worker on http://127.0.0.1:$port in front of the
-catalogue origin (127.0.0.1:$origin_port) and its PostgreSQL. Try:
+catalogue origin ($origin) and its PostgreSQL. Try:
 
   curl -s -o /dev/null -D - http://127.0.0.1:$port/products/1 | grep -i cache-status   # fwd=uri-miss; …; stored
   curl -s -o /dev/null -D - http://127.0.0.1:$port/products/1 | grep -i cache-status   # hit
