@@ -18,6 +18,7 @@ use super::{
 };
 use crate::config::validate_name;
 use crate::purge::tags;
+use crate::semantics::cache_control::is_tchar;
 
 /// Most rules a configuration may have: each request is matched against
 /// them in order.
@@ -410,7 +411,7 @@ fn compile(
     let bypass_cookies = raw.bypass_cookies.inspect(|globs| {
         check_len(found, "bypass_cookies", globs.len());
         for (i, glob) in globs.iter().enumerate() {
-            if glob.is_empty() || !glob.bytes().all(|b| b == b'*' || is_token_byte(b)) {
+            if glob.is_empty() || !glob.bytes().all(|b| b == b'*' || is_tchar(b)) {
                 found.add(
                     &format!("bypass_cookies[{i}]"),
                     format!("{glob:?} is not a cookie name glob (token characters and '*')"),
@@ -509,10 +510,6 @@ fn check_len(found: &mut Problems<'_>, field: &str, len: usize) {
     if len > MAX_LIST {
         found.add(field, format!("{len} entries; at most {MAX_LIST}"));
     }
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn conditions(raw: RawConditions, found: &mut Problems<'_>) -> Conditions {
@@ -705,7 +702,7 @@ fn browser_ttl(raw: RawBrowserTtl, found: &mut Problems<'_>) -> BrowserTtl {
 fn cookie_names(found: &mut Problems<'_>, field: &str, names: &[String]) {
     check_len(found, field, names.len());
     for (i, name) in names.iter().enumerate() {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
+        if name.is_empty() || !name.bytes().all(is_tchar) {
             found.add(
                 &format!("{field}[{i}]"),
                 format!("{name:?} is not a cookie name"),

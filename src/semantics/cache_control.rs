@@ -56,6 +56,12 @@ impl Directives {
         self.0.iter().any(|d| d.name == name)
     }
 
+    /// Whether the directive is present without an argument (`private`, not
+    /// `private="x"`).
+    pub fn has_unqualified(&self, name: &str) -> bool {
+        self.0.iter().any(|d| d.name == name && d.value.is_none())
+    }
+
     /// The delta-seconds argument of the first occurrence of `name`.
     ///
     /// `None` when absent; `Some(0)` when present but not a valid number, so a
@@ -65,6 +71,11 @@ impl Directives {
         let directive = self.0.iter().find(|d| d.name == name)?;
         Some(directive.value.as_deref().map_or(0, parse_delta_seconds))
     }
+}
+
+/// A `tchar` of RFC 9110 §5.6.2: the bytes of a token.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Parses delta-seconds (digits only); anything else is 0, overflow is capped.
@@ -291,8 +302,8 @@ fn parse_bare_item(bytes: &[u8], at: usize) -> Option<(ItemKind, usize)> {
         b if b.is_ascii_alphabetic() || b == b'*' => {
             let mut end = at + 1;
             while let Some(&b) = bytes.get(end) {
-                let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b);
-                if !tchar {
+                // An sf-token also allows ":" and "/" (RFC 8941 §3.3.4).
+                if !(is_tchar(b) || b == b':' || b == b'/') {
                     break;
                 }
                 end += 1;

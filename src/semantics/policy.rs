@@ -147,9 +147,7 @@ impl ResponseDirectives {
 
     /// Unqualified (no argument) occurrence of a directive.
     fn has_unqualified(&self, name: &str) -> bool {
-        self.directives
-            .iter()
-            .any(|d| d.name == name && d.value.is_none())
+        self.directives.has_unqualified(name)
     }
 }
 
@@ -341,8 +339,7 @@ fn shared_permission(rd: &ResponseDirectives, response_headers: &HeaderMap) -> b
 fn surrogate_under_private(rd: &ResponseDirectives, response_headers: &HeaderMap) -> bool {
     rd.governing == Governing::Surrogate
         && Directives::from_headers(response_headers, &header::CACHE_CONTROL)
-            .iter()
-            .any(|d| d.name == "private" && d.value.is_none())
+            .has_unqualified("private")
 }
 
 /// Whether the governing directives give an explicit lifetime (not a

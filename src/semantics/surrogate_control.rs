@@ -21,7 +21,7 @@
 
 use http::HeaderMap;
 
-use crate::semantics::cache_control::{parse_delta_seconds, Directive, Directives};
+use crate::semantics::cache_control::{is_tchar, parse_delta_seconds, Directive, Directives};
 
 /// The response field.
 pub const SURROGATE_CONTROL: &str = "surrogate-control";
@@ -136,10 +136,7 @@ fn is_digits(text: &str) -> bool {
 
 /// An RFC 9110 token (no white space, no separators).
 fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !text.is_empty() && text.bytes().all(is_tchar)
 }
 
 /// `text` split at `separator` where it is not inside a quoted string.
