@@ -184,7 +184,8 @@ async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
         Error::Config("DATABASE_URL is required (postgres://user@host:port/db)".to_owned())
     })?;
     let bind = std::env::var("BIND").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let layers_on = layers() == Layers::On;
+    let layers = layers();
+    let layers_on = layers == Layers::On;
     let admin_config = AdminConfig::from_env()?;
     let admin_token = BearerToken::from_env("CATALOG_ADMIN_TOKEN")?;
     let debug_token = BearerToken::from_env("CACHEFRONT_DEBUG_TOKEN")?;
@@ -311,7 +312,7 @@ async fn run(metrics: Metrics, capture: DbCapture) -> Result<(), Error> {
             .db_capture(&capture)
             .cache_tags(CacheTagLayer::new().metrics(&metrics))
             .apply(pages.merge(health.router()))
-    } else if layers() == Layers::Passthrough {
+    } else if layers == Layers::Passthrough {
         // As many layers as the builder adds, each passing the answer through untouched:
         // what the stack's structure alone costs (docs/origin-plugin.md, eighth round).
         fn same(response: Response) -> Response {

@@ -6,7 +6,6 @@
 //! `Retry-After: 1` and is logged (at most one warning per [`UNAVAILABLE_WARN_INTERVAL`],
 //! with the count of those not logged since), so an exhausted pool is never silent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -152,28 +151,28 @@ pub(crate) fn warn_due(last: Option<Instant>, now: Instant, interval: Duration) 
 /// One warning per interval for a process-wide condition, counting the ones it holds back.
 struct WarnLimiter {
     interval: Duration,
-    last: Mutex<Option<Instant>>,
-    held_back: AtomicU64,
+    /// When the last warning was logged, and how many were held back since.
+    state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl WarnLimiter {
     const fn new(interval: Duration) -> Self {
         Self {
             interval,
-            last: Mutex::new(None),
-            held_back: AtomicU64::new(0),
+            state: Mutex::new((None, 0)),
         }
     }
 
     /// `Some(n)` when a warning at `now` is due (`n` were held back since the last one),
     /// `None` when it is held back.
     fn due(&self, now: Instant) -> Option<u64> {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, held_back) = &mut *state;
         if warn_due(*last, now, self.interval) {
             *last = Some(now);
-            Some(self.held_back.swap(0, Ordering::Relaxed))
+            Some(std::mem::take(held_back))
         } else {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
+            *held_back += 1;
             None
         }
     }

@@ -19,6 +19,7 @@ use super::tracing_layer::{QueryCaptureFiltered, QueryCaptureLayer};
 use super::visitors::SqlxStatement;
 use super::{SqlFingerprint, NO_REQUEST_ROUTE};
 use crate::admin::{authorize_debug, BearerToken};
+use crate::error::warn_due;
 
 const SAMPLE_MAX_CHARS: usize = 2048;
 const FINGERPRINT_CACHE_CAPACITY: usize = 4096;
@@ -98,9 +99,6 @@ impl std::hash::Hasher for TextHasher {
 /// Most (route, fingerprint) pairs remembered for N+1 warning rate limiting; past it the
 /// memory is cleared (a burst of new pairs then warns once more each, never grows memory).
 const WARNED_PAIRS_KEPT: usize = 4096;
-
-/// Whether an N+1 detection at `now` is logged, given when its pair was last logged.
-pub(crate) use crate::error::warn_due as n_plus_one_warn_due;
 
 /// Shared capture state: configuration, fingerprint cache, detections. Cheap to clone.
 #[derive(Clone)]
@@ -670,7 +668,7 @@ impl DbCapture {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let entry = warned.get(&key).copied();
-            if n_plus_one_warn_due(
+            if warn_due(
                 entry.map(|e| e.0),
                 now,
                 self.inner.config.n_plus_one_warn_interval,
@@ -906,14 +904,10 @@ mod tests {
     fn n_plus_one_warnings_are_limited_per_interval() {
         let t0 = Instant::now();
         let minute = Duration::from_secs(60);
-        assert!(n_plus_one_warn_due(None, t0, minute));
-        assert!(!n_plus_one_warn_due(
-            Some(t0),
-            t0 + Duration::from_secs(59),
-            minute
-        ));
-        assert!(n_plus_one_warn_due(Some(t0), t0 + minute, minute));
-        assert!(n_plus_one_warn_due(Some(t0), t0, Duration::ZERO));
+        assert!(warn_due(None, t0, minute));
+        assert!(!warn_due(Some(t0), t0 + Duration::from_secs(59), minute));
+        assert!(warn_due(Some(t0), t0 + minute, minute));
+        assert!(warn_due(Some(t0), t0, Duration::ZERO));
     }
 
     #[test]
